@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "macro.h"
+
+/* Indexed by syslog priority, so that the enum index is the level. */
+static const char *const log_level_names[] = {
+        [LOG_EMERG]   = "emerg",
+        [LOG_ALERT]   = "alert",
+        [LOG_CRIT]    = "crit",
+        [LOG_ERR]     = "err",
+        [LOG_WARNING] = "warning",
+        [LOG_NOTICE]  = "notice",
+        [LOG_INFO]    = "info",
+        [LOG_DEBUG]   = "debug",
+        [LOG_DEBUG + 1] = NULL,
+};
+
+static const char *const log_target_names[] = {
+        [LOG_TARGET_AUTO]    = "auto",
+        [LOG_TARGET_CONSOLE] = "console",
+        [LOG_TARGET_JOURNAL] = "journal",
+        [LOG_TARGET_JOURNAL + 1] = NULL,
+};
+
+_Static_assert(LOG_EMERG == 0 && LOG_DEBUG == 7, "log.level names must be indexed by syslog priority");
+
+/* Every key here is documented, with its default, in etc/swarmd.yaml. */
+const struct conf_key config_keys[] = {
+        {
+                .path = "node.name",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, node_name),
+        },
+        {
+                /* The identity and ledgers live there; moving them under a
+                 * running daemon is not something a reload can do. */
+                .path = "node.state_directory",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, state_directory),
+                .needs_restart = true,
+        },
+        {
+                .path = "log.level",
+                .type = CONF_ENUM,
+                .offset = offsetof(struct config, log_level),
+                .names = log_level_names,
+        },
+        {
+                .path = "log.target",
+                .type = CONF_ENUM,
+                .offset = offsetof(struct config, log_target),
+                .names = log_target_names,
+        },
+};
+
+const size_t config_n_keys = ELEMENTSOF(config_keys);
+
+int config_init(struct config *c) {
+        *c = (struct config) {
+                .log_level = LOG_INFO,
+                .log_target = LOG_TARGET_AUTO,
+        };
+
+        c->node_name = strdup("");
+        c->state_directory = strdup("");
+        if (!c->node_name || !c->state_directory) {
+                config_done(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void config_done(struct config *c) {
+        conf_free_values(config_keys, config_n_keys, c);
+}
+
+int config_load(struct config *c, const char *path, bool required, char **error) {
+        int r;
+
+        if (error)
+                *error = NULL;
+
+        r = config_init(c);
+        if (r < 0)
+                return r;
+
+        r = conf_load(config_keys, config_n_keys, c, path, error);
+        if (r == -ENOENT && !(error && *error)) {
+                if (!required)
+                        return 0;
+                if (error && asprintf(error, "%s: %s", path, strerror(ENOENT)) < 0) {
+                        *error = NULL;
+                        return -ENOMEM;
+                }
+        }
+        return r;
+}
+
+int config_apply_reload(struct config *running, struct config *fresh, char ***needs_restart) {
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+
+        /* Collect first, move after: running changes only once nothing
+         * can fail any more. */
+        l = calloc(config_n_keys + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < config_n_keys; i++) {
+                const struct conf_key *key = config_keys + i;
+
+                if (!key->needs_restart || conf_value_equal(key, running, fresh))
+                        continue;
+                l[n] = strdup(key->path);
+                if (!l[n])
+                        return -ENOMEM;
+                n++;
+        }
+
+        for (size_t i = 0; i < config_n_keys; i++)
+                if (!config_keys[i].needs_restart)
+                        conf_value_move(config_keys + i, running, fresh);
+
+        *needs_restart = TAKE_PTR(l);
+        return 0;
+}

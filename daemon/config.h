@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* swarmd's configuration: the typed struct, its defaults, and its schema for
+ * conf.h.  Every key here is documented, with its default, in
+ * etc/swarmd.yaml; a test checks that file parses to exactly these defaults. */
+
+#include <stdbool.h>
+
+#include "conf.h"
+#include "log.h"
+
+struct config {
+        /* node: */
+        char *node_name;        /* node.name: label shown to peers; "" = the host name */
+        char *state_directory;  /* node.state_directory: "" = $STATE_DIRECTORY, else STATEDIR; restart */
+
+        /* log: */
+        int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */
+        int log_target;         /* log.target: enum log_target */
+};
+
+extern const struct conf_key config_keys[];
+extern const size_t config_n_keys;
+
+/* Fills c with the built-in defaults; -ENOMEM on allocation failure. */
+int config_init(struct config *c);
+void config_done(struct config *c);
+
+/* Loads the defaults, then path and its drop-ins (path.d/ *.yaml), into c.
+ * With required false a missing path (and no drop-ins) leaves the defaults.
+ * Returns 0, or a negative errno with *error set to a malloc'd
+ * "FILE:LINE:COLUMN: message" (or "FILE: message"); c is left initialised
+ * either way. */
+int config_load(struct config *c, const char *path, bool required, char **error);
+
+/* Applies a freshly loaded configuration to the running one on reload: the
+ * values that can change live are moved from fresh into running, those that
+ * need a restart are left as they were and their key paths returned in
+ * *needs_restart (a NULL-terminated malloc'd list, possibly empty).
+ * Returns 0 or -ENOMEM. */
+int config_apply_reload(struct config *running, struct config *fresh, char ***needs_restart);

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "daemon.h"
+#include "identity.h"
+#include "log.h"
+#include "macro.h"
+
+struct daemon {
+        struct daemon_options options;
+        sd_event *event;
+        struct config config;
+        char *state_dir;
+        struct identity *identity;
+};
+
+char *daemon_resolve_state_dir(const char *cli_state_dir, const char *config_state_dir) {
+        const char *e;
+
+        if (cli_state_dir)
+                return strdup(cli_state_dir);
+        if (config_state_dir && config_state_dir[0])
+                return strdup(config_state_dir);
+
+        /* systemd passes every StateDirectory= entry, colon-separated. */
+        e = getenv("STATE_DIRECTORY");
+        if (e && e[0])
+                return strndup(e, strcspn(e, ":"));
+
+        return strdup(STATEDIR);
+}
+
+static void daemon_apply_logging(const struct daemon *d) {
+        log_setup(NULL, d->config.log_target);
+        log_set_max_level(d->options.log_level >= 0 ? d->options.log_level : d->config.log_level);
+}
+
+static const char *daemon_node_name(const struct daemon *d, char *buf, size_t size) {
+        if (d->config.node_name[0])
+                return d->config.node_name;
+        if (gethostname(buf, size) < 0 || !buf[0])
+                return "unnamed";
+        buf[size - 1] = '\0';
+        return buf;
+}
+
+static void daemon_notify_running(const struct daemon *d, const char *extra) {
+        char host[256];
+
+        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s)",
+                   extra, NODE_ID_SHORT_LEN, d->identity->node_id,
+                   daemon_node_name(d, host, sizeof(host)));
+}
+
+static int daemon_reload(struct daemon *d) {
+        _cleanup_strv_free_ char **needs_restart = NULL;
+        _cleanup_free_ char *error = NULL;
+        struct config fresh;
+        struct timespec now;
+        int r;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading configuration from %s",
+                   (unsigned long long) now.tv_sec * 1000000ULL + (unsigned long long) now.tv_nsec / 1000ULL,
+                   d->options.config_path);
+        log_info("Reloading configuration from %s.", d->options.config_path);
+
+        r = config_load(&fresh, d->options.config_path, d->options.config_required, &error);
+        if (r < 0) {
+                log_error("%s", error ?: "Failed to load the configuration");
+                log_error("Keeping the running configuration; fix the file and reload again.");
+                config_done(&fresh);
+                daemon_notify_running(d, "READY=1\n");
+                return 0;
+        }
+
+        r = config_apply_reload(&d->config, &fresh, &needs_restart);
+        config_done(&fresh);
+        if (r < 0)
+                return log_error_errno(r, "Failed to apply the new configuration: %m");
+
+        for (char **k = needs_restart; k && *k; k++)
+                log_warning("%s changed in the configuration; it takes effect when swarmd is restarted.", *k);
+
+        daemon_apply_logging(d);
+        log_info("Configuration reloaded.");
+        daemon_notify_running(d, "READY=1\n");
+        return 0;
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        struct daemon *d = userdata;
+
+        log_info("Received %s, shutting down.", strsignal((int) si->ssi_signo));
+        sd_notify(false, "STOPPING=1\nSTATUS=Shutting down");
+        return sd_event_exit(d->event, 0);
+}
+
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        int r = daemon_reload(userdata);
+
+        /* Never let a failed reload stop a serving daemon. */
+        if (r < 0)
+                log_warning_errno(r, "Reload incomplete: %m");
+        return 0;
+}
+
+static int daemon_setup_event_loop(struct daemon *d) {
+        sigset_t mask;
+        int r;
+
+        /* Signals are handled as sd-event sources, so block their default
+         * delivery first. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Failed to block signals: %m");
+        signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_default(&d->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the event loop: %m");
+
+        r = sd_event_add_signal(d->event, NULL, SIGTERM, on_stop_signal, d);
+        if (r >= 0)
+                r = sd_event_add_signal(d->event, NULL, SIGINT, on_stop_signal, d);
+        if (r >= 0)
+                r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload_signal, d);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch signals: %m");
+
+        /* Sends WATCHDOG=1 at half of $WATCHDOG_USEC while the loop turns,
+         * and nothing when systemd asked for no watchdog. */
+        r = sd_event_set_watchdog(d->event, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to enable the watchdog: %m");
+        if (r > 0)
+                log_debug("Watchdog enabled.");
+
+        return 0;
+}
+
+static void daemon_done(struct daemon *d) {
+        d->event = sd_event_unref(d->event);
+        identity_free(d->identity);
+        d->identity = NULL;
+        free(d->state_dir);
+        d->state_dir = NULL;
+        config_done(&d->config);
+}
+
+int daemon_run(const struct daemon_options *options) {
+        _cleanup_free_ char *error = NULL;
+        struct daemon d = { .options = *options };
+        bool created = false;
+        int r, status = EXIT_FAILURE;
+
+        r = config_load(&d.config, options->config_path, options->config_required, &error);
+        if (r < 0) {
+                log_error("%s", error ?: "Failed to load the configuration");
+                log_error("Refusing to start with an invalid configuration; "
+                          "check it with 'swarmd --check-config %s'.", options->config_path);
+                config_done(&d.config);
+                return EXIT_CONFIG;
+        }
+        daemon_apply_logging(&d);
+
+        log_info("swarmd %s starting (configuration %s%s).", PACKAGE_VERSION, options->config_path,
+                 r == 0 && access(options->config_path, F_OK) < 0 ? ", not present: using defaults" : "");
+
+        d.state_dir = daemon_resolve_state_dir(options->state_dir, d.config.state_directory);
+        if (!d.state_dir) {
+                log_error_errno(ENOMEM, "Out of memory.");
+                goto out;
+        }
+
+        r = identity_load_or_create(d.state_dir, &d.identity, &created);
+        if (r < 0)
+                goto out;       /* identity explains itself */
+        log_info("%s node identity %s in %s.", created ? "Created" : "Loaded",
+                 d.identity->node_id, d.state_dir);
+
+        r = daemon_setup_event_loop(&d);
+        if (r < 0)
+                goto out;
+
+        daemon_notify_running(&d, "READY=1\n");
+        log_info("Ready. Stop with Ctrl-C or SIGTERM; reload the configuration with SIGHUP.");
+
+        r = sd_event_loop(d.event);
+        if (r < 0) {
+                log_error_errno(r, "Event loop failed: %m");
+                goto out;
+        }
+
+        log_info("Stopped.");
+        status = EXIT_SUCCESS;
+out:
+        daemon_done(&d);
+        return status;
+}

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Starts the real swarmd binary and speaks systemd's notify protocol to it,
+ * the way the service manager does. */
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "identity.h"
+#include "swarmd-harness.h"
+
+#define WAIT_MS 10000   /* bound on any one wait; generous for sanitizer builds */
+
+struct harness {
+        char dir[64];
+        char config[128];
+        char state[128];
+        char notify_path[128];
+        char stderr_path[128];
+        char stdout_path[128];
+        struct notify_listener notify;
+        pid_t pid;
+};
+
+static struct harness h;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+static void setup(void) {
+        strcpy(h.dir, "/tmp/swarmd-lifecycle-XXXXXX");
+        cr_assert_not_null(mkdtemp(h.dir));
+        snprintf(h.config, sizeof(h.config), "%s/swarmd.yaml", h.dir);
+        snprintf(h.state, sizeof(h.state), "%s/state", h.dir);
+        snprintf(h.notify_path, sizeof(h.notify_path), "%s/notify", h.dir);
+        snprintf(h.stderr_path, sizeof(h.stderr_path), "%s/stderr", h.dir);
+        snprintf(h.stdout_path, sizeof(h.stdout_path), "%s/stdout", h.dir);
+        cr_assert_eq(notify_listener_open(&h.notify, h.notify_path), 0);
+        h.pid = 0;
+}
+
+static void teardown(void) {
+        if (h.pid > 0) {
+                kill(h.pid, SIGKILL);
+                waitpid(h.pid, NULL, 0);
+        }
+        notify_listener_close(&h.notify);
+        nftw(h.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(lifecycle, .init = setup, .fini = teardown, .timeout = 60);
+
+static void write_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+        cr_assert_not_null(f, "cannot write %s", path);
+        fputs(text, f);
+        cr_assert_eq(fclose(f), 0);
+}
+
+/* Runs swarmd with args, its notify socket pointed at ours, stdout and
+ * stderr captured. */
+static pid_t spawn_swarmd(const char *const *args, unsigned long watchdog_usec) {
+        const char *binary = getenv("SWARMD_BINARY");
+        pid_t pid;
+
+        cr_assert_not_null(binary, "SWARMD_BINARY is not set (run through meson test)");
+        pid = swarmd_spawn(&(struct swarmd_spawn) {
+                .binary = binary,
+                .args = args,
+                .notify_socket = h.notify_path,
+                .stdout_path = h.stdout_path,
+                .stderr_path = h.stderr_path,
+                .watchdog_usec = watchdog_usec,
+        });
+        cr_assert_gt(pid, 0, "cannot start %s: %s", binary, strerror((int) -pid));
+        return pid;
+}
+
+static pid_t start_daemon(unsigned long watchdog_usec) {
+        const char *args[] = { "--config", h.config, "--state-dir", h.state, NULL };
+
+        h.pid = spawn_swarmd(args, watchdog_usec);
+        return h.pid;
+}
+
+static void expect_notify(const char *want, char *out, size_t out_size) {
+        int r = notify_listener_wait(&h.notify, want, WAIT_MS, out, out_size);
+        cr_assert_eq(r, 0, "no '%s' from swarmd within %d ms: %s", want, WAIT_MS, strerror(-r));
+}
+
+/* Waits for pid to exit and returns its wait status. */
+static int wait_exit(pid_t pid) {
+        int status = wait_exit_timeout(pid, WAIT_MS);
+
+        cr_assert_geq(status, 0, "swarmd did not exit within %d ms: %s", WAIT_MS, strerror(-status));
+        if (pid == h.pid)
+                h.pid = 0;
+        return status;
+}
+
+static char *read_file(const char *path) {
+        static char buf[16384];
+        FILE *f = fopen(path, "re");
+        size_t n;
+
+        cr_assert_not_null(f, "cannot read %s", path);
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        return buf;
+}
+
+static void assert_clean_exit(int status) {
+        cr_assert(WIFEXITED(status), "swarmd did not exit normally (status 0x%x); stderr:\n%s",
+                  status, read_file(h.stderr_path));
+        cr_assert_eq(WEXITSTATUS(status), 0, "swarmd exited %d; stderr:\n%s",
+                     WEXITSTATUS(status), read_file(h.stderr_path));
+}
+
+Test(lifecycle, ready_then_stopping_and_exit_0_on_sigterm) {
+        struct stat st;
+
+        write_file(h.config, "node:\n  name: test-node\n");
+        start_daemon(0);
+        expect_notify("READY=1", NULL, 0);
+
+        /* READY means it is serving: the identity is in place. */
+        cr_assert_eq(stat(h.state, &st), 0);
+        cr_assert_eq(st.st_mode & 07777, 0700);
+
+        cr_assert_eq(kill(h.pid, SIGTERM), 0);
+        expect_notify("STOPPING=1", NULL, 0);
+        assert_clean_exit(wait_exit(h.pid));
+}
+
+Test(lifecycle, sigint_stops_cleanly_like_ctrl_c) {
+        write_file(h.config, "");
+        start_daemon(0);
+        expect_notify("READY=1", NULL, 0);
+        cr_assert_eq(kill(h.pid, SIGINT), 0);
+        expect_notify("STOPPING=1", NULL, 0);
+        assert_clean_exit(wait_exit(h.pid));
+}
+
+Test(lifecycle, status_names_the_node) {
+        char msg[4096];
+
+        write_file(h.config, "node:\n  name: status-node\n");
+        start_daemon(0);
+        expect_notify("READY=1", msg, sizeof(msg));
+        cr_assert(strstr(msg, "STATUS=") && strstr(msg, "status-node"), "READY message: %s", msg);
+}
+
+Test(lifecycle, watchdog_is_pinged_when_systemd_asks) {
+        write_file(h.config, "");
+        /* 200 ms: swarmd must ping within each 100 ms half-period; the
+         * test only waits for the first ping, not for its timing. */
+        start_daemon(200000);
+        expect_notify("READY=1", NULL, 0);
+        expect_notify("WATCHDOG=1", NULL, 0);
+        expect_notify("WATCHDOG=1", NULL, 0);
+}
+
+Test(lifecycle, sighup_reloads_live_keys_and_reports_ready_again) {
+        char msg[4096];
+
+        write_file(h.config, "node:\n  name: before\n");
+        start_daemon(0);
+        expect_notify("READY=1", NULL, 0);
+
+        write_file(h.config, "node:\n  name: after\n  state_directory: /nonexistent/elsewhere\n");
+        cr_assert_eq(kill(h.pid, SIGHUP), 0);
+        expect_notify("RELOADING=1", msg, sizeof(msg));
+        cr_assert(strstr(msg, "MONOTONIC_USEC="), "RELOADING without MONOTONIC_USEC: %s", msg);
+        expect_notify("READY=1", msg, sizeof(msg));
+        cr_assert(strstr(msg, "after"), "node name not applied on reload: %s", msg);
+
+        cr_assert_eq(kill(h.pid, SIGTERM), 0);
+        assert_clean_exit(wait_exit(h.pid));
+        /* The state directory needs a restart: the daemon said so and kept
+         * using the old one. */
+        cr_assert(strstr(read_file(h.stderr_path), "node.state_directory"),
+                  "no restart notice for node.state_directory:\n%s", read_file(h.stderr_path));
+}
+
+Test(lifecycle, sighup_with_broken_config_keeps_serving) {
+        char msg[4096];
+
+        write_file(h.config, "node:\n  name: steady\n");
+        start_daemon(0);
+        expect_notify("READY=1", NULL, 0);
+
+        write_file(h.config, "node:\n  name: [oops\n");
+        cr_assert_eq(kill(h.pid, SIGHUP), 0);
+        expect_notify("READY=1", msg, sizeof(msg));
+        cr_assert(strstr(msg, "steady"), "running configuration not kept: %s", msg);
+
+        cr_assert_eq(kill(h.pid, SIGTERM), 0);
+        assert_clean_exit(wait_exit(h.pid));
+        cr_assert(strstr(read_file(h.stderr_path), "swarmd.yaml:"),
+                  "reload error does not name the file:\n%s", read_file(h.stderr_path));
+}
+
+Test(lifecycle, invalid_config_refuses_to_start_with_file_line_column) {
+        char expect[256];
+        int status;
+
+        write_file(h.config, "log:\n  level: loud\n");
+        start_daemon(0);
+        status = wait_exit(h.pid);
+        cr_assert(WIFEXITED(status));
+        cr_assert_eq(WEXITSTATUS(status), 78);
+        snprintf(expect, sizeof(expect), "%s:2:10:", h.config);
+        cr_assert(strstr(read_file(h.stderr_path), expect), "expected '%s' in:\n%s",
+                  expect, read_file(h.stderr_path));
+        cr_assert_neq(access(h.state, F_OK), 0, "state created despite the invalid config");
+}
+
+Test(lifecycle, missing_explicit_config_refuses_to_start) {
+        int status;
+
+        start_daemon(0);   /* h.config was never written */
+        status = wait_exit(h.pid);
+        cr_assert(WIFEXITED(status));
+        cr_assert_eq(WEXITSTATUS(status), 78);
+}
+
+Test(lifecycle, check_config_validates_without_starting) {
+        const char *args[] = { "--check-config", h.config, NULL };
+        int status;
+
+        write_file(h.config, "log:\n  level: debug\n");
+        status = wait_exit(spawn_swarmd(args, 0));
+        cr_assert(WIFEXITED(status));
+        cr_assert_eq(WEXITSTATUS(status), 0);
+
+        write_file(h.config, "log:\n  levl: debug\n");
+        status = wait_exit(spawn_swarmd(args, 0));
+        cr_assert(WIFEXITED(status));
+        cr_assert_eq(WEXITSTATUS(status), 78);
+        cr_assert(strstr(read_file(h.stderr_path), ":2:3:"), "%s", read_file(h.stderr_path));
+}
+
+Test(lifecycle, show_identity_prints_the_id_the_daemon_created) {
+        const char *args[] = { "--config", h.config, "--state-dir", h.state, "--show-identity", NULL };
+        struct identity *id = NULL;
+        char expect[NODE_ID_LEN + 2];
+        int status;
+
+        write_file(h.config, "");
+        /* Nothing yet: refuses rather than inventing one. */
+        status = wait_exit(spawn_swarmd(args, 0));
+        cr_assert(WIFEXITED(status));
+        cr_assert_eq(WEXITSTATUS(status), 1);
+
+        start_daemon(0);
+        expect_notify("READY=1", NULL, 0);
+        kill(h.pid, SIGTERM);
+        assert_clean_exit(wait_exit(h.pid));
+
+        cr_assert_eq(identity_load(h.state, &id), 0);
+        snprintf(expect, sizeof(expect), "%s\n", id->node_id);
+        identity_free(id);
+
+        status = wait_exit(spawn_swarmd(args, 0));
+        cr_assert(WIFEXITED(status));
+        cr_assert_eq(WEXITSTATUS(status), 0);
+        cr_assert_str_eq(read_file(h.stdout_path), expect);
+}
+
+Test(lifecycle, corrupt_identity_refuses_to_start_and_is_kept) {
+        char key[192];
+        int status;
+
+        write_file(h.config, "");
+        cr_assert_eq(mkdir(h.state, 0700), 0);
+        snprintf(key, sizeof(key), "%s/%s", h.state, IDENTITY_FILE);
+        write_file(key, "not a key");
+        cr_assert_eq(chmod(key, 0600), 0);
+
+        start_daemon(0);
+        status = wait_exit(h.pid);
+        cr_assert(WIFEXITED(status));
+        cr_assert_neq(WEXITSTATUS(status), 0);
+        cr_assert_str_eq(read_file(key), "not a key");
+}
