@@ -7,7 +7,7 @@ set -eu
 
 PACKAGES="
 	meson ninja-build pkg-config gcc clang
-	libsystemd-dev libyaml-dev libsodium-dev
+	libsystemd-dev libyaml-dev libsodium-dev libopenblas-dev make
 	libcriterion-dev
 	systemd dbus
 "

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "swarm-host.h"
+
+int swarm_job_init(struct swarm_job *job, const struct swarm_values *inputs, uint64_t deadline_usec,
+                   const volatile uint32_t *cancel_flag, swarm_values_allocator_fn allocate, void *userdata) {
+        *job = (struct swarm_job) {
+                .inputs = inputs,
+                .deadline_usec = deadline_usec,
+                .cancel_flag = cancel_flag,
+        };
+        job->outputs = swarm_values_new();
+        job->proof = swarm_values_new();
+        if (!job->outputs || !job->proof) {
+                swarm_job_done(job);
+                return -ENOMEM;
+        }
+        if (allocate) {
+                swarm_values_set_allocator(job->outputs, allocate, userdata);
+                swarm_values_set_allocator(job->proof, allocate, userdata);
+        }
+        return 0;
+}
+
+void swarm_job_done(struct swarm_job *job) {
+        swarm_values_free(job->outputs);
+        swarm_values_free(job->proof);
+        job->outputs = job->proof = NULL;
+}
+
+const char *swarm_job_error(const struct swarm_job *job) {
+        return job->error[0] ? job->error : NULL;
+}
+
+const struct swarm_values *swarm_job_inputs(const struct swarm_job *job) {
+        return job->inputs;
+}
+
+struct swarm_values *swarm_job_outputs(struct swarm_job *job) {
+        return job->outputs;
+}
+
+struct swarm_values *swarm_job_proof(struct swarm_job *job) {
+        return job->proof;
+}
+
+uint64_t swarm_job_deadline_usec(const struct swarm_job *job) {
+        return job->deadline_usec;
+}
+
+bool swarm_job_cancelled(const struct swarm_job *job) {
+        struct timespec ts;
+
+        if (job->cancel_flag && __atomic_load_n(job->cancel_flag, __ATOMIC_RELAXED))
+                return true;
+        if (job->deadline_usec == 0)
+                return false;
+        /* vDSO: no system call. */
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u >= job->deadline_usec;
+}
+
+void swarm_job_set_error(struct swarm_job *job, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(job->error, sizeof(job->error), format, ap);
+        va_end(ap);
+        /* One line: the requester sees it in a table. */
+        job->error[strcspn(job->error, "\n")] = '\0';
+}
