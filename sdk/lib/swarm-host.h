@@ -34,6 +34,12 @@ int swarm_values_add_tensor_borrowed(struct swarm_values *v, const char *name, e
                                      void (*release)(void *data, uint64_t size, void *userdata),
                                      void *userdata);
 
+/* How the tensor or byte string named name is backed: its release function
+ * and userdata as given to the allocator or a borrowed add (both NULL for
+ * memory the values own).  -ENOENT, -EMEDIUMTYPE for other types. */
+int swarm_values_get_backing(const struct swarm_values *v, const char *name,
+                             void (**release)(void *data, uint64_t size, void *userdata), void **userdata);
+
 /* Adds a byte string whose memory the caller provides (see above). */
 int swarm_values_add_bytes_borrowed(struct swarm_values *v, const char *name, const void *data, size_t size,
                                     void (*release)(void *data, uint64_t size, void *userdata),

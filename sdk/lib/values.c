@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,6 +216,19 @@ int swarm_values_get_bytes(const struct swarm_values *v, const char *name, const
         return 0;
 }
 
+int swarm_values_get_backing(const struct swarm_values *v, const char *name,
+                             void (**release)(void *data, uint64_t size, void *userdata), void **userdata) {
+        const struct value *x = find(v, name);
+
+        if (!x)
+                return -ENOENT;
+        if (x->type != SWARM_VALUE_TENSOR && x->type != SWARM_VALUE_BYTES)
+                return -EMEDIUMTYPE;
+        *release = x->release;
+        *userdata = x->release_userdata;
+        return 0;
+}
+
 /* Reserves a slot named name; the caller fills it in and commits it by
  * incrementing v->n. */
 static int reserve(struct swarm_values *v, const char *name, struct value **ret) {
@@ -311,8 +325,17 @@ int swarm_values_add_tensor(struct swarm_values *v, const char *name, enum swarm
                 r = v->allocate(size, &x->tensor.data, &x->release, &x->release_userdata, v->allocate_userdata);
                 if (r < 0)
                         return r;
+                if (!x->tensor.data)
+                        return -ENOMEM;
         } else {
-                size_t rounded = (size + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+                size_t rounded;
+
+                /* Rounding up to the alignment must not wrap: a shape whose
+                 * byte size passes the overflow check can still be within
+                 * TENSOR_ALIGN of SIZE_MAX, and would get a tiny buffer. */
+                if (size > SIZE_MAX - (TENSOR_ALIGN - 1))
+                        return -E2BIG;
+                rounded = (size + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
                 x->tensor.data = aligned_alloc(TENSOR_ALIGN, rounded ? rounded : TENSOR_ALIGN);
                 if (!x->tensor.data)
                         return -ENOMEM;
@@ -334,6 +357,8 @@ int swarm_values_add_tensor_borrowed(struct swarm_values *v, const char *name, e
         struct value *x;
         int r;
 
+        if (!data)
+                return -EINVAL;
         r = swarm_tensor_shape_check(dtype, ndim, shape, &n_elements, &size);
         if (r < 0)
                 return r;

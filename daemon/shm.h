@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared-memory blocks for tensors and large byte strings: each one a
+ * memfd, mapped once, so that swarmd and a worker hand data to each other
+ * by passing the file descriptor instead of copying the bytes.
+ *
+ * shm_allocate() is a swarm_values allocator: tensors a plugin adds to its
+ * outputs land in memfds the worker can send back as they are. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "swarm-host.h"
+
+struct shm_block {
+        int fd;
+        void *addr;
+        uint64_t size;
+};
+
+/* swarm_values_allocator_fn: a fresh, zeroed, writable block. */
+int shm_allocate(uint64_t size, void **data,
+                 void (**release)(void *data, uint64_t size, void *userdata),
+                 void **release_userdata, void *userdata);
+
+/* The release function of every block; userdata is the struct shm_block. */
+void shm_release(void *data, uint64_t size, void *userdata);
+
+/* A new block holding a copy of size bytes of data; shrink- and grow-sealed. */
+int shm_copy(const void *data, uint64_t size, struct shm_block **ret);
+
+/* Maps size bytes of a received memfd read-only.  Takes fd in all cases.
+ * Refuses a file smaller than size or one that the sender could still
+ * shrink (no F_SEAL_SHRINK): reading a truncated mapping would kill us with
+ * SIGBUS. */
+int shm_map_received(int fd, uint64_t size, struct shm_block **ret);
+
+/* Seals the block against shrinking and growing before it is sent. */
+int shm_seal(struct shm_block *b);
+
+/* The block behind value name of v, or NULL when it is not in shared
+ * memory. */
+struct shm_block *shm_block_of(const struct swarm_values *v, const char *name);
+
+void shm_block_free(struct shm_block *b);

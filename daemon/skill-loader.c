@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "skill-loader.h"
+#include "swarm-host.h"
+
+/* The smallest descriptor of ABI 1: everything up to and including verify. */
+#define SKILL_DESCRIPTOR_MIN_SIZE (offsetof(struct swarm_skill, verify) + sizeof(((struct swarm_skill *) 0)->verify))
+
+int skill_load(const char *path, struct loaded_skill *ret, char *error, size_t n) {
+        swarm_skill_entry_fn entry;
+        const struct swarm_skill *s;
+        void *handle;
+        const char *missing = NULL;
+
+        /* A path, never a bare name: dlopen() must not search LD_LIBRARY_PATH. */
+        if (!strchr(path, '/')) {
+                snprintf(error, n, "%s: not a path (use ./%s)", path, path);
+                return -EINVAL;
+        }
+
+        handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!handle) {
+                snprintf(error, n, "%s", dlerror());
+                return -ENOEXEC;
+        }
+        *(void **) &entry = dlsym(handle, SWARM_SKILL_ENTRY_SYMBOL);
+        if (!entry) {
+                snprintf(error, n, "%s: no %s() entry point: not a skill plugin", path, SWARM_SKILL_ENTRY_SYMBOL);
+                goto fail;
+        }
+        s = entry();
+        if (!s) {
+                snprintf(error, n, "%s: %s() returned NULL", path, SWARM_SKILL_ENTRY_SYMBOL);
+                goto fail;
+        }
+        if (SWARM_SKILL_ABI_MAJOR_OF(s->abi_version) != SWARM_SKILL_ABI_MAJOR) {
+                snprintf(error, n, "%s: skill ABI %u.%u, but this host runs ABI %u.x: rebuild the plugin against this SDK",
+                         path, SWARM_SKILL_ABI_MAJOR_OF(s->abi_version), s->abi_version & 0xffffu,
+                         SWARM_SKILL_ABI_MAJOR);
+                goto fail;
+        }
+        if (s->struct_size < SKILL_DESCRIPTOR_MIN_SIZE) {
+                snprintf(error, n, "%s: descriptor is %u bytes, ABI %u needs at least %zu",
+                         path, s->struct_size, SWARM_SKILL_ABI_MAJOR, (size_t) SKILL_DESCRIPTOR_MIN_SIZE);
+                goto fail;
+        }
+        if (!swarm_value_name_valid(s->name)) {
+                snprintf(error, n, "%s: skill name \"%s\" is not 1-63 characters of [a-z0-9_.-]",
+                         path, s->name ? s->name : "(null)");
+                goto fail;
+        }
+        if (!s->advertise)
+                missing = "advertise";
+        else if (!s->price)
+                missing = "price";
+        else if (!s->execute)
+                missing = "execute";
+        else if (!s->verify)
+                missing = "verify";
+        if (missing) {
+                snprintf(error, n, "%s: skill %s has no %s() callback", path, s->name, missing);
+                goto fail;
+        }
+
+        *ret = (struct loaded_skill) { .handle = handle, .skill = s };
+        return 0;
+fail:
+        dlclose(handle);
+        return -ENOEXEC;
+}
+
+void skill_unload(struct loaded_skill *s) {
+        if (s->handle)
+                dlclose(s->handle);
+        *s = (struct loaded_skill) {};
+}
+
+const char *skill_callbacks_string(const struct swarm_skill *s, char *buf, size_t n) {
+        const struct {
+                const char *name;
+                bool present;
+        } table[] = {
+                { "init", s->init },
+                { "fini", s->fini },
+                { "advertise", s->advertise },
+                { "price", s->price },
+                { "execute", s->execute },
+                { "prove", s->prove },
+                { "verify", s->verify },
+        };
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                if (table[i].present && used < n)
+                        used += (size_t) snprintf(buf + used, n - used, "%s%s", used ? "," : "", table[i].name);
+        return buf;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Loads a skill plugin and checks its descriptor before anything calls it:
+ * the one place that decides whether a shared object is a skill this host
+ * can run. */
+
+#include "swarm/skill.h"
+
+struct loaded_skill {
+        void *handle;
+        const struct swarm_skill *skill;
+};
+
+/* 0, or a negative errno with a one-line explanation in error (size n)
+ * naming the path and what was wrong: not loadable, no entry point, ABI
+ * major or descriptor size mismatch, bad name, missing callback. */
+int skill_load(const char *path, struct loaded_skill *ret, char *error, size_t n);
+void skill_unload(struct loaded_skill *s);
+
+/* The callbacks the descriptor provides, as "init,fini,…" into buf. */
+const char *skill_callbacks_string(const struct swarm_skill *s, char *buf, size_t n);

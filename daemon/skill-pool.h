@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* A pool of long-lived swarm-worker processes for one skill, driven from an
+ * sd-event loop: requests (execute, verify, price) queue here and go to the
+ * next idle worker.  The pool never blocks the loop on a worker: each one
+ * is a non-blocking socket, a child-exit source and timers.
+ *
+ * Failure handling:
+ *   - a worker that dies takes only its current request with it (failed
+ *     with -ECONNABORTED and the signal or exit status in the error text);
+ *     it is restarted with exponential backoff;
+ *   - a request whose deadline passes is cancelled (the worker sees the
+ *     flag in its control page), and its worker is killed when it has not
+ *     answered kill_grace later;
+ *   - a worker whose init() fails is retried with the same backoff; the
+ *     error is kept for skill_pool_last_error().
+ *
+ * SIGCHLD must be blocked in the calling thread (sd-event requires it for
+ * child sources). */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "swarm-host.h"
+
+struct job_cgroups;
+struct skill_pool;
+struct pool_request;
+
+enum pool_op {
+        POOL_EXECUTE,
+        POOL_VERIFY,
+        POOL_PRICE,
+};
+
+struct skill_pool_config {
+        const char *name;               /* the configured skill name: logs, cgroup */
+        const char *plugin_path;
+        const char *worker_path;        /* swarm-worker */
+        unsigned workers;               /* ≥ 1 */
+        unsigned queue_max;             /* queued (not running) requests; 0 = unlimited */
+        uint64_t kill_grace_usec;       /* after a deadline, before SIGKILL */
+        uint64_t restart_min_usec;      /* first backoff step */
+        uint64_t restart_max_usec;
+        const struct swarm_values *skill_config; /* sent to init(); borrowed, must outlive the pool */
+        struct job_cgroups *cgroups;    /* NULL: workers stay in our cgroup; else
+                                         * job_cgroups_add_skill(name) done */
+};
+
+/* The skill's self-description, from the first worker's HELLO. */
+struct skill_info {
+        char *name;
+        char *version;
+        char *description;
+        uint32_t abi_version;
+        struct swarm_values *advert;
+};
+
+struct pool_result {
+        int status;                     /* 0 or negative errno */
+        const char *error;              /* NULL when status is 0 */
+        /* EXECUTE: the outputs and proof, in shared memory.  The callback may
+         * take them (set to NULL); the pool frees what is left. */
+        struct swarm_values *outputs;
+        struct swarm_values *proof;
+        uint64_t price;                 /* PRICE */
+        uint64_t queue_usec;            /* submit → sent to a worker */
+        uint64_t exec_usec;             /* as measured by the worker */
+        uint64_t total_usec;            /* submit → result */
+};
+
+typedef void (*pool_done_fn)(struct pool_request *req, struct pool_result *result, void *userdata);
+typedef void (*pool_event_fn)(struct skill_pool *pool, void *userdata);
+
+int skill_pool_new(sd_event *event, const struct skill_pool_config *config, struct skill_pool **ret);
+/* Stops every worker (SIGTERM, then SIGKILL after a second) and fails the
+ * requests still queued or running with -ESHUTDOWN. */
+struct skill_pool *skill_pool_free(struct skill_pool *p);
+
+/* Called once the first worker has said hello (info available). */
+void skill_pool_set_ready_callback(struct skill_pool *p, pool_event_fn fn, void *userdata);
+
+const struct skill_info *skill_pool_info(const struct skill_pool *p);   /* NULL until ready */
+const char *skill_pool_last_error(const struct skill_pool *p);          /* last init/crash, or NULL */
+unsigned skill_pool_workers_alive(const struct skill_pool *p);
+unsigned skill_pool_queued(const struct skill_pool *p);
+unsigned skill_pool_restarts(const struct skill_pool *p);
+
+/* Queues a request.  inputs (and, for VERIFY, outputs and proof) are
+ * borrowed until done is called; deadline_usec is CLOCK_MONOTONIC, 0 for
+ * none.  -EBUSY when the queue is full.  done is called exactly once, from
+ * the event loop (never from inside this call). */
+int skill_pool_submit(struct skill_pool *p, enum pool_op op,
+                      const struct swarm_values *inputs,
+                      const struct swarm_values *outputs, const struct swarm_values *proof,
+                      uint64_t deadline_usec, pool_done_fn done, void *userdata,
+                      struct pool_request **ret);
+
+/* Cancels a request: done is called with -ECANCELED, before this returns
+ * for a queued request, from the event loop once the worker stops for a
+ * running one. */
+void pool_request_cancel(struct pool_request *req);
+
+/* Test hook: the pid of the worker running req, or 0. */
+pid_t pool_request_worker_pid(const struct pool_request *req);
