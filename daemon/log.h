@@ -12,6 +12,7 @@
  * Messages above the maximum level are dropped before their arguments are
  * formatted, so debug logging costs one comparison when disabled. */
 
+#include <errno.h>
 #include <stdbool.h>
 #include <syslog.h>
 
@@ -68,4 +69,6 @@ int log_internal(int level, int error, const char *file, int line,
 
 /* With structured context, e.g.
  *   log_fields(LOG_INFO, &(struct log_fields) { .peer = id }, "joined"); */
+#define log_oom() log_error_errno(-ENOMEM, "Out of memory.")
+
 #define log_fields(level, fields, ...) (void) log_full_errno_fields(level, 0, fields, __VA_ARGS__)

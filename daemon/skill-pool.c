@@ -237,8 +237,8 @@ static void handle_hello(struct worker *w, struct wmsg *m) {
                         .advert = TAKE_PTR(m->values[0]),
                 };
                 p->ready = true;
-                log_info("Skill %s %s ready (%s).", p->log_name, p->info.version ?: "",
-                         p->info.description ?: "");
+                log_info("Skill %s ready: plugin %s %s (%s).", p->log_name, p->info.name ?: "?",
+                         p->info.version ?: "", p->info.description ?: "");
                 if (p->ready_fn)
                         p->ready_fn(p, p->ready_userdata);
         }

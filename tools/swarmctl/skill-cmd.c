@@ -1,0 +1,730 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* swarmctl skill inspect|run: what a skill author needs to see a plugin
+ * load, advertise itself and run one job through a real swarm-worker. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "log.h"
+#include "macro.h"
+#include "npy.h"
+#include "shm.h"
+#include "skill-cmd.h"
+#include "skill-loader.h"
+#include "skill-pool.h"
+
+struct run_state {
+        sd_event *event;
+        struct skill_pool *pool;
+        const struct swarm_values *inputs;
+        uint64_t deadline_usec;         /* relative */
+        unsigned repeat, done_runs;
+        const char *output_dir;
+        bool inspect_only;
+        int status;
+        /* Results of the last run, for printing and verification. */
+        struct swarm_values *outputs, *proof;
+        uint64_t price;
+        uint64_t *round_trips, *exec_times;
+        uint64_t price_usec, verify_usec;
+};
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* "30s", "250ms", "2m", "1h", or plain seconds. */
+static int parse_duration(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *suffix;
+                double usec;
+        } units[] = { { "us", 1 }, { "ms", 1e3 }, { "s", 1e6 }, { "m", 60e6 }, { "min", 60e6 }, { "h", 3600e6 }, { "", 1e6 } };
+        char *end;
+        double v;
+
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno || end == s || v < 0 || !isfinite(v))
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (strcmp(end, units[i].suffix) == 0) {
+                        *ret = (uint64_t) (v * units[i].usec);
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* A skill argument is a path when it contains a slash, else a name looked
+ * up in $SWARM_SKILL_PATH (colon-separated) and then the installed skill
+ * directory. */
+static int resolve_skill(const char *arg, char **ret) {
+        const char *env = getenv("SWARM_SKILL_PATH");
+        _cleanup_free_ char *dirs = NULL;
+        char *saveptr = NULL;
+
+        if (strchr(arg, '/')) {
+                *ret = realpath(arg, NULL);
+                if (!*ret)
+                        return log_error_errno(negative_errno(), "%s: %m", arg);
+                return 0;
+        }
+        if (asprintf(&dirs, "%s%s%s", env ?: "", env ? ":" : "", SKILLDIR) < 0)
+                return log_oom();
+        for (char *d = strtok_r(dirs, ":", &saveptr); d; d = strtok_r(NULL, ":", &saveptr)) {
+                char *path;
+                if (asprintf(&path, "%s/%s.so", d, arg) < 0)
+                        return log_oom();
+                if (access(path, R_OK) == 0) {
+                        *ret = path;
+                        return 0;
+                }
+                free(path);
+        }
+        return log_error_errno(-ENOENT, "No skill named %s in %s%s%s (give a path to a .so to use another).",
+                               arg, env ?: "", env ? ":" : "", SKILLDIR);
+}
+
+/* swarm-worker next to us (a build tree), else the installed one. */
+static int find_worker(char **ret) {
+        char self[PATH_MAX], *slash;
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        const char *env = getenv("SWARM_WORKER");
+
+        if (env) {
+                *ret = strdup(env);
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (n > 0) {
+                self[n] = '\0';
+                slash = strrchr(self, '/');
+                if (slash) {
+                        char *path;
+                        *slash = '\0';
+                        if (asprintf(&path, "%s/../daemon/swarm-worker", self) < 0)
+                                return -ENOMEM;
+                        if (access(path, X_OK) == 0) {
+                                *ret = path;
+                                return 0;
+                        }
+                        free(path);
+                }
+        }
+        *ret = strdup(LIBEXECDIR "/swarm-worker");
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* KEY=VALUE: an integer when VALUE parses as one, else a string. */
+static int add_config(struct swarm_values *v, const char *arg) {
+        _cleanup_free_ char *key = NULL;
+        const char *eq = strchr(arg, '=');
+        char *end;
+        long long x;
+        int r;
+
+        if (!eq)
+                return log_error_errno(-EINVAL, "--config %s: expected KEY=VALUE", arg);
+        key = strndup(arg, (size_t) (eq - arg));
+        if (!key)
+                return log_oom();
+        errno = 0;
+        x = strtoll(eq + 1, &end, 0);
+        if (eq[1] && !*end && errno == 0)
+                r = swarm_values_set_int(v, key, x);
+        else
+                r = swarm_values_set_string(v, key, eq + 1);
+        if (r < 0)
+                return log_error_errno(r, "--config %s: %s", arg,
+                                       r == -EEXIST ? "given twice" : "bad key (1-63 characters of [a-z0-9_.-])");
+        return 0;
+}
+
+static int parse_shape(const char *s, uint32_t *ndim, uint64_t *shape) {
+        *ndim = 0;
+        while (*s) {
+                char *end;
+                unsigned long long d;
+
+                if (*ndim == SWARM_TENSOR_MAX_DIMS)
+                        return -E2BIG;
+                errno = 0;
+                d = strtoull(s, &end, 10);
+                if (end == s || errno || d == 0)
+                        return -EINVAL;
+                shape[(*ndim)++] = d;
+                if (*end == 'x')
+                        end++;
+                else if (*end)
+                        return -EINVAL;
+                s = end;
+        }
+        return *ndim > 0 ? 0 : -EINVAL;
+}
+
+/* random:f32:512x256 — uniform in [-1, 1), from a fixed seed so runs repeat. */
+static int add_random_tensor(struct swarm_values *v, const char *name, const char *spec) {
+        uint64_t shape[SWARM_TENSOR_MAX_DIMS], state = 0x9e3779b97f4a7c15u;
+        enum swarm_dtype dtype;
+        struct swarm_tensor t;
+        uint32_t ndim;
+        int r;
+
+        if (strncmp(spec, "f32:", 4) == 0)
+                dtype = SWARM_DTYPE_F32;
+        else if (strncmp(spec, "f64:", 4) == 0)
+                dtype = SWARM_DTYPE_F64;
+        else
+                return log_error_errno(-EINVAL, "--input %s=random:%s: dtype must be f32 or f64", name, spec);
+        r = parse_shape(spec + 4, &ndim, shape);
+        if (r < 0)
+                return log_error_errno(r, "--input %s=random:%s: shape must look like 64x32", name, spec);
+        r = swarm_values_add_tensor(v, name, dtype, ndim, shape, &t);
+        if (r < 0)
+                return log_error_errno(r, "--input %s: cannot make the tensor: %m", name);
+        for (uint64_t i = 0; i < t.n_elements; i++) {
+                double x;
+                /* xorshift64*: quality is beside the point, repeatability is not. */
+                state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
+                x = (double) ((state * 0x2545f4914f6cdd1du) >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+                if (dtype == SWARM_DTYPE_F32)
+                        ((float *) t.data)[i] = (float) x;
+                else
+                        ((double *) t.data)[i] = x;
+        }
+        return 0;
+}
+
+/* Reads the file straight into shared memory, so every request that uses
+ * it passes the same memfd to the worker: no copy per job. */
+static int add_bytes_file(struct swarm_values *v, const char *name, const char *path) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        void (*release)(void *, uint64_t, void *);
+        struct stat st;
+        void *data, *block;
+        uint64_t done = 0;
+        int r;
+
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return log_error_errno(negative_errno(), "--input %s=@%s: %m", name, path);
+        if (!S_ISREG(st.st_mode))
+                return log_error_errno(-EINVAL, "--input %s=@%s: not a regular file", name, path);
+        if (st.st_size == 0)
+                return swarm_values_set_bytes(v, name, "", 0);
+
+        r = shm_allocate((uint64_t) st.st_size, &data, &release, &block, NULL);
+        if (r < 0)
+                return log_error_errno(r, "--input %s=@%s: cannot allocate shared memory: %m", name, path);
+        while (done < (uint64_t) st.st_size) {
+                ssize_t k = read(fd, (uint8_t *) data + done, (size_t) ((uint64_t) st.st_size - done));
+                if (k <= 0) {
+                        release(data, (uint64_t) st.st_size, block);
+                        return log_error_errno(k < 0 ? negative_errno() : -EIO,
+                                               "--input %s=@%s: read failed: %m", name, path);
+                }
+                done += (uint64_t) k;
+        }
+        r = swarm_values_add_bytes_borrowed(v, name, data, (size_t) st.st_size, release, block);
+        if (r < 0)
+                release(data, (uint64_t) st.st_size, block);
+        return r;
+}
+
+/* NAME=@FILE.npy | NAME=@FILE | NAME=random:f32:MxN | NAME=int:N |
+ * NAME=str:TEXT | NAME=text:TEXT (bytes) | NAME=VALUE (int or string). */
+static int add_input(struct swarm_values *v, const char *arg) {
+        _cleanup_free_ char *name = NULL;
+        const char *eq = strchr(arg, '='), *spec;
+        char error[512], *end;
+        long long x;
+        size_t l;
+        int r;
+
+        if (!eq || eq == arg)
+                return log_error_errno(-EINVAL, "--input %s: expected NAME=SPEC", arg);
+        name = strndup(arg, (size_t) (eq - arg));
+        if (!name)
+                return log_oom();
+        if (swarm_values_get_backing(v, name, &(void (*)(void *, uint64_t, void *)) { NULL }, &(void *) { NULL }) != -ENOENT ||
+            swarm_values_get_int(v, name, &(int64_t) { 0 }) != -ENOENT)
+                return log_error_errno(-EEXIST, "--input %s: %s given twice", arg, name);
+        spec = eq + 1;
+        l = strlen(spec);
+
+        if (spec[0] == '@' && l > 4 && strcmp(spec + l - 4, ".npy") == 0) {
+                r = npy_read(spec + 1, v, name, error, sizeof(error));
+                if (r < 0)
+                        return log_error_errno(r, "--input %s: %s", name, error);
+                return 0;
+        }
+        if (spec[0] == '@')
+                r = add_bytes_file(v, name, spec + 1);
+        else if (strncmp(spec, "random:", 7) == 0)
+                return add_random_tensor(v, name, spec + 7);
+        else if (strncmp(spec, "int:", 4) == 0) {
+                errno = 0;
+                x = strtoll(spec + 4, &end, 0);
+                if (!spec[4] || *end || errno)
+                        return log_error_errno(-EINVAL, "--input %s: %s is not an integer", name, spec + 4);
+                r = swarm_values_set_int(v, name, x);
+        } else if (strncmp(spec, "str:", 4) == 0)
+                r = swarm_values_set_string(v, name, spec + 4);
+        else if (strncmp(spec, "text:", 5) == 0)
+                r = swarm_values_set_bytes(v, name, spec + 5, strlen(spec + 5));
+        else {
+                errno = 0;
+                x = strtoll(spec, &end, 0);
+                if (*spec && !*end && errno == 0)
+                        r = swarm_values_set_int(v, name, x);
+                else
+                        r = swarm_values_set_string(v, name, spec);
+        }
+        if (r < 0)
+                return log_error_errno(r, "--input %s: %s", arg,
+                                       r == -EINVAL ? "bad name (1-63 characters of [a-z0-9_.-])" : strerror(-r));
+        return 0;
+}
+
+static void print_tensor_preview(const struct swarm_tensor *t) {
+        uint64_t n = t->n_elements < 6 ? t->n_elements : 6;
+
+        printf("  [");
+        for (uint64_t i = 0; i < n; i++) {
+                double x;
+                switch (t->dtype) {
+                case SWARM_DTYPE_F32: x = ((const float *) t->data)[i]; break;
+                case SWARM_DTYPE_F64: x = ((const double *) t->data)[i]; break;
+                case SWARM_DTYPE_I32: x = ((const int32_t *) t->data)[i]; break;
+                case SWARM_DTYPE_I64: x = (double) ((const int64_t *) t->data)[i]; break;
+                case SWARM_DTYPE_I8: x = ((const int8_t *) t->data)[i]; break;
+                case SWARM_DTYPE_U8: x = ((const uint8_t *) t->data)[i]; break;
+                default: printf("…]"); return;
+                }
+                printf("%s%g", i ? ", " : "", x);
+        }
+        printf("%s]", n < t->n_elements ? ", …" : "");
+}
+
+static void print_values(const char *title, const struct swarm_values *v, const char *output_dir) {
+        size_t n = swarm_values_count(v);
+
+        if (n == 0)
+                return;
+        printf("%s:\n", title);
+        for (size_t i = 0; i < n; i++) {
+                enum swarm_value_type type;
+                const char *name = swarm_values_name(v, i, &type);
+                struct swarm_tensor t;
+                const char *s;
+                const void *data;
+                size_t size;
+                int64_t x;
+
+                printf("  %-14s ", name);
+                switch (type) {
+                case SWARM_VALUE_INT:
+                        (void) swarm_values_get_int(v, name, &x);
+                        printf("%" PRId64 "\n", x);
+                        break;
+                case SWARM_VALUE_STRING:
+                        (void) swarm_values_get_string(v, name, &s);
+                        printf("\"%s\"\n", s);
+                        break;
+                case SWARM_VALUE_BYTES:
+                        (void) swarm_values_get_bytes(v, name, &data, &size);
+                        printf("%zu bytes ", size);
+                        for (size_t k = 0; k < size && k < 32; k++)
+                                printf("%02x", ((const uint8_t *) data)[k]);
+                        printf("%s\n", size > 32 ? "…" : "");
+                        break;
+                case SWARM_VALUE_TENSOR:
+                        (void) swarm_values_get_tensor(v, name, &t);
+                        printf("%s[", swarm_dtype_name(t.dtype) ?: "?");
+                        for (uint32_t d = 0; d < t.ndim; d++)
+                                printf("%s%" PRIu64, d ? "x" : "", t.shape[d]);
+                        printf("]");
+                        print_tensor_preview(&t);
+                        printf("\n");
+                        break;
+                }
+                if (output_dir && (type == SWARM_VALUE_TENSOR || type == SWARM_VALUE_BYTES)) {
+                        _cleanup_free_ char *path = NULL;
+                        int r;
+
+                        if (asprintf(&path, "%s/%s%s", output_dir, name, type == SWARM_VALUE_TENSOR ? ".npy" : "") < 0)
+                                continue;
+                        if (type == SWARM_VALUE_TENSOR)
+                                r = npy_write(path, &t);
+                        else {
+                                _cleanup_fclose_ FILE *f = fopen(path, "we");
+                                r = f && fwrite(data, 1, size, f) == size && fflush(f) == 0 ? 0 : -EIO;
+                        }
+                        if (r < 0)
+                                log_error_errno(r, "Failed to write %s: %m", path);
+                        else
+                                printf("  %-14s → %s\n", "", path);
+                }
+        }
+}
+
+static void finish(struct run_state *s, int status) {
+        s->status = status;
+        (void) sd_event_exit(s->event, status < 0 ? 1 : 0);
+}
+
+static void submit_next(struct run_state *s);
+
+static void on_verified(struct pool_request *req, struct pool_result *res, void *userdata) {
+        struct run_state *s = userdata;
+
+        s->verify_usec = res->total_usec;
+        if (res->status < 0) {
+                printf("verify      FAILED: %s\n", res->error);
+                finish(s, res->status);
+                return;
+        }
+        printf("verify      passed  (%.3f ms)\n", (double) res->total_usec / 1e3);
+        print_values("outputs", s->outputs, s->output_dir);
+        print_values("proof", s->proof, NULL);
+        finish(s, 0);
+}
+
+static int compare_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+static void on_executed(struct pool_request *req, struct pool_result *res, void *userdata) {
+        struct run_state *s = userdata;
+        int r;
+
+        if (res->status < 0) {
+                printf("execute     FAILED: %s\n", res->error);
+                finish(s, res->status);
+                return;
+        }
+        s->round_trips[s->done_runs] = res->total_usec;
+        s->exec_times[s->done_runs] = res->exec_usec;
+        s->done_runs++;
+        swarm_values_free(s->outputs);
+        swarm_values_free(s->proof);
+        s->outputs = TAKE_PTR(res->outputs);
+        s->proof = TAKE_PTR(res->proof);
+        if (s->done_runs < s->repeat) {
+                submit_next(s);
+                return;
+        }
+
+        if (s->repeat == 1)
+                printf("execute     ok      (execution %.3f ms, round trip %.3f ms)\n",
+                       (double) s->exec_times[0] / 1e3, (double) s->round_trips[0] / 1e3);
+        else {
+                qsort(s->round_trips, s->repeat, sizeof(uint64_t), compare_u64);
+                qsort(s->exec_times, s->repeat, sizeof(uint64_t), compare_u64);
+                printf("execute     ok      %u runs: execution p50 %.3f ms; round trip p50 %.3f ms, "
+                       "p99 %.3f ms, min %.3f ms\n", s->repeat,
+                       (double) s->exec_times[s->repeat / 2] / 1e3,
+                       (double) s->round_trips[s->repeat / 2] / 1e3,
+                       (double) s->round_trips[(s->repeat * 99) / 100] / 1e3,
+                       (double) s->round_trips[0] / 1e3);
+        }
+
+        /* Never shown unverified: the result goes through the skill's own check. */
+        r = skill_pool_submit(s->pool, POOL_VERIFY, s->inputs, s->outputs, s->proof, 0, on_verified, s, NULL);
+        if (r < 0) {
+                log_error_errno(r, "Failed to submit verification: %m");
+                finish(s, r);
+        }
+}
+
+static void submit_next(struct run_state *s) {
+        uint64_t deadline = s->deadline_usec ? now_usec() + s->deadline_usec : 0;
+        int r;
+
+        r = skill_pool_submit(s->pool, POOL_EXECUTE, s->inputs, NULL, NULL, deadline, on_executed, s, NULL);
+        if (r < 0) {
+                log_error_errno(r, "Failed to submit the job: %m");
+                finish(s, r);
+        }
+}
+
+static void on_priced(struct pool_request *req, struct pool_result *res, void *userdata) {
+        struct run_state *s = userdata;
+
+        if (res->status < 0) {
+                printf("price       REFUSED: %s\n", res->error);
+                finish(s, res->status);
+                return;
+        }
+        s->price = res->price;
+        printf("price       %" PRIu64 " µcredits  (%.3f ms)\n", res->price, (double) res->total_usec / 1e3);
+        submit_next(s);
+}
+
+static void on_ready(struct skill_pool *pool, void *userdata) {
+        struct run_state *s = userdata;
+        const struct skill_info *info = skill_pool_info(pool);
+        int r;
+
+        if (s->inspect_only) {
+                print_values("Advert", info->advert, NULL);
+                finish(s, 0);
+                return;
+        }
+        printf("skill       %s %s\n", info->name, info->version);
+        r = skill_pool_submit(s->pool, POOL_PRICE, s->inputs, NULL, NULL, 0, on_priced, s, NULL);
+        if (r < 0) {
+                log_error_errno(r, "Failed to submit the price request: %m");
+                finish(s, r);
+        }
+}
+
+/* A worker that cannot start is retried with backoff by the pool; a tool
+ * should say why and stop instead. */
+static int on_start_timeout(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct run_state *s = userdata;
+
+        if (skill_pool_info(s->pool))
+                return 0;
+        log_error("The skill's worker did not start: %s", skill_pool_last_error(s->pool) ?: "no answer");
+        finish(s, -ETIMEDOUT);
+        return 0;
+}
+
+static int on_restart_check(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct run_state *s = userdata;
+
+        /* A failed start shows as restarts before the pool is ready. */
+        if (!skill_pool_info(s->pool) && skill_pool_restarts(s->pool) > 0) {
+                log_error("The skill's worker failed to start: %s",
+                          skill_pool_last_error(s->pool) ?: "unknown error");
+                finish(s, -ENOEXEC);
+                return 0;
+        }
+        return sd_event_source_set_time_relative(es, 20 * 1000);
+}
+
+static int run_pool(const char *plugin, const struct swarm_values *config, struct run_state *s) {
+        _cleanup_free_ char *worker = NULL;
+        sd_event_source *timeout = NULL, *check = NULL;
+        struct skill_pool_config pc = {
+                .name = "swarmctl",
+                .plugin_path = plugin,
+                .workers = 1,
+                .skill_config = config,
+        };
+        sigset_t mask;
+        int r;
+
+        r = find_worker(&worker);
+        if (r < 0)
+                return log_oom();
+        pc.worker_path = worker;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = sd_event_new(&s->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create event loop: %m");
+        r = skill_pool_new(s->event, &pc, &s->pool);
+        if (r < 0) {
+                sd_event_unref(s->event);
+                return log_error_errno(r, "Failed to start %s with %s: %m", plugin, worker);
+        }
+        skill_pool_set_ready_callback(s->pool, on_ready, s);
+        (void) sd_event_add_time_relative(s->event, &timeout, CLOCK_MONOTONIC, 60 * 1000 * 1000, 0,
+                                          on_start_timeout, s);
+        (void) sd_event_add_time_relative(s->event, &check, CLOCK_MONOTONIC, 20 * 1000, 0,
+                                          on_restart_check, s);
+        s->status = 0;
+        r = sd_event_loop(s->event);
+        sd_event_source_disable_unref(timeout);
+        sd_event_source_disable_unref(check);
+        s->pool = skill_pool_free(s->pool);
+        s->event = sd_event_unref(s->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %m");
+        return s->status;
+}
+
+static int verb_inspect(int argc, char *argv[]) {
+        _cleanup_free_ char *path = NULL;
+        struct swarm_values *config = swarm_values_new();
+        struct loaded_skill loaded;
+        struct run_state s = { .inspect_only = true };
+        char error[512], callbacks[128];
+        int c, r;
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+
+        if (!config)
+                return log_oom();
+        while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        if (add_config(config, optarg) < 0)
+                                goto usage_error;
+                        break;
+                case 'h':
+                        printf("swarmctl skill inspect PATH.so|NAME [--config KEY=VALUE]...\n");
+                        swarm_values_free(config);
+                        return 0;
+                default:
+                        goto usage_error;
+                }
+        if (optind + 1 != argc) {
+                log_error("skill inspect: expected one skill (a path to a .so or an installed name).");
+                goto usage_error;
+        }
+        r = resolve_skill(argv[optind], &path);
+        if (r < 0)
+                goto fail;
+
+        r = skill_load(path, &loaded, error, sizeof(error));
+        if (r < 0) {
+                log_error("%s", error);
+                goto fail;
+        }
+        printf("Skill:        %s\n", loaded.skill->name);
+        printf("Version:      %s\n", loaded.skill->version ?: "(none)");
+        printf("Description:  %s\n", loaded.skill->description ?: "(none)");
+        printf("File:         %s\n", path);
+        printf("ABI:          %u.%u (this host: %u.%u), descriptor %u bytes\n",
+               SWARM_SKILL_ABI_MAJOR_OF(loaded.skill->abi_version), loaded.skill->abi_version & 0xffffu,
+               SWARM_SKILL_ABI_MAJOR, SWARM_SKILL_ABI_MINOR, loaded.skill->struct_size);
+        printf("Callbacks:    %s\n", skill_callbacks_string(loaded.skill, callbacks, sizeof(callbacks)));
+        skill_unload(&loaded);
+        fflush(stdout);
+
+        /* The advert comes from a real worker: init() runs there, not here. */
+        r = run_pool(path, config, &s);
+fail:
+        swarm_values_free(config);
+        return r < 0 ? 1 : 0;
+usage_error:
+        swarm_values_free(config);
+        return 2;
+}
+
+static int verb_run(int argc, char *argv[]) {
+        _cleanup_free_ char *path = NULL;
+        struct swarm_values *config = swarm_values_new(), *inputs = swarm_values_new();
+        struct run_state s = { .repeat = 1 };
+        int c, r = 0;
+        static const struct option options[] = {
+                { "input", required_argument, NULL, 'i' },
+                { "config", required_argument, NULL, 'c' },
+                { "deadline", required_argument, NULL, 'd' },
+                { "repeat", required_argument, NULL, 'n' },
+                { "output-dir", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {}
+        };
+
+        if (!config || !inputs)
+                return log_oom();
+        /* Tensors are born in shared memory: sent to the worker as they are. */
+        swarm_values_set_allocator(inputs, shm_allocate, NULL);
+        while ((c = getopt_long(argc, argv, "i:c:d:n:o:h", options, NULL)) >= 0)
+                switch (c) {
+                case 'i':
+                        if (add_input(inputs, optarg) < 0)
+                                goto usage_error;
+                        break;
+                case 'c':
+                        if (add_config(config, optarg) < 0)
+                                goto usage_error;
+                        break;
+                case 'd':
+                        if (parse_duration(optarg, &s.deadline_usec) < 0 || s.deadline_usec == 0) {
+                                log_error("--deadline %s: expected a duration such as 30s or 500ms", optarg);
+                                goto usage_error;
+                        }
+                        break;
+                case 'n': {
+                        char *end;
+                        unsigned long n = strtoul(optarg, &end, 10);
+                        if (*end || n == 0 || n > 1000000) {
+                                log_error("--repeat %s: expected 1 to 1000000", optarg);
+                                goto usage_error;
+                        }
+                        s.repeat = (unsigned) n;
+                        break;
+                }
+                case 'o':
+                        s.output_dir = optarg;
+                        if (mkdir(optarg, 0755) < 0 && errno != EEXIST) {
+                                log_error_errno(negative_errno(), "--output-dir %s: %m", optarg);
+                                goto usage_error;
+                        }
+                        break;
+                case 'h':
+                        printf("swarmctl skill run PATH.so|NAME --input NAME=SPEC... [--config KEY=VALUE]...\n"
+                               "                   [--deadline DURATION] [--repeat N] [--output-dir DIR]\n"
+                               "SPEC: @FILE.npy (tensor), @FILE (bytes), random:f32:MxN, int:N, str:TEXT,\n"
+                               "      text:TEXT (bytes), or a bare integer or string\n");
+                        goto done;
+                default:
+                        goto usage_error;
+                }
+        if (optind + 1 != argc) {
+                log_error("skill run: expected one skill (a path to a .so or an installed name).");
+                goto usage_error;
+        }
+        r = resolve_skill(argv[optind], &path);
+        if (r < 0)
+                goto done;
+
+        s.inputs = inputs;
+        s.round_trips = calloc(s.repeat, sizeof(uint64_t));
+        s.exec_times = calloc(s.repeat, sizeof(uint64_t));
+        if (!s.round_trips || !s.exec_times)
+                r = log_oom();
+        else
+                r = run_pool(path, config, &s);
+done:
+        free(s.round_trips);
+        free(s.exec_times);
+        swarm_values_free(s.outputs);
+        swarm_values_free(s.proof);
+        swarm_values_free(config);
+        swarm_values_free(inputs);
+        return r < 0 ? 1 : 0;
+usage_error:
+        swarm_values_free(config);
+        swarm_values_free(inputs);
+        return 2;
+}
+
+int verb_skill(int argc, char *argv[]) {
+        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+                printf("swarmctl skill inspect PATH.so|NAME      describe a skill plugin and its advert\n"
+                       "swarmctl skill run PATH.so|NAME --input… run one job through a real worker and verify it\n");
+                return argc < 2 ? 2 : 0;
+        }
+        if (strcmp(argv[1], "inspect") == 0)
+                return verb_inspect(argc - 1, argv + 1);
+        if (strcmp(argv[1], "run") == 0)
+                return verb_run(argc - 1, argv + 1);
+        log_error("Unknown skill command \"%s\" (try inspect or run).", argv[1]);
+        return 2;
+}
