@@ -254,6 +254,10 @@ static void handle_reply(struct worker *w, struct wmsg *m) {
                 .error = m->text[WMSG_TEXT_ERROR],
         };
 
+        /* The worker may notice the deadline before our timer fires. */
+        if (!r->stop_reason && r->deadline > 0 && now_usec() >= r->deadline)
+                r->stop_reason = -ETIMEDOUT;
+
         if (r->stop_reason) {
                 /* Late results are never returned: the requester has moved on. */
                 result.status = r->stop_reason;

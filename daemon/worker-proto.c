@@ -78,7 +78,7 @@ static void encoder_done(struct encoder *e) {
 }
 
 static void put(struct encoder *e, const void *p, size_t n) {
-        if (e->error)
+        if (e->error || n == 0)
                 return;
         if (e->size + n > WMSG_PAYLOAD_MAX) {
                 e->error = -E2BIG;

@@ -515,7 +515,8 @@ static int on_restart_check(sd_event_source *es, uint64_t usec, void *userdata) 
                 finish(s, -ENOEXEC);
                 return 0;
         }
-        return sd_event_source_set_time_relative(es, 20 * 1000);
+        (void) sd_event_source_set_time_relative(es, 20 * 1000);
+        return sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
 }
 
 static int run_pool(const char *plugin, const struct swarm_values *config, struct run_state *s) {

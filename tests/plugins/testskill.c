@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* A skill that misbehaves on request, for the worker pool tests.
+ *
+ * Input string "mode":
+ *   echo   y = 2·x for the f32 tensor x (the default)
+ *   crash  dies with SIGSEGV
+ *   exit   exits with status 3
+ *   sleep  sleeps until cancelled, then returns -ECANCELED
+ *   hang   spins forever, ignoring cancellation
+ *   wrong  like echo, but y[0] is off by one (verify must catch it)
+ * Config int "fail-init" makes init() fail. */
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "swarm/skill.h"
+
+#ifndef TEST_ABI_MAJOR
+#define TEST_ABI_MAJOR SWARM_SKILL_ABI_MAJOR
+#endif
+
+static int test_init(const struct swarm_values *config, void **state) {
+        int64_t fail = 0;
+
+        (void) swarm_values_get_int(config, "fail-init", &fail);
+        if (fail) {
+                swarm_log(LOG_ERR, "testskill: failing init as configured");
+                return -EIO;
+        }
+        *state = NULL;
+        return 0;
+}
+
+static int test_advertise(void *state, struct swarm_values *advert) {
+        int r = swarm_values_set_string(advert, "device", "cpu");
+        if (r >= 0)
+                r = swarm_values_set_string(advert, "unit", "element");
+        if (r >= 0)
+                r = swarm_values_set_int(advert, "throughput", 1000000);
+        return r;
+}
+
+static int test_price(void *state, const struct swarm_values *inputs, uint64_t *price) {
+        struct swarm_tensor x;
+
+        *price = swarm_values_get_tensor(inputs, "x", &x) >= 0 ? x.n_elements : 1;
+        return 0;
+}
+
+static const char *mode_of(const struct swarm_values *inputs) {
+        const char *mode = "echo";
+
+        (void) swarm_values_get_string(inputs, "mode", &mode);
+        return mode;
+}
+
+static int test_execute(void *state, struct swarm_job *job) {
+        const struct swarm_values *in = swarm_job_inputs(job);
+        const char *mode = mode_of(in);
+        struct swarm_tensor x, y;
+        int r;
+
+        if (strcmp(mode, "crash") == 0) {
+                /* Past any sanitizer's handler: a real crash. */
+                signal(SIGSEGV, SIG_DFL);
+                raise(SIGSEGV);
+        }
+        if (strcmp(mode, "exit") == 0)
+                _exit(3);
+        if (strcmp(mode, "sleep") == 0) {
+                while (!swarm_job_cancelled(job))
+                        nanosleep(&(struct timespec) { .tv_nsec = 1000000 }, NULL);
+                return -ECANCELED;
+        }
+        if (strcmp(mode, "hang") == 0)
+                for (;;)
+                        pause();
+
+        if (swarm_values_get_tensor(in, "x", &x) < 0 || x.dtype != SWARM_DTYPE_F32) {
+                swarm_job_set_error(job, "input x (f32 tensor) is missing");
+                return -EINVAL;
+        }
+        r = swarm_values_add_tensor(swarm_job_outputs(job), "y", x.dtype, x.ndim, x.shape, &y);
+        if (r < 0)
+                return r;
+        for (uint64_t i = 0; i < x.n_elements; i++)
+                ((float *) y.data)[i] = 2.0f * ((const float *) x.data)[i];
+        if (strcmp(mode, "wrong") == 0)
+                ((float *) y.data)[0] += 1.0f;
+        return 0;
+}
+
+static int test_verify(void *state, struct swarm_job *job) {
+        struct swarm_tensor x, y;
+
+        if (swarm_values_get_tensor(swarm_job_inputs(job), "x", &x) < 0 ||
+            swarm_values_get_tensor(swarm_job_outputs(job), "y", &y) < 0 ||
+            y.n_elements != x.n_elements) {
+                swarm_job_set_error(job, "output y missing or of the wrong size");
+                return -EBADMSG;
+        }
+        for (uint64_t i = 0; i < x.n_elements; i++)
+                if (((const float *) y.data)[i] != 2.0f * ((const float *) x.data)[i]) {
+                        swarm_job_set_error(job, "y[%llu] is wrong", (unsigned long long) i);
+                        return -EBADMSG;
+                }
+        return 0;
+}
+
+static const struct swarm_skill skill = {
+        .abi_version = ((uint32_t) TEST_ABI_MAJOR << 16) | SWARM_SKILL_ABI_MINOR,
+        .struct_size = sizeof(struct swarm_skill),
+        .name = "testskill",
+        .version = "0.0.1",
+        .description = "misbehaves on request, for tests",
+        .init = test_init,
+        .advertise = test_advertise,
+        .price = test_price,
+        .execute = test_execute,
+        .verify = test_verify,
+};
+
+SWARM_SKILL_EXPORT const struct swarm_skill *swarm_skill_entry(void) {
+        return &skill;
+}
