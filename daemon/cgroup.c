@@ -382,7 +382,7 @@ int job_cgroups_new(const char *base, unsigned flags, struct job_cgroups **ret) 
         _cleanup_free_ char *freeze = NULL;
         int r;
 
-        if (!ret || (flags & ~(unsigned) JOB_CGROUPS_MOVE_SELF))
+        if (!ret || (flags & ~(unsigned) (JOB_CGROUPS_MOVE_SELF | JOB_CGROUPS_SIGNALS_ONLY)))
                 return -EINVAL;
         if ((flags & JOB_CGROUPS_MOVE_SELF) && base)
                 return log_error_errno(-EINVAL, "Moving ourselves into a leaf cgroup needs a discovered base, not %s", base);
@@ -390,6 +390,11 @@ int job_cgroups_new(const char *base, unsigned flags, struct job_cgroups **ret) 
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+
+        if (flags & JOB_CGROUPS_SIGNALS_ONLY) {
+                c->delegated = false;
+                goto done;
+        }
 
         if (base) {
                 c->base = strdup(base);

@@ -37,6 +37,9 @@ enum {
          * children, so every process in it (the daemon) is moved into the
          * leaf <base>/daemon first.  Never use this from a test. */
         JOB_CGROUPS_MOVE_SELF = 1 << 0,
+        /* No cgroups at all, by choice (skills.cgroups: off): the signal
+         * fallback from the start, without looking for a hierarchy. */
+        JOB_CGROUPS_SIGNALS_ONLY = 1 << 1,
 };
 
 /* Period written to cpu.max, in microseconds. */

@@ -28,6 +28,13 @@ static const char *const log_target_names[] = {
         [LOG_TARGET_JOURNAL + 1] = NULL,
 };
 
+static const char *const skills_cgroups_names[] = {
+        [SKILLS_CGROUPS_AUTO] = "auto",
+        [SKILLS_CGROUPS_ON] = "on",
+        [SKILLS_CGROUPS_OFF] = "off",
+        NULL
+};
+
 _Static_assert(LOG_EMERG == 0 && LOG_DEBUG == 7, "log.level names must be indexed by syslog priority");
 
 /* Every key here is documented, with its default, in etc/swarmd.yaml. */
@@ -43,6 +50,74 @@ const struct conf_key config_keys[] = {
                 .path = "node.state_directory",
                 .type = CONF_STRING,
                 .offset = offsetof(struct config, state_directory),
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.enabled",
+                .type = CONF_STRV,
+                .offset = offsetof(struct config, skills_enabled),
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.directory",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, skills_directory),
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.workers",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, skills_workers),
+                .min = 1,
+                .max = 64,
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.queue_limit",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, skills_queue_limit),
+                .max = 1000000,
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.kill_grace",
+                .type = CONF_DURATION,
+                .offset = offsetof(struct config, skills_kill_grace),
+                .min = 10 * 1000,
+                .max = 600ULL * 1000 * 1000,
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.cgroups",
+                .type = CONF_ENUM,
+                .offset = offsetof(struct config, skills_cgroups),
+                .names = skills_cgroups_names,
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.memory_max",
+                .type = CONF_SIZE,
+                .offset = offsetof(struct config, skills_memory_max),
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.cpu_max",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, skills_cpu_max),
+                .max = 100000,
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.pids_max",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, skills_pids_max),
+                .max = 4194304,
+                .needs_restart = true,
+        },
+        {
+                .path = "skills.options",
+                .type = CONF_STRV,
+                .offset = offsetof(struct config, skills_options),
                 .needs_restart = true,
         },
         {
@@ -65,11 +140,19 @@ int config_init(struct config *c) {
         *c = (struct config) {
                 .log_level = LOG_INFO,
                 .log_target = LOG_TARGET_AUTO,
+                .skills_workers = 1,
+                .skills_queue_limit = 64,
+                .skills_kill_grace = 2 * 1000 * 1000,
+                .skills_cgroups = SKILLS_CGROUPS_AUTO,
         };
 
         c->node_name = strdup("");
         c->state_directory = strdup("");
-        if (!c->node_name || !c->state_directory) {
+        c->skills_directory = strdup("");
+        c->skills_enabled = calloc(1, sizeof(char *));
+        c->skills_options = calloc(1, sizeof(char *));
+        if (!c->node_name || !c->state_directory || !c->skills_directory ||
+            !c->skills_enabled || !c->skills_options) {
                 config_done(c);
                 return -ENOMEM;
         }

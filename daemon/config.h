@@ -15,9 +15,27 @@ struct config {
         char *node_name;        /* node.name: label shown to peers; "" = the host name */
         char *state_directory;  /* node.state_directory: "" = $STATE_DIRECTORY, else STATEDIR; restart */
 
+        /* skills: (all need a restart) */
+        char **skills_enabled;  /* skills.enabled: names or paths of the plugins this node hosts */
+        char *skills_directory; /* skills.directory: where names are looked up; "" = SKILLDIR */
+        uint64_t skills_workers;        /* skills.workers: worker processes per skill */
+        uint64_t skills_queue_limit;    /* skills.queue_limit: queued jobs per skill; 0 = unlimited */
+        uint64_t skills_kill_grace;     /* skills.kill_grace: µs from deadline/cancel to SIGKILL */
+        int skills_cgroups;             /* skills.cgroups: enum skills_cgroups_mode */
+        uint64_t skills_memory_max;     /* skills.memory_max: bytes per skill; 0 = unlimited */
+        uint64_t skills_cpu_max;        /* skills.cpu_max: percent of one CPU per skill; 0 = unlimited */
+        uint64_t skills_pids_max;       /* skills.pids_max: processes per skill; 0 = unlimited */
+        char **skills_options;  /* skills.options: "SKILL.KEY=VALUE" handed to the skill's init() */
+
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */
         int log_target;         /* log.target: enum log_target */
+};
+
+enum skills_cgroups_mode {
+        SKILLS_CGROUPS_AUTO,    /* delegated cgroups under systemd, signals otherwise */
+        SKILLS_CGROUPS_ON,      /* our own cgroup's subtree, even outside systemd */
+        SKILLS_CGROUPS_OFF,     /* signals only */
 };
 
 extern const struct conf_key config_keys[];

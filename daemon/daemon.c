@@ -15,6 +15,7 @@
 #include "identity.h"
 #include "log.h"
 #include "macro.h"
+#include "skills.h"
 
 struct daemon {
         struct daemon_options options;
@@ -22,6 +23,8 @@ struct daemon {
         struct config config;
         char *state_dir;
         struct identity *identity;
+        struct skills *skills;
+        bool ready;
 };
 
 char *daemon_resolve_state_dir(const char *cli_state_dir, const char *config_state_dir) {
@@ -57,9 +60,20 @@ static const char *daemon_node_name(const struct daemon *d, char *buf, size_t si
 static void daemon_notify_running(const struct daemon *d, const char *extra) {
         char host[256];
 
-        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s)",
+        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s); %s",
                    extra, NODE_ID_SHORT_LEN, d->identity->node_id,
-                   daemon_node_name(d, host, sizeof(host)));
+                   daemon_node_name(d, host, sizeof(host)), skills_describe(d->skills));
+}
+
+/* READY=1 once every configured skill is up or has failed its first start:
+ * only then does swarmd serve what it was configured to. */
+static void on_skills_settled(struct skills *s, void *userdata) {
+        struct daemon *d = userdata;
+
+        d->ready = true;
+        daemon_notify_running(d, "READY=1\n");
+        log_info("Ready: %s. Stop with Ctrl-C or SIGTERM; reload the configuration with SIGHUP.",
+                 skills_describe(s));
 }
 
 static int daemon_reload(struct daemon *d) {
@@ -80,7 +94,7 @@ static int daemon_reload(struct daemon *d) {
                 log_error("%s", error ?: "Failed to load the configuration");
                 log_error("Keeping the running configuration; fix the file and reload again.");
                 config_done(&fresh);
-                daemon_notify_running(d, "READY=1\n");
+                daemon_notify_running(d, d->ready ? "READY=1\n" : "");
                 return 0;
         }
 
@@ -94,7 +108,7 @@ static int daemon_reload(struct daemon *d) {
 
         daemon_apply_logging(d);
         log_info("Configuration reloaded.");
-        daemon_notify_running(d, "READY=1\n");
+        daemon_notify_running(d, d->ready ? "READY=1\n" : "");
         return 0;
 }
 
@@ -125,6 +139,7 @@ static int daemon_setup_event_loop(struct daemon *d) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD);      /* workers: child sources of the pools */
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(errno, "Failed to block signals: %m");
         signal(SIGPIPE, SIG_IGN);
@@ -153,6 +168,7 @@ static int daemon_setup_event_loop(struct daemon *d) {
 }
 
 static void daemon_done(struct daemon *d) {
+        d->skills = skills_free(d->skills);
         d->event = sd_event_unref(d->event);
         identity_free(d->identity);
         d->identity = NULL;
@@ -196,8 +212,12 @@ int daemon_run(const struct daemon_options *options) {
         if (r < 0)
                 goto out;
 
-        daemon_notify_running(&d, "READY=1\n");
-        log_info("Ready. Stop with Ctrl-C or SIGTERM; reload the configuration with SIGHUP.");
+        sd_notify(false, "STATUS=Starting skill workers");
+        r = skills_new(d.event, &d.config, on_skills_settled, &d, &d.skills);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the skills: %m");
+                goto out;
+        }
 
         r = sd_event_loop(d.event);
         if (r < 0) {

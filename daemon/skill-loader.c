@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "build-config.h"
+#include "macro.h"
 #include "skill-loader.h"
 #include "swarm-host.h"
 
@@ -100,4 +106,62 @@ const char *skill_callbacks_string(const struct swarm_skill *s, char *buf, size_
                 if (table[i].present && used < n)
                         used += (size_t) snprintf(buf + used, n - used, "%s%s", used ? "," : "", table[i].name);
         return buf;
+}
+
+int skill_find(const char *arg, const char *dirs, char **ret) {
+        _cleanup_free_ char *copy = NULL;
+        char *saveptr = NULL;
+
+        if (strchr(arg, '/')) {
+                *ret = realpath(arg, NULL);
+                return *ret ? 0 : negative_errno();
+        }
+        copy = strdup(dirs);
+        if (!copy)
+                return -ENOMEM;
+        for (char *d = strtok_r(copy, ":", &saveptr); d; d = strtok_r(NULL, ":", &saveptr)) {
+                for (int i = 0; i < 2; i++) {
+                        char *path;
+                        int k = i == 0 ? asprintf(&path, "%s/%s.so", d, arg) :
+                                asprintf(&path, "%s/%s/%s.so", d, arg, arg);
+
+                        if (k < 0)
+                                return -ENOMEM;
+                        if (access(path, R_OK) == 0) {
+                                *ret = path;
+                                return 0;
+                        }
+                        free(path);
+                }
+        }
+        return -ENOENT;
+}
+
+char *skill_worker_path(void) {
+        const char *env = getenv("SWARM_WORKER");
+        char self[PATH_MAX], *slash;
+        ssize_t n;
+
+        if (env && env[0])
+                return strdup(env);
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n > 0) {
+                self[n] = '\0';
+                slash = strrchr(self, '/');
+                /* Only a build tree has a worker beside the binary; installed
+                 * programs live in bindir/sbindir and find none there. */
+                if (slash) {
+                        *slash = '\0';
+                        for (int i = 0; i < 2; i++) {
+                                char *path;
+                                if (asprintf(&path, i == 0 ? "%s/../daemon/swarm-worker" : "%s/swarm-worker",
+                                             self) < 0)
+                                        return NULL;
+                                if (access(path, X_OK) == 0)
+                                        return path;
+                                free(path);
+                        }
+                }
+        }
+        return strdup(LIBEXECDIR "/swarm-worker");
 }

@@ -20,3 +20,13 @@ void skill_unload(struct loaded_skill *s);
 
 /* The callbacks the descriptor provides, as "init,fini,…" into buf. */
 const char *skill_callbacks_string(const struct swarm_skill *s, char *buf, size_t n);
+
+/* Finds a skill: arg containing a '/' is a path (made absolute); otherwise
+ * a name looked up as NAME.so, then NAME/NAME.so (a build tree), in each
+ * directory of the colon-separated dirs.  0 with a malloc'd path, -ENOENT,
+ * -ENOMEM. */
+int skill_find(const char *arg, const char *dirs, char **ret);
+
+/* The swarm-worker to run: $SWARM_WORKER, else the one next to the running
+ * program (../daemon/ or ./, a build tree), else LIBEXECDIR's.  malloc'd. */
+char *skill_worker_path(void);

@@ -292,3 +292,40 @@ Test(lifecycle, corrupt_identity_refuses_to_start_and_is_kept) {
         cr_assert_neq(WEXITSTATUS(status), 0);
         cr_assert_str_eq(read_file(key), "not a key");
 }
+
+static int count_children(pid_t parent) {
+        char path[64], buf[4096];
+        FILE *f;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) parent, (int) parent);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        if (fgets(buf, sizeof(buf), f))
+                for (char *p = strtok(buf, " \n"); p; p = strtok(NULL, " \n"))
+                        n++;
+        fclose(f);
+        return n;
+}
+
+Test(lifecycle, ready_only_once_configured_skills_are_up_and_workers_stop_with_it) {
+        char config[1024], msg[4096];
+        const char *plugins = getenv("SKILL_BUILD_DIR"), *tests = getenv("TEST_PLUGIN_DIR");
+
+        cr_assert(plugins && tests, "SKILL_BUILD_DIR/TEST_PLUGIN_DIR not set");
+        snprintf(config, sizeof(config),
+                 "skills:\n  enabled: [hash, testskill, no-such-skill]\n  directory: \"%s:%s\"\n"
+                 "  workers: 2\n", plugins, tests);
+        write_file(h.config, config);
+        start_daemon(0);
+        expect_notify("READY=1", msg, sizeof(msg));
+        cr_assert(strstr(msg, "hash (") && strstr(msg, "testskill (") &&
+                  strstr(msg, "1 failed: no-such-skill"), "READY message: %s", msg);
+        /* Two long-lived workers per skill. */
+        cr_assert_eq(count_children(h.pid), 4, "children of swarmd: %d", count_children(h.pid));
+        cr_assert(strstr(read_file(h.stderr_path), "no-such-skill"), "missing skill not reported");
+
+        cr_assert_eq(kill(h.pid, SIGTERM), 0);
+        assert_clean_exit(wait_exit(h.pid));
+}

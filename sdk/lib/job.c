@@ -68,7 +68,9 @@ void swarm_job_set_error(struct swarm_job *job, const char *format, ...) {
         va_list ap;
 
         va_start(ap, format);
-        vsnprintf(job->error, sizeof(job->error), format, ap);
+        if (vsnprintf(job->error, sizeof(job->error), format, ap) < 0)
+                /* An encoding error leaves the buffer unspecified. */
+                strcpy(job->error, "(unprintable error message)");
         va_end(ap);
         /* One line: the requester sees it in a table. */
         job->error[strcspn(job->error, "\n")] = '\0';

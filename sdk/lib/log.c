@@ -24,7 +24,9 @@ void swarm_log(int level, const char *format, ...) {
         va_list ap;
 
         va_start(ap, format);
-        vsnprintf(buf, sizeof(buf), format, ap);
+        if (vsnprintf(buf, sizeof(buf), format, ap) < 0)
+                /* An encoding error leaves buf unspecified. */
+                snprintf(buf, sizeof(buf), "(unprintable log message: %s)", format);
         va_end(ap);
         log_handler(level, buf, log_userdata);
 }

@@ -76,57 +76,17 @@ static int parse_duration(const char *s, uint64_t *ret) {
 static int resolve_skill(const char *arg, char **ret) {
         const char *env = getenv("SWARM_SKILL_PATH");
         _cleanup_free_ char *dirs = NULL;
-        char *saveptr = NULL;
+        int r;
 
-        if (strchr(arg, '/')) {
-                *ret = realpath(arg, NULL);
-                if (!*ret)
-                        return log_error_errno(negative_errno(), "%s: %m", arg);
-                return 0;
-        }
         if (asprintf(&dirs, "%s%s%s", env ?: "", env ? ":" : "", SKILLDIR) < 0)
                 return log_oom();
-        for (char *d = strtok_r(dirs, ":", &saveptr); d; d = strtok_r(NULL, ":", &saveptr)) {
-                char *path;
-                if (asprintf(&path, "%s/%s.so", d, arg) < 0)
-                        return log_oom();
-                if (access(path, R_OK) == 0) {
-                        *ret = path;
-                        return 0;
-                }
-                free(path);
-        }
-        return log_error_errno(-ENOENT, "No skill named %s in %s%s%s (give a path to a .so to use another).",
-                               arg, env ?: "", env ? ":" : "", SKILLDIR);
-}
-
-/* swarm-worker next to us (a build tree), else the installed one. */
-static int find_worker(char **ret) {
-        char self[PATH_MAX], *slash;
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        const char *env = getenv("SWARM_WORKER");
-
-        if (env) {
-                *ret = strdup(env);
-                return *ret ? 0 : -ENOMEM;
-        }
-        if (n > 0) {
-                self[n] = '\0';
-                slash = strrchr(self, '/');
-                if (slash) {
-                        char *path;
-                        *slash = '\0';
-                        if (asprintf(&path, "%s/../daemon/swarm-worker", self) < 0)
-                                return -ENOMEM;
-                        if (access(path, X_OK) == 0) {
-                                *ret = path;
-                                return 0;
-                        }
-                        free(path);
-                }
-        }
-        *ret = strdup(LIBEXECDIR "/swarm-worker");
-        return *ret ? 0 : -ENOMEM;
+        r = skill_find(arg, dirs, ret);
+        if (r == -ENOENT && !strchr(arg, '/'))
+                return log_error_errno(r, "No skill named %s in %s (give a path to a .so to use another).",
+                                       arg, dirs);
+        if (r < 0)
+                return log_error_errno(r, "%s: %m", arg);
+        return 0;
 }
 
 /* KEY=VALUE: an integer when VALUE parses as one, else a string. */
@@ -531,8 +491,8 @@ static int run_pool(const char *plugin, const struct swarm_values *config, struc
         sigset_t mask;
         int r;
 
-        r = find_worker(&worker);
-        if (r < 0)
+        worker = skill_worker_path();
+        if (!worker)
                 return log_oom();
         pc.worker_path = worker;
 

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-config.h"
+#include "cgroup.h"
+#include "log.h"
+#include "macro.h"
+#include "skill-loader.h"
+#include "skills.h"
+
+#define SETTLE_CHECK_USEC (50 * 1000)
+
+struct hosted_skill {
+        char *name;
+        char *path;
+        struct swarm_values *options;
+        struct skill_pool *pool;
+        bool settled;
+};
+
+struct skills {
+        sd_event *event;
+        struct job_cgroups *cgroups;
+        struct hosted_skill *items;
+        size_t n;
+        char **failed;                  /* skills that could not even be started */
+        sd_event_source *settle_timer;
+        skills_settled_fn settled;
+        void *userdata;
+        char description[1024];
+};
+
+/* The skill's name as configured: a path's file name without ".so". */
+static char *skill_name_of(const char *arg) {
+        const char *base = strrchr(arg, '/');
+        size_t n;
+
+        base = base ? base + 1 : arg;
+        n = strlen(base);
+        if (n > 3 && strcmp(base + n - 3, ".so") == 0)
+                n -= 3;
+        return strndup(base, n);
+}
+
+/* skills.options entries "SKILL.KEY=VALUE" for this skill. */
+static int options_for(const struct config *c, const char *skill, struct swarm_values **ret) {
+        struct swarm_values *v = swarm_values_new();
+        size_t l = strlen(skill);
+
+        if (!v)
+                return -ENOMEM;
+        for (char **o = c->skills_options; o && *o; o++) {
+                const char *eq = strchr(*o, '='), *key = *o + l + 1;
+                _cleanup_free_ char *k = NULL;
+                char *end;
+                long long x;
+                int r;
+
+                if (strncmp(*o, skill, l) != 0 || (*o)[l] != '.')
+                        continue;
+                if (!eq || eq <= key) {
+                        swarm_values_free(v);
+                        return log_error_errno(-EINVAL, "skills.options: \"%s\" is not SKILL.KEY=VALUE", *o);
+                }
+                k = strndup(key, (size_t) (eq - key));
+                if (!k) {
+                        swarm_values_free(v);
+                        return -ENOMEM;
+                }
+                errno = 0;
+                x = strtoll(eq + 1, &end, 0);
+                if (eq[1] && !*end && errno == 0)
+                        r = swarm_values_set_int(v, k, x);
+                else
+                        r = swarm_values_set_string(v, k, eq + 1);
+                if (r < 0) {
+                        swarm_values_free(v);
+                        return log_error_errno(r, "skills.options: \"%s\": %s", *o,
+                                               r == -EEXIST ? "key given twice" : "bad key");
+                }
+        }
+        *ret = v;
+        return 0;
+}
+
+static bool all_settled(struct skills *s) {
+        for (size_t i = 0; i < s->n; i++) {
+                struct hosted_skill *h = &s->items[i];
+                if (!h->settled && (skill_pool_info(h->pool) || skill_pool_restarts(h->pool) > 0)) {
+                        h->settled = true;
+                        if (!skill_pool_info(h->pool))
+                                log_error("Skill %s did not start: %s; retrying with backoff.", h->name,
+                                          skill_pool_last_error(h->pool) ?: "unknown error");
+                }
+                if (!h->settled)
+                        return false;
+        }
+        return true;
+}
+
+static int on_settle_check(sd_event_source *es, uint64_t usec, void *userdata) {
+        struct skills *s = userdata;
+
+        if (!all_settled(s)) {
+                (void) sd_event_source_set_time_relative(es, SETTLE_CHECK_USEC);
+                return sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
+        }
+        s->settle_timer = sd_event_source_disable_unref(s->settle_timer);
+        if (s->settled)
+                s->settled(s, s->userdata);
+        return 0;
+}
+
+static int cgroups_setup(struct skills *s, const struct config *c) {
+        bool under_systemd = getenv("INVOCATION_ID") != NULL;
+        bool use = c->skills_cgroups == SKILLS_CGROUPS_ON ||
+                (c->skills_cgroups == SKILLS_CGROUPS_AUTO && under_systemd);
+        const char *why = c->skills_cgroups == SKILLS_CGROUPS_OFF ? "skills.cgroups is off" :
+                "not running as a systemd service (skills.cgroups: auto)";
+
+        if (use)
+                /* Under systemd with Delegate=yes our cgroup is ours to split. */
+                return job_cgroups_new(NULL, under_systemd ? JOB_CGROUPS_MOVE_SELF : 0, &s->cgroups);
+
+        log_info("Jobs run without cgroups, as %s; they are paused and stopped with signals.", why);
+        return job_cgroups_new(NULL, JOB_CGROUPS_SIGNALS_ONLY, &s->cgroups);
+}
+
+int skills_new(sd_event *event, const struct config *c, skills_settled_fn settled, void *userdata,
+               struct skills **ret) {
+        _cleanup_free_ char *dirs = NULL;
+        _cleanup_free_ char *worker = NULL;
+        struct cgroup_limits limits = {
+                .memory_max = c->skills_memory_max,
+                .cpu_max_percent = c->skills_cpu_max,
+                .pids_max = c->skills_pids_max,
+        };
+        struct skills *s;
+        size_t n = 0, n_failed = 0;
+        int r;
+
+        for (char **e = c->skills_enabled; e && *e; e++)
+                n++;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->event = sd_event_ref(event);
+        s->settled = settled;
+        s->userdata = userdata;
+        s->items = calloc(n ? n : 1, sizeof(struct hosted_skill));
+        s->failed = calloc(n + 1, sizeof(char *));
+        worker = skill_worker_path();
+        dirs = strdup(c->skills_directory[0] ? c->skills_directory : SKILLDIR);
+        if (!s->items || !s->failed || !worker || !dirs) {
+                skills_free(s);
+                return -ENOMEM;
+        }
+
+        r = cgroups_setup(s, c);
+        if (r < 0) {
+                skills_free(s);
+                return log_error_errno(r, "Failed to set up the job cgroups: %m");
+        }
+
+        for (char **e = c->skills_enabled; e && *e; e++) {
+                struct hosted_skill *h = &s->items[s->n];
+                struct skill_pool_config pc = {
+                        .worker_path = worker,
+                        .workers = (unsigned) c->skills_workers,
+                        .queue_max = (unsigned) c->skills_queue_limit,
+                        .kill_grace_usec = c->skills_kill_grace,
+                        .cgroups = s->cgroups,
+                };
+
+                h->name = skill_name_of(*e);
+                if (!h->name) {
+                        skills_free(s);
+                        return -ENOMEM;
+                }
+                r = skill_find(*e, dirs, &h->path);
+                if (r >= 0)
+                        r = options_for(c, h->name, &h->options);
+                if (r >= 0)
+                        r = job_cgroups_add_skill(s->cgroups, h->name, &limits);
+                if (r >= 0) {
+                        pc.name = h->name;
+                        pc.plugin_path = h->path;
+                        pc.skill_config = h->options;
+                        r = skill_pool_new(event, &pc, &h->pool);
+                }
+                if (r < 0) {
+                        if (r == -ENOENT)
+                                log_error("Skill %s: no %s.so (or %s/%s.so) in %s; leaving it out.",
+                                          h->name, h->name, h->name, h->name, dirs);
+                        else
+                                log_error_errno(r, "Skill %s: cannot start it (%m); leaving it out.", h->name);
+                        s->failed[n_failed++] = TAKE_PTR(h->name);
+                        free(h->path);
+                        swarm_values_free(h->options);
+                        *h = (struct hosted_skill) {};
+                        continue;
+                }
+                s->n++;
+        }
+
+        r = sd_event_add_time_relative(event, &s->settle_timer, CLOCK_MONOTONIC, 0, 0, on_settle_check, s);
+        if (r < 0) {
+                skills_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+struct skills *skills_free(struct skills *s) {
+        if (!s)
+                return NULL;
+        sd_event_source_disable_unref(s->settle_timer);
+        for (size_t i = 0; i < s->n; i++) {
+                skill_pool_free(s->items[i].pool);
+                swarm_values_free(s->items[i].options);
+                free(s->items[i].name);
+                free(s->items[i].path);
+        }
+        free(s->items);
+        strv_free(s->failed);
+        job_cgroups_free(s->cgroups);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+const char *skills_describe(struct skills *s) {
+        size_t used = 0, n_failed = 0;
+        char *b = s->description;
+        size_t size = sizeof(s->description);
+
+        for (char **f = s->failed; *f; f++)
+                n_failed++;
+        used += (size_t) snprintf(b, size, "%zu skill%s", s->n, s->n == 1 ? "" : "s");
+        for (size_t i = 0; i < s->n && used < size; i++) {
+                const struct hosted_skill *h = &s->items[i];
+                unsigned alive = skill_pool_workers_alive(h->pool);
+                used += (size_t) snprintf(b + used, size - used, "%s%s (%u worker%s%s)", i ? ", " : ": ",
+                                          h->name, alive, alive == 1 ? "" : "s",
+                                          skill_pool_info(h->pool) ? "" : ", not started");
+        }
+        if (n_failed && used < size) {
+                used += (size_t) snprintf(b + used, size - used, "; %zu failed:", n_failed);
+                for (char **f = s->failed; *f && used < size; f++)
+                        used += (size_t) snprintf(b + used, size - used, " %s", *f);
+        }
+        return b;
+}
+
+struct skill_pool *skills_get(struct skills *s, const char *name) {
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->items[i].name, name) == 0)
+                        return s->items[i].pool;
+        return NULL;
+}
+
+int skills_pause(struct skills *s) {
+        int r = job_cgroups_freeze(s->cgroups);
+        return r < 0 ? r : 0;
+}
+
+int skills_resume(struct skills *s) {
+        return job_cgroups_thaw(s->cgroups);
+}
+
+int skills_kill_all(struct skills *s) {
+        return job_cgroups_kill(s->cgroups);
+}

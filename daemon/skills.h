@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The skills this node hosts: from the skills: section of the
+ * configuration, one worker pool each, all in the job cgroup tree.  Says
+ * when every skill has come up (or failed to), so that swarmd sends
+ * READY=1 only once it really serves what it was configured to. */
+
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "skill-pool.h"
+
+struct skills;
+
+typedef void (*skills_settled_fn)(struct skills *s, void *userdata);
+
+/* Starts a pool per enabled skill.  A skill that cannot be found or loaded
+ * is logged and left out; the rest still start.  settled is called (from
+ * the loop) once every pool is ready or has failed its first start. */
+int skills_new(sd_event *event, const struct config *config, skills_settled_fn settled, void *userdata,
+               struct skills **ret);
+struct skills *skills_free(struct skills *s);
+
+/* "2 skills: hash (1 worker), gemm (1 worker); 1 failed: foo" */
+const char *skills_describe(struct skills *s);
+
+/* The pool of the skill named name, or NULL. */
+struct skill_pool *skills_get(struct skills *s, const char *name);
+
+/* All jobs at once, for the lending switch: pause, resume, kill. */
+int skills_pause(struct skills *s);
+int skills_resume(struct skills *s);
+int skills_kill_all(struct skills *s);
