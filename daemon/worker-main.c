@@ -137,11 +137,12 @@ static int handle_price(struct worker *w, const struct wmsg *req) {
         uint64_t price = 0;
         int r;
 
+        swarm_call_error_reset();
         r = w->skill->price(w->state, req->values[0], &price);
         rep.status = r < 0 ? r : 0;
         rep.number = price;
         if (r < 0)
-                rep.text[WMSG_TEXT_ERROR] = error_text(r, NULL);
+                rep.text[WMSG_TEXT_ERROR] = strdup(swarm_call_error() ?: strerror(-r));
         r = reply(w, &rep);
         wmsg_done(&rep);
         return r;

@@ -596,3 +596,12 @@ Test(sdk, log_goes_to_the_installed_handler) {
         swarm_log(LOG_DEBUG, "not captured");
         cr_assert_eq(c.calls, 2);
 }
+
+Test(sdk, error_without_a_job_is_kept_for_the_host) {
+        swarm_call_error_reset();
+        cr_assert_null(swarm_call_error());
+        swarm_job_set_error(NULL, "shape %dx%d\nsecond line", 3, 4);
+        cr_assert_str_eq(swarm_call_error(), "shape 3x4");
+        swarm_call_error_reset();
+        cr_assert_null(swarm_call_error());
+}

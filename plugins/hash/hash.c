@@ -166,8 +166,8 @@ static int hash_advertise(void *state, struct swarm_values *advert) {
         return swarm_values_set_int(advert, "memory", (int64_t) (s->max_input + DIGEST_SIZE_MAX));
 }
 
-/* Validates inputs into *req.  With a job, explains a refusal to the
- * requester; price() has none and only returns the error. */
+/* Validates inputs into *req and explains a refusal to the requester (job
+ * is NULL in price(), see swarm_job_set_error()). */
 static int parse_request(const struct hash_state *s, const struct swarm_values *inputs, struct swarm_job *job,
                          struct hash_request *req) {
         const void *data;
@@ -177,15 +177,13 @@ static int parse_request(const struct hash_state *s, const struct swarm_values *
 
         r = swarm_values_get_bytes(inputs, "data", &data, &size);
         if (r < 0) {
-                if (job)
-                        swarm_job_set_error(job, r == -ENOENT ? "input \"data\" is missing"
-                                                              : "input \"data\" must be bytes");
+                swarm_job_set_error(job, r == -ENOENT ? "input \"data\" is missing"
+                                                      : "input \"data\" must be bytes");
                 return -EINVAL;
         }
         if (size > s->max_input) {
-                if (job)
-                        swarm_job_set_error(job, "input \"data\" is %zu bytes, this provider hashes at most %" PRIu64,
-                                            size, s->max_input);
+                swarm_job_set_error(job, "input \"data\" is %zu bytes, this provider hashes at most %" PRIu64,
+                                    size, s->max_input);
                 return -E2BIG;
         }
 
@@ -193,13 +191,11 @@ static int parse_request(const struct hash_state *s, const struct swarm_values *
         if (r == -ENOENT)
                 ds = DEFAULT_DIGEST_SIZE;
         else if (r < 0) {
-                if (job)
-                        swarm_job_set_error(job, "input \"digest-size\" must be an integer");
+                swarm_job_set_error(job, "input \"digest-size\" must be an integer");
                 return -EINVAL;
         } else if (ds < DIGEST_SIZE_MIN || ds > DIGEST_SIZE_MAX) {
-                if (job)
-                        swarm_job_set_error(job, "input \"digest-size\" is %" PRIi64 ", must be between %d and %d",
-                                            ds, DIGEST_SIZE_MIN, DIGEST_SIZE_MAX);
+                swarm_job_set_error(job, "input \"digest-size\" is %" PRIi64 ", must be between %d and %d",
+                                    ds, DIGEST_SIZE_MIN, DIGEST_SIZE_MAX);
                 return -EINVAL;
         }
 

@@ -64,14 +64,27 @@ bool swarm_job_cancelled(const struct swarm_job *job) {
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u >= job->deadline_usec;
 }
 
+/* Where swarm_job_set_error(NULL, …) writes: the refusal of a price() call,
+ * which has no job.  Per thread, like errno. */
+static _Thread_local char call_error[SWARM_JOB_ERROR_MAX];
+
 void swarm_job_set_error(struct swarm_job *job, const char *format, ...) {
+        char *buf = job ? job->error : call_error;
         va_list ap;
 
         va_start(ap, format);
-        if (vsnprintf(job->error, sizeof(job->error), format, ap) < 0)
+        if (vsnprintf(buf, SWARM_JOB_ERROR_MAX, format, ap) < 0)
                 /* An encoding error leaves the buffer unspecified. */
-                strcpy(job->error, "(unprintable error message)");
+                strcpy(buf, "(unprintable error message)");
         va_end(ap);
         /* One line: the requester sees it in a table. */
-        job->error[strcspn(job->error, "\n")] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+}
+
+void swarm_call_error_reset(void) {
+        call_error[0] = '\0';
+}
+
+const char *swarm_call_error(void) {
+        return call_error[0] ? call_error : NULL;
 }

@@ -69,6 +69,11 @@ void swarm_job_done(struct swarm_job *job);
 /* The message the plugin left with swarm_job_set_error(), or NULL. */
 const char *swarm_job_error(const struct swarm_job *job);
 
+/* The message a callback without a job (price()) left with
+ * swarm_job_set_error(NULL, …) since the last reset, or NULL. */
+void swarm_call_error_reset(void);
+const char *swarm_call_error(void);
+
 /* ---- Logging ---- */
 
 /* Where swarm_log() goes; by default stderr. */

@@ -232,8 +232,8 @@ static int add_input(struct swarm_values *v, const char *arg) {
                 return 0;
         }
         if (spec[0] == '@')
-                r = add_bytes_file(v, name, spec + 1);
-        else if (strncmp(spec, "random:", 7) == 0)
+                return add_bytes_file(v, name, spec + 1);
+        if (strncmp(spec, "random:", 7) == 0)
                 return add_random_tensor(v, name, spec + 7);
         else if (strncmp(spec, "int:", 4) == 0) {
                 errno = 0;

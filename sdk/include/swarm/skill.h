@@ -147,7 +147,8 @@ bool swarm_job_cancelled(const struct swarm_job *job);
 uint64_t swarm_job_deadline_usec(const struct swarm_job *job);
 
 /* Explains the failure the callback is about to return (shown to the
- * requester; keep it to one line).  The last call wins. */
+ * requester; keep it to one line).  The last call wins.  price(), which has
+ * no job, passes NULL for job. */
 void swarm_job_set_error(struct swarm_job *job, const char *format, ...) SWARM_PRINTF(2, 3);
 
 /* Logs through the host (journal under systemd, with SKILL= and JOB=).
@@ -180,7 +181,8 @@ struct swarm_skill {
 
         /* Base price of the job whose inputs are given, in micro-credits,
          * into *price; also validates the inputs cheaply (shapes, dtypes,
-         * budget) so that a bad job is refused before it is queued. */
+         * budget) so that a bad job is refused before it is queued.  A
+         * refusal is explained with swarm_job_set_error(NULL, …). */
         int (*price)(void *state, const struct swarm_values *inputs, uint64_t *price);
 
         /* Runs the job: reads swarm_job_inputs(), writes swarm_job_outputs().

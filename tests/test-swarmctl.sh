@@ -1,0 +1,110 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# swarmctl skill inspect|run against the built skills and the misbehaving
+# test skill: what a skill author sees, including every error path.
+set -eu
+
+: "${SWARMCTL:?run through meson test}" "${SKILL_BUILD_DIR:?}" "${TEST_PLUGIN_DIR:?}"
+export SWARM_SKILL_PATH="$SKILL_BUILD_DIR:$TEST_PLUGIN_DIR"
+
+tmp=$(mktemp -d /tmp/swarmctl-test-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+n=0
+fail() {
+	echo "not ok - $*"
+	echo "# output was:"
+	sed 's/^/# /' "$tmp/out"
+	exit 1
+}
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $*"
+}
+# run EXPECTED_STATUS ARGS...: output in $tmp/out
+run() {
+	want=$1
+	shift
+	set +e
+	"$SWARMCTL" "$@" >"$tmp/out" 2>&1
+	got=$?
+	set -e
+	[ "$got" -eq "$want" ] || fail "swarmctl $* exited $got, expected $want"
+}
+expect() {
+	grep -q -- "$1" "$tmp/out" || fail "no '$1' in the output of the last command"
+}
+
+run 0 skill inspect hash
+expect "Skill:        hash"
+expect "Callbacks:    init,fini,advertise,price,execute,verify"
+expect "ABI:          1.0"
+expect "throughput"
+ok "inspect hash by name shows descriptor and advert"
+
+run 0 skill inspect "$TEST_PLUGIN_DIR/testskill.so"
+expect "Callbacks:    init,advertise,price,execute,verify"
+ok "inspect by path"
+
+run 1 skill inspect "$TEST_PLUGIN_DIR/badabi.so"
+expect "skill ABI 2.0, but this host runs ABI 1.x"
+ok "inspect refuses another ABI major with the reason"
+
+printf 'not an elf' >"$tmp/junk.so"
+run 1 skill inspect "$tmp/junk.so"
+expect "junk.so"
+ok "inspect of a non-plugin names the file"
+
+run 1 skill inspect no-such-skill
+expect "No skill named no-such-skill"
+ok "unknown skill name"
+
+run 0 skill run hash --input data=text:abc
+expect "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319"
+expect "verify      passed"
+ok "run hash: BLAKE2b-256 of abc, verified"
+
+head -c 100000 /dev/zero >"$tmp/zeros"
+run 0 skill run hash --input "data=@$tmp/zeros" --input digest-size=int:64 --repeat 20
+expect "20 runs"
+expect "64 bytes"
+ok "run hash on a file, repeated, 64-byte digest"
+
+run 2 skill run hash --input "data=@$tmp/missing-file"
+expect "missing-file"
+ok "missing input file is named"
+
+run 1 skill run hash --input digest-size=int:3 --input data=text:x
+expect 'price       REFUSED: input "digest-size" is 3, must be between 16 and 64'
+ok "price() refusal is explained"
+
+run 2 skill run hash --input nonsense
+expect "expected NAME=SPEC"
+ok "malformed --input"
+
+run 0 skill run testskill --input mode=str:echo --input x=random:f32:64x8 --output-dir "$tmp/out1"
+expect "verify      passed"
+[ -s "$tmp/out1/y.npy" ] || fail "y.npy not written"
+ok "tensor output written as .npy"
+
+# The .npy we wrote reads back as an input.
+run 0 skill run testskill --input mode=str:echo --input "x=@$tmp/out1/y.npy"
+expect "f32\[64x8\]"
+ok ".npy input round trip"
+
+run 1 skill run testskill --input mode=str:wrong --input x=random:f32:16
+expect "verify      FAILED: y\[0\] is wrong"
+ok "a wrong result fails verification and exits 1"
+
+run 1 skill run testskill --input mode=str:crash --input x=random:f32:16
+expect "crashed (killed by signal SIGSEGV)"
+ok "a crashing plugin is reported"
+
+run 1 skill run testskill --input mode=str:sleep --input x=random:f32:16 --deadline 200ms
+expect "deadline"
+ok "deadline enforced"
+
+run 1 skill run testskill --config fail-init=1 --input x=random:f32:4
+expect "init() of skill testskill failed"
+ok "failed init is explained"
+
+echo "1..$n"
