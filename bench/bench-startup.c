@@ -54,7 +54,7 @@ int main(int argc, char *argv[]) {
         FILE *f = fopen(config, "we");
         if (!f)
                 die(config, -errno);
-        fputs("log:\n  level: warning\n", f);
+        fputs("log:\n  level: warning\nnetwork:\n  bind: tcp://127.0.0.1:0\n  beacon: false\n", f);
         fclose(f);
 
         for (int i = 0; i < ROUNDS; i++) {

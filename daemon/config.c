@@ -121,6 +121,88 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "network.enabled",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, network_enabled),
+                .needs_restart = true,
+        },
+        {
+                .path = "network.bind",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, network_bind),
+                .needs_restart = true,
+        },
+        {
+                .path = "network.advertise",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, network_advertise),
+                .needs_restart = true,
+        },
+        {
+                .path = "network.seeds",
+                .type = CONF_STRV,
+                .offset = offsetof(struct config, network_seeds),
+                .needs_restart = true,
+        },
+        {
+                .path = "network.beacon",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, network_beacon),
+                .needs_restart = true,
+        },
+        {
+                .path = "network.beacon_address",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, network_beacon_address),
+                .needs_restart = true,
+        },
+        {
+                .path = "network.beacon_port",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, network_beacon_port),
+                .min = 1,
+                .max = 65535,
+                .needs_restart = true,
+        },
+        {
+                .path = "network.beacon_interval",
+                .type = CONF_DURATION,
+                .offset = offsetof(struct config, network_beacon_interval),
+                .min = 100 * 1000,
+                .max = 3600ULL * 1000 * 1000,
+                .needs_restart = true,
+        },
+        {
+                .path = "network.insecure",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, network_insecure),
+                .needs_restart = true,
+        },
+        {
+                .path = "network.max_message_size",
+                .type = CONF_SIZE,
+                .offset = offsetof(struct config, network_max_message_size),
+                .min = 4096,
+                .max = 1ULL << 30,
+                .needs_restart = true,
+        },
+        {
+                .path = "network.rate_limit",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, network_rate_limit),
+                .min = 1,
+                .max = 1000000,
+                .needs_restart = true,
+        },
+        {
+                .path = "network.probe_interval",
+                .type = CONF_DURATION,
+                .offset = offsetof(struct config, network_probe_interval),
+                .min = 10 * 1000,
+                .max = 60ULL * 1000 * 1000,
+                .needs_restart = true,
+        },
+        {
                 .path = "log.level",
                 .type = CONF_ENUM,
                 .offset = offsetof(struct config, log_level),
@@ -144,6 +226,13 @@ int config_init(struct config *c) {
                 .skills_queue_limit = 64,
                 .skills_kill_grace = 2 * 1000 * 1000,
                 .skills_cgroups = SKILLS_CGROUPS_AUTO,
+                .network_enabled = true,
+                .network_beacon = true,
+                .network_beacon_port = 7947,
+                .network_beacon_interval = 5 * 1000 * 1000,
+                .network_max_message_size = 1024 * 1024,
+                .network_rate_limit = 500,
+                .network_probe_interval = 200 * 1000,
         };
 
         c->node_name = strdup("");
@@ -151,8 +240,13 @@ int config_init(struct config *c) {
         c->skills_directory = strdup("");
         c->skills_enabled = calloc(1, sizeof(char *));
         c->skills_options = calloc(1, sizeof(char *));
+        c->network_bind = strdup("tcp://0.0.0.0:7946");
+        c->network_advertise = strdup("");
+        c->network_seeds = calloc(1, sizeof(char *));
+        c->network_beacon_address = strdup("255.255.255.255");
         if (!c->node_name || !c->state_directory || !c->skills_directory ||
-            !c->skills_enabled || !c->skills_options) {
+            !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
+            !c->network_seeds || !c->network_beacon_address) {
                 config_done(c);
                 return -ENOMEM;
         }

@@ -27,6 +27,20 @@ struct config {
         uint64_t skills_pids_max;       /* skills.pids_max: processes per skill; 0 = unlimited */
         char **skills_options;  /* skills.options: "SKILL.KEY=VALUE" handed to the skill's init() */
 
+        /* network: (all need a restart) */
+        bool network_enabled;           /* network.enabled */
+        char *network_bind;             /* network.bind: ZeroMQ endpoint of the ROUTER */
+        char *network_advertise;        /* network.advertise: endpoint peers use; "" = derived */
+        char **network_seeds;           /* network.seeds: "NODEID@tcp://host:port" */
+        bool network_beacon;            /* network.beacon: LAN discovery */
+        char *network_beacon_address;   /* network.beacon_address: broadcast address */
+        uint64_t network_beacon_port;   /* network.beacon_port */
+        uint64_t network_beacon_interval;       /* network.beacon_interval: µs */
+        bool network_insecure;          /* network.insecure: no CurveZMQ (debugging) */
+        uint64_t network_max_message_size;      /* network.max_message_size: bytes */
+        uint64_t network_rate_limit;    /* network.rate_limit: messages/s per peer */
+        uint64_t network_probe_interval;        /* network.probe_interval: µs */
+
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */
         int log_target;         /* log.target: enum log_target */

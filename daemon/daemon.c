@@ -15,6 +15,8 @@
 #include "identity.h"
 #include "log.h"
 #include "macro.h"
+#include "control.h"
+#include "network.h"
 #include "skills.h"
 
 struct daemon {
@@ -24,6 +26,9 @@ struct daemon {
         char *state_dir;
         struct identity *identity;
         struct skills *skills;
+        struct network *network;
+        struct control *control;
+        sd_event_source *record_timer;
         bool ready;
 };
 
@@ -60,9 +65,23 @@ static const char *daemon_node_name(const struct daemon *d, char *buf, size_t si
 static void daemon_notify_running(const struct daemon *d, const char *extra) {
         char host[256];
 
-        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s); %s",
+        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s); %s; %s",
                    extra, NODE_ID_SHORT_LEN, d->identity->node_id,
-                   daemon_node_name(d, host, sizeof(host)), skills_describe(d->skills));
+                   daemon_node_name(d, host, sizeof(host)), skills_describe(d->skills),
+                   d->network ? network_describe(d->network) : "networking off");
+}
+
+/* Keeps the gossiped record (skills, load) current; a new version goes out
+ * only when something changed. */
+static int on_record_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct daemon *d = userdata;
+
+        if (d->network)
+                (void) network_update_record(d->network, d->skills, true);
+        if (d->ready)
+                daemon_notify_running(d, "");
+        (void) sd_event_source_set_time_relative(s, 2 * 1000 * 1000);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
 /* READY=1 once every configured skill is up or has failed its first start:
@@ -71,6 +90,11 @@ static void on_skills_settled(struct skills *s, void *userdata) {
         struct daemon *d = userdata;
 
         d->ready = true;
+        if (d->network) {
+                int r = network_update_record(d->network, s, true);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to publish our skills: %m");
+        }
         daemon_notify_running(d, "READY=1\n");
         log_info("Ready: %s. Stop with Ctrl-C or SIGTERM; reload the configuration with SIGHUP.",
                  skills_describe(s));
@@ -168,6 +192,9 @@ static int daemon_setup_event_loop(struct daemon *d) {
 }
 
 static void daemon_done(struct daemon *d) {
+        d->record_timer = sd_event_source_disable_unref(d->record_timer);
+        d->control = control_free(d->control);
+        d->network = network_free(d->network);
         d->skills = skills_free(d->skills);
         d->event = sd_event_unref(d->event);
         identity_free(d->identity);
@@ -212,10 +239,29 @@ int daemon_run(const struct daemon_options *options) {
         if (r < 0)
                 goto out;
 
+        if (d.config.network_enabled) {
+                sd_notify(false, "STATUS=Joining the swarm");
+                r = network_new(d.event, &d.config, d.identity, &d.network);
+                if (r < 0)
+                        goto out;       /* network explains itself */
+        }
+
+        {
+                _cleanup_free_ char *path = control_socket_path(d.state_dir);
+                if (!path || control_new(d.event, path, d.network, &d.control) < 0)
+                        log_warning("No control socket: swarmctl cannot query this daemon.");
+        }
+
         sd_notify(false, "STATUS=Starting skill workers");
         r = skills_new(d.event, &d.config, on_skills_settled, &d, &d.skills);
         if (r < 0) {
                 log_error_errno(r, "Failed to start the skills: %m");
+                goto out;
+        }
+        r = sd_event_add_time_relative(d.event, &d.record_timer, CLOCK_MONOTONIC, 2 * 1000 * 1000, 0,
+                                       on_record_timer, &d);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up a timer: %m");
                 goto out;
         }
 

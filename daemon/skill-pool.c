@@ -784,6 +784,15 @@ unsigned skill_pool_workers_alive(const struct skill_pool *p) {
         return n;
 }
 
+unsigned skill_pool_workers_busy(const struct skill_pool *p) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < p->n_workers; i++)
+                if (p->workers[i].state == WORKER_BUSY)
+                        n++;
+        return n;
+}
+
 unsigned skill_pool_queued(const struct skill_pool *p) {
         return p->n_queued;
 }

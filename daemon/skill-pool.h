@@ -85,6 +85,7 @@ void skill_pool_set_ready_callback(struct skill_pool *p, pool_event_fn fn, void 
 const struct skill_info *skill_pool_info(const struct skill_pool *p);   /* NULL until ready */
 const char *skill_pool_last_error(const struct skill_pool *p);          /* last init/crash, or NULL */
 unsigned skill_pool_workers_alive(const struct skill_pool *p);
+unsigned skill_pool_workers_busy(const struct skill_pool *p);
 unsigned skill_pool_queued(const struct skill_pool *p);
 unsigned skill_pool_restarts(const struct skill_pool *p);
 

@@ -276,3 +276,15 @@ int skills_resume(struct skills *s) {
 int skills_kill_all(struct skills *s) {
         return job_cgroups_kill(s->cgroups);
 }
+
+size_t skills_count(const struct skills *s) {
+        return s ? s->n : 0;
+}
+
+const char *skills_name(const struct skills *s, size_t i) {
+        return i < s->n ? s->items[i].name : NULL;
+}
+
+struct skill_pool *skills_pool(const struct skills *s, size_t i) {
+        return i < s->n ? s->items[i].pool : NULL;
+}

@@ -32,3 +32,8 @@ struct skill_pool *skills_get(struct skills *s, const char *name);
 int skills_pause(struct skills *s);
 int skills_resume(struct skills *s);
 int skills_kill_all(struct skills *s);
+
+/* The hosted skills, in configuration order. */
+size_t skills_count(const struct skills *s);
+const char *skills_name(const struct skills *s, size_t i);
+struct skill_pool *skills_pool(const struct skills *s, size_t i);

@@ -45,6 +45,21 @@ static void setup(void) {
         snprintf(h.stdout_path, sizeof(h.stdout_path), "%s/stdout", h.dir);
         cr_assert_eq(notify_listener_open(&h.notify, h.notify_path), 0);
         h.pid = 0;
+
+        /* A drop-in keeps every daemon of the suite off the real ports (and
+         * leaves the line numbers of the main file to the tests). */
+        {
+                char dropin[192];
+                FILE *f;
+
+                snprintf(dropin, sizeof(dropin), "%s.d", h.config);
+                cr_assert_eq(mkdir(dropin, 0755), 0);
+                snprintf(dropin, sizeof(dropin), "%s.d/00-test-network.yaml", h.config);
+                f = fopen(dropin, "we");
+                cr_assert_not_null(f);
+                fputs("network:\n  bind: tcp://127.0.0.1:0\n  beacon: false\n", f);
+                cr_assert_eq(fclose(f), 0);
+        }
 }
 
 static void teardown(void) {

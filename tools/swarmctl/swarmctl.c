@@ -8,6 +8,7 @@
 
 #include "build-config.h"
 #include "log.h"
+#include "peers-cmd.h"
 #include "skill-cmd.h"
 
 static int help(void) {
@@ -15,6 +16,7 @@ static int help(void) {
                "Commands:\n"
                "  skill inspect PATH.so|NAME   describe a skill plugin: ABI, callbacks, advert\n"
                "  skill run PATH.so|NAME …     run one job through a real worker, verify it, time it\n"
+               "  peers [--json]               the swarm's members as the local swarmd sees them\n"
                "\n"
                "Options:\n"
                "  -h, --help       this text\n"
@@ -40,6 +42,8 @@ int main(int argc, char *argv[]) {
         }
         if (strcmp(argv[1], "skill") == 0)
                 return verb_skill(argc - 1, argv + 1);
+        if (strcmp(argv[1], "peers") == 0)
+                return verb_peers(argc - 1, argv + 1);
 
         log_error("Unknown command \"%s\"; see swarmctl --help.", argv[1]);
         return 2;

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The local control socket: read-only views of the running daemon for
+ * swarmctl (proto/control.proto), one request and one reply per
+ * connection, served from the event loop without ever blocking it. */
+
+#include <systemd/sd-event.h>
+
+struct control;
+struct network;
+
+/* Listens on path (a stale socket there is replaced), mode 0666: what it
+ * serves is what any peer of the swarm can see anyway. */
+int control_new(sd_event *event, const char *path, struct network *network, struct control **ret);
+struct control *control_free(struct control *c);
+
+/* Where the control socket lives: $RUNTIME_DIRECTORY (systemd) else the
+ * state directory; malloc'd. */
+char *control_socket_path(const char *state_dir);

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Eight real swarmd processes on loopback: they find each other from one
+ * seed, notice a node killed with SIGKILL, and take it back when it
+ * restarts with a higher incarnation.  Membership is read the way an
+ * operator reads it, through each daemon's control socket. */
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control-client.h"
+#include "identity.h"
+#include "swarmd-harness.h"
+
+#define NODES 8
+#define WAIT_MS 20000
+
+struct node {
+        char dir[128], config[160], state[160], notify[160], log[160], socket[192];
+        struct notify_listener listener;
+        struct identity *identity;
+        pid_t pid;
+};
+
+static char root[64];
+static struct node nodes[NODES];
+static int seed_port;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+static int free_port(void) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t l = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &l), 0);
+        port = ntohs(a.sin_port);
+        close(fd);
+        return port;
+}
+
+static void write_config(struct node *n, int index) {
+        FILE *f = fopen(n->config, "we");
+
+        cr_assert_not_null(f);
+        fprintf(f, "node:\n  name: node%d\n", index);
+        fprintf(f, "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  probe_interval: 100ms\n",
+                index == 0 ? seed_port : 0);
+        if (index != 0)
+                fprintf(f, "  seeds: [\"%s@tcp://127.0.0.1:%d\"]\n", nodes[0].identity->node_id, seed_port);
+        cr_assert_eq(fclose(f), 0);
+}
+
+static void start_node(int i) {
+        struct node *n = &nodes[i];
+        const char *args[] = { "--config", n->config, "--state-dir", n->state, NULL };
+        const char *binary = getenv("SWARMD_BINARY");
+        int r;
+
+        cr_assert_not_null(binary, "SWARMD_BINARY not set (run through meson test)");
+        n->pid = swarmd_spawn(&(struct swarmd_spawn) {
+                .binary = binary,
+                .args = args,
+                .notify_socket = n->notify,
+                .stderr_path = n->log,
+        });
+        cr_assert_gt(n->pid, 0);
+        r = notify_listener_wait(&n->listener, "READY=1", WAIT_MS, NULL, 0);
+        cr_assert_eq(r, 0, "node %d not ready: %s", i, strerror(-r));
+}
+
+static void setup(void) {
+        strcpy(root, "/tmp/swarm-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(root));
+        seed_port = free_port();
+        for (int i = 0; i < NODES; i++) {
+                struct node *n = &nodes[i];
+                bool created;
+
+                snprintf(n->dir, sizeof(n->dir), "%.60s/node%d", root, i);
+                cr_assert_eq(mkdir(n->dir, 0755), 0);
+                snprintf(n->config, sizeof(n->config), "%.120s/swarmd.yaml", n->dir);
+                snprintf(n->state, sizeof(n->state), "%.120s/state", n->dir);
+                snprintf(n->notify, sizeof(n->notify), "%.120s/notify", n->dir);
+                snprintf(n->log, sizeof(n->log), "%.120s/log", n->dir);
+                snprintf(n->socket, sizeof(n->socket), "%.150s/control.sock", n->state);
+                /* Identities first: every node's seed line names node 0's id. */
+                cr_assert_eq(identity_load_or_create(n->state, &n->identity, &created), 0);
+                cr_assert_eq(notify_listener_open(&n->listener, n->notify), 0);
+        }
+        for (int i = 0; i < NODES; i++)
+                write_config(&nodes[i], i);
+}
+
+static void teardown(void) {
+        for (int i = 0; i < NODES; i++) {
+                struct node *n = &nodes[i];
+                if (n->pid > 0) {
+                        kill(n->pid, SIGKILL);
+                        waitpid(n->pid, NULL, 0);
+                }
+                notify_listener_close(&n->listener);
+                identity_free(n->identity);
+                n->identity = NULL;
+                n->pid = 0;
+        }
+        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The state node `observer` has for `subject`, and its incarnation;
+ * -1 when it does not know it (or cannot be asked). */
+static int state_of(int observer, int subject, uint64_t *incarnation) {
+        Swarm__ControlRequest req = SWARM__CONTROL_REQUEST__INIT;
+        Swarm__PeersRequest peers = SWARM__PEERS_REQUEST__INIT;
+        Swarm__ControlReply *reply;
+        int state = -1;
+
+        req.request_case = SWARM__CONTROL_REQUEST__REQUEST_PEERS;
+        req.peers = &peers;
+        if (control_client_call(nodes[observer].socket, &req, &reply) < 0)
+                return -1;
+        for (size_t i = 0; i < reply->n_peers; i++)
+                if (reply->peers[i]->node_id.len == 32 &&
+                    memcmp(reply->peers[i]->node_id.data, nodes[subject].identity->public_key, 32) == 0) {
+                        state = reply->peers[i]->state;
+                        if (incarnation)
+                                *incarnation = reply->peers[i]->incarnation;
+                }
+        swarm__control_reply__free_unpacked(reply, NULL);
+        return state;
+}
+
+/* Waits until every running node other than `subject` sees it in `want`
+ * (-1: not known at all or dead); returns the milliseconds it took. */
+static long long wait_all_see(int subject, int want, int skip, const char *what) {
+        long long start = monotonic_usec(), deadline = start + WAIT_MS * 1000LL;
+
+        for (;;) {
+                bool all = true;
+                for (int o = 0; o < NODES && all; o++) {
+                        int s;
+                        if (o == subject || o == skip)
+                                continue;
+                        s = state_of(o, subject, NULL);
+                        if (want == -1)
+                                all = s == -1 || s == SWARM__MEMBER_STATE__DEAD;
+                        else
+                                all = s == want;
+                }
+                if (all)
+                        return (monotonic_usec() - start) / 1000;
+                cr_assert_lt(monotonic_usec(), deadline, "timed out waiting until %s", what);
+                usleep(50 * 1000);
+        }
+}
+
+TestSuite(swarm, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(swarm, eight_daemons_converge_detect_a_kill_and_take_it_back) {
+        long long ms;
+        uint64_t before = 0, after = 0;
+
+        for (int i = 0; i < NODES; i++)
+                start_node(i);
+
+        /* Full membership at every node. */
+        ms = 0;
+        for (int s = 0; s < NODES; s++) {
+                long long t = wait_all_see(s, SWARM__MEMBER_STATE__ALIVE, -1, "full membership");
+                ms = t > ms ? t : ms;
+        }
+        cr_log_info("8 daemons converged to full membership in %lld ms", ms);
+        cr_assert_eq(state_of(1, 3, &before), SWARM__MEMBER_STATE__ALIVE);
+
+        /* kill -9 node 3: everyone else marks it dead. */
+        kill(nodes[3].pid, SIGKILL);
+        waitpid(nodes[3].pid, NULL, 0);
+        nodes[3].pid = 0;
+        ms = wait_all_see(3, -1, 3, "the killed node is dead everywhere");
+        cr_log_info("killed node marked dead at every node in %lld ms", ms);
+
+        /* Restart it: it rejoins with a higher incarnation. */
+        start_node(3);
+        ms = wait_all_see(3, SWARM__MEMBER_STATE__ALIVE, -1, "the restarted node is alive everywhere");
+        cr_assert_eq(state_of(1, 3, &after), SWARM__MEMBER_STATE__ALIVE);
+        cr_assert_gt(after, before, "incarnation did not rise: %llu -> %llu",
+                     (unsigned long long) before, (unsigned long long) after);
+        cr_log_info("restarted node alive everywhere in %lld ms (incarnation %llu -> %llu)", ms,
+                    (unsigned long long) before, (unsigned long long) after);
+}
