@@ -17,9 +17,27 @@
  * incoming messages (excess is dropped and counted), a bounded send queue
  * per peer (ZMQ_SNDHWM; a full queue drops, never blocks the loop).
  *
- * Insecure mode (no CURVE, the peer id taken from the first frame the
- * peer sends) exists only for debugging behind network.insecure and logs a
- * warning at start and on every new peer. */
+ * Insecure mode (no CURVE, the peer id taken unchecked from the id in
+ * front of each message) exists only for debugging behind
+ * network.insecure and logs a warning at start and on every new peer.
+ *
+ * On the wire every message is one ZeroMQ frame: the sender's 32-byte
+ * Ed25519 node id followed by the payload.  ZAP (RFC 27) only shows the
+ * handler the client's Curve25519 key, which names an Ed25519 key only up
+ * to the sign of x, so the handler vouches for the Curve key (as User-Id)
+ * and the ROUTER accepts a message only when its claimed id converts to
+ * that key.  A key's holder can sign for both ids sharing its Curve key, so
+ * the claim is as good as the key.  Routing ids are left to the ROUTER:
+ * were they the node id, anyone could squat on or take over another
+ * node's id before the check.
+ *
+ * Bans refuse new connections at the handshake (ZAP status 400) and drop
+ * what still arrives over connections made before the ban; ZeroMQ cannot
+ * close one peer's connection to a ROUTER.
+ *
+ * Everything runs on the sd-event loop's thread and never blocks.  The
+ * receive callback may send, disconnect and ban, but must not free the
+ * transport. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,10 +51,10 @@ struct transport;
 struct transport_config {
         const char *bind;               /* "tcp://0.0.0.0:7946"; port 0 picks one */
         bool insecure;                  /* no CurveZMQ: debugging only */
-        uint64_t max_message_size;      /* ZMQ_MAXMSGSIZE */
-        double rate_per_second;         /* per peer, incoming messages */
-        unsigned rate_burst;
-        unsigned send_queue;            /* ZMQ_SNDHWM per peer */
+        uint64_t max_message_size;      /* payload bytes, 1 to 2^31-1; larger ones are dropped */
+        double rate_per_second;         /* per peer, incoming messages; 0: no limit */
+        unsigned rate_burst;            /* ≥ 1 unless rate_per_second is 0 */
+        unsigned send_queue;            /* ZMQ_SNDHWM per peer, ≥ 1 */
 };
 
 typedef void (*transport_receive_fn)(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE],
@@ -54,18 +72,27 @@ const char *transport_endpoint(const struct transport *t);
 /* Queues data for the peer with this id; endpoint is where to connect when
  * there is no connection yet (NULL: only an existing one).  Never blocks:
  * -EAGAIN when the peer's queue is full, -ENOTCONN without endpoint or
- * connection, -EMSGSIZE over max_message_size. */
+ * connection, -EMSGSIZE over max_message_size, -EINVAL for an id that is
+ * not an Ed25519 key or an endpoint that is not "tcp://…" (endpoints come
+ * from peers: ipc:// or inproc:// would reach into this host).  Messages to
+ * a peer not yet reachable wait in its queue (no ZMQ_IMMEDIATE), so the
+ * first message to a new peer is not lost to the connection set-up. */
 int transport_send(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
                    const uint8_t *data, size_t size);
 
-/* Drops the connection to a peer (e.g. it is dead or banned). */
+/* Drops the connection to a peer (e.g. it is dead or banned) and what is
+ * still queued for it. */
 void transport_disconnect(struct transport *t, const uint8_t id[WIRE_NODE_ID_SIZE]);
 
-/* Refuses (true) or again accepts connections from id. */
+/* Refuses (true) or again accepts connections from id, and drops (or
+ * again delivers) its messages on connections already open.  A ban covers
+ * the Curve25519 key, so also the other Ed25519 id that shares it. */
 void transport_ban(struct transport *t, const uint8_t id[WIRE_NODE_ID_SIZE], bool banned);
 
 struct transport_stats {
         uint64_t received, sent;
         uint64_t dropped_rate_limited, dropped_queue_full, refused_handshakes;
+        uint64_t dropped_invalid;       /* malformed, oversized, or claiming an id not its key's */
+        uint64_t dropped_banned;        /* from a banned peer over a connection opened before the ban */
 };
 const struct transport_stats *transport_get_stats(const struct transport *t);
