@@ -1,1 +1,637 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The wire codec.  Everything a peer sends passes through here first:
+ * size, then a budgeted unpack, then the limits and shapes in wire.h, and
+ * for records the signature.  Nothing here logs: callers decide what a bad
+ * message means and say so once, with the reason string. */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "macro.h"
+#include "wire.h"
+
+/* ---- A budgeted allocator for protobuf-c ----------------------------- */
+
+/* protobuf-c counts a repeated field's elements before allocating its
+ * array, and checks every length prefix against the bytes that remain, so
+ * what it allocates is already bounded by the input; the budget makes that
+ * bound explicit and small (WIRE_DECODE_BUDGET) instead of trusting the
+ * library's arithmetic.  It counts every byte requested, freed or not, so
+ * the sum is also a bound on the peak.  Blocks are plain malloc()
+ * blocks: what was unpacked with it is freed with plain free(). */
+struct budget {
+        size_t left;
+        size_t used;
+        bool exhausted;
+        bool oom;
+};
+
+static void *budget_alloc(void *userdata, size_t size) {
+        struct budget *b = userdata;
+        void *p;
+
+        if (size > b->left) {
+                b->exhausted = true;
+                return NULL;
+        }
+        p = malloc(size > 0 ? size : 1);
+        if (!p) {
+                b->oom = true;
+                return NULL;
+        }
+        b->left -= size;
+        b->used += size;
+        return p;
+}
+
+static void budget_free(void *userdata, void *p) {
+        free(p);
+}
+
+static void *plain_alloc(void *userdata, size_t size) {
+        return malloc(size > 0 ? size : 1);
+}
+
+/* Frees what either allocator made. */
+static ProtobufCAllocator free_allocator = {
+        .alloc = plain_alloc,
+        .free = budget_free,
+};
+
+static ProtobufCMessage *unpack_budgeted(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size,
+                                         struct budget *b) {
+        ProtobufCAllocator a = {
+                .alloc = budget_alloc,
+                .free = budget_free,
+                .allocator_data = b,
+        };
+
+        *b = (struct budget) { .left = WIRE_DECODE_BUDGET(size) };
+        return protobuf_c_message_unpack(d, &a, size, data);
+}
+
+/* ---- Field checks ---------------------------------------------------- */
+
+/* Field number 0 does not exist, but protobuf-c 1.4 takes it as an
+ * unknown field when its tag is spelled in more than one byte (it only
+ * checks the first), and then re-encodes it in one byte, which it refuses
+ * to decode.  Walks every message in m, generically (the schema has no
+ * recursive types, so the depth is bounded). */
+static bool unknown_fields_are_valid(const ProtobufCMessage *m) {
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+
+        for (size_t i = 0; i < m->n_unknown_fields; i++)
+                if (m->unknown_fields[i].tag == 0)
+                        return false;
+
+        for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &d->fields[i];
+                const char *base = (const char *) m;
+
+                if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+                        continue;
+                if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+                        size_t n = *(const size_t *) (base + f->quantifier_offset);
+                        ProtobufCMessage *const *sub = *(ProtobufCMessage *const *const *) (base + f->offset);
+
+                        for (size_t k = 0; k < n; k++)
+                                if (sub[k] && !unknown_fields_are_valid(sub[k]))
+                                        return false;
+                } else {
+                        const ProtobufCMessage *sub;
+
+                        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                            *(const uint32_t *) (base + f->quantifier_offset) != f->id)
+                                continue;
+                        sub = *(ProtobufCMessage *const *) (base + f->offset);
+                        if (sub && !unknown_fields_are_valid(sub))
+                                return false;
+                }
+        }
+        return true;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static bool utf8_is_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned char c = p[i];
+                size_t len;
+                uint32_t cp, min;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                } else if ((c & 0xe0) == 0xc0) {
+                        len = 2, cp = c & 0x1f, min = 0x80;
+                } else if ((c & 0xf0) == 0xe0) {
+                        len = 3, cp = c & 0x0f, min = 0x800;
+                } else if ((c & 0xf8) == 0xf0) {
+                        len = 4, cp = c & 0x07, min = 0x10000;
+                } else
+                        return false;
+                if (n - i < len)
+                        return false;
+                for (size_t k = 1; k < len; k++) {
+                        if ((p[i + k] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i + k] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
+/* protobuf-c hands strings out NUL-terminated; an absent proto3 string is
+ * "" (never NULL from unpack, but a caller-built record may have NULL). */
+static bool string_is_valid(const char *s) {
+        size_t n;
+
+        if (!s)
+                return true;
+        n = strnlen(s, WIRE_STRING_MAX + 1);
+        return n <= WIRE_STRING_MAX && utf8_is_valid(s, n);
+}
+
+static bool endpoint_is_valid(const char *s) {
+        static const char *const schemes[] = { "tcp://", "ipc://", "inproc://" };
+
+        if (!s || !string_is_valid(s))
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(schemes); i++) {
+                size_t k = strlen(schemes[i]);
+
+                if (strncmp(s, schemes[i], k) == 0)
+                        return s[k] != '\0';
+        }
+        return false;
+}
+
+/* The rule the skill loader applies to a plugin's name
+ * (swarm_value_name_valid()), kept here so that the codec needs nothing
+ * but libsodium and protobuf-c; test-wire checks that the two agree. */
+static bool skill_name_is_valid(const char *s) {
+        size_t n;
+
+        if (!s)
+                return false;
+        n = strnlen(s, WIRE_SKILL_NAME_MAX + 1);
+        if (n == 0 || n > WIRE_SKILL_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+                      s[i] == '_' || s[i] == '.' || s[i] == '-'))
+                        return false;
+        return true;
+}
+
+static bool node_id_is_valid(const ProtobufCBinaryData *b) {
+        return b->len == WIRE_NODE_ID_SIZE && b->data;
+}
+
+/* Empty, or a node id. */
+static bool node_id_is_valid_or_empty(const ProtobufCBinaryData *b) {
+        return b->len == 0 || node_id_is_valid(b);
+}
+
+static int signed_record_check(const Swarm__SignedRecord *s, const char **reason) {
+        if (!s) {
+                *reason = "signed record missing";
+                return -EBADMSG;
+        }
+        if (s->body.len == 0 || !s->body.data) {
+                *reason = "signed record body is empty";
+                return -EBADMSG;
+        }
+        if (s->body.len > WIRE_RECORD_MAX) {
+                *reason = "signed record body is over WIRE_RECORD_MAX";
+                return -EBADMSG;
+        }
+        if (s->signature.len != WIRE_SIGNATURE_SIZE || !s->signature.data) {
+                *reason = "signed record signature is not 64 bytes";
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+static int signed_records_check(Swarm__SignedRecord *const *records, size_t n, const char **reason) {
+        if (n > WIRE_RECORDS_MAX) {
+                *reason = "more than WIRE_RECORDS_MAX records";
+                return -EBADMSG;
+        }
+        if (n > 0 && !records) {
+                *reason = "records missing";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int r = signed_record_check(records[i], reason);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int gossip_check(const Swarm__Gossip *g, const char **reason) {
+        if (!g)
+                return 0;
+
+        if (g->n_rumors > WIRE_RUMORS_MAX) {
+                *reason = "more than WIRE_RUMORS_MAX rumors";
+                return -EBADMSG;
+        }
+        if (g->n_rumors > 0 && !g->rumors) {
+                *reason = "rumors missing";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < g->n_rumors; i++) {
+                const Swarm__Rumor *m = g->rumors[i];
+
+                if (!m) {
+                        *reason = "rumor missing";
+                        return -EBADMSG;
+                }
+                if (!node_id_is_valid(&m->node_id)) {
+                        *reason = "rumor node_id is not 32 bytes";
+                        return -EBADMSG;
+                }
+                /* proto3 keeps enum values it does not know; we do not. */
+                switch (m->state) {
+                case SWARM__MEMBER_STATE__ALIVE:
+                case SWARM__MEMBER_STATE__SUSPECT:
+                case SWARM__MEMBER_STATE__DEAD:
+                case SWARM__MEMBER_STATE__LEFT:
+                        break;
+                default:
+                        *reason = "rumor state is not a known MemberState";
+                        return -EBADMSG;
+                }
+        }
+
+        return signed_records_check(g->records, g->n_records, reason);
+}
+
+static int push_pull_check(const Swarm__PushPull *p, const char **reason) {
+        int r;
+
+        if (p->n_digests > WIRE_DIGESTS_MAX) {
+                *reason = "more than WIRE_DIGESTS_MAX digests";
+                return -EBADMSG;
+        }
+        if (p->n_digests > 0 && !p->digests) {
+                *reason = "digests missing";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < p->n_digests; i++) {
+                if (!p->digests[i]) {
+                        *reason = "digest missing";
+                        return -EBADMSG;
+                }
+                if (!node_id_is_valid(&p->digests[i]->node_id)) {
+                        *reason = "digest node_id is not 32 bytes";
+                        return -EBADMSG;
+                }
+        }
+
+        r = signed_records_check(p->records, p->n_records, reason);
+        if (r < 0)
+                return r;
+
+        if (!p->sender) {
+                *reason = "push_pull sender record missing";
+                return -EBADMSG;
+        }
+        return signed_record_check(p->sender, reason);
+}
+
+static int envelope_check(const Swarm__Envelope *e, const char **reason) {
+        if (e->version != WIRE_VERSION) {
+                *reason = "envelope version is not WIRE_VERSION";
+                return -EPROTONOSUPPORT;
+        }
+
+        switch (e->body_case) {
+        case SWARM__ENVELOPE__BODY_PING:
+                if (!e->ping)
+                        break;
+                if (!node_id_is_valid_or_empty(&e->ping->on_behalf_of)) {
+                        *reason = "ping on_behalf_of is neither empty nor 32 bytes";
+                        return -EBADMSG;
+                }
+                return gossip_check(e->ping->gossip, reason);
+
+        case SWARM__ENVELOPE__BODY_ACK:
+                if (!e->ack)
+                        break;
+                if (!node_id_is_valid_or_empty(&e->ack->target)) {
+                        *reason = "ack target is neither empty nor 32 bytes";
+                        return -EBADMSG;
+                }
+                return gossip_check(e->ack->gossip, reason);
+
+        case SWARM__ENVELOPE__BODY_PING_REQ:
+                if (!e->ping_req)
+                        break;
+                if (!node_id_is_valid(&e->ping_req->target)) {
+                        *reason = "ping_req target is not 32 bytes";
+                        return -EBADMSG;
+                }
+                return gossip_check(e->ping_req->gossip, reason);
+
+        case SWARM__ENVELOPE__BODY_PUSH_PULL:
+                if (!e->push_pull)
+                        break;
+                return push_pull_check(e->push_pull, reason);
+
+        default:
+                break;
+        }
+
+        /* A body of a type added after this build arrives as an unknown
+         * field, leaving the oneof unset. */
+        *reason = "unknown message type (no body this version knows)";
+        return -EBADMSG;
+}
+
+/* ---- Envelopes ------------------------------------------------------- */
+
+int wire_decode_counted(const uint8_t *data, size_t size, Swarm__Envelope **ret, const char **reason,
+                        size_t *ret_allocated) {
+        _cleanup_(wire_envelope_freep) Swarm__Envelope *e = NULL;
+        const char *dummy;
+        struct budget b = {};
+        int r;
+
+        if (!reason)
+                reason = &dummy;
+        *reason = NULL;
+        if (ret_allocated)
+                *ret_allocated = 0;
+        if (!ret || (!data && size > 0))
+                return -EINVAL;
+
+        if (size > WIRE_MESSAGE_MAX) {
+                *reason = "envelope is over WIRE_MESSAGE_MAX";
+                return -EMSGSIZE;
+        }
+
+        e = (Swarm__Envelope *) unpack_budgeted(&swarm__envelope__descriptor, data, size, &b);
+        if (ret_allocated)
+                *ret_allocated = b.used;
+        if (!e) {
+                if (b.oom)
+                        return -ENOMEM;
+                *reason = b.exhausted ? "envelope needs more memory than its size allows"
+                                      : "envelope is not a valid protobuf Envelope";
+                return -EBADMSG;
+        }
+
+        if (!unknown_fields_are_valid(&e->base)) {
+                *reason = "envelope has a field number 0";
+                return -EBADMSG;
+        }
+
+        r = envelope_check(e, reason);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(e);
+        return 0;
+}
+
+int wire_decode(const uint8_t *data, size_t size, Swarm__Envelope **ret, const char **reason) {
+        return wire_decode_counted(data, size, ret, reason, NULL);
+}
+
+void wire_envelope_free(Swarm__Envelope *e) {
+        if (e)
+                protobuf_c_message_free_unpacked(&e->base, &free_allocator);
+}
+
+int wire_encode(Swarm__Envelope *e, uint8_t **ret, size_t *ret_size) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        const char *reason;
+        size_t size, n;
+
+        if (!e || !ret || !ret_size)
+                return -EINVAL;
+
+        e->version = WIRE_VERSION;
+        if (envelope_check(e, &reason) < 0)
+                return -EINVAL;
+
+        size = protobuf_c_message_get_packed_size(&e->base);
+        if (size > WIRE_MESSAGE_MAX)
+                return -EMSGSIZE;
+
+        buf = malloc(size > 0 ? size : 1);
+        if (!buf)
+                return -ENOMEM;
+        n = protobuf_c_message_pack(&e->base, buf);
+        if (n != size)
+                return -EIO;
+
+        *ret = TAKE_PTR(buf);
+        *ret_size = size;
+        return 0;
+}
+
+size_t wire_encoded_size(const Swarm__Envelope *e) {
+        Swarm__Envelope copy;
+
+        if (!e)
+                return 0;
+        copy = *e;
+        copy.version = WIRE_VERSION;
+        return protobuf_c_message_get_packed_size(&copy.base);
+}
+
+/* ---- Signed records -------------------------------------------------- */
+
+int wire_record_check(const Swarm__NodeRecord *r, const char **reason) {
+        const char *dummy;
+
+        if (!reason)
+                reason = &dummy;
+
+        if (!r) {
+                *reason = "record missing";
+                return -EBADMSG;
+        }
+        if (!node_id_is_valid(&r->node_id)) {
+                *reason = "record node_id is not 32 bytes";
+                return -EBADMSG;
+        }
+
+        if (r->n_endpoints > WIRE_ENDPOINTS_MAX) {
+                *reason = "record has more than WIRE_ENDPOINTS_MAX endpoints";
+                return -EBADMSG;
+        }
+        if (r->n_endpoints > 0 && !r->endpoints) {
+                *reason = "record endpoints missing";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < r->n_endpoints; i++)
+                if (!endpoint_is_valid(r->endpoints[i])) {
+                        *reason = "record endpoint is not a tcp://, ipc:// or inproc:// address of at most WIRE_STRING_MAX bytes";
+                        return -EBADMSG;
+                }
+
+        if (r->n_skills > WIRE_SKILLS_MAX) {
+                *reason = "record has more than WIRE_SKILLS_MAX skills";
+                return -EBADMSG;
+        }
+        if (r->n_skills > 0 && !r->skills) {
+                *reason = "record skills missing";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < r->n_skills; i++) {
+                const Swarm__SkillOffer *o = r->skills[i];
+
+                if (!o) {
+                        *reason = "record skill missing";
+                        return -EBADMSG;
+                }
+                if (!skill_name_is_valid(o->name)) {
+                        *reason = "record skill name is not 1-63 characters of [a-z0-9_.-]";
+                        return -EBADMSG;
+                }
+                if (!string_is_valid(o->version) || !string_is_valid(o->unit) || !string_is_valid(o->device)) {
+                        *reason = "record skill version, unit or device is not UTF-8 of at most WIRE_STRING_MAX bytes";
+                        return -EBADMSG;
+                }
+        }
+
+        if (!string_is_valid(r->name)) {
+                *reason = "record name is not UTF-8 of at most WIRE_STRING_MAX bytes";
+                return -EBADMSG;
+        }
+
+        return 0;
+}
+
+int wire_record_sign(const Swarm__NodeRecord *r, const uint8_t sk[64], Swarm__SignedRecord *out) {
+        _cleanup_free_ uint8_t *body = NULL, *sig = NULL;
+        size_t size;
+
+        if (!r || !sk || !out)
+                return -EINVAL;
+        swarm__signed_record__init(out);
+
+        if (wire_record_check(r, NULL) < 0)
+                return -EINVAL;
+        /* libsodium's secret key is seed ‖ public key: a record can only be
+         * signed by the key it names. */
+        if (memcmp(r->node_id.data, sk + 32, WIRE_NODE_ID_SIZE) != 0)
+                return -EINVAL;
+
+        size = protobuf_c_message_get_packed_size(&r->base);
+        if (size > WIRE_RECORD_MAX)
+                return -EMSGSIZE;
+
+        body = malloc(size > 0 ? size : 1);
+        sig = malloc(WIRE_SIGNATURE_SIZE);
+        if (!body || !sig)
+                return -ENOMEM;
+        if (protobuf_c_message_pack(&r->base, body) != size)
+                return -EIO;
+        if (crypto_sign_detached(sig, NULL, body, size, sk) != 0)
+                return -EIO;
+
+        out->body = (ProtobufCBinaryData) { .len = size, .data = TAKE_PTR(body) };
+        out->signature = (ProtobufCBinaryData) { .len = WIRE_SIGNATURE_SIZE, .data = TAKE_PTR(sig) };
+        return 0;
+}
+
+void wire_signed_record_clear(Swarm__SignedRecord *s) {
+        if (!s)
+                return;
+        free(s->body.data);
+        free(s->signature.data);
+        swarm__signed_record__init(s);
+}
+
+int wire_record_open(const Swarm__SignedRecord *s, wire_verify_fn verify, void *userdata,
+                     Swarm__NodeRecord **ret, const char **reason) {
+        _cleanup_(wire_record_freep) Swarm__NodeRecord *rec = NULL;
+        struct budget b;
+        const char *dummy;
+        int r;
+
+        if (!reason)
+                reason = &dummy;
+        *reason = NULL;
+        if (!ret)
+                return -EINVAL;
+
+        r = signed_record_check(s, reason);
+        if (r < 0)
+                return r;
+
+        rec = (Swarm__NodeRecord *) unpack_budgeted(&swarm__node_record__descriptor,
+                                                    s->body.data, s->body.len, &b);
+        if (!rec) {
+                if (b.oom)
+                        return -ENOMEM;
+                *reason = b.exhausted ? "record body needs more memory than its size allows"
+                                      : "record body is not a valid protobuf NodeRecord";
+                return -EBADMSG;
+        }
+
+        if (!unknown_fields_are_valid(&rec->base)) {
+                *reason = "record body has a field number 0";
+                return -EBADMSG;
+        }
+
+        r = wire_record_check(rec, reason);
+        if (r < 0)
+                return r;
+
+        /* Over the bytes as received, never a re-encoding: the signer's
+         * encoder and ours need not agree on field order or unknown
+         * fields. */
+        if (verify)
+                r = verify(s->signature.data, s->body.data, s->body.len, rec->node_id.data, userdata);
+        else
+                r = crypto_sign_verify_detached(s->signature.data, s->body.data, s->body.len,
+                                                rec->node_id.data);
+        if (r != 0) {
+                *reason = "record signature does not verify against its node_id";
+                return -EKEYREJECTED;
+        }
+
+        *ret = TAKE_PTR(rec);
+        return 0;
+}
+
+void wire_record_free(Swarm__NodeRecord *r) {
+        if (r)
+                protobuf_c_message_free_unpacked(&r->base, &free_allocator);
+}
+
+int wire_signed_record_copy(const Swarm__SignedRecord *from, Swarm__SignedRecord *to) {
+        _cleanup_free_ uint8_t *body = NULL, *sig = NULL;
+
+        if (!from || !to)
+                return -EINVAL;
+        swarm__signed_record__init(to);
+
+        body = malloc(from->body.len > 0 ? from->body.len : 1);
+        sig = malloc(from->signature.len > 0 ? from->signature.len : 1);
+        if (!body || !sig)
+                return -ENOMEM;
+        if (from->body.len > 0)
+                memcpy(body, from->body.data, from->body.len);
+        if (from->signature.len > 0)
+                memcpy(sig, from->signature.data, from->signature.len);
+
+        to->body = (ProtobufCBinaryData) { .len = from->body.len, .data = TAKE_PTR(body) };
+        to->signature = (ProtobufCBinaryData) { .len = from->signature.len, .data = TAKE_PTR(sig) };
+        return 0;
+}

@@ -240,8 +240,14 @@ Test(lifecycle, invalid_config_refuses_to_start_with_file_line_column) {
 }
 
 Test(lifecycle, missing_explicit_config_refuses_to_start) {
+        char dropin[192];
         int status;
 
+        /* Nothing at all: neither the file nor drop-ins. */
+        snprintf(dropin, sizeof(dropin), "%s.d/00-test-network.yaml", h.config);
+        cr_assert_eq(unlink(dropin), 0);
+        snprintf(dropin, sizeof(dropin), "%s.d", h.config);
+        cr_assert_eq(rmdir(dropin), 0);
         start_daemon(0);   /* h.config was never written */
         status = wait_exit(h.pid);
         cr_assert(WIFEXITED(status));

@@ -89,15 +89,17 @@ static void setup(void) {
         seed_port = free_port();
         for (int i = 0; i < NODES; i++) {
                 struct node *n = &nodes[i];
+                char dir[100];
                 bool created;
 
-                snprintf(n->dir, sizeof(n->dir), "%.60s/node%d", root, i);
-                cr_assert_eq(mkdir(n->dir, 0755), 0);
-                snprintf(n->config, sizeof(n->config), "%.120s/swarmd.yaml", n->dir);
-                snprintf(n->state, sizeof(n->state), "%.120s/state", n->dir);
-                snprintf(n->notify, sizeof(n->notify), "%.120s/notify", n->dir);
-                snprintf(n->log, sizeof(n->log), "%.120s/log", n->dir);
-                snprintf(n->socket, sizeof(n->socket), "%.150s/control.sock", n->state);
+                snprintf(dir, sizeof(dir), "%.60s/node%d", root, i);
+                cr_assert_eq(mkdir(dir, 0755), 0);
+                snprintf(n->dir, sizeof(n->dir), "%s", dir);
+                snprintf(n->config, sizeof(n->config), "%s/swarmd.yaml", dir);
+                snprintf(n->state, sizeof(n->state), "%s/state", dir);
+                snprintf(n->notify, sizeof(n->notify), "%s/notify", dir);
+                snprintf(n->log, sizeof(n->log), "%s/log", dir);
+                snprintf(n->socket, sizeof(n->socket), "%s/state/control.sock", dir);
                 /* Identities first: every node's seed line names node 0's id. */
                 cr_assert_eq(identity_load_or_create(n->state, &n->identity, &created), 0);
                 cr_assert_eq(notify_listener_open(&n->listener, n->notify), 0);

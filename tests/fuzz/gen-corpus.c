@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Writes the seed corpora of the fuzz targets: a few valid inputs of every
+ * kind each decoder takes, made with the real encoders (deterministic:
+ * fixed keys, and Ed25519 signatures are deterministic).  Run once after
+ * a schema change, and commit the result:
+ *
+ *   meson compile -C build fuzz-corpus
+ *
+ * Usage: gen-corpus DIR (writes DIR/envelope, DIR/record, DIR/worker-proto). */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "macro.h"
+#include "swarm/skill.h"
+#include "wire.h"
+#include "worker-proto.h"
+
+static const char *out_dir;
+
+static void write_file(const char *kind, const char *name, const void *data, size_t size) {
+        char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", out_dir, kind);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+                fprintf(stderr, "%s: %m\n", path);
+                exit(EXIT_FAILURE);
+        }
+        snprintf(path, sizeof(path), "%s/%s/%s", out_dir, kind, name);
+        f = fopen(path, "we");
+        if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0) {
+                fprintf(stderr, "%s: %m\n", path);
+                exit(EXIT_FAILURE);
+        }
+}
+
+static void check(int r, const char *what) {
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", what, strerror(-r));
+                exit(EXIT_FAILURE);
+        }
+}
+
+static void write_envelope(const char *name, Swarm__Envelope *e) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size;
+
+        check(wire_encode(e, &buf, &size), name);
+        write_file("envelope", name, buf, size);
+}
+
+static void write_record(const char *name, const Swarm__SignedRecord *s) {
+        _cleanup_free_ uint8_t *buf = malloc(s->signature.len + s->body.len);
+
+        if (!buf)
+                exit(EXIT_FAILURE);
+        memcpy(buf, s->signature.data, s->signature.len);
+        memcpy(buf + s->signature.len, s->body.data, s->body.len);
+        write_file("record", name, buf, s->signature.len + s->body.len);
+}
+
+struct key {
+        uint8_t pk[32], sk[64];
+};
+
+static struct key key_from(char c) {
+        uint8_t seed[crypto_sign_SEEDBYTES];
+        struct key k;
+
+        memset(seed, c, sizeof(seed));
+        crypto_sign_seed_keypair(k.pk, k.sk, seed);
+        return k;
+}
+
+static void envelopes_and_records(void) {
+        struct key a = key_from('a'), b = key_from('b');
+        static char *endpoints[] = { "tcp://192.0.2.1:7946", "ipc:///run/swarmd/swarm.sock", "inproc://sim-7" };
+        Swarm__SkillOffer gemm = SWARM__SKILL_OFFER__INIT, hash = SWARM__SKILL_OFFER__INIT;
+        Swarm__SkillOffer *skills[] = { &gemm, &hash };
+        Swarm__NodeRecord ra = SWARM__NODE_RECORD__INIT, rb = SWARM__NODE_RECORD__INIT;
+        Swarm__SignedRecord sa, sb, forged = SWARM__SIGNED_RECORD__INIT;
+        Swarm__Rumor r1 = SWARM__RUMOR__INIT, r2 = SWARM__RUMOR__INIT, *rumors[] = { &r1, &r2 };
+        Swarm__SignedRecord *records[] = { &sa, &sb };
+        Swarm__Gossip g = SWARM__GOSSIP__INIT;
+        Swarm__Digest d1 = SWARM__DIGEST__INIT, d2 = SWARM__DIGEST__INIT, *digests[] = { &d1, &d2 };
+        Swarm__Ping ping = SWARM__PING__INIT;
+        Swarm__Ack ack = SWARM__ACK__INIT;
+        Swarm__PingReq req = SWARM__PING_REQ__INIT;
+        Swarm__PushPull pp = SWARM__PUSH_PULL__INIT;
+        Swarm__Envelope e = SWARM__ENVELOPE__INIT;
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint8_t sig[64];
+        size_t size;
+
+        gemm.name = "gemm", gemm.version = "1.2.0", gemm.price = 3, gemm.unit = "flop";
+        gemm.throughput = 900000000000, gemm.device = "cuda: NVIDIA H100 80GB HBM3", gemm.workers = 2;
+        hash.name = "hash", hash.version = "1.0", hash.price = 1, hash.unit = "byte";
+        hash.throughput = 2000000000, hash.device = "cpu: 16 cores", hash.workers = 16;
+
+        ra.node_id = (ProtobufCBinaryData) { 32, a.pk };
+        ra.version = 12, ra.incarnation = 2;
+        ra.n_endpoints = ELEMENTSOF(endpoints), ra.endpoints = endpoints;
+        ra.n_skills = ELEMENTSOF(skills), ra.skills = skills;
+        ra.capacity = 18, ra.load = 3, ra.lending = true, ra.name = "gpu-box";
+        ra.issued_at = 1700000000000000;
+        check(wire_record_sign(&ra, a.sk, &sa), "sign a");
+
+        rb.node_id = (ProtobufCBinaryData) { 32, b.pk };
+        rb.version = 1;
+        rb.n_endpoints = 1, rb.endpoints = endpoints;
+        check(wire_record_sign(&rb, b.sk, &sb), "sign b");
+
+        write_record("full", &sa);
+        write_record("minimal", &sb);
+        /* a claims to be b */
+        rb.version = 2;
+        buf = malloc(protobuf_c_message_get_packed_size(&rb.base));
+        size = protobuf_c_message_pack(&rb.base, buf);
+        crypto_sign_detached(sig, NULL, buf, size, a.sk);
+        forged.body = (ProtobufCBinaryData) { size, buf };
+        forged.signature = (ProtobufCBinaryData) { 64, sig };
+        write_record("forged", &forged);
+
+        r1.node_id = (ProtobufCBinaryData) { 32, a.pk };
+        r1.incarnation = 2, r1.state = SWARM__MEMBER_STATE__SUSPECT;
+        r2.node_id = (ProtobufCBinaryData) { 32, b.pk };
+        r2.incarnation = 7, r2.state = SWARM__MEMBER_STATE__DEAD;
+        g.n_rumors = ELEMENTSOF(rumors), g.rumors = rumors;
+        g.n_records = ELEMENTSOF(records), g.records = records;
+
+        ping.seq = 1;
+        e.body_case = SWARM__ENVELOPE__BODY_PING, e.ping = &ping;
+        write_envelope("ping-direct", &e);
+        ping.seq = 1234567;
+        ping.on_behalf_of = (ProtobufCBinaryData) { 32, b.pk };
+        ping.gossip = &g;
+        write_envelope("ping-gossip", &e);
+
+        ack.seq = 1234567, ack.target = (ProtobufCBinaryData) { 32, a.pk };
+        ack.gossip = &g;
+        e.body_case = SWARM__ENVELOPE__BODY_ACK, e.ack = &ack;
+        write_envelope("ack", &e);
+
+        req.seq = 99, req.target = (ProtobufCBinaryData) { 32, b.pk };
+        e.body_case = SWARM__ENVELOPE__BODY_PING_REQ, e.ping_req = &req;
+        write_envelope("ping-req", &e);
+
+        d1.node_id = (ProtobufCBinaryData) { 32, a.pk }, d1.version = 12;
+        d2.node_id = (ProtobufCBinaryData) { 32, b.pk }, d2.version = 1;
+        pp.n_digests = ELEMENTSOF(digests), pp.digests = digests;
+        pp.n_records = 1, pp.records = records + 1;
+        pp.sender = &sa;
+        e.body_case = SWARM__ENVELOPE__BODY_PUSH_PULL, e.push_pull = &pp;
+        write_envelope("push-pull", &e);
+        pp.is_reply = true;
+        pp.n_digests = 0;
+        write_envelope("push-pull-reply", &e);
+
+        wire_signed_record_clear(&sa);
+        wire_signed_record_clear(&sb);
+}
+
+static void write_wmsg(int pair[2], const char *name, const struct wmsg *m) {
+        uint8_t buf[128 * 1024];
+        ssize_t n;
+
+        check(wmsg_send(pair[0], m), name);
+        n = recv(pair[1], buf, sizeof(buf), 0);
+        if (n <= 0) {
+                fprintf(stderr, "%s: recv: %m\n", name);
+                exit(EXIT_FAILURE);
+        }
+        write_file("worker-proto", name, buf, (size_t) n);
+}
+
+static void worker_messages(void) {
+        static const uint8_t bytes[] = { 0xde, 0xad, 0xbe, 0xef };
+        int pair[2];
+        struct wmsg m;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+                exit(EXIT_FAILURE);
+
+        m = (struct wmsg) { .type = WMSG_INIT, .values[0] = swarm_values_new() };
+        check(swarm_values_set_string(m.values[0], "device", "cpu"), "init");
+        check(swarm_values_set_int(m.values[0], "threads", 4), "init");
+        write_wmsg(pair, "init", &m);
+        wmsg_done(&m);
+
+        m = (struct wmsg) { .type = WMSG_HELLO, .number = 0x10000, .values[0] = swarm_values_new() };
+        m.text[WMSG_TEXT_NAME] = strdup("gemm");
+        m.text[WMSG_TEXT_VERSION] = strdup("1.2.0");
+        m.text[WMSG_TEXT_DESCRIPTION] = strdup("C = A·B");
+        check(swarm_values_set_string(m.values[0], "unit", "flop"), "hello");
+        check(swarm_values_set_bytes(m.values[0], "blob", bytes, sizeof(bytes)), "hello");
+        write_wmsg(pair, "hello", &m);
+        wmsg_done(&m);
+
+        m = (struct wmsg) { .type = WMSG_PRICE, .job_id = 7, .values[0] = swarm_values_new() };
+        check(swarm_values_set_int(m.values[0], "n", 1024), "price");
+        write_wmsg(pair, "price", &m);
+        wmsg_done(&m);
+
+        m = (struct wmsg) { .type = WMSG_PRICE_REPLY, .job_id = 7, .number = 123456 };
+        write_wmsg(pair, "price-reply", &m);
+
+        m = (struct wmsg) { .type = WMSG_EXECUTE_REPLY, .job_id = 8, .status = -EINVAL };
+        m.text[WMSG_TEXT_ERROR] = strdup("input 'a' is not a matrix");
+        write_wmsg(pair, "execute-reply-error", &m);
+        wmsg_done(&m);
+
+        m = (struct wmsg) { .type = WMSG_ADVERTISE };
+        write_wmsg(pair, "advertise", &m);
+}
+
+int main(int argc, char *argv[]) {
+        if (argc != 2) {
+                fprintf(stderr, "Usage: %s DIR\n", argv[0]);
+                return EXIT_FAILURE;
+        }
+        out_dir = argv[1];
+        if (mkdir(out_dir, 0755) < 0 && errno != EEXIST) {
+                fprintf(stderr, "%s: %m\n", out_dir);
+                return EXIT_FAILURE;
+        }
+        if (sodium_init() < 0)
+                return EXIT_FAILURE;
+        envelopes_and_records();
+        worker_messages();
+        return EXIT_SUCCESS;
+}

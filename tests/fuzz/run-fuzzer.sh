@@ -1,0 +1,31 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Runs one libFuzzer target for a bounded time, as a test.
+# Usage: run-fuzzer.sh FUZZER SEED_DIR SECONDS ARTIFACT_DIR
+#
+# libFuzzer writes the inputs it finds into its first corpus directory, so
+# that is a fresh temporary one and the committed seeds (read-only as far as
+# we are concerned) come second.  A crashing input is kept in ARTIFACT_DIR,
+# to reproduce with "FUZZER FILE".  Failures exit 1 (libFuzzer's own 77
+# would read as "skipped" to meson).
+set -eu
+
+fuzzer=$1
+seeds=$2
+seconds=$3
+artifacts=$4
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/swarm-fuzz.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+mkdir -p "$artifacts"
+
+status=0
+"$fuzzer" \
+	-max_total_time="$seconds" \
+	-rss_limit_mb=1024 \
+	-timeout=10 \
+	-error_exitcode=1 \
+	-print_final_stats=1 \
+	-artifact_prefix="$artifacts/$(basename "$fuzzer")-" \
+	"$work" "$seeds" || status=$?
+exit $status
