@@ -50,6 +50,7 @@ static void skill_offers_free(Swarm__SkillOffer **offers, size_t n) {
                 free(o->version);
                 free(o->unit);
                 free(o->device);
+                free(o->price_unit);
                 free(o);
         }
         free(offers);
@@ -140,9 +141,10 @@ int network_update_record(struct network *n, struct skills *skills, bool lending
                 o->device = advert_string(info->advert, "device");
                 o->throughput = advert_int(info->advert, "throughput");
                 o->price = advert_int(info->advert, "price");
+                o->price_unit = advert_string(info->advert, "price-unit");
                 o->workers = skill_pool_workers_alive(p);
                 offers[k++] = o;
-                if (!o->name || !o->version || !o->unit || !o->device)
+                if (!o->name || !o->version || !o->unit || !o->device || !o->price_unit)
                         break;
         }
 

@@ -170,6 +170,36 @@ static long long wait_all_see(int subject, int want, int skip, const char *what)
         }
 }
 
+/* What an operator sees: swarmctl peers lists every node, by name. */
+static void check_swarmctl_peers(void) {
+        const char *swarmctl = getenv("SWARMCTL");
+        char cmd[512], out[16384];
+        size_t n;
+        FILE *p;
+
+        cr_assert_not_null(swarmctl, "SWARMCTL not set");
+        snprintf(cmd, sizeof(cmd), "%s peers --socket %s", swarmctl, nodes[0].socket);
+        p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        cr_assert_eq(pclose(p), 0, "swarmctl peers failed:\n%s", out);
+        for (int i = 0; i < NODES; i++) {
+                char name[16];
+                snprintf(name, sizeof(name), "node%d ", i);
+                cr_assert(strstr(out, name), "%s missing from swarmctl peers:\n%s", name, out);
+        }
+        cr_assert(strstr(out, "alive"), "no alive peers:\n%s", out);
+
+        snprintf(cmd, sizeof(cmd), "%s peers --socket %s/nonexistent.sock 2>/dev/null", swarmctl, root);
+        p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        while (fread(out, 1, sizeof(out), p) > 0)
+                ;
+        n = (size_t) pclose(p);
+        cr_assert(WIFEXITED((int) n) && WEXITSTATUS((int) n) == 3, "swarmctl peers without swarmd: status %zu", n);
+}
+
 TestSuite(swarm, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(swarm, eight_daemons_converge_detect_a_kill_and_take_it_back) {
@@ -186,6 +216,7 @@ Test(swarm, eight_daemons_converge_detect_a_kill_and_take_it_back) {
                 ms = t > ms ? t : ms;
         }
         cr_log_info("8 daemons converged to full membership in %lld ms", ms);
+        check_swarmctl_peers();
         cr_assert_eq(state_of(1, 3, &before), SWARM__MEMBER_STATE__ALIVE);
 
         /* kill -9 node 3: everyone else marks it dead. */

@@ -444,6 +444,12 @@ static int gemm_advertise(void *state, struct swarm_values *advert) {
         if (r >= 0)
                 r = swarm_values_set_int(advert, "memory-budget",
                                          s->memory_budget > INT64_MAX ? INT64_MAX : (int64_t) s->memory_budget);
+        /* The list price peers see in gossip: micro-credits per GFLOP. */
+        if (r >= 0)
+                r = swarm_values_set_int(advert, "price",
+                                         s->price_per_gflop > INT64_MAX ? INT64_MAX : (int64_t) s->price_per_gflop);
+        if (r >= 0)
+                r = swarm_values_set_string(advert, "price-unit", "GFLOP");
         return r < 0 ? r : 0;
 }
 

@@ -158,6 +158,13 @@ static int hash_advertise(void *state, struct swarm_values *advert) {
         r = swarm_values_set_int(advert, "throughput", (int64_t) s->throughput);
         if (r < 0)
                 return r;
+        /* The list price peers see in gossip: micro-credits per MiB. */
+        r = swarm_values_set_int(advert, "price", (int64_t) s->price_per_mib);
+        if (r < 0)
+                return r;
+        r = swarm_values_set_string(advert, "price-unit", "MiB");
+        if (r < 0)
+                return r;
         r = swarm_values_set_int(advert, "max-input", (int64_t) s->max_input);
         if (r < 0)
                 return r;

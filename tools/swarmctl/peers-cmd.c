@@ -71,7 +71,9 @@ static void print_json(const Swarm__ControlReply *reply) {
                         json_string(p->skills[s]->name);
                         printf(", \"version\": ");
                         json_string(p->skills[s]->version);
-                        printf(", \"price\": %" PRIu64 ", \"unit\": ", p->skills[s]->price);
+                        printf(", \"price\": %" PRIu64 ", \"price_unit\": ", p->skills[s]->price);
+                        json_string(p->skills[s]->price_unit);
+                        printf(", \"unit\": ");
                         json_string(p->skills[s]->unit);
                         printf(", \"throughput\": %" PRIu64 ", \"workers\": %u, \"device\": ",
                                p->skills[s]->throughput, p->skills[s]->workers);
@@ -99,8 +101,9 @@ static void print_table(const Swarm__ControlReply *reply) {
                         snprintf(heard, sizeof(heard), "%.1fs ago", (double) p->last_heard_ms_ago / 1e3);
                 snprintf(load, sizeof(load), "%u/%u", p->load, p->capacity);
                 for (size_t s = 0; s < p->n_skills && used < sizeof(skills); s++)
-                        used += (size_t) snprintf(skills + used, sizeof(skills) - used, "%s%s(%" PRIu64 ")",
-                                                  s ? ", " : "", p->skills[s]->name, p->skills[s]->price);
+                        used += (size_t) snprintf(skills + used, sizeof(skills) - used, "%s%s(%" PRIu64 "/%s)",
+                                                  s ? ", " : "", p->skills[s]->name, p->skills[s]->price,
+                                                  p->skills[s]->price_unit[0] ? p->skills[s]->price_unit : "job");
                 printf("%-.12s%-2s %-14.14s %-24.24s %-8s %-12" PRIu64 " %-9s %-6s %s%s\n", id,
                        p->self ? " *" : "", p->name, p->n_endpoints ? p->endpoints[0] : "-", state_name(p->state),
                        p->incarnation, heard, load, p->n_skills ? skills : "-",
