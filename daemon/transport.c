@@ -65,6 +65,7 @@ struct peer {
         struct entry entry;             /* key: Ed25519 node id; first member */
         uint8_t curve_pk[KEY_SIZE];
         void *dealer;                   /* NULL until we send to it */
+        char *dealer_endpoint;          /* where dealer is connected */
         double tokens;
         uint64_t refill_usec;
         uint64_t used_usec;
@@ -239,6 +240,7 @@ static void peer_free(struct peer *p) {
         if (!p)
                 return;
         socket_close(&p->dealer);
+        free(p->dealer_endpoint);
         free(p);
 }
 
@@ -354,6 +356,8 @@ static int peer_connect(struct transport *t, struct peer *p, const char *endpoin
         if (zmq_connect(s, endpoint) < 0)
                 goto fail_errno;
 
+        free(p->dealer_endpoint);
+        p->dealer_endpoint = strdup(endpoint);
         p->dealer = s;
         log_fields(LOG_DEBUG, &(struct log_fields) { .peer = peer_name(p->entry.key, &n)->full },
                    "Connecting to %s at %s.", n.shrt, endpoint);
@@ -787,6 +791,13 @@ int transport_send(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], con
                 return -EMSGSIZE;
 
         p = peer_find(t, to);
+        /* A peer that restarted on another port publishes a new endpoint:
+         * follow it rather than keep knocking at the old one. */
+        if (p && p->dealer && endpoint && (!p->dealer_endpoint || strcmp(p->dealer_endpoint, endpoint) != 0)) {
+                if (!valid_endpoint(endpoint))
+                        return -EINVAL;
+                socket_close(&p->dealer);
+        }
         if (!p || !p->dealer) {
                 if (!endpoint)
                         return -ENOTCONN;

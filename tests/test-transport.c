@@ -534,3 +534,27 @@ Test(transport, free_with_pending_messages_does_not_hang, .timeout = 10) {
         node_stop(&a);
         cr_assert_lt(now_usec() - start, 2 * SEC);
 }
+
+/* A peer that restarts on another port: the next send with its new
+ * endpoint must reach it there, not knock at the old one forever. */
+Test(transport, follows_a_peer_to_its_new_endpoint) {
+        struct transport_config c = config_default();
+        struct node a, b1, b2;
+
+        node_start(&a, &c);
+        node_start(&b1, &c);
+        cr_assert_eq(send_seq(&a, &b1, 1), 0);
+        cr_assert(run_until(&b1.received, 1, 5 * SEC), "first message not delivered");
+
+        /* The same key comes back on a new port. */
+        memset(&b2, 0, sizeof(b2));
+        memcpy(b2.pk, b1.pk, sizeof(b2.pk));
+        memcpy(b2.sk, b1.sk, sizeof(b2.sk));
+        node_stop(&b1);
+        cr_assert_eq(transport_new(event, &c, b2.sk, on_receive, &b2, &b2.t), 0);
+        cr_assert_eq(send_seq(&a, &b2, 2), 0);
+        cr_assert(run_until(&b2.received, 1, 5 * SEC), "message to the new endpoint not delivered");
+        cr_assert_eq(b2.seq[0], 2);
+        node_stop(&b2);
+        node_stop(&a);
+}
