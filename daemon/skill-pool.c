@@ -269,6 +269,8 @@ static void handle_reply(struct worker *w, struct wmsg *m) {
                 result.exec_usec = m->number;
         } else if (m->type == WMSG_PRICE_REPLY)
                 result.price = m->number;
+        else if (m->type == WMSG_VERIFY_REPLY)
+                result.exec_usec = m->number;
 
         request_complete(r, &result);
         worker_became_idle(w);

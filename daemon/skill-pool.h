@@ -67,7 +67,7 @@ struct pool_result {
         struct swarm_values *proof;
         uint64_t price;                 /* PRICE */
         uint64_t queue_usec;            /* submit → sent to a worker */
-        uint64_t exec_usec;             /* as measured by the worker */
+        uint64_t exec_usec;             /* EXECUTE, VERIFY: time in the skill, measured by the worker */
         uint64_t total_usec;            /* submit → result */
 };
 

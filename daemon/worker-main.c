@@ -107,6 +107,7 @@ static int handle_execute(struct worker *w, const struct wmsg *req) {
 static int handle_verify(struct worker *w, const struct wmsg *req) {
         struct wmsg rep = { .type = WMSG_VERIFY_REPLY, .job_id = req->job_id };
         struct swarm_job job;
+        uint64_t start;
         int r;
 
         r = swarm_job_init(&job, req->values[0], 0, w->cancel, NULL, NULL);
@@ -117,11 +118,13 @@ static int handle_verify(struct worker *w, const struct wmsg *req) {
         swarm_values_free(job.proof);
         job.outputs = req->values[1];
         job.proof = req->values[2];
+        start = now_usec();
         if (!job.outputs) {
                 swarm_job_set_error(&job, "no outputs to verify");
                 r = -EBADMSG;
         } else
                 r = w->skill->verify(w->state, &job);
+        rep.number = now_usec() - start;
         rep.status = r < 0 ? r : 0;
         if (r < 0)
                 rep.text[WMSG_TEXT_ERROR] = error_text(r, &job);

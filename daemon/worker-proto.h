@@ -65,8 +65,8 @@ struct wmsg {
         uint64_t job_id;
         int32_t status;
         /* PRICE_REPLY: the price; EXECUTE: the CLOCK_MONOTONIC deadline in µs
-         * (0 = none); EXECUTE_REPLY: execution time in µs; HELLO: the ABI
-         * version. */
+         * (0 = none); EXECUTE_REPLY, VERIFY_REPLY: time spent in the
+         * callbacks in µs; HELLO: the ABI version. */
         uint64_t number;
         char *text[WMSG_TEXTS];
         /* EXECUTE, PRICE: [0] inputs.  EXECUTE_REPLY: [0] outputs, [1] proof.
