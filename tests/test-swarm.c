@@ -235,3 +235,27 @@ Test(swarm, eight_daemons_converge_detect_a_kill_and_take_it_back) {
         cr_log_info("restarted node alive everywhere in %lld ms (incarnation %llu -> %llu)", ms,
                     (unsigned long long) before, (unsigned long long) after);
 }
+
+/* Zero configuration: no seeds, two nodes find each other by their UDP
+ * beacons (loopback broadcast here, the LAN's broadcast address in real
+ * life). */
+Test(swarm, beacon_discovery_without_seeds) {
+        int port = free_port();
+
+        for (int i = 0; i < 2; i++) {
+                FILE *f = fopen(nodes[i].config, "we");
+                cr_assert_not_null(f);
+                fprintf(f, "node:\n  name: beacon%d\nnetwork:\n  bind: \"tcp://127.0.0.1:0\"\n"
+                        "  beacon: true\n  beacon_address: \"127.255.255.255\"\n  beacon_port: %d\n"
+                        "  beacon_interval: 200ms\n  probe_interval: 100ms\n", i, port);
+                cr_assert_eq(fclose(f), 0);
+                start_node(i);
+        }
+        for (long long deadline = monotonic_usec() + WAIT_MS * 1000LL;;) {
+                if (state_of(0, 1, NULL) == SWARM__MEMBER_STATE__ALIVE &&
+                    state_of(1, 0, NULL) == SWARM__MEMBER_STATE__ALIVE)
+                        break;
+                cr_assert_lt(monotonic_usec(), deadline, "the nodes did not find each other by beacon");
+                usleep(50 * 1000);
+        }
+}
