@@ -203,6 +203,13 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "network.ban_after_faults",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, network_ban_after_faults),
+                .max = 1000000,
+                .needs_restart = true,
+        },
+        {
                 .path = "log.level",
                 .type = CONF_ENUM,
                 .offset = offsetof(struct config, log_level),
@@ -233,6 +240,7 @@ int config_init(struct config *c) {
                 .network_max_message_size = 1024 * 1024,
                 .network_rate_limit = 500,
                 .network_probe_interval = 200 * 1000,
+                .network_ban_after_faults = 20,
         };
 
         c->node_name = strdup("");

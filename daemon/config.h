@@ -40,6 +40,7 @@ struct config {
         uint64_t network_max_message_size;      /* network.max_message_size: bytes */
         uint64_t network_rate_limit;    /* network.rate_limit: messages/s per peer */
         uint64_t network_probe_interval;        /* network.probe_interval: µs */
+        uint64_t network_ban_after_faults;      /* network.ban_after_faults: 0 = never */
 
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */

@@ -37,6 +37,10 @@ struct network {
         char *advertise;
         char **seeds;                   /* "ID@endpoint", for re-joining when alone */
         sd_event_source *seed_timer;
+        sd_event_source *police_timer;
+        uint64_t ban_after_faults;
+        uint8_t (*banned)[WIRE_NODE_ID_SIZE];
+        size_t n_banned;
         Swarm__NodeRecord *self;        /* what we last published, owned */
         char description[128];
 };
@@ -290,6 +294,45 @@ static int on_seed_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
+/* ---- Bans ---- */
+
+static bool is_banned(const struct network *n, const uint8_t *id) {
+        for (size_t i = 0; i < n->n_banned; i++)
+                if (memcmp(n->banned[i], id, WIRE_NODE_ID_SIZE) == 0)
+                        return true;
+        return false;
+}
+
+/* Bans peers that keep sending bad records or messages: their handshakes
+ * are refused from then on. */
+static int on_police_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct network *n = userdata;
+        size_t count = membership_count(n->membership);
+
+        for (size_t i = 0; i < count; i++) {
+                struct member_info m;
+                char id[NODE_ID_LEN + 1];
+                void *b;
+
+                if (membership_get(n->membership, i, &m) < 0 || m.self || m.faults < n->ban_after_faults ||
+                    is_banned(n, m.id))
+                        continue;
+                b = realloc(n->banned, (n->n_banned + 1) * sizeof(*n->banned));
+                if (!b)
+                        break;
+                n->banned = b;
+                memcpy(n->banned[n->n_banned++], m.id, WIRE_NODE_ID_SIZE);
+                transport_ban(n->transport, m.id, true);
+                transport_disconnect(n->transport, m.id);
+                node_id_from_public_key(m.id, id);
+                log_fields(LOG_WARNING, &(struct log_fields) { .peer = id },
+                           "Banned peer %.*s after %u bad records or messages (network.ban_after_faults).",
+                           NODE_ID_SHORT_LEN, id, m.faults);
+        }
+        (void) sd_event_source_set_time_relative(s, 1000 * 1000);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
 /* ---- LAN beacon ---- */
 
 static int beacon_send(struct network *n) {
@@ -514,6 +557,14 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
                         goto fail;
         }
 
+        n->ban_after_faults = c->network_ban_after_faults;
+        if (n->ban_after_faults > 0) {
+                r = sd_event_add_time_relative(event, &n->police_timer, CLOCK_MONOTONIC, 1000 * 1000, 0,
+                                               on_police_timer, n);
+                if (r < 0)
+                        goto fail;
+        }
+
         if (c->network_beacon) {
                 r = beacon_setup(n, c);
                 if (r < 0)
@@ -534,6 +585,8 @@ struct network *network_free(struct network *n) {
                 return NULL;
         sd_event_source_disable_unref(n->timer);
         sd_event_source_disable_unref(n->seed_timer);
+        sd_event_source_disable_unref(n->police_timer);
+        free(n->banned);
         sd_event_source_disable_unref(n->beacon_io);
         sd_event_source_disable_unref(n->beacon_timer);
         if (n->beacon_fd >= 0)

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "control-client.h"
+#include "transport.h"
+#include "wire.h"
 #include "identity.h"
 #include "swarmd-harness.h"
 
@@ -258,4 +260,114 @@ Test(swarm, beacon_discovery_without_seeds) {
                 cr_assert_lt(monotonic_usec(), deadline, "the nodes did not find each other by beacon");
                 usleep(50 * 1000);
         }
+}
+
+struct hostile {
+        uint8_t pk[32], sk[64];
+        struct transport *t;
+        char seed_endpoint[64];
+};
+
+static void hostile_receive(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
+                            size_t size, void *userdata) {
+}
+
+/* A push-pull from the hostile peer: its own valid record as sender, and
+ * optionally a record of itself with a higher version and a broken
+ * signature. */
+static void hostile_push(struct hostile *h, uint64_t version, bool tampered) {
+        Swarm__NodeRecord r = SWARM__NODE_RECORD__INIT;
+        Swarm__SignedRecord valid = SWARM__SIGNED_RECORD__INIT, bad = SWARM__SIGNED_RECORD__INIT;
+        Swarm__SignedRecord *records[1];
+        Swarm__PushPull pp = SWARM__PUSH_PULL__INIT;
+        Swarm__Envelope e = SWARM__ENVELOPE__INIT;
+        char *endpoints[1] = { (char *) transport_endpoint(h->t) };
+        uint8_t *data;
+        size_t size;
+
+        r.node_id.data = h->pk;
+        r.node_id.len = 32;
+        r.version = 1;
+        r.incarnation = 1;
+        r.endpoints = endpoints;
+        r.n_endpoints = 1;
+        r.name = (char *) "hostile";
+        cr_assert_eq(wire_record_sign(&r, h->sk, &valid), 0);
+        pp.sender = &valid;
+        if (tampered) {
+                r.version = version;
+                cr_assert_eq(wire_record_sign(&r, h->sk, &bad), 0);
+                bad.signature.data[7] ^= 0x20;
+                records[0] = &bad;
+                pp.records = records;
+                pp.n_records = 1;
+        }
+        e.body_case = SWARM__ENVELOPE__BODY_PUSH_PULL;
+        e.push_pull = &pp;
+        cr_assert_eq(wire_encode(&e, &data, &size), 0);
+        cr_assert_eq(transport_send(h->t, nodes[0].identity->public_key, h->seed_endpoint, data, size), 0);
+        free(data);
+        wire_signed_record_clear(&valid);
+        if (tampered)
+                wire_signed_record_clear(&bad);
+}
+
+static void pump(sd_event *e, int ms) {
+        long long end = monotonic_usec() + ms * 1000LL;
+        while (monotonic_usec() < end)
+                sd_event_run(e, 10 * 1000);
+}
+
+static bool log_contains(const char *path, const char *needle) {
+        char buf[65536];
+        FILE *f = fopen(path, "re");
+        size_t n;
+
+        if (!f)
+                return false;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        return strstr(buf, needle) != NULL;
+}
+
+/* A peer that keeps sending records with broken signatures is banned. */
+Test(swarm, peer_sending_forged_records_is_banned) {
+        struct transport_config tc = {
+                .bind = "tcp://127.0.0.1:0",
+                .max_message_size = 1 << 20,
+                .rate_per_second = 1000,
+                .rate_burst = 1000,
+                .send_queue = 100,
+        };
+        struct hostile h = {};
+        sd_event *e = NULL;
+        FILE *f;
+
+        f = fopen(nodes[0].config, "we");
+        cr_assert_not_null(f);
+        fprintf(f, "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  ban_after_faults: 3\n", seed_port);
+        cr_assert_eq(fclose(f), 0);
+        start_node(0);
+
+        cr_assert_geq(sodium_init(), 0);
+        crypto_sign_keypair(h.pk, h.sk);
+        snprintf(h.seed_endpoint, sizeof(h.seed_endpoint), "tcp://127.0.0.1:%d", seed_port);
+        cr_assert_geq(sd_event_new(&e), 0);
+        cr_assert_eq(transport_new(e, &tc, h.sk, hostile_receive, &h, &h.t), 0);
+
+        /* Join honestly first: faults are counted against members. */
+        hostile_push(&h, 0, false);
+        pump(e, 500);
+        for (uint64_t v = 2; v < 12; v++) {
+                hostile_push(&h, v, true);
+                pump(e, 100);
+        }
+        for (long long deadline = monotonic_usec() + WAIT_MS * 1000LL;
+             !log_contains(nodes[0].log, "Banned peer");) {
+                cr_assert_lt(monotonic_usec(), deadline, "the forging peer was not banned");
+                usleep(50 * 1000);
+        }
+        transport_free(h.t);
+        sd_event_unref(e);
 }
