@@ -35,6 +35,29 @@ static const char *const skills_cgroups_names[] = {
         NULL
 };
 
+const char *const lending_policy_names[] = {
+        [LENDING_POLICY_ALWAYS] = "always",
+        [LENDING_POLICY_NEVER] = "never",
+        [LENDING_POLICY_IDLE] = "idle",
+        [LENDING_POLICY_SCHEDULE] = "schedule",
+        NULL
+};
+
+const char *const lending_preempt_names[] = {
+        [LENDING_PREEMPT_FREEZE] = "freeze",
+        [LENDING_PREEMPT_KILL] = "kill",
+        [LENDING_PREEMPT_FINISH] = "finish",
+        NULL
+};
+
+static const char *const dbus_bus_names[] = {
+        [DBUS_BUS_AUTO] = "auto",
+        [DBUS_BUS_SYSTEM] = "system",
+        [DBUS_BUS_SESSION] = "session",
+        [DBUS_BUS_NONE] = "none",
+        NULL
+};
+
 _Static_assert(LOG_EMERG == 0 && LOG_DEBUG == 7, "log.level names must be indexed by syslog priority");
 
 /* Every key here is documented, with its default, in etc/swarmd.yaml. */
@@ -210,6 +233,41 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "lending.policy",
+                .type = CONF_ENUM,
+                .offset = offsetof(struct config, lending_policy),
+                .names = lending_policy_names,
+        },
+        {
+                .path = "lending.schedule",
+                .type = CONF_STRV,
+                .offset = offsetof(struct config, lending_schedule),
+        },
+        {
+                .path = "lending.gpu_check",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, lending_gpu_check),
+        },
+        {
+                .path = "lending.preempt",
+                .type = CONF_ENUM,
+                .offset = offsetof(struct config, lending_preempt),
+                .names = lending_preempt_names,
+        },
+        {
+                .path = "dbus.bus",
+                .type = CONF_ENUM,
+                .offset = offsetof(struct config, dbus_bus),
+                .names = dbus_bus_names,
+                .needs_restart = true,
+        },
+        {
+                .path = "dbus.admin_group",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, dbus_admin_group),
+                .needs_restart = true,
+        },
+        {
                 .path = "log.level",
                 .type = CONF_ENUM,
                 .offset = offsetof(struct config, log_level),
@@ -241,6 +299,10 @@ int config_init(struct config *c) {
                 .network_rate_limit = 500,
                 .network_probe_interval = 200 * 1000,
                 .network_ban_after_faults = 20,
+                .lending_policy = LENDING_POLICY_ALWAYS,
+                .lending_gpu_check = true,
+                .lending_preempt = LENDING_PREEMPT_FREEZE,
+                .dbus_bus = DBUS_BUS_AUTO,
         };
 
         c->node_name = strdup("");
@@ -252,9 +314,11 @@ int config_init(struct config *c) {
         c->network_advertise = strdup("");
         c->network_seeds = calloc(1, sizeof(char *));
         c->network_beacon_address = strdup("255.255.255.255");
+        c->lending_schedule = calloc(1, sizeof(char *));
+        c->dbus_admin_group = strdup("");
         if (!c->node_name || !c->state_directory || !c->skills_directory ||
             !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
-            !c->network_seeds || !c->network_beacon_address) {
+            !c->network_seeds || !c->network_beacon_address || !c->lending_schedule || !c->dbus_admin_group) {
                 config_done(c);
                 return -ENOMEM;
         }

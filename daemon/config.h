@@ -42,6 +42,16 @@ struct config {
         uint64_t network_probe_interval;        /* network.probe_interval: µs */
         uint64_t network_ban_after_faults;      /* network.ban_after_faults: 0 = never */
 
+        /* lending: (live) */
+        int lending_policy;             /* lending.policy: enum lending_policy_config */
+        char **lending_schedule;        /* lending.schedule: "[DAYS ]HH:MM-HH:MM" windows */
+        bool lending_gpu_check;         /* lending.gpu_check: idle means no other GPU process too */
+        int lending_preempt;            /* lending.preempt: enum lending_preempt_config */
+
+        /* dbus: (need a restart) */
+        int dbus_bus;                   /* dbus.bus: enum dbus_bus_config */
+        char *dbus_admin_group;         /* dbus.admin_group: may change state without polkit */
+
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */
         int log_target;         /* log.target: enum log_target */
@@ -52,6 +62,29 @@ enum skills_cgroups_mode {
         SKILLS_CGROUPS_ON,      /* our own cgroup's subtree, even outside systemd */
         SKILLS_CGROUPS_OFF,     /* signals only */
 };
+
+enum lending_policy_config {
+        LENDING_POLICY_ALWAYS,
+        LENDING_POLICY_NEVER,
+        LENDING_POLICY_IDLE,
+        LENDING_POLICY_SCHEDULE,
+};
+
+enum lending_preempt_config {
+        LENDING_PREEMPT_FREEZE,
+        LENDING_PREEMPT_KILL,
+        LENDING_PREEMPT_FINISH,
+};
+
+enum dbus_bus_config {
+        DBUS_BUS_AUTO,          /* the system bus as root, else the session bus */
+        DBUS_BUS_SYSTEM,
+        DBUS_BUS_SESSION,
+        DBUS_BUS_NONE,
+};
+
+extern const char *const lending_policy_names[];
+extern const char *const lending_preempt_names[];
 
 extern const struct conf_key config_keys[];
 extern const size_t config_n_keys;

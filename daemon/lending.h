@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The lending switch: whether this machine lends its skills to the swarm
+ * right now, decided by a policy (always, never, idle, schedule) and
+ * applied at once: the node's gossiped record says whether it lends (so
+ * the swarm stops routing here), and running jobs are frozen, killed or
+ * left to finish (lending.preempt); when lending resumes, frozen jobs
+ * continue.
+ *
+ * The decision itself is pure (lending_decide() and the schedule parser
+ * take the time and the inputs as arguments), so it is tested at window
+ * boundaries without waiting for them; the object around it watches
+ * logind's IdleHint over D-Bus, the GPU through NVML when available, and
+ * the clock. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+
+#include "config.h"
+
+struct lending;
+struct skills;
+struct network;
+
+/* ---- Pure parts ---- */
+
+/* One schedule window: days (bit 0 = Sunday … bit 6 = Saturday) and
+ * minutes since midnight; end <= start crosses midnight (into the next
+ * day, which need not be in days). */
+struct lending_window {
+        uint8_t days;
+        uint16_t start_minute, end_minute;
+};
+
+/* Parses "[DAYS ]HH:MM-HH:MM" (DAYS: "mon-fri", "sat,sun", "daily"; "24:00"
+ * allowed as an end).  -EINVAL with a message naming what was wrong in
+ * error (size n). */
+int lending_window_parse(const char *s, struct lending_window *ret, char *error, size_t n);
+
+/* Whether local time tm falls in any of the windows. */
+bool lending_windows_contain(const struct lending_window *w, size_t n, const struct tm *tm);
+
+struct lending_inputs {
+        bool session_idle;              /* logind IdleHint of the active session (true when none) */
+        bool gpu_busy;                  /* another process uses the GPU (NVML) */
+        bool in_schedule;               /* now inside a schedule window */
+};
+
+/* The policy's verdict. */
+bool lending_decide(enum lending_policy_config policy, bool gpu_check, const struct lending_inputs *in);
+
+/* ---- The switch ---- */
+
+typedef void (*lending_changed_fn)(struct lending *l, void *userdata);
+
+/* bus may be NULL (no logind: idle means "no session is active"). skills
+ * and network may be NULL. */
+int lending_new(sd_event *event, sd_bus *bus, const struct config *config, struct skills *skills,
+                struct network *network, struct lending **ret);
+struct lending *lending_free(struct lending *l);
+
+/* Called after every change of Lending, LendingPolicy or Schedule (for
+ * D-Bus PropertiesChanged and sd_notify STATUS). */
+void lending_set_changed_callback(struct lending *l, lending_changed_fn fn, void *userdata);
+
+/* Applies the live lending.* keys after a reload. */
+int lending_apply_config(struct lending *l, const struct config *config);
+
+bool lending_is_lending(const struct lending *l);
+enum lending_policy_config lending_get_policy(const struct lending *l);
+/* The schedule as configured, NULL-terminated. */
+char *const *lending_get_schedule(const struct lending *l);
+/* Why lending is as it is, for humans: "idle policy: session active". */
+const char *lending_reason(const struct lending *l);
+
+/* SetLending(b) sets policy always (true) or never (false). */
+int lending_set_policy(struct lending *l, enum lending_policy_config policy);
+/* Replaces the schedule (validated first: -EINVAL with error filled). */
+int lending_set_schedule(struct lending *l, char *const *windows, char *error, size_t n);
+
+/* PauseJobs()/ResumeJobs(): freeze or thaw every running job regardless of
+ * policy. */
+int lending_pause_jobs(struct lending *l);
+int lending_resume_jobs(struct lending *l);
+bool lending_jobs_paused(const struct lending *l);
+
+/* For benchmarks and tests: CLOCK_MONOTONIC µs between the last decision
+ * to stop lending and every job being frozen or killed (0 if none yet). */
+uint64_t lending_last_giveback_usec(const struct lending *l);
