@@ -8,18 +8,6 @@
 #include "config.h"
 #include "macro.h"
 
-/* Indexed by syslog priority, so that the enum index is the level. */
-static const char *const log_level_names[] = {
-        [LOG_EMERG]   = "emerg",
-        [LOG_ALERT]   = "alert",
-        [LOG_CRIT]    = "crit",
-        [LOG_ERR]     = "err",
-        [LOG_WARNING] = "warning",
-        [LOG_NOTICE]  = "notice",
-        [LOG_INFO]    = "info",
-        [LOG_DEBUG]   = "debug",
-        [LOG_DEBUG + 1] = NULL,
-};
 
 static const char *const log_target_names[] = {
         [LOG_TARGET_AUTO]    = "auto",

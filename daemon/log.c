@@ -16,7 +16,7 @@ static const char *log_program = "swarmd";
 static int log_max_level = LOG_INFO;
 static bool log_to_journal;
 
-static const char *const level_names[] = {
+const char *const log_level_names[LOG_DEBUG + 2] = {
         [LOG_EMERG] = "emerg",
         [LOG_ALERT] = "alert",
         [LOG_CRIT] = "crit",
@@ -25,6 +25,7 @@ static const char *const level_names[] = {
         [LOG_NOTICE] = "notice",
         [LOG_INFO] = "info",
         [LOG_DEBUG] = "debug",
+        [LOG_DEBUG + 1] = NULL,
 };
 
 /* systemd sets $JOURNAL_STREAM to "DEV:INODE" of the stream it connected to
@@ -74,8 +75,8 @@ int log_get_max_level(void) {
 int log_level_from_string(const char *s) {
         if (!s)
                 return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
-                if (strcasecmp(s, level_names[i]) == 0)
+        for (size_t i = 0; i <= LOG_DEBUG; i++)
+                if (strcasecmp(s, log_level_names[i]) == 0)
                         return (int) i;
         if (strcasecmp(s, "error") == 0)
                 return LOG_ERR;
@@ -85,9 +86,9 @@ int log_level_from_string(const char *s) {
 }
 
 const char *log_level_to_string(int level) {
-        if (level < 0 || (size_t) level >= ELEMENTSOF(level_names))
+        if (level < 0 || level > LOG_DEBUG)
                 return NULL;
-        return level_names[level];
+        return log_level_names[level];
 }
 
 static void log_write_journal(int level, int error, const char *file, int line,

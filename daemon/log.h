@@ -38,6 +38,8 @@ int log_get_max_level(void);
 /* Parses "debug", "info", "notice", "warning", "err" (also "error") and
  * "crit" into a syslog priority; -EINVAL otherwise. */
 int log_level_from_string(const char *s);
+/* "emerg" … "debug", indexed by syslog priority, NULL-terminated. */
+extern const char *const log_level_names[LOG_DEBUG + 2];
 const char *log_level_to_string(int level);
 
 /* Logs and returns -abs(error) (or 0 when error is 0), so that callers can
