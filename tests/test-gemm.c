@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -150,13 +151,16 @@ static void reference(const float *a, const float *b, uint64_t m, uint64_t k, ui
                 }
 }
 
-/* The worst-case row tolerance T_i of freivalds.h for row i (the check may
- * use a smaller one, never a larger one beyond the double round-off). */
-static double row_bound(const float *a, const float *b, uint64_t k, uint64_t n, uint64_t i, double input_roundoff) {
+/* The most the check's tolerance for row i may be (freivalds.h): the
+ * worst-case honest bound T_i plus the check's own rounding, up to
+ * σ·ρ·(h_i + Σ_j |c_ij|)/FREIVALDS_FLOAT_SHARE, with slack for the sums'
+ * rounding and subnormals.  c is the honest row. */
+static double row_bound(const float *a, const float *b, const float *c, uint64_t k, uint64_t n, uint64_t i,
+                        double input_roundoff) {
         double ku = (double) (k + 2) * FREIVALDS_U, gamma = ku / (1 - ku);
         double rho = 2 * input_roundoff + input_roundoff * input_roundoff +
                      gamma * (1 + input_roundoff) * (1 + input_roundoff);
-        double h = 0;
+        double h = 0, c_abs = 0, a_norm2 = 0, worst, check;
 
         for (uint64_t l = 0; l < k; l++) {
                 double g = 0;
@@ -164,8 +168,14 @@ static double row_bound(const float *a, const float *b, uint64_t k, uint64_t n, 
                 for (uint64_t j = 0; j < n; j++)
                         g += fabs(b[l * n + j]);
                 h += fabs(a[i * k + l]) * g;
+                a_norm2 += (double) a[i * k + l] * a[i * k + l];
         }
-        return FREIVALDS_SIGMA * rho * h;
+        for (uint64_t j = 0; j < n; j++)
+                c_abs += fabs(c[i * n + j]);
+        worst = FREIVALDS_SIGMA * rho * h;
+        check = FREIVALDS_SIGMA * rho * (h + c_abs) / FREIVALDS_FLOAT_SHARE;
+        /* √(k·‖a_i‖²) ≤ (k·‖a_i‖² + 1)/2, and no libm here. */
+        return (worst + check) * (1 + 0x1p-8) + 2 * FLT_MIN * (((double) k * a_norm2 + 1) / 2 + (double) (k + n + 2));
 }
 
 static int run_execute(struct swarm_job *job, const struct swarm_values *inputs, const volatile uint32_t *cancel,
@@ -421,9 +431,9 @@ Test(gemm, execute_works_with_one_blas_thread) {
 
 /* ---- Verify ---- */
 
-/* One element at a random position, off by 2–4 times the worst-case row
- * bound T_i (the check's tolerance is at most T_i, so 2·T_i is always
- * caught): every one of 250 trials must fail. */
+/* One element at a random position, off by 2–4 times the largest row
+ * tolerance the check may use (so always caught): every one of 250 trials
+ * must fail. */
 Test(gemm, verify_rejects_any_single_corrupted_element) {
         static const uint64_t shapes[][3] = {
                 { 48, 40, 56 },
@@ -449,7 +459,7 @@ Test(gemm, verify_rejects_any_single_corrupted_element) {
                 rng_state = 4242 + s;
                 for (unsigned trial = 0; trial < 50; trial++) {
                         uint64_t i = rng_below(m), j = rng_below(n);
-                        double bound = row_bound(a, b, k, n, i, 0), factor = 2.0 + 2.0 * (rng_float() + 1) / 2;
+                        double bound = row_bound(a, b, c, k, n, i, 0), factor = 2.0 + 2.0 * (rng_float() + 1) / 2;
                         float saved = c[i * n + j];
                         char row[64];
                         int r;
@@ -473,10 +483,10 @@ Test(gemm, verify_rejects_any_single_corrupted_element) {
 }
 
 /* A 1 % error on an element with |c| ≥ 2 of a 64³ product of values in
- * [-1, 1) is above twice the tolerance (≈ 8·10^-3 there) and caught every
- * time.  At 256³ the tolerance is ≈ 0.5, about 10 % of a typical element,
- * and smaller errors pass: the price of a bound that never rejects an
- * honest result (see freivalds.c). */
+ * [-1, 1) is about twice the tolerance (≈ 10^-2 there, the float check's
+ * own rounding included) and caught every time.  At 256³ the tolerance is
+ * ≈ 0.5, about 10 % of a typical element, and smaller errors pass: the
+ * price of a bound that never rejects an honest result (see freivalds.c). */
 Test(gemm, verify_rejects_one_percent_error_on_small_products) {
         const uint64_t m = 64, k = 64, n = 64;
         struct swarm_values *in = make_inputs(m, k, n, 99);
@@ -504,31 +514,42 @@ Test(gemm, verify_rejects_one_percent_error_on_small_products) {
 }
 
 /* The worst rounding an honest float32 GEMM may make, on every element and
- * all in the same direction, still passes. */
+ * all in the same direction, still passes; also where the check's float
+ * sums run over more than one run of a lane (k or n above 1024). */
 Test(gemm, verify_accepts_worst_case_honest_rounding) {
-        const uint64_t m = 40, k = 96, n = 50;
-        struct swarm_values *in = make_inputs(m, k, n, 5);
-        const float *a = tensor_data(in, "a", NULL, NULL), *b = tensor_data(in, "b", NULL, NULL);
-        double *ref = calloc(m * n, sizeof(double)), *absref = calloc(m * n, sizeof(double));
-        double ku = (double) k * FREIVALDS_U, gamma = ku / (1 - ku);
-        float *c = calloc(m * n, sizeof(float));
-        struct swarm_job job;
+        static const uint64_t shapes[][3] = {
+                { 40, 96, 50 },
+                { 24, 1500, 40 },
+                { 16, 1200, 1100 },
+        };
 
-        cr_assert(ref && absref && c);
         start(config_cpu());
-        reference(a, b, m, k, n, ref, absref);
-        for (unsigned sign = 0; sign < 2; sign++) {
-                for (uint64_t i = 0; i < m * n; i++)
-                        c[i] = (float) (ref[i] + (sign ? -1 : 1) * gamma * absref[i]);
-                job_with_result(&job, in, SWARM_DTYPE_F32, 2, (const uint64_t[]) { m, n }, c);
-                for (unsigned repeat = 0; repeat < 20; repeat++)
-                        cr_assert_eq(skill->verify(state, &job), 0, "%s", swarm_job_error(&job));
-                swarm_job_done(&job);
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+                uint64_t m = shapes[s][0], k = shapes[s][1], n = shapes[s][2];
+                struct swarm_values *in = make_inputs(m, k, n, 5 + s);
+                const float *a = tensor_data(in, "a", NULL, NULL), *b = tensor_data(in, "b", NULL, NULL);
+                double *ref = calloc(m * n, sizeof(double)), *absref = calloc(m * n, sizeof(double));
+                double ku = (double) k * FREIVALDS_U, gamma = ku / (1 - ku);
+                float *c = calloc(m * n, sizeof(float));
+                struct swarm_job job;
+
+                cr_assert(ref && absref && c);
+                reference(a, b, m, k, n, ref, absref);
+                for (unsigned sign = 0; sign < 2; sign++) {
+                        for (uint64_t i = 0; i < m * n; i++)
+                                c[i] = (float) (ref[i] + (sign ? -1 : 1) * gamma * absref[i]);
+                        job_with_result(&job, in, SWARM_DTYPE_F32, 2, (const uint64_t[]) { m, n }, c);
+                        for (unsigned repeat = 0; repeat < 20; repeat++)
+                                cr_assert_eq(skill->verify(state, &job), 0, "%llux%llux%llu: %s",
+                                             (unsigned long long) m, (unsigned long long) k,
+                                             (unsigned long long) n, swarm_job_error(&job));
+                        swarm_job_done(&job);
+                }
+                swarm_values_free(in);
+                free(ref);
+                free(absref);
+                free(c);
         }
-        swarm_values_free(in);
-        free(ref);
-        free(absref);
-        free(c);
 }
 
 /* Emulates a bf16 GEMM: inputs rounded to bfloat16, exact products, float

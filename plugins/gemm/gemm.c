@@ -579,6 +579,8 @@ static int gemm_verify(void *state, struct swarm_job *job) {
                             &(struct freivalds_params) {
                                     .rounds = s->verify_rounds,
                                     .input_roundoff = gemm_precision_input_roundoff(j.precision),
+                                    /* As many as OpenBLAS uses: the check is compute-bound too. */
+                                    .threads = (unsigned) gemm_cpu_threads(),
                             }, &report);
         if (r == -EDOM) {
                 /* Says where. */
