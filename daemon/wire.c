@@ -78,11 +78,16 @@ static ProtobufCMessage *unpack_budgeted(const ProtobufCMessageDescriptor *d, co
 /* Field number 0 does not exist, but protobuf-c 1.4 takes it as an
  * unknown field when its tag is spelled in more than one byte (it only
  * checks the first), and then re-encodes it in one byte, which it refuses
- * to decode.  Walks every message in m, generically (the schema has no
- * recursive types, so the depth is bounded). */
+ * to decode.  And a newer peer adds a few fields, not hundreds: many
+ * unknown fields cost memory out of proportion to their bytes (an entry
+ * each) and would let a message that fits the decode budget re-encode into
+ * one that does not.  Walks every message in m, generically (the schema
+ * has no recursive types, so the depth is bounded). */
 static bool unknown_fields_are_valid(const ProtobufCMessage *m) {
         const ProtobufCMessageDescriptor *d = m->descriptor;
 
+        if (m->n_unknown_fields > WIRE_UNKNOWN_FIELDS_MAX)
+                return false;
         for (size_t i = 0; i < m->n_unknown_fields; i++)
                 if (m->unknown_fields[i].tag == 0)
                         return false;
@@ -393,7 +398,7 @@ int wire_decode_counted(const uint8_t *data, size_t size, Swarm__Envelope **ret,
         }
 
         if (!unknown_fields_are_valid(&e->base)) {
-                *reason = "envelope has a field number 0";
+                *reason = "envelope has a field number 0 or too many unknown fields";
                 return -EBADMSG;
         }
 
@@ -585,7 +590,7 @@ int wire_record_open(const Swarm__SignedRecord *s, wire_verify_fn verify, void *
         }
 
         if (!unknown_fields_are_valid(&rec->base)) {
-                *reason = "record body has a field number 0";
+                *reason = "record body has a field number 0 or too many unknown fields";
                 return -EBADMSG;
         }
 

@@ -323,6 +323,32 @@ Test(wire, unknown_fields_from_a_newer_peer_are_tolerated) {
         cr_assert_eq(d->body_case, SWARM__ENVELOPE__BODY_PING);
 }
 
+/* Hundreds of tiny unknown fields cost an entry each: refused, found by
+ * the fuzzer (a message that fit the decode budget re-encoded into one
+ * that did not). */
+Test(wire, too_many_unknown_fields_are_refused) {
+        Swarm__Ping p = SWARM__PING__INIT;
+        Swarm__Envelope e = SWARM__ENVELOPE__INIT;
+        _cleanup_free_ uint8_t *buf = NULL, *ext = NULL;
+        Swarm__Envelope *d = NULL;
+        const char *reason = NULL;
+        size_t size;
+
+        e.body_case = SWARM__ENVELOPE__BODY_PING;
+        e.ping = &p;
+        buf = encode_ok(&e, &size);
+        ext = malloc(size + 2 * (WIRE_UNKNOWN_FIELDS_MAX + 1));
+        memcpy(ext, buf, size);
+        /* Field 8, varint 1, repeated: allowed up to the limit … */
+        for (unsigned i = 0; i < WIRE_UNKNOWN_FIELDS_MAX; i++)
+                ext[size + 2 * i] = 8 << 3, ext[size + 2 * i + 1] = 0x01;
+        wire_envelope_free(decode_ok(ext, size + 2 * WIRE_UNKNOWN_FIELDS_MAX));
+        /* … and refused beyond it. */
+        ext[size + 2 * WIRE_UNKNOWN_FIELDS_MAX] = 8 << 3, ext[size + 2 * WIRE_UNKNOWN_FIELDS_MAX + 1] = 0x01;
+        cr_assert_eq(wire_decode(ext, size + 2 * (WIRE_UNKNOWN_FIELDS_MAX + 1), &d, &reason), -EBADMSG);
+        cr_assert_not_null(strstr(reason, "unknown fields"), "%s", reason);
+}
+
 /* ---- Sizes, truncation, lying lengths ------------------------------------ */
 
 Test(wire, oversized_datagram_is_refused_before_decoding) {
