@@ -636,13 +636,14 @@ int main(int argc, char **argv) {
                 { "loss", required_argument, NULL, 'l' },
                 { "seed", required_argument, NULL, 's' },
                 { "no-partition", no_argument, NULL, 'P' },
+                { "check", no_argument, NULL, 'C' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         size_t sizes[8], n_sizes = 0;
         double loss = 0.01;
         uint64_t seed = 0x5eed5eed12345678ull;
-        bool partition = true;
+        bool partition = true, check = false;
         struct result results[8];
         struct membership_config c;
         int opt;
@@ -665,11 +666,16 @@ int main(int argc, char **argv) {
                 case 'P':
                         partition = false;
                         break;
+                case 'C':
+                        check = true;
+                        break;
                 case 'h':
-                        printf("%s [-n NODES]... [-l LOSS] [-s SEED] [--no-partition]\n\n"
+                        printf("%s [-n NODES]... [-l LOSS] [-s SEED] [--no-partition] [--check]\n\n"
                                "Simulates NODES membership instances (default: 1000, then 10000) in\n"
                                "virtual time with LOSS message loss (default 0.01) and 1-10 ms latency.\n"
-                               "The partition experiment runs for N <= 2000.  SIM_DEBUG=1 shows the heal.\n",
+                               "The partition experiment runs for N <= 2000.  SIM_DEBUG=1 shows the heal.\n"
+                               "--check: exit 1 unless every experiment reached all live nodes and no\n"
+                               "live node was declared dead (the test suite runs a small swarm so).\n",
                                argv[0]);
                         return EXIT_SUCCESS;
                 default:
@@ -724,5 +730,20 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < n_sizes; i++)
                 printf("N=%zu: %.1f messages/node/s; %llu suspicions in the window\n", results[i].n,
                        results[i].msg_node_s, (unsigned long long) results[i].fp_suspicions);
+
+        if (check)
+                for (size_t i = 0; i < n_sizes; i++) {
+                        const struct result *r = &results[i];
+                        if (r->update_s_all < 0 || r->detect_all_s < 0 || r->fp_dead > 0 ||
+                            (r->partition_run && r->heal_s < 0)) {
+                                fprintf(stderr, "check failed at N=%zu: update %s, crash %s, %llu live nodes "
+                                        "declared dead, partition %s\n", r->n,
+                                        r->update_s_all < 0 ? "did not reach everyone" : "ok",
+                                        r->detect_all_s < 0 ? "not detected everywhere" : "ok",
+                                        (unsigned long long) r->fp_dead,
+                                        r->partition_run && r->heal_s < 0 ? "did not heal" : "ok");
+                                return EXIT_FAILURE;
+                        }
+                }
         return EXIT_SUCCESS;
 }
