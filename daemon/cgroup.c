@@ -876,11 +876,12 @@ int job_cgroups_freeze(struct job_cgroups *c) {
                         if (r < 0)
                                 log_warning_errno(r, "Failed to stop process %d: %m", (int) c->pids[i]);
                 }
-                /* SIGSTOP takes effect asynchronously too. */
-                while (!tracked_all_stopped(c)) {
+                /* SIGSTOP takes effect asynchronously too: poll, quickly at
+                 * first (it usually takes tens of µs), backing off to 5 ms. */
+                for (useconds_t wait = 20; !tracked_all_stopped(c); wait = wait < 5000 ? wait * 2 : 5000) {
                         if (usec_now() >= deadline)
                                 return 0;
-                        (void) usleep(5000);
+                        (void) usleep(wait);
                 }
                 return 1;
         }

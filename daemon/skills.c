@@ -265,8 +265,7 @@ struct skill_pool *skills_get(struct skills *s, const char *name) {
 }
 
 int skills_pause(struct skills *s) {
-        int r = job_cgroups_freeze(s->cgroups);
-        return r < 0 ? r : 0;
+        return job_cgroups_freeze(s->cgroups);
 }
 
 int skills_resume(struct skills *s) {

@@ -28,7 +28,9 @@ const char *skills_describe(struct skills *s);
 /* The pool of the skill named name, or NULL. */
 struct skill_pool *skills_get(struct skills *s, const char *name);
 
-/* All jobs at once, for the lending switch: pause, resume, kill. */
+/* All jobs at once, for the lending switch: pause, resume, kill.
+ * skills_pause() returns 1 once every job is frozen, 0 when the kernel is
+ * still freezing after a second (see job_cgroups_freeze()). */
 int skills_pause(struct skills *s);
 int skills_resume(struct skills *s);
 int skills_kill_all(struct skills *s);
