@@ -77,7 +77,7 @@ enum lending_preempt_config {
 };
 
 enum dbus_bus_config {
-        DBUS_BUS_AUTO,          /* the system bus as root, else the session bus */
+        DBUS_BUS_AUTO,          /* the system bus as root or without a session bus, else the session bus */
         DBUS_BUS_SYSTEM,
         DBUS_BUS_SESSION,
         DBUS_BUS_NONE,

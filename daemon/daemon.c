@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "bus-service.h"
 #include "config.h"
 #include "daemon.h"
 #include "identity.h"
+#include "lending.h"
 #include "log.h"
 #include "macro.h"
 #include "control.h"
@@ -28,6 +30,9 @@ struct daemon {
         struct skills *skills;
         struct network *network;
         struct control *control;
+        struct lending *lending;
+        sd_bus *system_bus;             /* for logind; may be the service's bus */
+        struct bus_service *bus;        /* NULL without D-Bus */
         sd_event_source *record_timer;
         bool ready;
 };
@@ -64,11 +69,25 @@ static const char *daemon_node_name(const struct daemon *d, char *buf, size_t si
 
 static void daemon_notify_running(const struct daemon *d, const char *extra) {
         char host[256];
+        bool lending = lending_is_lending(d->lending);
+        const char *reason = d->lending ? lending_reason(d->lending) : NULL;
 
-        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s); %s; %s",
+        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s); %s; %s; %s%s%s%s",
                    extra, NODE_ID_SHORT_LEN, d->identity->node_id,
                    daemon_node_name(d, host, sizeof(host)), skills_describe(d->skills),
-                   d->network ? network_describe(d->network) : "networking off");
+                   d->network ? network_describe(d->network) : "networking off",
+                   lending ? "lending" : "not lending",
+                   !lending && reason && reason[0] ? " (" : "", !lending && reason ? reason : "",
+                   !lending && reason && reason[0] ? ")" : "");
+}
+
+/* Lending, its policy or schedule changed: tell D-Bus clients and systemd. */
+static void on_lending_changed(struct lending *l, void *userdata) {
+        struct daemon *d = userdata;
+
+        bus_service_check_changes(d->bus);
+        if (d->ready)
+                daemon_notify_running(d, "");
 }
 
 /* Keeps the gossiped record (skills, load) current; a new version goes out
@@ -77,7 +96,7 @@ static int on_record_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         struct daemon *d = userdata;
 
         if (d->network)
-                (void) network_update_record(d->network, d->skills, true);
+                (void) network_update_record(d->network, d->skills, lending_is_lending(d->lending));
         if (d->ready)
                 daemon_notify_running(d, "");
         (void) sd_event_source_set_time_relative(s, 2 * 1000 * 1000);
@@ -91,7 +110,7 @@ static void on_skills_settled(struct skills *s, void *userdata) {
 
         d->ready = true;
         if (d->network) {
-                int r = network_update_record(d->network, s, true);
+                int r = network_update_record(d->network, s, lending_is_lending(d->lending));
                 if (r < 0)
                         log_warning_errno(r, "Failed to publish our skills: %m");
         }
@@ -100,11 +119,24 @@ static void on_skills_settled(struct skills *s, void *userdata) {
                  skills_describe(s));
 }
 
+static bool lending_config_equal(const struct config *a, const struct config *b) {
+        size_t i = 0;
+
+        if (a->lending_policy != b->lending_policy || a->lending_gpu_check != b->lending_gpu_check ||
+            a->lending_preempt != b->lending_preempt)
+                return false;
+        for (; a->lending_schedule[i] && b->lending_schedule[i]; i++)
+                if (strcmp(a->lending_schedule[i], b->lending_schedule[i]) != 0)
+                        return false;
+        return !a->lending_schedule[i] && !b->lending_schedule[i];
+}
+
 static int daemon_reload(struct daemon *d) {
         _cleanup_strv_free_ char **needs_restart = NULL;
         _cleanup_free_ char *error = NULL;
         struct config fresh;
         struct timespec now;
+        bool lending_changed;
         int r;
 
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -122,6 +154,9 @@ static int daemon_reload(struct daemon *d) {
                 return 0;
         }
 
+        /* A reload that leaves lending.* alone keeps what was switched at
+         * run time (swarmctl lend, the desktop toggle). */
+        lending_changed = !lending_config_equal(&d->config, &fresh);
         r = config_apply_reload(&d->config, &fresh, &needs_restart);
         config_done(&fresh);
         if (r < 0)
@@ -131,6 +166,11 @@ static int daemon_reload(struct daemon *d) {
                 log_warning("%s changed in the configuration; it takes effect when swarmd is restarted.", *k);
 
         daemon_apply_logging(d);
+        if (lending_changed) {
+                r = lending_apply_config(d->lending, &d->config);
+                if (r < 0)
+                        log_warning_errno(r, "Keeping the previous lending settings: %m");
+        }
         log_info("Configuration reloaded.");
         daemon_notify_running(d, d->ready ? "READY=1\n" : "");
         return 0;
@@ -191,8 +231,31 @@ static int daemon_setup_event_loop(struct daemon *d) {
         return 0;
 }
 
+/* logind lives on the system bus, whichever bus serves our API (if any). */
+static int daemon_open_system_bus(struct daemon *d) {
+        int r;
+
+        if (bus_service_is_system_bus(d->bus)) {
+                d->system_bus = sd_bus_ref(bus_service_bus(d->bus));
+                return 0;
+        }
+        r = sd_bus_open_system(&d->system_bus);
+        if (r >= 0)
+                r = sd_bus_attach_event(d->system_bus, d->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                log_debug_errno(r, "No system bus (%m): the idle policy cannot ask logind.");
+                d->system_bus = sd_bus_flush_close_unref(d->system_bus);
+        }
+        return 0;
+}
+
 static void daemon_done(struct daemon *d) {
         d->record_timer = sd_event_source_disable_unref(d->record_timer);
+        /* The bus first (pending calls are answered), then lending, which
+         * thaws what it froze while the pools still exist. */
+        d->bus = bus_service_free(d->bus);
+        d->lending = lending_free(d->lending);
+        d->system_bus = sd_bus_flush_close_unref(d->system_bus);
         d->control = control_free(d->control);
         d->network = network_free(d->network);
         d->skills = skills_free(d->skills);
@@ -252,12 +315,33 @@ int daemon_run(const struct daemon_options *options) {
                         log_warning("No control socket: swarmctl cannot query this daemon.");
         }
 
+        r = bus_service_new(d.event, &d.config, d.identity, &d.bus);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the D-Bus service: %m");
+                goto out;
+        }
+
         sd_notify(false, "STATUS=Starting skill workers");
         r = skills_new(d.event, &d.config, on_skills_settled, &d, &d.skills);
         if (r < 0) {
                 log_error_errno(r, "Failed to start the skills: %m");
                 goto out;
         }
+
+        r = daemon_open_system_bus(&d);
+        if (r < 0)
+                goto out;
+        r = lending_new(d.event, d.system_bus, &d.config, d.skills, d.network, &d.lending);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the lending switch: %m");
+                if (r == -EINVAL)
+                        status = EXIT_CONFIG;
+                goto out;
+        }
+        lending_set_changed_callback(d.lending, on_lending_changed, &d);
+        r = bus_service_start(d.bus, d.lending, d.skills, d.network);
+        if (r < 0)
+                goto out;
         r = sd_event_add_time_relative(d.event, &d.record_timer, CLOCK_MONOTONIC, 2 * 1000 * 1000, 0,
                                        on_record_timer, &d);
         if (r < 0) {

@@ -58,7 +58,20 @@ bool lending_decide(enum lending_policy_config policy, bool gpu_check, const str
 typedef void (*lending_changed_fn)(struct lending *l, void *userdata);
 
 /* bus may be NULL (no logind: idle means "no session is active"). skills
- * and network may be NULL. */
+ * and network may be NULL; both are borrowed and must outlive the lending
+ * object (free it first: it thaws what it froze).  -EINVAL, logged, for an
+ * invalid lending.schedule.
+ *
+ * The idle policy reads org.freedesktop.login1.Manager's IdleHint on bus
+ * (asynchronously, then following its PropertiesChanged signal and
+ * re-reading every 10 s), lends only once logind has answered, and treats
+ * a bus without logind like no bus.  With lending.gpu_check it also polls
+ * NVML (libnvidia-ml.so.1, dlopen()ed at run time) every 2 s for GPU
+ * processes that are not swarmd's descendants; without NVML it sees none.
+ *
+ * When lending stops, the record is republished first; then, with preempt
+ * freeze or kill, running jobs are frozen or killed (idle workers are left
+ * alone, so local requests still run); with finish they run on. */
 int lending_new(sd_event *event, sd_bus *bus, const struct config *config, struct skills *skills,
                 struct network *network, struct lending **ret);
 struct lending *lending_free(struct lending *l);
@@ -67,7 +80,9 @@ struct lending *lending_free(struct lending *l);
  * D-Bus PropertiesChanged and sd_notify STATUS). */
 void lending_set_changed_callback(struct lending *l, lending_changed_fn fn, void *userdata);
 
-/* Applies the live lending.* keys after a reload. */
+/* Applies the live lending.* keys after a reload; the policy from the
+ * configuration replaces one set at run time.  An invalid schedule fails
+ * with -EINVAL (logged) and changes nothing. */
 int lending_apply_config(struct lending *l, const struct config *config);
 
 bool lending_is_lending(const struct lending *l);

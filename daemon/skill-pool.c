@@ -81,6 +81,7 @@ struct skill_pool {
         char *last_error;
         unsigned consecutive_failures;
         unsigned restarts;
+        uint64_t jobs_done;             /* EXECUTE requests that succeeded */
         uint64_t next_id;
 };
 
@@ -161,6 +162,8 @@ static void request_complete(struct pool_request *r, struct pool_result *result)
                 result->error = NULL;
         else if (!result->error)
                 result->error = strerror(-result->status);
+        if (r->op == POOL_EXECUTE && result->status >= 0)
+                p->jobs_done++;
 
         r->done(r, result, r->userdata);
         swarm_values_free(result->outputs);
@@ -801,4 +804,8 @@ unsigned skill_pool_queued(const struct skill_pool *p) {
 
 unsigned skill_pool_restarts(const struct skill_pool *p) {
         return p->restarts;
+}
+
+uint64_t skill_pool_jobs_done(const struct skill_pool *p) {
+        return p->jobs_done;
 }

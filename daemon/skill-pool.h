@@ -88,6 +88,8 @@ unsigned skill_pool_workers_alive(const struct skill_pool *p);
 unsigned skill_pool_workers_busy(const struct skill_pool *p);
 unsigned skill_pool_queued(const struct skill_pool *p);
 unsigned skill_pool_restarts(const struct skill_pool *p);
+/* Jobs (EXECUTE requests) that completed successfully since the pool started. */
+uint64_t skill_pool_jobs_done(const struct skill_pool *p);
 
 /* Queues a request.  inputs (and, for VERIFY, outputs and proof) are
  * borrowed until done is called; deadline_usec is CLOCK_MONOTONIC, 0 for

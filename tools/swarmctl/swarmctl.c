@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "build-config.h"
+#include "bus-cmd.h"
 #include "log.h"
 #include "peers-cmd.h"
 #include "skill-cmd.h"
@@ -17,10 +18,19 @@ static int help(void) {
                "  skill inspect PATH.so|NAME   describe a skill plugin: ABI, callbacks, advert\n"
                "  skill run PATH.so|NAME …     run one job through a real worker, verify it, time it\n"
                "  peers [--json]               the swarm's members as the local swarmd sees them\n"
+               "  status [--json]              this node: lending, policy, skills, peers, jobs (D-Bus)\n"
+               "  jobs [--json]                jobs running on this node, per skill (D-Bus)\n"
+               "  lend on|off                  start or stop lending this machine to the swarm\n"
+               "  policy always|never|idle|schedule [--window \"[DAYS ]HH:MM-HH:MM\"]...\n"
+               "                               choose when this machine lends\n"
+               "  pause | resume               freeze or thaw every running job\n"
                "\n"
                "Options:\n"
                "  -h, --help       this text\n"
                "      --version    print the version\n"
+               "\nThe D-Bus verbs take --system or --user (default: the bus swarmd is on).\n"
+               "Exit status: 0 ok, 1 failure, 2 bad arguments, 3 swarmd not running,\n"
+               "4 not authorised.\n"
                "\nSee swarmctl(1).\n");
         return 0;
 }
@@ -44,6 +54,18 @@ int main(int argc, char *argv[]) {
                 return verb_skill(argc - 1, argv + 1);
         if (strcmp(argv[1], "peers") == 0)
                 return verb_peers(argc - 1, argv + 1);
+        if (strcmp(argv[1], "status") == 0)
+                return verb_status(argc - 1, argv + 1);
+        if (strcmp(argv[1], "jobs") == 0)
+                return verb_jobs(argc - 1, argv + 1);
+        if (strcmp(argv[1], "lend") == 0)
+                return verb_lend(argc - 1, argv + 1);
+        if (strcmp(argv[1], "policy") == 0)
+                return verb_policy(argc - 1, argv + 1);
+        if (strcmp(argv[1], "pause") == 0)
+                return verb_pause(argc - 1, argv + 1);
+        if (strcmp(argv[1], "resume") == 0)
+                return verb_resume(argc - 1, argv + 1);
 
         log_error("Unknown command \"%s\"; see swarmctl --help.", argv[1]);
         return 2;

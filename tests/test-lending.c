@@ -1,0 +1,884 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* The lending switch.  Four suites:
+ *   lending_pure     the schedule parser, windows at their boundaries and
+ *                    across midnight, and the policy verdicts;
+ *   lending_policy   the object without jobs: policies, schedule, reasons,
+ *                    the changed callback;
+ *   lending_logind   the idle policy against a fake logind on a private
+ *                    dbus-daemon (skipped where dbus-daemon is missing);
+ *   lending_jobs     real swarm-worker processes hosting testskill in mode
+ *                    "sleep": freeze (signals, and the cgroup freezer as
+ *                    root where cgroup2 is writable), kill and finish.
+ *
+ * Every wait is bounded; teardown stops the workers and the bus daemon and
+ * removes the scratch cgroup even when an assertion failed. */
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "config.h"
+#include "lending.h"
+#include "macro.h"
+#include "shm.h"
+#include "skill-pool.h"
+#include "skills.h"
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* ---- Pure ---- */
+
+static struct lending_window parse_ok(const char *s) {
+        struct lending_window w;
+        char error[256] = "";
+        int r = lending_window_parse(s, &w, error, sizeof(error));
+
+        cr_assert_eq(r, 0, "\"%s\" was rejected: %s", s, error);
+        return w;
+}
+
+static void parse_fails(const char *s, const char *expect) {
+        struct lending_window w;
+        char error[256] = "";
+
+        cr_assert_eq(lending_window_parse(s, &w, error, sizeof(error)), -EINVAL, "\"%s\" was accepted", s);
+        cr_assert(strstr(error, expect), "error for \"%s\" is \"%s\", expected it to mention \"%s\"", s, error,
+                  expect);
+}
+
+/* wday: 0 = Sunday. */
+static struct tm at(int wday, int hour, int minute) {
+        return (struct tm) { .tm_wday = wday, .tm_hour = hour, .tm_min = minute, .tm_sec = 59 };
+}
+
+static bool in(const struct lending_window *w, int wday, int hour, int minute) {
+        struct tm tm = at(wday, hour, minute);
+        return lending_windows_contain(w, 1, &tm);
+}
+
+enum { SUN, MON, TUE, WED, THU, FRI, SAT };
+
+Test(lending_pure, parses_days_and_times) {
+        struct lending_window w;
+
+        w = parse_ok("22:00-07:00");
+        cr_assert_eq(w.days, 0x7f);
+        cr_assert_eq(w.start_minute, 22 * 60);
+        cr_assert_eq(w.end_minute, 7 * 60);
+
+        w = parse_ok("mon-fri 09:30-17:45");
+        cr_assert_eq(w.days, 0x3e);
+        cr_assert_eq(w.start_minute, 9 * 60 + 30);
+        cr_assert_eq(w.end_minute, 17 * 60 + 45);
+
+        cr_assert_eq(parse_ok("sat,sun 00:00-24:00").days, (1 << SAT) | (1 << SUN));
+        cr_assert_eq(parse_ok("sat,sun 00:00-24:00").end_minute, 24 * 60);
+        cr_assert_eq(parse_ok("daily 01:00-02:00").days, 0x7f);
+        cr_assert_eq(parse_ok("  Mon,wed-thu   01:00-02:00 ").days, (1 << MON) | (1 << WED) | (1 << THU));
+        /* A range may wrap around the week. */
+        cr_assert_eq(parse_ok("fri-mon 01:00-02:00").days, (1 << FRI) | (1 << SAT) | (1 << SUN) | (1 << MON));
+}
+
+Test(lending_pure, rejects_malformed_windows_with_a_reason) {
+        parse_fails("", "empty");
+        parse_fails("22:00", "HH:MM-HH:MM");
+        parse_fails("weekdays 01:00-02:00", "\"weekdays\" is not a day");
+        parse_fails("mon-xyz 01:00-02:00", "is not a day");
+        parse_fails("mon, 01:00-02:00", "comma");
+        parse_fails("1:00-02:00", "\"1:00\" is not a time");
+        parse_fails("01:00-2:00", "\"2:00\" is not a time");
+        parse_fails("01:60-02:00", "not a time of day");
+        parse_fails("25:00-02:00", "not a time of day");
+        parse_fails("24:00-02:00", "24:00 may only end a window");
+        parse_fails("01:00-24:01", "not a time of day");
+        parse_fails("mon-fri 01:00-02:00 extra", "is not a time");
+}
+
+Test(lending_pure, window_start_is_inclusive_and_end_exclusive) {
+        struct lending_window w = parse_ok("mon-fri 09:00-17:00");
+
+        cr_assert_not(in(&w, MON, 8, 59));
+        cr_assert(in(&w, MON, 9, 0));
+        cr_assert(in(&w, MON, 16, 59));
+        cr_assert_not(in(&w, MON, 17, 0));
+        cr_assert(in(&w, FRI, 12, 0));
+        cr_assert_not(in(&w, SAT, 12, 0));
+        cr_assert_not(in(&w, SUN, 9, 0));
+}
+
+Test(lending_pure, whole_day_ends_at_midnight) {
+        struct lending_window w = parse_ok("sat,sun 00:00-24:00");
+
+        cr_assert_not(in(&w, FRI, 23, 59));
+        cr_assert(in(&w, SAT, 0, 0));
+        cr_assert(in(&w, SUN, 23, 59));
+        cr_assert_not(in(&w, MON, 0, 0));
+}
+
+Test(lending_pure, night_window_crosses_midnight_into_the_next_day) {
+        /* Friday 22:00 to Saturday 07:00 belongs to Friday; Saturday night
+         * is not listed, and Monday's early morning belongs to no window. */
+        struct lending_window w = parse_ok("mon-fri 22:00-07:00");
+
+        cr_assert_not(in(&w, MON, 21, 59));
+        cr_assert(in(&w, MON, 22, 0));
+        cr_assert(in(&w, MON, 23, 59));
+        cr_assert(in(&w, TUE, 0, 0));
+        cr_assert(in(&w, TUE, 6, 59));
+        cr_assert_not(in(&w, TUE, 7, 0));
+        cr_assert(in(&w, FRI, 23, 0));
+        cr_assert(in(&w, SAT, 6, 59));
+        cr_assert_not(in(&w, SAT, 22, 0));
+        cr_assert_not(in(&w, SUN, 23, 0));
+        cr_assert_not(in(&w, MON, 3, 0));
+        cr_assert_not(in(&w, MON, 7, 0));
+}
+
+Test(lending_pure, equal_start_and_end_is_a_full_day_from_start) {
+        struct lending_window w = parse_ok("wed 12:00-12:00");
+
+        cr_assert_not(in(&w, WED, 11, 59));
+        cr_assert(in(&w, WED, 12, 0));
+        cr_assert(in(&w, THU, 11, 59));
+        cr_assert_not(in(&w, THU, 12, 0));
+}
+
+Test(lending_pure, any_of_several_windows) {
+        struct lending_window w[2] = { parse_ok("mon-fri 22:00-07:00"), parse_ok("sat,sun 00:00-24:00") };
+        struct tm tm;
+
+        tm = at(SAT, 12, 0);
+        cr_assert(lending_windows_contain(w, 2, &tm));
+        tm = at(WED, 3, 0);
+        cr_assert(lending_windows_contain(w, 2, &tm));
+        tm = at(WED, 12, 0);
+        cr_assert_not(lending_windows_contain(w, 2, &tm));
+        cr_assert_not(lending_windows_contain(w, 0, &tm));
+}
+
+Test(lending_pure, policy_verdicts) {
+        struct lending_inputs idle = { .session_idle = true }, active = { .session_idle = false },
+                              idle_gpu = { .session_idle = true, .gpu_busy = true },
+                              scheduled = { .in_schedule = true }, off = {};
+
+        cr_assert(lending_decide(LENDING_POLICY_ALWAYS, true, &active));
+        cr_assert_not(lending_decide(LENDING_POLICY_NEVER, true, &idle));
+        cr_assert(lending_decide(LENDING_POLICY_IDLE, true, &idle));
+        cr_assert_not(lending_decide(LENDING_POLICY_IDLE, true, &active));
+        cr_assert_not(lending_decide(LENDING_POLICY_IDLE, true, &idle_gpu));
+        cr_assert(lending_decide(LENDING_POLICY_IDLE, false, &idle_gpu));
+        cr_assert(lending_decide(LENDING_POLICY_SCHEDULE, true, &scheduled));
+        cr_assert_not(lending_decide(LENDING_POLICY_SCHEDULE, true, &off));
+}
+
+/* ---- The object ---- */
+
+static sd_event *event;
+static struct config config;
+static struct lending *lending;
+static unsigned n_changed;
+
+static void on_changed(struct lending *l, void *userdata) {
+        n_changed++;
+}
+
+static void setup(void) {
+        sigset_t mask;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        cr_assert_eq(sd_event_new(&event), 0);
+        cr_assert_eq(config_init(&config), 0);
+        n_changed = 0;
+}
+
+static void teardown(void) {
+        lending = lending_free(lending);
+        config_done(&config);
+        event = sd_event_unref(event);
+}
+
+static void set_schedule(char **windows) {
+        strv_free(config.lending_schedule);
+        config.lending_schedule = calloc(8, sizeof(char *));
+        for (size_t i = 0; windows[i]; i++)
+                config.lending_schedule[i] = strdup(windows[i]);
+}
+
+/* Runs the loop until lending is want or the timeout passes. */
+static bool run_until_lending(bool want, uint64_t timeout_usec) {
+        uint64_t end = now_usec() + timeout_usec;
+
+        while (lending_is_lending(lending) != want && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        return lending_is_lending(lending) == want;
+}
+
+static void run_for(uint64_t usec) {
+        uint64_t end = now_usec() + usec;
+
+        while (now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+}
+
+TestSuite(lending_policy, .init = setup, .fini = teardown, .timeout = 30);
+
+Test(lending_policy, always_and_never_from_config_and_at_run_time) {
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+        lending_set_changed_callback(lending, on_changed, NULL);
+        cr_assert(lending_is_lending(lending));
+        cr_assert_eq(lending_get_policy(lending), LENDING_POLICY_ALWAYS);
+        cr_assert_str_eq(lending_reason(lending), "policy always");
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_eq(lending_get_policy(lending), LENDING_POLICY_NEVER);
+        cr_assert_str_eq(lending_reason(lending), "policy never");
+        cr_assert_eq(n_changed, 1);
+
+        /* No change, no callback. */
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert_eq(n_changed, 1);
+        cr_assert_eq(lending_set_policy(lending, (enum lending_policy_config) 42), -EINVAL);
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        cr_assert(lending_is_lending(lending));
+        cr_assert_eq(n_changed, 2);
+        /* No jobs ran: nothing was given back. */
+        cr_assert_eq(lending_last_giveback_usec(lending), 0);
+}
+
+Test(lending_policy, never_in_config_starts_not_lending) {
+        config.lending_policy = LENDING_POLICY_NEVER;
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+        cr_assert_not(lending_is_lending(lending));
+}
+
+Test(lending_policy, schedule_follows_windows) {
+        config.lending_policy = LENDING_POLICY_SCHEDULE;
+        set_schedule((char *[]) { "daily 00:00-24:00", NULL });
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+        lending_set_changed_callback(lending, on_changed, NULL);
+        cr_assert(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "schedule policy: inside a window");
+        cr_assert_str_eq(lending_get_schedule(lending)[0], "daily 00:00-24:00");
+        cr_assert_null(lending_get_schedule(lending)[1]);
+
+        /* No windows: never inside one. */
+        cr_assert_eq(lending_set_schedule(lending, (char *[]) { NULL }, NULL, 0), 0);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "schedule policy: no windows configured");
+        cr_assert_null(lending_get_schedule(lending)[0]);
+        cr_assert_eq(n_changed, 1);
+
+        /* Any weekday at any time: one of these two covers now. */
+        cr_assert_eq(lending_set_schedule(lending, (char *[]) { "sun-wed 00:00-24:00", "thu-sat 00:00-24:00", NULL },
+                                          NULL, 0), 0);
+        cr_assert(lending_is_lending(lending));
+        cr_assert_eq(n_changed, 2);
+}
+
+Test(lending_policy, invalid_schedule_is_rejected_and_nothing_changes) {
+        char error[256] = "";
+
+        config.lending_policy = LENDING_POLICY_SCHEDULE;
+        set_schedule((char *[]) { "daily 00:00-24:00", NULL });
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+
+        cr_assert_eq(lending_set_schedule(lending, (char *[]) { "mon 01:00-02:00", "noon-ish", NULL }, error,
+                                          sizeof(error)), -EINVAL);
+        cr_assert(strstr(error, "\"noon-ish\""), "error: %s", error);
+        cr_assert_str_eq(lending_get_schedule(lending)[0], "daily 00:00-24:00");
+        cr_assert(lending_is_lending(lending));
+
+        /* The same from the configuration: lending_new fails, a reload keeps
+         * the old settings. */
+        set_schedule((char *[]) { "sometimes", NULL });
+        cr_assert_eq(lending_apply_config(lending, &config), -EINVAL);
+        cr_assert_str_eq(lending_get_schedule(lending)[0], "daily 00:00-24:00");
+        lending = lending_free(lending);
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), -EINVAL);
+}
+
+Test(lending_policy, reload_applies_the_policy) {
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+        lending_set_changed_callback(lending, on_changed, NULL);
+        config.lending_policy = LENDING_POLICY_NEVER;
+        cr_assert_eq(lending_apply_config(lending, &config), 0);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_eq(n_changed, 1);
+        config.lending_policy = 17;
+        cr_assert_eq(lending_apply_config(lending, &config), -EINVAL);
+        cr_assert_not(lending_is_lending(lending));
+}
+
+Test(lending_policy, idle_without_a_bus_sees_no_session) {
+        config.lending_policy = LENDING_POLICY_IDLE;
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+        /* And no NVML here (or no other GPU user): lending. */
+        run_for(50 * 1000);
+        cr_assert(lending_is_lending(lending), "reason: %s", lending_reason(lending));
+        cr_assert_str_eq(lending_reason(lending), "idle policy: no logind, so no active session");
+}
+
+/* ---- A fake logind on a private bus ---- */
+
+#define BUS_TEMPLATE "/tmp/test-lending-XXXXXX"
+static char busdir[sizeof(BUS_TEMPLATE)];
+static char bus_address[sizeof(BUS_TEMPLATE) + 64];
+static pid_t bus_pid;
+static sd_bus *client, *fake;
+static sd_bus_slot *fake_slot;
+static int fake_idle;
+
+static int fake_get_idle(sd_bus *bus, const char *path, const char *interface, const char *property,
+                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "b", fake_idle);
+}
+
+static const sd_bus_vtable fake_manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("IdleHint", "b", fake_get_idle, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_VTABLE_END,
+};
+
+static int bus_connect(sd_bus **ret) {
+        sd_bus *b = NULL;
+        int r;
+
+        r = sd_bus_new(&b);
+        if (r >= 0)
+                r = sd_bus_set_address(b, bus_address);
+        if (r >= 0)
+                r = sd_bus_set_bus_client(b, 1);
+        if (r >= 0)
+                r = sd_bus_start(b);
+        if (r >= 0)
+                r = sd_bus_attach_event(b, event, 0);
+        if (r < 0) {
+                sd_bus_unref(b);
+                return r;
+        }
+        *ret = b;
+        return 0;
+}
+
+static void bus_setup(void) {
+        char conf[sizeof(busdir) + 16];
+        FILE *f;
+        uint64_t end;
+
+        setup();
+        if (access("/usr/bin/dbus-daemon", X_OK) < 0)
+                cr_skip_test("dbus-daemon is not installed");
+
+        strcpy(busdir, BUS_TEMPLATE);
+        cr_assert_not_null(mkdtemp(busdir));
+        snprintf(conf, sizeof(conf), "%s/bus.conf", busdir);
+        snprintf(bus_address, sizeof(bus_address), "unix:path=%s/bus", busdir);
+        f = fopen(conf, "we");
+        cr_assert_not_null(f);
+        fprintf(f,
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\"\n"
+                " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                "<busconfig>\n"
+                "  <type>session</type>\n"
+                "  <listen>%s</listen>\n"
+                "  <auth>EXTERNAL</auth>\n"
+                "  <policy context=\"default\">\n"
+                "    <allow user=\"*\"/>\n"
+                "    <allow own=\"*\"/>\n"
+                "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
+                "    <allow eavesdrop=\"true\"/>\n"
+                "  </policy>\n"
+                "</busconfig>\n",
+                bus_address);
+        cr_assert_eq(fclose(f), 0);
+
+        bus_pid = fork();
+        cr_assert_geq(bus_pid, 0);
+        if (bus_pid == 0) {
+                int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (null >= 0)
+                        (void) dup2(null, STDOUT_FILENO);
+                execl("/usr/bin/dbus-daemon", "dbus-daemon", "--config-file", conf, "--nofork", "--nopidfile",
+                      (char *) NULL);
+                _exit(127);
+        }
+
+        end = now_usec() + 5 * 1000 * 1000;
+        while (bus_connect(&client) < 0) {
+                cr_assert_lt(now_usec(), end, "the private dbus-daemon did not come up");
+                usleep(10 * 1000);
+        }
+}
+
+static void fake_logind_start(int idle) {
+        fake_idle = idle;
+        cr_assert_eq(bus_connect(&fake), 0);
+        cr_assert_geq(sd_bus_add_object_vtable(fake, &fake_slot, "/org/freedesktop/login1",
+                                               "org.freedesktop.login1.Manager", fake_manager_vtable, NULL), 0);
+        cr_assert_geq(sd_bus_request_name(fake, "org.freedesktop.login1", 0), 0);
+}
+
+static void fake_logind_set_idle(int idle) {
+        fake_idle = idle;
+        cr_assert_geq(sd_bus_emit_properties_changed(fake, "/org/freedesktop/login1",
+                                                     "org.freedesktop.login1.Manager", "IdleHint", NULL), 0);
+}
+
+static void bus_teardown(void) {
+        char path[sizeof(busdir) + 16];
+
+        lending = lending_free(lending);
+        fake_slot = sd_bus_slot_unref(fake_slot);
+        fake = sd_bus_flush_close_unref(fake);
+        client = sd_bus_flush_close_unref(client);
+        if (bus_pid > 0) {
+                kill(bus_pid, SIGTERM);
+                (void) waitpid(bus_pid, NULL, 0);
+                bus_pid = 0;
+        }
+        if (busdir[0]) {
+                snprintf(path, sizeof(path), "%s/bus.conf", busdir);
+                (void) unlink(path);
+                snprintf(path, sizeof(path), "%s/bus", busdir);
+                (void) unlink(path);
+                (void) rmdir(busdir);
+                busdir[0] = '\0';
+        }
+        teardown();
+}
+
+TestSuite(lending_logind, .init = bus_setup, .fini = bus_teardown, .timeout = 30);
+
+Test(lending_logind, idle_policy_follows_logind_idle_hint) {
+        uint64_t t;
+
+        fake_logind_start(false);
+        config.lending_policy = LENDING_POLICY_IDLE;
+        config.lending_gpu_check = false;
+        cr_assert_eq(lending_new(event, client, &config, NULL, NULL, &lending), 0);
+        lending_set_changed_callback(lending, on_changed, NULL);
+
+        /* Until logind answers, not lending; then a session is active. */
+        cr_assert_not(lending_is_lending(lending));
+        run_for(200 * 1000);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "idle policy: a session is active");
+
+        /* Followed by the signal, well before the next poll. */
+        t = now_usec();
+        fake_logind_set_idle(true);
+        cr_assert(run_until_lending(true, 1500 * 1000), "IdleHint=true not followed: %s", lending_reason(lending));
+        cr_assert_lt(now_usec() - t, 1500 * 1000);
+        cr_assert_str_eq(lending_reason(lending), "idle policy: every session is idle");
+
+        fake_logind_set_idle(false);
+        cr_assert(run_until_lending(false, 1500 * 1000), "IdleHint=false not followed");
+        cr_assert_str_eq(lending_reason(lending), "idle policy: a session is active");
+        cr_assert_geq(n_changed, 3);
+}
+
+Test(lending_logind, signals_from_others_than_logind_are_ignored) {
+        sd_bus *impostor = NULL;
+        sd_bus_slot *slot = NULL;
+
+        fake_logind_start(false);
+        config.lending_policy = LENDING_POLICY_IDLE;
+        config.lending_gpu_check = false;
+        cr_assert_eq(lending_new(event, client, &config, NULL, NULL, &lending), 0);
+        run_for(200 * 1000);
+        cr_assert_not(lending_is_lending(lending));
+
+        /* Another connection claims the same object path. */
+        cr_assert_eq(bus_connect(&impostor), 0);
+        cr_assert_geq(sd_bus_add_object_vtable(impostor, &slot, "/org/freedesktop/login1",
+                                               "org.freedesktop.login1.Manager", fake_manager_vtable, NULL), 0);
+        fake_idle = true;
+        cr_assert_geq(sd_bus_emit_properties_changed(impostor, "/org/freedesktop/login1",
+                                                     "org.freedesktop.login1.Manager", "IdleHint", NULL), 0);
+        fake_idle = false;
+        run_for(300 * 1000);
+        cr_assert_not(lending_is_lending(lending));
+        sd_bus_slot_unref(slot);
+        sd_bus_flush_close_unref(impostor);
+}
+
+Test(lending_logind, no_logind_on_the_bus_means_no_active_session) {
+        config.lending_policy = LENDING_POLICY_IDLE;
+        config.lending_gpu_check = false;
+        cr_assert_eq(lending_new(event, client, &config, NULL, NULL, &lending), 0);
+        cr_assert(run_until_lending(true, 2 * 1000 * 1000), "reason: %s", lending_reason(lending));
+        cr_assert_str_eq(lending_reason(lending), "idle policy: no logind, so no active session");
+
+        /* logind arriving later is picked up. */
+        fake_logind_start(false);
+        cr_assert(run_until_lending(false, 2 * 1000 * 1000), "logind's arrival not noticed");
+        fake_logind_set_idle(true);
+        cr_assert(run_until_lending(true, 1500 * 1000));
+}
+
+static unsigned n_flips;
+static bool last_seen;
+
+static void on_changed_track(struct lending *l, void *userdata) {
+        if (lending_is_lending(l) != last_seen)
+                n_flips++;
+        last_seen = lending_is_lending(l);
+}
+
+Test(lending_logind, switching_to_idle_while_idle_never_stops_lending) {
+        fake_logind_start(true);
+        cr_assert_eq(lending_new(event, client, &config, NULL, NULL, &lending), 0);
+        last_seen = true;
+        n_flips = 0;
+        lending_set_changed_callback(lending, on_changed_track, NULL);
+        cr_assert(lending_is_lending(lending));
+
+        /* While logind's answer is on its way, lending stays as it was. */
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_IDLE), 0);
+        cr_assert(lending_is_lending(lending));
+        run_for(300 * 1000);
+        cr_assert(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "idle policy: every session is idle");
+        cr_assert_eq(n_flips, 0);
+
+        /* And the other way round: from always to idle with a session
+         * active stops lending once logind has answered. */
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        fake_idle = false;
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_IDLE), 0);
+        cr_assert(run_until_lending(false, 1500 * 1000));
+        cr_assert_eq(n_flips, 1);
+}
+
+Test(lending_logind, leaving_the_idle_policy_stops_following) {
+        fake_logind_start(true);
+        config.lending_policy = LENDING_POLICY_IDLE;
+        config.lending_gpu_check = false;
+        cr_assert_eq(lending_new(event, client, &config, NULL, NULL, &lending), 0);
+        cr_assert(run_until_lending(true, 1500 * 1000));
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        fake_logind_set_idle(false);
+        run_for(300 * 1000);
+        cr_assert(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "policy always");
+}
+
+/* ---- Real jobs ---- */
+
+static struct skills *skills;
+static struct swarm_values *job_inputs;
+static struct pool_request *job;
+static bool job_done;
+static int job_status;
+static char cgroup_origin[4096], cgroup_scratch[4096];
+
+static void on_job_done(struct pool_request *req, struct pool_result *res, void *userdata) {
+        job_done = true;
+        job_status = res->status;
+        job = NULL;
+}
+
+static void jobs_setup(void) {
+        setup();
+        job = NULL;
+        job_done = false;
+        cgroup_origin[0] = cgroup_scratch[0] = '\0';
+}
+
+static int write_file(const char *path, const char *s) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = write(fd, s, strlen(s));
+        n = n < 0 ? -errno : 0;
+        close(fd);
+        return (int) n;
+}
+
+static void jobs_teardown(void) {
+        char path[4200];
+
+        if (job)
+                pool_request_cancel(job);
+        lending = lending_free(lending);
+        skills = skills_free(skills);   /* stops the workers, removes the skill cgroups */
+        swarm_values_free(job_inputs);
+        job_inputs = NULL;
+        if (cgroup_scratch[0]) {
+                snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup_origin);
+                (void) write_file(path, "0");
+                (void) rmdir(cgroup_scratch);
+        }
+        teardown();
+}
+
+/* Runs the test process's own share of the tree in a scratch cgroup, so
+ * that skills_new() with cgroups on puts the workers below it and freezes
+ * only them. */
+static void cgroup_scratch_enter(void) {
+        _cleanup_free_ char *own = NULL;
+        char path[4200];
+        int r;
+
+        if (geteuid() != 0)
+                cr_skip_test("not root: the cgroup freezer is tested as root only");
+        r = job_cgroups_discover(&own);
+        if (r < 0)
+                cr_skip_test("no cgroup2 hierarchy (%s)", strerror(-r));
+        snprintf(cgroup_origin, sizeof(cgroup_origin), "%s", own);
+        snprintf(cgroup_scratch, sizeof(cgroup_scratch), "%s/test-lending-%d", own, (int) getpid());
+        if (mkdir(cgroup_scratch, 0755) < 0) {
+                cgroup_scratch[0] = '\0';
+                cr_skip_test("cgroup2 at %s is not writable (%s)", own, strerror(errno));
+        }
+        snprintf(path, sizeof(path), "%s/cgroup.freeze", cgroup_scratch);
+        if (access(path, F_OK) < 0)
+                cr_skip_test("no cgroup.freeze (kernel before 5.2)");
+        snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup_scratch);
+        r = write_file(path, "0");
+        if (r < 0)
+                cr_skip_test("cannot move into %s (%s)", cgroup_scratch, strerror(-r));
+}
+
+static bool scratch_frozen(void) {
+        char path[4200], buf[512];
+        FILE *f;
+        size_t n;
+
+        snprintf(path, sizeof(path), "%s/skills/cgroup.events", cgroup_scratch);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        return strstr(buf, "frozen 1") != NULL;
+}
+
+static void skills_start(int cgroups, int preempt) {
+        const char *dir = getenv("TEST_PLUGIN_DIR");
+        uint64_t end = now_usec() + 10 * 1000 * 1000;
+        struct skill_pool *p;
+
+        cr_assert(dir, "TEST_PLUGIN_DIR not set (run through meson test)");
+        cr_assert(getenv("SWARM_WORKER"), "SWARM_WORKER not set");
+        strv_free(config.skills_enabled);
+        config.skills_enabled = calloc(2, sizeof(char *));
+        config.skills_enabled[0] = strdup("testskill");
+        free(config.skills_directory);
+        config.skills_directory = strdup(dir);
+        config.skills_workers = 1;
+        config.skills_cgroups = cgroups;
+        config.lending_preempt = preempt;
+
+        cr_assert_eq(skills_new(event, &config, NULL, NULL, &skills), 0);
+        cr_assert_eq(skills_count(skills), 1, "testskill did not load");
+        p = skills_pool(skills, 0);
+        while (!skill_pool_info(p) && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert_not_null(skill_pool_info(p), "no worker came up: %s", skill_pool_last_error(p) ?: "?");
+        cr_assert_eq(lending_new(event, NULL, &config, skills, NULL, &lending), 0);
+}
+
+/* Starts a job that sleeps until cancelled and returns its worker's pid. */
+static pid_t job_start(void) {
+        struct skill_pool *p = skills_pool(skills, 0);
+        uint64_t end = now_usec() + 5 * 1000 * 1000;
+        pid_t pid = 0;
+
+        job_inputs = swarm_values_new();
+        swarm_values_set_allocator(job_inputs, shm_allocate, NULL);
+        cr_assert_eq(swarm_values_set_string(job_inputs, "mode", "sleep"), 0);
+        cr_assert_eq(skill_pool_submit(p, POOL_EXECUTE, job_inputs, NULL, NULL, 0, on_job_done, NULL, &job), 0);
+        while ((pid = job ? pool_request_worker_pid(job) : 0) == 0 || skill_pool_workers_busy(p) == 0) {
+                cr_assert_lt(now_usec(), end, "the job did not start");
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        }
+        return pid;
+}
+
+static char proc_state(pid_t pid) {
+        char path[64], buf[512], *p;
+        FILE *f;
+        size_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return '?';
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* SIGSTOP takes effect asynchronously: wait for the state, bounded. */
+static bool wait_state(pid_t pid, bool stopped) {
+        uint64_t end = now_usec() + 2 * 1000 * 1000;
+
+        for (;;) {
+                char s = proc_state(pid);
+                if ((s == 'T' || s == 't') == stopped && s != '?')
+                        return true;
+                if (now_usec() >= end)
+                        return false;
+                usleep(1000);
+        }
+}
+
+/* The job still answers: cancelled, it ends with -ECANCELED. */
+static void job_cancel_and_expect_answer(void) {
+        uint64_t end = now_usec() + 5 * 1000 * 1000;
+
+        cr_assert_not_null(job);
+        pool_request_cancel(job);
+        while (!job_done && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert(job_done, "the thawed job did not answer");
+        cr_assert_eq(job_status, -ECANCELED, "status %d", job_status);
+}
+
+TestSuite(lending_jobs, .init = jobs_setup, .fini = jobs_teardown, .timeout = 60);
+
+Test(lending_jobs, never_freezes_a_running_job_and_always_thaws_it) {
+        pid_t pid;
+
+        skills_start(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_FREEZE);
+        pid = job_start();
+        cr_assert(wait_state(pid, false));
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert(wait_state(pid, true), "worker %d is in state %c, not stopped", (int) pid, proc_state(pid));
+        cr_assert_gt(lending_last_giveback_usec(lending), 0);
+        cr_assert_lt(lending_last_giveback_usec(lending), 1000 * 1000);
+        run_for(100 * 1000);
+        cr_assert_not(job_done);
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        cr_assert(wait_state(pid, false), "worker %d still stopped", (int) pid);
+        job_cancel_and_expect_answer();
+}
+
+Test(lending_jobs, never_freezes_the_job_cgroup) {
+        pid_t pid;
+
+        cgroup_scratch_enter();
+        skills_start(SKILLS_CGROUPS_ON, LENDING_PREEMPT_FREEZE);
+        pid = job_start();
+        cr_assert_not(scratch_frozen());
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert(scratch_frozen(), "%s/skills is not frozen", cgroup_scratch);
+        cr_assert_gt(lending_last_giveback_usec(lending), 0);
+        run_for(100 * 1000);
+        cr_assert_not(job_done);
+        cr_assert_neq(proc_state(pid), '?');
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        cr_assert_not(scratch_frozen());
+        job_cancel_and_expect_answer();
+}
+
+Test(lending_jobs, kill_preemption_kills_the_job) {
+        uint64_t end;
+        pid_t pid;
+
+        skills_start(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_KILL);
+        pid = job_start();
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert_gt(lending_last_giveback_usec(lending), 0);
+        end = now_usec() + 5 * 1000 * 1000;
+        while (!job_done && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert(job_done, "the killed job was not failed");
+        cr_assert_eq(job_status, -ECONNABORTED, "status %d", job_status);
+        cr_assert(kill(pid, 0) < 0 && errno == ESRCH, "worker %d survived", (int) pid);
+}
+
+Test(lending_jobs, finish_preemption_leaves_the_job_running) {
+        pid_t pid;
+
+        skills_start(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_FINISH);
+        pid = job_start();
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert_not(lending_is_lending(lending));
+        run_for(200 * 1000);
+        cr_assert_not(job_done);
+        cr_assert(wait_state(pid, false));
+        cr_assert_eq(lending_last_giveback_usec(lending), 0);
+        job_cancel_and_expect_answer();
+}
+
+Test(lending_jobs, pause_jobs_is_independent_of_the_policy) {
+        pid_t pid;
+
+        skills_start(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_FREEZE);
+        pid = job_start();
+
+        /* Paused while lending. */
+        cr_assert_eq(lending_pause_jobs(lending), 0);
+        cr_assert(lending_jobs_paused(lending));
+        cr_assert(lending_is_lending(lending));
+        cr_assert(wait_state(pid, true));
+
+        /* Lending stops and resumes: the pause holds. */
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        cr_assert(wait_state(pid, true));
+
+        cr_assert_eq(lending_resume_jobs(lending), 0);
+        cr_assert_not(lending_jobs_paused(lending));
+        cr_assert(wait_state(pid, false));
+
+        /* Frozen for lending, ResumeJobs does not thaw it: the policy does. */
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert(wait_state(pid, true));
+        cr_assert_eq(lending_pause_jobs(lending), 0);
+        cr_assert_eq(lending_resume_jobs(lending), 0);
+        cr_assert(wait_state(pid, true));
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        cr_assert(wait_state(pid, false));
+        job_cancel_and_expect_answer();
+}
+
+Test(lending_jobs, idle_workers_are_not_frozen) {
+        struct skill_pool *p;
+
+        skills_start(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_FREEZE);
+        p = skills_pool(skills, 0);
+        cr_assert_eq(skill_pool_workers_busy(p), 0);
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        /* Local requests still run while not lending. */
+        job_start();
+        cr_assert_eq(lending_last_giveback_usec(lending), 0);
+        job_cancel_and_expect_answer();
+}
