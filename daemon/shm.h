@@ -13,6 +13,9 @@
 
 #include "swarm-host.h"
 
+/* Blocks from this size up ask for transparent huge pages. */
+#define SHM_HUGE_THRESHOLD (2u * 1024u * 1024u)
+
 struct shm_block {
         int fd;
         void *addr;
