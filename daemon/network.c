@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +43,8 @@ struct network {
         uint8_t (*banned)[WIRE_NODE_ID_SIZE];
         size_t n_banned;
         Swarm__NodeRecord *self;        /* what we last published, owned */
+        network_job_fn job_handler;
+        void *job_userdata;
         char description[128];
 };
 
@@ -192,10 +195,20 @@ static uint64_t io_random(void *userdata) {
         return x;
 }
 
+static int send_on(struct network *n, uint8_t channel, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
+                   const uint8_t *data, size_t size) {
+        struct iovec iov[2] = {
+                { .iov_base = &channel, .iov_len = 1 },
+                { .iov_base = (void *) data, .iov_len = size },
+        };
+
+        return transport_sendv(n->transport, to, endpoint, iov, 2);
+}
+
 static void io_send(void *userdata, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
                     const uint8_t *data, size_t size) {
         struct network *n = userdata;
-        int r = transport_send(n->transport, to, endpoint, data, size);
+        int r = send_on(n, NETWORK_CHANNEL_MEMBERSHIP, to, endpoint, data, size);
 
         if (r < 0 && r != -EAGAIN) {
                 char id[NODE_ID_LEN + 1];
@@ -243,7 +256,18 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static void on_receive(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
                        size_t size, void *userdata) {
         struct network *n = userdata;
-        int r = membership_receive(n->membership, from, data, size);
+        int r;
+
+        /* The first byte says who the message is for. */
+        if (size >= 1 && data[0] == NETWORK_CHANNEL_JOBS) {
+                if (n->job_handler)
+                        n->job_handler(n, from, data + 1, size - 1, n->job_userdata);
+                return;
+        }
+        if (size < 1 || data[0] != NETWORK_CHANNEL_MEMBERSHIP)
+                r = -EBADMSG;
+        else
+                r = membership_receive(n->membership, from, data + 1, size - 1);
 
         if (r < 0) {
                 char id[NODE_ID_LEN + 1];
@@ -599,6 +623,28 @@ struct network *network_free(struct network *n) {
         sd_event_unref(n->event);
         free(n);
         return NULL;
+}
+
+void network_set_job_handler(struct network *n, network_job_fn fn, void *userdata) {
+        n->job_handler = fn;
+        n->job_userdata = userdata;
+}
+
+int network_send_job(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *data, size_t size) {
+        struct member_info m;
+        const char *endpoint = NULL;
+
+        if (membership_find(n->membership, to, &m) >= 0 && m.record->n_endpoints > 0)
+                endpoint = m.record->endpoints[0];
+        return send_on(n, NETWORK_CHANNEL_JOBS, to, endpoint, data, size);
+}
+
+const uint8_t *network_self_id(const struct network *n) {
+        return n->identity->public_key;
+}
+
+const uint8_t *network_secret_key(const struct network *n) {
+        return n->identity->secret_key;
 }
 
 const char *network_endpoint(const struct network *n) {

@@ -24,6 +24,26 @@ struct network *network_free(struct network *n);
  * lending) and, when it changed, publishes a new version of the record. */
 int network_update_record(struct network *n, struct skills *skills, bool lending);
 
+/* Every message between nodes starts with a channel byte: membership
+ * (SWIM and gossip, daemon/membership.c) or jobs (requests and results). */
+enum {
+        NETWORK_CHANNEL_MEMBERSHIP = 'M',
+        NETWORK_CHANNEL_JOBS = 'J',
+};
+
+/* Messages on the jobs channel from the authenticated peer from (the
+ * channel byte removed). */
+typedef void (*network_job_fn)(struct network *n, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
+                               size_t size, void *userdata);
+void network_set_job_handler(struct network *n, network_job_fn fn, void *userdata);
+
+/* Sends on the jobs channel to a member (its endpoint from its record, or
+ * an existing connection).  Never blocks; see transport_send(). */
+int network_send_job(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *data, size_t size);
+
+const uint8_t *network_self_id(const struct network *n);       /* Ed25519 public key */
+const uint8_t *network_secret_key(const struct network *n);    /* for signing results */
+
 const char *network_endpoint(const struct network *n);
 struct membership *network_membership(const struct network *n);
 

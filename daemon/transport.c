@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <sys/uio.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -781,12 +782,27 @@ const char *transport_endpoint(const struct transport *t) {
 
 int transport_send(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
                    const uint8_t *data, size_t size) {
+        struct iovec iov = { .iov_base = (void *) data, .iov_len = size };
+
+        if (!data && size > 0)
+                return -EINVAL;
+        return transport_sendv(t, to, endpoint, &iov, 1);
+}
+
+int transport_sendv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
+                    const struct iovec *iov, size_t n_iov) {
         struct peer *p;
         zmq_msg_t msg;
+        size_t size = 0, offset;
         int r;
 
-        if (!t || !to || (!data && size > 0))
+        if (!t || !to || (!iov && n_iov > 0))
                 return -EINVAL;
+        for (size_t i = 0; i < n_iov; i++) {
+                if (!iov[i].iov_base && iov[i].iov_len > 0)
+                        return -EINVAL;
+                size += iov[i].iov_len;
+        }
         if (size > t->max_message_size)
                 return -EMSGSIZE;
 
@@ -820,8 +836,12 @@ int transport_send(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], con
         if (zmq_msg_init_size(&msg, CLAIM_SIZE + size) < 0)
                 return -ENOMEM;
         memcpy(zmq_msg_data(&msg), t->id, CLAIM_SIZE);
-        if (size > 0)
-                memcpy((uint8_t *) zmq_msg_data(&msg) + CLAIM_SIZE, data, size);
+        offset = CLAIM_SIZE;
+        for (size_t i = 0; i < n_iov; i++) {
+                if (iov[i].iov_len > 0)
+                        memcpy((uint8_t *) zmq_msg_data(&msg) + offset, iov[i].iov_base, iov[i].iov_len);
+                offset += iov[i].iov_len;
+        }
         if (zmq_msg_send(&msg, p->dealer, ZMQ_DONTWAIT) < 0) {
                 r = zmq_negative_errno();
                 zmq_msg_close(&msg);

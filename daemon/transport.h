@@ -80,6 +80,12 @@ const char *transport_endpoint(const struct transport *t);
 int transport_send(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
                    const uint8_t *data, size_t size);
 
+/* The same, the message gathered from n_iov pieces (one copy, into the
+ * ZeroMQ message). */
+struct iovec;
+int transport_sendv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
+                    const struct iovec *iov, size_t n_iov);
+
 /* Drops the connection to a peer (e.g. it is dead or banned) and what is
  * still queued for it. */
 void transport_disconnect(struct transport *t, const uint8_t id[WIRE_NODE_ID_SIZE]);

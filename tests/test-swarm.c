@@ -15,10 +15,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "control-client.h"
+#include "network.h"
 #include "transport.h"
 #include "wire.h"
 #include "identity.h"
@@ -305,7 +307,11 @@ static void hostile_push(struct hostile *h, uint64_t version, bool tampered) {
         e.body_case = SWARM__ENVELOPE__BODY_PUSH_PULL;
         e.push_pull = &pp;
         cr_assert_eq(wire_encode(&e, &data, &size), 0);
-        cr_assert_eq(transport_send(h->t, nodes[0].identity->public_key, h->seed_endpoint, data, size), 0);
+        {
+                uint8_t channel = NETWORK_CHANNEL_MEMBERSHIP;
+                struct iovec iov[2] = { { &channel, 1 }, { data, size } };
+                cr_assert_eq(transport_sendv(h->t, nodes[0].identity->public_key, h->seed_endpoint, iov, 2), 0);
+        }
         free(data);
         wire_signed_record_clear(&valid);
         if (tampered)
