@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The requester side: runs one job somewhere in the swarm and hands back
+ * only a verified result.
+ *
+ * For each job: candidates from the gossiped records (router.h), a
+ * JobRequest to the first, a timer; on a signed result, the skill's own
+ * verify() in a local worker pool; on a refusal, timeout, the provider
+ * dying or failing verification, the next candidate — within the job's
+ * deadline — with the failure recorded against that provider (which the
+ * router weighs next time).  With hedge, a second candidate is asked when
+ * the first is slower than its observed latency; the first verified result
+ * wins.  The local node is a candidate like any other when it hosts the
+ * skill and lends.
+ *
+ * A result that fails verification is never returned. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "swarm-host.h"
+#include "swarm.pb-c.h"
+
+struct requester;
+struct network;
+struct skills;
+struct provider;
+
+struct job_spec {
+        const char *skill;
+        const struct swarm_values *inputs;      /* borrowed until done is called */
+        uint64_t max_price;                     /* micro-credits */
+        uint64_t deadline_usec;                 /* CLOCK_MONOTONIC, absolute */
+        bool hedge;
+};
+
+struct job_outcome {
+        int status;                     /* 0, or negative errno */
+        const char *error;              /* why, when status != 0 */
+        struct swarm_values *outputs;   /* verified; the callback may take it (set NULL) */
+        char provider[64];              /* node id of who ran it ("local" for this node) */
+        uint64_t price;
+        unsigned attempts;              /* providers asked */
+        unsigned rerouted;              /* of which after a failure */
+        unsigned rejected;              /* results that failed verification */
+        uint64_t latency_usec;          /* submit → verified result */
+};
+
+typedef void (*job_done_fn)(uint64_t job, struct job_outcome *o, void *userdata);
+
+/* provider may be NULL (no local execution). */
+int requester_new(sd_event *event, struct network *network, struct skills *skills, struct provider *provider,
+                  uint64_t max_message_size, struct requester **ret);
+struct requester *requester_free(struct requester *r);
+
+/* Starts a job; done is called exactly once, from the event loop.
+ * -ENOENT at once when no node offers the skill at that price. */
+int requester_submit(struct requester *r, const struct job_spec *spec, job_done_fn done, void *userdata,
+                     uint64_t *ret_job);
+void requester_cancel(struct requester *r, uint64_t job);
+
+/* The network's job handler hands SignedResults here. */
+void requester_handle_result(struct requester *r, const uint8_t from[32], const Swarm__SignedResult *res);

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Chooses providers for a job: pure (no clock, no I/O; randomness passed
+ * in), so it is tested exhaustively.
+ *
+ * Candidates are the alive, lending members offering the skill at an
+ * estimated price within the job's max.  Each gets an expected completion
+ * time — its queue (load/capacity) plus the job's size over its measured
+ * throughput, corrected by what we observed of it (latency EWMA) — and a
+ * score = time × price ÷ reputation, reputation being the posterior mean of
+ * Beta(successes + 1, failures + 1) (failures include failed
+ * verification).  The ranking takes the two best-scored candidates and
+ * picks the less loaded ("power of two choices"), and with a small
+ * probability (exploration) first tries a candidate we have few samples
+ * of, so newcomers get measured. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct router_candidate {
+        const uint8_t *id;              /* 32 bytes */
+        bool local;                     /* this node itself */
+        uint64_t price;                 /* estimated price of this job, micro-credits */
+        double throughput;              /* units per second, advertised */
+        unsigned load, capacity;        /* busy and total workers, advertised */
+        /* What we saw of it (router_stats of this provider and skill). */
+        uint32_t successes, failures;
+        double latency_ewma_usec;       /* 0 = unknown */
+};
+
+struct router_params {
+        double units;                   /* the job's size in the skill's unit (e.g. FLOP) */
+        double exploration;             /* share of jobs that try an under-sampled candidate, e.g. 0.05 */
+        uint32_t explore_below;         /* "under-sampled": fewer results than this */
+};
+
+/* Orders candidates in place from first to last choice, given random64()
+ * values from rng (called as needed). */
+void router_rank(struct router_candidate *c, size_t n, const struct router_params *p,
+                 uint64_t (*rng)(void *userdata), void *userdata);
+
+/* The score of one candidate (lower is better), exposed for tests and
+ * `swarmctl submit -v`. */
+double router_score(const struct router_candidate *c, const struct router_params *p);
