@@ -119,16 +119,14 @@ static void on_skills_settled(struct skills *s, void *userdata) {
                  skills_describe(s));
 }
 
-static bool lending_config_equal(const struct config *a, const struct config *b) {
-        size_t i = 0;
+/* Whether every key under prefix ("lending.") has the same value. */
+static bool config_section_equal(const char *prefix, const struct config *a, const struct config *b) {
+        size_t l = strlen(prefix);
 
-        if (a->lending_policy != b->lending_policy || a->lending_gpu_check != b->lending_gpu_check ||
-            a->lending_preempt != b->lending_preempt)
-                return false;
-        for (; a->lending_schedule[i] && b->lending_schedule[i]; i++)
-                if (strcmp(a->lending_schedule[i], b->lending_schedule[i]) != 0)
+        for (size_t i = 0; i < config_n_keys; i++)
+                if (strncmp(config_keys[i].path, prefix, l) == 0 && !conf_value_equal(&config_keys[i], a, b))
                         return false;
-        return !a->lending_schedule[i] && !b->lending_schedule[i];
+        return true;
 }
 
 static int daemon_reload(struct daemon *d) {
@@ -156,7 +154,7 @@ static int daemon_reload(struct daemon *d) {
 
         /* A reload that leaves lending.* alone keeps what was switched at
          * run time (swarmctl lend, the desktop toggle). */
-        lending_changed = !lending_config_equal(&d->config, &fresh);
+        lending_changed = !config_section_equal("lending.", &d->config, &fresh);
         r = config_apply_reload(&d->config, &fresh, &needs_restart);
         config_done(&fresh);
         if (r < 0)
