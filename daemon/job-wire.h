@@ -27,11 +27,24 @@
 #define JOB_ID_SIZE 16
 #define JOB_VALUES_MAX 64u
 #define JOB_SKILL_NAME_MAX 63u
+#define JOB_TEXT_MAX (1024u * 1024u)    /* a JobValue text (prompts), bytes of UTF-8 */
+#define JOB_ERROR_MAX 1024u             /* JobResult.error */
+#define JOB_STRING_MAX 256u             /* JobResult.device */
+#define JOB_DEADLINE_MAX_MS (24ull * 3600 * 1000) /* longer budgets are refused */
+
+/* What protobuf-c may allocate while unpacking size bytes of a job message
+ * or result body.  Bytes fields are copied once, so a valid message needs
+ * its size plus a few hundred bytes per value (at most JOB_VALUES_MAX of
+ * them in each list); a message made of many tiny fields runs out of it. */
+#define JOB_DECODE_BUDGET(size) ((size_t) (size) + (size_t) (size) / 2 + 256u * 1024u)
 
 /* 0 and a decoded envelope (free with job_envelope_free()); -EMSGSIZE over
  * max_size; -EPROTONOSUPPORT for another version; -EBADMSG with *reason. */
 int job_decode(const uint8_t *data, size_t size, size_t max_size, Swarm__JobEnvelope **ret, const char **reason);
 void job_envelope_free(Swarm__JobEnvelope *e);
+static inline void job_envelope_freep(Swarm__JobEnvelope **e) {
+        job_envelope_free(*e);
+}
 
 /* Encodes e (version set) into a malloc'd buffer; -EMSGSIZE over max_size. */
 int job_encode(Swarm__JobEnvelope *e, size_t max_size, uint8_t **ret, size_t *ret_size);
@@ -48,6 +61,14 @@ void job_signed_result_clear(Swarm__SignedResult *s);
 int job_result_open(const Swarm__SignedResult *s, const uint8_t provider[WIRE_NODE_ID_SIZE], size_t max_size,
                     Swarm__JobResult **ret, const char **reason);
 void job_result_free(Swarm__JobResult *r);
+static inline void job_result_freep(Swarm__JobResult **r) {
+        job_result_free(*r);
+}
+
+/* The checks job_decode() and job_result_open() apply, for messages built
+ * in memory (0 or -EBADMSG with *reason). */
+int job_request_check(const Swarm__JobRequest *q, const char **reason);
+int job_result_check(const Swarm__JobResult *r, const char **reason);
 
 /* swarm_values → JobValue array (deep copies; free with
  * job_values_free_wire()). */

@@ -17,6 +17,7 @@
 
 #include <sodium.h>
 
+#include "job-wire.h"
 #include "macro.h"
 #include "swarm/skill.h"
 #include "wire.h"
@@ -220,6 +221,88 @@ static void worker_messages(void) {
         write_wmsg(pair, "advertise", &m);
 }
 
+static void write_job(const char *name, Swarm__JobEnvelope *e) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size;
+
+        check(job_encode(e, 1024 * 1024, &buf, &size), name);
+        write_file("job", name, buf, size);
+}
+
+/* Requests with every kind of value, signed results (a success and a
+ * refusal), and a bare JobResult body (the target also opens its input as
+ * one). */
+static void job_messages(void) {
+        static uint8_t id[JOB_ID_SIZE] = { 'j', 'o', 'b' };
+        static float x[6] = { 1, 2, 3, 4, 5, 6 };
+        static uint64_t shape[2] = { 2, 3 };
+        struct key k = key_from('p'), requester = key_from('r');
+        Swarm__Tensor t = SWARM__TENSOR__INIT;
+        Swarm__JobValue v[4], *vp[4];
+        Swarm__JobRequest q = SWARM__JOB_REQUEST__INIT;
+        Swarm__JobResult res = SWARM__JOB_RESULT__INIT;
+        Swarm__SignedResult s;
+        Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
+        _cleanup_free_ uint8_t *body = NULL;
+        size_t size;
+
+        for (size_t i = 0; i < 4; i++) {
+                swarm__job_value__init(&v[i]);
+                vp[i] = &v[i];
+        }
+        t.dtype = SWARM_DTYPE_F32;
+        t.shape = shape;
+        t.n_shape = 2;
+        t.data = (ProtobufCBinaryData) { .len = sizeof(x), .data = (uint8_t *) x };
+        v[0].name = "x", v[0].value_case = SWARM__JOB_VALUE__VALUE_TENSOR, v[0].tensor = &t;
+        v[1].name = "mode", v[1].value_case = SWARM__JOB_VALUE__VALUE_TEXT, v[1].text = "echo";
+        v[2].name = "digest-size", v[2].value_case = SWARM__JOB_VALUE__VALUE_INTEGER, v[2].integer = 32;
+        v[3].name = "data", v[3].value_case = SWARM__JOB_VALUE__VALUE_DATA;
+        v[3].data = (ProtobufCBinaryData) { .len = 3, .data = (uint8_t *) "abc" };
+
+        q.job_id = (ProtobufCBinaryData) { .len = JOB_ID_SIZE, .data = id };
+        q.skill = "testskill";
+        q.inputs = vp;
+        q.n_inputs = 4;
+        q.max_price = 1000;
+        q.deadline_ms = 5000;
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_REQUEST;
+        e.request = &q;
+        write_job("request", &e);
+        q.skill = "hash";
+        q.inputs = vp + 3;
+        q.n_inputs = 1;
+        write_job("request-hash", &e);
+
+        res.job_id = q.job_id;
+        res.requester = (ProtobufCBinaryData) { .len = 32, .data = requester.pk };
+        res.outputs = vp;
+        res.n_outputs = 1;
+        res.proof = vp + 2;
+        res.n_proof = 1;
+        res.price = 6;
+        res.exec_us = 12;
+        res.device = "cpu";
+        check(job_result_sign(&res, k.sk, &s), "job result");
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_RESULT;
+        e.result = &s;
+        write_job("result", &e);
+        job_signed_result_clear(&s);
+
+        size = protobuf_c_message_get_packed_size(&res.base);
+        body = malloc(size);
+        protobuf_c_message_pack(&res.base, body);
+        write_file("job", "result-body", body, size);
+
+        swarm__job_result__init(&res);
+        res.requester = (ProtobufCBinaryData) { .len = 32, .data = requester.pk };
+        res.status = -EBADMSG;
+        res.error = "malformed job message: tensor data length is not its element count times its dtype size";
+        check(job_result_sign(&res, k.sk, &s), "job refusal");
+        write_job("refusal", &e);
+        job_signed_result_clear(&s);
+}
+
 int main(int argc, char *argv[]) {
         if (argc != 2) {
                 fprintf(stderr, "Usage: %s DIR\n", argv[0]);
@@ -234,5 +317,6 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         envelopes_and_records();
         worker_messages();
+        job_messages();
         return EXIT_SUCCESS;
 }
