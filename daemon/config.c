@@ -256,6 +256,12 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "testing.corrupt_results",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, testing_corrupt_results),
+                .needs_restart = true,
+        },
+        {
                 .path = "log.level",
                 .type = CONF_ENUM,
                 .offset = offsetof(struct config, log_level),
@@ -283,7 +289,7 @@ int config_init(struct config *c) {
                 .network_beacon = true,
                 .network_beacon_port = 7947,
                 .network_beacon_interval = 5 * 1000 * 1000,
-                .network_max_message_size = 1024 * 1024,
+                .network_max_message_size = 64 * 1024 * 1024,
                 .network_rate_limit = 500,
                 .network_probe_interval = 200 * 1000,
                 .network_ban_after_faults = 20,

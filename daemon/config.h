@@ -52,6 +52,9 @@ struct config {
         int dbus_bus;                   /* dbus.bus: enum dbus_bus_config */
         char *dbus_admin_group;         /* dbus.admin_group: may change state without polkit */
 
+        /* testing: (need a restart) */
+        bool testing_corrupt_results;   /* testing.corrupt_results: return wrong results (fault injection) */
+
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */
         int log_target;         /* log.target: enum log_target */
