@@ -17,6 +17,7 @@
  * A result that fails verification is never returned. */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
@@ -50,16 +51,42 @@ struct job_outcome {
 
 typedef void (*job_done_fn)(uint64_t job, struct job_outcome *o, void *userdata);
 
-/* provider may be NULL (no local execution). */
+/* provider may be NULL (no local execution); it is only checked for
+ * presence: local jobs go straight to the skill's pool.  network may be
+ * NULL (networking off): then only this node is a candidate. */
 int requester_new(sd_event *event, struct network *network, struct skills *skills, struct provider *provider,
                   uint64_t max_message_size, struct requester **ret);
 struct requester *requester_free(struct requester *r);
 
-/* Starts a job; done is called exactly once, from the event loop.
- * -ENOENT at once when no node offers the skill at that price. */
+/* Starts a job; done is called exactly once, from the event loop, also
+ * when the job cannot even start: -ENOENT when no node offers the skill
+ * (at that price), -ENOPKG when this node has no plugin to verify its
+ * results, with the reason in the outcome's error.  Fails itself (done
+ * not called) only for invalid arguments (-EINVAL) or lack of memory.
+ * deadline_usec 0 means 60 s from now. */
 int requester_submit(struct requester *r, const struct job_spec *spec, job_done_fn done, void *userdata,
                      uint64_t *ret_job);
 void requester_cancel(struct requester *r, uint64_t job);
 
 /* The network's job handler hands SignedResults here. */
 void requester_handle_result(struct requester *r, const uint8_t from[32], const Swarm__SignedResult *res);
+
+/* Appended to the contract: */
+
+/* requester_free() fails the jobs still running with -ESHUTDOWN and calls
+ * their done at once (the loop will not turn for them again);
+ * requester_cancel() fails one with -ECANCELED, done from the loop. */
+
+/* Randomness for job ids and the router's choices; NULL restores
+ * libsodium's randombytes. */
+void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), void *userdata);
+
+/* What the router knows of a provider for a skill (id NULL: this node). */
+struct requester_stats {
+        uint32_t successes, failures;   /* failures include failed verification */
+        double latency_ewma_usec;       /* request → result, 0 = none yet */
+};
+int requester_get_stats(struct requester *r, const uint8_t id[32], const char *skill,
+                        struct requester_stats *ret);
+
+size_t requester_active_jobs(const struct requester *r);

@@ -44,3 +44,8 @@ void router_rank(struct router_candidate *c, size_t n, const struct router_param
 /* The score of one candidate (lower is better), exposed for tests and
  * `swarmctl submit -v`. */
 double router_score(const struct router_candidate *c, const struct router_params *p);
+
+/* Appended: the expected completion time of the job on one candidate, in
+ * µs (queue and execution, blended with the observed latency); the
+ * requester derives its attempt timeout from it. */
+double router_expected_usec(const struct router_candidate *c, const struct router_params *p);

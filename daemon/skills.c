@@ -28,6 +28,13 @@ struct skills {
         struct hosted_skill *items;
         size_t n;
         char **failed;                  /* skills that could not even be started */
+        /* Verification-only pools (skills_verifier()): not hosted, not
+         * offered, outside the job cgroups (lending does not pause them). */
+        struct hosted_skill *verifiers;
+        size_t n_verifiers;
+        char *dirs;
+        char *worker;
+        uint64_t kill_grace;
         sd_event_source *settle_timer;
         skills_settled_fn settled;
         void *userdata;
@@ -159,6 +166,13 @@ int skills_new(sd_event *event, const struct config *c, skills_settled_fn settle
                 skills_free(s);
                 return -ENOMEM;
         }
+        s->kill_grace = c->skills_kill_grace;
+        s->worker = strdup(worker);
+        s->dirs = strdup(dirs);
+        if (!s->worker || !s->dirs) {
+                skills_free(s);
+                return -ENOMEM;
+        }
 
         r = cgroups_setup(s, c);
         if (r < 0) {
@@ -227,6 +241,15 @@ struct skills *skills_free(struct skills *s) {
                 free(s->items[i].path);
         }
         free(s->items);
+        for (size_t i = 0; i < s->n_verifiers; i++) {
+                skill_pool_free(s->verifiers[i].pool);
+                swarm_values_free(s->verifiers[i].options);
+                free(s->verifiers[i].name);
+                free(s->verifiers[i].path);
+        }
+        free(s->verifiers);
+        free(s->dirs);
+        free(s->worker);
         strv_free(s->failed);
         job_cgroups_free(s->cgroups);
         sd_event_unref(s->event);
@@ -286,4 +309,52 @@ const char *skills_name(const struct skills *s, size_t i) {
 
 struct skill_pool *skills_pool(const struct skills *s, size_t i) {
         return i < s->n ? s->items[i].pool : NULL;
+}
+
+struct skill_pool *skills_verifier(struct skills *s, const char *name) {
+        struct hosted_skill h = {}, *grown;
+        struct skill_pool_config pc = {
+                .workers = 1,
+                .kill_grace_usec = s->kill_grace,
+        };
+        struct skill_pool *p = skills_get(s, name);
+        int r;
+
+        if (p)
+                return p;
+        for (size_t i = 0; i < s->n_verifiers; i++)
+                if (strcmp(s->verifiers[i].name, name) == 0)
+                        return s->verifiers[i].pool;
+        /* A name only: a path here would load whatever a requester names. */
+        if (strchr(name, '/') || !s->dirs || !s->worker)
+                return NULL;
+
+        r = skill_find(name, s->dirs, &h.path);
+        if (r < 0) {
+                log_debug("No plugin for skill %s in %s: cannot verify its results.", name, s->dirs);
+                return NULL;
+        }
+        h.name = strdup(name);
+        h.options = swarm_values_new();
+        grown = reallocarray(s->verifiers, s->n_verifiers + 1, sizeof(*grown));
+        if (grown)
+                s->verifiers = grown;
+        if (h.name && h.options && grown) {
+                pc.name = h.name;
+                pc.plugin_path = h.path;
+                pc.worker_path = s->worker;
+                pc.skill_config = h.options;
+                r = skill_pool_new(s->event, &pc, &h.pool);
+                if (r < 0)
+                        log_error_errno(r, "Skill %s: cannot start a worker to verify its results: %m", name);
+        }
+        if (!h.pool) {
+                free(h.name);
+                free(h.path);
+                swarm_values_free(h.options);
+                return NULL;
+        }
+        log_info("Started a worker for skill %s (%s) to verify results from the swarm.", name, h.path);
+        s->verifiers[s->n_verifiers++] = h;
+        return h.pool;
 }

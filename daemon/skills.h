@@ -28,6 +28,13 @@ const char *skills_describe(struct skills *s);
 /* The pool of the skill named name, or NULL. */
 struct skill_pool *skills_get(struct skills *s, const char *name);
 
+/* The pool that verifies (and prices) jobs of skill name on this node:
+ * the hosted one, else a 1-worker pool of the plugin found in
+ * skills.directory, started on first use and kept (neither hosted nor
+ * offered, not counted by skills_count()).  NULL when no plugin is
+ * installed. */
+struct skill_pool *skills_verifier(struct skills *s, const char *name);
+
 /* All jobs at once, for the lending switch: pause, resume, kill.
  * skills_pause() returns 1 once every job is frozen, 0 when the kernel is
  * still freezing after a second (see job_cgroups_freeze()). */

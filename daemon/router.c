@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <string.h>
+
+#include "router.h"
+
+/* Below this, a time estimate is noise; it keeps a zero-size job from
+ * scoring 0 everywhere, where price would stop mattering. */
+#define ROUTER_MIN_TIME_USEC 1000.0
+/* A provider advertising no throughput: assume a second per job. */
+#define ROUTER_UNKNOWN_EXEC_USEC 1e6
+/* A provider with no alive worker queues as if four jobs were ahead. */
+#define ROUTER_NO_CAPACITY_QUEUE 4.0
+/* Observations weigh n / (n + this) against the advertised model. */
+#define ROUTER_OBSERVED_PRIOR 2.0
+/* Power of two choices only between candidates this close in score: a
+ * lighter load does not excuse a much worse price or record. */
+#define ROUTER_P2C_SCORE_RATIO 2.0
+
+static double queue_factor(const struct router_candidate *c) {
+        if (c->capacity == 0)
+                return ROUTER_NO_CAPACITY_QUEUE;
+        return (double) c->load / (double) c->capacity;
+}
+
+double router_expected_usec(const struct router_candidate *c, const struct router_params *p) {
+        double q = queue_factor(c), exec, model, t;
+        double units = p->units > 0 ? p->units : 0;
+
+        exec = c->throughput > 0 ? units / c->throughput * 1e6 : ROUTER_UNKNOWN_EXEC_USEC;
+        /* Each busy worker share delays us by about one job of this size. */
+        model = exec * (1.0 + q);
+        t = model;
+        if (c->latency_ewma_usec > 0) {
+                double n = (double) c->successes + (double) c->failures;
+                double w = n / (n + ROUTER_OBSERVED_PRIOR);
+                double observed = c->latency_ewma_usec * (1.0 + q);
+
+                if (w <= 0)
+                        w = 0.5;        /* a latency without counts: trust it half */
+                t = (1.0 - w) * model + w * observed;
+        }
+        return t > ROUTER_MIN_TIME_USEC ? t : ROUTER_MIN_TIME_USEC;
+}
+
+static double reputation(const struct router_candidate *c) {
+        return ((double) c->successes + 1.0) / ((double) c->successes + (double) c->failures + 2.0);
+}
+
+double router_score(const struct router_candidate *c, const struct router_params *p) {
+        double price = c->price > 0 ? (double) c->price : 1.0;
+
+        return router_expected_usec(c, p) * price / reputation(c);
+}
+
+/* A uniform double in [0, 1). */
+static double uniform(uint64_t (*rng)(void *), void *userdata) {
+        return (double) (rng(userdata) >> 11) * 0x1.0p-53;
+}
+
+static void move_to_front(struct router_candidate *c, double *s, size_t i) {
+        struct router_candidate t = c[i];
+        double ts = s[i];
+
+        memmove(c + 1, c, i * sizeof(*c));
+        memmove(s + 1, s, i * sizeof(*s));
+        c[0] = t;
+        s[0] = ts;
+}
+
+void router_rank(struct router_candidate *c, size_t n, const struct router_params *p,
+                 uint64_t (*rng)(void *userdata), void *userdata) {
+        double scores[n ? n : 1];
+
+        if (n == 0)
+                return;
+        for (size_t i = 0; i < n; i++)
+                scores[i] = router_score(&c[i], p);
+
+        /* Insertion sort: stable (equal scores keep the caller's order, so
+         * the ranking is deterministic) and n is small. */
+        for (size_t i = 1; i < n; i++) {
+                struct router_candidate t = c[i];
+                double ts = scores[i];
+                size_t j = i;
+
+                for (; j > 0 && scores[j - 1] > ts; j--) {
+                        c[j] = c[j - 1];
+                        scores[j] = scores[j - 1];
+                }
+                c[j] = t;
+                scores[j] = ts;
+        }
+
+        /* Power of two choices: of the two best, the less loaded first. */
+        if (n >= 2 && scores[1] <= scores[0] * ROUTER_P2C_SCORE_RATIO && queue_factor(&c[1]) < queue_factor(&c[0]))
+                move_to_front(c, scores, 1);
+
+        /* Exploration: one draw per ranking whatever the outcome, so the
+         * random sequence does not depend on the candidates. */
+        if (rng && p->exploration > 0 && uniform(rng, userdata) < p->exploration) {
+                size_t under = 0, pick;
+
+                for (size_t i = 0; i < n; i++)
+                        if ((uint64_t) c[i].successes + c[i].failures < p->explore_below)
+                                under++;
+                if (under == 0)
+                        return;
+                pick = (size_t) (rng(userdata) % under);
+                for (size_t i = 0; i < n; i++)
+                        if ((uint64_t) c[i].successes + c[i].failures < p->explore_below && pick-- == 0) {
+                                move_to_front(c, scores, i);
+                                return;
+                        }
+        }
+}
