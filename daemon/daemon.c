@@ -14,11 +14,15 @@
 #include "config.h"
 #include "daemon.h"
 #include "identity.h"
+#include "jobs-channel.h"
+#include "jobs-socket.h"
 #include "lending.h"
 #include "log.h"
 #include "macro.h"
 #include "control.h"
 #include "network.h"
+#include "provider.h"
+#include "requester.h"
 #include "skills.h"
 
 struct daemon {
@@ -29,6 +33,10 @@ struct daemon {
         struct identity *identity;
         struct skills *skills;
         struct network *network;
+        struct jobs_channel *jobs_channel;      /* the network's jobs channel, NULL without network */
+        struct provider *provider;      /* runs peers' jobs; NULL without network */
+        struct requester *requester;    /* runs our jobs in the swarm (or here) */
+        struct jobs_socket *jobs_socket;        /* local submissions, into the requester */
         struct control *control;
         struct lending *lending;
         sd_bus *system_bus;             /* for logind; may be the service's bus */
@@ -120,6 +128,24 @@ static void on_skills_settled(struct skills *s, void *userdata) {
 }
 
 /* Whether every key under prefix ("lending.") has the same value. */
+/* JobStarted/JobFinished on D-Bus for the jobs we run for peers. */
+static void on_provider_event(const struct provider_job_event *e, bool finished, void *userdata) {
+        struct daemon *d = userdata;
+        const char *result;
+
+        if (!d->bus)
+                return;
+        if (!finished) {
+                (void) bus_service_emit_job_started(d->bus, e->job, e->skill, e->requester);
+                return;
+        }
+        result = e->status == 0 ? "ok" :
+                 e->status == -ETIMEDOUT ? "timeout" :
+                 e->status == -ECANCELED || e->status == -ESHUTDOWN ? "cancelled" : "failed";
+        (void) bus_service_emit_job_finished(d->bus, e->job, e->skill, e->requester, result, e->exec_usec,
+                                             e->price);
+}
+
 static bool config_section_equal(const char *prefix, const struct config *a, const struct config *b) {
         size_t l = strlen(prefix);
 
@@ -249,6 +275,15 @@ static int daemon_open_system_bus(struct daemon *d) {
 
 static void daemon_done(struct daemon *d) {
         d->record_timer = sd_event_source_disable_unref(d->record_timer);
+        /* Jobs first: the provider answers and cancels what runs, while the
+         * bus, network and pools still exist. */
+        d->jobs_channel = jobs_channel_free(d->jobs_channel);
+        /* Fails our jobs still running (done called now) while the pools
+         * that price and verify them still exist; whoever submitted them
+         * (the jobs socket) must be freed after this. */
+        d->requester = requester_free(d->requester);
+        d->jobs_socket = jobs_socket_free(d->jobs_socket);
+        d->provider = provider_free(d->provider);
         /* The bus first (pending calls are answered), then lending, which
          * thaws what it froze while the pools still exist. */
         d->bus = bus_service_free(d->bus);
@@ -337,6 +372,31 @@ int daemon_run(const struct daemon_options *options) {
                 goto out;
         }
         lending_set_changed_callback(d.lending, on_lending_changed, &d);
+        if (d.network) {
+                r = jobs_channel_new(d.network, d.config.network_max_message_size, &d.jobs_channel);
+                if (r >= 0)
+                        r = provider_new(d.event, d.network, d.skills, d.lending, d.config.network_max_message_size,
+                                         d.config.testing_corrupt_results, &d.provider);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to set up the jobs channel: %m");
+                        goto out;
+                }
+                provider_set_event_callback(d.provider, on_provider_event, &d);
+                jobs_channel_set_provider(d.jobs_channel, d.provider);
+        }
+        r = requester_new(d.event, d.network, d.skills, d.provider, d.config.network_max_message_size,
+                          &d.requester);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the requester: %m");
+                goto out;
+        }
+        if (d.jobs_channel)
+                jobs_channel_set_requester(d.jobs_channel, d.requester);
+        {
+                _cleanup_free_ char *path = jobs_socket_path(d.state_dir);
+                if (!path || jobs_socket_new(d.event, path, d.requester, &d.jobs_socket) < 0)
+                        log_warning("No jobs socket: swarmctl submit cannot reach this daemon.");
+        }
         r = bus_service_start(d.bus, d.lending, d.skills, d.network);
         if (r < 0)
                 goto out;

@@ -44,6 +44,8 @@ const char *wmsg_type_to_string(enum wmsg_type t) {
                 [WMSG_VERIFY_REPLY] = "verify-reply",
                 [WMSG_ADVERTISE] = "advertise",
                 [WMSG_ADVERTISE_REPLY] = "advertise-reply",
+                [WMSG_SUBMIT] = "submit",
+                [WMSG_SUBMIT_REPLY] = "submit-reply",
         };
         if ((unsigned) t >= _WMSG_TYPE_MAX || !names[t])
                 return "unknown";

@@ -13,6 +13,13 @@
  *   VERIFY (inputs, outputs, proof)  VERIFY_REPLY
  *   ADVERTISE                  ADVERTISE_REPLY (advert)
  *
+ * The same codec carries the local job submissions (jobs-socket.h), from a
+ * client such as swarmctl to swarmd:
+ *
+ *   client → swarmd            swarmd → client
+ *   SUBMIT (skill, max price,  SUBMIT_REPLY (status, error, verified
+ *     inputs, options)           outputs, metrics)
+ *
  * Every reply carries the callback's status (0 or a negative errno) and its
  * error text.  A worker handles one request at a time; cancellation goes
  * through a shared page (see worker-control), not through the socket, so a
@@ -39,6 +46,8 @@ enum wmsg_type {
         WMSG_VERIFY_REPLY,
         WMSG_ADVERTISE,
         WMSG_ADVERTISE_REPLY,
+        WMSG_SUBMIT,
+        WMSG_SUBMIT_REPLY,
         _WMSG_TYPE_MAX,
 };
 
@@ -66,12 +75,14 @@ struct wmsg {
         int32_t status;
         /* PRICE_REPLY: the price; EXECUTE: the CLOCK_MONOTONIC deadline in µs
          * (0 = none); EXECUTE_REPLY, VERIFY_REPLY: time spent in the
-         * callbacks in µs; HELLO: the ABI version. */
+         * callbacks in µs; HELLO: the ABI version; SUBMIT: the max price in
+         * micro-credits. */
         uint64_t number;
         char *text[WMSG_TEXTS];
         /* EXECUTE, PRICE: [0] inputs.  EXECUTE_REPLY: [0] outputs, [1] proof.
          * VERIFY: inputs, outputs, proof.  INIT: [0] config.  HELLO,
-         * ADVERTISE_REPLY: [0] advert. */
+         * ADVERTISE_REPLY: [0] advert.  SUBMIT: [0] inputs, [1] options.
+         * SUBMIT_REPLY: [0] outputs, [1] metrics. */
         struct swarm_values *values[WMSG_VALUE_SETS];
 };
 

@@ -1,34 +1,170 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# The README's first command: installs what is missing, builds, runs one
-# gemm job through a real worker with swarmctl, then starts swarmd in the
-# foreground with the shipped configuration (plus a drop-in that hosts the
-# skills built here) and a state directory inside the build tree.  Stop it
-# with Ctrl-C.
+# The README's first command: installs what is missing, builds, then starts
+# a small swarm on this machine — one requester and four providers, real
+# swarmd processes talking CurveZMQ over 127.0.0.1 — and runs a batch of
+# GEMM jobs through it with swarmctl submit.  Mid-batch one provider is
+# killed (its jobs are rerouted) and one provider cheats on purpose
+# (testing.corrupt_results: its wrong results are caught by Freivalds
+# verification and never accepted).  Everything lives in build/demo/; the
+# daemons are stopped on exit and on Ctrl-C.
+#
+# Environment: DEMO_JOBS (default 600), DEMO_SIZE (matrix side, default 384).
 set -eu
 cd "$(dirname "$0")/.."
 
 ./tools/install-deps.sh
 ./tools/build.sh build -Dbuildtype=debugoptimized
 
-# The shipped configuration plus one drop-in, the way a site adds its own
-# settings without editing the packaged file.
 demo=build/demo
-state=$demo/state
-mkdir -p "$demo/swarmd.yaml.d"
-cp etc/swarmd.yaml "$demo/swarmd.yaml"
-{
-	echo "skills:"
-	echo "  enabled: [hash, gemm]"
-	echo "  directory: $(pwd)/build/plugins"
-	echo "  workers: 2"
-} >"$demo/swarmd.yaml.d/50-demo.yaml"
+swarmd=build/daemon/swarmd
+swarmctl=build/tools/swarmctl
+plugins=$(pwd)/build/plugins
+jobs=${DEMO_JOBS:-600}
+size=${DEMO_SIZE:-384}
+port=$((20000 + $$ % 20000))
+names="requester alpha bravo charlie delta"
+pids=""
 
-echo
-echo "== One gemm job through a real worker: price, execute, Freivalds verify =="
-SWARM_SKILL_PATH=build/plugins build/tools/swarmctl skill run gemm \
-	--input a=random:f32:256x512 --input b=random:f32:512x128
-echo
-echo "== Starting swarmd ($demo/swarmd.yaml and its drop-in, state $state); Ctrl-C stops it. =="
-echo
-exec build/daemon/swarmd --config "$demo/swarmd.yaml" --state-dir "$state" "$@"
+say() {
+	printf '\n== %s ==\n' "$*"
+}
+
+cleanup() {
+	trap - EXIT INT TERM
+	for p in $pids; do
+		kill "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'echo; echo "Interrupted: stopping the swarm."; exit 130' INT TERM
+
+rm -rf "$demo"
+mkdir -p "$demo"
+# One BLAS thread per worker: five daemons share this machine.
+export OPENBLAS_NUM_THREADS=1
+
+# Node 0 requests and lends nothing; it needs the gemm plugin only to verify
+# results.  The others host gemm; charlie lies.
+write_config() {
+	name=$1
+	dir=$demo/$name
+	mkdir -p "$dir"
+	{
+		echo "node:"
+		echo "  name: $name"
+		echo "network:"
+		echo "  beacon: false"
+		echo "  probe_interval: 100ms"
+		if [ "$name" = requester ]; then
+			echo "  bind: \"tcp://127.0.0.1:$port\""
+		else
+			echo "  bind: \"tcp://127.0.0.1:0\""
+			echo "  seeds: [\"$seed_id@tcp://127.0.0.1:$port\"]"
+		fi
+		echo "skills:"
+		echo "  directory: \"$plugins\""
+		if [ "$name" = requester ]; then
+			echo "lending:"
+			echo "  policy: never"
+		else
+			echo "  enabled: [gemm]"
+			echo "  workers: 1"
+		fi
+		echo "dbus:"
+		echo "  bus: none"
+		if [ "$name" = charlie ]; then
+			echo "testing:"
+			echo "  corrupt_results: true"
+		fi
+	} >"$dir/swarmd.yaml"
+}
+
+start_node() {
+	name=$1
+	"$swarmd" --config "$demo/$name/swarmd.yaml" --state-dir "$demo/$name/state" 2>"$demo/$name/log" &
+	pids="$pids $!"
+	eval "pid_$name=$!"
+}
+
+wait_for() {
+	# wait_for SECONDS DESCRIPTION COMMAND...
+	limit=$1 what=$2
+	shift 2
+	i=0
+	until "$@" >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt $((limit * 10)) ]; then
+			echo "Gave up waiting for $what; logs are in $demo/*/log." >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+}
+
+providers_up() {
+	[ "$("$swarmctl" peers --socket "$demo/requester/state/control.sock" | grep -c 'gemm(')" -ge 4 ]
+}
+
+say "Starting the requester (it creates its identity on first start)"
+seed_id=
+write_config requester
+start_node requester
+wait_for 30 "the requester's control socket" test -S "$demo/requester/state/control.sock"
+seed_id=$("$swarmd" --show-identity --state-dir "$demo/requester/state")
+echo "requester is node $seed_id, listening on tcp://127.0.0.1:$port"
+
+say "Starting four providers of gemm; charlie is configured to cheat"
+for n in alpha bravo charlie delta; do
+	write_config "$n"
+	start_node "$n"
+done
+wait_for 60 "the providers to join" providers_up
+"$swarmctl" peers --socket "$demo/requester/state/control.sock"
+
+export SWARM_JOBS_SOCKET="$demo/requester/state/jobs.sock"
+
+say "One job: the requester's swarmd picks a provider, verifies the result, pays"
+"$swarmctl" submit --skill gemm --input a=random:f32:${size}x${size}:1 --input b=random:f32:${size}x${size}:2 \
+	--deadline 30s -o "$demo/single"
+
+say "A batch of $jobs GEMM jobs (${size}x${size}), 16 in flight"
+{
+	i=0
+	while [ $i -lt "$jobs" ]; do
+		echo "- skill: gemm"
+		echo "  inputs: {a: \"random:f32:${size}x${size}:$i\", b: \"random:f32:${size}x${size}:$((i + 100000))\"}"
+		echo "  deadline: 60s"
+		i=$((i + 1))
+	done
+} >"$demo/jobs.yaml"
+echo "Batch file: $demo/jobs.yaml; verified results go to $demo/out/INDEX/c.npy"
+"$swarmctl" submit --batch "$demo/jobs.yaml" --parallel 16 -o "$demo/out" >"$demo/summary.txt" &
+submit_pid=$!
+
+# Let the batch get going, then pull the plug on bravo.
+sleep 1
+if kill -0 $submit_pid 2>/dev/null; then
+	echo
+	echo ">> Killing provider bravo (SIGKILL) mid-batch: its jobs must be rerouted. <<"
+	eval "kill -KILL \$pid_bravo"
+else
+	echo "(The batch finished before bravo could be killed; try DEMO_JOBS=1000.)"
+fi
+
+status=0
+wait $submit_pid || status=$?
+cat "$demo/summary.txt"
+
+say "What happened"
+rejected=$(sed -n 's/^  rejected results *\([0-9]*\).*/\1/p' "$demo/summary.txt")
+rerouted=$(sed -n 's/^  rerouted *\([0-9]*\) jobs.*/\1/p' "$demo/summary.txt")
+echo "* Every result was verified on the requester with gemm's Freivalds check before"
+echo "  it was accepted, paid for and written to $demo/out/."
+echo "* charlie lies (testing.corrupt_results): ${rejected:-0} wrong results were caught by"
+echo "  verification and never accepted; those jobs went to another provider, and"
+echo "  charlie's reputation fell, so the router chooses it less and less."
+echo "* bravo was killed mid-batch: ${rerouted:-0} jobs were rerouted in all, none lost, none"
+echo "  done twice (one result per job in $demo/out/)."
+echo "Daemon logs: $demo/*/log.  swarmctl exit status: $status (0: every job verified)."

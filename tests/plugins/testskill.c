@@ -9,7 +9,11 @@
  *   sleep  sleeps until cancelled, then returns -ECANCELED
  *   hang   spins forever, ignoring cancellation
  *   wrong  like echo, but y[0] is off by one (verify must catch it)
- * Config int "fail-init" makes init() fail. */
+ *   slow   like echo after sleeping input int "ms" (default 200) milliseconds,
+ *          or -ECANCELED when cancelled meanwhile
+ * Config int "fail-init" makes init() fail; config int "price" (default 1)
+ * is the list price per element, advertised and charged, so tests can make
+ * one provider dearer than another. */
 
 #include <signal.h>
 #include <stdlib.h>
@@ -24,6 +28,9 @@
 #define TEST_ABI_MAJOR SWARM_SKILL_ABI_MAJOR
 #endif
 
+/* One skill per worker process: a global is the worker's state. */
+static int64_t price_per_element = 1;
+
 static int test_init(const struct swarm_values *config, void **state) {
         int64_t fail = 0;
 
@@ -32,6 +39,9 @@ static int test_init(const struct swarm_values *config, void **state) {
                 swarm_log(LOG_ERR, "testskill: failing init as configured");
                 return -EIO;
         }
+        (void) swarm_values_get_int(config, "price", &price_per_element);
+        if (price_per_element < 1)
+                price_per_element = 1;
         *state = NULL;
         return 0;
 }
@@ -42,13 +52,17 @@ static int test_advertise(void *state, struct swarm_values *advert) {
                 r = swarm_values_set_string(advert, "unit", "element");
         if (r >= 0)
                 r = swarm_values_set_int(advert, "throughput", 1000000);
+        if (r >= 0)
+                r = swarm_values_set_int(advert, "price", price_per_element);
+        if (r >= 0)
+                r = swarm_values_set_string(advert, "price-unit", "element");
         return r;
 }
 
 static int test_price(void *state, const struct swarm_values *inputs, uint64_t *price) {
         struct swarm_tensor x;
 
-        *price = swarm_values_get_tensor(inputs, "x", &x) >= 0 ? x.n_elements : 1;
+        *price = (swarm_values_get_tensor(inputs, "x", &x) >= 0 ? x.n_elements : 1) * (uint64_t) price_per_element;
         return 0;
 }
 
@@ -76,6 +90,16 @@ static int test_execute(void *state, struct swarm_job *job) {
                 while (!swarm_job_cancelled(job))
                         nanosleep(&(struct timespec) { .tv_nsec = 1000000 }, NULL);
                 return -ECANCELED;
+        }
+        if (strcmp(mode, "slow") == 0) {
+                int64_t ms = 200;
+
+                (void) swarm_values_get_int(in, "ms", &ms);
+                for (int64_t i = 0; i < ms; i++) {
+                        if (swarm_job_cancelled(job))
+                                return -ECANCELED;
+                        nanosleep(&(struct timespec) { .tv_nsec = 1000000 }, NULL);
+                }
         }
         if (strcmp(mode, "hang") == 0)
                 for (;;)

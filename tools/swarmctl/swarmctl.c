@@ -11,12 +11,15 @@
 #include "log.h"
 #include "peers-cmd.h"
 #include "skill-cmd.h"
+#include "submit-cmd.h"
 
 static int help(void) {
         printf("Usage: swarmctl COMMAND …\n\n"
                "Commands:\n"
                "  skill inspect PATH.so|NAME   describe a skill plugin: ABI, callbacks, advert\n"
                "  skill run PATH.so|NAME …     run one job through a real worker, verify it, time it\n"
+               "  submit --skill NAME --input NAME=SPEC… | --batch FILE\n"
+               "                               run jobs in the swarm: routed, verified, rerouted\n"
                "  peers [--json]               the swarm's members as the local swarmd sees them\n"
                "  status [--json]              this node: lending, policy, skills, peers, jobs (D-Bus)\n"
                "  jobs [--json]                jobs running on this node, per skill (D-Bus)\n"
@@ -52,6 +55,8 @@ int main(int argc, char *argv[]) {
         }
         if (strcmp(argv[1], "skill") == 0)
                 return verb_skill(argc - 1, argv + 1);
+        if (strcmp(argv[1], "submit") == 0)
+                return verb_submit(argc - 1, argv + 1);
         if (strcmp(argv[1], "peers") == 0)
                 return verb_peers(argc - 1, argv + 1);
         if (strcmp(argv[1], "status") == 0)

@@ -1,0 +1,570 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Jobs end to end: real swarmd processes on loopback, one requester (node
+ * 0, which lends nothing but can verify testskill) and providers hosting
+ * testskill; jobs go in through the requester's jobs socket
+ * (jobs-client.h), exactly as swarmctl submit sends them, and every output
+ * that comes back is checked here against the inputs. */
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control-client.h"
+#include "identity.h"
+#include "job-wire.h"
+#include "jobs-client.h"
+#include "network.h"
+#include "shm.h"
+#include "swarmd-harness.h"
+#include "transport.h"
+#include "wire.h"
+#include "worker-proto.h"
+
+#define NODES_MAX 4
+#define WAIT_MS 30000
+
+struct node {
+        char dir[128], config[160], state[160], notify[160], log[160], control[192], jobs[192];
+        struct notify_listener listener;
+        struct identity *identity;
+        pid_t pid;
+};
+
+static char root[64];
+static struct node nodes[NODES_MAX];
+static int seed_port;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+static int free_port(void) {
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t l = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &l), 0);
+        port = ntohs(a.sin_port);
+        close(fd);
+        return port;
+}
+
+/* Node 0 requests (lends nothing); the others provide testskill.  extra is
+ * appended under skills: (options) or as top-level sections. */
+static void write_config(int i, const char *skill_options, bool cheat) {
+        struct node *n = &nodes[i];
+        const char *plugins = getenv("TEST_PLUGIN_DIR");
+        FILE *f = fopen(n->config, "we");
+
+        cr_assert_not_null(plugins, "TEST_PLUGIN_DIR not set (run through meson test)");
+        cr_assert_not_null(f);
+        fprintf(f, "node:\n  name: node%d\n", i);
+        fprintf(f, "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  probe_interval: 100ms\n",
+                i == 0 ? seed_port : 0);
+        if (i != 0)
+                fprintf(f, "  seeds: [\"%s@tcp://127.0.0.1:%d\"]\n", nodes[0].identity->node_id, seed_port);
+        fprintf(f, "skills:\n  directory: \"%s\"\n", plugins);
+        if (i != 0)
+                fprintf(f, "  enabled: [testskill]\n  workers: 2\n  kill_grace: 200ms\n");
+        if (skill_options)
+                fprintf(f, "  options: [%s]\n", skill_options);
+        fprintf(f, "lending:\n  policy: %s\n", i == 0 ? "never" : "always");
+        fprintf(f, "dbus:\n  bus: none\n");
+        if (cheat)
+                fprintf(f, "testing:\n  corrupt_results: true\n");
+        cr_assert_eq(fclose(f), 0);
+}
+
+static void start_node(int i) {
+        struct node *n = &nodes[i];
+        const char *args[] = { "--config", n->config, "--state-dir", n->state, NULL };
+        const char *binary = getenv("SWARMD_BINARY");
+        int r;
+
+        cr_assert_not_null(binary, "SWARMD_BINARY not set (run through meson test)");
+        n->pid = swarmd_spawn(&(struct swarmd_spawn) {
+                .binary = binary,
+                .args = args,
+                .notify_socket = n->notify,
+                .stderr_path = n->log,
+        });
+        cr_assert_gt(n->pid, 0);
+        r = notify_listener_wait(&n->listener, "READY=1", WAIT_MS, NULL, 0);
+        cr_assert_eq(r, 0, "node %d not ready: %s", i, strerror(-r));
+}
+
+static void kill_node(int i) {
+        kill(nodes[i].pid, SIGKILL);
+        waitpid(nodes[i].pid, NULL, 0);
+        nodes[i].pid = 0;
+}
+
+static void setup(void) {
+        strcpy(root, "/tmp/jobs-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(root));
+        seed_port = free_port();
+        cr_assert_geq(sodium_init(), 0);
+        for (int i = 0; i < NODES_MAX; i++) {
+                struct node *n = &nodes[i];
+                char dir[100];
+                bool created;
+
+                snprintf(dir, sizeof(dir), "%.60s/node%d", root, i);
+                cr_assert_eq(mkdir(dir, 0755), 0);
+                snprintf(n->dir, sizeof(n->dir), "%s", dir);
+                snprintf(n->config, sizeof(n->config), "%s/swarmd.yaml", dir);
+                snprintf(n->state, sizeof(n->state), "%s/state", dir);
+                snprintf(n->notify, sizeof(n->notify), "%s/notify", dir);
+                snprintf(n->log, sizeof(n->log), "%s/log", dir);
+                snprintf(n->control, sizeof(n->control), "%s/state/control.sock", dir);
+                snprintf(n->jobs, sizeof(n->jobs), "%s/state/jobs.sock", dir);
+                cr_assert_eq(identity_load_or_create(n->state, &n->identity, &created), 0);
+                cr_assert_eq(notify_listener_open(&n->listener, n->notify), 0);
+        }
+}
+
+static void teardown(void) {
+        for (int i = 0; i < NODES_MAX; i++) {
+                struct node *n = &nodes[i];
+                if (n->pid > 0)
+                        kill_node(i);
+                notify_listener_close(&n->listener);
+                identity_free(n->identity);
+                n->identity = NULL;
+        }
+        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* How many alive, lending members node 0 sees offering testskill. */
+static int providers_seen(void) {
+        Swarm__ControlRequest req = SWARM__CONTROL_REQUEST__INIT;
+        Swarm__PeersRequest peers = SWARM__PEERS_REQUEST__INIT;
+        Swarm__ControlReply *reply;
+        int n = 0;
+
+        req.request_case = SWARM__CONTROL_REQUEST__REQUEST_PEERS;
+        req.peers = &peers;
+        if (control_client_call(nodes[0].control, &req, &reply) < 0)
+                return -1;
+        for (size_t i = 0; i < reply->n_peers; i++) {
+                const Swarm__PeerInfo *p = reply->peers[i];
+                if (p->self || p->state != SWARM__MEMBER_STATE__ALIVE || !p->lending)
+                        continue;
+                for (size_t s = 0; s < p->n_skills; s++)
+                        if (strcmp(p->skills[s]->name, "testskill") == 0)
+                                n++;
+        }
+        swarm__control_reply__free_unpacked(reply, NULL);
+        return n;
+}
+
+/* Starts the requester and n providers (options and cheat per provider,
+ * indexed from 1) and waits until the requester sees them all. */
+static void start_swarm(int n, const char *const *options, const bool *cheat) {
+        cr_assert_leq(n + 1, NODES_MAX);
+        write_config(0, NULL, false);
+        start_node(0);
+        for (int i = 1; i <= n; i++) {
+                write_config(i, options ? options[i] : NULL, cheat ? cheat[i] : false);
+                start_node(i);
+        }
+        for (long long deadline = monotonic_usec() + WAIT_MS * 1000LL; providers_seen() < n;) {
+                cr_assert_lt(monotonic_usec(), deadline, "the requester did not learn of %d providers", n);
+                usleep(50 * 1000);
+        }
+}
+
+/* A testskill job: x[k] = base + k, mode and optional ms. */
+static struct swarm_values *make_inputs(float base, unsigned n, const char *mode, int64_t ms) {
+        struct swarm_values *v = swarm_values_new();
+        struct swarm_tensor t;
+
+        cr_assert_not_null(v);
+        swarm_values_set_allocator(v, shm_allocate, NULL);
+        cr_assert_eq(swarm_values_add_tensor(v, "x", SWARM_DTYPE_F32, 1, (uint64_t[]) { n }, &t), 0);
+        for (unsigned k = 0; k < n; k++)
+                ((float *) t.data)[k] = base + (float) k;
+        cr_assert_eq(swarm_values_set_string(v, "mode", mode), 0);
+        if (ms)
+                cr_assert_eq(swarm_values_set_int(v, "ms", ms), 0);
+        return v;
+}
+
+static void submit(struct jobs_client *c, uint64_t id, const char *skill, const struct swarm_values *in,
+                   uint64_t max_price, uint64_t deadline_usec) {
+        cr_assert_eq(jobs_client_submit(c, &(struct jobs_submission) {
+                .id = id,
+                .skill = skill,
+                .inputs = in,
+                .max_price = max_price,
+                .deadline_usec = deadline_usec,
+        }), 0);
+}
+
+static void wait_result(struct jobs_client *c, struct jobs_result *res) {
+        int r = jobs_client_wait(c, WAIT_MS, res);
+        cr_assert_eq(r, 0, "no reply from swarmd: %s", strerror(-r));
+}
+
+/* Exactly y = 2·x for the job with base. */
+static bool output_is_right(const struct jobs_result *res, float base, unsigned n) {
+        struct swarm_tensor y;
+
+        if (swarm_values_get_tensor(res->outputs, "y", &y) < 0 || y.dtype != SWARM_DTYPE_F32 || y.n_elements != n)
+                return false;
+        for (unsigned k = 0; k < n; k++)
+                if (((const float *) y.data)[k] != 2.0f * (base + (float) k))
+                        return false;
+        return true;
+}
+
+static bool is_node(const char *provider, int i) {
+        return provider && strcmp(provider, nodes[i].identity->node_id) == 0;
+}
+
+/* Runs `count` echo (or slow) jobs over one connection and checks that
+ * each comes back exactly once, right.  Returns how many were rerouted
+ * and rejected. */
+static void run_jobs(struct jobs_client *c, unsigned count, const char *mode, int64_t ms, int kill_after_ms,
+                     int victim, unsigned *rerouted, unsigned *rejected, unsigned per_node[NODES_MAX]) {
+        bool seen[256] = {};
+        long long start = monotonic_usec();
+
+        cr_assert_leq(count, 256);
+        for (unsigned i = 0; i < count; i++) {
+                struct swarm_values *in = make_inputs((float) i * 100.0f, 64, mode, ms);
+                submit(c, i, "testskill", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+                swarm_values_free(in);
+        }
+        if (kill_after_ms > 0) {
+                usleep((useconds_t) kill_after_ms * 1000);
+                kill_node(victim);
+        }
+        for (unsigned done = 0; done < count; done++) {
+                struct jobs_result res = {};
+
+                wait_result(c, &res);
+                cr_assert_lt(res.id, count, "reply for unknown job %llu", (unsigned long long) res.id);
+                cr_assert(!seen[res.id], "job %llu answered twice", (unsigned long long) res.id);
+                seen[res.id] = true;
+                cr_assert_eq(res.status, 0, "job %llu failed: %s", (unsigned long long) res.id, res.error);
+                cr_assert(output_is_right(&res, (float) res.id * 100.0f, 64),
+                          "job %llu: a wrong result was accepted", (unsigned long long) res.id);
+                cr_assert(!is_node(res.provider, 0), "the requester ran a job itself");
+                for (int k = 0; k < NODES_MAX; k++)
+                        if (per_node && is_node(res.provider, k))
+                                per_node[k]++;
+                *rerouted += res.rerouted;
+                *rejected += res.rejected;
+                jobs_result_done(&res);
+        }
+        cr_log_info("%u jobs in %.0f ms", count, (double) (monotonic_usec() - start) / 1e3);
+}
+
+static struct jobs_client *connect_requester(void) {
+        struct jobs_client *c = NULL;
+        int r = jobs_client_connect(nodes[0].jobs, &c);
+
+        cr_assert_eq(r, 0, "cannot connect to %s: %s", nodes[0].jobs, strerror(-r));
+        return c;
+}
+
+TestSuite(jobs, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(jobs, happy_path_every_job_verified_once_across_providers) {
+        unsigned rerouted = 0, rejected = 0, per_node[NODES_MAX] = {};
+        struct jobs_client *c;
+
+        start_swarm(2, NULL, NULL);
+        c = connect_requester();
+        run_jobs(c, 40, "echo", 0, 0, 0, &rerouted, &rejected, per_node);
+        cr_assert_eq(rejected, 0);
+        cr_assert_eq(per_node[1] + per_node[2], 40, "jobs done by someone other than the providers");
+        cr_log_info("node1 ran %u, node2 ran %u", per_node[1], per_node[2]);
+        jobs_client_free(c);
+}
+
+Test(jobs, provider_killed_mid_job_jobs_complete_elsewhere) {
+        unsigned rerouted = 0, rejected = 0, per_node[NODES_MAX] = {};
+        struct jobs_client *c;
+
+        /* Node 2 asks twice the price, so node 1 is the first choice. */
+        const char *const options[] = { NULL, NULL, "\"testskill.price=2\"" };
+
+        start_swarm(2, options, NULL);
+        c = connect_requester();
+        /* 4 jobs of 600 ms: node 1 is running them when it dies; they must
+         * finish on node 2, none twice, none lost. */
+        run_jobs(c, 4, "slow", 600, 300, 1, &rerouted, &rejected, per_node);
+        cr_assert_geq(rerouted, 1, "nothing was rerouted after the kill");
+        cr_assert_eq(per_node[2], 4, "results from the dead provider: %u", per_node[1]);
+        jobs_client_free(c);
+}
+
+Test(jobs, cheating_provider_is_caught_and_no_wrong_result_accepted) {
+        const bool cheat[] = { false, false, true };
+        unsigned rerouted = 0, rejected = 0, per_node[NODES_MAX] = {};
+        struct jobs_client *c;
+
+        start_swarm(2, NULL, cheat);
+        c = connect_requester();
+        run_jobs(c, 30, "echo", 0, 0, 0, &rerouted, &rejected, per_node);
+        cr_assert_eq(per_node[2], 0, "%u results of the cheat were accepted", per_node[2]);
+        cr_assert_eq(per_node[1], 30);
+        cr_log_info("%u results rejected by verification, %u reroutes", rejected, rerouted);
+        jobs_client_free(c);
+}
+
+Test(jobs, no_provider_for_skill_and_expired_deadline_are_clear_errors) {
+        struct swarm_values *in;
+        struct jobs_result res = {};
+        struct jobs_client *c;
+        long long start;
+
+        start_swarm(1, NULL, NULL);
+        c = connect_requester();
+
+        in = make_inputs(1.0f, 16, "echo", 0);
+        submit(c, 7, "nosuchskill", in, UINT64_MAX / 2, 5 * 1000 * 1000);
+        wait_result(c, &res);
+        cr_assert_eq(res.id, 7);
+        cr_assert_lt(res.status, 0);
+        cr_assert(res.error && strstr(res.error, "nosuchskill"), "error does not name the skill: %s", res.error);
+        cr_assert_null(res.outputs);
+        jobs_result_done(&res);
+        swarm_values_free(in);
+
+        /* Sleeps until cancelled: the deadline must end it, with a reason. */
+        in = make_inputs(1.0f, 16, "sleep", 0);
+        start = monotonic_usec();
+        submit(c, 8, "testskill", in, UINT64_MAX / 2, 1000 * 1000);
+        wait_result(c, &res);
+        cr_assert_eq(res.id, 8);
+        cr_assert_lt(res.status, 0);
+        cr_assert(res.error && res.error[0]);
+        cr_assert_lt(monotonic_usec() - start, 10 * 1000 * 1000LL, "the deadline was not enforced");
+        cr_log_info("deadline: %s after %.0f ms", res.error, (double) (monotonic_usec() - start) / 1e3);
+        jobs_result_done(&res);
+        swarm_values_free(in);
+
+        /* The connection is still good. */
+        in = make_inputs(3.0f, 16, "echo", 0);
+        submit(c, 9, "testskill", in, UINT64_MAX / 2, 10 * 1000 * 1000);
+        wait_result(c, &res);
+        cr_assert_eq(res.status, 0, "%s", res.error);
+        cr_assert(output_is_right(&res, 3.0f, 16));
+        jobs_result_done(&res);
+        swarm_values_free(in);
+        jobs_client_free(c);
+}
+
+Test(jobs, price_above_max_is_not_routed_there) {
+        /* 64 elements: node 1 asks 64, node 2 asks 6400. */
+        const char *const options[] = { NULL, NULL, "\"testskill.price=100\"" };
+        struct swarm_values *in = make_inputs(0.0f, 64, "echo", 0);
+        struct jobs_client *c;
+        struct jobs_result res = {};
+
+        start_swarm(2, options, NULL);
+        c = connect_requester();
+        for (unsigned i = 0; i < 12; i++)
+                submit(c, i, "testskill", in, 1000, 10 * 1000 * 1000);
+        for (unsigned i = 0; i < 12; i++) {
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "%s", res.error);
+                cr_assert(is_node(res.provider, 1), "job %llu routed to a provider above the max price",
+                          (unsigned long long) res.id);
+                cr_assert_leq(res.price, 1000);
+                jobs_result_done(&res);
+        }
+        /* Below every price: refused before anything runs. */
+        submit(c, 99, "testskill", in, 10, 10 * 1000 * 1000);
+        wait_result(c, &res);
+        cr_assert_lt(res.status, 0);
+        cr_assert(res.error && strstr(res.error, "price"), "error does not mention the price: %s", res.error);
+        jobs_result_done(&res);
+        swarm_values_free(in);
+        jobs_client_free(c);
+}
+
+/* ---- Hostile input ---- */
+
+struct hostile {
+        uint8_t pk[32], sk[64];
+        struct transport *t;
+        int status;
+        bool answered;
+};
+
+static void hostile_receive(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
+                            size_t size, void *userdata) {
+        struct hostile *h = userdata;
+        Swarm__JobEnvelope *e = NULL;
+        Swarm__JobResult *res = NULL;
+        const char *reason = NULL;
+
+        if (size < 1 || data[0] != NETWORK_CHANNEL_JOBS)
+                return;
+        if (job_decode(data + 1, size - 1, 1 << 20, &e, &reason) < 0)
+                return;
+        if (e->body_case == SWARM__JOB_ENVELOPE__BODY_RESULT &&
+            job_result_open(e->result, from, 1 << 20, &res, &reason) == 0) {
+                h->status = res->status;
+                h->answered = true;
+                job_result_free(res);
+        }
+        job_envelope_free(e);
+}
+
+/* Joins the swarm honestly (a push-pull with its own signed record), so
+ * that the daemon knows where to answer. */
+static void hostile_join(struct hostile *h, const char *endpoint) {
+        Swarm__NodeRecord r = SWARM__NODE_RECORD__INIT;
+        Swarm__SignedRecord valid = SWARM__SIGNED_RECORD__INIT;
+        Swarm__PushPull pp = SWARM__PUSH_PULL__INIT;
+        Swarm__Envelope e = SWARM__ENVELOPE__INIT;
+        char *endpoints[1] = { (char *) transport_endpoint(h->t) };
+        uint8_t channel = NETWORK_CHANNEL_MEMBERSHIP, *data;
+        size_t size;
+
+        r.node_id.data = h->pk;
+        r.node_id.len = 32;
+        r.version = 1;
+        r.incarnation = 1;
+        r.endpoints = endpoints;
+        r.n_endpoints = 1;
+        r.name = (char *) "hostile";
+        cr_assert_eq(wire_record_sign(&r, h->sk, &valid), 0);
+        pp.sender = &valid;
+        e.body_case = SWARM__ENVELOPE__BODY_PUSH_PULL;
+        e.push_pull = &pp;
+        cr_assert_eq(wire_encode(&e, &data, &size), 0);
+        {
+                struct iovec iov[2] = { { &channel, 1 }, { data, size } };
+                cr_assert_eq(transport_sendv(h->t, nodes[0].identity->public_key, endpoint, iov, 2), 0);
+        }
+        free(data);
+        wire_signed_record_clear(&valid);
+}
+
+Test(jobs, malformed_job_from_a_peer_is_refused_and_the_daemon_serves_on) {
+        struct transport_config tc = {
+                .bind = "tcp://127.0.0.1:0",
+                .max_message_size = 1 << 20,
+                .rate_per_second = 1000,
+                .rate_burst = 1000,
+                .send_queue = 100,
+        };
+        static const uint8_t garbage[] = { 0x0a, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x03, 'b', 'a', 'd' };
+        char endpoint[64];
+        struct hostile h = {};
+        struct swarm_values *in;
+        struct jobs_result res = {};
+        struct jobs_client *c;
+        sd_event *e = NULL;
+
+        start_swarm(1, NULL, NULL);
+
+        crypto_sign_keypair(h.pk, h.sk);
+        cr_assert_geq(sd_event_new(&e), 0);
+        cr_assert_eq(transport_new(e, &tc, h.sk, hostile_receive, &h, &h.t), 0);
+        /* At the seed, which is the requester: it must refuse the job as
+         * any provider would, and carry on. */
+        snprintf(endpoint, sizeof(endpoint), "tcp://127.0.0.1:%d", seed_port);
+        hostile_join(&h, endpoint);
+        for (long long end = monotonic_usec() + 500 * 1000LL; monotonic_usec() < end;)
+                sd_event_run(e, 10 * 1000);
+        {
+                uint8_t channel = NETWORK_CHANNEL_JOBS;
+                struct iovec iov[2] = { { &channel, 1 }, { (void *) garbage, sizeof(garbage) } };
+                cr_assert_eq(transport_sendv(h.t, nodes[0].identity->public_key, endpoint, iov, 2), 0);
+        }
+        for (long long deadline = monotonic_usec() + 10 * 1000 * 1000LL; !h.answered;) {
+                cr_assert_lt(monotonic_usec(), deadline, "no error reply to a malformed job");
+                sd_event_run(e, 10 * 1000);
+        }
+        cr_assert_lt(h.status, 0, "the malformed job was not refused");
+        transport_free(h.t);
+        sd_event_unref(e);
+
+        /* Unaffected: a good job still goes through. */
+        c = connect_requester();
+        in = make_inputs(5.0f, 32, "echo", 0);
+        submit(c, 1, "testskill", in, UINT64_MAX / 2, 10 * 1000 * 1000);
+        wait_result(c, &res);
+        cr_assert_eq(res.status, 0, "%s", res.error);
+        cr_assert(output_is_right(&res, 5.0f, 32));
+        jobs_result_done(&res);
+        swarm_values_free(in);
+        jobs_client_free(c);
+        cr_assert_gt(nodes[0].pid, 0);
+        cr_assert_eq(kill(nodes[0].pid, 0), 0, "the requester died");
+}
+
+/* The jobs socket itself: a garbage datagram gets an error reply and the
+ * connection stays usable; a client that goes away has its jobs cancelled,
+ * and a new connection reusing the same job ids gets only its own replies.
+ * (Cancelling stops the requester's job; the wire has no cancel message
+ * yet, so the provider runs its attempt out to the deadline.) */
+Test(jobs, jobs_socket_answers_garbage_and_cancels_on_disconnect) {
+        struct swarm_values *in;
+        struct jobs_result res = {};
+        struct jobs_client *c;
+        int fd;
+
+        start_swarm(1, NULL, NULL);
+        c = connect_requester();
+        fd = jobs_client_fd(c);
+        cr_assert_eq(send(fd, "garbage", 7, 0), 7);
+        wait_result(c, &res);
+        cr_assert_eq(res.status, -EBADMSG);
+        cr_assert(res.error && strstr(res.error, "malformed"), "%s", res.error);
+        jobs_result_done(&res);
+
+        /* A skill name that is no name. */
+        in = make_inputs(1.0f, 4, "echo", 0);
+        submit(c, 5, "", in, 10, 0);
+        wait_result(c, &res);
+        cr_assert_eq(res.id, 5);
+        cr_assert_eq(res.status, -EINVAL);
+        jobs_result_done(&res);
+        swarm_values_free(in);
+
+        /* Two sleeping jobs, then hang up. */
+        in = make_inputs(1.0f, 4, "sleep", 0);
+        submit(c, 1, "testskill", in, UINT64_MAX / 2, 2 * 1000 * 1000);
+        submit(c, 2, "testskill", in, UINT64_MAX / 2, 2 * 1000 * 1000);
+        swarm_values_free(in);
+        usleep(300 * 1000);
+        jobs_client_free(c);
+
+        /* The same ids on a new connection: only the new jobs answer. */
+        c = connect_requester();
+        in = make_inputs(2.0f, 8, "echo", 0);
+        submit(c, 1, "testskill", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+        submit(c, 2, "testskill", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+        for (int i = 0; i < 2; i++) {
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "job %llu after a cancel: %s", (unsigned long long) res.id, res.error);
+                cr_assert(output_is_right(&res, 2.0f, 8));
+                jobs_result_done(&res);
+        }
+        cr_assert_eq(jobs_client_wait(c, 500, &res), -ETIMEDOUT, "a cancelled job answered on another connection");
+        swarm_values_free(in);
+        jobs_client_free(c);
+        cr_assert_eq(kill(nodes[0].pid, 0), 0, "the requester died");
+}
