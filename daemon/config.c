@@ -221,6 +221,12 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "jobs.allowed_requesters",
+                .type = CONF_STRV,
+                .offset = offsetof(struct config, jobs_allowed_requesters),
+                .needs_restart = true,
+        },
+        {
                 .path = "lending.policy",
                 .type = CONF_ENUM,
                 .offset = offsetof(struct config, lending_policy),
@@ -309,10 +315,12 @@ int config_init(struct config *c) {
         c->network_seeds = calloc(1, sizeof(char *));
         c->network_beacon_address = strdup("255.255.255.255");
         c->lending_schedule = calloc(1, sizeof(char *));
+        c->jobs_allowed_requesters = calloc(1, sizeof(char *));
         c->dbus_admin_group = strdup("");
         if (!c->node_name || !c->state_directory || !c->skills_directory ||
             !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
-            !c->network_seeds || !c->network_beacon_address || !c->lending_schedule || !c->dbus_admin_group) {
+            !c->network_seeds || !c->network_beacon_address || !c->lending_schedule || !c->dbus_admin_group ||
+            !c->jobs_allowed_requesters) {
                 config_done(c);
                 return -ENOMEM;
         }

@@ -42,6 +42,9 @@ struct config {
         uint64_t network_probe_interval;        /* network.probe_interval: µs */
         uint64_t network_ban_after_faults;      /* network.ban_after_faults: 0 = never */
 
+        /* jobs: (need a restart) */
+        char **jobs_allowed_requesters; /* jobs.allowed_requesters: node ids; empty = anyone */
+
         /* lending: (live) */
         int lending_policy;             /* lending.policy: enum lending_policy_config */
         char **lending_schedule;        /* lending.schedule: "[DAYS ]HH:MM-HH:MM" windows */

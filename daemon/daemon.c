@@ -382,6 +382,11 @@ int daemon_run(const struct daemon_options *options) {
                         goto out;
                 }
                 provider_set_event_callback(d.provider, on_provider_event, &d);
+                r = provider_set_allowed_requesters(d.provider, d.config.jobs_allowed_requesters);
+                if (r < 0) {
+                        status = EXIT_CONFIG;
+                        goto out;
+                }
                 jobs_channel_set_provider(d.jobs_channel, d.provider);
         }
         r = requester_new(d.event, d.network, d.skills, d.provider, d.config.network_max_message_size,

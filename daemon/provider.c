@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "identity.h"
 #include "job-wire.h"
 #include "jobs-channel.h"
 #include "lending.h"
@@ -59,6 +60,8 @@ struct provider {
         void *event_userdata;
         struct provider_job *jobs;
         unsigned executing;
+        uint8_t (*allowed)[32];         /* requesters allowed; NULL = anyone */
+        size_t n_allowed;
 };
 
 static uint64_t now_usec(void) {
@@ -330,6 +333,15 @@ static void refuse(struct provider *p, const uint8_t from[WIRE_NODE_ID_SIZE], co
                 log_debug_errno(r, "Failed to refuse a job of %.12s: %m", peer);
 }
 
+static bool requester_allowed(const struct provider *p, const uint8_t *from) {
+        if (!p->allowed)
+                return true;
+        for (size_t i = 0; i < p->n_allowed; i++)
+                if (memcmp(p->allowed[i], from, 32) == 0)
+                        return true;
+        return false;
+}
+
 void provider_handle_request(struct provider *p, const uint8_t from[32], Swarm__JobRequest *req) {
         _cleanup_free_ struct provider_job *j = NULL;
         struct swarm_values *inputs = NULL;
@@ -357,7 +369,11 @@ void provider_handle_request(struct provider *p, const uint8_t from[32], Swarm__
         }
 
         pool = p->skills ? skills_get(p->skills, req->skill) : NULL;
-        if (!pool || !skill_pool_info(pool)) {
+        if (!requester_allowed(p, from)) {
+                snprintf(error, sizeof(error), "this node takes jobs only from the requesters it lists "
+                         "(jobs.allowed_requesters)");
+                r = -EACCES;
+        } else if (!pool || !skill_pool_info(pool)) {
                 snprintf(error, sizeof(error), "skill %s is not offered by this node", req->skill);
                 r = -ENOENT;
         } else if (p->lending && !lending_is_lending(p->lending)) {
@@ -421,6 +437,28 @@ void provider_handle_request(struct provider *p, const uint8_t from[32], Swarm__
         p->jobs = TAKE_PTR(j);
 }
 
+int provider_set_allowed_requesters(struct provider *p, char *const *ids) {
+        uint8_t (*list)[32] = NULL;
+        size_t n = 0;
+
+        for (char *const *i = ids; i && *i; i++)
+                n++;
+        if (n > 0) {
+                list = calloc(n, sizeof(*list));
+                if (!list)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++)
+                        if (node_id_to_public_key(ids[i], list[i]) < 0) {
+                                free(list);
+                                return log_error_errno(-EINVAL, "jobs.allowed_requesters: \"%s\" is not a node id", ids[i]);
+                        }
+        }
+        free(p->allowed);
+        p->allowed = list;
+        p->n_allowed = n;
+        return 0;
+}
+
 int provider_new(sd_event *event, struct network *network, struct skills *skills, struct lending *lending,
                  uint64_t max_message_size, bool corrupt_results, struct provider **ret) {
         struct provider *p;
@@ -466,6 +504,7 @@ struct provider *provider_free(struct provider *p) {
                         job_free(j);
         }
         sd_event_unref(p->event);
+        free(p->allowed);
         free(p);
         return NULL;
 }

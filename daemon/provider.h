@@ -40,6 +40,11 @@ int provider_new(sd_event *event, struct network *network, struct skills *skills
                  uint64_t max_message_size, bool corrupt_results, struct provider **ret);
 struct provider *provider_free(struct provider *p);
 
+/* Takes jobs only from these requesters (node ids as swarmd
+ * --show-identity prints them); NULL or empty: from anyone.  -EINVAL for a
+ * malformed id. */
+int provider_set_allowed_requesters(struct provider *p, char *const *ids);
+
 /* JobStarted/JobFinished for D-Bus. */
 void provider_set_event_callback(struct provider *p, provider_event_fn fn, void *userdata);
 

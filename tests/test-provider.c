@@ -322,6 +322,25 @@ Test(provider, skill_not_hosted_is_refused) {
         cr_assert_eq(res->n_outputs, 0);
 }
 
+Test(provider, only_allowed_requesters_are_served) {
+        char *only_provider[] = { ids[0]->node_id, NULL }, *requester[] = { ids[1]->node_id, NULL };
+        char *bad[] = { (char *) "not-a-node-id", NULL };
+        struct request r;
+        Swarm__JobResult *res;
+
+        cr_assert_eq(provider_set_allowed_requesters(provider, bad), -EINVAL);
+        cr_assert_eq(provider_set_allowed_requesters(provider, only_provider), 0);
+        request_hash(&r, "abc");
+        res = submit(&r);
+        cr_assert_eq(res->status, -EACCES);
+        cr_assert(strstr(res->error, "jobs.allowed_requesters"), "%s", res->error);
+
+        cr_assert_eq(provider_set_allowed_requesters(provider, requester), 0);
+        assert_hash_of_abc();
+        cr_assert_eq(provider_set_allowed_requesters(provider, NULL), 0);
+        assert_hash_of_abc();
+}
+
 Test(provider, price_above_the_maximum_is_refused) {
         struct request r;
         Swarm__JobResult *res;
