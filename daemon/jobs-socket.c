@@ -504,8 +504,8 @@ int jobs_socket_new(sd_event *event, const char *path, struct requester *request
                 goto fail;
         }
         (void) unlink(path);
-        /* 0666: see jobs-socket.h; authorisation comes with D-Bus. */
-        if (bind(js->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+        /* 0660: our user and group submit; see jobs-socket.h. */
+        if (bind(js->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
             listen(js->fd, 64) < 0) {
                 r = log_error_errno(negative_errno(), "Failed to listen on %s: %m", path);
                 goto fail;

@@ -23,9 +23,10 @@
  * a malformed message carry job_id 0 when it could not be read.  Closing
  * the connection cancels the client's jobs that are still running.
  *
- * The socket is mode 0666 for now: anyone on the machine may submit jobs
- * (and spend this node's credits).  Authorising submissions through D-Bus
- * and polkit is still to come.
+ * The socket is mode 0660: the user swarmd runs as and the members of its
+ * group (swarmd under systemd) may submit jobs — and spend this node's
+ * credits — as with docker's socket.  Authorising submissions per call
+ * through D-Bus and polkit is still to come.
  *
  * swarmd never blocks on a client: a client that does not read its
  * replies has them queued up to a bound, then is disconnected (and its
@@ -54,7 +55,7 @@
 struct jobs_socket;
 struct requester;
 
-/* Listens on path (a stale socket there is replaced), mode 0666.
+/* Listens on path (a stale socket there is replaced), mode 0660.
  * requester may be NULL: every job is then refused with a reason. */
 int jobs_socket_new(sd_event *event, const char *path, struct requester *requester, struct jobs_socket **ret);
 
