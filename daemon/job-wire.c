@@ -12,136 +12,13 @@
 #include <sodium.h>
 
 #include "job-wire.h"
+#include "pb-util.h"
 #include "macro.h"
 #include "shm.h"
 #include "worker-proto.h"
 
-/* ---- A budgeted allocator for protobuf-c (as in wire.c) --------------- */
-
-struct budget {
-        size_t left;
-        bool exhausted;
-        bool oom;
-};
-
-static void *budget_alloc(void *userdata, size_t size) {
-        struct budget *b = userdata;
-        void *p;
-
-        if (size > b->left) {
-                b->exhausted = true;
-                return NULL;
-        }
-        p = malloc(size > 0 ? size : 1);
-        if (!p) {
-                b->oom = true;
-                return NULL;
-        }
-        b->left -= size;
-        return p;
-}
-
-static void plain_free(void *userdata, void *p) {
-        free(p);
-}
-
-static void *plain_alloc(void *userdata, size_t size) {
-        return malloc(size > 0 ? size : 1);
-}
-
-static ProtobufCAllocator free_allocator = {
-        .alloc = plain_alloc,
-        .free = plain_free,
-};
-
-static ProtobufCMessage *unpack_budgeted(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size,
-                                         struct budget *b) {
-        ProtobufCAllocator a = {
-                .alloc = budget_alloc,
-                .free = plain_free,
-                .allocator_data = b,
-        };
-
-        *b = (struct budget) { .left = JOB_DECODE_BUDGET(size) };
-        return protobuf_c_message_unpack(d, &a, size, data);
-}
-
 /* ---- Field checks ---------------------------------------------------- */
 
-/* Field number 0 (which protobuf-c 1.4 takes as an unknown field when its
- * tag is spelled in several bytes, and then cannot re-encode) and more
- * than a newer peer's few additions are refused; see wire.c.  The schema
- * has no recursive types, so the walk is bounded. */
-static bool unknown_fields_are_valid(const ProtobufCMessage *m) {
-        const ProtobufCMessageDescriptor *d = m->descriptor;
-
-        if (m->n_unknown_fields > WIRE_UNKNOWN_FIELDS_MAX)
-                return false;
-        for (size_t i = 0; i < m->n_unknown_fields; i++)
-                if (m->unknown_fields[i].tag == 0)
-                        return false;
-
-        for (unsigned i = 0; i < d->n_fields; i++) {
-                const ProtobufCFieldDescriptor *f = &d->fields[i];
-                const char *base = (const char *) m;
-
-                if (f->type != PROTOBUF_C_TYPE_MESSAGE)
-                        continue;
-                if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-                        size_t n = *(const size_t *) (base + f->quantifier_offset);
-                        ProtobufCMessage *const *sub = *(ProtobufCMessage *const *const *) (base + f->offset);
-
-                        for (size_t k = 0; k < n; k++)
-                                if (sub && sub[k] && !unknown_fields_are_valid(sub[k]))
-                                        return false;
-                } else {
-                        const ProtobufCMessage *sub;
-
-                        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
-                            *(const uint32_t *) (base + f->quantifier_offset) != f->id)
-                                continue;
-                        sub = *(ProtobufCMessage *const *) (base + f->offset);
-                        if (sub && !unknown_fields_are_valid(sub))
-                                return false;
-                }
-        }
-        return true;
-}
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool utf8_is_valid(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *) s;
-        size_t i = 0;
-
-        while (i < n) {
-                unsigned char c = p[i];
-                size_t len;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        len = 2, cp = c & 0x1f, min = 0x80;
-                } else if ((c & 0xf0) == 0xe0) {
-                        len = 3, cp = c & 0x0f, min = 0x800;
-                } else if ((c & 0xf8) == 0xf0) {
-                        len = 4, cp = c & 0x07, min = 0x10000;
-                } else
-                        return false;
-                if (n - i < len)
-                        return false;
-                for (size_t k = 1; k < len; k++) {
-                        if ((p[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i + k] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += len;
-        }
-        return true;
-}
 
 /* protobuf-c hands strings out NUL-terminated; a caller-built message may
  * leave one NULL, which encodes as "". */
@@ -151,7 +28,7 @@ static bool string_is_valid(const char *s, size_t max) {
         if (!s)
                 return true;
         n = strnlen(s, max + 1);
-        return n <= max && utf8_is_valid(s, n);
+        return n <= max && pb_utf8_valid(s, n);
 }
 
 static bool skill_name_is_valid(const char *s) {
@@ -368,7 +245,7 @@ static int envelope_check(const Swarm__JobEnvelope *e, size_t max_size, const ch
 int job_decode(const uint8_t *data, size_t size, size_t max_size, Swarm__JobEnvelope **ret, const char **reason) {
         _cleanup_(job_envelope_freep) Swarm__JobEnvelope *e = NULL;
         const char *dummy;
-        struct budget b;
+        struct pb_budget b;
         int r;
 
         if (!reason)
@@ -382,7 +259,8 @@ int job_decode(const uint8_t *data, size_t size, size_t max_size, Swarm__JobEnve
                 return -EMSGSIZE;
         }
 
-        e = (Swarm__JobEnvelope *) unpack_budgeted(&swarm__job_envelope__descriptor, data, size, &b);
+        e = (Swarm__JobEnvelope *) pb_unpack_budgeted(&swarm__job_envelope__descriptor, data, size,
+                                                      JOB_DECODE_BUDGET(size), &b);
         if (!e) {
                 if (b.oom)
                         return -ENOMEM;
@@ -390,7 +268,7 @@ int job_decode(const uint8_t *data, size_t size, size_t max_size, Swarm__JobEnve
                                       : "job message is not a valid protobuf JobEnvelope";
                 return -EBADMSG;
         }
-        if (!unknown_fields_are_valid(&e->base)) {
+        if (!pb_unknown_fields_valid(&e->base, WIRE_UNKNOWN_FIELDS_MAX)) {
                 *reason = "job message has a field number 0 or too many unknown fields";
                 return -EBADMSG;
         }
@@ -404,7 +282,7 @@ int job_decode(const uint8_t *data, size_t size, size_t max_size, Swarm__JobEnve
 
 void job_envelope_free(Swarm__JobEnvelope *e) {
         if (e)
-                protobuf_c_message_free_unpacked(&e->base, &free_allocator);
+                pb_free_unpacked(&e->base);
 }
 
 int job_encode(Swarm__JobEnvelope *e, size_t max_size, uint8_t **ret, size_t *ret_size) {
@@ -473,7 +351,7 @@ int job_result_open(const Swarm__SignedResult *s, const uint8_t provider[WIRE_NO
                     Swarm__JobResult **ret, const char **reason) {
         _cleanup_(job_result_freep) Swarm__JobResult *res = NULL;
         const char *dummy;
-        struct budget b;
+        struct pb_budget b;
         int r;
 
         if (!reason)
@@ -494,7 +372,8 @@ int job_result_open(const Swarm__SignedResult *s, const uint8_t provider[WIRE_NO
                 return -EKEYREJECTED;
         }
 
-        res = (Swarm__JobResult *) unpack_budgeted(&swarm__job_result__descriptor, s->body.data, s->body.len, &b);
+        res = (Swarm__JobResult *) pb_unpack_budgeted(&swarm__job_result__descriptor, s->body.data, s->body.len,
+                                                      JOB_DECODE_BUDGET(s->body.len), &b);
         if (!res) {
                 if (b.oom)
                         return -ENOMEM;
@@ -502,7 +381,7 @@ int job_result_open(const Swarm__SignedResult *s, const uint8_t provider[WIRE_NO
                                       : "result body is not a valid protobuf JobResult";
                 return -EBADMSG;
         }
-        if (!unknown_fields_are_valid(&res->base)) {
+        if (!pb_unknown_fields_valid(&res->base, WIRE_UNKNOWN_FIELDS_MAX)) {
                 *reason = "result body has a field number 0 or too many unknown fields";
                 return -EBADMSG;
         }
@@ -516,7 +395,7 @@ int job_result_open(const Swarm__SignedResult *s, const uint8_t provider[WIRE_NO
 
 void job_result_free(Swarm__JobResult *r) {
         if (r)
-                protobuf_c_message_free_unpacked(&r->base, &free_allocator);
+                pb_free_unpacked(&r->base);
 }
 
 /* ---- Values ---------------------------------------------------------- */

@@ -11,148 +11,10 @@
 #include <sodium.h>
 
 #include "macro.h"
+#include "pb-util.h"
 #include "wire.h"
 
-/* ---- A budgeted allocator for protobuf-c ----------------------------- */
-
-/* protobuf-c counts a repeated field's elements before allocating its
- * array, and checks every length prefix against the bytes that remain, so
- * what it allocates is already bounded by the input; the budget makes that
- * bound explicit and small (WIRE_DECODE_BUDGET) instead of trusting the
- * library's arithmetic.  It counts every byte requested, freed or not, so
- * the sum is also a bound on the peak.  Blocks are plain malloc()
- * blocks: what was unpacked with it is freed with plain free(). */
-struct budget {
-        size_t left;
-        size_t used;
-        bool exhausted;
-        bool oom;
-};
-
-static void *budget_alloc(void *userdata, size_t size) {
-        struct budget *b = userdata;
-        void *p;
-
-        if (size > b->left) {
-                b->exhausted = true;
-                return NULL;
-        }
-        p = malloc(size > 0 ? size : 1);
-        if (!p) {
-                b->oom = true;
-                return NULL;
-        }
-        b->left -= size;
-        b->used += size;
-        return p;
-}
-
-static void budget_free(void *userdata, void *p) {
-        free(p);
-}
-
-static void *plain_alloc(void *userdata, size_t size) {
-        return malloc(size > 0 ? size : 1);
-}
-
-/* Frees what either allocator made. */
-static ProtobufCAllocator free_allocator = {
-        .alloc = plain_alloc,
-        .free = budget_free,
-};
-
-static ProtobufCMessage *unpack_budgeted(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size,
-                                         struct budget *b) {
-        ProtobufCAllocator a = {
-                .alloc = budget_alloc,
-                .free = budget_free,
-                .allocator_data = b,
-        };
-
-        *b = (struct budget) { .left = WIRE_DECODE_BUDGET(size) };
-        return protobuf_c_message_unpack(d, &a, size, data);
-}
-
 /* ---- Field checks ---------------------------------------------------- */
-
-/* Field number 0 does not exist, but protobuf-c 1.4 takes it as an
- * unknown field when its tag is spelled in more than one byte (it only
- * checks the first), and then re-encodes it in one byte, which it refuses
- * to decode.  And a newer peer adds a few fields, not hundreds: many
- * unknown fields cost memory out of proportion to their bytes (an entry
- * each) and would let a message that fits the decode budget re-encode into
- * one that does not.  Walks every message in m, generically (the schema
- * has no recursive types, so the depth is bounded). */
-static bool unknown_fields_are_valid(const ProtobufCMessage *m) {
-        const ProtobufCMessageDescriptor *d = m->descriptor;
-
-        if (m->n_unknown_fields > WIRE_UNKNOWN_FIELDS_MAX)
-                return false;
-        for (size_t i = 0; i < m->n_unknown_fields; i++)
-                if (m->unknown_fields[i].tag == 0)
-                        return false;
-
-        for (unsigned i = 0; i < d->n_fields; i++) {
-                const ProtobufCFieldDescriptor *f = &d->fields[i];
-                const char *base = (const char *) m;
-
-                if (f->type != PROTOBUF_C_TYPE_MESSAGE)
-                        continue;
-                if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-                        size_t n = *(const size_t *) (base + f->quantifier_offset);
-                        ProtobufCMessage *const *sub = *(ProtobufCMessage *const *const *) (base + f->offset);
-
-                        for (size_t k = 0; k < n; k++)
-                                if (sub[k] && !unknown_fields_are_valid(sub[k]))
-                                        return false;
-                } else {
-                        const ProtobufCMessage *sub;
-
-                        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
-                            *(const uint32_t *) (base + f->quantifier_offset) != f->id)
-                                continue;
-                        sub = *(ProtobufCMessage *const *) (base + f->offset);
-                        if (sub && !unknown_fields_are_valid(sub))
-                                return false;
-                }
-        }
-        return true;
-}
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool utf8_is_valid(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *) s;
-        size_t i = 0;
-
-        while (i < n) {
-                unsigned char c = p[i];
-                size_t len;
-                uint32_t cp, min;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                } else if ((c & 0xe0) == 0xc0) {
-                        len = 2, cp = c & 0x1f, min = 0x80;
-                } else if ((c & 0xf0) == 0xe0) {
-                        len = 3, cp = c & 0x0f, min = 0x800;
-                } else if ((c & 0xf8) == 0xf0) {
-                        len = 4, cp = c & 0x07, min = 0x10000;
-                } else
-                        return false;
-                if (n - i < len)
-                        return false;
-                for (size_t k = 1; k < len; k++) {
-                        if ((p[i + k] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i + k] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += len;
-        }
-        return true;
-}
 
 /* protobuf-c hands strings out NUL-terminated; an absent proto3 string is
  * "" (never NULL from unpack, but a caller-built record may have NULL). */
@@ -162,7 +24,7 @@ static bool string_is_valid(const char *s) {
         if (!s)
                 return true;
         n = strnlen(s, WIRE_STRING_MAX + 1);
-        return n <= WIRE_STRING_MAX && utf8_is_valid(s, n);
+        return n <= WIRE_STRING_MAX && pb_utf8_valid(s, n);
 }
 
 static bool endpoint_is_valid(const char *s) {
@@ -370,7 +232,7 @@ int wire_decode_counted(const uint8_t *data, size_t size, Swarm__Envelope **ret,
                         size_t *ret_allocated) {
         _cleanup_(wire_envelope_freep) Swarm__Envelope *e = NULL;
         const char *dummy;
-        struct budget b = {};
+        struct pb_budget b = {};
         int r;
 
         if (!reason)
@@ -386,7 +248,8 @@ int wire_decode_counted(const uint8_t *data, size_t size, Swarm__Envelope **ret,
                 return -EMSGSIZE;
         }
 
-        e = (Swarm__Envelope *) unpack_budgeted(&swarm__envelope__descriptor, data, size, &b);
+        e = (Swarm__Envelope *) pb_unpack_budgeted(&swarm__envelope__descriptor, data, size,
+                                                   WIRE_DECODE_BUDGET(size), &b);
         if (ret_allocated)
                 *ret_allocated = b.used;
         if (!e) {
@@ -397,7 +260,7 @@ int wire_decode_counted(const uint8_t *data, size_t size, Swarm__Envelope **ret,
                 return -EBADMSG;
         }
 
-        if (!unknown_fields_are_valid(&e->base)) {
+        if (!pb_unknown_fields_valid(&e->base, WIRE_UNKNOWN_FIELDS_MAX)) {
                 *reason = "envelope has a field number 0 or too many unknown fields";
                 return -EBADMSG;
         }
@@ -416,7 +279,7 @@ int wire_decode(const uint8_t *data, size_t size, Swarm__Envelope **ret, const c
 
 void wire_envelope_free(Swarm__Envelope *e) {
         if (e)
-                protobuf_c_message_free_unpacked(&e->base, &free_allocator);
+                pb_free_unpacked(&e->base);
 }
 
 int wire_encode(Swarm__Envelope *e, uint8_t **ret, size_t *ret_size) {
@@ -565,7 +428,7 @@ void wire_signed_record_clear(Swarm__SignedRecord *s) {
 int wire_record_open(const Swarm__SignedRecord *s, wire_verify_fn verify, void *userdata,
                      Swarm__NodeRecord **ret, const char **reason) {
         _cleanup_(wire_record_freep) Swarm__NodeRecord *rec = NULL;
-        struct budget b;
+        struct pb_budget b;
         const char *dummy;
         int r;
 
@@ -579,8 +442,8 @@ int wire_record_open(const Swarm__SignedRecord *s, wire_verify_fn verify, void *
         if (r < 0)
                 return r;
 
-        rec = (Swarm__NodeRecord *) unpack_budgeted(&swarm__node_record__descriptor,
-                                                    s->body.data, s->body.len, &b);
+        rec = (Swarm__NodeRecord *) pb_unpack_budgeted(&swarm__node_record__descriptor, s->body.data, s->body.len,
+                                                       WIRE_DECODE_BUDGET(s->body.len), &b);
         if (!rec) {
                 if (b.oom)
                         return -ENOMEM;
@@ -589,7 +452,7 @@ int wire_record_open(const Swarm__SignedRecord *s, wire_verify_fn verify, void *
                 return -EBADMSG;
         }
 
-        if (!unknown_fields_are_valid(&rec->base)) {
+        if (!pb_unknown_fields_valid(&rec->base, WIRE_UNKNOWN_FIELDS_MAX)) {
                 *reason = "record body has a field number 0 or too many unknown fields";
                 return -EBADMSG;
         }
@@ -617,7 +480,7 @@ int wire_record_open(const Swarm__SignedRecord *s, wire_verify_fn verify, void *
 
 void wire_record_free(Swarm__NodeRecord *r) {
         if (r)
-                protobuf_c_message_free_unpacked(&r->base, &free_allocator);
+                pb_free_unpacked(&r->base);
 }
 
 int wire_signed_record_copy(const Swarm__SignedRecord *from, Swarm__SignedRecord *to) {

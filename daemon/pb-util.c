@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <stdlib.h>
+
+#include "pb-util.h"
+
+static void *budget_alloc(void *userdata, size_t size) {
+        struct pb_budget *b = userdata;
+        void *p;
+
+        if (size > b->left) {
+                b->exhausted = true;
+                return NULL;
+        }
+        p = malloc(size > 0 ? size : 1);
+        if (!p) {
+                b->oom = true;
+                return NULL;
+        }
+        b->left -= size;
+        b->used += size;
+        return p;
+}
+
+static void plain_free(void *userdata, void *p) {
+        free(p);
+}
+
+static void *plain_alloc(void *userdata, size_t size) {
+        return malloc(size > 0 ? size : 1);
+}
+
+ProtobufCMessage *pb_unpack_budgeted(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size,
+                                     size_t budget, struct pb_budget *b) {
+        ProtobufCAllocator a = {
+                .alloc = budget_alloc,
+                .free = plain_free,
+                .allocator_data = b,
+        };
+
+        *b = (struct pb_budget) { .left = budget };
+        return protobuf_c_message_unpack(d, &a, size, data);
+}
+
+void pb_free_unpacked(ProtobufCMessage *m) {
+        ProtobufCAllocator a = {
+                .alloc = plain_alloc,
+                .free = plain_free,
+        };
+
+        if (m)
+                protobuf_c_message_free_unpacked(m, &a);
+}
+
+/* Field number 0 does not exist, but protobuf-c 1.4 takes it as an
+ * unknown field when its tag is spelled in more than one byte (it only
+ * checks the first), and then re-encodes it in one byte, which it refuses
+ * to decode.  And a newer peer adds a few fields, not hundreds: many
+ * unknown fields cost memory out of proportion to their bytes (an entry
+ * each) and would let a message that fits the decode budget re-encode into
+ * one that does not.  Walks every message in m, generically (the schema
+ * has no recursive types, so the depth is bounded). */
+bool pb_unknown_fields_valid(const ProtobufCMessage *m, size_t max_unknown) {
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+
+        if (m->n_unknown_fields > max_unknown)
+                return false;
+        for (size_t i = 0; i < m->n_unknown_fields; i++)
+                if (m->unknown_fields[i].tag == 0)
+                        return false;
+
+        for (unsigned i = 0; i < d->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &d->fields[i];
+                const char *base = (const char *) m;
+
+                if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+                        continue;
+                if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+                        size_t n = *(const size_t *) (base + f->quantifier_offset);
+                        ProtobufCMessage *const *sub = *(ProtobufCMessage *const *const *) (base + f->offset);
+
+                        for (size_t k = 0; k < n; k++)
+                                if (sub[k] && !pb_unknown_fields_valid(sub[k], max_unknown))
+                                        return false;
+                } else {
+                        const ProtobufCMessage *sub;
+
+                        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                            *(const uint32_t *) (base + f->quantifier_offset) != f->id)
+                                continue;
+                        sub = *(ProtobufCMessage *const *) (base + f->offset);
+                        if (sub && !pb_unknown_fields_valid(sub, max_unknown))
+                                return false;
+                }
+        }
+        return true;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+bool pb_utf8_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned char c = p[i];
+                size_t len;
+                uint32_t cp, min;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                } else if ((c & 0xe0) == 0xc0) {
+                        len = 2, cp = c & 0x1f, min = 0x80;
+                } else if ((c & 0xf0) == 0xe0) {
+                        len = 3, cp = c & 0x0f, min = 0x800;
+                } else if ((c & 0xf8) == 0xf0) {
+                        len = 4, cp = c & 0x07, min = 0x10000;
+                } else
+                        return false;
+                if (n - i < len)
+                        return false;
+                for (size_t k = 1; k < len; k++) {
+                        if ((p[i + k] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i + k] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}

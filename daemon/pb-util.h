@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What the protobuf-c codecs (wire.c for membership, job-wire.c for jobs)
+ * share: unpacking under an allocation budget, and the checks protobuf-c
+ * 1.4 does not do itself (field number 0, a flood of unknown fields,
+ * strict UTF-8). */
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* protobuf-c allocates while it unpacks, before anything can be checked;
+ * what it allocates is already bounded by the input, and the budget makes
+ * that bound explicit and small instead of trusting the library's
+ * arithmetic.  It counts every byte requested, freed or not, so the sum is
+ * also a bound on the peak.  Blocks are plain malloc() blocks. */
+struct pb_budget {
+        size_t left;
+        size_t used;
+        bool exhausted;                 /* a request went over the budget */
+        bool oom;                       /* malloc() failed */
+};
+
+/* Unpacks size bytes of data as d, allocating at most budget bytes;
+ * NULL when the bytes are not a d, or b says why. */
+ProtobufCMessage *pb_unpack_budgeted(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size,
+                                     size_t budget, struct pb_budget *b);
+
+/* Frees what pb_unpack_budgeted() returned. */
+void pb_free_unpacked(ProtobufCMessage *m);
+
+/* No field number 0 and at most max_unknown unknown fields in m or any
+ * message below it. */
+bool pb_unknown_fields_valid(const ProtobufCMessage *m, size_t max_unknown);
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+bool pb_utf8_valid(const char *s, size_t n);
