@@ -314,9 +314,6 @@ int job_encode(Swarm__JobEnvelope *e, size_t max_size, uint8_t **ret, size_t *re
 /* ---- Signed results -------------------------------------------------- */
 
 int job_result_sign(const Swarm__JobResult *r, const uint8_t sk[64], Swarm__SignedResult *out) {
-        _cleanup_free_ uint8_t *body = NULL, *sig = NULL;
-        size_t size;
-
         if (!r || !sk || !out)
                 return -EINVAL;
         swarm__signed_result__init(out);
@@ -324,19 +321,7 @@ int job_result_sign(const Swarm__JobResult *r, const uint8_t sk[64], Swarm__Sign
         if (job_result_check(r, NULL) < 0)
                 return -EINVAL;
 
-        size = protobuf_c_message_get_packed_size(&r->base);
-        body = malloc(size > 0 ? size : 1);
-        sig = malloc(WIRE_SIGNATURE_SIZE);
-        if (!body || !sig)
-                return -ENOMEM;
-        if (protobuf_c_message_pack(&r->base, body) != size)
-                return -EIO;
-        if (crypto_sign_detached(sig, NULL, body, size, sk) != 0)
-                return -EIO;
-
-        out->body = (ProtobufCBinaryData) { .len = size, .data = TAKE_PTR(body) };
-        out->signature = (ProtobufCBinaryData) { .len = WIRE_SIGNATURE_SIZE, .data = TAKE_PTR(sig) };
-        return 0;
+        return pb_pack_signed(&r->base, SIZE_MAX, sk, &out->body, &out->signature);
 }
 
 void job_signed_result_clear(Swarm__SignedResult *s) {

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 
 #include "pb-util.h"
@@ -129,4 +131,25 @@ bool pb_utf8_valid(const char *s, size_t n) {
                 i += len;
         }
         return true;
+}
+
+int pb_pack_signed(const ProtobufCMessage *m, size_t max_size, const uint8_t sk[64],
+                   ProtobufCBinaryData *body, ProtobufCBinaryData *signature) {
+        size_t size = protobuf_c_message_get_packed_size(m);
+        uint8_t *b, *sig;
+
+        if (size > max_size)
+                return -EMSGSIZE;
+        b = malloc(size > 0 ? size : 1);
+        sig = malloc(crypto_sign_BYTES);
+        if (!b || !sig || protobuf_c_message_pack(m, b) != size ||
+            crypto_sign_detached(sig, NULL, b, size, sk) != 0) {
+                int r = b && sig ? -EIO : -ENOMEM;
+                free(b);
+                free(sig);
+                return r;
+        }
+        *body = (ProtobufCBinaryData) { .len = size, .data = b };
+        *signature = (ProtobufCBinaryData) { .len = crypto_sign_BYTES, .data = sig };
+        return 0;
 }

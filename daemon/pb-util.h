@@ -37,3 +37,8 @@ bool pb_unknown_fields_valid(const ProtobufCMessage *m, size_t max_unknown);
 
 /* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
 bool pb_utf8_valid(const char *s, size_t n);
+
+/* Packs m and signs the exact bytes with the Ed25519 secret key sk into
+ * body and signature (both malloc'd).  -EMSGSIZE over max_size. */
+int pb_pack_signed(const ProtobufCMessage *m, size_t max_size, const uint8_t sk[64],
+                   ProtobufCBinaryData *body, ProtobufCBinaryData *signature);

@@ -385,9 +385,6 @@ int wire_record_check(const Swarm__NodeRecord *r, const char **reason) {
 }
 
 int wire_record_sign(const Swarm__NodeRecord *r, const uint8_t sk[64], Swarm__SignedRecord *out) {
-        _cleanup_free_ uint8_t *body = NULL, *sig = NULL;
-        size_t size;
-
         if (!r || !sk || !out)
                 return -EINVAL;
         swarm__signed_record__init(out);
@@ -399,22 +396,7 @@ int wire_record_sign(const Swarm__NodeRecord *r, const uint8_t sk[64], Swarm__Si
         if (memcmp(r->node_id.data, sk + 32, WIRE_NODE_ID_SIZE) != 0)
                 return -EINVAL;
 
-        size = protobuf_c_message_get_packed_size(&r->base);
-        if (size > WIRE_RECORD_MAX)
-                return -EMSGSIZE;
-
-        body = malloc(size > 0 ? size : 1);
-        sig = malloc(WIRE_SIGNATURE_SIZE);
-        if (!body || !sig)
-                return -ENOMEM;
-        if (protobuf_c_message_pack(&r->base, body) != size)
-                return -EIO;
-        if (crypto_sign_detached(sig, NULL, body, size, sk) != 0)
-                return -EIO;
-
-        out->body = (ProtobufCBinaryData) { .len = size, .data = TAKE_PTR(body) };
-        out->signature = (ProtobufCBinaryData) { .len = WIRE_SIGNATURE_SIZE, .data = TAKE_PTR(sig) };
-        return 0;
+        return pb_pack_signed(&r->base, WIRE_RECORD_MAX, sk, &out->body, &out->signature);
 }
 
 void wire_signed_record_clear(Swarm__SignedRecord *s) {
