@@ -72,24 +72,6 @@ static uint64_t percentile(uint64_t *v, size_t n, double p) {
         return v[(size_t) (p * (double) (n - 1))];
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
-static int free_port(void) {
-        /* A port the kernel just handed out and we let go of. */
-        void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_ROUTER);
-        char ep[64];
-        size_t len = sizeof(ep);
-        int port = 0;
-
-        if (zmq_bind(s, "tcp://127.0.0.1:*") == 0 && zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) == 0)
-                port = atoi(strrchr(ep, ':') + 1);
-        zmq_close(s);
-        zmq_ctx_term(ctx);
-        return port;
-}
-
 static void die(const char *what) {
         fprintf(stderr, "bench-jobs: %s\n", what);
         for (int i = 0; i < NODES; i++)
@@ -141,7 +123,9 @@ static void start_node(int i, bool corrupt) {
 static void setup(void) {
         if (!mkdtemp(root))
                 die("mkdtemp failed");
-        seed_port = free_port();
+        seed_port = loopback_free_port();
+        if (seed_port <= 0)
+                die("no free port on 127.0.0.1");
         for (int i = 0; i < NODES; i++) {
                 struct node *n = &nodes[i];
                 char dir[128];
@@ -173,7 +157,7 @@ static void teardown(void) {
                 notify_listener_close(&nodes[i].listener);
                 identity_free(nodes[i].identity);
         }
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(root);
 }
 
 /* ---- The bare ZeroMQ reference ---------------------------------------- */

@@ -54,10 +54,6 @@ static struct node nodes[2];
 
 /* ---- Fixture ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
 static void write_file(const char *path, const char *text) {
         FILE *f = fopen(path, "we");
 
@@ -77,19 +73,6 @@ static char *read_all(const char *path) {
         buf[n] = '\0';
         fclose(f);
         return buf;
-}
-
-static int free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t l = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-        cr_assert_geq(fd, 0);
-        cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &l), 0);
-        port = ntohs(a.sin_port);
-        close(fd);
-        return port;
 }
 
 /* The stock system.conf default policy, then the shipped service file:
@@ -177,7 +160,8 @@ static void setup(void) {
                 snprintf(n->log, sizeof(n->log), "%s/log", dir);
                 cr_assert_eq(identity_load_or_create(n->state, &n->identity, &created), 0);
                 cr_assert_eq(notify_listener_open(&n->listener, n->notify), 0);
-                n->port = free_port();
+                n->port = loopback_free_port();
+                cr_assert_gt(n->port, 0, "no free port: %s", strerror(-n->port));
                 n->pid = -1;
         }
         start_bus();
@@ -203,7 +187,7 @@ static void teardown(void) {
         }
         stop(&polkit_pid, SIGKILL);
         stop(&bus_pid, SIGTERM);
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(root);
 }
 
 TestSuite(dbus, .init = setup, .fini = teardown, .timeout = 90);

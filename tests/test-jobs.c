@@ -46,23 +46,6 @@ static char root[64];
 static struct node nodes[NODES_MAX];
 static int seed_port;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
-static int free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t l = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-        cr_assert_geq(fd, 0);
-        cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &l), 0);
-        port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
-
 /* Node 0 requests (lends nothing); the others provide testskill.  extra is
  * appended under skills: (options) or as top-level sections. */
 static void write_config(int i, const char *skill_options, bool cheat) {
@@ -116,7 +99,8 @@ static void kill_node(int i) {
 static void setup(void) {
         strcpy(root, "/tmp/jobs-test-XXXXXX");
         cr_assert_not_null(mkdtemp(root));
-        seed_port = free_port();
+        seed_port = loopback_free_port();
+        cr_assert_gt(seed_port, 0, "no free port: %s", strerror(-seed_port));
         cr_assert_geq(sodium_init(), 0);
         for (int i = 0; i < NODES_MAX; i++) {
                 struct node *n = &nodes[i];
@@ -146,7 +130,7 @@ static void teardown(void) {
                 identity_free(n->identity);
                 n->identity = NULL;
         }
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(root);
 }
 
 /* How many alive, lending members node 0 sees offering testskill. */

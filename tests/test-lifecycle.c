@@ -31,10 +31,6 @@ struct harness {
 
 static struct harness h;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
 static void setup(void) {
         strcpy(h.dir, "/tmp/swarmd-lifecycle-XXXXXX");
         cr_assert_not_null(mkdtemp(h.dir));
@@ -68,7 +64,7 @@ static void teardown(void) {
                 waitpid(h.pid, NULL, 0);
         }
         notify_listener_close(&h.notify);
-        nftw(h.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(h.dir);
 }
 
 TestSuite(lifecycle, .init = setup, .fini = teardown, .timeout = 60);

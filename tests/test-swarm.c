@@ -40,23 +40,6 @@ static char root[64];
 static struct node nodes[NODES];
 static int seed_port;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-        return remove(path);
-}
-
-static int free_port(void) {
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t l = sizeof(a);
-        int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-        cr_assert_geq(fd, 0);
-        cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
-        cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &l), 0);
-        port = ntohs(a.sin_port);
-        close(fd);
-        return port;
-}
-
 static void write_config(struct node *n, int index) {
         FILE *f = fopen(n->config, "we");
 
@@ -90,7 +73,8 @@ static void start_node(int i) {
 static void setup(void) {
         strcpy(root, "/tmp/swarm-test-XXXXXX");
         cr_assert_not_null(mkdtemp(root));
-        seed_port = free_port();
+        seed_port = loopback_free_port();
+        cr_assert_gt(seed_port, 0, "no free port: %s", strerror(-seed_port));
         for (int i = 0; i < NODES; i++) {
                 struct node *n = &nodes[i];
                 char dir[100];
@@ -124,7 +108,7 @@ static void teardown(void) {
                 n->identity = NULL;
                 n->pid = 0;
         }
-        nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(root);
 }
 
 /* The state node `observer` has for `subject`, and its incarnation;
@@ -244,7 +228,8 @@ Test(swarm, eight_daemons_converge_detect_a_kill_and_take_it_back) {
  * beacons (loopback broadcast here, the LAN's broadcast address in real
  * life). */
 Test(swarm, beacon_discovery_without_seeds) {
-        int port = free_port();
+        int port = loopback_free_port();
+        cr_assert_gt(port, 0, "no free port: %s", strerror(-port));
 
         for (int i = 0; i < 2; i++) {
                 FILE *f = fopen(nodes[i].config, "we");

@@ -42,3 +42,10 @@ pid_t swarmd_spawn(const struct swarmd_spawn *s);
 int wait_exit_timeout(pid_t pid, int timeout_ms);
 
 long long monotonic_usec(void);
+
+/* A TCP port on 127.0.0.1 the kernel just handed out and we let go of
+ * (for a daemon that must listen on a known port); -errno on failure. */
+int loopback_free_port(void);
+
+/* Removes path and everything below it; 0 or -errno. */
+int rm_rf(const char *path);
