@@ -13,6 +13,11 @@
 #define ROUTER_NO_CAPACITY_QUEUE 4.0
 /* Observations weigh n / (n + this) against the advertised model. */
 #define ROUTER_OBSERVED_PRIOR 2.0
+/* A measured ÷ advertised throughput is believed within these bounds:
+ * a provider faster than it says gains little, one far slower is
+ * treated as what it delivers. */
+#define ROUTER_RATIO_MIN 0.01
+#define ROUTER_RATIO_MAX 1.5
 /* Power of two choices only between candidates this close in score: a
  * lighter load does not excuse a much worse price or record. */
 #define ROUTER_P2C_SCORE_RATIO 2.0
@@ -27,12 +32,17 @@ double router_expected_usec(const struct router_candidate *c, const struct route
         double q = queue_factor(c), exec, model, t;
         double units = p->units > 0 ? p->units : 0;
 
-        exec = c->throughput > 0 ? units / c->throughput * 1e6 : ROUTER_UNKNOWN_EXEC_USEC;
+        double throughput = c->throughput;
+
+        if (c->throughput_ratio > 0)
+                throughput *= c->throughput_ratio < ROUTER_RATIO_MIN ? ROUTER_RATIO_MIN :
+                              c->throughput_ratio > ROUTER_RATIO_MAX ? ROUTER_RATIO_MAX : c->throughput_ratio;
+        exec = throughput > 0 ? units / throughput * 1e6 : ROUTER_UNKNOWN_EXEC_USEC;
         /* Each busy worker share delays us by about one job of this size. */
         model = exec * (1.0 + q);
         t = model;
         if (c->latency_ewma_usec > 0) {
-                double n = (double) c->successes + (double) c->failures;
+                double n = c->successes + c->failures;
                 double w = n / (n + ROUTER_OBSERVED_PRIOR);
                 double observed = c->latency_ewma_usec * (1.0 + q);
 
@@ -44,7 +54,9 @@ double router_expected_usec(const struct router_candidate *c, const struct route
 }
 
 static double reputation(const struct router_candidate *c) {
-        return ((double) c->successes + 1.0) / ((double) c->successes + (double) c->failures + 2.0);
+        double s = c->successes > 0 ? c->successes : 0, f = c->failures > 0 ? c->failures : 0;
+
+        return (s + 1.0) / (s + f + 2.0);
 }
 
 double router_score(const struct router_candidate *c, const struct router_params *p) {
@@ -102,13 +114,13 @@ void router_rank(struct router_candidate *c, size_t n, const struct router_param
                 size_t under = 0, pick;
 
                 for (size_t i = 0; i < n; i++)
-                        if ((uint64_t) c[i].successes + c[i].failures < p->explore_below)
+                        if (c[i].successes + c[i].failures < (double) p->explore_below)
                                 under++;
                 if (under == 0)
                         return;
                 pick = (size_t) (rng(userdata) % under);
                 for (size_t i = 0; i < n; i++)
-                        if ((uint64_t) c[i].successes + c[i].failures < p->explore_below && pick-- == 0) {
+                        if (c[i].successes + c[i].failures < (double) p->explore_below && pick-- == 0) {
                                 move_to_front(c, scores, i);
                                 return;
                         }

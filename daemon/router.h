@@ -7,10 +7,11 @@
  * Candidates are the alive, lending members offering the skill at an
  * estimated price within the job's max.  Each gets an expected completion
  * time — its queue (load/capacity) plus the job's size over its measured
- * throughput, corrected by what we observed of it (latency EWMA) — and a
+ * throughput, corrected by what we observed of it (latency EWMA, and the
+ * measured ÷ advertised throughput of the hardware challenge) — and a
  * score = time × price ÷ reputation, reputation being the posterior mean of
- * Beta(successes + 1, failures + 1) (failures include failed
- * verification).  The ranking takes the two best-scored candidates and
+ * Beta(successes + 1, failures + 1) with the decayed counts of
+ * reputation.h (failures include failed verification).  The ranking takes the two best-scored candidates and
  * picks the less loaded ("power of two choices"), and with a small
  * probability (exploration) first tries a candidate we have few samples
  * of, so newcomers get measured. */
@@ -25,9 +26,10 @@ struct router_candidate {
         uint64_t price;                 /* estimated price of this job, micro-credits */
         double throughput;              /* units per second, advertised */
         unsigned load, capacity;        /* busy and total workers, advertised */
-        /* What we saw of it (router_stats of this provider and skill). */
-        uint32_t successes, failures;
+        /* What we know of it (reputation_get() for this provider and skill). */
+        double successes, failures;     /* decayed, own and trusted others' */
         double latency_ewma_usec;       /* 0 = unknown */
+        double throughput_ratio;        /* measured ÷ advertised, 0 = unknown */
 };
 
 struct router_params {

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The node's ledger: one SQLite database in the state directory
+ * (ledger.db), in WAL mode; every write that moves money commits with
+ * synchronous=FULL.  Schema migrations are numbered steps in ledger.c,
+ * applied in order at open (PRAGMA user_version); a database from a newer
+ * swarmd is refused rather than guessed at.
+ *
+ * What it holds:
+ *  - jobs: one row per (job id, role): what we paid for as a requester
+ *    ("paid") and what we delivered as a provider ("served"), with peer,
+ *    skill, price and time.  A job id is paid at most once: that row and
+ *    the cumulative cheque that pays for it are written in one transaction,
+ *    so a crash at any point leaves either both or neither.
+ *  - cheques: per payee, the highest cheque we issued (its signed bytes);
+ *    per payer, the highest we received.
+ *  - reputation: our own observations per (peer, skill), saved now and
+ *    then by the daemon (reputation.h), loaded at start.
+ *
+ * Balance = allowance + received − issued, where allowance is the
+ * configured starting credit (ledger.allowance).  What a requester owes us
+ * ("debt") = what we served it − what it paid us. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cheque.h"
+
+struct ledger;
+
+/* Opens (creating) the database at path for the node self (32 bytes).  A
+ * database made for another node id is refused (-EXDEV), as is one of a
+ * newer schema (-EPROTONOSUPPORT); *error (malloc'd) says why, naming the
+ * file, for every failure. */
+int ledger_open(const char *path, const uint8_t self[32], uint64_t allowance, struct ledger **ret, char **error);
+struct ledger *ledger_free(struct ledger *l);
+
+/* ---- Requester side ---- */
+
+/* Pays price for job_id to payee: in one durable transaction, records the
+ * job as paid, raises the cumulative amount issued to payee by price and
+ * stores the new cheque, signed with sk (this node's Ed25519 secret key).
+ * Returns the encoded SignedCheque to send (malloc'd).  -EALREADY when
+ * job_id was already paid (nothing changes, *ret is the latest cheque to
+ * that payee, to resend).  now: µs since the epoch. */
+int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
+               const uint8_t payee[32], uint64_t price, const uint8_t sk[64], uint64_t now,
+               uint8_t **ret, size_t *ret_size);
+
+/* The latest cheque we issued to payee (malloc'd encoded SignedCheque);
+ * -ENOENT when none. */
+int ledger_latest_cheque(struct ledger *l, const uint8_t payee[32], uint8_t **ret, size_t *ret_size);
+
+/* ---- Provider side ---- */
+
+/* Records that we delivered job_id to requester at price (durable).
+ * -EALREADY when that job was already recorded as served. */
+int ledger_served(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
+                  const uint8_t requester[32], uint64_t price, uint64_t now);
+
+/* A cheque from a peer (the encoded SignedCheque): checked with
+ * cheque_open_bytes()/cheque_compare() against the highest we hold from
+ * its payer and kept, durably, when higher.  1 kept, 0 duplicate, or the
+ * negative errno of the rule it breaks with *reason (static string). */
+int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uint64_t now, const char **reason);
+
+/* What requester owes us: served − received, 0 when it paid ahead. */
+int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
+
+/* ---- Views ---- */
+
+struct ledger_balance {
+        int64_t balance;                /* allowance + received − issued */
+        uint64_t allowance, received, issued;
+        uint64_t owed_to_us;            /* Σ over requesters of max(0, served − received) */
+        uint64_t jobs_paid, jobs_served;
+};
+int ledger_get_balance(struct ledger *l, struct ledger_balance *ret);
+
+struct ledger_peer {
+        uint8_t id[32];
+        uint64_t issued;                /* we paid them, in all */
+        uint64_t received;              /* they paid us */
+        uint64_t served;                /* we delivered to them, priced */
+        uint64_t jobs_paid, jobs_served;
+        uint64_t last_at;               /* µs since the epoch, last job or cheque */
+};
+/* Every peer we ever paid, served or got a cheque from, most recent first. */
+int ledger_list_peers(struct ledger *l, struct ledger_peer **ret, size_t *ret_n);
+
+enum ledger_role {
+        LEDGER_ROLE_PAID,               /* we requested it and paid */
+        LEDGER_ROLE_SERVED,             /* we ran it for a peer */
+};
+
+struct ledger_job {
+        uint8_t job_id[CHEQUE_JOB_SIZE];
+        enum ledger_role role;
+        uint8_t peer[32];
+        char skill[64];
+        uint64_t price;
+        uint64_t at;                    /* µs since the epoch */
+};
+/* Job history, most recent first; peer NULL for all peers; limit 0 for
+ * no limit. */
+int ledger_history(struct ledger *l, const uint8_t *peer, size_t limit, struct ledger_job **ret, size_t *ret_n);
+
+/* ---- Reputation (our own observations; see reputation.h) ---- */
+
+struct ledger_reputation {
+        uint8_t peer[32];
+        char skill[64];
+        double successes, failures;     /* decayed as of updated_at */
+        double latency_ewma_usec;       /* 0 = unknown */
+        double throughput_ratio;        /* measured / advertised EWMA, 0 = unknown */
+        uint64_t updated_at;            /* µs since the epoch */
+};
+/* Upserts n rows in one transaction (synchronous=NORMAL: losing the last
+ * few seconds of reputation in a power cut is acceptable, money is not). */
+int ledger_save_reputation(struct ledger *l, const struct ledger_reputation *rows, size_t n);
+int ledger_load_reputation(struct ledger *l, struct ledger_reputation **ret, size_t *ret_n);
