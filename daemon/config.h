@@ -45,6 +45,22 @@ struct config {
         /* jobs: (need a restart) */
         char **jobs_allowed_requesters; /* jobs.allowed_requesters: node ids; empty = anyone */
 
+        /* ledger: (need a restart) */
+        uint64_t ledger_allowance;      /* ledger.allowance: micro-credits a new node starts with */
+        uint64_t ledger_debt_limit;     /* ledger.debt_limit: micro-credits a requester may owe us; 0 = no limit */
+
+        /* reputation: (need a restart) */
+        uint64_t reputation_half_life;          /* reputation.half_life: µs */
+        uint64_t reputation_gossip_interval;    /* reputation.gossip_interval: µs; 0 = never */
+        uint64_t reputation_challenge_interval; /* reputation.challenge_interval: µs; 0 = never */
+
+        /* pricing: (need a restart) */
+        uint64_t pricing_interval;      /* pricing.interval: µs; 0 = fixed prices */
+        uint64_t pricing_target;        /* pricing.target_utilisation: percent */
+        uint64_t pricing_max_step;      /* pricing.max_step: percent per interval */
+        uint64_t pricing_floor;         /* pricing.floor: percent of the base price */
+        uint64_t pricing_cap;           /* pricing.cap: percent of the base price */
+
         /* lending: (live) */
         int lending_policy;             /* lending.policy: enum lending_policy_config */
         char **lending_schedule;        /* lending.schedule: "[DAYS ]HH:MM-HH:MM" windows */
@@ -57,6 +73,7 @@ struct config {
 
         /* testing: (need a restart) */
         bool testing_corrupt_results;   /* testing.corrupt_results: return wrong results (fault injection) */
+        uint64_t testing_throughput_factor;     /* testing.throughput_factor: advertise N× the throughput */
 
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */

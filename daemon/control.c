@@ -38,8 +38,14 @@ struct control {
         char *path;
         sd_event_source *io;
         struct network *network;
+        struct accounts *accounts;
         struct client *clients[CLIENTS_MAX];
 };
+
+void control_set_accounts(struct control *c, struct accounts *accounts) {
+        if (c)
+                c->accounts = accounts;
+}
 
 char *control_socket_path(const char *state_dir) {
         const char *runtime = getenv("RUNTIME_DIRECTORY");

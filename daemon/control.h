@@ -7,6 +7,7 @@
 
 #include <systemd/sd-event.h>
 
+struct accounts;
 struct control;
 struct network;
 
@@ -14,6 +15,10 @@ struct network;
  * serves is what any peer of the swarm can see anyway. */
 int control_new(sd_event *event, const char *path, struct network *network, struct control **ret);
 struct control *control_free(struct control *c);
+
+/* The ledger and reputation behind balance, ledger and peers views; NULL
+ * until set (those views then say the ledger is not open).  Borrowed. */
+void control_set_accounts(struct control *c, struct accounts *accounts);
 
 /* Where the control socket lives: $RUNTIME_DIRECTORY (systemd) else the
  * state directory; malloc'd. */

@@ -9,8 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accounts.h"
 #include "build-config.h"
 #include "bus-service.h"
+#include "challenge.h"
 #include "config.h"
 #include "daemon.h"
 #include "identity.h"
@@ -36,6 +38,8 @@ struct daemon {
         struct jobs_channel *jobs_channel;      /* the network's jobs channel, NULL without network */
         struct provider *provider;      /* runs peers' jobs; NULL without network */
         struct requester *requester;    /* runs our jobs in the swarm (or here) */
+        struct accounts *accounts;      /* ledger, reputation, demand pricing */
+        struct challenge *challenge;    /* times gemm providers now and then */
         struct jobs_socket *jobs_socket;        /* local submissions, into the requester */
         struct control *control;
         struct lending *lending;
@@ -273,6 +277,46 @@ static int daemon_open_system_bus(struct daemon *d) {
         return 0;
 }
 
+static double demand_of(const char *skill, void *userdata) {
+        return accounts_demand(userdata, skill);
+}
+
+/* The ledger is money: without it this node neither pays nor gets paid,
+ * so a ledger that cannot be opened stops the start, with the reason. */
+static int daemon_open_accounts(struct daemon *d) {
+        _cleanup_free_ char *path = NULL, *error = NULL;
+        struct accounts_config ac = {
+                .allowance = d->config.ledger_allowance,
+                .debt_limit = d->config.ledger_debt_limit,
+                .half_life_usec = d->config.reputation_half_life,
+                .gossip_interval_usec = d->config.reputation_gossip_interval,
+                .pricing_interval_usec = d->config.pricing_interval,
+                .pricing = {
+                        .target = (double) d->config.pricing_target / 100.0,
+                        .max_step = (double) d->config.pricing_max_step / 100.0,
+                        .floor = (double) d->config.pricing_floor / 100.0,
+                        .cap = (double) d->config.pricing_cap / 100.0,
+                },
+        };
+        int r;
+
+        if (asprintf(&path, "%s/ledger.db", d->state_dir) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        r = accounts_new(d->event, &ac, d->identity, d->network, d->skills, path, &d->accounts, &error);
+        if (r < 0) {
+                if (error)
+                        log_error("Cannot open the ledger: %s", error);
+                else
+                        log_error_errno(r, "Cannot open the ledger %s: %m", path);
+                return r;
+        }
+        if (d->network)
+                network_set_demand_callback(d->network, demand_of, d->accounts);
+        if (d->control)
+                control_set_accounts(d->control, d->accounts);
+        return 0;
+}
+
 static void daemon_done(struct daemon *d) {
         d->record_timer = sd_event_source_disable_unref(d->record_timer);
         /* Jobs first: the provider answers and cancels what runs, while the
@@ -281,9 +325,16 @@ static void daemon_done(struct daemon *d) {
         /* Fails our jobs still running (done called now) while the pools
          * that price and verify them still exist; whoever submitted them
          * (the jobs socket) must be freed after this. */
+        d->challenge = challenge_free(d->challenge);
         d->requester = requester_free(d->requester);
         d->jobs_socket = jobs_socket_free(d->jobs_socket);
         d->provider = provider_free(d->provider);
+        /* After everything that pays or is paid; saves the reputation. */
+        if (d->network)
+                network_set_demand_callback(d->network, NULL, NULL);
+        if (d->control)
+                control_set_accounts(d->control, NULL);
+        d->accounts = accounts_free(d->accounts);
         /* The bus first (pending calls are answered), then lending, which
          * thaws what it froze while the pools still exist. */
         d->bus = bus_service_free(d->bus);
@@ -372,6 +423,9 @@ int daemon_run(const struct daemon_options *options) {
                 goto out;
         }
         lending_set_changed_callback(d.lending, on_lending_changed, &d);
+        r = daemon_open_accounts(&d);
+        if (r < 0)
+                goto out;
         if (d.network) {
                 r = jobs_channel_new(d.network, d.config.network_max_message_size, &d.jobs_channel);
                 if (r >= 0)
@@ -387,7 +441,9 @@ int daemon_run(const struct daemon_options *options) {
                         status = EXIT_CONFIG;
                         goto out;
                 }
+                provider_set_accounts(d.provider, d.accounts);
                 jobs_channel_set_provider(d.jobs_channel, d.provider);
+                jobs_channel_set_accounts(d.jobs_channel, d.accounts);
         }
         r = requester_new(d.event, d.network, d.skills, d.provider, d.config.network_max_message_size,
                           &d.requester);
@@ -395,8 +451,15 @@ int daemon_run(const struct daemon_options *options) {
                 log_error_errno(r, "Failed to set up the requester: %m");
                 goto out;
         }
+        requester_set_accounts(d.requester, d.accounts);
         if (d.jobs_channel)
                 jobs_channel_set_requester(d.jobs_channel, d.requester);
+        r = challenge_new(d.event, d.requester, d.network, d.config.reputation_challenge_interval,
+                          d.config.network_max_message_size, &d.challenge);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up the hardware challenge: %m");
+                goto out;
+        }
         {
                 _cleanup_free_ char *path = jobs_socket_path(d.state_dir);
                 if (!path || jobs_socket_new(d.event, path, d.requester, &d.jobs_socket) < 0)

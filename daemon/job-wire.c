@@ -6,12 +6,15 @@
  * reason string. */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "cheque.h"
 #include "job-wire.h"
+#include "opinion.h"
 #include "pb-util.h"
 #include "macro.h"
 #include "shm.h"
@@ -219,6 +222,45 @@ static int signed_result_check(const Swarm__SignedResult *s, size_t max_size, co
         return 0;
 }
 
+/* Shape only: cheque_open() and opinion_open() check the contents and
+ * signatures where they are used. */
+static int signed_blob_check(const ProtobufCBinaryData *body, const ProtobufCBinaryData *signature,
+                             size_t max_body, const char *what, const char **reason) {
+        static _Thread_local char buf[96];
+
+        if (body->len == 0 || !body->data || body->len > max_body) {
+                snprintf(buf, sizeof(buf), "%s body is empty or over %zu bytes", what, max_body);
+                *reason = buf;
+                return -EBADMSG;
+        }
+        if (signature->len != WIRE_SIGNATURE_SIZE || !signature->data) {
+                snprintf(buf, sizeof(buf), "%s signature is not 64 bytes", what);
+                *reason = buf;
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+static int opinion_batch_check(const Swarm__OpinionBatch *b, const char **reason) {
+        if (b->n_opinions == 0 || b->n_opinions > OPINION_BATCH_MAX) {
+                *reason = "opinion batch is empty or holds more than OPINION_BATCH_MAX opinions";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < b->n_opinions; i++) {
+                int r;
+
+                if (!b->opinions[i]) {
+                        *reason = "opinion batch holds an empty opinion";
+                        return -EBADMSG;
+                }
+                r = signed_blob_check(&b->opinions[i]->body, &b->opinions[i]->signature, OPINION_MAX_SIZE,
+                                      "opinion", reason);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int envelope_check(const Swarm__JobEnvelope *e, size_t max_size, const char **reason) {
         if (e->version != WIRE_VERSION) {
                 *reason = "job envelope version is not WIRE_VERSION";
@@ -233,6 +275,15 @@ static int envelope_check(const Swarm__JobEnvelope *e, size_t max_size, const ch
                 if (!e->result)
                         break;
                 return signed_result_check(e->result, max_size, reason);
+        case SWARM__JOB_ENVELOPE__BODY_CHEQUE:
+                if (!e->cheque)
+                        break;
+                return signed_blob_check(&e->cheque->body, &e->cheque->signature, CHEQUE_MAX_SIZE, "cheque",
+                                         reason);
+        case SWARM__JOB_ENVELOPE__BODY_OPINIONS:
+                if (!e->opinions)
+                        break;
+                return opinion_batch_check(e->opinions, reason);
         default:
                 break;
         }

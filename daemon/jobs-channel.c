@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "accounts.h"
 #include "job-wire.h"
 #include "jobs-channel.h"
 #include "log.h"
@@ -23,6 +24,7 @@ struct jobs_channel {
         struct network *network;
         struct provider *provider;
         struct requester *requester;
+        struct accounts *accounts;
         uint64_t max_message_size;
         uint64_t reply_window_start;
         unsigned replies_in_window;
@@ -35,12 +37,10 @@ static uint64_t now_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-int jobs_send_result(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE], const Swarm__JobResult *r,
-                     uint64_t max_message_size) {
+int jobs_pack_result(struct network *network, const Swarm__JobResult *r, uint64_t max_message_size,
+                     uint8_t **ret, size_t *ret_size) {
         Swarm__SignedResult signed_result;
         Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
-        _cleanup_free_ uint8_t *data = NULL;
-        size_t size;
         int k;
 
         k = job_result_sign(r, network_secret_key(network), &signed_result);
@@ -48,8 +48,18 @@ int jobs_send_result(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE
                 return k;
         e.body_case = SWARM__JOB_ENVELOPE__BODY_RESULT;
         e.result = &signed_result;
-        k = job_encode(&e, max_message_size, &data, &size);
+        k = job_encode(&e, max_message_size, ret, ret_size);
         job_signed_result_clear(&signed_result);
+        return k;
+}
+
+int jobs_send_result(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE], const Swarm__JobResult *r,
+                     uint64_t max_message_size) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t size;
+        int k;
+
+        k = jobs_pack_result(network, r, max_message_size, &data, &size);
         if (k < 0)
                 return k;
         return network_send_job(network, to, data, size);
@@ -121,6 +131,12 @@ static void on_job_message(struct network *n, const uint8_t from[WIRE_NODE_ID_SI
                 else
                         log_debug("Dropping a job result: this node has no requester.");
                 return;
+        case SWARM__JOB_ENVELOPE__BODY_CHEQUE:
+                accounts_handle_cheque(c->accounts, from, e->cheque);
+                return;
+        case SWARM__JOB_ENVELOPE__BODY_OPINIONS:
+                accounts_handle_opinions(c->accounts, from, e->opinions);
+                return;
         default:
                 return;         /* job_decode() admits no other body */
         }
@@ -157,4 +173,9 @@ void jobs_channel_set_provider(struct jobs_channel *c, struct provider *provider
 void jobs_channel_set_requester(struct jobs_channel *c, struct requester *requester) {
         if (c)
                 c->requester = requester;
+}
+
+void jobs_channel_set_accounts(struct jobs_channel *c, struct accounts *accounts) {
+        if (c)
+                c->accounts = accounts;
 }

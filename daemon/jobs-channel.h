@@ -4,7 +4,7 @@
 /* The network's jobs channel: every message a peer sends on it is decoded
  * here (job_decode(), within network.max_message_size) and handed to the
  * module that owns its kind — a JobRequest to the provider, a SignedResult
- * to the requester.  A message that does not decode is answered with a
+ * to the requester, a SignedCheque or an OpinionBatch to the accounts.  A message that does not decode is answered with a
  * signed JobResult of status -EBADMSG whose error says what was wrong (and
  * whose job_id is empty: nothing in it was trusted); the daemon carries
  * on.  A request reaching a node without a provider is answered with
@@ -19,6 +19,7 @@
 #include "swarm.pb-c.h"
 #include "wire.h"
 
+struct accounts;
 struct jobs_channel;
 struct network;
 struct provider;
@@ -34,12 +35,19 @@ struct jobs_channel *jobs_channel_free(struct jobs_channel *c);
  * must outlive the channel or be unset first. */
 void jobs_channel_set_provider(struct jobs_channel *c, struct provider *provider);
 void jobs_channel_set_requester(struct jobs_channel *c, struct requester *requester);
+/* Cheques and opinions go here; NULL drops them. */
+void jobs_channel_set_accounts(struct jobs_channel *c, struct accounts *accounts);
 
 /* Signs r with this node's key (network_secret_key()), wraps it in a
  * JobEnvelope within max_message_size and sends it to `to`.  -EINVAL when
  * r breaks a rule of job_result_check(), -EMSGSIZE when it is too big. */
 int jobs_send_result(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE], const Swarm__JobResult *r,
                      uint64_t max_message_size);
+
+/* The signing and encoding of jobs_send_result() alone: the envelope
+ * (malloc'd) to hand to network_send_job(). */
+int jobs_pack_result(struct network *network, const Swarm__JobResult *r, uint64_t max_message_size,
+                     uint8_t **ret, size_t *ret_size);
 
 /* A refusal: a JobResult with status (negative errno), a one-line error
  * and nothing else.  job_id may be NULL (sent empty). */

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "macro.h"
 #include "network.h"
+#include "pricing.h"
 #include "skill-pool.h"
 #include "skills.h"
 #include "transport.h"
@@ -45,6 +46,9 @@ struct network {
         Swarm__NodeRecord *self;        /* what we last published, owned */
         network_job_fn job_handler;
         void *job_userdata;
+        network_demand_fn demand_fn;
+        void *demand_userdata;
+        uint64_t throughput_factor;     /* testing.throughput_factor */
         char description[128];
 };
 
@@ -120,6 +124,11 @@ static uint64_t advert_int(const struct swarm_values *advert, const char *key) {
         return x > 0 ? (uint64_t) x : 0;
 }
 
+void network_set_demand_callback(struct network *n, network_demand_fn fn, void *userdata) {
+        n->demand_fn = fn;
+        n->demand_userdata = userdata;
+}
+
 int network_update_record(struct network *n, struct skills *skills, bool lending) {
         Swarm__NodeRecord *r = n->self;
         Swarm__SkillOffer **offers;
@@ -147,7 +156,11 @@ int network_update_record(struct network *n, struct skills *skills, bool lending
                 o->unit = advert_string(info->advert, "unit");
                 o->device = advert_string(info->advert, "device");
                 o->throughput = advert_int(info->advert, "throughput");
-                o->price = advert_int(info->advert, "price");
+                if (n->throughput_factor > 1)
+                        o->throughput = o->throughput > UINT64_MAX / n->throughput_factor ? UINT64_MAX :
+                                        o->throughput * n->throughput_factor;
+                o->demand = n->demand_fn ? n->demand_fn(o->name ?: "", n->demand_userdata) : 1.0;
+                o->price = pricing_apply(advert_int(info->advert, "price"), o->demand);
                 o->price_unit = advert_string(info->advert, "price-unit");
                 o->workers = skill_pool_workers_alive(p);
                 offers[k++] = o;
@@ -525,6 +538,11 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
                 return -ENOMEM;
         n->event = sd_event_ref(event);
         n->identity = identity;
+        n->throughput_factor = c->testing_throughput_factor;
+        if (n->throughput_factor > 1)
+                log_warning("testing.throughput_factor is %" PRIu64 ": this node advertises %" PRIu64 "× the "
+                            "throughput its skills measured (a test of the hardware challenge).",
+                            n->throughput_factor, n->throughput_factor);
         n->beacon_fd = -1;
 
         r = transport_new(event, &tc, identity->secret_key, on_receive, n, &n->transport);

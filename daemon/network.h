@@ -24,6 +24,11 @@ struct network *network_free(struct network *n);
  * lending) and, when it changed, publishes a new version of the record. */
 int network_update_record(struct network *n, struct skills *skills, bool lending);
 
+/* The demand multiplier of a hosted skill (accounts.h): offers advertise
+ * the plugin's list price times it, and carry it. */
+typedef double (*network_demand_fn)(const char *skill, void *userdata);
+void network_set_demand_callback(struct network *n, network_demand_fn fn, void *userdata);
+
 /* Every message between nodes starts with a channel byte: membership
  * (SWIM and gossip, daemon/membership.c) or jobs (requests and results). */
 enum {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "accounts.h"
 #include "identity.h"
 #include "job-wire.h"
 #include "jobs-channel.h"
@@ -22,6 +23,7 @@
 #include "network.h"
 #include "provider.h"
 #include "skill-pool.h"
+#include "pricing.h"
 #include "skills.h"
 
 /* The share of the requester's budget kept for the answer's way back, and
@@ -61,6 +63,7 @@ struct provider {
         struct provider_job *jobs;
         unsigned executing;
         uint8_t (*allowed)[32];         /* requesters allowed; NULL = anyone */
+        struct accounts *accounts;      /* NULL: free of charge, no debt limit */
         size_t n_allowed;
 };
 
@@ -175,7 +178,8 @@ static void job_answer(struct provider_job *j, struct network *network, uint64_t
                        const char *error, const struct pool_result *res, bool corrupt) {
         Swarm__JobResult r = SWARM__JOB_RESULT__INIT;
         Swarm__JobValue **outputs = NULL, **proof = NULL;
-        size_t n_outputs = 0, n_proof = 0;
+        _cleanup_free_ uint8_t *packed = NULL;
+        size_t n_outputs = 0, n_proof = 0, packed_size = 0;
         char clean[JOB_ERROR_MAX], buf[JOB_ERROR_MAX];
         const char *device = NULL;
         const struct skill_info *info = j->pool ? skill_pool_info(j->pool) : NULL;
@@ -214,8 +218,14 @@ static void job_answer(struct provider_job *j, struct network *network, uint64_t
         }
         r.device = (char *) (device && strlen(device) <= JOB_STRING_MAX ? device : "");
 
-        k = jobs_send_result(network, j->from, &r, max_message_size);
-        if (k == -EINVAL) {
+        k = jobs_pack_result(network, &r, max_message_size, &packed, &packed_size);
+        if (k >= 0) {
+                /* Owed from here on: recorded before it leaves, so a crash
+                 * in between overstates the debt rather than losing it. */
+                if (status == 0 && j->provider)
+                        (void) accounts_served(j->provider->accounts, j->job_id, j->skill, j->from, j->price);
+                k = network_send_job(network, j->from, packed, packed_size);
+        } else if (k == -EINVAL) {
                 const char *reason = "?";
 
                 /* Something the skill made breaks the codec's rules (a
@@ -288,13 +298,18 @@ static void on_price_done(struct pool_request *req, struct pool_result *res, voi
                 r = res->status;
                 goto refuse;
         }
-        j->price = res->price;
+        /* The skill's base price times this node's current demand for it,
+         * as the gossiped record advertises. */
+        j->price = pricing_apply(res->price, accounts_demand(p->accounts, j->skill));
         if (j->price > j->max_price) {
                 snprintf(error, sizeof(error), "price %llu exceeds your maximum %llu", (unsigned long long) j->price,
                          (unsigned long long) j->max_price);
                 r = -ERANGE;
                 goto refuse;
         }
+        r = accounts_admit(p->accounts, j->from, j->price, error, sizeof(error));
+        if (r < 0)
+                goto refuse;
         if (now_usec() + EXEC_BUDGET_MIN_USEC > j->deadline_usec) {
                 snprintf(error, sizeof(error), "deadline passed before skill %s could start the job", j->skill);
                 r = -ETIMEDOUT;
@@ -507,6 +522,11 @@ struct provider *provider_free(struct provider *p) {
         free(p->allowed);
         free(p);
         return NULL;
+}
+
+void provider_set_accounts(struct provider *p, struct accounts *accounts) {
+        if (p)
+                p->accounts = accounts;
 }
 
 void provider_set_event_callback(struct provider *p, provider_event_fn fn, void *userdata) {

@@ -19,6 +19,7 @@
 
 #include "swarm.pb-c.h"
 
+struct accounts;
 struct provider;
 struct network;
 struct skills;
@@ -44,6 +45,12 @@ struct provider *provider_free(struct provider *p);
  * --show-identity prints them); NULL or empty: from anyone.  -EINVAL for a
  * malformed id. */
 int provider_set_allowed_requesters(struct provider *p, char *const *ids);
+
+/* Prices by the accounts' demand multiplier, refuses requesters whose
+ * unpaid debt passes ledger.debt_limit (-EDQUOT, "unpaid debt …"), and
+ * records every delivered job in the ledger.  NULL: no charge recorded,
+ * no limit.  Borrowed: must outlive the provider or be unset. */
+void provider_set_accounts(struct provider *p, struct accounts *accounts);
 
 /* JobStarted/JobFinished for D-Bus. */
 void provider_set_event_callback(struct provider *p, provider_event_fn fn, void *userdata);

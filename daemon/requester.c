@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,12 +10,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "accounts.h"
 #include "identity.h"
 #include "job-wire.h"
 #include "log.h"
 #include "macro.h"
 #include "membership.h"
 #include "network.h"
+#include "reputation.h"
 #include "requester.h"
 #include "router.h"
 #include "skill-pool.h"
@@ -31,17 +34,10 @@
 #define HEDGE_MIN_USEC (50 * USEC_PER_MSEC)
 /* A job submitted without a deadline gets this much time. */
 #define DEFAULT_BUDGET_USEC (60 * USEC_PER_SEC)
-#define LATENCY_EWMA_ALPHA 0.3
 #define EXPLORATION 0.05
 #define EXPLORE_BELOW 3
 
 static const uint8_t local_only_id[WIRE_NODE_ID_SIZE];  /* self without a network */
-
-struct provider_stats {
-        uint8_t id[WIRE_NODE_ID_SIZE];
-        char *skill;
-        struct requester_stats s;
-};
 
 /* A result we still expect from the loser of a hedged job: counted for
  * reputation when it comes, ignored otherwise. */
@@ -92,6 +88,8 @@ struct job {
         size_t n_wire_inputs;
         uint64_t max_price, deadline_usec, submitted_usec;
         bool hedge;
+        bool pinned;                    /* only pinned_id may run it */
+        uint8_t pinned_id[WIRE_NODE_ID_SIZE];
         job_done_fn done;
         void *userdata;
 
@@ -125,8 +123,8 @@ struct requester {
         uint64_t next_id;
         struct job *jobs;               /* running */
         struct job *finished;           /* waiting for done from the loop */
-        struct provider_stats *stats;
-        size_t n_stats;
+        struct reputation *own_reputation;      /* without accounts */
+        struct accounts *accounts;
         struct late_result *late;
 };
 
@@ -171,58 +169,38 @@ static void provider_name(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZ
         snprintf(out, 64, "%s", b);
 }
 
-/* ---- Provider statistics ---- */
+/* ---- Provider statistics: the reputation ---- */
 
-static struct provider_stats *stats_find(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZE],
-                                         const char *skill, bool create) {
-        struct provider_stats *grown;
-
-        for (size_t i = 0; i < r->n_stats; i++)
-                if (memcmp(r->stats[i].id, id, WIRE_NODE_ID_SIZE) == 0 && strcmp(r->stats[i].skill, skill) == 0)
-                        return &r->stats[i];
-        if (!create)
-                return NULL;
-        grown = reallocarray(r->stats, r->n_stats + 1, sizeof(*grown));
-        if (!grown)
-                return NULL;
-        r->stats = grown;
-        grown = &r->stats[r->n_stats];
-        *grown = (struct provider_stats) {};
-        memcpy(grown->id, id, WIRE_NODE_ID_SIZE);
-        grown->skill = strdup(skill);
-        if (!grown->skill)
-                return NULL;
-        r->n_stats++;
-        return grown;
+static struct reputation *rep(struct requester *r) {
+        return r->accounts ? accounts_reputation(r->accounts) : r->own_reputation;
 }
 
 static void stats_record(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZE], const char *skill,
                          bool success, uint64_t latency_usec) {
-        struct provider_stats *s = stats_find(r, id, skill, true);
+        uint64_t now = accounts_now();
 
-        if (!s)
-                return;         /* statistics are best effort */
-        if (!success) {
-                s->s.failures++;
-                return;
-        }
-        s->s.successes++;
-        if (latency_usec == 0)
-                latency_usec = 1;
-        if (s->s.latency_ewma_usec <= 0)
-                s->s.latency_ewma_usec = (double) latency_usec;
-        else
-                s->s.latency_ewma_usec = LATENCY_EWMA_ALPHA * (double) latency_usec +
-                                         (1.0 - LATENCY_EWMA_ALPHA) * s->s.latency_ewma_usec;
+        (void) reputation_observe(rep(r), id, skill, success, now);
+        if (success)
+                (void) reputation_observe_latency(rep(r), id, skill, (double) (latency_usec ?: 1), now);
+}
+
+struct reputation *requester_reputation(struct requester *r) {
+        return rep(r);
 }
 
 int requester_get_stats(struct requester *r, const uint8_t id[32], const char *skill,
                         struct requester_stats *ret) {
-        struct provider_stats *s = stats_find(r, id ?: self_id(r), skill, false);
+        struct reputation_view v;
 
-        if (!s)
+        reputation_get(rep(r), id ?: self_id(r), skill, accounts_now(), &v);
+        if (v.own_successes + v.own_failures <= 0 && v.latency_ewma_usec <= 0)
                 return -ENOENT;
-        *ret = s->s;
+        *ret = (struct requester_stats) {
+                .successes = (uint32_t) lround(v.own_successes),
+                .failures = (uint32_t) lround(v.own_failures),
+                .latency_ewma_usec = v.latency_ewma_usec,
+                .throughput_ratio = v.throughput_ratio,
+        };
         return 0;
 }
 
@@ -299,6 +277,12 @@ static uint64_t estimate_price(uint64_t local_price, uint64_t local_list, uint64
 
 static bool is_job_error(int status) {
         return status == -EINVAL || status == -E2BIG;
+}
+
+/* A provider that says no for its own reasons (not lending, busy, our
+ * debt to it) did nothing wrong: we go elsewhere without blaming it. */
+static bool is_refusal(int status) {
+        return status == -EAGAIN || status == -EBUSY || status == -EDQUOT || status == -EACCES;
 }
 
 static void attempt_stop(struct attempt *a);
@@ -710,7 +694,12 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         stats_record(job->r, job->ids[a->cand], job->skill, true, a->latency_usec);
         a->running = a->verifying = false;
         provider_name(job->r, job->ids[a->cand], cand->local, job->outcome.provider);
+        memcpy(job->outcome.provider_id, job->ids[a->cand], WIRE_NODE_ID_SIZE);
         job->outcome.price = c->price;
+        job->outcome.attempt_usec = a->latency_usec;
+        /* Verified: now it is paid for (our own node does not pay itself). */
+        if (!cand->local && c->price > 0 && job->r->accounts)
+                (void) accounts_pay(job->r->accounts, job->job_id, job->skill, job->ids[a->cand], c->price);
         job->outcome.outputs = TAKE_PTR(c->outputs);
         job_finish(job, 0, NULL);
 }
@@ -780,8 +769,11 @@ static size_t count_offering(struct requester *r, const char *skill) {
 static int add_candidate(struct job *job, const uint8_t *id, bool local, uint64_t price, uint64_t throughput,
                          unsigned load, unsigned capacity) {
         struct router_candidate *c = &job->cands[job->n_cands];
-        struct provider_stats *s = stats_find(job->r, id, job->skill, false);
+        struct reputation_view v;
 
+        if (job->pinned && memcmp(id, job->pinned_id, WIRE_NODE_ID_SIZE) != 0)
+                return 0;
+        reputation_get(rep(job->r), id, job->skill, accounts_now(), &v);
         memcpy(job->ids[job->n_cands], id, WIRE_NODE_ID_SIZE);
         *c = (struct router_candidate) {
                 .id = job->ids[job->n_cands],
@@ -791,11 +783,10 @@ static int add_candidate(struct job *job, const uint8_t *id, bool local, uint64_
                 .load = load,
                 .capacity = capacity,
         };
-        if (s) {
-                c->successes = s->s.successes;
-                c->failures = s->s.failures;
-                c->latency_ewma_usec = s->s.latency_ewma_usec;
-        }
+        c->successes = v.successes;
+        c->failures = v.failures;
+        c->latency_ewma_usec = v.latency_ewma_usec;
+        c->throughput_ratio = v.throughput_ratio;
         job->n_cands++;
         return 0;
 }
@@ -958,7 +949,7 @@ void requester_handle_result(struct requester *r, const uint8_t from[32], const 
         }
         if (res->status < 0) {
                 bool job_error = is_job_error(res->status);
-                attempt_fail(a, res->status, !job_error, "%s%s",
+                attempt_fail(a, res->status, !job_error && !is_refusal(res->status), "%s%s",
                              job_error ? "refused the job: " : "",
                              res->error && res->error[0] ? res->error : strerror(-res->status));
                 return;
@@ -1008,8 +999,25 @@ int requester_new(sd_event *event, struct network *network, struct skills *skill
         r->max_message_size = max_message_size;
         r->rng = default_rng;
         r->next_id = 1;
+        {
+                struct reputation_params rp;
+                int k;
+
+                reputation_params_default(&rp);
+                k = reputation_new(self_id(r), &rp, &r->own_reputation);
+                if (k < 0) {
+                        sd_event_unref(r->event);
+                        free(r);
+                        return k;
+                }
+        }
         *ret = r;
         return 0;
+}
+
+void requester_set_accounts(struct requester *r, struct accounts *accounts) {
+        if (r)
+                r->accounts = accounts;
 }
 
 void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), void *userdata) {
@@ -1031,9 +1039,7 @@ struct requester *requester_free(struct requester *r) {
                 free(l->skill);
                 free(l);
         }
-        for (size_t i = 0; i < r->n_stats; i++)
-                free(r->stats[i].skill);
-        free(r->stats);
+        reputation_free(r->own_reputation);
         sd_event_unref(r->event);
         free(r);
         return NULL;
@@ -1061,6 +1067,10 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
         job->submitted_usec = now;
         job->deadline_usec = spec->deadline_usec ?: now + DEFAULT_BUDGET_USEC;
         job->hedge = spec->hedge;
+        if (spec->provider) {
+                job->pinned = true;
+                memcpy(job->pinned_id, spec->provider, WIRE_NODE_ID_SIZE);
+        }
         job->done = done;
         job->userdata = userdata;
         for (size_t i = 0; i < JOB_ID_SIZE; i += 8) {

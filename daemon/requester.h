@@ -24,6 +24,7 @@
 #include "swarm-host.h"
 #include "swarm.pb-c.h"
 
+struct accounts;
 struct requester;
 struct network;
 struct skills;
@@ -35,6 +36,7 @@ struct job_spec {
         uint64_t max_price;                     /* micro-credits */
         uint64_t deadline_usec;                 /* CLOCK_MONOTONIC, absolute */
         bool hedge;
+        const uint8_t *provider;                /* 32 bytes: only this node may run it (a challenge); NULL: any */
 };
 
 struct job_outcome {
@@ -42,6 +44,8 @@ struct job_outcome {
         const char *error;              /* why, when status != 0 */
         struct swarm_values *outputs;   /* verified; the callback may take it (set NULL) */
         char provider[64];              /* node id of who ran it ("local" for this node) */
+        uint8_t provider_id[32];        /* the same as a public key (zeros: local without a network) */
+        uint64_t attempt_usec;          /* request → result of the attempt that won (clock time) */
         uint64_t price;
         unsigned attempts;              /* providers asked */
         unsigned rerouted;              /* of which after a failure */
@@ -83,10 +87,19 @@ void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), 
 
 /* What the router knows of a provider for a skill (id NULL: this node). */
 struct requester_stats {
-        uint32_t successes, failures;   /* failures include failed verification */
+        uint32_t successes, failures;   /* own observations, decayed and rounded; failures include failed verification */
         double latency_ewma_usec;       /* request → result, 0 = none yet */
+        double throughput_ratio;        /* measured ÷ advertised, 0 = never measured */
 };
 int requester_get_stats(struct requester *r, const uint8_t id[32], const char *skill,
                         struct requester_stats *ret);
 
 size_t requester_active_jobs(const struct requester *r);
+
+/* Observations go to the accounts' reputation (saved in the ledger, shared
+ * as opinions, trusted others' opinions weighed in), and verified remote
+ * results are paid through it (accounts_pay()).  Without accounts the
+ * requester keeps a private reputation in memory and pays nothing. */
+void requester_set_accounts(struct requester *r, struct accounts *accounts);
+/* Where the router's counts come from (the accounts' or the private one). */
+struct reputation *requester_reputation(struct requester *r);

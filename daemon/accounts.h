@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The node's economy, between the pure modules and the network: owns the
+ * ledger (ledger.h), the reputation (reputation.h) and the per-skill demand
+ * multipliers (pricing.h), and runs their timers on the event loop.
+ *
+ *  - Paying: after a remote result verifies, the requester calls
+ *    accounts_pay(); the cheque is written durably, then sent.  The latest
+ *    cheque to every payee is sent again now and then (cheques are
+ *    cumulative, so a lost one costs nothing and a resent one is a
+ *    duplicate).
+ *  - Being paid: cheques arriving on the jobs channel go to
+ *    accounts_handle_cheque(); a provider admits a job only while the
+ *    requester's unpaid debt stays within ledger.debt_limit
+ *    (accounts_admit()), and records what it delivered
+ *    (accounts_served()) before sending the result.
+ *  - Reputation: the requester observes through accounts_reputation();
+ *    observations are saved to the ledger every few seconds and at exit;
+ *    this node's signed opinion (and some it holds from others) goes to a
+ *    few random peers every reputation.gossip_interval; trust is
+ *    recomputed when new opinions arrived.
+ *  - Pricing: the utilisation of every hosted skill is sampled; every
+ *    pricing.interval its multiplier takes one pricing_step(); the
+ *    network's record advertises list price × multiplier and the
+ *    provider charges the same. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "ledger.h"
+#include "pricing.h"
+#include "reputation.h"
+#include "swarm.pb-c.h"
+
+struct accounts;
+struct identity;
+struct network;
+struct skills;
+
+struct accounts_config {
+        uint64_t allowance;             /* micro-credits a new node starts with */
+        uint64_t debt_limit;            /* micro-credits a requester may owe us; 0 = no limit */
+        uint64_t half_life_usec;        /* reputation decay */
+        uint64_t gossip_interval_usec;  /* opinions and cheque resends; 0 = never */
+        uint64_t pricing_interval_usec; /* 0 = fixed prices */
+        struct pricing_params pricing;
+};
+
+/* Opens path (the ledger) and loads the saved reputation.  network and
+ * skills may be NULL (no gossip; no pricing).  *error (malloc'd) says what
+ * failed, naming the file. */
+int accounts_new(sd_event *event, const struct accounts_config *config, const struct identity *identity,
+                 struct network *network, struct skills *skills, const char *path, struct accounts **ret,
+                 char **error);
+/* Saves the reputation and closes the ledger. */
+struct accounts *accounts_free(struct accounts *a);
+
+struct ledger *accounts_ledger(struct accounts *a);
+struct reputation *accounts_reputation(struct accounts *a);
+
+/* Requester: pays a verified job (durably, then sends the cheque).  A job
+ * already paid is not paid again. */
+int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
+                 uint64_t price);
+
+/* Provider: 0 when a job of price from requester may run; -EDQUOT when
+ * its unpaid debt plus price would pass the limit, with the reason in
+ * error. */
+int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t price, char *error, size_t size);
+/* Provider: the job was delivered at price (durable). */
+int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
+                    uint64_t price);
+
+/* The current demand multiplier of a hosted skill (1 when unknown). */
+double accounts_demand(struct accounts *a, const char *skill);
+
+/* From the jobs channel. */
+void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque);
+void accounts_handle_opinions(struct accounts *a, const uint8_t from[32], const Swarm__OpinionBatch *batch);
+
+/* Wall clock, µs since the epoch: what reputation and the ledger use. */
+uint64_t accounts_now(void);
