@@ -163,6 +163,10 @@ int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill
         if (!a || !job_id || !skill || !payee)
                 return -EINVAL;
         short_id(payee, who);
+        if (a->config.withhold_payments) {
+                log_debug("Not paying %s for a %s job: testing.withhold_payments.", who, skill);
+                return 0;
+        }
         r = ledger_pay(a->ledger, job_id, skill, payee, price, a->identity->secret_key, accounts_now(), &cheque,
                        &size);
         if (r == -EALREADY)
@@ -566,6 +570,9 @@ int accounts_new(sd_event *event, const struct accounts_config *config, const st
         }
         if (r < 0)
                 goto fail;
+        if (config->withhold_payments)
+                log_warning("testing.withhold_payments is on: this node does not pay for the work it gets "
+                            "(a fault-injection switch). Providers will stop serving it at their debt limit.");
         *ret = a;
         return 0;
 fail:

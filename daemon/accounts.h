@@ -47,6 +47,7 @@ struct accounts_config {
         uint64_t gossip_interval_usec;  /* opinions and cheque resends; 0 = never */
         uint64_t pricing_interval_usec; /* 0 = fixed prices */
         struct pricing_params pricing;
+        bool withhold_payments;         /* testing: a freeloader that never pays */
 };
 
 /* Opens path (the ledger) and loads the saved reputation.  network and

@@ -343,6 +343,12 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "testing.withhold_payments",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, testing_withhold_payments),
+                .needs_restart = true,
+        },
+        {
                 .path = "testing.throughput_factor",
                 .type = CONF_UINT,
                 .offset = offsetof(struct config, testing_throughput_factor),

@@ -74,6 +74,7 @@ struct config {
         /* testing: (need a restart) */
         bool testing_corrupt_results;   /* testing.corrupt_results: return wrong results (fault injection) */
         uint64_t testing_throughput_factor;     /* testing.throughput_factor: advertise N× the throughput */
+        bool testing_withhold_payments; /* testing.withhold_payments: never pay (a freeloader) */
 
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */

@@ -291,6 +291,7 @@ static int daemon_open_accounts(struct daemon *d) {
                 .half_life_usec = d->config.reputation_half_life,
                 .gossip_interval_usec = d->config.reputation_gossip_interval,
                 .pricing_interval_usec = d->config.pricing_interval,
+                .withhold_payments = d->config.testing_withhold_payments,
                 .pricing = {
                         .target = (double) d->config.pricing_target / 100.0,
                         .max_step = (double) d->config.pricing_max_step / 100.0,

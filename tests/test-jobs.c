@@ -25,6 +25,7 @@
 #include "identity.h"
 #include "job-wire.h"
 #include "jobs-client.h"
+#include "ledger.h"
 #include "network.h"
 #include "shm.h"
 #include "swarmd-harness.h"
@@ -45,6 +46,8 @@ struct node {
 static char root[64];
 static struct node nodes[NODES_MAX];
 static int seed_port;
+/* Appended to node i's configuration as it is (whole sections). */
+static const char *extra_config[NODES_MAX];
 
 /* Node 0 requests (lends nothing); the others provide testskill.  extra is
  * appended under skills: (options) or as top-level sections. */
@@ -69,6 +72,8 @@ static void write_config(int i, const char *skill_options, bool cheat) {
         fprintf(f, "dbus:\n  bus: none\n");
         if (cheat)
                 fprintf(f, "testing:\n  corrupt_results: true\n");
+        if (extra_config[i])
+                fputs(extra_config[i], f);
         cr_assert_eq(fclose(f), 0);
 }
 
@@ -123,6 +128,7 @@ static void setup(void) {
 
 static void teardown(void) {
         for (int i = 0; i < NODES_MAX; i++) {
+                extra_config[i] = NULL;
                 struct node *n = &nodes[i];
                 if (n->pid > 0)
                         kill_node(i);
@@ -268,6 +274,7 @@ static struct jobs_client *connect_requester(void) {
 }
 
 TestSuite(jobs, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(credits, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(jobs, happy_path_every_job_verified_once_across_providers) {
         unsigned rerouted = 0, rejected = 0, per_node[NODES_MAX] = {};
@@ -551,4 +558,224 @@ Test(jobs, jobs_socket_answers_garbage_and_cancels_on_disconnect) {
         swarm_values_free(in);
         jobs_client_free(c);
         cr_assert_eq(kill(nodes[0].pid, 0), 0, "the requester died");
+}
+
+/* ---- Credits ---- */
+
+static void stop_node(int i) {
+        int status;
+
+        cr_assert_eq(kill(nodes[i].pid, SIGTERM), 0);
+        status = wait_exit_timeout(nodes[i].pid, WAIT_MS);
+        cr_assert_geq(status, 0, "node %d did not stop", i);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "node %d stopped badly (%d)", i, status);
+        nodes[i].pid = 0;
+}
+
+static struct ledger *open_ledger(int i) {
+        char path[200], *error = NULL;
+        struct ledger *l = NULL;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/ledger.db", nodes[i].state);
+        r = ledger_open(path, nodes[i].identity->public_key, 0, &l, &error);
+        cr_assert_eq(r, 0, "cannot open node %d's ledger: %s", i, error ?: strerror(-r));
+        free(error);
+        return l;
+}
+
+static bool peer_get(struct ledger *l, const uint8_t id[32], struct ledger_peer *ret) {
+        struct ledger_peer *peers = NULL;
+        size_t n = 0;
+        bool found = false;
+
+        cr_assert_eq(ledger_list_peers(l, &peers, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                if (memcmp(peers[i].id, id, 32) == 0) {
+                        *ret = peers[i];
+                        found = true;
+                }
+        free(peers);
+        if (!found)
+                *ret = (struct ledger_peer) {};
+        return found;
+}
+
+/* Checks what the requester (node 0) paid against what each provider holds:
+ * the cheque a provider keeps is exactly the sum of the jobs the requester
+ * recorded as paid to it, each job paid once, and a provider was never
+ * paid for more than it delivered. */
+static void check_books(int providers, uint64_t delivered_jobs, uint64_t delivered_credits) {
+        struct ledger *req = open_ledger(0);
+        struct ledger_balance b;
+        uint64_t issued_total = 0, paid_jobs = 0;
+
+        for (int p = 1; p <= providers; p++) {
+                struct ledger_job *jobs = NULL;
+                struct ledger_peer at_req, at_prov;
+                struct ledger *prov = open_ledger(p);
+                uint64_t sum = 0;
+                size_t n = 0;
+
+                (void) peer_get(req, nodes[p].identity->public_key, &at_req);
+                cr_assert_eq(ledger_history(req, nodes[p].identity->public_key, 0, &jobs, &n), 0);
+                for (size_t k = 0; k < n; k++) {
+                        cr_assert_eq(jobs[k].role, LEDGER_ROLE_PAID);
+                        sum += jobs[k].price;
+                        for (size_t j = 0; j < k; j++)
+                                cr_assert(memcmp(jobs[j].job_id, jobs[k].job_id, 16) != 0, "a job paid twice");
+                }
+                free(jobs);
+                cr_assert_eq(at_req.issued, sum, "node 0's cheque to node %d says %llu, its paid jobs sum to %llu",
+                             p, (unsigned long long) at_req.issued, (unsigned long long) sum);
+                cr_assert_eq(at_req.jobs_paid, n);
+                (void) peer_get(prov, nodes[0].identity->public_key, &at_prov);
+                cr_assert_eq(at_prov.received, at_req.issued,
+                             "node %d holds a cheque for %llu, node 0 issued %llu", p,
+                             (unsigned long long) at_prov.received, (unsigned long long) at_req.issued);
+                cr_assert_geq(at_prov.served, at_prov.received, "node %d was paid for more than it served", p);
+                cr_log_info("node %d: served %llu (%llu jobs), paid %llu (%llu jobs)", p,
+                            (unsigned long long) at_prov.served, (unsigned long long) at_prov.jobs_served,
+                            (unsigned long long) at_prov.received, (unsigned long long) at_req.jobs_paid);
+                issued_total += at_req.issued;
+                paid_jobs += at_req.jobs_paid;
+                ledger_free(prov);
+        }
+        cr_assert_eq(ledger_get_balance(req, &b), 0);
+        cr_assert_eq(b.issued, issued_total);
+        cr_assert_eq(b.jobs_paid, paid_jobs);
+        cr_assert_eq(b.balance, (int64_t) b.allowance + (int64_t) b.received - (int64_t) b.issued);
+        /* Every result handed to the client was paid first. */
+        cr_assert_geq(paid_jobs, delivered_jobs);
+        cr_assert_geq(issued_total, delivered_credits);
+        ledger_free(req);
+}
+
+static const char *const fast_gossip = "reputation:\n  gossip_interval: 300ms\n";
+
+Test(credits, verified_jobs_are_paid_by_cheque_exactly_once) {
+        uint64_t delivered = 0, credits = 0;
+        struct jobs_client *c;
+
+        for (int i = 0; i < NODES_MAX; i++)
+                extra_config[i] = fast_gossip;
+        start_swarm(2, NULL, NULL);
+        c = connect_requester();
+        for (unsigned i = 0; i < 30; i++) {
+                struct swarm_values *in = make_inputs((float) i, 64, "echo", 0);
+                submit(c, i, "testskill", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+                swarm_values_free(in);
+        }
+        for (unsigned i = 0; i < 30; i++) {
+                struct jobs_result res = {};
+
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "%s", res.error);
+                cr_assert_gt(res.price, 0);
+                delivered++;
+                credits += res.price;
+                jobs_result_done(&res);
+        }
+        jobs_client_free(c);
+        usleep(700 * 1000);     /* the last cheques on their way */
+        for (int i = 0; i <= 2; i++)
+                stop_node(i);
+        check_books(2, delivered, credits);
+        {
+                struct ledger *req = open_ledger(0);
+                struct ledger_balance b;
+
+                cr_assert_eq(ledger_get_balance(req, &b), 0);
+                cr_assert_eq(b.jobs_paid, 30, "30 verified remote jobs, %llu paid", (unsigned long long) b.jobs_paid);
+                cr_assert_eq(b.issued, credits);
+                ledger_free(req);
+        }
+}
+
+Test(credits, a_requester_that_does_not_pay_is_refused_at_the_debt_limit) {
+        struct swarm_values *in = make_inputs(1.0f, 64, "echo", 0);
+        struct jobs_result res = {};
+        struct jobs_client *c;
+        unsigned served = 0;
+
+        /* testskill charges one per element: 64 a job; the limit admits 4. */
+        extra_config[0] = "testing:\n  withhold_payments: true\n";
+        extra_config[1] = "ledger:\n  debt_limit: 300\npricing:\n  interval: 0\n";
+        start_swarm(1, NULL, NULL);
+        c = connect_requester();
+        for (unsigned i = 0; i < 6; i++) {
+                submit(c, i, "testskill", in, UINT64_MAX / 2, 10 * 1000 * 1000);
+                wait_result(c, &res);
+                if (res.status == 0)
+                        served++;
+                else
+                        cr_assert(res.error && strstr(res.error, "unpaid debt of 256"),
+                                  "job %u refused for another reason: %s", i, res.error);
+                jobs_result_done(&res);
+        }
+        cr_assert_eq(served, 4, "%u jobs served to a requester that pays nothing", served);
+        swarm_values_free(in);
+        jobs_client_free(c);
+        stop_node(1);
+        {
+                struct ledger *prov = open_ledger(1);
+                uint64_t debt = 0;
+
+                cr_assert_eq(ledger_debt(prov, nodes[0].identity->public_key, &debt), 0);
+                cr_assert_eq(debt, 256);
+                ledger_free(prov);
+        }
+}
+
+/* kill -9 at random points of many jobs, the requester or a provider in
+ * turn; after every restart the books must still balance: nothing paid
+ * twice, nothing paid without its job, no cheque lost for good. */
+Test(credits, books_balance_after_kill_9_at_random_points, .timeout = 300) {
+        uint64_t delivered = 0, credits = 0;
+        unsigned seed = (unsigned) monotonic_usec();
+
+        cr_log_info("seed %u", seed);
+        srand(seed);
+        for (int i = 0; i < NODES_MAX; i++)
+                extra_config[i] = fast_gossip;
+        start_swarm(2, NULL, NULL);
+        for (int round = 0; round < 9; round++) {
+                int victim = round % 3;
+                int delay_ms = 20 + rand() % 400;
+                struct jobs_client *c = connect_requester();
+
+                for (unsigned i = 0; i < 24; i++) {
+                        struct swarm_values *in = make_inputs((float) i, 64, "slow", 20 + rand() % 40);
+                        submit(c, i, "testskill", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+                        swarm_values_free(in);
+                }
+                usleep((useconds_t) delay_ms * 1000);
+                kill_node(victim);
+                for (unsigned i = 0; i < 24; i++) {
+                        struct jobs_result res = {};
+                        int r = jobs_client_wait(c, WAIT_MS, &res);
+
+                        if (victim == 0) {
+                                if (r < 0)
+                                        break;  /* the requester died with the rest */
+                        } else
+                                cr_assert_eq(r, 0, "round %d: no reply: %s", round, strerror(-r));
+                        if (r == 0 && res.status == 0 && res.provider && strcmp(res.provider, "local") != 0) {
+                                delivered++;
+                                credits += res.price;
+                        }
+                        jobs_result_done(&res);
+                }
+                jobs_client_free(c);
+                cr_log_info("round %d: node %d killed after %d ms", round, victim, delay_ms);
+                start_node(victim);
+                for (long long deadline = monotonic_usec() + WAIT_MS * 1000LL; providers_seen() < 2;) {
+                        cr_assert_lt(monotonic_usec(), deadline, "the swarm did not come back together");
+                        usleep(50 * 1000);
+                }
+        }
+        usleep(1500 * 1000);    /* resends settle what the kills interrupted */
+        for (int i = 0; i <= 2; i++)
+                stop_node(i);
+        check_books(2, delivered, credits);
 }

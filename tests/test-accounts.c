@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The accounts glue without a network: a requester's accounts pay, a
+ * provider's accounts take the cheque and lift the debt limit; reputation
+ * survives a restart through the ledger; demand pricing and the
+ * challenge's sizing. */
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accounts.h"
+#include "challenge.h"
+#include "identity.h"
+#include "swarmd-harness.h"
+
+static char root[64];
+static sd_event *event;
+static struct identity *req_id, *prov_id;
+
+static void setup(void) {
+        char dir[128];
+        bool created;
+
+        cr_assert_geq(sodium_init(), 0);
+        strcpy(root, "/tmp/accounts-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(root));
+        snprintf(dir, sizeof(dir), "%s/req", root);
+        cr_assert_eq(identity_load_or_create(dir, &req_id, &created), 0);
+        snprintf(dir, sizeof(dir), "%s/prov", root);
+        cr_assert_eq(identity_load_or_create(dir, &prov_id, &created), 0);
+        cr_assert_geq(sd_event_new(&event), 0);
+}
+
+static void teardown(void) {
+        identity_free(req_id);
+        identity_free(prov_id);
+        sd_event_unref(event);
+        rm_rf(root);
+}
+
+static struct accounts *open_accounts(const char *name, const struct identity *id, uint64_t debt_limit) {
+        struct accounts_config c = {
+                .allowance = 1000,
+                .debt_limit = debt_limit,
+                .half_life_usec = 3600ULL * 1000 * 1000,
+        };
+        struct accounts *a = NULL;
+        char path[128], *error = NULL;
+        int r;
+
+        pricing_params_default(&c.pricing);
+        snprintf(path, sizeof(path), "%s/%s.db", root, name);
+        r = accounts_new(event, &c, id, NULL, NULL, path, &a, &error);
+        cr_assert_eq(r, 0, "%s", error ?: strerror(-r));
+        return a;
+}
+
+/* Hands the requester's latest cheque to payee to the provider's accounts,
+ * as the jobs channel would. */
+static void deliver_cheque(struct accounts *from, struct accounts *to, const uint8_t payee[32]) {
+        Swarm__SignedCheque *s;
+        uint8_t *data = NULL;
+        size_t size;
+
+        cr_assert_eq(ledger_latest_cheque(accounts_ledger(from), payee, &data, &size), 0);
+        s = swarm__signed_cheque__unpack(NULL, size, data);
+        cr_assert_not_null(s);
+        accounts_handle_cheque(to, req_id->public_key, s);
+        swarm__signed_cheque__free_unpacked(s, NULL);
+        free(data);
+}
+
+static void job_id(uint8_t id[16], unsigned k) {
+        memset(id, 0, 16);
+        memcpy(id, &k, sizeof(k));
+}
+
+Test(accounts, debt_limit_refuses_then_resumes_when_paid, .init = setup, .fini = teardown) {
+        struct accounts *req = open_accounts("req", req_id, 0);
+        struct accounts *prov = open_accounts("prov", prov_id, 300);
+        char error[256] = "";
+        uint64_t debt = 0;
+        uint8_t id[16];
+
+        for (unsigned k = 0; k < 4; k++) {
+                cr_assert_eq(accounts_admit(prov, req_id->public_key, 64, error, sizeof(error)), 0, "%s", error);
+                job_id(id, k);
+                cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64), 0);
+        }
+        /* Recording the same job again does not count it twice. */
+        cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64), 0);
+        cr_assert_eq(ledger_debt(accounts_ledger(prov), req_id->public_key, &debt), 0);
+        cr_assert_eq(debt, 256);
+        cr_assert_eq(accounts_admit(prov, req_id->public_key, 64, error, sizeof(error)), -EDQUOT);
+        cr_assert(strstr(error, "unpaid debt of 256") && strstr(error, "limit of 300"), "%s", error);
+
+        /* The requester pays for two of them: the cheque lifts the block. */
+        for (unsigned k = 0; k < 2; k++) {
+                job_id(id, k);
+                cr_assert_eq(accounts_pay(req, id, "gemm", prov_id->public_key, 64), 0);
+        }
+        /* Paying the same job again changes nothing. */
+        cr_assert_eq(accounts_pay(req, id, "gemm", prov_id->public_key, 64), 0);
+        deliver_cheque(req, prov, prov_id->public_key);
+        cr_assert_eq(ledger_debt(accounts_ledger(prov), req_id->public_key, &debt), 0);
+        cr_assert_eq(debt, 128);
+        cr_assert_eq(accounts_admit(prov, req_id->public_key, 64, error, sizeof(error)), 0, "%s", error);
+        {
+                struct ledger_balance b;
+                cr_assert_eq(ledger_get_balance(accounts_ledger(req), &b), 0);
+                cr_assert_eq(b.issued, 128);
+                cr_assert_eq(b.balance, 1000 - 128);
+                cr_assert_eq(ledger_get_balance(accounts_ledger(prov), &b), 0);
+                cr_assert_eq(b.received, 128);
+                cr_assert_eq(b.balance, 1000 + 128);
+        }
+        accounts_free(req);
+        accounts_free(prov);
+}
+
+Test(accounts, a_cheque_for_someone_else_is_refused, .init = setup, .fini = teardown) {
+        struct accounts *req = open_accounts("req", req_id, 0);
+        struct accounts *prov = open_accounts("prov", prov_id, 0);
+        struct ledger_balance b;
+        uint8_t id[16], other[32];
+
+        /* A cheque the requester wrote to a third node, shown to us. */
+        randombytes_buf(other, sizeof(other));
+        job_id(id, 1);
+        cr_assert_eq(accounts_pay(req, id, "gemm", other, 500), 0);
+        deliver_cheque(req, prov, other);
+        cr_assert_eq(ledger_get_balance(accounts_ledger(prov), &b), 0);
+        cr_assert_eq(b.received, 0);
+        accounts_free(req);
+        accounts_free(prov);
+}
+
+Test(accounts, reputation_survives_a_restart, .init = setup, .fini = teardown) {
+        struct accounts *a = open_accounts("req", req_id, 0);
+        struct reputation_view v;
+        uint64_t now = accounts_now();
+
+        for (int i = 0; i < 5; i++)
+                cr_assert_eq(reputation_observe(accounts_reputation(a), prov_id->public_key, "gemm", true, now), 0);
+        cr_assert_eq(reputation_observe(accounts_reputation(a), prov_id->public_key, "gemm", false, now), 0);
+        cr_assert_eq(reputation_observe_throughput(accounts_reputation(a), prov_id->public_key, "gemm", 1e9, 3e9,
+                                                   now), 0);
+        accounts_free(a);       /* saves */
+
+        a = open_accounts("req", req_id, 0);
+        reputation_get(accounts_reputation(a), prov_id->public_key, "gemm", accounts_now(), &v);
+        cr_assert_float_eq(v.own_successes, 5.0, 0.01);
+        cr_assert_float_eq(v.own_failures, 1.0, 0.01);
+        cr_assert_float_eq(v.throughput_ratio, 1.0 / 3.0, 0.01);
+        accounts_free(a);
+}
+
+Test(accounts, a_ledger_of_another_node_is_refused, .init = setup, .fini = teardown) {
+        struct accounts_config c = { .half_life_usec = 1000000 };
+        struct accounts *a = open_accounts("req", req_id, 0), *b = NULL;
+        char path[128], *error = NULL;
+
+        accounts_free(a);
+        pricing_params_default(&c.pricing);
+        snprintf(path, sizeof(path), "%s/req.db", root);
+        cr_assert_lt(accounts_new(event, &c, prov_id, NULL, NULL, path, &b, &error), 0);
+        cr_assert_not_null(error);
+        cr_assert(strstr(error, path), "the error does not name the file: %s", error);
+        free(error);
+}
+
+Test(accounts, unknown_skills_are_priced_at_base) {
+        cr_assert_float_eq(accounts_demand(NULL, "gemm"), 1.0, 1e-12);
+}
+
+Test(challenge, matrices_take_about_the_target_time_within_bounds) {
+        /* 1 TFLOP/s for 250 ms: 2n³ = 2.5e11, n ≈ 5000, capped. */
+        cr_assert_eq(challenge_size(1e12, 1ULL << 30), CHALLENGE_N_MAX);
+        /* 10 GFLOP/s: 2n³ = 2.5e9, n ≈ 1077. */
+        cr_assert_eq(challenge_size(1e10, 1ULL << 30), 1077);
+        /* Unknown or tiny throughput: the smallest challenge. */
+        cr_assert_eq(challenge_size(0, 1ULL << 30), CHALLENGE_N_MIN);
+        cr_assert_eq(challenge_size(1e3, 1ULL << 30), CHALLENGE_N_MIN);
+        /* Three n×n f32 matrices within half of a 1 MiB message: n ≤ 209. */
+        cr_assert_eq(challenge_size(1e12, 1ULL << 20), 209);
+}
