@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "authz.h"
 #include "log.h"
@@ -84,6 +85,51 @@ static bool authz_local_decide(const struct authz *a, uid_t euid, gid_t egid, co
                 if (strcmp(*m, pw->pw_name) == 0)
                         return true;
         return false;
+}
+
+/* Whether uid's group list in the group database holds gid. */
+static bool user_in_group(uid_t uid, gid_t gid) {
+        struct passwd pw, *found = NULL;
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ gid_t *groups = NULL;
+        long size = sysconf(_SC_GETPW_R_SIZE_MAX);
+        int n = 32;
+
+        if (size <= 0)
+                size = 16384;
+        buf = malloc((size_t) size);
+        if (!buf || getpwuid_r(uid, &pw, buf, (size_t) size, &found) != 0 || !found)
+                return false;
+        for (;;) {
+                gid_t *grown = realloc(groups, (size_t) n * sizeof(gid_t));
+                int k = n;
+
+                if (!grown)
+                        return false;
+                groups = grown;
+                if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &k) >= 0) {
+                        n = k;
+                        break;
+                }
+                if (k <= n || k > 65536)
+                        return false;
+                n = k;
+        }
+        for (int i = 0; i < n; i++)
+                if (groups[i] == gid)
+                        return true;
+        return false;
+}
+
+bool authz_may_read_ledger(uid_t uid, gid_t gid, const gid_t *gids, size_t n_gids) {
+        gid_t group = getegid();
+
+        if (uid == 0 || uid == geteuid() || gid == group)
+                return true;
+        for (size_t i = 0; i < n_gids; i++)
+                if (gids[i] == group)
+                        return true;
+        return user_in_group(uid, group);
 }
 
 static const char *authz_local_refusal(const struct authz *a, char *buf, size_t size) {

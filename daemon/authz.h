@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* Who may change swarmd's state over D-Bus.  Reading is open; a method
- * that changes state asks here first:
+/* Who may change swarmd's state over D-Bus.  Reading is open, but for the
+ * ledger (authz_may_read_ledger() below); a method that changes state asks
+ * here first:
  *   - root (effective uid 0) always may;
  *   - otherwise polkit decides (action org.swarmharness.manage-lending),
  *     asked asynchronously over the bus the call came on, so the event
@@ -43,3 +44,12 @@ int authz_check(struct authz *a, sd_bus_message *m, const char *action, authz_do
  * (as effective or supplementary group) when have_admin_gid. */
 bool authz_local_allows(uid_t euid, gid_t egid, const gid_t *gids, size_t n_gids, bool have_admin_gid,
                         gid_t admin_gid);
+
+/* Who may read the ledger (the balance, payments and job history, over the
+ * control socket or D-Bus): root, the daemon's own user, and members of the
+ * daemon's group, as the caller's effective or a supplementary group or in
+ * the group database (a user just added to the group need not log in
+ * again).  uid and gid are the caller's effective ids; gids may be NULL.
+ * May ask NSS for uid's groups, only for callers that the ids alone do not
+ * admit. */
+bool authz_may_read_ledger(uid_t uid, gid_t gid, const gid_t *gids, size_t n_gids);

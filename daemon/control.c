@@ -10,8 +10,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accounts.h"
+#include "authz.h"
 #include "control.h"
 #include "control.pb-c.h"
+#include "ledger.h"
 #include "log.h"
 #include "macro.h"
 #include "membership.h"
@@ -20,6 +23,8 @@
 #define REQUEST_MAX 4096
 #define CLIENTS_MAX 16
 #define CLIENT_TIMEOUT_USEC (5 * 1000 * 1000)
+#define LEDGER_LIMIT_DEFAULT 50
+#define LEDGER_LIMIT_MAX 10000          /* keeps a reply far below CONTROL_REPLY_MAX */
 
 struct client {
         struct control *control;
@@ -79,21 +84,85 @@ static uint64_t now_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-/* PeerInfo borrows every pointer from the membership view. */
-static int build_peers(struct control *c, Swarm__ControlReply *reply, Swarm__PeerInfo **ret_infos) {
-        struct membership *m = network_membership(c->network);
-        size_t n = membership_count(m), k = 0;
-        uint64_t now = now_usec();
+/* What a reply points to until it is packed: the membership view and the
+ * ledger's arrays are borrowed or owned here, never by the reply. */
+struct reply_storage {
         Swarm__PeerInfo *infos;
+        Swarm__PeerSkillView *views;
+        Swarm__PeerSkillView **view_ptrs;
+        Swarm__Balance balance;
+        struct ledger_peer *ledger_peers;
+        Swarm__LedgerPeer *peers;
+        Swarm__LedgerPeer **peer_ptrs;
+        struct ledger_job *jobs;
+        Swarm__LedgerEntry *entries;
+        Swarm__LedgerEntry **entry_ptrs;
+};
 
+static void reply_storage_done(struct reply_storage *st, Swarm__ControlReply *reply) {
+        free(reply->peers);
+        free(st->infos);
+        free(st->views);
+        free(st->view_ptrs);
+        free(st->ledger_peers);
+        free(st->peers);
+        free(st->peer_ptrs);
+        free(st->jobs);
+        free(st->entries);
+        free(st->entry_ptrs);
+}
+
+/* This node's view of what peer p offers, skill by skill (none for
+ * ourselves: we do not rate ourselves).  views has room for them. */
+static size_t fill_reputation(struct reputation *rep, const struct member_info *mi, uint64_t now,
+                              Swarm__PeerSkillView *views, Swarm__PeerSkillView **ptrs) {
+        size_t n = 0;
+
+        if (!rep || mi->self)
+                return 0;
+        for (size_t s = 0; s < mi->record->n_skills; s++) {
+                const char *skill = mi->record->skills[s]->name;
+                struct reputation_view v;
+                Swarm__PeerSkillView *o = &views[n];
+
+                if (!skill || !skill[0])
+                        continue;
+                reputation_get(rep, mi->id, skill, now, &v);
+                swarm__peer_skill_view__init(o);
+                o->skill = (char *) skill;
+                o->successes = v.successes;
+                o->failures = v.failures;
+                o->mean = v.mean;
+                o->trust = v.trust;
+                o->latency_ms = v.latency_ewma_usec / 1e3;
+                o->throughput_ratio = v.throughput_ratio;
+                ptrs[n++] = o;
+        }
+        return n;
+}
+
+/* PeerInfo borrows every pointer from the membership view. */
+static int build_peers(struct control *c, Swarm__ControlReply *reply, struct reply_storage *st) {
+        struct membership *m = network_membership(c->network);
+        struct reputation *rep = c->accounts ? accounts_reputation(c->accounts) : NULL;
+        size_t n = membership_count(m), k = 0, n_views = 0, used = 0;
+        uint64_t now = now_usec(), wall = rep ? accounts_now() : 0;
+
+        for (size_t i = 0; rep && i < n; i++) {
+                struct member_info mi;
+
+                if (membership_get(m, i, &mi) >= 0)
+                        n_views += mi.record->n_skills;
+        }
         reply->peers = calloc(n ? n : 1, sizeof(Swarm__PeerInfo *));
-        infos = calloc(n ? n : 1, sizeof(Swarm__PeerInfo));
-        *ret_infos = infos;
-        if (!reply->peers || !infos)
+        st->infos = calloc(n ? n : 1, sizeof(Swarm__PeerInfo));
+        st->views = calloc(n_views ? n_views : 1, sizeof(Swarm__PeerSkillView));
+        st->view_ptrs = calloc(n_views ? n_views : 1, sizeof(Swarm__PeerSkillView *));
+        if (!reply->peers || !st->infos || !st->views || !st->view_ptrs)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 struct member_info mi;
-                Swarm__PeerInfo *p = &infos[k];
+                Swarm__PeerInfo *p = &st->infos[k];
 
                 if (membership_get(m, i, &mi) < 0)
                         continue;
@@ -114,41 +183,172 @@ static int build_peers(struct control *c, Swarm__ControlReply *reply, Swarm__Pee
                 p->lending = mi.record->lending;
                 p->self = mi.self;
                 p->faults = mi.faults;
+                /* The count was taken in this same callback: the view
+                 * cannot have grown since. */
+                if (used + mi.record->n_skills <= n_views) {
+                        p->reputation = &st->view_ptrs[used];
+                        p->n_reputation = fill_reputation(rep, &mi, wall, &st->views[used], &st->view_ptrs[used]);
+                        used += p->n_reputation;
+                }
                 reply->peers[k++] = p;
         }
         reply->n_peers = k;
         return 0;
 }
 
+static int build_balance(struct control *c, Swarm__ControlReply *reply, struct reply_storage *st) {
+        struct ledger_balance b;
+        int r;
+
+        r = ledger_get_balance(accounts_ledger(c->accounts), &b);
+        if (r < 0)
+                return r;
+        swarm__balance__init(&st->balance);
+        st->balance.balance = b.balance;
+        st->balance.allowance = b.allowance;
+        st->balance.received = b.received;
+        st->balance.issued = b.issued;
+        st->balance.owed_to_us = b.owed_to_us;
+        st->balance.jobs_paid = b.jobs_paid;
+        st->balance.jobs_served = b.jobs_served;
+        reply->balance = &st->balance;
+        return 0;
+}
+
+/* Per-peer totals (only peer's, when given) and the newest limit jobs. */
+static int build_ledger(struct control *c, const Swarm__LedgerRequest *req, Swarm__ControlReply *reply,
+                        struct reply_storage *st) {
+        struct ledger *l = accounts_ledger(c->accounts);
+        const uint8_t *peer = req->peer.len > 0 ? req->peer.data : NULL;
+        size_t limit = req->limit == 0 ? LEDGER_LIMIT_DEFAULT : (req->limit < LEDGER_LIMIT_MAX ? req->limit : LEDGER_LIMIT_MAX);
+        size_t n_peers = 0, n_jobs = 0, k = 0;
+        int r;
+
+        r = ledger_list_peers(l, &st->ledger_peers, &n_peers);
+        if (r >= 0)
+                r = ledger_history(l, peer, limit, &st->jobs, &n_jobs);
+        if (r < 0)
+                return r;
+        st->peers = calloc(n_peers ? n_peers : 1, sizeof(Swarm__LedgerPeer));
+        st->peer_ptrs = calloc(n_peers ? n_peers : 1, sizeof(Swarm__LedgerPeer *));
+        st->entries = calloc(n_jobs ? n_jobs : 1, sizeof(Swarm__LedgerEntry));
+        st->entry_ptrs = calloc(n_jobs ? n_jobs : 1, sizeof(Swarm__LedgerEntry *));
+        if (!st->peers || !st->peer_ptrs || !st->entries || !st->entry_ptrs)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < n_peers; i++) {
+                struct ledger_peer *lp = &st->ledger_peers[i];
+                Swarm__LedgerPeer *o = &st->peers[k];
+
+                if (peer && memcmp(lp->id, peer, sizeof(lp->id)) != 0)
+                        continue;
+                swarm__ledger_peer__init(o);
+                o->node_id.data = lp->id;
+                o->node_id.len = sizeof(lp->id);
+                o->issued = lp->issued;
+                o->received = lp->received;
+                o->served = lp->served;
+                o->jobs_paid = lp->jobs_paid;
+                o->jobs_served = lp->jobs_served;
+                o->last_at = lp->last_at;
+                st->peer_ptrs[k++] = o;
+        }
+        reply->ledger_peers = st->peer_ptrs;
+        reply->n_ledger_peers = k;
+
+        for (size_t i = 0; i < n_jobs; i++) {
+                struct ledger_job *j = &st->jobs[i];
+                Swarm__LedgerEntry *o = &st->entries[i];
+
+                swarm__ledger_entry__init(o);
+                o->job_id.data = j->job_id;
+                o->job_id.len = sizeof(j->job_id);
+                o->role = j->role == LEDGER_ROLE_SERVED ? SWARM__LEDGER_ENTRY__ROLE__SERVED
+                                                         : SWARM__LEDGER_ENTRY__ROLE__PAID;
+                o->peer.data = j->peer;
+                o->peer.len = sizeof(j->peer);
+                j->skill[sizeof(j->skill) - 1] = '\0';
+                o->skill = j->skill;
+                o->price = j->price;
+                o->at = j->at;
+                st->entry_ptrs[i] = o;
+        }
+        reply->ledger_entries = st->entry_ptrs;
+        reply->n_ledger_entries = n_jobs;
+        return 0;
+}
+
+/* The balance and the job history are private (authz_may_read_ledger()).
+ * The socket is mode 0666 for the public peers view, so this is the only
+ * gate. */
+static bool client_may_read_ledger(const struct client *cl) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        if (getsockopt(cl->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred))
+                return false;
+        return authz_may_read_ledger(cred.uid, cred.gid, NULL, 0);
+}
+
+static int reply_error(Swarm__ControlReply *reply, int error, const char *message) {
+        reply->error = error;
+        reply->message = (char *) message;
+        return error;
+}
+
+/* 0, or the negative errno the reply carries. */
+static int client_answer_request(struct client *cl, const Swarm__ControlRequest *req, Swarm__ControlReply *reply,
+                                  struct reply_storage *st) {
+        struct control *c = cl->control;
+        int r;
+
+        switch (req->request_case) {
+        case SWARM__CONTROL_REQUEST__REQUEST_PEERS:
+                if (!c->network)
+                        return reply_error(reply, -ENETDOWN, "networking is disabled (network.enabled: false)");
+                r = build_peers(c, reply, st);
+                if (r < 0) {
+                        reply->n_peers = 0;
+                        return reply_error(reply, r, "out of memory");
+                }
+                return 0;
+        case SWARM__CONTROL_REQUEST__REQUEST_BALANCE:
+        case SWARM__CONTROL_REQUEST__REQUEST_LEDGER:
+                if (!client_may_read_ledger(cl)) {
+                        log_debug("Refused a ledger request from a user outside swarmd's group.");
+                        return reply_error(reply, -EACCES,
+                                           "the ledger is readable by root and the swarmd group only");
+                }
+                if (!c->accounts)
+                        return reply_error(reply, -ENODATA, "the ledger is not open");
+                if (req->request_case == SWARM__CONTROL_REQUEST__REQUEST_LEDGER &&
+                    req->ledger->peer.len != 0 && req->ledger->peer.len != WIRE_NODE_ID_SIZE)
+                        return reply_error(reply, -EINVAL, "peer must be a node id of 32 bytes");
+                r = req->request_case == SWARM__CONTROL_REQUEST__REQUEST_BALANCE ? build_balance(c, reply, st)
+                                                                                 : build_ledger(c, req->ledger, reply, st);
+                if (r < 0) {
+                        reply->balance = NULL;
+                        reply->n_ledger_peers = reply->n_ledger_entries = 0;
+                        log_warning_errno(r, "Reading the ledger for swarmctl failed: %m");
+                        return reply_error(reply, r, r == -ENOMEM ? "out of memory" : "reading the ledger failed");
+                }
+                return 0;
+        default:
+                return reply_error(reply, -EOPNOTSUPP, "unknown request (swarmctl newer than swarmd?)");
+        }
+}
+
 static int client_answer(struct client *cl, uint32_t size) {
         Swarm__ControlReply reply = SWARM__CONTROL_REPLY__INIT;
+        struct reply_storage st = {};
         Swarm__ControlRequest *req;
-        Swarm__PeerInfo *infos = NULL;
         size_t packed;
-        int r = 0;
 
         req = swarm__control_request__unpack(NULL, size, cl->request + 4);
-        if (!req) {
-                reply.error = -EBADMSG;
-                reply.message = (char *) "malformed request";
-        } else if (req->request_case == SWARM__CONTROL_REQUEST__REQUEST_PEERS) {
-                if (!cl->control->network) {
-                        reply.error = -ENETDOWN;
-                        reply.message = (char *) "networking is disabled (network.enabled: false)";
-                } else {
-                        r = build_peers(cl->control, &reply, &infos);
-                        if (r < 0) {
-                                reply.error = r;
-                                reply.message = (char *) "out of memory";
-                                reply.n_peers = 0;
-                        }
-                }
-        } else {
-                reply.error = -EOPNOTSUPP;
-                reply.message = (char *) "unknown request (swarmctl newer than swarmd?)";
-        }
-        if (req)
-                swarm__control_request__free_unpacked(req, NULL);
+        if (!req)
+                reply_error(&reply, -EBADMSG, "malformed request");
+        else
+                (void) client_answer_request(cl, req, &reply, &st);
 
         packed = swarm__control_reply__get_packed_size(&reply);
         cl->reply = malloc(packed + 4);
@@ -160,8 +360,9 @@ static int client_answer(struct client *cl, uint32_t size) {
                 swarm__control_reply__pack(&reply, cl->reply + 4);
                 cl->reply_size = packed + 4;
         }
-        free(infos);
-        free(reply.peers);
+        reply_storage_done(&st, &reply);
+        if (req)
+                swarm__control_request__free_unpacked(req, NULL);
         return cl->reply ? 0 : -ENOMEM;
 }
 

@@ -11,8 +11,11 @@ struct accounts;
 struct control;
 struct network;
 
-/* Listens on path (a stale socket there is replaced), mode 0666: what it
- * serves is what any peer of the swarm can see anyway. */
+/* Listens on path (a stale socket there is replaced), mode 0666: the
+ * peers view is what any peer of the swarm can see anyway.  The balance
+ * and the ledger are private and served only to root, the daemon's own
+ * user and members of its group (the caller's SO_PEERCRED uid and gid, and
+ * its groups in the group database); others get -EACCES. */
 int control_new(sd_event *event, const char *path, struct network *network, struct control **ret);
 struct control *control_free(struct control *c);
 
