@@ -173,6 +173,8 @@ struct swarm_status {
         struct skill_status *skills;
         size_t n_skills;
         uint32_t peers, active_jobs;
+        bool has_balance;               /* Balance is private: absent for most users */
+        int64_t balance;
 };
 
 static void swarm_status_done(struct swarm_status *s) {
@@ -272,6 +274,9 @@ static int swarm_status_get(sd_bus *bus, struct swarm_status *ret) {
                 swarm_status_done(&s);
                 return SWARMCTL_EXIT_FAILURE;
         }
+        /* Explicit, so not in GetAll; refused unless we may read the ledger. */
+        s.has_balance = sd_bus_get_property_trivial(bus, BUS_SERVICE_NAME, BUS_SERVICE_PATH, BUS_SERVICE_INTERFACE,
+                                                    "Balance", NULL, 'x', &s.balance) >= 0;
         if (!s.schedule)
                 s.schedule = calloc(1, sizeof(char *));
         if (!s.schedule) {
@@ -284,20 +289,6 @@ static int swarm_status_get(sd_bus *bus, struct swarm_status *ret) {
 }
 
 /* ---- Printing ---- */
-
-static void json_string(const char *s) {
-        putchar('"');
-        for (; s && *s; s++) {
-                unsigned char c = (unsigned char) *s;
-                if (c == '"' || c == '\\')
-                        printf("\\%c", c);
-                else if (c < 0x20)
-                        printf("\\u%04x", c);
-                else
-                        putchar(c);
-        }
-        putchar('"');
-}
 
 static const char *json_bool(int b) {
         return b ? "true" : "false";
@@ -330,8 +321,13 @@ static void print_status_json(const struct swarm_status *s) {
                 printf("%s", w == s->schedule ? "" : ", ");
                 json_string(*w);
         }
-        printf("], \"jobs_paused\": %s, \"active_jobs\": %" PRIu32 ", \"peers\": %" PRIu32 ", \"skills\": [",
+        printf("], \"jobs_paused\": %s, \"active_jobs\": %" PRIu32 ", \"peers\": %" PRIu32 ", \"balance\": ",
                json_bool(s->paused), s->active_jobs, s->peers);
+        if (s->has_balance)
+                printf("%" PRId64, s->balance);
+        else
+                printf("null");
+        printf(", \"skills\": [");
         for (size_t i = 0; i < s->n_skills; i++) {
                 const struct skill_status *k = &s->skills[i];
 
@@ -363,6 +359,11 @@ static void print_status(const struct swarm_status *s) {
         printf("\n       Jobs: %" PRIu32 " running%s\n", s->active_jobs,
                s->paused ? " (paused: swarmctl resume continues them)" : "");
         printf("      Peers: %" PRIu32 "\n", s->peers);
+        if (s->has_balance) {
+                char c[CREDITS_MAX];
+
+                printf("    Balance: %s credits\n", format_credits(s->balance, c));
+        }
         if (s->n_skills == 0) {
                 printf("     Skills: none\n");
                 return;

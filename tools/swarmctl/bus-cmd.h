@@ -9,12 +9,9 @@
  *
  * Exit status: 0 done; 1 other failure; 2 bad arguments (ours or refused
  * by swarmd as invalid); 3 swarmd is not running (not on the bus, or no
- * bus); 4 not authorised. */
+ * bus); 4 not authorised (common.h). */
 
-#define SWARMCTL_EXIT_FAILURE 1
-#define SWARMCTL_EXIT_BAD_ARGS 2
-#define SWARMCTL_EXIT_NOT_RUNNING 3
-#define SWARMCTL_EXIT_NOT_AUTHORIZED 4
+#include "common.h"
 
 int verb_status(int argc, char *argv[]);
 int verb_jobs(int argc, char *argv[]);

@@ -2,23 +2,15 @@
 
 /* swarmctl peers: the swarm as the local swarmd sees it. */
 
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include "control-client.h"
+#include "common.h"
 #include "identity.h"
 #include "log.h"
-#include "macro.h"
 #include "peers-cmd.h"
-
-#define DEFAULT_SOCKET "/run/swarmharness/control.sock"
 
 static const char *state_name(Swarm__MemberState s) {
         switch (s) {
@@ -30,18 +22,35 @@ static const char *state_name(Swarm__MemberState s) {
         }
 }
 
-static void json_string(const char *s) {
-        putchar('"');
-        for (; s && *s; s++) {
-                unsigned char c = (unsigned char) *s;
-                if (c == '"' || c == '\\')
-                        printf("\\%c", c);
-                else if (c < 0x20)
-                        printf("\\u%04x", c);
-                else
-                        putchar(c);
+/* How the local swarmd rates p for skill; NULL for ourselves or when the
+ * ledger is not open (matched by name: a skill may be offered once). */
+static const Swarm__PeerSkillView *reputation_of(const Swarm__PeerInfo *p, const char *skill) {
+        for (size_t i = 0; i < p->n_reputation; i++)
+                if (skill && strcmp(p->reputation[i]->skill, skill) == 0)
+                        return p->reputation[i];
+        return NULL;
+}
+
+static const char *price_unit(const Swarm__SkillOffer *o) {
+        return o->price_unit && o->price_unit[0] ? o->price_unit : "job";
+}
+
+static void print_reputation_json(const Swarm__PeerSkillView *v) {
+        if (!v) {
+                printf("null");
+                return;
         }
-        putchar('"');
+        printf("{\"mean\": %.4f, \"successes\": %.3f, \"failures\": %.3f, \"trust\": %.4f, \"latency_ms\": ",
+               v->mean, v->successes, v->failures, v->trust);
+        if (v->latency_ms > 0)
+                printf("%.3f", v->latency_ms);
+        else
+                printf("null");
+        printf(", \"throughput_ratio\": ");
+        if (v->throughput_ratio > 0)
+                printf("%.4f}", v->throughput_ratio);
+        else
+                printf("null}");
 }
 
 static void print_json(const Swarm__ControlReply *reply) {
@@ -75,9 +84,11 @@ static void print_json(const Swarm__ControlReply *reply) {
                         json_string(p->skills[s]->price_unit);
                         printf(", \"unit\": ");
                         json_string(p->skills[s]->unit);
-                        printf(", \"throughput\": %" PRIu64 ", \"workers\": %u, \"device\": ",
-                               p->skills[s]->throughput, p->skills[s]->workers);
+                        printf(", \"throughput\": %" PRIu64 ", \"workers\": %u, \"demand\": %.4f, \"device\": ",
+                               p->skills[s]->throughput, p->skills[s]->workers, p->skills[s]->demand);
                         json_string(p->skills[s]->device);
+                        printf(", \"reputation\": ");
+                        print_reputation_json(reputation_of(p, p->skills[s]->name));
                         printf("}");
                 }
                 printf("]}");
@@ -85,13 +96,16 @@ static void print_json(const Swarm__ControlReply *reply) {
         printf("%s]\n", reply->n_peers ? "\n" : "");
 }
 
+/* One line per peer, then one per skill it offers: the price, and how
+ * this node rates the peer for it (mean of the Beta, decayed successes /
+ * failures, measured ÷ advertised throughput once challenged). */
 static void print_table(const Swarm__ControlReply *reply) {
-        printf("%-14s %-14s %-24s %-8s %-12s %-9s %-6s %s\n", "NODE", "NAME", "ENDPOINT", "STATE", "INCARNATION",
-               "HEARD", "LOAD", "SKILLS (price)");
+        printf("%-14s %-14s %-24s %-8s %-12s %-9s %s\n", "NODE", "NAME", "ENDPOINT", "STATE", "INCARNATION", "HEARD",
+               "LOAD");
+        printf("  %-22s %-20s %-6s %-15s %s\n", "SKILL", "PRICE", "MEAN", "OK/FAILED", "THROUGHPUT");
         for (size_t i = 0; i < reply->n_peers; i++) {
                 const Swarm__PeerInfo *p = reply->peers[i];
-                char id[NODE_ID_LEN + 1] = "?", heard[16], load[16], skills[256] = "";
-                size_t used = 0;
+                char id[NODE_ID_LEN + 1] = "?", heard[16], load[16];
 
                 if (p->node_id.len == 32)
                         node_id_from_public_key(p->node_id.data, id);
@@ -100,14 +114,24 @@ static void print_table(const Swarm__ControlReply *reply) {
                 else
                         snprintf(heard, sizeof(heard), "%.1fs ago", (double) p->last_heard_ms_ago / 1e3);
                 snprintf(load, sizeof(load), "%u/%u", p->load, p->capacity);
-                for (size_t s = 0; s < p->n_skills && used < sizeof(skills); s++)
-                        used += (size_t) snprintf(skills + used, sizeof(skills) - used, "%s%s(%" PRIu64 "/%s)",
-                                                  s ? ", " : "", p->skills[s]->name, p->skills[s]->price,
-                                                  p->skills[s]->price_unit[0] ? p->skills[s]->price_unit : "job");
-                printf("%-.12s%-2s %-14.14s %-24.24s %-8s %-12" PRIu64 " %-9s %-6s %s%s\n", id,
-                       p->self ? " *" : "", p->name, p->n_endpoints ? p->endpoints[0] : "-", state_name(p->state),
-                       p->incarnation, heard, load, p->n_skills ? skills : "-",
-                       p->lending ? "" : " [not lending]");
+                printf("%-.12s%-2s %-14.14s %-24.24s %-8s %-12" PRIu64 " %-9s %s%s%s\n", id, p->self ? " *" : "",
+                       p->name, p->n_endpoints ? p->endpoints[0] : "-", state_name(p->state), p->incarnation,
+                       heard, load, p->lending ? "" : " [not lending]", p->n_skills ? "" : " (no skills)");
+                for (size_t s = 0; s < p->n_skills; s++) {
+                        const Swarm__SkillOffer *o = p->skills[s];
+                        const Swarm__PeerSkillView *v = reputation_of(p, o->name);
+                        char skill[64], price[48], mean[16] = "-", counts[32] = "-", ratio[16] = "-";
+
+                        snprintf(skill, sizeof(skill), "%s%s%s", o->name, o->version[0] ? " " : "", o->version);
+                        snprintf(price, sizeof(price), "%" PRIu64 "/%s", o->price, price_unit(o));
+                        if (v) {
+                                snprintf(mean, sizeof(mean), "%.2f", v->mean);
+                                snprintf(counts, sizeof(counts), "%.1f/%.1f", v->successes, v->failures);
+                                if (v->throughput_ratio > 0)
+                                        snprintf(ratio, sizeof(ratio), "%.2fx", v->throughput_ratio);
+                        }
+                        printf("  %-22.22s %-20.20s %-6s %-15s %s\n", skill, price, mean, counts, ratio);
+                }
         }
 }
 
@@ -115,7 +139,7 @@ int verb_peers(int argc, char *argv[]) {
         Swarm__ControlRequest req = SWARM__CONTROL_REQUEST__INIT;
         Swarm__PeersRequest peers = SWARM__PEERS_REQUEST__INIT;
         Swarm__ControlReply *reply = NULL;
-        const char *path = getenv("SWARM_CONTROL_SOCKET") ?: DEFAULT_SOCKET;
+        const char *path = control_socket_default();
         bool json = false;
         int c, r;
         static const struct option options[] = {
@@ -137,29 +161,18 @@ int verb_peers(int argc, char *argv[]) {
                         printf("swarmctl peers [--socket PATH] [--json]\n");
                         return 0;
                 default:
-                        return 2;
+                        return SWARMCTL_EXIT_BAD_ARGS;
                 }
         if (optind != argc) {
                 log_error("peers: unexpected argument \"%s\".", argv[optind]);
-                return 2;
+                return SWARMCTL_EXIT_BAD_ARGS;
         }
 
         req.request_case = SWARM__CONTROL_REQUEST__REQUEST_PEERS;
         req.peers = &peers;
-        r = control_client_call(path, &req, &reply);
-        if (r == -ENOTCONN) {
-                log_error("swarmd is not running (nothing listens on %s).", path);
-                return 3;
-        }
-        if (r < 0) {
-                log_error_errno(r, "Talking to swarmd at %s failed: %m", path);
-                return 1;
-        }
-        if (reply->error < 0) {
-                log_error("swarmd: %s", reply->message);
-                swarm__control_reply__free_unpacked(reply, NULL);
-                return 1;
-        }
+        r = control_call(path, &req, &reply);
+        if (r > 0)
+                return r;
         if (json)
                 print_json(reply);
         else

@@ -8,6 +8,7 @@
 
 #include "build-config.h"
 #include "bus-cmd.h"
+#include "ledger-cmd.h"
 #include "log.h"
 #include "peers-cmd.h"
 #include "skill-cmd.h"
@@ -20,7 +21,11 @@ static int help(void) {
                "  skill run PATH.so|NAME …     run one job through a real worker, verify it, time it\n"
                "  submit --skill NAME --input NAME=SPEC… | --batch FILE\n"
                "                               run jobs in the swarm: routed, verified, rerouted\n"
-               "  peers [--json]               the swarm's members as the local swarmd sees them\n"
+               "  peers [--json]               the swarm's members as the local swarmd sees them,\n"
+               "                               with prices and how this node rates them\n"
+               "  balance [--json]             this node's credits: balance, received, paid, owed\n"
+               "  ledger [PEER] [--limit N] [--json]\n"
+               "                               credits per peer, then the most recent jobs\n"
                "  status [--json]              this node: lending, policy, skills, peers, jobs (D-Bus)\n"
                "  jobs [--json]                jobs running on this node, per skill (D-Bus)\n"
                "  lend on|off                  start or stop lending this machine to the swarm\n"
@@ -31,7 +36,9 @@ static int help(void) {
                "Options:\n"
                "  -h, --help       this text\n"
                "      --version    print the version\n"
-               "\nThe D-Bus verbs take --system or --user (default: the bus swarmd is on).\n"
+               "\nThe D-Bus verbs take --system or --user (default: the bus swarmd is on);\n"
+               "peers, balance and ledger take --socket PATH (swarmd's control socket).\n"
+               "balance and ledger are for root and the swarmd group only.\n"
                "Exit status: 0 ok, 1 failure, 2 bad arguments, 3 swarmd not running,\n"
                "4 not authorised.\n"
                "\nSee swarmctl(1).\n");
@@ -59,6 +66,10 @@ int main(int argc, char *argv[]) {
                 return verb_submit(argc - 1, argv + 1);
         if (strcmp(argv[1], "peers") == 0)
                 return verb_peers(argc - 1, argv + 1);
+        if (strcmp(argv[1], "balance") == 0)
+                return verb_balance(argc - 1, argv + 1);
+        if (strcmp(argv[1], "ledger") == 0)
+                return verb_ledger(argc - 1, argv + 1);
         if (strcmp(argv[1], "status") == 0)
                 return verb_status(argc - 1, argv + 1);
         if (strcmp(argv[1], "jobs") == 0)

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What swarmctl's verbs share: exit statuses, JSON output, and one call
+ * over swarmd's control socket (peers, balance, ledger). */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "control.pb-c.h"
+
+/* Exit status: 0 done; 1 other failure; 2 bad arguments (ours or refused
+ * by swarmd as invalid); 3 swarmd is not running; 4 not authorised. */
+#define SWARMCTL_EXIT_FAILURE 1
+#define SWARMCTL_EXIT_BAD_ARGS 2
+#define SWARMCTL_EXIT_NOT_RUNNING 3
+#define SWARMCTL_EXIT_NOT_AUTHORIZED 4
+
+#define CONTROL_SOCKET_DEFAULT "/run/swarmharness/control.sock"
+
+/* Micro-credits as credits, exactly: "-12.000345".  Returns buf. */
+#define CREDITS_MAX 24
+const char *format_credits(int64_t micro, char buf[static CREDITS_MAX]);
+const char *format_ucredits(uint64_t micro, char buf[static CREDITS_MAX]);
+
+/* Prints s as a JSON string, quoted and escaped; NULL as "". */
+void json_string(const char *s);
+
+/* $SWARM_CONTROL_SOCKET, else where the packaged swarmd listens. */
+const char *control_socket_default(void);
+
+/* Sends req to swarmd at path and returns 0 with *ret (free with
+ * swarm__control_reply__free_unpacked()), or an exit status after saying
+ * what went wrong: 3 when nothing listens, 4 when swarmd refused with
+ * -EACCES, 1 for every other failure or refusal. */
+int control_call(const char *path, const Swarm__ControlRequest *req, Swarm__ControlReply **ret);
