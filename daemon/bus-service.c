@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accounts.h"
 #include "authz.h"
 #include "build-config.h"
 #include "bus-service.h"
@@ -41,6 +42,7 @@ struct bus_service {
         struct lending *lending;
         struct skills *skills;
         struct network *network;
+        struct accounts *accounts;      /* borrowed; NULL while the ledger is not open */
         sd_bus_slot *object_slot;
         sd_event_source *check_timer;
         struct bus_snapshot last;
@@ -284,6 +286,41 @@ static int property_get_active_jobs(sd_bus *bus, const char *path, const char *i
         return sd_bus_message_append(reply, "u", bus_service_active_jobs(userdata));
 }
 
+/* Private like the ledger itself: the caller's credentials come from the
+ * bus daemon.  The vtable marks it explicit, so that GetAll, which every
+ * user may call, leaves it out instead of failing. */
+static int property_get_balance(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        struct bus_service *s = userdata;
+        sd_bus_message *call = sd_bus_get_current_message(bus);
+        struct ledger_balance b;
+        const gid_t *gids = NULL;
+        uid_t euid;
+        gid_t egid = (gid_t) -1;
+        int n_gids, r;
+
+        r = call ? sd_bus_query_sender_creds(call, SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
+                                                           SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
+                                             &creds)
+                 : -ENXIO;
+        if (r >= 0)
+                r = sd_bus_creds_get_euid(creds, &euid);
+        if (r < 0)
+                return sd_bus_error_set(error, BUS_ERROR_NOT_AUTHORIZED, "Cannot tell who the caller is.");
+        (void) sd_bus_creds_get_egid(creds, &egid);
+        n_gids = sd_bus_creds_get_supplementary_gids(creds, &gids);
+        if (!authz_may_read_ledger(euid, egid, n_gids > 0 ? gids : NULL, n_gids > 0 ? (size_t) n_gids : 0))
+                return sd_bus_error_set(error, BUS_ERROR_NOT_AUTHORIZED,
+                                        "The balance is readable by root and the swarmd group only.");
+        if (!s->accounts)
+                return sd_bus_error_set(error, BUS_ERROR_FAILED, "The ledger is not open.");
+        r = ledger_get_balance(accounts_ledger(s->accounts), &b);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Cannot read the ledger: %m");
+        return sd_bus_message_append(reply, "x", b.balance);
+}
+
 /* ---- Methods ---- */
 
 static const char *bus_op_name(enum bus_op op) {
@@ -481,6 +518,9 @@ static const sd_bus_vtable swarm_vtable[] = {
         SD_BUS_PROPERTY("Skills", "a(ssstsuut)", property_get_skills, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Peers", "u", property_get_peers, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ActiveJobs", "u", property_get_active_jobs, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        /* No change signal: the balance moves with every job, and a signal
+         * would tell every listener on the bus. */
+        SD_BUS_PROPERTY("Balance", "x", property_get_balance, 0, SD_BUS_VTABLE_PROPERTY_EXPLICIT),
         SD_BUS_METHOD_WITH_ARGS("SetLending", SD_BUS_ARGS("b", enabled), SD_BUS_NO_RESULT, method_set_lending,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetPolicy", SD_BUS_ARGS("s", policy, "as", schedule), SD_BUS_NO_RESULT,
@@ -680,6 +720,11 @@ struct bus_service *bus_service_free(struct bus_service *s) {
         bus_snapshot_done(&s->last);
         free(s);
         return NULL;
+}
+
+void bus_service_set_accounts(struct bus_service *s, struct accounts *a) {
+        if (s)
+                s->accounts = a;
 }
 
 sd_bus *bus_service_bus(const struct bus_service *s) {

@@ -3,8 +3,9 @@
 
 /* swarmd on D-Bus: org.swarmharness.Swarm1 at /org/swarmharness/Swarm1,
  * the interface defined (and documented) in dbus/org.swarmharness.Swarm1.xml,
- * served from the sd-event loop with an sd-bus vtable.  Reading is open;
- * state changes go through authz.h.
+ * served from the sd-event loop with an sd-bus vtable.  Reading is open
+ * but for Balance (authz_may_read_ledger()); state changes go through
+ * authz.h.
  *
  * D-Bus is optional: when dbus.bus is none or the bus cannot be reached,
  * swarmd runs without it (logged), and every function here accepts a NULL
@@ -25,6 +26,7 @@
 #define BUS_ERROR_INVALID_ARGUMENT "org.swarmharness.Swarm1.Error.InvalidArgument"
 #define BUS_ERROR_FAILED "org.swarmharness.Swarm1.Error.Failed"
 
+struct accounts;
 struct bus_service;
 struct identity;
 struct lending;
@@ -48,6 +50,10 @@ bool bus_service_is_system_bus(const struct bus_service *s);
  * that cannot be had is logged, not fatal. */
 int bus_service_start(struct bus_service *s, struct lending *lending, struct skills *skills,
                       struct network *network);
+
+/* The ledger behind the Balance property; NULL until set (Balance then
+ * fails: the ledger is not open).  Borrowed: unset it before freeing. */
+void bus_service_set_accounts(struct bus_service *s, struct accounts *a);
 
 /* Compares the properties with what clients last saw and emits
  * PropertiesChanged for those that differ.  Called when lending changes;

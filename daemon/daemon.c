@@ -315,6 +315,7 @@ static int daemon_open_accounts(struct daemon *d) {
                 network_set_demand_callback(d->network, demand_of, d->accounts);
         if (d->control)
                 control_set_accounts(d->control, d->accounts);
+        bus_service_set_accounts(d->bus, d->accounts);
         return 0;
 }
 
@@ -335,6 +336,7 @@ static void daemon_done(struct daemon *d) {
                 network_set_demand_callback(d->network, NULL, NULL);
         if (d->control)
                 control_set_accounts(d->control, NULL);
+        bus_service_set_accounts(d->bus, NULL);
         d->accounts = accounts_free(d->accounts);
         /* The bus first (pending calls are answered), then lending, which
          * thaws what it froze while the pools still exist. */
