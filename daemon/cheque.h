@@ -12,6 +12,7 @@
  * it, the same amount is a harmless duplicate (a resend), a lower one goes
  * backwards and is refused. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
