@@ -88,8 +88,6 @@ enum {
         STMT_BEGIN_READ,
         STMT_COMMIT,
         STMT_ROLLBACK,
-        STMT_SYNC_FULL,
-        STMT_SYNC_NORMAL,
         STMT_JOB_INSERT,
         STMT_JOB_PEER,
         STMT_SERVED_SUM,
@@ -115,8 +113,6 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_BEGIN_READ] = "BEGIN",
         [STMT_COMMIT] = "COMMIT",
         [STMT_ROLLBACK] = "ROLLBACK",
-        [STMT_SYNC_FULL] = "PRAGMA synchronous = FULL",
-        [STMT_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
         [STMT_JOB_INSERT] =
                 "INSERT INTO jobs (job_id, role, peer, skill, price, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
                 "ON CONFLICT (job_id, role) DO NOTHING",
@@ -269,12 +265,15 @@ static void ledger_rollbackp(struct ledger **l) {
 /* A write transaction, taking the write lock at once; full: fsync the WAL
  * at commit (money) or not (reputation). */
 static int ledger_begin(struct ledger *l, bool full) {
-        int r;
-
+        /* Not a prepared statement: SQLite applies PRAGMA synchronous
+         * when it compiles it, so preparing one for later would switch
+         * the connection there and then. */
         if (l->sync_full != full) {
-                r = stmt_run(l, full ? STMT_SYNC_FULL : STMT_SYNC_NORMAL);
-                if (r < 0)
-                        return r;
+                const char *sql = full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+                int rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
+
+                if (rc != SQLITE_OK)
+                        return ledger_fail(l, rc, sql);
                 l->sync_full = full;
         }
         return stmt_run(l, STMT_BEGIN);

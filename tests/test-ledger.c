@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -618,6 +619,52 @@ Test(ledger, reputation_round_trips_and_upserts) {
         bad.skill[0] = 0;
         cr_assert_eq(ledger_save_reputation(l, &bad, 1), -EINVAL);
         ledger_free(l);
+}
+
+/* SQLite calls these through the PLT: the test binary's own definitions
+ * win, so they count what it makes durable. */
+static unsigned syncs;
+
+int fdatasync(int fd) {
+        syncs++;
+        return (int) syscall(SYS_fdatasync, fd);
+}
+
+int fsync(int fd) {
+        syncs++;
+        return (int) syscall(SYS_fsync, fd);
+}
+
+Test(ledger, money_is_synced_at_commit_and_reputation_is_not) {
+        struct ledger *a = open_as("a.db", &A, ALLOWANCE), *b = open_as("b.db", &B, 0);
+        struct ledger_reputation rep = { .skill = "gemm", .successes = 1, .updated_at = T0 };
+        _cleanup_free_ uint8_t *buf = NULL;
+        unsigned before;
+        size_t size;
+
+        memcpy(rep.peer, B.pk, 32);
+        for (int round = 0; round < 2; round++) {
+                before = syncs;
+                pay(a, &A, &B, 1 + round, 10, T0);
+                cr_assert_gt(syncs, before, "ledger_pay did not sync");
+
+                before = syncs;
+                served(b, &A, 1 + round, 10, T0);
+                cr_assert_gt(syncs, before, "ledger_served did not sync");
+
+                free(buf);
+                buf = NULL;
+                cr_assert_eq(ledger_latest_cheque(a, B.pk, &buf, &size), 0);
+                before = syncs;
+                cr_assert_eq(ledger_accept_cheque(b, buf, size, T0, NULL), 1);
+                cr_assert_gt(syncs, before, "ledger_accept_cheque did not sync");
+
+                before = syncs;
+                cr_assert_eq(ledger_save_reputation(a, &rep, 1), 0);
+                cr_assert_eq(syncs, before, "ledger_save_reputation synced");
+        }
+        ledger_free(a);
+        ledger_free(b);
 }
 
 /* ---- Crash consistency ------------------------------------------------ */
