@@ -25,6 +25,14 @@
 
 /* Below this (decayed) count an observation is too faded to publish. */
 #define OPINION_MIN_COUNT 1e-3
+/* Another's report of one (peer, skill) counts as at most this many
+ * observations (scaled down, keeping its ratio).  Trust caps how much of
+ * a report we take, but not the counts in it: without this, a clique
+ * that gained a sliver of trust (one good job done for us) could publish
+ * 10⁹ failures of every honest provider and outweigh everything we saw.
+ * An honest requester's decayed count of one provider rarely exceeds it
+ * (one job a minute for a 1 h half-life is ~87). */
+#define REPORT_MAX_COUNT 100.0
 
 struct report {
         uint32_t issuer;                /* peer index */
@@ -672,16 +680,22 @@ int reputation_add_opinion(struct reputation *r, const uint8_t issuer[REPUTATION
         r->peers[ip].issuer = (int32_t) r->n_issuers++;
 
         for (size_t i = 0; i < n; i++) {
+                double es = entries[i].successes, ef = entries[i].failures;
                 uint32_t sp, c;
 
                 /* Nobody vouches for itself. */
                 if (memcmp(entries[i].subject, issuer, REPUTATION_ID_SIZE) == 0)
                         continue;
+                if (es + ef > REPORT_MAX_COUNT) {
+                        double scale = REPORT_MAX_COUNT / (es + ef);
+                        es *= scale;
+                        ef *= scale;
+                }
                 k = peer_get(r, entries[i].subject, &sp);
                 if (k >= 0)
                         k = cell_get(r, sp, entries[i].skill, &c);
                 if (k >= 0)
-                        k = report_add(&r->cells[c], ip, entries[i].successes, entries[i].failures, now);
+                        k = report_add(&r->cells[c], ip, es, ef, now);
                 if (k < 0) {
                         /* Keep what was stored consistent: the opinion
                          * is held with the entries added so far. */
@@ -690,12 +704,11 @@ int reputation_add_opinion(struct reputation *r, const uint8_t issuer[REPUTATION
                         return k;
                 }
                 if (k == 0)
-                        list[m++] = (struct issuer_entry) { c, entries[i].successes, entries[i].failures };
+                        list[m++] = (struct issuer_entry) { c, es, ef };
                 else
                         for (size_t q = 0; q < m; q++)
                                 if (list[q].cell == c)
-                                        list[q] = (struct issuer_entry) { c, entries[i].successes,
-                                                                          entries[i].failures };
+                                        list[q] = (struct issuer_entry) { c, es, ef };
         }
         s->entries = TAKE_PTR(list);
         s->n_entries = m;
