@@ -22,6 +22,11 @@
  * treated as what it delivers. */
 #define ROUTER_RATIO_MIN 0.01
 #define ROUTER_RATIO_MAX 1.5
+/* The score divides by the Beta mean to this power.  At 1, a provider
+ * that returns a wrong result 30% of the time (unpaid, so cheap for it)
+ * pays only 1/0.7 in score and kept ~5% of the market's first attempts
+ * in bench/sim-market; a wrong result is fraud, not bad luck. */
+#define ROUTER_REPUTATION_EXPONENT 4.0
 /* Power of two choices only between candidates this close in score: a
  * lighter load does not excuse a much worse price or record. */
 #define ROUTER_P2C_SCORE_RATIO 2.0
@@ -59,8 +64,9 @@ double router_expected_usec(const struct router_candidate *c, const struct route
 
 static double reputation(const struct router_candidate *c) {
         double s = c->successes > 0 ? c->successes : 0, f = c->failures > 0 ? c->failures : 0;
+        double mean = (s + 1.0) / (s + f + 2.0);
 
-        return (s + 1.0) / (s + f + 2.0);
+        return pow(mean, ROUTER_REPUTATION_EXPONENT);
 }
 
 double router_score(const struct router_candidate *c, const struct router_params *p) {
