@@ -30,10 +30,17 @@
 
 struct ledger;
 
-/* Opens (creating) the database at path for the node self (32 bytes).  A
- * database made for another node id is refused (-EXDEV), as is one of a
- * newer schema (-EPROTONOSUPPORT); *error (malloc'd) says why, naming the
- * file, for every failure. */
+/* Opens (creating, mode 0600) the database at path for the node self (32
+ * bytes).  A database made for another node id is refused (-EXDEV), as is
+ * one of a newer schema (-EPROTONOSUPPORT), and an allowance over
+ * INT64_MAX (-EOVERFLOW); *error (malloc'd, may be NULL) says why, naming
+ * the file, for every failure.
+ *
+ * Throughout: skill is 1-63 bytes of UTF-8 (-EINVAL otherwise), times are
+ * at most INT64_MAX µs, and amounts are refused with -EOVERFLOW rather
+ * than taken past INT64_MAX (SQLite integers are signed 64-bit): a price,
+ * the cumulative amount issued to one payee, what one requester was
+ * served, a cheque's amount. */
 int ledger_open(const char *path, const uint8_t self[32], uint64_t allowance, struct ledger **ret, char **error);
 struct ledger *ledger_free(struct ledger *l);
 
@@ -44,7 +51,8 @@ struct ledger *ledger_free(struct ledger *l);
  * stores the new cheque, signed with sk (this node's Ed25519 secret key).
  * Returns the encoded SignedCheque to send (malloc'd).  -EALREADY when
  * job_id was already paid (nothing changes, *ret is the latest cheque to
- * that payee, to resend).  now: µs since the epoch. */
+ * the payee it was paid to, which covers it, to resend).  -EINVAL when sk
+ * is not this node's key.  now: µs since the epoch. */
 int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
                const uint8_t payee[32], uint64_t price, const uint8_t sk[64], uint64_t now,
                uint8_t **ret, size_t *ret_size);
@@ -56,14 +64,17 @@ int ledger_latest_cheque(struct ledger *l, const uint8_t payee[32], uint8_t **re
 /* ---- Provider side ---- */
 
 /* Records that we delivered job_id to requester at price (durable).
- * -EALREADY when that job was already recorded as served. */
+ * -EALREADY when that job was already recorded as served; -EOVERFLOW when
+ * what requester was served in all would pass INT64_MAX. */
 int ledger_served(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
                   const uint8_t requester[32], uint64_t price, uint64_t now);
 
 /* A cheque from a peer (the encoded SignedCheque): checked with
  * cheque_open_bytes()/cheque_compare() against the highest we hold from
  * its payer and kept, durably, when higher.  1 kept, 0 duplicate, or the
- * negative errno of the rule it breaks with *reason (static string). */
+ * negative errno of the rule it breaks with *reason (static string):
+ * those of cheque_open_bytes() and cheque_compare(), and -EOVERFLOW for
+ * an amount over INT64_MAX. */
 int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uint64_t now, const char **reason);
 
 /* What requester owes us: served − received, 0 when it paid ahead. */
@@ -77,6 +88,8 @@ struct ledger_balance {
         uint64_t owed_to_us;            /* Σ over requesters of max(0, served − received) */
         uint64_t jobs_paid, jobs_served;
 };
+/* -EOVERFLOW when a total does not fit (over all peers, issued or
+ * received past INT64_MAX). */
 int ledger_get_balance(struct ledger *l, struct ledger_balance *ret);
 
 struct ledger_peer {

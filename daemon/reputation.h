@@ -22,7 +22,10 @@
  * trust) found bad or never used, gets ~0 weight.  The score of a
  * provider adds others' counts to ours, each scaled by its issuer's trust
  * relative to our own (at most params.opinion_weight of an observation of
- * ours). */
+ * ours).  One report counts as at most 100 observations (scaled down,
+ * ratio kept): trust bounds the weight of a report but not the counts in
+ * it, and a clique that earned a sliver of trust must not outweigh what
+ * we saw with 10⁹ made-up failures. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -84,7 +87,7 @@ struct reputation_row {
         char skill[REPUTATION_SKILL_MAX + 1];
         double successes, failures;
         double latency_ewma_usec, throughput_ratio;
-        uint64_t updated_at;
+        uint64_t updated_at;            /* when the counts are as of (decay resumes from it) */
 };
 /* Own observations as rows (malloc'd array; decayed to now). */
 int reputation_export(struct reputation *r, uint64_t now, struct reputation_row **ret, size_t *ret_n);
@@ -107,8 +110,11 @@ int reputation_build_opinion(struct reputation *r, uint64_t now, struct reputati
 /* Stores issuer's opinion (already verified by opinion.h), replacing an
  * older version.  -EALREADY when version is not newer than the one held;
  * an opinion of ourselves by ourselves is ignored (-EINVAL). Entries about
- * the issuer itself are dropped (nobody vouches for itself).  When
- * max_issuers are held, the one with the least trust goes. */
+ * the issuer itself are dropped (nobody vouches for itself); of the same
+ * (subject, skill) twice, the last counts.  -E2BIG over max_entries,
+ * -EINVAL for a count not finite and ≥ 0 or a skill not 1-63 bytes.  When
+ * max_issuers are held, the one with the least trust (the oldest of
+ * equals) goes; -ENOBUFS when that would be the newcomer itself. */
 int reputation_add_opinion(struct reputation *r, const uint8_t issuer[REPUTATION_ID_SIZE], uint64_t version,
                            const struct reputation_opinion_entry *entries, size_t n, uint64_t now);
 

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
 #include "router.h"
 
 /* Below this, a time estimate is noise; it keeps a zero-size job from
@@ -18,6 +22,11 @@
  * treated as what it delivers. */
 #define ROUTER_RATIO_MIN 0.01
 #define ROUTER_RATIO_MAX 1.5
+/* The score divides by the Beta mean to this power.  At 1, a provider
+ * that returns a wrong result 30% of the time (unpaid, so cheap for it)
+ * pays only 1/0.7 in score and kept ~5% of the market's first attempts
+ * in bench/sim-market; a wrong result is fraud, not bad luck. */
+#define ROUTER_REPUTATION_EXPONENT 4.0
 /* Power of two choices only between candidates this close in score: a
  * lighter load does not excuse a much worse price or record. */
 #define ROUTER_P2C_SCORE_RATIO 2.0
@@ -55,8 +64,9 @@ double router_expected_usec(const struct router_candidate *c, const struct route
 
 static double reputation(const struct router_candidate *c) {
         double s = c->successes > 0 ? c->successes : 0, f = c->failures > 0 ? c->failures : 0;
+        double mean = (s + 1.0) / (s + f + 2.0);
 
-        return (s + 1.0) / (s + f + 2.0);
+        return pow(mean, ROUTER_REPUTATION_EXPONENT);
 }
 
 double router_score(const struct router_candidate *c, const struct router_params *p) {
@@ -80,29 +90,77 @@ static void move_to_front(struct router_candidate *c, double *s, size_t i) {
         s[0] = ts;
 }
 
+struct ranked {
+        double score;
+        size_t index;
+};
+
+/* By score, NaN last, then by the caller's order: a stable, total order,
+ * so the ranking is deterministic. */
+static int ranked_compare(const void *a, const void *b) {
+        const struct ranked *x = a, *y = b;
+        bool xn = isnan(x->score), yn = isnan(y->score);
+
+        if (xn != yn)
+                return xn ? 1 : -1;
+        if (!xn && x->score != y->score)
+                return x->score < y->score ? -1 : 1;
+        return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Sorts c (and scores) by score.  The requester ranks every member that
+ * offers the skill, a thousand or more: an insertion sort of that many
+ * 80-byte candidates took a millisecond per job, so an index sort and one
+ * permutation. */
+static void sort_by_score(struct router_candidate *c, double *scores, size_t n) {
+        struct ranked *r = malloc(n * sizeof(*r));
+        struct router_candidate *copy = malloc(n * sizeof(*copy));
+
+        if (!r || !copy) {
+                free(r);
+                free(copy);
+                /* Out of memory: the same order, in place, slower. */
+                for (size_t i = 1; i < n; i++) {
+                        struct router_candidate t = c[i];
+                        double ts = scores[i];
+                        size_t j = i;
+
+                        for (; j > 0 && ranked_compare(&(struct ranked) { scores[j - 1], 0 },
+                                                       &(struct ranked) { ts, 1 }) > 0; j--) {
+                                c[j] = c[j - 1];
+                                scores[j] = scores[j - 1];
+                        }
+                        c[j] = t;
+                        scores[j] = ts;
+                }
+                return;
+        }
+        for (size_t i = 0; i < n; i++)
+                r[i] = (struct ranked) { scores[i], i };
+        qsort(r, n, sizeof(*r), ranked_compare);
+        memcpy(copy, c, n * sizeof(*c));
+        for (size_t i = 0; i < n; i++) {
+                c[i] = copy[r[i].index];
+                scores[i] = r[i].score;
+        }
+        free(r);
+        free(copy);
+}
+
 void router_rank(struct router_candidate *c, size_t n, const struct router_params *p,
                  uint64_t (*rng)(void *userdata), void *userdata) {
-        double scores[n ? n : 1];
+        _cleanup_free_ double *scores = NULL;
 
         if (n == 0)
                 return;
+        scores = malloc(n * sizeof(*scores));
+        if (!scores) {
+                /* Nothing to rank with: the caller's order stands. */
+                return;
+        }
         for (size_t i = 0; i < n; i++)
                 scores[i] = router_score(&c[i], p);
-
-        /* Insertion sort: stable (equal scores keep the caller's order, so
-         * the ranking is deterministic) and n is small. */
-        for (size_t i = 1; i < n; i++) {
-                struct router_candidate t = c[i];
-                double ts = scores[i];
-                size_t j = i;
-
-                for (; j > 0 && scores[j - 1] > ts; j--) {
-                        c[j] = c[j - 1];
-                        scores[j] = scores[j - 1];
-                }
-                c[j] = t;
-                scores[j] = ts;
-        }
+        sort_by_score(c, scores, n);
 
         /* Power of two choices: of the two best, the less loaded first. */
         if (n >= 2 && scores[1] <= scores[0] * ROUTER_P2C_SCORE_RATIO && queue_factor(&c[1]) < queue_factor(&c[0]))

@@ -1,0 +1,1162 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The ledger (ledger.h) on SQLite.  One connection, used from one thread.
+ *
+ * Durability: WAL mode.  Every transaction that moves money runs with
+ * synchronous=FULL (the WAL is fsync'ed at each commit); reputation saves
+ * run with synchronous=NORMAL (synced at checkpoints only).  The setting
+ * belongs to the connection, so it is switched between transactions, only
+ * when it differs from what the last one used.
+ *
+ * Amounts are uint64 micro-credits in SQLite's signed 64-bit integers:
+ * anything that would take a stored amount, or a per-peer sum of prices,
+ * past INT64_MAX is refused with -EOVERFLOW, so the sums SQLite computes
+ * never overflow either; totals over all peers are added up here, with
+ * overflow checks.
+ *
+ * Errors: ledger_open() explains every failure in *error, naming the file;
+ * afterwards, an SQLite failure is logged here, once, with the file name
+ * and SQLite's message, and returned as a negative errno.  Refusals that
+ * are the caller's business (-EALREADY, -EOVERFLOW, a bad cheque) are not
+ * logged. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "ledger.h"
+#include "log.h"
+#include "macro.h"
+#include "pb-util.h"
+
+#define LEDGER_BUSY_TIMEOUT_MS 5000
+#define LEDGER_SKILL_MAX 63     /* struct ledger_job/ledger_reputation: char skill[64] */
+
+/* Schema migrations: step i takes user_version i to i + 1.  Append, never
+ * edit a step that has shipped. */
+static const char *const migrations[] = {
+        /* 1: the first schema. */
+        "CREATE TABLE meta ("
+        "  key TEXT PRIMARY KEY NOT NULL,"
+        "  value BLOB NOT NULL"
+        ");"
+        "CREATE TABLE jobs ("
+        "  job_id BLOB NOT NULL CHECK (length(job_id) = 16),"
+        "  role INTEGER NOT NULL CHECK (role IN (0, 1)),"          /* enum ledger_role */
+        "  peer BLOB NOT NULL CHECK (length(peer) = 32),"
+        "  skill TEXT NOT NULL,"
+        "  price INTEGER NOT NULL CHECK (price >= 0),"
+        "  at INTEGER NOT NULL,"
+        "  PRIMARY KEY (job_id, role)"
+        ");"
+        "CREATE INDEX jobs_by_peer ON jobs (peer, role, price);"
+        "CREATE INDEX jobs_by_at ON jobs (at);"
+        "CREATE TABLE cheques_issued ("
+        "  payee BLOB PRIMARY KEY NOT NULL CHECK (length(payee) = 32),"
+        "  amount INTEGER NOT NULL CHECK (amount >= 0),"
+        "  cheque BLOB NOT NULL,"
+        "  at INTEGER NOT NULL"
+        ");"
+        "CREATE TABLE cheques_received ("
+        "  payer BLOB PRIMARY KEY NOT NULL CHECK (length(payer) = 32),"
+        "  amount INTEGER NOT NULL CHECK (amount >= 0),"
+        "  cheque BLOB NOT NULL,"
+        "  at INTEGER NOT NULL"
+        ");"
+        "CREATE TABLE reputation ("
+        "  peer BLOB NOT NULL CHECK (length(peer) = 32),"
+        "  skill TEXT NOT NULL,"
+        "  successes REAL NOT NULL,"
+        "  failures REAL NOT NULL,"
+        "  latency REAL NOT NULL,"
+        "  ratio REAL NOT NULL,"
+        "  updated_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (peer, skill)"
+        ");",
+};
+
+enum {
+        STMT_BEGIN,
+        STMT_BEGIN_READ,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
+        STMT_JOB_INSERT,
+        STMT_JOB_PEER,
+        STMT_SERVED_SUM,
+        STMT_ISSUED_GET,
+        STMT_ISSUED_PUT,
+        STMT_RECEIVED_GET,
+        STMT_RECEIVED_PUT,
+        STMT_DEBT,
+        STMT_ISSUED_AMOUNTS,
+        STMT_RECEIVED_AMOUNTS,
+        STMT_JOB_COUNTS,
+        STMT_OWED,
+        STMT_PEERS,
+        STMT_HISTORY_ALL,
+        STMT_HISTORY_PEER,
+        STMT_REPUTATION_PUT,
+        STMT_REPUTATION_ALL,
+        _STMT_MAX,
+};
+
+static const char *const stmt_sql[_STMT_MAX] = {
+        [STMT_BEGIN] = "BEGIN IMMEDIATE",
+        [STMT_BEGIN_READ] = "BEGIN",
+        [STMT_COMMIT] = "COMMIT",
+        [STMT_ROLLBACK] = "ROLLBACK",
+        [STMT_JOB_INSERT] =
+                "INSERT INTO jobs (job_id, role, peer, skill, price, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                "ON CONFLICT (job_id, role) DO NOTHING",
+        [STMT_JOB_PEER] = "SELECT peer FROM jobs WHERE job_id = ?1 AND role = ?2",
+        [STMT_SERVED_SUM] = "SELECT COALESCE(SUM(price), 0) FROM jobs WHERE peer = ?1 AND role = 1",
+        [STMT_ISSUED_GET] = "SELECT amount, cheque FROM cheques_issued WHERE payee = ?1",
+        [STMT_ISSUED_PUT] =
+                "INSERT INTO cheques_issued (payee, amount, cheque, at) VALUES (?1, ?2, ?3, ?4) "
+                "ON CONFLICT (payee) DO UPDATE SET amount = excluded.amount, cheque = excluded.cheque, "
+                "at = excluded.at",
+        [STMT_RECEIVED_GET] = "SELECT amount FROM cheques_received WHERE payer = ?1",
+        [STMT_RECEIVED_PUT] =
+                "INSERT INTO cheques_received (payer, amount, cheque, at) VALUES (?1, ?2, ?3, ?4) "
+                "ON CONFLICT (payer) DO UPDATE SET amount = excluded.amount, cheque = excluded.cheque, "
+                "at = excluded.at",
+        /* One statement, so one snapshot. */
+        [STMT_DEBT] =
+                "SELECT (SELECT COALESCE(SUM(price), 0) FROM jobs WHERE peer = ?1 AND role = 1), "
+                "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
+        [STMT_ISSUED_AMOUNTS] = "SELECT amount FROM cheques_issued",
+        [STMT_RECEIVED_AMOUNTS] = "SELECT amount FROM cheques_received",
+        [STMT_JOB_COUNTS] =
+                "SELECT (SELECT COUNT(*) FROM jobs WHERE role = 0), (SELECT COUNT(*) FROM jobs WHERE role = 1)",
+        [STMT_OWED] =
+                "SELECT s.served - COALESCE(r.amount, 0) "
+                "FROM (SELECT peer, SUM(price) AS served FROM jobs WHERE role = 1 GROUP BY peer) AS s "
+                "LEFT JOIN cheques_received AS r ON r.payer = s.peer "
+                "WHERE s.served > COALESCE(r.amount, 0)",
+        [STMT_PEERS] =
+                "WITH p (id) AS (SELECT peer FROM jobs UNION SELECT payee FROM cheques_issued "
+                "                UNION SELECT payer FROM cheques_received) "
+                "SELECT p.id, "
+                "  COALESCE((SELECT amount FROM cheques_issued WHERE payee = p.id), 0), "
+                "  COALESCE((SELECT amount FROM cheques_received WHERE payer = p.id), 0), "
+                "  (SELECT COALESCE(SUM(price), 0) FROM jobs WHERE peer = p.id AND role = 1), "
+                "  (SELECT COUNT(*) FROM jobs WHERE peer = p.id AND role = 0), "
+                "  (SELECT COUNT(*) FROM jobs WHERE peer = p.id AND role = 1), "
+                "  MAX((SELECT COALESCE(MAX(at), 0) FROM jobs WHERE peer = p.id), "
+                "      COALESCE((SELECT at FROM cheques_issued WHERE payee = p.id), 0), "
+                "      COALESCE((SELECT at FROM cheques_received WHERE payer = p.id), 0)) AS last_at "
+                "FROM p ORDER BY last_at DESC, p.id",
+        [STMT_HISTORY_ALL] =
+                "SELECT job_id, role, peer, skill, price, at FROM jobs ORDER BY at DESC, rowid DESC LIMIT ?1",
+        [STMT_HISTORY_PEER] =
+                "SELECT job_id, role, peer, skill, price, at FROM jobs WHERE peer = ?2 "
+                "ORDER BY at DESC, rowid DESC LIMIT ?1",
+        [STMT_REPUTATION_PUT] =
+                "INSERT INTO reputation (peer, skill, successes, failures, latency, ratio, updated_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                "ON CONFLICT (peer, skill) DO UPDATE SET successes = excluded.successes, "
+                "failures = excluded.failures, latency = excluded.latency, ratio = excluded.ratio, "
+                "updated_at = excluded.updated_at",
+        [STMT_REPUTATION_ALL] =
+                "SELECT peer, skill, successes, failures, latency, ratio, updated_at FROM reputation "
+                "ORDER BY peer, skill",
+};
+
+struct ledger {
+        sqlite3 *db;
+        char *path;
+        uint8_t self[32];
+        uint64_t allowance;
+        bool sync_full;                 /* what PRAGMA synchronous is now */
+        sqlite3_stmt *stmts[_STMT_MAX];
+};
+
+/* ---- SQLite plumbing ------------------------------------------------- */
+
+static int errno_from_sqlite(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+                return 0;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_READONLY:
+                return -EROFS;
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+        case SQLITE_FORMAT:
+        case SQLITE_SCHEMA:
+        case SQLITE_MISMATCH:
+                return -EBADMSG;
+        case SQLITE_CONSTRAINT:
+                return -EEXIST;
+        case SQLITE_TOOBIG:
+                return -E2BIG;
+        default:
+                return -EIO;
+        }
+}
+
+/* Logs an SQLite failure once, naming the file; returns it as -errno. */
+static int ledger_fail(struct ledger *l, int rc, const char *what) {
+        int r = errno_from_sqlite(rc);
+
+        if (r == 0)     /* a step that returned a row where none was expected */
+                r = -EIO;
+        return log_error_errno(r, "%s: %s: %s", l->path, what, sqlite3_errmsg(l->db));
+}
+
+static void stmt_finalizep(sqlite3_stmt **s) {
+        sqlite3_finalize(*s);
+}
+#define _cleanup_finalize_ _cleanup_(stmt_finalizep)
+
+static void stmt_resetp(sqlite3_stmt **s) {
+        if (*s) {
+                sqlite3_reset(*s);
+                sqlite3_clear_bindings(*s);
+        }
+}
+#define _cleanup_reset_ _cleanup_(stmt_resetp)
+
+static int stmt_run(struct ledger *l, unsigned id) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[id];
+        int rc;
+
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+                return ledger_fail(l, rc, stmt_sql[id]);
+        return 0;
+}
+
+static void ledger_rollback(struct ledger *l) {
+        if (l && !sqlite3_get_autocommit(l->db)) {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_ROLLBACK];
+                (void) sqlite3_step(s);
+        }
+}
+
+/* Rolls back whatever transaction is still open when it goes out of
+ * scope; ledger_commit() leaves nothing to roll back. */
+static void ledger_rollbackp(struct ledger **l) {
+        ledger_rollback(*l);
+}
+#define _cleanup_transaction_ _cleanup_(ledger_rollbackp)
+
+/* A write transaction, taking the write lock at once; full: fsync the WAL
+ * at commit (money) or not (reputation). */
+static int ledger_begin(struct ledger *l, bool full) {
+        /* Not a prepared statement: SQLite applies PRAGMA synchronous
+         * when it compiles it, so preparing one for later would switch
+         * the connection there and then. */
+        if (l->sync_full != full) {
+                const char *sql = full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+                int rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
+
+                if (rc != SQLITE_OK)
+                        return ledger_fail(l, rc, sql);
+                l->sync_full = full;
+        }
+        return stmt_run(l, STMT_BEGIN);
+}
+
+static int ledger_commit(struct ledger *l) {
+        int r;
+
+        r = stmt_run(l, STMT_COMMIT);
+        if (r < 0)
+                ledger_rollback(l);
+        return r;
+}
+
+static int bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n) {
+        return sqlite3_bind_blob(s, i, p, (int) n, SQLITE_STATIC);
+}
+
+/* Values the schema keeps within int64. */
+static int column_u64(sqlite3_stmt *s, int i, uint64_t *ret) {
+        sqlite3_int64 v;
+
+        if (sqlite3_column_type(s, i) != SQLITE_INTEGER)
+                return -EBADMSG;
+        v = sqlite3_column_int64(s, i);
+        if (v < 0)
+                return -EBADMSG;
+        *ret = (uint64_t) v;
+        return 0;
+}
+
+static int column_blob(sqlite3_stmt *s, int i, void *ret, size_t size) {
+        const void *p;
+
+        if (sqlite3_column_type(s, i) != SQLITE_BLOB || (size_t) sqlite3_column_bytes(s, i) != size)
+                return -EBADMSG;
+        p = sqlite3_column_blob(s, i);
+        if (!p)
+                return -EBADMSG;
+        memcpy(ret, p, size);
+        return 0;
+}
+
+static int column_skill(sqlite3_stmt *s, int i, char ret[LEDGER_SKILL_MAX + 1]) {
+        const unsigned char *t;
+        int n;
+
+        if (sqlite3_column_type(s, i) != SQLITE_TEXT)
+                return -EBADMSG;
+        t = sqlite3_column_text(s, i);
+        n = sqlite3_column_bytes(s, i);
+        if (!t || n <= 0 || n > LEDGER_SKILL_MAX)
+                return -EBADMSG;
+        memcpy(ret, t, (size_t) n);
+        ret[n] = 0;
+        return 0;
+}
+
+static int column_double(sqlite3_stmt *s, int i, double *ret) {
+        int t = sqlite3_column_type(s, i);
+
+        if (t != SQLITE_FLOAT && t != SQLITE_INTEGER)
+                return -EBADMSG;
+        *ret = sqlite3_column_double(s, i);
+        return 0;
+}
+
+/* A corrupt row: logged like an SQLite failure. */
+static int ledger_bad_row(struct ledger *l, const char *table) {
+        return log_error_errno(-EBADMSG, "%s: a row in %s is not what this swarmd wrote; the database is damaged",
+                               l->path, table);
+}
+
+static bool skill_is_valid(const char *s) {
+        size_t n;
+
+        if (!s)
+                return false;
+        n = strnlen(s, LEDGER_SKILL_MAX + 1);
+        return n > 0 && n <= LEDGER_SKILL_MAX && pb_utf8_valid(s, n);
+}
+
+static int add_u64(uint64_t *sum, uint64_t v) {
+        if (__builtin_add_overflow(*sum, v, sum))
+                return -EOVERFLOW;
+        return 0;
+}
+
+/* ---- Open and close -------------------------------------------------- */
+
+static _printf_(2, 3) int set_error(char **error, const char *format, ...) {
+        va_list ap;
+
+        if (!error)
+                return 0;
+        free(*error);
+        *error = NULL;
+        va_start(ap, format);
+        if (vasprintf(error, format, ap) < 0)
+                *error = NULL;
+        va_end(ap);
+        return 0;
+}
+
+static void hex_prefix(const uint8_t id[32], char out[17]) {
+        sodium_bin2hex(out, 17, id, 8);
+}
+
+static int user_version(struct ledger *l, int *ret, char **error) {
+        _cleanup_finalize_ sqlite3_stmt *s = NULL;
+        int rc;
+
+        rc = sqlite3_prepare_v2(l->db, "PRAGMA user_version", -1, &s, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW) {
+                set_error(error, "%s: cannot read the schema version: %s", l->path, sqlite3_errmsg(l->db));
+                return errno_from_sqlite(rc) ?: -EIO;
+        }
+        *ret = sqlite3_column_int(s, 0);
+        return 0;
+}
+
+/* Brings the schema up to date and checks (or records) whose ledger this
+ * is, in one transaction: a refusal leaves the file as it was. */
+static int ledger_migrate(struct ledger *l, char **error) {
+        _cleanup_finalize_ sqlite3_stmt *get = NULL, *put = NULL;
+        const int known = (int) ELEMENTSOF(migrations);
+        char *sql = NULL;
+        int version, rc, r;
+
+        r = user_version(l, &version, error);
+        if (r < 0)
+                return r;
+        if (version > known)
+                goto too_new;
+
+        rc = sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                goto sqlite_fail;
+        /* Again, now that nobody else can change it. */
+        r = user_version(l, &version, error);
+        if (r < 0)
+                goto fail;
+        if (version > known) {
+                sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+                goto too_new;
+        }
+        if (version < 0) {
+                set_error(error, "%s: schema version %d is not one swarmd ever wrote", l->path, version);
+                r = -EBADMSG;
+                goto fail;
+        }
+
+        for (int v = version; v < known; v++) {
+                rc = sqlite3_exec(l->db, migrations[v], NULL, NULL, NULL);
+                if (rc != SQLITE_OK) {
+                        set_error(error, "%s: schema migration %d → %d failed: %s", l->path, v, v + 1,
+                                  sqlite3_errmsg(l->db));
+                        r = errno_from_sqlite(rc) ?: -EIO;
+                        goto fail;
+                }
+        }
+        if (version < known) {
+                if (asprintf(&sql, "PRAGMA user_version = %d", known) < 0) {
+                        set_error(error, "%s: out of memory", l->path);
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
+                free(sql);
+                if (rc != SQLITE_OK)
+                        goto sqlite_fail;
+        }
+
+        rc = sqlite3_prepare_v2(l->db, "SELECT value FROM meta WHERE key = 'node_id'", -1, &get, NULL);
+        if (rc != SQLITE_OK)
+                goto sqlite_fail;
+        rc = sqlite3_step(get);
+        if (rc == SQLITE_ROW) {
+                const void *id = sqlite3_column_blob(get, 0);
+                char theirs[17], ours[17];
+
+                if (sqlite3_column_type(get, 0) != SQLITE_BLOB || sqlite3_column_bytes(get, 0) != 32 || !id) {
+                        set_error(error, "%s: the node id in its meta table is not 32 bytes; the database is damaged",
+                                  l->path);
+                        r = -EBADMSG;
+                        goto fail;
+                }
+                if (memcmp(id, l->self, 32) != 0) {
+                        hex_prefix(id, theirs);
+                        hex_prefix(l->self, ours);
+                        set_error(error, "%s: made for node %s…, not this node (%s…); move it away or point "
+                                  "the state directory elsewhere", l->path, theirs, ours);
+                        r = -EXDEV;
+                        goto fail;
+                }
+        } else if (rc == SQLITE_DONE) {
+                rc = sqlite3_prepare_v2(l->db, "INSERT INTO meta (key, value) VALUES ('node_id', ?1)", -1, &put,
+                                        NULL);
+                if (rc != SQLITE_OK)
+                        goto sqlite_fail;
+                bind_blob(put, 1, l->self, 32);
+                rc = sqlite3_step(put);
+                if (rc != SQLITE_DONE)
+                        goto sqlite_fail;
+        } else
+                goto sqlite_fail;
+
+        /* A statement still stepping would keep COMMIT from ending the
+         * transaction. */
+        sqlite3_reset(get);
+        if (put)
+                sqlite3_reset(put);
+        rc = sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                goto sqlite_fail;
+        return 0;
+
+too_new:
+        set_error(error, "%s: schema version %d is newer than this swarmd knows (%d); refusing to guess at it",
+                  l->path, version, known);
+        return -EPROTONOSUPPORT;
+
+sqlite_fail:
+        set_error(error, "%s: cannot set up the schema: %s", l->path, sqlite3_errmsg(l->db));
+        r = errno_from_sqlite(rc) ?: -EIO;
+fail:
+        if (!sqlite3_get_autocommit(l->db))
+                sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
+}
+
+static void ledger_freep(struct ledger **l) {
+        ledger_free(*l);
+}
+
+int ledger_open(const char *path, const uint8_t self[32], uint64_t allowance, struct ledger **ret, char **error) {
+        _cleanup_(ledger_freep) struct ledger *l = NULL;
+        _cleanup_finalize_ sqlite3_stmt *wal = NULL;
+        int fd, rc, r;
+
+        if (error)
+                *error = NULL;
+        if (!path || !self || !ret) {
+                set_error(error, "%s: invalid arguments to ledger_open()", path ?: "(null)");
+                return -EINVAL;
+        }
+        if (allowance > INT64_MAX) {
+                set_error(error, "%s: allowance %" PRIu64 " is over what the ledger can hold", path, allowance);
+                return -EOVERFLOW;
+        }
+        if (sodium_init() < 0) {
+                set_error(error, "%s: libsodium does not initialise", path);
+                return -EIO;
+        }
+
+        /* Created here, so that it is 0600 whatever the umask (SQLite
+         * gives the -wal and -shm files the mode of the database).  Only
+         * when it does not exist: closing a descriptor of a database
+         * would drop the POSIX locks of any connection to it in this
+         * process. */
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd >= 0) {
+                if (fchmod(fd, 0600) < 0) {
+                        r = negative_errno();
+                        close(fd);
+                        set_error(error, "%s: cannot make it 0600: %s", path, strerror(-r));
+                        return r;
+                }
+                close(fd);
+        } else if (errno != EEXIST) {
+                r = negative_errno();
+                set_error(error, "%s: cannot create it: %s", path, strerror(-r));
+                return r;
+        }
+
+        l = calloc(1, sizeof(*l));
+        if (!l || !(l->path = strdup(path))) {
+                set_error(error, "%s: out of memory", path);
+                return -ENOMEM;
+        }
+        memcpy(l->self, self, 32);
+        l->allowance = allowance;
+
+        rc = sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                set_error(error, "%s: cannot open it: %s", path, l->db ? sqlite3_errmsg(l->db) : sqlite3_errstr(rc));
+                return errno_from_sqlite(rc) ?: -EIO;
+        }
+        sqlite3_busy_timeout(l->db, LEDGER_BUSY_TIMEOUT_MS);
+
+        rc = sqlite3_prepare_v2(l->db, "PRAGMA journal_mode = WAL", -1, &wal, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(wal);
+        if (rc != SQLITE_ROW) {
+                set_error(error, "%s: cannot switch it to WAL mode: %s", path, sqlite3_errmsg(l->db));
+                return errno_from_sqlite(rc) ?: -EIO;
+        }
+        if (sqlite3_column_type(wal, 0) != SQLITE_TEXT ||
+            strcmp((const char *) sqlite3_column_text(wal, 0), "wal") != 0) {
+                set_error(error, "%s: stays in journal mode %s, not WAL (a file system without shared memory?)",
+                          path, (const char *) sqlite3_column_text(wal, 0) ?: "(none)");
+                return -EOPNOTSUPP;
+        }
+        sqlite3_reset(wal);
+        rc = sqlite3_exec(l->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                set_error(error, "%s: cannot set synchronous=FULL: %s", path, sqlite3_errmsg(l->db));
+                return errno_from_sqlite(rc) ?: -EIO;
+        }
+        l->sync_full = true;
+
+        r = ledger_migrate(l, error);
+        if (r < 0)
+                return r;
+
+        for (unsigned i = 0; i < _STMT_MAX; i++) {
+                rc = sqlite3_prepare_v3(l->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &l->stmts[i], NULL);
+                if (rc != SQLITE_OK) {
+                        set_error(error, "%s: cannot prepare \"%s\": %s", path, stmt_sql[i], sqlite3_errmsg(l->db));
+                        return errno_from_sqlite(rc) ?: -EIO;
+                }
+        }
+
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+struct ledger *ledger_free(struct ledger *l) {
+        if (!l)
+                return NULL;
+        ledger_rollback(l->stmts[STMT_ROLLBACK] ? l : NULL);
+        for (unsigned i = 0; i < _STMT_MAX; i++)
+                sqlite3_finalize(l->stmts[i]);
+        if (l->db && sqlite3_close(l->db) != SQLITE_OK)
+                log_warning("%s: closing: %s", l->path, sqlite3_errmsg(l->db));
+        free(l->path);
+        free(l);
+        return NULL;
+}
+
+/* ---- Shared steps ---------------------------------------------------- */
+
+/* 1 when the row went in, 0 when (job_id, role) was already there. */
+static int job_insert(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], enum ledger_role role,
+                      const uint8_t peer[32], const char *skill, uint64_t price, uint64_t now) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_JOB_INSERT];
+        int rc;
+
+        bind_blob(s, 1, job_id, CHEQUE_JOB_SIZE);
+        sqlite3_bind_int(s, 2, (int) role);
+        bind_blob(s, 3, peer, 32);
+        sqlite3_bind_text(s, 4, skill, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 5, (sqlite3_int64) price);
+        sqlite3_bind_int64(s, 6, (sqlite3_int64) now);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "recording a job");
+        return sqlite3_changes(l->db) > 0;
+}
+
+/* What we issued to payee so far (0, no cheque, when nothing); *ret_cheque
+ * malloc'd when asked for. */
+static int issued_get(struct ledger *l, const uint8_t payee[32], uint64_t *ret_amount, uint8_t **ret_cheque,
+                      size_t *ret_size) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_ISSUED_GET];
+        const void *p;
+        int rc, n;
+
+        bind_blob(s, 1, payee, 32);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE) {
+                *ret_amount = 0;
+                return 0;
+        }
+        if (rc != SQLITE_ROW)
+                return ledger_fail(l, rc, "reading the cheque issued to a peer");
+        if (column_u64(s, 0, ret_amount) < 0 || sqlite3_column_type(s, 1) != SQLITE_BLOB)
+                return ledger_bad_row(l, "cheques_issued");
+        if (ret_cheque) {
+                n = sqlite3_column_bytes(s, 1);
+                p = sqlite3_column_blob(s, 1);
+                if (n <= 0 || !p)
+                        return ledger_bad_row(l, "cheques_issued");
+                *ret_cheque = malloc((size_t) n);
+                if (!*ret_cheque)
+                        return -ENOMEM;
+                memcpy(*ret_cheque, p, (size_t) n);
+                *ret_size = (size_t) n;
+        }
+        return 1;
+}
+
+static int served_sum(struct ledger *l, const uint8_t peer[32], uint64_t *ret) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_SERVED_SUM];
+        int rc;
+
+        bind_blob(s, 1, peer, 32);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW)
+                return ledger_fail(l, rc, "adding up what a peer was served");
+        if (column_u64(s, 0, ret) < 0)
+                return ledger_bad_row(l, "jobs");
+        return 0;
+}
+
+/* ---- Requester side -------------------------------------------------- */
+
+int ledger_latest_cheque(struct ledger *l, const uint8_t payee[32], uint8_t **ret, size_t *ret_size) {
+        uint64_t amount;
+        int r;
+
+        if (!l || !payee || !ret || !ret_size)
+                return -EINVAL;
+        r = issued_get(l, payee, &amount, ret, ret_size);
+        if (r < 0)
+                return r;
+        return r == 0 ? -ENOENT : 0;
+}
+
+int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
+               const uint8_t payee[32], uint64_t price, const uint8_t sk[64], uint64_t now,
+               uint8_t **ret, size_t *ret_size) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct cheque c;
+        uint64_t held;
+        size_t size;
+        int r;
+
+        if (!l || !job_id || !skill_is_valid(skill) || !payee || !sk || !ret || !ret_size || now > INT64_MAX)
+                return -EINVAL;
+        if (price > INT64_MAX)
+                return -EOVERFLOW;
+
+        r = ledger_begin(l, true);
+        if (r < 0)
+                return r;
+        txn = l;
+
+        r = job_insert(l, job_id, LEDGER_ROLE_PAID, payee, skill, price, now);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_JOB_PEER];
+                uint8_t paid_to[32];
+                int rc;
+
+                /* Paid before: the cheque that covers it is the latest to
+                 * whoever it was paid to (payee, unless the caller mixed
+                 * them up). */
+                bind_blob(s, 1, job_id, CHEQUE_JOB_SIZE);
+                sqlite3_bind_int(s, 2, LEDGER_ROLE_PAID);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_ROW)
+                        return ledger_fail(l, rc, "looking up a paid job");
+                if (column_blob(s, 0, paid_to, sizeof(paid_to)) < 0)
+                        return ledger_bad_row(l, "jobs");
+                r = issued_get(l, paid_to, &held, ret, ret_size);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return ledger_bad_row(l, "cheques_issued");
+                return -EALREADY;
+        }
+
+        r = issued_get(l, payee, &held, NULL, NULL);
+        if (r < 0)
+                return r;
+        if (price > (uint64_t) INT64_MAX - held)
+                return -EOVERFLOW;
+
+        c = (struct cheque) {
+                .amount = held + price,
+                .has_last_job = true,
+                .issued_at = now,
+        };
+        memcpy(c.payer, l->self, sizeof(c.payer));
+        memcpy(c.payee, payee, sizeof(c.payee));
+        memcpy(c.last_job, job_id, sizeof(c.last_job));
+        r = cheque_sign(&c, sk, &buf, &size);
+        if (r < 0)
+                return r;
+
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_ISSUED_PUT];
+                int rc;
+
+                bind_blob(s, 1, payee, 32);
+                sqlite3_bind_int64(s, 2, (sqlite3_int64) c.amount);
+                bind_blob(s, 3, buf, size);
+                sqlite3_bind_int64(s, 4, (sqlite3_int64) now);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "storing an issued cheque");
+        }
+
+        txn = NULL;
+        r = ledger_commit(l);
+        if (r < 0)
+                return r;
+
+        /* Only now, with the payment durable, does the cheque leave. */
+        *ret = TAKE_PTR(buf);
+        *ret_size = size;
+        return 0;
+}
+
+/* ---- Provider side --------------------------------------------------- */
+
+int ledger_served(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
+                  const uint8_t requester[32], uint64_t price, uint64_t now) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        uint64_t served;
+        int r;
+
+        if (!l || !job_id || !skill_is_valid(skill) || !requester || now > INT64_MAX)
+                return -EINVAL;
+        if (price > INT64_MAX)
+                return -EOVERFLOW;
+
+        r = ledger_begin(l, true);
+        if (r < 0)
+                return r;
+        txn = l;
+
+        /* Before the insert, so that SUM() never sees more than INT64_MAX. */
+        r = served_sum(l, requester, &served);
+        if (r < 0)
+                return r;
+        r = job_insert(l, job_id, LEDGER_ROLE_SERVED, requester, skill, price, now);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EALREADY;
+        if (price > (uint64_t) INT64_MAX - served)
+                return -EOVERFLOW;
+
+        txn = NULL;
+        return ledger_commit(l);
+}
+
+int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uint64_t now, const char **reason) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        const char *dummy;
+        struct cheque c;
+        uint64_t held = 0;
+        int r, rc;
+
+        if (!reason)
+                reason = &dummy;
+        *reason = "invalid arguments";
+        if (!l || (!data && size > 0) || now > INT64_MAX)
+                return -EINVAL;
+
+        r = cheque_open_bytes(data, size, l->self, &c, reason);
+        if (r < 0)
+                return r;
+        if (c.amount > INT64_MAX) {
+                *reason = "cheque amount is over what the ledger can hold";
+                return -EOVERFLOW;
+        }
+
+        *reason = "the ledger database failed (see the log)";
+        r = ledger_begin(l, true);
+        if (r < 0)
+                return r;
+        txn = l;
+
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_RECEIVED_GET];
+
+                bind_blob(s, 1, c.payer, sizeof(c.payer));
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW) {
+                        if (column_u64(s, 0, &held) < 0)
+                                return ledger_bad_row(l, "cheques_received");
+                } else if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "reading the cheque held from a peer");
+        }
+
+        r = cheque_compare(held, c.amount);
+        if (r == -ERANGE) {
+                *reason = "cheque amount is lower than one already held (goes backwards)";
+                return r;
+        }
+        if (r == 0) {
+                *reason = NULL;
+                return 0;
+        }
+
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_RECEIVED_PUT];
+
+                bind_blob(s, 1, c.payer, sizeof(c.payer));
+                sqlite3_bind_int64(s, 2, (sqlite3_int64) c.amount);
+                bind_blob(s, 3, data, size);
+                sqlite3_bind_int64(s, 4, (sqlite3_int64) now);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "storing a received cheque");
+        }
+
+        txn = NULL;
+        r = ledger_commit(l);
+        if (r < 0)
+                return r;
+        *reason = NULL;
+        return 1;
+}
+
+int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        uint64_t served, received;
+        int rc;
+
+        if (!l || !requester || !ret)
+                return -EINVAL;
+
+        s = l->stmts[STMT_DEBT];
+        bind_blob(s, 1, requester, 32);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW)
+                return ledger_fail(l, rc, "adding up a peer's debt");
+        if (column_u64(s, 0, &served) < 0 || column_u64(s, 1, &received) < 0)
+                return ledger_bad_row(l, "jobs or cheques_received");
+
+        *ret = served > received ? served - received : 0;
+        return 0;
+}
+
+/* ---- Views ----------------------------------------------------------- */
+
+static int sum_column(struct ledger *l, unsigned id, const char *table, uint64_t *ret) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[id];
+        uint64_t sum = 0, v;
+        int rc;
+
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                if (column_u64(s, 0, &v) < 0)
+                        return ledger_bad_row(l, table);
+                if (add_u64(&sum, v) < 0)
+                        return -EOVERFLOW;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "adding up amounts");
+        *ret = sum;
+        return 0;
+}
+
+static int ledger_get_balance_locked(struct ledger *l, struct ledger_balance *b) {
+        int64_t balance;
+        int r, rc;
+
+        b->allowance = l->allowance;
+        r = sum_column(l, STMT_ISSUED_AMOUNTS, "cheques_issued", &b->issued);
+        if (r < 0)
+                return r;
+        r = sum_column(l, STMT_RECEIVED_AMOUNTS, "cheques_received", &b->received);
+        if (r < 0)
+                return r;
+        r = sum_column(l, STMT_OWED, "jobs", &b->owed_to_us);
+        if (r < 0)
+                return r;
+
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_JOB_COUNTS];
+
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_ROW)
+                        return ledger_fail(l, rc, "counting jobs");
+                if (column_u64(s, 0, &b->jobs_paid) < 0 || column_u64(s, 1, &b->jobs_served) < 0)
+                        return ledger_bad_row(l, "jobs");
+        }
+
+        /* allowance ≤ INT64_MAX (ledger_open()); the totals may not be. */
+        if (b->received > INT64_MAX || b->issued > INT64_MAX ||
+            __builtin_add_overflow((int64_t) b->allowance, (int64_t) b->received, &balance) ||
+            __builtin_sub_overflow(balance, (int64_t) b->issued, &balance))
+                return -EOVERFLOW;
+        b->balance = balance;
+        return 0;
+}
+
+int ledger_get_balance(struct ledger *l, struct ledger_balance *ret) {
+        struct ledger_balance b = {};
+        int r;
+
+        if (!l || !ret)
+                return -EINVAL;
+
+        /* One read transaction: every figure from the same snapshot. */
+        r = stmt_run(l, STMT_BEGIN_READ);
+        if (r < 0)
+                return r;
+        r = ledger_get_balance_locked(l, &b);
+        ledger_rollback(l);
+        if (r < 0)
+                return r;
+
+        *ret = b;
+        return 0;
+}
+
+int ledger_list_peers(struct ledger *l, struct ledger_peer **ret, size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ struct ledger_peer *peers = NULL;
+        size_t n = 0, allocated = 0;
+        int rc;
+
+        if (!l || !ret || !ret_n)
+                return -EINVAL;
+
+        s = l->stmts[STMT_PEERS];
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                struct ledger_peer *p;
+
+                if (n == allocated) {
+                        size_t k = allocated ? allocated * 2 : 16;
+                        struct ledger_peer *m = reallocarray(peers, k, sizeof(*peers));
+
+                        if (!m)
+                                return -ENOMEM;
+                        peers = m;
+                        allocated = k;
+                }
+                p = &peers[n];
+                if (column_blob(s, 0, p->id, sizeof(p->id)) < 0 ||
+                    column_u64(s, 1, &p->issued) < 0 ||
+                    column_u64(s, 2, &p->received) < 0 ||
+                    column_u64(s, 3, &p->served) < 0 ||
+                    column_u64(s, 4, &p->jobs_paid) < 0 ||
+                    column_u64(s, 5, &p->jobs_served) < 0 ||
+                    column_u64(s, 6, &p->last_at) < 0)
+                        return ledger_bad_row(l, "jobs or cheques");
+                n++;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "listing peers");
+
+        *ret = TAKE_PTR(peers);
+        *ret_n = n;
+        return 0;
+}
+
+int ledger_history(struct ledger *l, const uint8_t *peer, size_t limit, struct ledger_job **ret, size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ struct ledger_job *jobs = NULL;
+        size_t n = 0, allocated = 0;
+        int rc;
+
+        if (!l || !ret || !ret_n)
+                return -EINVAL;
+
+        s = l->stmts[peer ? STMT_HISTORY_PEER : STMT_HISTORY_ALL];
+        sqlite3_bind_int64(s, 1, limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64) limit);
+        if (peer)
+                bind_blob(s, 2, peer, 32);
+
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                struct ledger_job *j;
+                int role;
+
+                if (n == allocated) {
+                        size_t k = allocated ? allocated * 2 : 16;
+                        struct ledger_job *m = reallocarray(jobs, k, sizeof(*jobs));
+
+                        if (!m)
+                                return -ENOMEM;
+                        jobs = m;
+                        allocated = k;
+                }
+                j = &jobs[n];
+                *j = (struct ledger_job) {};
+                role = sqlite3_column_int(s, 1);
+                if (column_blob(s, 0, j->job_id, sizeof(j->job_id)) < 0 ||
+                    (role != LEDGER_ROLE_PAID && role != LEDGER_ROLE_SERVED) ||
+                    column_blob(s, 2, j->peer, sizeof(j->peer)) < 0 ||
+                    column_skill(s, 3, j->skill) < 0 ||
+                    column_u64(s, 4, &j->price) < 0 ||
+                    column_u64(s, 5, &j->at) < 0)
+                        return ledger_bad_row(l, "jobs");
+                j->role = (enum ledger_role) role;
+                n++;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "reading the job history");
+
+        *ret = TAKE_PTR(jobs);
+        *ret_n = n;
+        return 0;
+}
+
+/* ---- Reputation ------------------------------------------------------ */
+
+static bool reputation_is_valid(const struct ledger_reputation *r) {
+        size_t n = strnlen(r->skill, sizeof(r->skill));
+
+        /* NaN would be stored as NULL; infinities mean a bug upstream. */
+        return n > 0 && n < sizeof(r->skill) && pb_utf8_valid(r->skill, n) &&
+               isfinite(r->successes) && r->successes >= 0 &&
+               isfinite(r->failures) && r->failures >= 0 &&
+               isfinite(r->latency_ewma_usec) && r->latency_ewma_usec >= 0 &&
+               isfinite(r->throughput_ratio) && r->throughput_ratio >= 0 &&
+               r->updated_at <= INT64_MAX;
+}
+
+int ledger_save_reputation(struct ledger *l, const struct ledger_reputation *rows, size_t n) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        int r, rc;
+
+        if (!l || (!rows && n > 0))
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                if (!reputation_is_valid(&rows[i]))
+                        return -EINVAL;
+        if (n == 0)
+                return 0;
+
+        r = ledger_begin(l, false);
+        if (r < 0)
+                return r;
+        txn = l;
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_REPUTATION_PUT];
+
+                bind_blob(s, 1, rows[i].peer, 32);
+                sqlite3_bind_text(s, 2, rows[i].skill, (int) strnlen(rows[i].skill, sizeof(rows[i].skill)),
+                                  SQLITE_STATIC);
+                sqlite3_bind_double(s, 3, rows[i].successes);
+                sqlite3_bind_double(s, 4, rows[i].failures);
+                sqlite3_bind_double(s, 5, rows[i].latency_ewma_usec);
+                sqlite3_bind_double(s, 6, rows[i].throughput_ratio);
+                sqlite3_bind_int64(s, 7, (sqlite3_int64) rows[i].updated_at);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "saving reputation");
+        }
+
+        txn = NULL;
+        return ledger_commit(l);
+}
+
+int ledger_load_reputation(struct ledger *l, struct ledger_reputation **ret, size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ struct ledger_reputation *rows = NULL;
+        size_t n = 0, allocated = 0;
+        int rc;
+
+        if (!l || !ret || !ret_n)
+                return -EINVAL;
+
+        s = l->stmts[STMT_REPUTATION_ALL];
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                struct ledger_reputation *p;
+
+                if (n == allocated) {
+                        size_t k = allocated ? allocated * 2 : 16;
+                        struct ledger_reputation *m = reallocarray(rows, k, sizeof(*rows));
+
+                        if (!m)
+                                return -ENOMEM;
+                        rows = m;
+                        allocated = k;
+                }
+                p = &rows[n];
+                *p = (struct ledger_reputation) {};
+                if (column_blob(s, 0, p->peer, sizeof(p->peer)) < 0 ||
+                    column_skill(s, 1, p->skill) < 0 ||
+                    column_double(s, 2, &p->successes) < 0 ||
+                    column_double(s, 3, &p->failures) < 0 ||
+                    column_double(s, 4, &p->latency_ewma_usec) < 0 ||
+                    column_double(s, 5, &p->throughput_ratio) < 0 ||
+                    column_u64(s, 6, &p->updated_at) < 0)
+                        return ledger_bad_row(l, "reputation");
+                n++;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "loading reputation");
+
+        *ret = TAKE_PTR(rows);
+        *ret_n = n;
+        return 0;
+}
