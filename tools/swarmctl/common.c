@@ -9,16 +9,16 @@
 #include "control-client.h"
 #include "log.h"
 
-const char *format_ucredits(uint64_t micro, char buf[static CREDITS_MAX]) {
+const char *format_ucredits(uint64_t micro, char *buf) {
         snprintf(buf, CREDITS_MAX, "%" PRIu64 ".%06" PRIu64, micro / 1000000u, micro % 1000000u);
         return buf;
 }
 
-const char *format_credits(int64_t micro, char buf[static CREDITS_MAX]) {
+const char *format_credits(int64_t micro, char *buf) {
         if (micro >= 0)
                 return format_ucredits((uint64_t) micro, buf);
-        buf[0] = '-';
-        format_ucredits((uint64_t) -(micro + 1) + 1, buf + 1);
+        snprintf(buf, CREDITS_MAX, "-%" PRIu64 ".%06" PRIu64, ((uint64_t) -(micro + 1) + 1) / 1000000u,
+                 ((uint64_t) -(micro + 1) + 1) % 1000000u);
         return buf;
 }
 

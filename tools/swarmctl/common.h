@@ -18,10 +18,11 @@
 
 #define CONTROL_SOCKET_DEFAULT "/run/swarmharness/control.sock"
 
-/* Micro-credits as credits, exactly: "-12.000345".  Returns buf. */
+/* Micro-credits as credits, exactly: "-12.000345", into buf of
+ * CREDITS_MAX bytes.  Returns buf. */
 #define CREDITS_MAX 24
-const char *format_credits(int64_t micro, char buf[static CREDITS_MAX]);
-const char *format_ucredits(uint64_t micro, char buf[static CREDITS_MAX]);
+const char *format_credits(int64_t micro, char *buf);
+const char *format_ucredits(uint64_t micro, char *buf);
 
 /* Prints s as a JSON string, quoted and escaped; NULL as "". */
 void json_string(const char *s);

@@ -106,15 +106,14 @@ static int parse_options(int argc, char *argv[], const char *usage, const char *
 /* ---- balance ---- */
 
 static void print_balance(const Swarm__Balance *b) {
-        char a[CREDITS_MAX], c[CREDITS_MAX];
+        char c[CREDITS_MAX];
 
-        printf("   Balance: %s credits (%" PRId64 " micro-credits)\n", format_credits(b->balance, a), b->balance);
-        printf(" Allowance: %s\n", format_ucredits(b->allowance, a));
-        printf("  Received: %s from requesters, for %" PRIu64 " job%s served\n", format_ucredits(b->received, a),
-               b->jobs_served, b->jobs_served == 1 ? "" : "s");
-        printf("      Paid: %s to providers, for %" PRIu64 " job%s\n", format_ucredits(b->issued, c),
-               b->jobs_paid, b->jobs_paid == 1 ? "" : "s");
-        printf("Owed to us: %s\n", format_ucredits(b->owed_to_us, a));
+        printf("   Balance: %s credits (%" PRId64 " micro-credits)\n", format_credits(b->balance, c), b->balance);
+        printf(" Allowance: %s\n", format_ucredits(b->allowance, c));
+        printf("  Received: %s from requesters\n", format_ucredits(b->received, c));
+        printf("      Paid: %s to providers\n", format_ucredits(b->issued, c));
+        printf("Owed to us: %s\n", format_ucredits(b->owed_to_us, c));
+        printf("      Jobs: %" PRIu64 " paid, %" PRIu64 " served\n", b->jobs_paid, b->jobs_served);
 }
 
 static void print_balance_json(const Swarm__Balance *b) {
