@@ -37,6 +37,7 @@
 #define ERROR_INVALID_ARGUMENT "org.swarmharness.Swarm1.Error.InvalidArgument"
 #define WAIT_MS 20000
 #define NOBODY 65534
+#define ALLOWANCE "4242000123"  /* node 0's ledger.allowance, micro-credits */
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 struct node {
@@ -253,6 +254,7 @@ static void start_node_full(int i, const char *dbus_extra, bool want_name) {
         if (i == 0)
                 snprintf(config, sizeof(config),
                          "node:\n  name: dbus-node\n"
+                         "ledger:\n  allowance: " ALLOWANCE "\n"
                          "dbus:\n  bus: system\n%s"
                          "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  probe_interval: 100ms\n"
                          "skills:\n  enabled: [testskill]\n  directory: \"%s\"\n",
@@ -341,12 +343,14 @@ static const char *set_policy(sd_bus *bus, const char *policy, const char *windo
 enum as_op {
         AS_SET_LENDING_OFF,
         AS_READ_LENDING,
+        AS_READ_BALANCE,
         AS_OWN_NAME,
 };
 
 /* Does op in a child that dropped to nobody (plus the supplementary
  * group, if any), and returns what happened: the error name, "" for
- * success, or for AS_READ_LENDING "true"/"false". */
+ * success, for AS_READ_LENDING "true"/"false", for AS_READ_BALANCE the
+ * number. */
 static const char *as_nobody(enum as_op op, gid_t group) {
         static char result[256];
         int fds[2];
@@ -377,6 +381,13 @@ static const char *as_nobody(enum as_op op, gid_t group) {
                         int b;
                         r = sd_bus_get_property_trivial(bus, NAME, PATH, IFACE, "Lending", &error, 'b', &b);
                         snprintf(out, sizeof(out), "%s", r < 0 ? (error.name ?: "?") : b ? "true" : "false");
+                } else if (op == AS_READ_BALANCE) {
+                        int64_t x;
+                        r = sd_bus_get_property_trivial(bus, NAME, PATH, IFACE, "Balance", &error, 'x', &x);
+                        if (r < 0)
+                                snprintf(out, sizeof(out), "%s", error.name ?: "?");
+                        else
+                                snprintf(out, sizeof(out), "%lld", (long long) x);
                 } else {
                         r = sd_bus_request_name(bus, NAME, SD_BUS_NAME_QUEUE);
                         snprintf(out, sizeof(out), "%s", r < 0 ? strerror(-r) : "");
@@ -619,6 +630,12 @@ Test(dbus, properties_are_read_by_busctl) {
         out = run_capture(command);
         cr_assert(strstr(out, "a(ssstsuut) 1 \"testskill\" \"ready\" \"0.0.1\" ") == out, "Skills: %s", out);
         cr_assert(strstr(out, " 1 0 0"), "one worker, none busy, none served: %s", out);
+
+        /* A fresh node has exactly its configured allowance. */
+        snprintf(command, sizeof(command), "busctl --address='%s' get-property " NAME " " PATH " " IFACE
+                 " Balance 2>&1", address);
+        out = run_capture(command);
+        cr_assert_str_eq(out, "x " ALLOWANCE "\n");
 }
 
 struct changes {
@@ -789,6 +806,7 @@ Test(dbus, set_lending_false_emits_properties_changed_and_swarmctl_shows_it) {
         cr_assert(json_valid(out), "not JSON: %s", out);
         cr_assert(strstr(out, "\"lending\": false") && strstr(out, "\"policy\": \"never\""), "%s", out);
         cr_assert(strstr(out, nodes[0].identity->node_id), "%s", out);
+        cr_assert(strstr(out, "\"balance\": " ALLOWANCE ","), "%s", out);
         cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "jobs", "--json", NULL }), 0);
         cr_assert(json_valid(out), "not JSON: %s", out);
         cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "status", NULL }), 0);
@@ -848,11 +866,16 @@ Test(dbus, gossip_shows_the_node_not_lending_after_set_lending_false) {
 /* ---- Authorisation ---- */
 
 Test(dbus, unprivileged_callers_may_read_but_not_change_state_without_polkit) {
+        char out[8192];
         sd_bus *bus;
 
         start_node(0, NULL);
         cr_assert_str_eq(as_nobody(AS_READ_LENDING, 0), "true");
         cr_assert_str_eq(as_nobody(AS_SET_LENDING_OFF, 0), ERROR_NOT_AUTHORIZED);
+        /* The balance is private; the rest of GetAll stays open. */
+        cr_assert_str_eq(as_nobody(AS_READ_BALANCE, 0), ERROR_NOT_AUTHORIZED);
+        cr_assert_eq(swarmctl(true, out, sizeof(out), (const char *[]) { "status", "--json", NULL }), 0);
+        cr_assert(strstr(out, "\"balance\": null") && strstr(out, "\"lending\": true"), "%s", out);
         bus = client();
         cr_assert_eq(get_bool(bus, "Lending"), 1, "a refused call changed the state");
         sd_bus_flush_close_unref(bus);

@@ -8,7 +8,9 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
@@ -778,4 +780,167 @@ Test(credits, books_balance_after_kill_9_at_random_points, .timeout = 300) {
         for (int i = 0; i <= 2; i++)
                 stop_node(i);
         check_books(2, delivered, credits);
+}
+
+/* ---- swarmctl balance, ledger and peers against the books ---- */
+
+/* Runs $SWARMCTL args… with the control socket of node i (as nobody when
+ * nobody); stdout and stderr in out.  Returns the exit status. */
+static int swarmctl_on(int i, bool nobody, char *out, size_t size, const char *const *args) {
+        const char *binary = getenv("SWARMCTL");
+        const char *argv[16] = { binary };
+        char out_path[200];
+        size_t k = 1, n;
+        pid_t pid;
+        int status;
+        FILE *f;
+
+        cr_assert_not_null(binary, "SWARMCTL not set (run through meson test)");
+        for (; *args && k < 13; args++)
+                argv[k++] = *args;
+        argv[k++] = "--socket";
+        argv[k++] = nodes[i].control;
+        argv[k] = NULL;
+        snprintf(out_path, sizeof(out_path), "%s/swarmctl.out", root);
+        pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+
+                if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+                        _exit(98);
+                if (nobody && (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0))
+                        _exit(99);
+                execv(binary, (char **) argv);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status), "swarmctl crashed");
+        f = fopen(out_path, "re");
+        cr_assert_not_null(f);
+        n = fread(out, 1, size - 1, f);
+        out[n] = '\0';
+        fclose(f);
+        return WEXITSTATUS(status);
+}
+
+/* The integer after "key": in JSON text (the first one). */
+static long long json_int(const char *json, const char *key) {
+        char pattern[64];
+        const char *p;
+
+        snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
+        p = strstr(json, pattern);
+        cr_assert_not_null(p, "no %s in %s", key, json);
+        return strtoll(p + strlen(pattern), NULL, 10);
+}
+
+static void assert_json_parses(const char *json) {
+        char path[200], command[300];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/out.json", root);
+        f = fopen(path, "we");
+        cr_assert_not_null(f);
+        fputs(json, f);
+        cr_assert_eq(fclose(f), 0);
+        snprintf(command, sizeof(command), "python3 -m json.tool %s >/dev/null 2>&1", path);
+        cr_assert_eq(system(command), 0, "not JSON:\n%s", json);
+}
+
+Test(credits, swarmctl_balance_and_ledger_show_the_books) {
+        char out[65536], provider[NODE_ID_LEN + 1], prefix[7];
+        long long issued, served;
+        uint64_t credits = 0;
+        struct jobs_client *c;
+        struct ledger_balance b;
+        struct ledger *l;
+
+        for (int i = 0; i < NODES_MAX; i++)
+                extra_config[i] = fast_gossip;
+        extra_config[0] = "reputation:\n  gossip_interval: 300ms\nledger:\n  allowance: 5000000\n";
+        start_swarm(1, NULL, NULL);
+        snprintf(provider, sizeof(provider), "%s", nodes[1].identity->node_id);
+        c = connect_requester();
+        for (unsigned i = 0; i < 5; i++) {
+                struct swarm_values *in = make_inputs((float) i, 64, "echo", 0);
+                struct jobs_result res = {};
+
+                submit(c, i, "testskill", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+                swarm_values_free(in);
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "%s", res.error);
+                credits += res.price;
+                jobs_result_done(&res);
+        }
+        jobs_client_free(c);
+        usleep(700 * 1000);     /* the last cheque on its way */
+
+        /* The requester's balance: allowance − what it paid, 5 jobs. */
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0,
+                     "%s", out);
+        assert_json_parses(out);
+        cr_assert_eq(json_int(out, "allowance"), 5000000);
+        cr_assert_eq(json_int(out, "paid"), (long long) credits);
+        cr_assert_eq(json_int(out, "balance"), 5000000 - (long long) credits);
+        cr_assert_eq(json_int(out, "jobs_paid"), 5);
+        issued = json_int(out, "paid");
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", NULL }), 0, "%s", out);
+        cr_assert(strstr(out, "Balance: ") && strstr(out, " credits ("), "%s", out);
+
+        /* Per peer on both sides, whole id and prefix. */
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "ledger", "--json", NULL }), 0,
+                     "%s", out);
+        assert_json_parses(out);
+        cr_assert(strstr(out, provider), "the provider is not in the requester's ledger: %s", out);
+        cr_assert_eq(json_int(out, "paid"), issued);
+        cr_assert_eq(json_int(out, "jobs_paid"), 5);
+        cr_assert(strstr(out, "\"role\": \"paid\""), "%s", out);
+        snprintf(prefix, sizeof(prefix), "%.6s", provider);
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out),
+                                 (const char *[]) { "ledger", prefix, "--limit", "2", NULL }), 0, "%s", out);
+        cr_assert(strstr(out, "The 2 most recent jobs:") && strstr(out, "testskill"), "%s", out);
+        cr_assert_eq(swarmctl_on(1, false, out, sizeof(out), (const char *[]) { "ledger", "--json", NULL }), 0,
+                     "%s", out);
+        assert_json_parses(out);
+        served = json_int(out, "served");
+        cr_assert_eq(served, (long long) credits, "the provider served %lld, the requester paid %llu", served,
+                     (unsigned long long) credits);
+        cr_assert_eq(json_int(out, "jobs_served"), 5);
+        cr_assert(strstr(out, "\"role\": \"served\""), "%s", out);
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "ledger", "zzzzzz", NULL }), 2,
+                     "an unknown peer: %s", out);
+
+        /* How the requester rates its provider, after 5 verified results. */
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "peers", "--json", NULL }), 0,
+                     "%s", out);
+        assert_json_parses(out);
+        cr_assert(strstr(out, "\"reputation\": {\"mean\": 0."), "no reputation of the provider: %s", out);
+        cr_assert(strstr(out, "\"demand\": "), "%s", out);
+
+        /* Private: nobody is refused by swarmd itself. */
+        if (geteuid() == 0) {
+                cr_assert_eq(chmod(root, 0755), 0);
+                cr_assert_eq(chmod(nodes[0].dir, 0755), 0);
+                cr_assert_eq(chmod(nodes[0].state, 0755), 0);
+                cr_assert_eq(swarmctl_on(0, true, out, sizeof(out), (const char *[]) { "balance", NULL }), 4, "%s",
+                             out);
+                cr_assert(strstr(out, "readable by root and the swarmd group only"), "%s", out);
+                cr_assert_eq(swarmctl_on(0, true, out, sizeof(out), (const char *[]) { "ledger", NULL }), 4, "%s",
+                             out);
+                cr_assert_eq(swarmctl_on(0, true, out, sizeof(out), (const char *[]) { "peers", NULL }), 0,
+                             "peers are public: %s", out);
+        } else
+                cr_log_warn("not root: cannot check that another user is refused the ledger");
+
+        /* What swarmctl showed is what the ledger holds (opened here with
+         * no allowance: the allowance is configuration, not in the file). */
+        stop_node(0);
+        stop_node(1);
+        l = open_ledger(0);
+        cr_assert_eq(ledger_get_balance(l, &b), 0);
+        cr_assert_eq((long long) b.issued, issued);
+        cr_assert_eq(b.received, 0);
+        cr_assert_eq(b.jobs_paid, 5);
+        ledger_free(l);
 }

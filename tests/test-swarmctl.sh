@@ -107,4 +107,22 @@ run 1 skill run testskill --config fail-init=1 --input x=random:f32:4
 expect "init() of skill testskill failed"
 ok "failed init is explained"
 
+# The ledger verbs without a swarmd: arguments first, then exit 3.
+run 2 ledger --limit 0
+expect "from 1 to 10000"
+run 2 ledger one two
+expect 'unexpected argument "two"'
+run 2 ledger "x y"
+expect "is not a node id"
+run 2 balance extra
+expect 'unexpected argument "extra"'
+ok "ledger and balance refuse bad arguments with exit 2"
+
+run 3 balance --socket "$tmp/no-swarmd.sock"
+expect "swarmd is not running"
+export SWARM_CONTROL_SOCKET="$tmp/no-swarmd.sock"
+run 3 ledger --json
+unset SWARM_CONTROL_SOCKET
+ok "balance and ledger without swarmd exit 3"
+
 echo "1..$n"
