@@ -584,7 +584,7 @@ int main(int argc, char **argv) {
                         printf("%s [-t SECONDS] [-r RATE] [-s SEED] [--check]\n\n"
                                "Simulates a market of 1,000 providers (10%% cheaters, 5%% liars) and 50\n"
                                "requesters in virtual time: RATE jobs/s (default 60) for SECONDS (default\n"
-                               "2000, --check 800), routed by router.c, judged by reputation.c, priced by\n"
+                               "1500, --check 800), routed by router.c, judged by reputation.c, priced by\n"
                                "pricing.c; then a single provider's price response to a step in demand.\n"
                                "--check: exit 1 unless cheaters get under 1%% of first attempts by the end\n"
                                "and earn less than honest providers, liars' share falls by a quarter, and the\n"
@@ -595,7 +595,7 @@ int main(int argc, char **argv) {
                         return EXIT_FAILURE;
                 }
         if (seconds == 0)
-                seconds = check ? 800 : 2000;
+                seconds = check ? 800 : 1500;
 
         market_run(seed, seconds, rate, &mr);
         pricing_params_default(&pp);
