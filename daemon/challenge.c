@@ -135,9 +135,10 @@ static void on_done(uint64_t job, struct job_outcome *o, void *userdata) {
                         (void) reputation_observe_throughput(rep, run->id, CHALLENGE_SKILL, measured,
                                                              run->advertised, now);
                         if (ratio < CHALLENGE_LIAR_RATIO) {
-                                (void) reputation_observe(rep, run->id, CHALLENGE_SKILL, false, now);
+                                for (unsigned f = 0; f < CHALLENGE_LIAR_PENALTY; f++)
+                                        (void) reputation_observe(rep, run->id, CHALLENGE_SKILL, false, now);
                                 log_notice("Provider %.12s delivered %.1f GFLOP/s in a %ux%u GEMM challenge "
-                                           "but advertises %.1f GFLOP/s (%.0f %%): counted as a failure.",
+                                           "but advertises %.1f GFLOP/s (%.0f %%): counted as failures.",
                                            who, measured / 1e9, run->n, run->n, run->advertised / 1e9, ratio * 100);
                         } else
                                 log_info("Provider %.12s delivered %.1f GFLOP/s in a %ux%u GEMM challenge "

@@ -7,8 +7,9 @@
  * result is verified (Freivalds) and paid like any job — and compares the
  * FLOP/s achieved, request to verified result, with what the provider
  * advertises.  The ratio feeds the provider's throughput EWMA in the
- * reputation (the router divides advertised speed by it); a provider
- * delivering under CHALLENGE_LIAR_RATIO of its claim also gets a failure.
+ * reputation (the router multiplies advertised speed by it); a provider
+ * delivering under CHALLENGE_LIAR_RATIO of its claim also gets
+ * CHALLENGE_LIAR_PENALTY failures, as many as that many failed jobs.
  *
  * The matrices are sized to take about CHALLENGE_TARGET_USEC at the
  * advertised speed, so that transfer and scheduling overheads stay a
@@ -21,7 +22,8 @@
 
 #define CHALLENGE_SKILL "gemm"
 #define CHALLENGE_TARGET_USEC 250000.0
-#define CHALLENGE_LIAR_RATIO 0.25
+#define CHALLENGE_LIAR_RATIO 0.5
+#define CHALLENGE_LIAR_PENALTY 5u
 
 struct challenge;
 struct network;

@@ -788,7 +788,7 @@ int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const ch
 int ledger_served(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
                   const uint8_t requester[32], uint64_t price, uint64_t now) {
         _cleanup_transaction_ struct ledger *txn = NULL;
-        uint64_t served;
+        uint64_t served = 0;
         int r;
 
         if (!l || !job_id || !skill_is_valid(skill) || !requester || now > INT64_MAX)

@@ -22,6 +22,9 @@
  * treated as what it delivers. */
 #define ROUTER_RATIO_MIN 0.01
 #define ROUTER_RATIO_MAX 1.5
+/* Delivering under this share of the advertised throughput counts against
+ * a provider's reputation (as CHALLENGE_LIAR_RATIO, daemon/challenge.h). */
+#define ROUTER_HONEST_RATIO 0.5
 /* The score divides by the Beta mean to this power.  At 1, a provider
  * that returns a wrong result 30% of the time (unpaid, so cheap for it)
  * pays only 1/0.7 in score and kept ~5% of the market's first attempts
@@ -64,9 +67,14 @@ double router_expected_usec(const struct router_candidate *c, const struct route
 
 static double reputation(const struct router_candidate *c) {
         double s = c->successes > 0 ? c->successes : 0, f = c->failures > 0 ? c->failures : 0;
-        double mean = (s + 1.0) / (s + f + 2.0);
+        double mean = (s + 1.0) / (s + f + 2.0), honesty = 1.0;
 
-        return pow(mean, ROUTER_REPUTATION_EXPONENT);
+        /* A provider measured far below what it advertises lied about its
+         * hardware: that weighs for as long as the measurement stands, not
+         * only as a few failures that newer successes wash out. */
+        if (c->throughput_ratio > 0 && c->throughput_ratio < ROUTER_HONEST_RATIO)
+                honesty = pow(c->throughput_ratio / ROUTER_HONEST_RATIO, ROUTER_REPUTATION_EXPONENT);
+        return pow(mean, ROUTER_REPUTATION_EXPONENT) * honesty;
 }
 
 double router_score(const struct router_candidate *c, const struct router_params *p) {

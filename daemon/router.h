@@ -13,8 +13,11 @@
  * Beta(successes + 1, failures + 1) with the decayed counts of
  * reputation.h (failures include failed verification), to the fourth
  * power: a wrong result is fraud, and at the first power a provider wrong
- * 30% of the time lost only 1/0.7 in score (bench/sim-market).  The ranking takes the two best-scored candidates and
- * picks the less loaded ("power of two choices"), and with a small
+ * 30% of the time lost only 1/0.7 in score (bench/sim-market).  A
+ * provider measured at under half its advertised throughput has that
+ * reputation scaled by (ratio ÷ 0.5)⁴ too: it lied about its hardware.
+ * The ranking takes the two best-scored candidates and picks the less
+ * loaded ("power of two choices"), and with a small
  * probability (exploration) first tries a candidate we have few samples
  * of, so newcomers get measured. */
 
