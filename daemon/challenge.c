@@ -18,6 +18,9 @@
 #include "shm.h"
 
 #define USEC_PER_SEC 1000000u
+/* How soon the next challenge follows while some provider was never
+ * measured. */
+#define CHALLENGE_NEWCOMER_USEC (1000u * 1000u)
 /* A challenge gets this long before it counts as failed. */
 #define CHALLENGE_DEADLINE_USEC (30u * USEC_PER_SEC)
 
@@ -97,7 +100,7 @@ static struct swarm_values *random_inputs(unsigned n) {
                 return NULL;
         swarm_values_set_allocator(v, shm_allocate, NULL);
         for (size_t k = 0; k < ELEMENTSOF(names); k++) {
-                uint64_t shape[2] = { n, n };
+                uint64_t shape[2] = { n, n }, state;
                 struct swarm_tensor t;
                 float *x;
 
@@ -106,15 +109,31 @@ static struct swarm_values *random_inputs(unsigned n) {
                         return NULL;
                 }
                 x = (float *) t.data;
-                randombytes_buf(x, (size_t) n * n * sizeof(float));
-                /* Uniform in [-1, 1): the random bits become the mantissa. */
+                /* Uniform in [-1, 1) from xorshift64*, seeded unpredictably:
+                 * the provider cannot precompute, and a few MiB of
+                 * randombytes would hold up the event loop for longer. */
+                randombytes_buf(&state, sizeof(state));
+                state |= 1;
                 for (size_t i = 0; i < (size_t) n * n; i++) {
-                        uint32_t u;
-                        memcpy(&u, &x[i], sizeof(u));
-                        x[i] = (float) (u >> 8) * 0x1.0p-23f - 1.0f;
+                        state ^= state >> 12;
+                        state ^= state << 25;
+                        state ^= state >> 27;
+                        x[i] = (float) ((state * UINT64_C(0x2545F4914F6CDD1D)) >> 40) * 0x1.0p-23f - 1.0f;
                 }
         }
         return v;
+}
+
+void challenge_judge(double flop, uint64_t attempt_usec, uint64_t queue_usec, uint64_t exec_usec,
+                     double advertised, struct challenge_verdict *ret) {
+        *ret = (struct challenge_verdict) {};
+        /* What the provider signed cannot take longer than what we saw. */
+        ret->inconsistent = exec_usec == 0 || queue_usec > attempt_usec ||
+                            exec_usec > attempt_usec - queue_usec + CHALLENGE_CLOCK_SLACK_USEC;
+        ret->delivered = attempt_usec > 0 ? flop / ((double) attempt_usec / 1e6) : 0;
+        ret->measured = ret->inconsistent ? ret->delivered : flop / ((double) exec_usec / 1e6);
+        ret->ratio = advertised > 0 ? ret->measured / advertised : 0;
+        ret->liar = ret->inconsistent || ret->ratio < CHALLENGE_LIAR_RATIO;
 }
 
 static void on_done(uint64_t job, struct job_outcome *o, void *userdata) {
@@ -125,25 +144,28 @@ static void on_done(uint64_t job, struct job_outcome *o, void *userdata) {
         node_id_from_public_key(run->id, who);
         if (c) {
                 c->running = NULL;
-                if (o->status == 0 && o->attempt_usec > 0) {
+                if (o->status == 0) {
                         struct reputation *rep = requester_reputation(c->requester);
-                        double flop = 2.0 * run->n * run->n * run->n;
-                        double measured = flop / ((double) o->attempt_usec / 1e6);
-                        double ratio = measured / run->advertised;
+                        struct challenge_verdict v;
                         uint64_t now = accounts_now();
 
-                        (void) reputation_observe_throughput(rep, run->id, CHALLENGE_SKILL, measured,
+                        challenge_judge(2.0 * run->n * run->n * run->n, o->attempt_usec, o->queue_usec,
+                                        o->exec_usec, run->advertised, &v);
+                        (void) reputation_observe_throughput(rep, run->id, CHALLENGE_SKILL, v.measured,
                                                              run->advertised, now);
-                        if (ratio < CHALLENGE_LIAR_RATIO) {
+                        if (v.liar) {
                                 for (unsigned f = 0; f < CHALLENGE_LIAR_PENALTY; f++)
                                         (void) reputation_observe(rep, run->id, CHALLENGE_SKILL, false, now);
-                                log_notice("Provider %.12s delivered %.1f GFLOP/s in a %ux%u GEMM challenge "
-                                           "but advertises %.1f GFLOP/s (%.0f %%): counted as failures.",
-                                           who, measured / 1e9, run->n, run->n, run->advertised / 1e9, ratio * 100);
+                                log_notice("Provider %.12s ran a %ux%u GEMM challenge at %.1f GFLOP/s%s but "
+                                           "advertises %.1f GFLOP/s (%.0f %%): counted as %u failures.",
+                                           who, run->n, run->n, v.measured / 1e9,
+                                           v.inconsistent ? " (its reported times do not fit the round trip)" : "",
+                                           run->advertised / 1e9, v.ratio * 100, CHALLENGE_LIAR_PENALTY);
                         } else
-                                log_info("Provider %.12s delivered %.1f GFLOP/s in a %ux%u GEMM challenge "
-                                         "(advertises %.1f, %.0f %%).", who, measured / 1e9, run->n, run->n,
-                                         run->advertised / 1e9, ratio * 100);
+                                log_info("Provider %.12s ran a %ux%u GEMM challenge at %.1f GFLOP/s (advertises "
+                                         "%.1f, %.0f %%; %.1f GFLOP/s delivered, network included).", who,
+                                         run->n, run->n, v.measured / 1e9, run->advertised / 1e9, v.ratio * 100,
+                                         v.delivered / 1e9);
                 } else
                         /* The requester already counted a provider failure. */
                         log_info("GEMM challenge of provider %.12s failed: %s", who, o->error ?: "?");
@@ -210,12 +232,14 @@ int challenge_now(struct challenge *c, const uint8_t id[32]) {
         return challenge_start(c, id, (double) o->throughput);
 }
 
-/* The alive, lending, remote gemm provider challenged longest ago. */
-static void challenge_someone(struct challenge *c) {
+/* The alive, lending, remote gemm provider challenged longest ago (never,
+ * first); true when another never challenged remains after it. */
+static bool challenge_someone(struct challenge *c) {
         struct membership *ms = network_membership(c->network);
         const uint8_t *best = NULL;
         uint64_t best_last = UINT64_MAX;
         double advertised = 0;
+        unsigned never = 0;
 
         for (size_t i = 0; i < membership_count(ms); i++) {
                 const Swarm__SkillOffer *o;
@@ -228,6 +252,7 @@ static void challenge_someone(struct challenge *c) {
                 if (!o || o->throughput == 0)
                         continue;
                 last = last_challenged(c, m.id);
+                never += last == 0;
                 if (last < best_last) {
                         best = m.id;
                         best_last = last;
@@ -238,14 +263,20 @@ static void challenge_someone(struct challenge *c) {
                 int r = challenge_start(c, best, advertised);
                 if (r < 0 && r != -EBUSY)
                         log_debug_errno(r, "Cannot start a GEMM challenge: %m");
+                if (r >= 0 && best_last == 0)
+                        never--;
         }
+        return never > 0;
 }
 
+/* Newcomers are measured one after the other as they appear (their advert
+ * is all the router knows of them), then everyone every interval. */
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         struct challenge *c = userdata;
+        bool newcomers = challenge_someone(c);
 
-        challenge_someone(c);
-        (void) sd_event_source_set_time(s, usec + c->interval_usec);
+        (void) sd_event_source_set_time(s, usec + (newcomers && c->interval_usec > CHALLENGE_NEWCOMER_USEC ?
+                                                   CHALLENGE_NEWCOMER_USEC : c->interval_usec));
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
 }
@@ -271,7 +302,9 @@ int challenge_new(sd_event *event, struct requester *requester, struct network *
         if (network && interval_usec > 0) {
                 r = sd_event_now(event, CLOCK_MONOTONIC, &now);
                 if (r >= 0)
-                        r = sd_event_add_time(event, &c->timer, CLOCK_MONOTONIC, now + interval_usec, 0, on_timer, c);
+                        r = sd_event_add_time(event, &c->timer, CLOCK_MONOTONIC,
+                                              now + (interval_usec < CHALLENGE_NEWCOMER_USEC ? interval_usec :
+                                                     CHALLENGE_NEWCOMER_USEC), 0, on_timer, c);
                 if (r < 0) {
                         free(c);
                         return r;

@@ -5,25 +5,40 @@
  * matrices on one provider offering the gemm skill (the one challenged
  * longest ago), through the requester pinned to that provider — so the
  * result is verified (Freivalds) and paid like any job — and compares the
- * FLOP/s achieved, request to verified result, with what the provider
- * advertises.  The ratio feeds the provider's throughput EWMA in the
- * reputation (the router multiplies advertised speed by it); a provider
- * delivering under CHALLENGE_LIAR_RATIO of its claim also gets
- * CHALLENGE_LIAR_PENALTY failures, as many as that many failed jobs.
+ * FLOP/s achieved with what the provider advertises.
  *
- * The matrices are sized to take about CHALLENGE_TARGET_USEC at the
- * advertised speed, so that transfer and scheduling overheads stay a
- * minor part of the time measured; since the measurement includes them,
- * the ratio is a lower bound, and an honest provider stays well above the
- * liar threshold. */
+ * Providers never measured are challenged first, one a second as they
+ * appear; then the one challenged longest ago, every interval.
+ *
+ * The time is the execution time the provider reports in its signed
+ * result, checked against the round trip we measured: queue + execution
+ * cannot exceed it.  Timing the round trip alone would judge the network,
+ * not the hardware — a GPU computes a 1024² GEMM in well under a
+ * millisecond and receives its 8 MiB of inputs in several — and would
+ * brand every fast provider behind a slow link a liar.  So the ratio
+ * (measured ÷ advertised) feeds the provider's throughput EWMA in the
+ * reputation (the router multiplies advertised speed by it, and scales
+ * reputation down under half), and a provider under CHALLENGE_LIAR_RATIO
+ * of its claim, or whose reported times do not fit the round trip, also
+ * gets CHALLENGE_LIAR_PENALTY failures, as many as that many failed jobs.
+ *
+ * What this catches: a provider whose hardware is slower than its advert
+ * (misconfigured, or lying in its record but not in its timings).  What
+ * it does not: a provider that also fakes its execution times within the
+ * round trip; against that one the latency EWMA of its real jobs is what
+ * the router weighs.  A challenge that cannot be gamed that way needs
+ * inputs generated at the provider from a seed and a committed result,
+ * which the gemm skill does not offer yet. */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
 #define CHALLENGE_SKILL "gemm"
-#define CHALLENGE_TARGET_USEC 250000.0
+#define CHALLENGE_TARGET_USEC 100000.0
 #define CHALLENGE_LIAR_RATIO 0.5
 #define CHALLENGE_LIAR_PENALTY 5u
+#define CHALLENGE_CLOCK_SLACK_USEC 1000u
 
 struct challenge;
 struct network;
@@ -41,5 +56,18 @@ int challenge_now(struct challenge *c, const uint8_t id[32]);
  * [CHALLENGE_N_MIN, CHALLENGE_N_MAX] and so that the three matrices fit in
  * max_message_size / 2.  Pure, for tests. */
 #define CHALLENGE_N_MIN 64u
-#define CHALLENGE_N_MAX 2048u
+#define CHALLENGE_N_MAX 1024u
 unsigned challenge_size(double throughput, uint64_t max_message_size);
+
+/* The verdict on one challenge of flop floating-point operations: the
+ * round trip we measured and the queue and execution times the provider
+ * signed, all µs.  Pure, for tests. */
+struct challenge_verdict {
+        double measured;        /* FLOP/s on the provider's hardware (or delivered, when inconsistent) */
+        double delivered;       /* FLOP/s over the whole round trip, network included */
+        double ratio;           /* measured ÷ advertised */
+        bool inconsistent;      /* the reported times do not fit the round trip */
+        bool liar;              /* inconsistent, or ratio under CHALLENGE_LIAR_RATIO */
+};
+void challenge_judge(double flop, uint64_t attempt_usec, uint64_t queue_usec, uint64_t exec_usec,
+                     double advertised, struct challenge_verdict *ret);

@@ -73,6 +73,7 @@ struct attempt {
         /* Read from the clock, not the loop: latencies below one loop
          * iteration still count. */
         uint64_t sent_clock_usec, latency_usec;
+        uint64_t queue_usec, exec_usec;         /* as the provider reported them */
         sd_event_source *timer;
         struct pool_call *call;         /* local EXECUTE or VERIFY */
 };
@@ -697,6 +698,8 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         memcpy(job->outcome.provider_id, job->ids[a->cand], WIRE_NODE_ID_SIZE);
         job->outcome.price = c->price;
         job->outcome.attempt_usec = a->latency_usec;
+        job->outcome.queue_usec = a->queue_usec;
+        job->outcome.exec_usec = a->exec_usec;
         /* Verified: now it is paid for (our own node does not pay itself). */
         if (!cand->local && c->price > 0 && job->r->accounts)
                 (void) accounts_pay(job->r->accounts, job->job_id, job->skill, job->ids[a->cand], c->price);
@@ -976,6 +979,8 @@ void requester_handle_result(struct requester *r, const uint8_t from[32], const 
                 attempt_fail(a, -EBADMSG, true, "malformed outputs: %s", reason ?: strerror(-k));
                 return;
         }
+        a->queue_usec = res->queue_us;
+        a->exec_usec = res->exec_us;
         attempt_verify(a, outputs, proof, res->price);
 }
 

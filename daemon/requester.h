@@ -46,6 +46,7 @@ struct job_outcome {
         char provider[64];              /* node id of who ran it ("local" for this node) */
         uint8_t provider_id[32];        /* the same as a public key (zeros: local without a network) */
         uint64_t attempt_usec;          /* request → result of the attempt that won (clock time) */
+        uint64_t queue_usec, exec_usec; /* of that attempt, as a remote provider reported (and signed) them */
         uint64_t price;
         unsigned attempts;              /* providers asked */
         unsigned rerouted;              /* of which after a failure */

@@ -176,11 +176,37 @@ Test(accounts, unknown_skills_are_priced_at_base) {
         cr_assert_float_eq(accounts_demand(NULL, "gemm"), 1.0, 1e-12);
 }
 
+Test(challenge, judged_by_the_signed_execution_time_checked_against_the_round_trip) {
+        struct challenge_verdict v;
+
+        /* 2 GFLOP in 20 ms on the provider, 120 ms round trip (a slow
+         * link): 100 GFLOP/s, as advertised; 16.7 delivered. */
+        challenge_judge(2e9, 120000, 1000, 20000, 100e9, &v);
+        cr_assert_not(v.liar);
+        cr_assert_float_eq(v.measured, 100e9, 1e6);
+        cr_assert_float_eq(v.delivered, 2e9 / 0.12, 1e6);
+        cr_assert_float_eq(v.ratio, 1.0, 1e-6);
+
+        /* The same hardware advertising 3×: a third, under the line. */
+        challenge_judge(2e9, 120000, 1000, 20000, 300e9, &v);
+        cr_assert(v.liar);
+        cr_assert_not(v.inconsistent);
+        cr_assert_float_eq(v.ratio, 1.0 / 3.0, 1e-6);
+
+        /* Times that do not fit the round trip: judged on the round trip. */
+        challenge_judge(2e9, 20000, 15000, 10000, 100e9, &v);
+        cr_assert(v.inconsistent);
+        cr_assert(v.liar);
+        cr_assert_float_eq(v.measured, 1e11, 1e6);
+        challenge_judge(2e9, 20000, 0, 0, 100e9, &v);
+        cr_assert(v.inconsistent);
+}
+
 Test(challenge, matrices_take_about_the_target_time_within_bounds) {
-        /* 1 TFLOP/s for 250 ms: 2n³ = 2.5e11, n ≈ 5000, capped. */
+        /* 1 TFLOP/s for 100 ms: 2n³ = 1e11, n ≈ 3684, capped. */
         cr_assert_eq(challenge_size(1e12, 1ULL << 30), CHALLENGE_N_MAX);
-        /* 10 GFLOP/s: 2n³ = 2.5e9, n ≈ 1077. */
-        cr_assert_eq(challenge_size(1e10, 1ULL << 30), 1077);
+        /* 10 GFLOP/s: 2n³ = 1e9, n ≈ 793. */
+        cr_assert_eq(challenge_size(1e10, 1ULL << 30), 793);
         /* Unknown or tiny throughput: the smallest challenge. */
         cr_assert_eq(challenge_size(0, 1ULL << 30), CHALLENGE_N_MIN);
         cr_assert_eq(challenge_size(1e3, 1ULL << 30), CHALLENGE_N_MIN);

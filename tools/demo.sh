@@ -6,8 +6,12 @@
 # GEMM jobs through it with swarmctl submit.  Mid-batch one provider is
 # killed (its jobs are rerouted) and one provider cheats on purpose
 # (testing.corrupt_results: its wrong results are caught by Freivalds
-# verification and never accepted).  Everything lives in build/demo/; the
-# daemons are stopped on exit and on Ctrl-C.
+# verification and never accepted, nor paid), and one advertises ten
+# times the speed it has (testing.throughput_factor: the requester's
+# hardware challenge measures it).  Verified results are paid with signed
+# cheques; at the end the requester's balance and ledger are shown.
+# Everything lives in build/demo/; the daemons are stopped on exit and on
+# Ctrl-C.
 #
 # Environment: DEMO_JOBS (default 600), DEMO_SIZE (matrix side, default 384).
 set -eu
@@ -68,6 +72,9 @@ write_config() {
 		if [ "$name" = requester ]; then
 			echo "lending:"
 			echo "  policy: never"
+			echo "reputation:"
+			echo "  gossip_interval: 1s"
+			echo "  challenge_interval: 30s"
 		else
 			echo "  enabled: [gemm]"
 			echo "  workers: 1"
@@ -77,6 +84,10 @@ write_config() {
 		if [ "$name" = charlie ]; then
 			echo "testing:"
 			echo "  corrupt_results: true"
+		fi
+		if [ "$name" = delta ]; then
+			echo "testing:"
+			echo "  throughput_factor: 10"
 		fi
 	} >"$dir/swarmd.yaml"
 }
@@ -104,7 +115,7 @@ wait_for() {
 }
 
 providers_up() {
-	[ "$("$swarmctl" peers --socket "$demo/requester/state/control.sock" | grep -c 'gemm(')" -ge 4 ]
+	[ "$("$swarmctl" peers --socket "$demo/requester/state/control.sock" | grep -c '^  gemm ')" -ge 4 ]
 }
 
 say "Starting the requester (it creates its identity on first start)"
@@ -115,13 +126,20 @@ wait_for 30 "the requester's control socket" test -S "$demo/requester/state/cont
 seed_id=$("$swarmd" --show-identity --state-dir "$demo/requester/state")
 echo "requester is node $seed_id, listening on tcp://127.0.0.1:$port"
 
-say "Starting four providers of gemm; charlie is configured to cheat"
+say "Starting four providers of gemm; charlie is configured to cheat, delta to overstate its speed 10x"
 for n in alpha bravo charlie delta; do
 	write_config "$n"
 	start_node "$n"
 done
 wait_for 60 "the providers to join" providers_up
 "$swarmctl" peers --socket "$demo/requester/state/control.sock"
+
+challenged() {
+	[ "$(grep -c 'GEMM challenge' "$demo/requester/log")" -ge 4 ]
+}
+say "The requester times a GEMM on each new provider (the hardware challenge)"
+wait_for 30 "the hardware challenges" challenged
+grep 'GEMM challenge' "$demo/requester/log" | sed 's/^swarmd: //'
 
 export SWARM_JOBS_SOCKET="$demo/requester/state/jobs.sock"
 
@@ -157,6 +175,13 @@ status=0
 wait $submit_pid || status=$?
 cat "$demo/summary.txt"
 
+say "The requester's books: balance, and what it paid each provider"
+"$swarmctl" balance --socket "$demo/requester/state/control.sock"
+echo
+"$swarmctl" ledger --socket "$demo/requester/state/control.sock" --limit 5
+echo
+"$swarmctl" peers --socket "$demo/requester/state/control.sock"
+
 say "What happened"
 rejected=$(sed -n 's/^  rejected results *\([0-9]*\).*/\1/p' "$demo/summary.txt")
 rerouted=$(sed -n 's/^  rerouted *\([0-9]*\) jobs.*/\1/p' "$demo/summary.txt")
@@ -164,7 +189,11 @@ echo "* Every result was verified on the requester with gemm's Freivalds check b
 echo "  it was accepted, paid for and written to $demo/out/."
 echo "* charlie lies (testing.corrupt_results): ${rejected:-0} wrong results were caught by"
 echo "  verification and never accepted; those jobs went to another provider, and"
-echo "  charlie's reputation fell, so the router chooses it less and less."
+echo "  charlie's reputation fell, so the router chooses it less and less; it was"
+echo "  never paid for a wrong result (see the ledger above)."
+echo "* delta advertises 10x the GFLOP/s it has; the requester's GEMM challenge timed it"
+echo "  (above): caught under half its claim, it got failures on its record, and the"
+echo "  router now divides its advertised speed by what it measured."
 echo "* bravo was killed mid-batch: ${rerouted:-0} jobs were rerouted in all, none lost, none"
 echo "  done twice (one result per job in $demo/out/)."
 echo "Daemon logs: $demo/*/log.  swarmctl exit status: $status (0: every job verified)."
