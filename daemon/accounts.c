@@ -29,6 +29,10 @@
 #define GOSSIP_FANOUT 3
 /* Others' signed opinions kept for relaying. */
 #define RELAY_MAX 64
+/* A payee gets at most one cheque this often; payments in between ride on
+ * the next (cheques are cumulative).  Bounds the cheque traffic, and the
+ * payee's fsyncs, under a stream of small jobs. */
+#define CHEQUE_INTERVAL_USEC (50 * UINT64_C(1000))
 /* A cheque or opinion batch is small; this is the envelope's limit. */
 #define SMALL_MESSAGE_MAX (OPINION_BATCH_MAX * (OPINION_MAX_SIZE + 128u) + 1024u)
 
@@ -46,6 +50,12 @@ struct relayed {
         size_t body_size;
 };
 
+struct payee {
+        uint8_t id[32];
+        uint64_t sent_usec;             /* CLOCK_MONOTONIC of the last cheque sent */
+        bool due;                       /* paid since: a cheque is owed at the next tick */
+};
+
 struct accounts {
         sd_event *event;
         struct accounts_config config;
@@ -58,6 +68,13 @@ struct accounts {
 
         struct demand *demand;
         size_t n_demand;
+
+        struct accounts_payment *pending, **pending_tail;
+        size_t n_pending;
+        sd_event_source *flush_defer, *flush_timer;
+        struct payee *payees;
+        size_t n_payees;
+        sd_event_source *cheque_timer;
 
         struct relayed relay[RELAY_MAX];
         size_t n_relay;
@@ -131,6 +148,62 @@ static bool peer_alive(struct accounts *a, const uint8_t id[32]) {
                m.state == MEMBER_ALIVE;
 }
 
+static struct payee *payee_get(struct accounts *a, const uint8_t id[32]) {
+        struct payee *grown;
+
+        for (size_t i = 0; i < a->n_payees; i++)
+                if (memcmp(a->payees[i].id, id, 32) == 0)
+                        return &a->payees[i];
+        grown = reallocarray(a->payees, a->n_payees + 1, sizeof(*grown));
+        if (!grown)
+                return NULL;
+        a->payees = grown;
+        grown = &a->payees[a->n_payees++];
+        *grown = (struct payee) {};
+        memcpy(grown->id, id, 32);
+        return grown;
+}
+
+static void payee_send(struct accounts *a, struct payee *p, uint64_t now) {
+        _cleanup_free_ uint8_t *cheque = NULL;
+        size_t size;
+
+        p->due = false;
+        p->sent_usec = now;
+        if (ledger_latest_cheque(a->ledger, p->id, &cheque, &size) >= 0 && send_cheque(a, p->id, cheque, size) < 0)
+                log_debug("Cannot send a cheque now; it goes with the next resend.");
+}
+
+static int on_cheque_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct accounts *a = userdata;
+
+        for (size_t i = 0; i < a->n_payees; i++)
+                if (a->payees[i].due)
+                        payee_send(a, &a->payees[i], usec);
+        return 0;
+}
+
+/* A payment to p became durable: its cheque goes now, or with the next
+ * tick when one went less than CHEQUE_INTERVAL_USEC ago. */
+static void payee_paid(struct accounts *a, struct payee *p) {
+        uint64_t now;
+        int r;
+
+        if (sd_event_now(a->event, CLOCK_MONOTONIC, &now) < 0 || p->sent_usec == 0 ||
+            now >= p->sent_usec + CHEQUE_INTERVAL_USEC) {
+                payee_send(a, p, now);
+                return;
+        }
+        p->due = true;
+        if (a->cheque_timer && sd_event_source_get_enabled(a->cheque_timer, NULL) > 0)
+                return;         /* a tick is coming */
+        a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
+        r = sd_event_add_time(a->event, &a->cheque_timer, CLOCK_MONOTONIC, p->sent_usec + CHEQUE_INTERVAL_USEC,
+                              1000, on_cheque_timer, a);
+        if (r < 0)
+                payee_send(a, p, now);
+}
+
 /* Every payee's latest cheque, to those alive: covers cheques lost in
  * transit or to a crash between commit and send. */
 static void resend_cheques(struct accounts *a) {
@@ -151,41 +224,239 @@ static void resend_cheques(struct accounts *a) {
         free(peers);
 }
 
-/* ---- Paying and being paid ---- */
+/* ---- Paying and being paid: the queue and its group commit ---- */
 
-int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
-                 uint64_t price) {
-        _cleanup_free_ uint8_t *cheque = NULL;
-        char who[13];
+enum op_kind {
+        OP_PAY,
+        OP_SERVED,
+        OP_CHEQUE,
+};
+
+/* struct accounts_payment is an OP_PAY. */
+struct accounts_payment {
+        enum op_kind kind;
+        struct accounts_payment *next;
+        uint8_t job_id[16];
+        uint8_t peer[32];
+        char skill[64];
+        uint64_t price;
+        uint8_t *data;                  /* OP_SERVED: the envelope; OP_CHEQUE: the cheque */
         size_t size;
-        int r;
+        accounts_paid_fn paid;          /* OP_PAY; NULL once forgotten */
+        void *userdata;
+        int status;
+};
 
-        if (!a || !job_id || !skill || !payee)
-                return -EINVAL;
-        short_id(payee, who);
-        if (a->config.withhold_payments) {
-                log_debug("Not paying %s for a %s job: testing.withhold_payments.", who, skill);
-                return 0;
-        }
-        r = ledger_pay(a->ledger, job_id, skill, payee, price, a->identity->secret_key, accounts_now(), &cheque,
-                       &size);
-        if (r == -EALREADY)
-                return 0;       /* paid before: not twice */
-        if (r < 0)
-                return log_error_errno(r, "Cannot pay %s for a %s job: %m", who, skill);
-        r = send_cheque(a, payee, cheque, size);
-        if (r < 0)
-                /* Written, so not lost: the next resend carries it. */
-                log_debug_errno(r, "Cannot send the cheque to %s now, it goes with the next resend: %m", who);
-        return 0;
+static void op_free(struct accounts_payment *op) {
+        free(op->data);
+        free(op);
 }
 
-void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque) {
-        _cleanup_free_ uint8_t *data = NULL;
+/* Whether a later payment of the batch goes to the same payee. */
+static bool payee_paid_later(const struct accounts_payment *op) {
+        for (const struct accounts_payment *o = op->next; o; o = o->next)
+                if (o->kind == OP_PAY && o->status == 0 && memcmp(o->peer, op->peer, 32) == 0)
+                        return true;
+        return false;
+}
+
+static void op_run(struct accounts *a, struct accounts_payment *op, uint64_t now) {
+        _cleanup_free_ uint8_t *cheque = NULL;
         const char *reason = NULL;
         char who[13];
         size_t size;
+
+        short_id(op->peer, who);
+        switch (op->kind) {
+        case OP_PAY:
+                op->status = ledger_pay(a->ledger, op->job_id, op->skill, op->peer, op->price,
+                                        a->identity->secret_key, now, &cheque, &size);
+                if (op->status == -EALREADY)
+                        op->status = 0;         /* paid before: not twice */
+                if (op->status < 0)
+                        log_error_errno(op->status, "Cannot pay %s for a %s job: %m", who, op->skill);
+                break;
+        case OP_SERVED:
+                op->status = ledger_served(a->ledger, op->job_id, op->skill, op->peer, op->price, now);
+                if (op->status < 0 && op->status != -EALREADY)
+                        log_error_errno(op->status, "Cannot record a %s job served to %s in the ledger: %m",
+                                        op->skill, who);
+                break;
+        case OP_CHEQUE:
+                op->status = ledger_accept_cheque(a->ledger, op->data, op->size, now, &reason);
+                if (op->status < 0)
+                        log_warning("Refusing a cheque sent by %s: %s.", who, reason ?: strerror(-op->status));
+                else if (op->status > 0)
+                        log_debug("Cheque from %s kept.", who);
+                break;
+        }
+}
+
+/* Writes everything queued in one transaction, then lets out what waited
+ * for it: cheques (the latest per payee), results, paid callbacks. */
+static void flush(struct accounts *a) {
+        struct accounts_payment *ops = TAKE_PTR(a->pending);
+        uint64_t now = accounts_now();
+        bool full;
         int r;
+
+        a->pending_tail = &a->pending;
+        a->n_pending = 0;
+        a->flush_timer = sd_event_source_disable_unref(a->flush_timer);
+        if (a->flush_defer)
+                (void) sd_event_source_set_enabled(a->flush_defer, SD_EVENT_OFF);
+        if (!ops)
+                return;
+
+        /* Money (cheques issued or received) is synced; a batch of
+         * served records alone is not: losing the last of them to a power
+         * cut only understates what requesters owe us, and the payer's
+         * cheques, cumulative, still settle it. */
+        full = false;
+        for (struct accounts_payment *op = ops; op; op = op->next)
+                full = full || op->kind != OP_SERVED;
+        r = ledger_batch_begin(a->ledger, full);
+        if (r >= 0) {
+                for (struct accounts_payment *op = ops; op; op = op->next)
+                        op_run(a, op, now);
+                r = ledger_batch_commit(a->ledger);
+        }
+        if (r < 0) {
+                log_error_errno(r, "Cannot write to the ledger %s: %m", a->path);
+                for (struct accounts_payment *op = ops; op; op = op->next)
+                        op->status = r;
+        }
+
+        while (ops) {
+                struct accounts_payment *op = ops;
+
+                ops = op->next;
+                if (op->kind == OP_PAY && op->status == 0 && !payee_paid_later(op)) {
+                        /* The last payment to this payee in the batch: its
+                         * cumulative cheque covers the others. */
+                        struct payee *p = payee_get(a, op->peer);
+
+                        if (p)
+                                payee_paid(a, p);
+                }
+                if (op->kind == OP_SERVED && a->network) {
+                        /* Sent even when it could not be recorded: the work is done. */
+                        r = network_send_job(a->network, op->peer, op->data, op->size);
+                        if (r < 0)
+                                log_debug_errno(r, "Failed to send a result: %m");
+                }
+                if (op->kind == OP_PAY && op->paid)
+                        op->paid(op->status, op->userdata);
+                op_free(op);
+        }
+}
+
+void accounts_flush(struct accounts *a) {
+        if (a)
+                flush(a);
+}
+
+static int on_flush(sd_event_source *s, void *userdata) {
+        flush(userdata);
+        return 0;
+}
+
+static int on_flush_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        flush(userdata);
+        return 0;
+}
+
+static int enqueue(struct accounts *a, struct accounts_payment *op) {
+        int r;
+
+        /* In arrival order: the cheque sent for a payee is the batch's last. */
+        *a->pending_tail = op;
+        a->pending_tail = &op->next;
+        if (a->n_pending++ == 0) {
+                uint64_t now;
+
+                /* As soon as the loop has nothing more urgent to do (what
+                 * the events before it queued shares the write), or after
+                 * ACCOUNTS_FLUSH_USEC when it never runs dry. */
+                r = sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+                if (r >= 0)
+                        r = sd_event_add_time(a->event, &a->flush_timer, CLOCK_MONOTONIC, now + ACCOUNTS_FLUSH_USEC,
+                                              1, on_flush_timer, a);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(a->flush_defer, SD_EVENT_ON);
+                if (r < 0) {
+                        log_warning_errno(r, "Cannot schedule a ledger write, writing now: %m");
+                        flush(a);
+                }
+        } else if (a->n_pending >= ACCOUNTS_FLUSH_MAX)
+                flush(a);
+        return 0;
+}
+
+static struct accounts_payment *op_new(enum op_kind kind, const uint8_t *job_id, const char *skill,
+                                       const uint8_t peer[32], uint64_t price) {
+        struct accounts_payment *op = calloc(1, sizeof(*op));
+
+        if (!op)
+                return NULL;
+        op->kind = kind;
+        if (job_id)
+                memcpy(op->job_id, job_id, 16);
+        memcpy(op->peer, peer, 32);
+        snprintf(op->skill, sizeof(op->skill), "%s", skill ?: "");
+        op->price = price;
+        return op;
+}
+
+int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
+                 uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret) {
+        struct accounts_payment *op;
+        char who[13];
+
+        if (!a || !job_id || !skill || !payee)
+                return -EINVAL;
+        if (a->config.withhold_payments) {
+                short_id(payee, who);
+                log_debug("Not paying %s for a %s job: testing.withhold_payments.", who, skill);
+                return -EALREADY;       /* nothing to wait for */
+        }
+        op = op_new(OP_PAY, job_id, skill, payee, price);
+        if (!op)
+                return -ENOMEM;
+        op->paid = paid;
+        op->userdata = userdata;
+        if (ret)
+                *ret = op;
+        return enqueue(a, op);
+}
+
+void accounts_payment_forget(struct accounts_payment *p) {
+        if (p)
+                p->paid = NULL;
+}
+
+int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
+                    uint64_t price, uint8_t *envelope, size_t size) {
+        struct accounts_payment *op;
+
+        if (!a || !job_id || !requester) {
+                free(envelope);
+                return -EINVAL;
+        }
+        op = op_new(OP_SERVED, job_id, skill, requester, price);
+        if (!op) {
+                free(envelope);
+                return -ENOMEM;
+        }
+        op->data = envelope;
+        op->size = size;
+        return enqueue(a, op);
+}
+
+void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque) {
+        struct accounts_payment *op;
+        char who[13];
+        size_t size;
 
         if (!a || !cheque)
                 return;
@@ -195,15 +466,16 @@ void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Sw
                 log_warning("Refusing a cheque from %s: %zu bytes, over %u.", who, size, CHEQUE_MAX_SIZE);
                 return;
         }
-        data = malloc(size);
-        if (!data)
+        op = op_new(OP_CHEQUE, NULL, NULL, from, 0);
+        if (!op)
                 return;
-        swarm__signed_cheque__pack(cheque, data);
-        r = ledger_accept_cheque(a->ledger, data, size, accounts_now(), &reason);
-        if (r < 0)
-                log_warning("Refusing a cheque sent by %s: %s.", who, reason ?: strerror(-r));
-        else if (r > 0)
-                log_debug("Cheque from %s kept.", who);
+        op->data = malloc(size);
+        if (!op->data) {
+                op_free(op);
+                return;
+        }
+        op->size = swarm__signed_cheque__pack(cheque, op->data);
+        (void) enqueue(a, op);
 }
 
 int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t price, char *error, size_t size) {
@@ -224,20 +496,6 @@ int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t pri
                          debt, price, a->config.debt_limit);
                 return -EDQUOT;
         }
-        return 0;
-}
-
-int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
-                    uint64_t price) {
-        int r;
-
-        if (!a)
-                return 0;
-        r = ledger_served(a->ledger, job_id, skill, requester, price, accounts_now());
-        if (r == -EALREADY)
-                return 0;
-        if (r < 0)
-                return log_error_errno(r, "Cannot record a served %s job in the ledger: %m", skill);
         return 0;
 }
 
@@ -560,6 +818,15 @@ int accounts_new(sd_event *event, const struct accounts_config *config, const st
                 log_warning_errno(r, "Cannot load the saved reputation from %s, starting afresh: %m", path);
         reputation_update_trust(a->reputation, accounts_now());
 
+        a->pending_tail = &a->pending;
+        r = sd_event_add_defer(event, &a->flush_defer, on_flush, a);
+        if (r >= 0)
+                /* After the events that may queue more: see enqueue(). */
+                r = sd_event_source_set_priority(a->flush_defer, SD_EVENT_PRIORITY_NORMAL + 50);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(a->flush_defer, SD_EVENT_OFF);
+        if (r < 0)
+                goto fail;
         r = add_timer(a, &a->save_timer, SAVE_INTERVAL_USEC);
         if (r >= 0 && network)
                 r = add_timer(a, &a->gossip_timer, config->gossip_interval_usec);
@@ -585,6 +852,16 @@ fail:
 struct accounts *accounts_free(struct accounts *a) {
         if (!a)
                 return NULL;
+        if (a->ledger)
+                flush(a);       /* what is queued is owed: write it */
+        a->flush_defer = sd_event_source_disable_unref(a->flush_defer);
+        a->flush_timer = sd_event_source_disable_unref(a->flush_timer);
+        /* Cheques still due go now. */
+        for (size_t i = 0; a->ledger && i < a->n_payees; i++)
+                if (a->payees[i].due)
+                        payee_send(a, &a->payees[i], 0);
+        a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
+        free(a->payees);
         if (a->ledger && a->reputation)
                 (void) save_reputation(a);
         a->save_timer = sd_event_source_disable_unref(a->save_timer);

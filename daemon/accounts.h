@@ -62,18 +62,42 @@ struct accounts *accounts_free(struct accounts *a);
 struct ledger *accounts_ledger(struct accounts *a);
 struct reputation *accounts_reputation(struct accounts *a);
 
-/* Requester: pays a verified job (durably, then sends the cheque).  A job
- * already paid is not paid again. */
+/* Group commit: payments, served records and received cheques are queued
+ * and written together, one transaction and one fsync for all that the
+ * loop's pending events queued (at most ACCOUNTS_FLUSH_USEC after the
+ * first when the loop never runs dry, or at ACCOUNTS_FLUSH_MAX queued);
+ * what depends on them — the cheque, the result, the job handed to its
+ * submitter — leaves only after the commit. */
+#define ACCOUNTS_FLUSH_USEC 500u
+#define ACCOUNTS_FLUSH_MAX 256u
+
+struct accounts_payment;
+/* 0 once the payment is durable (or the job was paid before), else why it
+ * could not be recorded. */
+typedef void (*accounts_paid_fn)(int status, void *userdata);
+
+/* Requester: pays a verified job; paid is called from the loop once the
+ * payment is durable, and the cheque goes out.  A job already paid is not
+ * paid again.  The handle stays valid until paid is called; a caller that
+ * stops caring calls accounts_payment_forget() (the payment still
+ * happens). */
 int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
-                 uint64_t price);
+                 uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret);
+void accounts_payment_forget(struct accounts_payment *p);
+
+/* Writes what is queued now (accounts_free() does too). */
+void accounts_flush(struct accounts *a);
 
 /* Provider: 0 when a job of price from requester may run; -EDQUOT when
  * its unpaid debt plus price would pass the limit, with the reason in
  * error. */
 int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t price, char *error, size_t size);
-/* Provider: the job was delivered at price (durable). */
+/* Provider: records the job as served at price and then, once that is
+ * durable, sends envelope (a packed jobs-channel message, taken) to the
+ * requester.  A failure to record is logged and the result still goes:
+ * the work is done, only our claim on it is lost. */
 int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
-                    uint64_t price);
+                    uint64_t price, uint8_t *envelope, size_t size);
 
 /* The current demand multiplier of a hosted skill (1 when unknown). */
 double accounts_demand(struct accounts *a, const char *skill);

@@ -47,6 +47,7 @@ struct daemon {
         struct bus_service *bus;        /* NULL without D-Bus */
         sd_event_source *record_timer;
         bool ready;
+        char last_status[512];          /* the STATUS= last sent */
 };
 
 char *daemon_resolve_state_dir(const char *cli_state_dir, const char *config_state_dir) {
@@ -79,18 +80,25 @@ static const char *daemon_node_name(const struct daemon *d, char *buf, size_t si
         return buf;
 }
 
-static void daemon_notify_running(const struct daemon *d, const char *extra) {
-        char host[256];
+/* STATUS= only when it changed: a notification costs the service manager
+ * a wake-up, and a notify socket nobody drains (a test harness) fills up
+ * after a few datagrams, and then sd_notify() blocks the whole loop. */
+static void daemon_notify_running(struct daemon *d, const char *extra) {
+        char host[256], status[sizeof(d->last_status)];
         bool lending = lending_is_lending(d->lending);
         const char *reason = d->lending ? lending_reason(d->lending) : NULL;
 
-        sd_notifyf(false, "%sSTATUS=Running as node %.*s (%s); %s; %s; %s%s%s%s",
-                   extra, NODE_ID_SHORT_LEN, d->identity->node_id,
-                   daemon_node_name(d, host, sizeof(host)), skills_describe(d->skills),
-                   d->network ? network_describe(d->network) : "networking off",
-                   lending ? "lending" : "not lending",
-                   !lending && reason && reason[0] ? " (" : "", !lending && reason ? reason : "",
-                   !lending && reason && reason[0] ? ")" : "");
+        snprintf(status, sizeof(status), "STATUS=Running as node %.*s (%s); %s; %s; %s%s%s%s",
+                 NODE_ID_SHORT_LEN, d->identity->node_id,
+                 daemon_node_name(d, host, sizeof(host)), skills_describe(d->skills),
+                 d->network ? network_describe(d->network) : "networking off",
+                 lending ? "lending" : "not lending",
+                 !lending && reason && reason[0] ? " (" : "", !lending && reason ? reason : "",
+                 !lending && reason && reason[0] ? ")" : "");
+        if (!extra[0] && strcmp(status, d->last_status) == 0)
+                return;
+        memcpy(d->last_status, status, sizeof(status));
+        sd_notifyf(false, "%s%s", extra, status);
 }
 
 /* Lending, its policy or schedule changed: tell D-Bus clients and systemd. */

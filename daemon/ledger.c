@@ -81,6 +81,20 @@ static const char *const migrations[] = {
         "  updated_at INTEGER NOT NULL,"
         "  PRIMARY KEY (peer, skill)"
         ");",
+        /* 2: what each requester was served, kept as a running total by a
+         * trigger: the debt check runs before every job, and adding up
+         * the job history there grew with it. */
+        "CREATE TABLE served_totals ("
+        "  peer BLOB PRIMARY KEY NOT NULL CHECK (length(peer) = 32),"
+        "  amount INTEGER NOT NULL CHECK (amount >= 0),"
+        "  jobs INTEGER NOT NULL CHECK (jobs >= 0)"
+        ");"
+        "INSERT INTO served_totals (peer, amount, jobs) "
+        "  SELECT peer, SUM(price), COUNT(*) FROM jobs WHERE role = 1 GROUP BY peer;"
+        "CREATE TRIGGER served_totals_add AFTER INSERT ON jobs WHEN NEW.role = 1 BEGIN"
+        "  INSERT INTO served_totals (peer, amount, jobs) VALUES (NEW.peer, NEW.price, 1)"
+        "    ON CONFLICT (peer) DO UPDATE SET amount = amount + NEW.price, jobs = jobs + 1;"
+        "END;",
 };
 
 enum {
@@ -88,6 +102,9 @@ enum {
         STMT_BEGIN_READ,
         STMT_COMMIT,
         STMT_ROLLBACK,
+        STMT_SAVEPOINT,
+        STMT_RELEASE,
+        STMT_ROLLBACK_TO,
         STMT_JOB_INSERT,
         STMT_JOB_PEER,
         STMT_SERVED_SUM,
@@ -113,11 +130,14 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_BEGIN_READ] = "BEGIN",
         [STMT_COMMIT] = "COMMIT",
         [STMT_ROLLBACK] = "ROLLBACK",
+        [STMT_SAVEPOINT] = "SAVEPOINT op",
+        [STMT_RELEASE] = "RELEASE op",
+        [STMT_ROLLBACK_TO] = "ROLLBACK TO op",
         [STMT_JOB_INSERT] =
                 "INSERT INTO jobs (job_id, role, peer, skill, price, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
                 "ON CONFLICT (job_id, role) DO NOTHING",
         [STMT_JOB_PEER] = "SELECT peer FROM jobs WHERE job_id = ?1 AND role = ?2",
-        [STMT_SERVED_SUM] = "SELECT COALESCE(SUM(price), 0) FROM jobs WHERE peer = ?1 AND role = 1",
+        [STMT_SERVED_SUM] = "SELECT COALESCE((SELECT amount FROM served_totals WHERE peer = ?1), 0)",
         [STMT_ISSUED_GET] = "SELECT amount, cheque FROM cheques_issued WHERE payee = ?1",
         [STMT_ISSUED_PUT] =
                 "INSERT INTO cheques_issued (payee, amount, cheque, at) VALUES (?1, ?2, ?3, ?4) "
@@ -130,7 +150,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "at = excluded.at",
         /* One statement, so one snapshot. */
         [STMT_DEBT] =
-                "SELECT (SELECT COALESCE(SUM(price), 0) FROM jobs WHERE peer = ?1 AND role = 1), "
+                "SELECT COALESCE((SELECT amount FROM served_totals WHERE peer = ?1), 0), "
                 "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
         [STMT_ISSUED_AMOUNTS] = "SELECT amount FROM cheques_issued",
         [STMT_RECEIVED_AMOUNTS] = "SELECT amount FROM cheques_received",
@@ -138,7 +158,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "SELECT (SELECT COUNT(*) FROM jobs WHERE role = 0), (SELECT COUNT(*) FROM jobs WHERE role = 1)",
         [STMT_OWED] =
                 "SELECT s.served - COALESCE(r.amount, 0) "
-                "FROM (SELECT peer, SUM(price) AS served FROM jobs WHERE role = 1 GROUP BY peer) AS s "
+                "FROM (SELECT peer, amount AS served FROM served_totals) AS s "
                 "LEFT JOIN cheques_received AS r ON r.payer = s.peer "
                 "WHERE s.served > COALESCE(r.amount, 0)",
         [STMT_PEERS] =
@@ -147,9 +167,9 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "SELECT p.id, "
                 "  COALESCE((SELECT amount FROM cheques_issued WHERE payee = p.id), 0), "
                 "  COALESCE((SELECT amount FROM cheques_received WHERE payer = p.id), 0), "
-                "  (SELECT COALESCE(SUM(price), 0) FROM jobs WHERE peer = p.id AND role = 1), "
+                "  COALESCE((SELECT amount FROM served_totals WHERE peer = p.id), 0), "
                 "  (SELECT COUNT(*) FROM jobs WHERE peer = p.id AND role = 0), "
-                "  (SELECT COUNT(*) FROM jobs WHERE peer = p.id AND role = 1), "
+                "  COALESCE((SELECT jobs FROM served_totals WHERE peer = p.id), 0), "
                 "  MAX((SELECT COALESCE(MAX(at), 0) FROM jobs WHERE peer = p.id), "
                 "      COALESCE((SELECT at FROM cheques_issued WHERE payee = p.id), 0), "
                 "      COALESCE((SELECT at FROM cheques_received WHERE payer = p.id), 0)) AS last_at "
@@ -176,6 +196,7 @@ struct ledger {
         uint8_t self[32];
         uint64_t allowance;
         bool sync_full;                 /* what PRAGMA synchronous is now */
+        bool batch;                     /* in ledger_batch_begin(): operations are savepoints */
         sqlite3_stmt *stmts[_STMT_MAX];
 };
 
@@ -249,6 +270,13 @@ static int stmt_run(struct ledger *l, unsigned id) {
 }
 
 static void ledger_rollback(struct ledger *l) {
+        if (l && l->batch) {
+                /* Undo this operation only; the batch goes on. */
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_ROLLBACK_TO], *t = l->stmts[STMT_RELEASE];
+                (void) sqlite3_step(s);
+                (void) sqlite3_step(t);
+                return;
+        }
         if (l && !sqlite3_get_autocommit(l->db)) {
                 _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_ROLLBACK];
                 (void) sqlite3_step(s);
@@ -265,6 +293,8 @@ static void ledger_rollbackp(struct ledger **l) {
 /* A write transaction, taking the write lock at once; full: fsync the WAL
  * at commit (money) or not (reputation). */
 static int ledger_begin(struct ledger *l, bool full) {
+        if (l->batch)
+                return stmt_run(l, STMT_SAVEPOINT);
         /* Not a prepared statement: SQLite applies PRAGMA synchronous
          * when it compiles it, so preparing one for later would switch
          * the connection there and then. */
@@ -282,7 +312,7 @@ static int ledger_begin(struct ledger *l, bool full) {
 static int ledger_commit(struct ledger *l) {
         int r;
 
-        r = stmt_run(l, STMT_COMMIT);
+        r = stmt_run(l, l->batch ? STMT_RELEASE : STMT_COMMIT);
         if (r < 0)
                 ledger_rollback(l);
         return r;
@@ -967,7 +997,7 @@ int ledger_get_balance(struct ledger *l, struct ledger_balance *ret) {
                 return -EINVAL;
 
         /* One read transaction: every figure from the same snapshot. */
-        r = stmt_run(l, STMT_BEGIN_READ);
+        r = stmt_run(l, l->batch ? STMT_SAVEPOINT : STMT_BEGIN_READ);
         if (r < 0)
                 return r;
         r = ledger_get_balance_locked(l, &b);
@@ -1159,4 +1189,32 @@ int ledger_load_reputation(struct ledger *l, struct ledger_reputation **ret, siz
         *ret = TAKE_PTR(rows);
         *ret_n = n;
         return 0;
+}
+
+/* ---- Group commit ---------------------------------------------------- */
+
+int ledger_batch_begin(struct ledger *l, bool full) {
+        int r;
+
+        if (!l || l->batch)
+                return -EINVAL;
+        r = ledger_begin(l, full);
+        if (r < 0)
+                return r;
+        l->batch = true;
+        return 0;
+}
+
+int ledger_batch_commit(struct ledger *l) {
+        if (!l || !l->batch)
+                return -EINVAL;
+        l->batch = false;
+        return ledger_commit(l);
+}
+
+void ledger_batch_abort(struct ledger *l) {
+        if (!l || !l->batch)
+                return;
+        l->batch = false;
+        ledger_rollback(l);
 }

@@ -80,6 +80,21 @@ int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uin
 /* What requester owes us: served − received, 0 when it paid ahead. */
 int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
 
+/* ---- Group commit ---- */
+
+/* Every ledger_pay(), ledger_served() and ledger_accept_cheque() between
+ * these two is one transaction with one fsync at the commit (full) or
+ * none (WAL with synchronous=NORMAL: durable when the process dies, not
+ * when the machine does): a burst of payments costs one disk flush
+ * instead of one each.  Each call inside
+ * still succeeds or fails on its own (a savepoint); nothing of the batch
+ * is durable, and nothing it returned may leave the node (a cheque, a
+ * result), before ledger_batch_commit() returns 0.  After a failed commit
+ * nothing of the batch happened.  Reads inside a batch see its writes. */
+int ledger_batch_begin(struct ledger *l, bool full);
+int ledger_batch_commit(struct ledger *l);
+void ledger_batch_abort(struct ledger *l);
+
 /* ---- Views ---- */
 
 struct ledger_balance {

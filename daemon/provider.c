@@ -220,11 +220,14 @@ static void job_answer(struct provider_job *j, struct network *network, uint64_t
 
         k = jobs_pack_result(network, &r, max_message_size, &packed, &packed_size);
         if (k >= 0) {
-                /* Owed from here on: recorded before it leaves, so a crash
-                 * in between overstates the debt rather than losing it. */
-                if (status == 0 && j->provider)
-                        (void) accounts_served(j->provider->accounts, j->job_id, j->skill, j->from, j->price);
-                k = network_send_job(network, j->from, packed, packed_size);
+                /* Owed from here on: recorded (durably, with others
+                 * finishing now) before it leaves, so a crash in between
+                 * overstates the debt rather than losing it. */
+                if (status == 0 && j->provider && j->provider->accounts)
+                        k = accounts_served(j->provider->accounts, j->job_id, j->skill, j->from, j->price,
+                                            TAKE_PTR(packed), packed_size);
+                else
+                        k = network_send_job(network, j->from, packed, packed_size);
         } else if (k == -EINVAL) {
                 const char *reason = "?";
 

@@ -106,6 +106,7 @@ struct job {
         int last_status;
         char last_error[256];
         sd_event_source *hedge_timer;
+        struct accounts_payment *payment;       /* the verified result's, until durable */
 
         bool finished;
         sd_event_source *defer;
@@ -309,6 +310,7 @@ static void pool_call_free(struct pool_call *c) {
 static int on_job_defer(sd_event_source *s, void *userdata);
 
 static void job_free(struct job *job) {
+        accounts_payment_forget(job->payment);
         job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
         job->defer = sd_event_source_disable_unref(job->defer);
         swarm_values_free(job->outcome.outputs);
@@ -411,6 +413,8 @@ static void job_finish(struct job *job, int status, const char *fmt, ...) {
         list_remove(&r->jobs, job);
         job->next = r->finished;
         r->finished = job;
+        if (job->payment)
+                return;         /* on_paid() takes it from here */
         k = sd_event_add_defer(r->event, &job->defer, on_job_defer, job);
         if (k < 0) {
                 /* No way back to the loop: say it now rather than never. */
@@ -673,6 +677,25 @@ static void attempt_verify(struct attempt *a, struct swarm_values *outputs, stru
         a->verifying = true;
 }
 
+static void on_paid(int status, void *userdata) {
+        struct job *job = userdata;
+        int k;
+
+        job->payment = NULL;
+        if (status < 0) {
+                /* Not handed over what we could not record paying for. */
+                swarm_values_free(job->outcome.outputs);
+                job->outcome.outputs = NULL;
+                job->outcome.status = -EIO;
+                snprintf(job->error, sizeof(job->error), "verified, but the payment could not be recorded in the "
+                         "ledger: %s", strerror(-status));
+                job->outcome.error = job->error;
+        }
+        k = sd_event_add_defer(job->r->event, &job->defer, on_job_defer, job);
+        if (k < 0)
+                deliver(job);
+}
+
 static void on_verified(struct attempt *a, struct pool_call *c, const struct pool_result *res) {
         struct job *job = a->job;
         struct router_candidate *cand = &job->cands[a->cand];
@@ -700,9 +723,13 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         job->outcome.attempt_usec = a->latency_usec;
         job->outcome.queue_usec = a->queue_usec;
         job->outcome.exec_usec = a->exec_usec;
-        /* Verified: now it is paid for (our own node does not pay itself). */
-        if (!cand->local && c->price > 0 && job->r->accounts)
-                (void) accounts_pay(job->r->accounts, job->job_id, job->skill, job->ids[a->cand], c->price);
+        /* Verified: now it is paid for (our own node does not pay itself),
+         * and handed over once the payment is durable (job_finish() waits
+         * for on_paid()). */
+        if (!cand->local && c->price > 0 && job->r->accounts &&
+            accounts_pay(job->r->accounts, job->job_id, job->skill, job->ids[a->cand], c->price, on_paid, job,
+                         &job->payment) < 0)
+                job->payment = NULL;
         job->outcome.outputs = TAKE_PTR(c->outputs);
         job_finish(job, 0, NULL);
 }
@@ -1035,7 +1062,17 @@ struct requester *requester_free(struct requester *r) {
                 return NULL;
         while (r->jobs)
                 job_finish(r->jobs, -ESHUTDOWN, "the daemon is shutting down");
-        /* The loop will not turn for them again. */
+        /* The loop will not turn for them again.  A result whose payment
+         * is not durable yet is not handed over (the payment still goes
+         * through, with the accounts' last write). */
+        for (struct job *job = r->finished; job; job = job->next)
+                if (job->payment) {
+                        accounts_payment_forget(TAKE_PTR(job->payment));
+                        swarm_values_free(job->outcome.outputs);
+                        job->outcome.outputs = NULL;
+                        job->outcome.status = -ESHUTDOWN;
+                        job->outcome.error = "the daemon is shutting down";
+                }
         while (r->finished)
                 deliver(r->finished);
         while (r->late) {

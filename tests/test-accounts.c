@@ -88,10 +88,14 @@ Test(accounts, debt_limit_refuses_then_resumes_when_paid, .init = setup, .fini =
         for (unsigned k = 0; k < 4; k++) {
                 cr_assert_eq(accounts_admit(prov, req_id->public_key, 64, error, sizeof(error)), 0, "%s", error);
                 job_id(id, k);
-                cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64), 0);
+                cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64, NULL, 0), 0);
         }
         /* Recording the same job again does not count it twice. */
-        cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64), 0);
+        cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64, NULL, 0), 0);
+        /* Queued, not written yet: the loop (or a flush) writes them together. */
+        cr_assert_eq(ledger_debt(accounts_ledger(prov), req_id->public_key, &debt), 0);
+        cr_assert_eq(debt, 0);
+        accounts_flush(prov);
         cr_assert_eq(ledger_debt(accounts_ledger(prov), req_id->public_key, &debt), 0);
         cr_assert_eq(debt, 256);
         cr_assert_eq(accounts_admit(prov, req_id->public_key, 64, error, sizeof(error)), -EDQUOT);
@@ -100,11 +104,13 @@ Test(accounts, debt_limit_refuses_then_resumes_when_paid, .init = setup, .fini =
         /* The requester pays for two of them: the cheque lifts the block. */
         for (unsigned k = 0; k < 2; k++) {
                 job_id(id, k);
-                cr_assert_eq(accounts_pay(req, id, "gemm", prov_id->public_key, 64), 0);
+                cr_assert_eq(accounts_pay(req, id, "gemm", prov_id->public_key, 64, NULL, NULL, NULL), 0);
         }
         /* Paying the same job again changes nothing. */
-        cr_assert_eq(accounts_pay(req, id, "gemm", prov_id->public_key, 64), 0);
+        cr_assert_eq(accounts_pay(req, id, "gemm", prov_id->public_key, 64, NULL, NULL, NULL), 0);
+        accounts_flush(req);
         deliver_cheque(req, prov, prov_id->public_key);
+        accounts_flush(prov);
         cr_assert_eq(ledger_debt(accounts_ledger(prov), req_id->public_key, &debt), 0);
         cr_assert_eq(debt, 128);
         cr_assert_eq(accounts_admit(prov, req_id->public_key, 64, error, sizeof(error)), 0, "%s", error);
@@ -121,6 +127,37 @@ Test(accounts, debt_limit_refuses_then_resumes_when_paid, .init = setup, .fini =
         accounts_free(prov);
 }
 
+static void count_paid(int status, void *userdata) {
+        cr_assert_eq(status, 0);
+        (*(int *) userdata)++;
+}
+
+Test(accounts, payments_are_written_together_and_reported_from_the_loop, .init = setup, .fini = teardown) {
+        struct accounts *req = open_accounts("req", req_id, 0);
+        struct ledger_balance b;
+        uint8_t id[16], other[32];
+        int paid = 0;
+
+        randombytes_buf(other, sizeof(other));
+        for (unsigned k = 0; k < 5; k++) {
+                job_id(id, k);
+                cr_assert_eq(accounts_pay(req, id, "gemm", k % 2 ? other : prov_id->public_key, 10, count_paid,
+                                          &paid, NULL), 0);
+        }
+        /* A job paid twice in one batch counts once. */
+        cr_assert_eq(accounts_pay(req, id, "gemm", prov_id->public_key, 10, count_paid, &paid, NULL), 0);
+        cr_assert_eq(paid, 0, "reported paid before anything was written");
+        cr_assert_eq(ledger_get_balance(accounts_ledger(req), &b), 0);
+        cr_assert_eq(b.issued, 0);
+        for (int i = 0; i < 100 && paid < 6; i++)
+                cr_assert_geq(sd_event_run(event, 100 * 1000), 0);
+        cr_assert_eq(paid, 6);
+        cr_assert_eq(ledger_get_balance(accounts_ledger(req), &b), 0);
+        cr_assert_eq(b.issued, 50);
+        cr_assert_eq(b.jobs_paid, 5);
+        accounts_free(req);
+}
+
 Test(accounts, a_cheque_for_someone_else_is_refused, .init = setup, .fini = teardown) {
         struct accounts *req = open_accounts("req", req_id, 0);
         struct accounts *prov = open_accounts("prov", prov_id, 0);
@@ -130,8 +167,10 @@ Test(accounts, a_cheque_for_someone_else_is_refused, .init = setup, .fini = tear
         /* A cheque the requester wrote to a third node, shown to us. */
         randombytes_buf(other, sizeof(other));
         job_id(id, 1);
-        cr_assert_eq(accounts_pay(req, id, "gemm", other, 500), 0);
+        cr_assert_eq(accounts_pay(req, id, "gemm", other, 500, NULL, NULL, NULL), 0);
+        accounts_flush(req);
         deliver_cheque(req, prov, other);
+        accounts_flush(prov);
         cr_assert_eq(ledger_get_balance(accounts_ledger(prov), &b), 0);
         cr_assert_eq(b.received, 0);
         accounts_free(req);

@@ -384,6 +384,33 @@ Test(ledger, database_of_a_newer_schema_is_refused) {
         cr_assert_not_null(strstr(error, "4242"), "%s", error);
 }
 
+/* A ledger of schema 1 (before the served totals) is migrated at open:
+ * the totals are rebuilt from the job history and kept from then on. */
+Test(ledger, schema_1_is_migrated_with_its_history) {
+        struct ledger *l = open_as("a.db", &A, ALLOWANCE);
+        sqlite3 *db;
+        char path[256];
+
+        served(l, &B, 1, 30, 1000);
+        served(l, &B, 2, 12, 1001);
+        served(l, &C, 3, 5, 1002);
+        ledger_free(l);
+        db_path("a.db", path, sizeof(path));
+        cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(db, "DROP TRIGGER served_totals_add; DROP TABLE served_totals; "
+                                      "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        l = open_as("a.db", &A, ALLOWANCE);
+        cr_assert_eq(debt(l, &B), 42);
+        cr_assert_eq(debt(l, &C), 5);
+        served(l, &B, 4, 8, 1003);
+        cr_assert_eq(debt(l, &B), 50);
+        cr_assert_eq(balance(l).owed_to_us, 55);
+        cr_assert_eq(balance(l).jobs_served, 4);
+        ledger_free(l);
+}
+
 Test(ledger, file_that_is_not_a_database_is_refused_naming_it) {
         _cleanup_free_ char *error = NULL;
         struct ledger *l = NULL;
