@@ -6,7 +6,8 @@
  *
  *   meson compile -C build fuzz-corpus
  *
- * Usage: gen-corpus DIR (writes DIR/envelope, DIR/record, DIR/worker-proto). */
+ * Usage: gen-corpus DIR (writes DIR/envelope, DIR/record, DIR/worker-proto,
+ * DIR/job, DIR/credits). */
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,8 +18,10 @@
 
 #include <sodium.h>
 
+#include "cheque.h"
 #include "job-wire.h"
 #include "macro.h"
+#include "opinion.h"
 #include "swarm/skill.h"
 #include "wire.h"
 #include "worker-proto.h"
@@ -303,6 +306,49 @@ static void job_messages(void) {
         job_signed_result_clear(&s);
 }
 
+/* Cheques and opinions: signed by the fuzz target's own key (seed "fuzz"),
+ * so that their bodies, which the target signs again, open; and the same
+ * in job envelopes. */
+static void credit_messages(void) {
+        static const uint8_t seed[32] = { 'f', 'u', 'z', 'z' };
+        uint8_t pk[32], sk[64];
+        struct cheque c = { .amount = 123456, .has_last_job = true, .issued_at = 1700000000000000 };
+        struct reputation_opinion_entry entries[2] = {
+                { .skill = "gemm", .successes = 12.5, .failures = 1 },
+                { .skill = "hash", .successes = 3, .failures = 0 },
+        };
+        Swarm__SignedCheque sc;
+        Swarm__SignedOpinion so, *list[1] = { &so };
+        Swarm__OpinionBatch batch = SWARM__OPINION_BATCH__INIT;
+        Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
+        _cleanup_free_ uint8_t *bytes = NULL;
+        size_t size;
+
+        crypto_sign_seed_keypair(pk, sk, seed);
+        memcpy(c.payer, pk, 32);
+        memcpy(c.payee, pk, 32);
+        memset(c.last_job, 'j', sizeof(c.last_job));
+        check(cheque_sign(&c, sk, &bytes, &size), "cheque");
+        write_file("credits", "cheque-signed", bytes, size);
+        check(cheque_sign_message(&c, sk, &sc), "cheque message");
+        write_file("credits", "cheque-body", sc.body.data, sc.body.len);
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_CHEQUE;
+        e.cheque = &sc;
+        write_job("cheque", &e);
+        cheque_signed_clear(&sc);
+
+        memset(entries[0].subject, 's', 32);
+        memset(entries[1].subject, 't', 32);
+        check(opinion_sign(pk, 7, 1700000000000000, entries, 2, sk, &so), "opinion");
+        write_file("credits", "opinion-body", so.body.data, so.body.len);
+        batch.opinions = list;
+        batch.n_opinions = 1;
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_OPINIONS;
+        e.opinions = &batch;
+        write_job("opinions", &e);
+        opinion_signed_clear(&so);
+}
+
 int main(int argc, char *argv[]) {
         if (argc != 2) {
                 fprintf(stderr, "Usage: %s DIR\n", argv[0]);
@@ -318,5 +364,6 @@ int main(int argc, char *argv[]) {
         envelopes_and_records();
         worker_messages();
         job_messages();
+        credit_messages();
         return EXIT_SUCCESS;
 }
