@@ -14,6 +14,7 @@
 #include "accounts.h"
 #include "challenge.h"
 #include "identity.h"
+#include "opinion.h"
 #include "swarmd-harness.h"
 
 static char root[64];
@@ -209,6 +210,32 @@ Test(accounts, a_ledger_of_another_node_is_refused, .init = setup, .fini = teard
         cr_assert_not_null(error);
         cr_assert(strstr(error, path), "the error does not name the file: %s", error);
         free(error);
+}
+
+Test(accounts, signed_opinions_from_peers_are_kept_and_forgeries_dropped, .init = setup, .fini = teardown) {
+        struct accounts *a = open_accounts("req", req_id, 0);
+        struct reputation_opinion_entry e = { .skill = "gemm", .successes = 9, .failures = 1 };
+        Swarm__SignedOpinion good, *list[1] = { &good };
+        Swarm__OpinionBatch batch = SWARM__OPINION_BATCH__INIT;
+        uint8_t saved;
+
+        memset(e.subject, 7, sizeof(e.subject));
+        cr_assert_eq(opinion_sign(prov_id->public_key, 42, 1, &e, 1, prov_id->secret_key, &good), 0);
+        batch.opinions = list;
+        batch.n_opinions = 1;
+
+        /* Tampered in transit: dropped. */
+        saved = good.body.data[good.body.len - 1];
+        good.body.data[good.body.len - 1] ^= 1;
+        accounts_handle_opinions(a, prov_id->public_key, &batch);
+        cr_assert_eq(reputation_opinion_version(accounts_reputation(a), prov_id->public_key), 0);
+        good.body.data[good.body.len - 1] = saved;
+
+        /* Relayed by anyone, it counts as its issuer's. */
+        accounts_handle_opinions(a, req_id->public_key, &batch);
+        cr_assert_eq(reputation_opinion_version(accounts_reputation(a), prov_id->public_key), 42);
+        opinion_signed_clear(&good);
+        accounts_free(a);
 }
 
 Test(accounts, unknown_skills_are_priced_at_base) {

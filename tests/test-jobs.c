@@ -955,3 +955,76 @@ Test(credits, swarmctl_balance_and_ledger_show_the_books) {
         cr_assert_eq(b.jobs_paid, 5);
         ledger_free(l);
 }
+
+/* The demand multiplier node 0 sees in provider i's gossiped offer of
+ * testskill (0 when it sees none), and the price with it. */
+static double demand_seen(int i, uint64_t *price) {
+        Swarm__ControlRequest req = SWARM__CONTROL_REQUEST__INIT;
+        Swarm__PeersRequest peers = SWARM__PEERS_REQUEST__INIT;
+        Swarm__ControlReply *reply;
+        double demand = 0;
+
+        req.request_case = SWARM__CONTROL_REQUEST__REQUEST_PEERS;
+        req.peers = &peers;
+        if (control_client_call(nodes[0].control, &req, &reply) < 0)
+                return 0;
+        for (size_t k = 0; k < reply->n_peers; k++) {
+                const Swarm__PeerInfo *p = reply->peers[k];
+
+                if (p->node_id.len != 32 || memcmp(p->node_id.data, nodes[i].identity->public_key, 32) != 0)
+                        continue;
+                for (size_t s = 0; s < p->n_skills; s++)
+                        if (strcmp(p->skills[s]->name, "testskill") == 0) {
+                                demand = p->skills[s]->demand;
+                                *price = p->skills[s]->price;
+                        }
+        }
+        swarm__control_reply__free_unpacked(reply, NULL);
+        return demand;
+}
+
+/* Under load a provider's price rises, step by bounded step, and the
+ * requester sees it in gossip; idle, it falls back. */
+Test(credits, price_follows_demand_and_is_gossiped) {
+        struct jobs_client *c;
+        double peak = 0, d;
+        uint64_t price = 0, base_price = 0;
+        unsigned sent = 0, done = 0;
+        long long end;
+
+        extra_config[1] = "pricing:\n  interval: 300ms\n  target_utilisation: 50\n  max_step: 25\n";
+        start_swarm(1, NULL, NULL);
+        d = demand_seen(1, &base_price);
+        cr_assert_float_eq(d, 1.0, 1e-9, "an idle provider starts at its base price (demand %f)", d);
+
+        /* Keep 8 slow jobs in flight on its 2 workers for a while. */
+        c = connect_requester();
+        for (end = monotonic_usec() + 4 * 1000 * 1000LL; monotonic_usec() < end || done < sent;) {
+                struct jobs_result res = {};
+
+                while (monotonic_usec() < end && sent - done < 8) {
+                        struct swarm_values *in = make_inputs((float) sent, 16, "slow", 100);
+                        submit(c, sent++, "testskill", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+                        swarm_values_free(in);
+                }
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "%s", res.error);
+                done++;
+                jobs_result_done(&res);
+                d = demand_seen(1, &price);
+                if (d > peak)
+                        peak = d;
+        }
+        jobs_client_free(c);
+        cr_log_info("demand rose to %.3f (price %llu, base %llu) after %u jobs", peak,
+                    (unsigned long long) price, (unsigned long long) base_price, done);
+        cr_assert_gt(peak, 1.2, "the demand multiplier did not rise under load (peak %f)", peak);
+
+        /* Idle: it comes down again. */
+        for (end = monotonic_usec() + 20 * 1000 * 1000LL;; usleep(200 * 1000)) {
+                d = demand_seen(1, &price);
+                if (d < peak * 0.9)
+                        break;
+                cr_assert_lt(monotonic_usec(), end, "the demand multiplier stayed at %f once idle", d);
+        }
+}
