@@ -125,18 +125,9 @@ int cheque_open(const Swarm__SignedCheque *s, const uint8_t self[CHEQUE_ID_SIZE]
         if (!s || !self || !ret)
                 return -EINVAL;
 
-        if (s->body.len == 0 || !s->body.data) {
-                *reason = "signed cheque body is empty";
-                return -EBADMSG;
-        }
-        if (s->body.len > CHEQUE_MAX_SIZE) {
-                *reason = "signed cheque body is over CHEQUE_MAX_SIZE";
-                return -EBADMSG;
-        }
-        if (s->signature.len != crypto_sign_BYTES || !s->signature.data) {
-                *reason = "signed cheque signature is not 64 bytes";
-                return -EBADMSG;
-        }
+        r = pb_signed_check(&s->body, &s->signature, CHEQUE_MAX_SIZE, PB_SIGNED_CHEQUE, reason);
+        if (r < 0)
+                return r;
 
         /* The key that signs is named inside the body, so the body is
          * unpacked first; under a small budget, whoever sent it. */

@@ -207,38 +207,7 @@ static int signed_result_check(const Swarm__SignedResult *s, size_t max_size, co
                 *reason = "signed result missing";
                 return -EBADMSG;
         }
-        if (s->body.len == 0 || !s->body.data) {
-                *reason = "signed result body is empty";
-                return -EBADMSG;
-        }
-        if (s->body.len > max_size) {
-                *reason = "signed result body is over the message size limit";
-                return -EBADMSG;
-        }
-        if (s->signature.len != WIRE_SIGNATURE_SIZE || !s->signature.data) {
-                *reason = "signed result signature is not 64 bytes";
-                return -EBADMSG;
-        }
-        return 0;
-}
-
-/* Shape only: cheque_open() and opinion_open() check the contents and
- * signatures where they are used. */
-static int signed_blob_check(const ProtobufCBinaryData *body, const ProtobufCBinaryData *signature,
-                             size_t max_body, const char *what, const char **reason) {
-        static _Thread_local char buf[96];
-
-        if (body->len == 0 || !body->data || body->len > max_body) {
-                snprintf(buf, sizeof(buf), "%s body is empty or over %zu bytes", what, max_body);
-                *reason = buf;
-                return -EBADMSG;
-        }
-        if (signature->len != WIRE_SIGNATURE_SIZE || !signature->data) {
-                snprintf(buf, sizeof(buf), "%s signature is not 64 bytes", what);
-                *reason = buf;
-                return -EBADMSG;
-        }
-        return 0;
+        return pb_signed_check(&s->body, &s->signature, max_size, PB_SIGNED_RESULT, reason);
 }
 
 static int opinion_batch_check(const Swarm__OpinionBatch *b, const char **reason) {
@@ -253,8 +222,10 @@ static int opinion_batch_check(const Swarm__OpinionBatch *b, const char **reason
                         *reason = "opinion batch holds an empty opinion";
                         return -EBADMSG;
                 }
-                r = signed_blob_check(&b->opinions[i]->body, &b->opinions[i]->signature, OPINION_MAX_SIZE,
-                                      "opinion", reason);
+                /* Shape only: opinion_open() checks the contents and the
+                 * signature where they are used, as cheque_open() does. */
+                r = pb_signed_check(&b->opinions[i]->body, &b->opinions[i]->signature, OPINION_MAX_SIZE,
+                                    PB_SIGNED_OPINION, reason);
                 if (r < 0)
                         return r;
         }
@@ -278,8 +249,8 @@ static int envelope_check(const Swarm__JobEnvelope *e, size_t max_size, const ch
         case SWARM__JOB_ENVELOPE__BODY_CHEQUE:
                 if (!e->cheque)
                         break;
-                return signed_blob_check(&e->cheque->body, &e->cheque->signature, CHEQUE_MAX_SIZE, "cheque",
-                                         reason);
+                return pb_signed_check(&e->cheque->body, &e->cheque->signature, CHEQUE_MAX_SIZE, PB_SIGNED_CHEQUE,
+                                       reason);
         case SWARM__JOB_ENVELOPE__BODY_OPINIONS:
                 if (!e->opinions)
                         break;

@@ -1009,6 +1009,21 @@ int ledger_get_balance(struct ledger *l, struct ledger_balance *ret) {
         return 0;
 }
 
+/* Makes room for element n of an array of *allocated, doubling it. */
+static int grow(void **array, size_t *allocated, size_t n, size_t size) {
+        size_t k = *allocated ? *allocated * 2 : 16;
+        void *m;
+
+        if (n < *allocated)
+                return 0;
+        m = reallocarray(*array, k, size);
+        if (!m)
+                return -ENOMEM;
+        *array = m;
+        *allocated = k;
+        return 0;
+}
+
 int ledger_list_peers(struct ledger *l, struct ledger_peer **ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         _cleanup_free_ struct ledger_peer *peers = NULL;
@@ -1022,15 +1037,8 @@ int ledger_list_peers(struct ledger *l, struct ledger_peer **ret, size_t *ret_n)
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
                 struct ledger_peer *p;
 
-                if (n == allocated) {
-                        size_t k = allocated ? allocated * 2 : 16;
-                        struct ledger_peer *m = reallocarray(peers, k, sizeof(*peers));
-
-                        if (!m)
-                                return -ENOMEM;
-                        peers = m;
-                        allocated = k;
-                }
+                if (grow((void **) &peers, &allocated, n, sizeof(*peers)) < 0)
+                        return -ENOMEM;
                 p = &peers[n];
                 if (column_blob(s, 0, p->id, sizeof(p->id)) < 0 ||
                     column_u64(s, 1, &p->issued) < 0 ||
@@ -1068,15 +1076,8 @@ int ledger_history(struct ledger *l, const uint8_t *peer, size_t limit, struct l
                 struct ledger_job *j;
                 int role;
 
-                if (n == allocated) {
-                        size_t k = allocated ? allocated * 2 : 16;
-                        struct ledger_job *m = reallocarray(jobs, k, sizeof(*jobs));
-
-                        if (!m)
-                                return -ENOMEM;
-                        jobs = m;
-                        allocated = k;
-                }
+                if (grow((void **) &jobs, &allocated, n, sizeof(*jobs)) < 0)
+                        return -ENOMEM;
                 j = &jobs[n];
                 *j = (struct ledger_job) {};
                 role = sqlite3_column_int(s, 1);
@@ -1162,15 +1163,8 @@ int ledger_load_reputation(struct ledger *l, struct ledger_reputation **ret, siz
         while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
                 struct ledger_reputation *p;
 
-                if (n == allocated) {
-                        size_t k = allocated ? allocated * 2 : 16;
-                        struct ledger_reputation *m = reallocarray(rows, k, sizeof(*rows));
-
-                        if (!m)
-                                return -ENOMEM;
-                        rows = m;
-                        allocated = k;
-                }
+                if (grow((void **) &rows, &allocated, n, sizeof(*rows)) < 0)
+                        return -ENOMEM;
                 p = &rows[n];
                 *p = (struct ledger_reputation) {};
                 if (column_blob(s, 0, p->peer, sizeof(p->peer)) < 0 ||

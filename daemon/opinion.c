@@ -131,18 +131,9 @@ int opinion_open(const Swarm__SignedOpinion *s, uint8_t issuer[32], uint64_t *ve
                 *reason = "signed opinion missing";
                 return -EBADMSG;
         }
-        if (s->body.len == 0 || !s->body.data) {
-                *reason = "signed opinion body is empty";
-                return -EBADMSG;
-        }
-        if (s->body.len > OPINION_MAX_SIZE) {
-                *reason = "signed opinion body is over OPINION_MAX_SIZE";
-                return -EBADMSG;
-        }
-        if (s->signature.len != crypto_sign_BYTES || !s->signature.data) {
-                *reason = "signed opinion signature is not 64 bytes";
-                return -EBADMSG;
-        }
+        r = pb_signed_check(&s->body, &s->signature, OPINION_MAX_SIZE, PB_SIGNED_OPINION, reason);
+        if (r < 0)
+                return r;
 
         o = (Swarm__Opinion *) pb_unpack_budgeted(&swarm__opinion__descriptor, s->body.data, s->body.len,
                                                   OPINION_DECODE_BUDGET(s->body.len), &b);

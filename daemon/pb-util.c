@@ -153,3 +153,31 @@ int pb_pack_signed(const ProtobufCMessage *m, size_t max_size, const uint8_t sk[
         *signature = (ProtobufCBinaryData) { .len = crypto_sign_BYTES, .data = sig };
         return 0;
 }
+
+int pb_signed_check(const ProtobufCBinaryData *body, const ProtobufCBinaryData *signature, size_t max_body,
+                    enum pb_signed_kind kind, const char **reason) {
+        static const char *const messages[_PB_SIGNED_KIND_MAX][3] = {
+                [PB_SIGNED_RECORD] = { "signed record body is empty", "signed record body is over its size limit",
+                                       "signed record signature is not 64 bytes" },
+                [PB_SIGNED_RESULT] = { "signed result body is empty", "signed result body is over the message size limit",
+                                       "signed result signature is not 64 bytes" },
+                [PB_SIGNED_CHEQUE] = { "signed cheque body is empty", "signed cheque body is over CHEQUE_MAX_SIZE",
+                                       "signed cheque signature is not 64 bytes" },
+                [PB_SIGNED_OPINION] = { "signed opinion body is empty", "signed opinion body is over OPINION_MAX_SIZE",
+                                        "signed opinion signature is not 64 bytes" },
+        };
+
+        if (body->len == 0 || !body->data) {
+                *reason = messages[kind][0];
+                return -EBADMSG;
+        }
+        if (body->len > max_body) {
+                *reason = messages[kind][1];
+                return -EBADMSG;
+        }
+        if (signature->len != crypto_sign_BYTES || !signature->data) {
+                *reason = messages[kind][2];
+                return -EBADMSG;
+        }
+        return 0;
+}

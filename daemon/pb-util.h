@@ -38,6 +38,21 @@ bool pb_unknown_fields_valid(const ProtobufCMessage *m, size_t max_unknown);
 /* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
 bool pb_utf8_valid(const char *s, size_t n);
 
+/* What a signed blob is (for the reasons below). */
+enum pb_signed_kind {
+        PB_SIGNED_RECORD,
+        PB_SIGNED_RESULT,
+        PB_SIGNED_CHEQUE,
+        PB_SIGNED_OPINION,
+        _PB_SIGNED_KIND_MAX,
+};
+
+/* The shape of a signed blob, before anything is decoded or verified: a
+ * body of 1 to max_body bytes and a 64-byte signature.  0, or -EBADMSG
+ * with *reason (static: "signed cheque body is empty", …). */
+int pb_signed_check(const ProtobufCBinaryData *body, const ProtobufCBinaryData *signature, size_t max_body,
+                    enum pb_signed_kind kind, const char **reason);
+
 /* Packs m and signs the exact bytes with the Ed25519 secret key sk into
  * body and signature (both malloc'd).  -EMSGSIZE over max_size. */
 int pb_pack_signed(const ProtobufCMessage *m, size_t max_size, const uint8_t sk[64],

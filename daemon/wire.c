@@ -73,19 +73,7 @@ static int signed_record_check(const Swarm__SignedRecord *s, const char **reason
                 *reason = "signed record missing";
                 return -EBADMSG;
         }
-        if (s->body.len == 0 || !s->body.data) {
-                *reason = "signed record body is empty";
-                return -EBADMSG;
-        }
-        if (s->body.len > WIRE_RECORD_MAX) {
-                *reason = "signed record body is over WIRE_RECORD_MAX";
-                return -EBADMSG;
-        }
-        if (s->signature.len != WIRE_SIGNATURE_SIZE || !s->signature.data) {
-                *reason = "signed record signature is not 64 bytes";
-                return -EBADMSG;
-        }
-        return 0;
+        return pb_signed_check(&s->body, &s->signature, WIRE_RECORD_MAX, PB_SIGNED_RECORD, reason);
 }
 
 static int signed_records_check(Swarm__SignedRecord *const *records, size_t n, const char **reason) {
