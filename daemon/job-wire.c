@@ -34,7 +34,7 @@ static bool string_is_valid(const char *s, size_t max) {
         return n <= max && pb_utf8_valid(s, n);
 }
 
-static bool skill_name_is_valid(const char *s) {
+bool job_skill_name_valid(const char *s) {
         size_t n;
 
         if (!s)
@@ -158,7 +158,7 @@ int job_request_check(const Swarm__JobRequest *q, const char **reason) {
                 *reason = "request job_id is not 16 bytes";
                 return -EBADMSG;
         }
-        if (!skill_name_is_valid(q->skill)) {
+        if (!job_skill_name_valid(q->skill)) {
                 *reason = "request skill is not 1-63 characters of [a-z0-9_.-]";
                 return -EBADMSG;
         }

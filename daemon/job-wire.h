@@ -17,6 +17,7 @@
  * bytes; the requester verifies it against the provider's node id (also
  * the transport-authenticated sender) before using anything in it. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,9 @@ void job_result_free(Swarm__JobResult *r);
 static inline void job_result_freep(Swarm__JobResult **r) {
         job_result_free(*r);
 }
+
+/* A skill name: 1 to JOB_SKILL_NAME_MAX of [a-z0-9_.-]. */
+bool job_skill_name_valid(const char *s);
 
 /* The checks job_decode() and job_result_open() apply, for messages built
  * in memory (0 or -EBADMSG with *reason). */

@@ -12,10 +12,13 @@
 
 #include <sodium.h>
 
+#include "job-wire.h"
 #include "macro.h"
 #include "opinion.h"
 #include "pb-util.h"
 #include "wire.h"
+
+_Static_assert(REPUTATION_SKILL_MAX == JOB_SKILL_NAME_MAX, "one skill name rule");
 
 /* What unpacking an Opinion of `size` bytes may allocate: each entry costs
  * a struct and a pointer beyond its bytes, so more than the size itself. */
@@ -24,22 +27,6 @@
 static void opinionp_free(Swarm__Opinion **o) {
         if (*o)
                 pb_free_unpacked(&(*o)->base);
-}
-
-static bool skill_name_is_valid(const char *s) {
-        size_t n;
-
-        if (!s)
-                return false;
-        n = strnlen(s, REPUTATION_SKILL_MAX + 1);
-        if (n == 0 || n > REPUTATION_SKILL_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                char c = s[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-                        return false;
-        }
-        return true;
 }
 
 static bool count_is_valid(double x) {
@@ -52,7 +39,7 @@ static int entry_check(const uint8_t *subject, size_t subject_len, const char *s
                 *reason = "opinion entry subject is not 32 bytes";
                 return -EBADMSG;
         }
-        if (!skill_name_is_valid(skill)) {
+        if (!job_skill_name_valid(skill)) {
                 *reason = "opinion entry skill is not 1-63 characters of [a-z0-9_.-]";
                 return -EBADMSG;
         }
