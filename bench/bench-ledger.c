@@ -180,6 +180,28 @@ int main(int argc, char *argv[]) {
                 free(buf);
         }
         row("ledger_pay: job + signed cheque, 1 txn, synchronous=FULL", ops, now_usec() - start);
+
+        /* Group commit, as swarmd writes under load (accounts.h): 16
+         * payments, one transaction, one fsync. */
+        start = now_usec();
+        for (ops = 0; time_left(start, ops);) {
+                if ((r = ledger_batch_begin(a, true)) < 0)
+                        die("ledger_batch_begin", strerror(-r));
+                for (size_t i = 0; i < 16; i++, ops++) {
+                        uint8_t id[CHEQUE_JOB_SIZE], *buf = NULL;
+                        size_t size;
+
+                        randombytes_buf(id, sizeof(id));
+                        r = ledger_pay(a, id, "gemm", payees[ops % ELEMENTSOF(payees)], 1000, a_sk, wall_usec(),
+                                       &buf, &size);
+                        if (r < 0)
+                                die("ledger_pay", strerror(-r));
+                        free(buf);
+                }
+                if ((r = ledger_batch_commit(a)) < 0)
+                        die("ledger_batch_commit", strerror(-r));
+        }
+        row("ledger_pay: 16 per txn (group commit), synchronous=FULL", ops, now_usec() - start);
         ledger_free(a);
 
         /* Cheques from A to B, made in batches outside the clock. */
