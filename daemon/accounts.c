@@ -17,14 +17,10 @@
 #include "membership.h"
 #include "network.h"
 #include "opinion.h"
-#include "skill-pool.h"
-#include "skills.h"
 
 #define USEC_PER_SEC UINT64_C(1000000)
 /* Reputation goes to the ledger this often (and at exit). */
 #define SAVE_INTERVAL_USEC (10 * USEC_PER_SEC)
-/* Utilisation samples per pricing interval are taken this often. */
-#define SAMPLE_INTERVAL_USEC (250 * UINT64_C(1000))
 /* Peers each gossip round goes to. */
 #define GOSSIP_FANOUT 3
 /* Others' signed opinions kept for relaying. */
@@ -35,13 +31,6 @@
 #define CHEQUE_INTERVAL_USEC (50 * UINT64_C(1000))
 /* A cheque or opinion batch is small; this is the envelope's limit. */
 #define SMALL_MESSAGE_MAX (OPINION_BATCH_MAX * (OPINION_MAX_SIZE + 128u) + 1024u)
-
-struct demand {
-        char *skill;
-        double multiplier;
-        double utilisation_sum;
-        unsigned samples;
-};
 
 struct relayed {
         uint8_t issuer[32];
@@ -61,13 +50,10 @@ struct accounts {
         struct accounts_config config;
         const struct identity *identity;
         struct network *network;
-        struct skills *skills;
         struct ledger *ledger;
         struct reputation *reputation;
         char *path;
 
-        struct demand *demand;
-        size_t n_demand;
 
         struct accounts_payment *pending, **pending_tail;
         size_t n_pending;
@@ -80,7 +66,7 @@ struct accounts {
         size_t n_relay;
         bool trust_dirty;
 
-        sd_event_source *save_timer, *gossip_timer, *sample_timer, *pricing_timer;
+        sd_event_source *save_timer, *gossip_timer;
 };
 
 uint64_t accounts_now(void) {
@@ -671,67 +657,6 @@ static void gossip_opinions(struct accounts *a) {
                 opinion_signed_clear(&own);
 }
 
-/* ---- Pricing ---- */
-
-static struct demand *demand_find(struct accounts *a, const char *skill, bool create) {
-        struct demand *grown;
-
-        for (size_t i = 0; i < a->n_demand; i++)
-                if (strcmp(a->demand[i].skill, skill) == 0)
-                        return &a->demand[i];
-        if (!create)
-                return NULL;
-        grown = reallocarray(a->demand, a->n_demand + 1, sizeof(*grown));
-        if (!grown)
-                return NULL;
-        a->demand = grown;
-        grown = &a->demand[a->n_demand];
-        *grown = (struct demand) { .skill = strdup(skill), .multiplier = 1.0 };
-        if (!grown->skill)
-                return NULL;
-        a->n_demand++;
-        return grown;
-}
-
-double accounts_demand(struct accounts *a, const char *skill) {
-        struct demand *d;
-
-        if (!a || !skill)
-                return 1.0;
-        d = demand_find(a, skill, false);
-        return d ? d->multiplier : 1.0;
-}
-
-static void sample_utilisation(struct accounts *a) {
-        for (size_t i = 0; i < skills_count(a->skills); i++) {
-                struct skill_pool *p = skills_pool(a->skills, i);
-                unsigned workers = skill_pool_workers_alive(p);
-                struct demand *d;
-
-                if (!skill_pool_info(p) || workers == 0)
-                        continue;
-                d = demand_find(a, skills_name(a->skills, i), true);
-                if (!d)
-                        continue;
-                d->utilisation_sum += (double) (skill_pool_workers_busy(p) + skill_pool_queued(p)) / workers;
-                d->samples++;
-        }
-}
-
-static void step_prices(struct accounts *a) {
-        for (size_t i = 0; i < a->n_demand; i++) {
-                struct demand *d = &a->demand[i];
-                double u = d->samples ? d->utilisation_sum / d->samples : 0.0, before = d->multiplier;
-
-                d->multiplier = pricing_step(d->multiplier, u, &a->config.pricing);
-                d->utilisation_sum = 0;
-                d->samples = 0;
-                if (fabs(d->multiplier - before) > 1e-9)
-                        log_debug("Skill %s: utilisation %.2f, demand multiplier %.3f → %.3f.", d->skill, u,
-                                  before, d->multiplier);
-        }
-}
-
 /* ---- Timers ---- */
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -749,13 +674,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 gossip_opinions(a);
                 resend_cheques(a);
                 interval = a->config.gossip_interval_usec;
-        } else if (s == a->sample_timer) {
-                sample_utilisation(a);
-                interval = SAMPLE_INTERVAL_USEC;
-        } else {
-                step_prices(a);
-                interval = a->config.pricing_interval_usec;
-        }
+        } else
+                return 0;
         (void) rearm(s, interval);
         return 0;
 }
@@ -775,8 +695,7 @@ static int add_timer(struct accounts *a, sd_event_source **s, uint64_t interval)
 /* ---- Life cycle ---- */
 
 int accounts_new(sd_event *event, const struct accounts_config *config, const struct identity *identity,
-                 struct network *network, struct skills *skills, const char *path, struct accounts **ret,
-                 char **error) {
+                 struct network *network, const char *path, struct accounts **ret, char **error) {
         struct reputation_params rp;
         struct accounts *a;
         int r;
@@ -784,11 +703,6 @@ int accounts_new(sd_event *event, const struct accounts_config *config, const st
         *error = NULL;
         if (!event || !config || !identity || !path || !ret)
                 return -EINVAL;
-        r = pricing_params_check(&config->pricing);
-        if (r < 0) {
-                *error = strdup("pricing: invalid parameters (target, max_step, floor, cap)");
-                return r;
-        }
         a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
@@ -797,7 +711,6 @@ int accounts_new(sd_event *event, const struct accounts_config *config, const st
                 .config = *config,
                 .identity = identity,
                 .network = network,
-                .skills = skills,
                 .path = strdup(path),
         };
         if (!a->path) {
@@ -830,11 +743,6 @@ int accounts_new(sd_event *event, const struct accounts_config *config, const st
         r = add_timer(a, &a->save_timer, SAVE_INTERVAL_USEC);
         if (r >= 0 && network)
                 r = add_timer(a, &a->gossip_timer, config->gossip_interval_usec);
-        if (r >= 0 && skills && config->pricing_interval_usec > 0) {
-                r = add_timer(a, &a->sample_timer, SAMPLE_INTERVAL_USEC);
-                if (r >= 0)
-                        r = add_timer(a, &a->pricing_timer, config->pricing_interval_usec);
-        }
         if (r < 0)
                 goto fail;
         if (config->withhold_payments)
@@ -866,15 +774,10 @@ struct accounts *accounts_free(struct accounts *a) {
                 (void) save_reputation(a);
         a->save_timer = sd_event_source_disable_unref(a->save_timer);
         a->gossip_timer = sd_event_source_disable_unref(a->gossip_timer);
-        a->sample_timer = sd_event_source_disable_unref(a->sample_timer);
-        a->pricing_timer = sd_event_source_disable_unref(a->pricing_timer);
         for (size_t i = 0; i < a->n_relay; i++) {
                 free(a->relay[i].body);
                 free(a->relay[i].signature);
         }
-        for (size_t i = 0; i < a->n_demand; i++)
-                free(a->demand[i].skill);
-        free(a->demand);
         reputation_free(a->reputation);
         ledger_free(a->ledger);
         free(a->path);

@@ -2,8 +2,8 @@
 #pragma once
 
 /* The node's economy, between the pure modules and the network: owns the
- * ledger (ledger.h), the reputation (reputation.h) and the per-skill demand
- * multipliers (pricing.h), and runs their timers on the event loop.
+ * ledger (ledger.h) and the reputation (reputation.h), and runs their
+ * timers on the event loop.  (Prices follow demand in demand.h.)
  *
  *  - Paying: after a remote result verifies, the requester calls
  *    accounts_pay(); the cheque is written durably, then sent.  The latest
@@ -19,11 +19,7 @@
  *    observations are saved to the ledger every few seconds and at exit;
  *    this node's signed opinion (and some it holds from others) goes to a
  *    few random peers every reputation.gossip_interval; trust is
- *    recomputed when new opinions arrived.
- *  - Pricing: the utilisation of every hosted skill is sampled; every
- *    pricing.interval its multiplier takes one pricing_step(); the
- *    network's record advertises list price × multiplier and the
- *    provider charges the same. */
+ *    recomputed when new opinions arrived. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,31 +27,26 @@
 #include <systemd/sd-event.h>
 
 #include "ledger.h"
-#include "pricing.h"
 #include "reputation.h"
 #include "swarm.pb-c.h"
 
 struct accounts;
 struct identity;
 struct network;
-struct skills;
 
 struct accounts_config {
         uint64_t allowance;             /* micro-credits a new node starts with */
         uint64_t debt_limit;            /* micro-credits a requester may owe us; 0 = no limit */
         uint64_t half_life_usec;        /* reputation decay */
         uint64_t gossip_interval_usec;  /* opinions and cheque resends; 0 = never */
-        uint64_t pricing_interval_usec; /* 0 = fixed prices */
-        struct pricing_params pricing;
         bool withhold_payments;         /* testing: a freeloader that never pays */
 };
 
-/* Opens path (the ledger) and loads the saved reputation.  network and
- * skills may be NULL (no gossip; no pricing).  *error (malloc'd) says what
- * failed, naming the file. */
+/* Opens path (the ledger) and loads the saved reputation.  network may be
+ * NULL (no gossip, nothing sent).  *error (malloc'd) says what failed,
+ * naming the file. */
 int accounts_new(sd_event *event, const struct accounts_config *config, const struct identity *identity,
-                 struct network *network, struct skills *skills, const char *path, struct accounts **ret,
-                 char **error);
+                 struct network *network, const char *path, struct accounts **ret, char **error);
 /* Saves the reputation and closes the ledger. */
 struct accounts *accounts_free(struct accounts *a);
 
@@ -98,9 +89,6 @@ int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t pri
  * the work is done, only our claim on it is lost. */
 int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
                     uint64_t price, uint8_t *envelope, size_t size);
-
-/* The current demand multiplier of a hosted skill (1 when unknown). */
-double accounts_demand(struct accounts *a, const char *skill);
 
 /* From the jobs channel. */
 void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque);

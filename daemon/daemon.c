@@ -15,6 +15,7 @@
 #include "challenge.h"
 #include "config.h"
 #include "daemon.h"
+#include "demand.h"
 #include "identity.h"
 #include "jobs-channel.h"
 #include "jobs-socket.h"
@@ -38,7 +39,8 @@ struct daemon {
         struct jobs_channel *jobs_channel;      /* the network's jobs channel, NULL without network */
         struct provider *provider;      /* runs peers' jobs; NULL without network */
         struct requester *requester;    /* runs our jobs in the swarm (or here) */
-        struct accounts *accounts;      /* ledger, reputation, demand pricing */
+        struct accounts *accounts;      /* ledger, reputation */
+        struct demand *demand;          /* prices that follow demand */
         struct challenge *challenge;    /* times gemm providers now and then */
         struct jobs_socket *jobs_socket;        /* local submissions, into the requester */
         struct control *control;
@@ -286,7 +288,7 @@ static int daemon_open_system_bus(struct daemon *d) {
 }
 
 static double demand_of(const char *skill, void *userdata) {
-        return accounts_demand(userdata, skill);
+        return demand_multiplier(userdata, skill);
 }
 
 /* The ledger is money: without it this node neither pays nor gets paid,
@@ -298,20 +300,22 @@ static int daemon_open_accounts(struct daemon *d) {
                 .debt_limit = d->config.ledger_debt_limit,
                 .half_life_usec = d->config.reputation_half_life,
                 .gossip_interval_usec = d->config.reputation_gossip_interval,
-                .pricing_interval_usec = d->config.pricing_interval,
                 .withhold_payments = d->config.testing_withhold_payments,
-                .pricing = {
-                        .target = (double) d->config.pricing_target / 100.0,
-                        .max_step = (double) d->config.pricing_max_step / 100.0,
-                        .floor = (double) d->config.pricing_floor / 100.0,
-                        .cap = (double) d->config.pricing_cap / 100.0,
-                },
+        };
+        struct pricing_params pricing = {
+                .target = (double) d->config.pricing_target / 100.0,
+                .max_step = (double) d->config.pricing_max_step / 100.0,
+                .floor = (double) d->config.pricing_floor / 100.0,
+                .cap = (double) d->config.pricing_cap / 100.0,
         };
         int r;
 
         if (asprintf(&path, "%s/ledger.db", d->state_dir) < 0)
                 return log_error_errno(-ENOMEM, "Out of memory.");
-        r = accounts_new(d->event, &ac, d->identity, d->network, d->skills, path, &d->accounts, &error);
+        r = demand_new(d->event, d->skills, &pricing, d->config.pricing_interval, &d->demand);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up demand pricing (pricing.*): %m");
+        r = accounts_new(d->event, &ac, d->identity, d->network, path, &d->accounts, &error);
         if (r < 0) {
                 if (error)
                         log_error("Cannot open the ledger: %s", error);
@@ -320,7 +324,7 @@ static int daemon_open_accounts(struct daemon *d) {
                 return r;
         }
         if (d->network)
-                network_set_demand_callback(d->network, demand_of, d->accounts);
+                network_set_demand_callback(d->network, demand_of, d->demand);
         if (d->control)
                 control_set_accounts(d->control, d->accounts);
         bus_service_set_accounts(d->bus, d->accounts);
@@ -346,6 +350,7 @@ static void daemon_done(struct daemon *d) {
                 control_set_accounts(d->control, NULL);
         bus_service_set_accounts(d->bus, NULL);
         d->accounts = accounts_free(d->accounts);
+        d->demand = demand_free(d->demand);
         /* The bus first (pending calls are answered), then lending, which
          * thaws what it froze while the pools still exist. */
         d->bus = bus_service_free(d->bus);
@@ -452,7 +457,7 @@ int daemon_run(const struct daemon_options *options) {
                         status = EXIT_CONFIG;
                         goto out;
                 }
-                provider_set_accounts(d.provider, d.accounts);
+                provider_set_accounts(d.provider, d.accounts, d.demand);
                 jobs_channel_set_provider(d.jobs_channel, d.provider);
                 jobs_channel_set_accounts(d.jobs_channel, d.accounts);
         }

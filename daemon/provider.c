@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "accounts.h"
+#include "demand.h"
 #include "identity.h"
 #include "job-wire.h"
 #include "jobs-channel.h"
@@ -64,6 +65,7 @@ struct provider {
         unsigned executing;
         uint8_t (*allowed)[32];         /* requesters allowed; NULL = anyone */
         struct accounts *accounts;      /* NULL: free of charge, no debt limit */
+        struct demand *demand;          /* NULL: base prices */
         size_t n_allowed;
 };
 
@@ -303,7 +305,7 @@ static void on_price_done(struct pool_request *req, struct pool_result *res, voi
         }
         /* The skill's base price times this node's current demand for it,
          * as the gossiped record advertises. */
-        j->price = pricing_apply(res->price, accounts_demand(p->accounts, j->skill));
+        j->price = pricing_apply(res->price, demand_multiplier(p->demand, j->skill));
         if (j->price > j->max_price) {
                 snprintf(error, sizeof(error), "price %llu exceeds your maximum %llu", (unsigned long long) j->price,
                          (unsigned long long) j->max_price);
@@ -527,9 +529,11 @@ struct provider *provider_free(struct provider *p) {
         return NULL;
 }
 
-void provider_set_accounts(struct provider *p, struct accounts *accounts) {
-        if (p)
-                p->accounts = accounts;
+void provider_set_accounts(struct provider *p, struct accounts *accounts, struct demand *demand) {
+        if (!p)
+                return;
+        p->accounts = accounts;
+        p->demand = demand;
 }
 
 void provider_set_event_callback(struct provider *p, provider_event_fn fn, void *userdata) {

@@ -20,6 +20,7 @@
 #include "swarm.pb-c.h"
 
 struct accounts;
+struct demand;
 struct provider;
 struct network;
 struct skills;
@@ -46,11 +47,12 @@ struct provider *provider_free(struct provider *p);
  * malformed id. */
 int provider_set_allowed_requesters(struct provider *p, char *const *ids);
 
-/* Prices by the accounts' demand multiplier, refuses requesters whose
- * unpaid debt passes ledger.debt_limit (-EDQUOT, "unpaid debt …"), and
- * records every delivered job in the ledger.  NULL: no charge recorded,
- * no limit.  Borrowed: must outlive the provider or be unset. */
-void provider_set_accounts(struct provider *p, struct accounts *accounts);
+/* Refuses requesters whose unpaid debt passes ledger.debt_limit (-EDQUOT,
+ * "unpaid debt …"), records every delivered job in the ledger, and prices
+ * by the skill's demand multiplier.  Either may be NULL: no charge
+ * recorded and no limit; base prices.  Borrowed: they must outlive the
+ * provider or be unset. */
+void provider_set_accounts(struct provider *p, struct accounts *accounts, struct demand *demand);
 
 /* JobStarted/JobFinished for D-Bus. */
 void provider_set_event_callback(struct provider *p, provider_event_fn fn, void *userdata);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The accounts glue without a network: a requester's accounts pay, a
  * provider's accounts take the cheque and lift the debt limit; reputation
- * survives a restart through the ledger; demand pricing and the
- * challenge's sizing. */
+ * survives a restart through the ledger; demand pricing's defaults and the
+ * challenge's judgement and sizing. */
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -13,6 +13,7 @@
 
 #include "accounts.h"
 #include "challenge.h"
+#include "demand.h"
 #include "identity.h"
 #include "opinion.h"
 #include "swarmd-harness.h"
@@ -52,9 +53,8 @@ static struct accounts *open_accounts(const char *name, const struct identity *i
         char path[128], *error = NULL;
         int r;
 
-        pricing_params_default(&c.pricing);
         snprintf(path, sizeof(path), "%s/%s.db", root, name);
-        r = accounts_new(event, &c, id, NULL, NULL, path, &a, &error);
+        r = accounts_new(event, &c, id, NULL, path, &a, &error);
         cr_assert_eq(r, 0, "%s", error ?: strerror(-r));
         return a;
 }
@@ -204,9 +204,8 @@ Test(accounts, a_ledger_of_another_node_is_refused, .init = setup, .fini = teard
         char path[128], *error = NULL;
 
         accounts_free(a);
-        pricing_params_default(&c.pricing);
         snprintf(path, sizeof(path), "%s/req.db", root);
-        cr_assert_lt(accounts_new(event, &c, prov_id, NULL, NULL, path, &b, &error), 0);
+        cr_assert_lt(accounts_new(event, &c, prov_id, NULL, path, &b, &error), 0);
         cr_assert_not_null(error);
         cr_assert(strstr(error, path), "the error does not name the file: %s", error);
         free(error);
@@ -238,8 +237,17 @@ Test(accounts, signed_opinions_from_peers_are_kept_and_forgeries_dropped, .init 
         accounts_free(a);
 }
 
-Test(accounts, unknown_skills_are_priced_at_base) {
-        cr_assert_float_eq(accounts_demand(NULL, "gemm"), 1.0, 1e-12);
+Test(demand, unknown_skills_are_priced_at_base, .init = setup, .fini = teardown) {
+        struct pricing_params p;
+        struct demand *d = NULL;
+
+        pricing_params_default(&p);
+        cr_assert_float_eq(demand_multiplier(NULL, "gemm"), 1.0, 1e-12);
+        cr_assert_eq(demand_new(event, NULL, &p, 1000000, &d), 0);
+        cr_assert_float_eq(demand_multiplier(d, "gemm"), 1.0, 1e-12);
+        demand_free(d);
+        p.floor = -1;
+        cr_assert_eq(demand_new(event, NULL, &p, 1000000, &d), -EINVAL);
 }
 
 Test(challenge, judged_by_the_signed_execution_time_checked_against_the_round_trip) {
