@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +52,6 @@ struct accounts {
         struct ledger *ledger;
         struct reputation *reputation;
         char *path;
-
 
         struct accounts_payment *pending, **pending_tail;
         size_t n_pending;
@@ -193,21 +191,20 @@ static void payee_paid(struct accounts *a, struct payee *p) {
 /* Every payee's latest cheque, to those alive: covers cheques lost in
  * transit or to a crash between commit and send. */
 static void resend_cheques(struct accounts *a) {
-        struct ledger_peer *peers = NULL;
+        _cleanup_free_ uint8_t (*payees)[32] = NULL;
         size_t n = 0;
 
-        if (ledger_list_peers(a->ledger, &peers, &n) < 0)
+        if (ledger_payees(a->ledger, &payees, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ uint8_t *cheque = NULL;
                 size_t size;
 
-                if (peers[i].issued == 0 || !peer_alive(a, peers[i].id))
+                if (!peer_alive(a, payees[i]))
                         continue;
-                if (ledger_latest_cheque(a->ledger, peers[i].id, &cheque, &size) >= 0)
-                        (void) send_cheque(a, peers[i].id, cheque, size);
+                if (ledger_latest_cheque(a->ledger, payees[i], &cheque, &size) >= 0)
+                        (void) send_cheque(a, payees[i], cheque, size);
         }
-        free(peers);
 }
 
 /* ---- Paying and being paid: the queue and its group commit ---- */

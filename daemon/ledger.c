@@ -114,6 +114,7 @@ enum {
         STMT_RECEIVED_PUT,
         STMT_DEBT,
         STMT_ISSUED_AMOUNTS,
+        STMT_PAYEES,
         STMT_RECEIVED_AMOUNTS,
         STMT_JOB_COUNTS,
         STMT_OWED,
@@ -153,6 +154,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "SELECT COALESCE((SELECT amount FROM served_totals WHERE peer = ?1), 0), "
                 "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
         [STMT_ISSUED_AMOUNTS] = "SELECT amount FROM cheques_issued",
+        [STMT_PAYEES] = "SELECT payee FROM cheques_issued ORDER BY at DESC",
         [STMT_RECEIVED_AMOUNTS] = "SELECT amount FROM cheques_received",
         [STMT_JOB_COUNTS] =
                 "SELECT (SELECT COUNT(*) FROM jobs WHERE role = 0), (SELECT COUNT(*) FROM jobs WHERE role = 1)",
@@ -713,6 +715,44 @@ static int served_sum(struct ledger *l, const uint8_t peer[32], uint64_t *ret) {
 
 /* ---- Requester side -------------------------------------------------- */
 
+/* Makes room for element n of an array of *allocated, doubling it. */
+static int grow(void **array, size_t *allocated, size_t n, size_t size) {
+        size_t k = *allocated ? *allocated * 2 : 16;
+        void *m;
+
+        if (n < *allocated)
+                return 0;
+        m = reallocarray(*array, k, size);
+        if (!m)
+                return -ENOMEM;
+        *array = m;
+        *allocated = k;
+        return 0;
+}
+
+int ledger_payees(struct ledger *l, uint8_t (**ret)[32], size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ uint8_t (*ids)[32] = NULL;
+        size_t n = 0, allocated = 0;
+        int rc;
+
+        if (!l || !ret || !ret_n)
+                return -EINVAL;
+        s = l->stmts[STMT_PAYEES];
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                if (grow((void **) &ids, &allocated, n, sizeof(*ids)) < 0)
+                        return -ENOMEM;
+                if (column_blob(s, 0, ids[n], sizeof(ids[n])) < 0)
+                        return ledger_bad_row(l, "cheques_issued");
+                n++;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "listing payees");
+        *ret = TAKE_PTR(ids);
+        *ret_n = n;
+        return 0;
+}
+
 int ledger_latest_cheque(struct ledger *l, const uint8_t payee[32], uint8_t **ret, size_t *ret_size) {
         uint64_t amount;
         int r;
@@ -1006,21 +1046,6 @@ int ledger_get_balance(struct ledger *l, struct ledger_balance *ret) {
                 return r;
 
         *ret = b;
-        return 0;
-}
-
-/* Makes room for element n of an array of *allocated, doubling it. */
-static int grow(void **array, size_t *allocated, size_t n, size_t size) {
-        size_t k = *allocated ? *allocated * 2 : 16;
-        void *m;
-
-        if (n < *allocated)
-                return 0;
-        m = reallocarray(*array, k, size);
-        if (!m)
-                return -ENOMEM;
-        *array = m;
-        *allocated = k;
         return 0;
 }
 

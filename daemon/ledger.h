@@ -57,6 +57,10 @@ int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const ch
                const uint8_t payee[32], uint64_t price, const uint8_t sk[64], uint64_t now,
                uint8_t **ret, size_t *ret_size);
 
+/* Everyone we ever issued a cheque to (malloc'd array of ids), the most
+ * recently paid first. */
+int ledger_payees(struct ledger *l, uint8_t (**ret)[32], size_t *ret_n);
+
 /* The latest cheque we issued to payee (malloc'd encoded SignedCheque);
  * -ENOENT when none. */
 int ledger_latest_cheque(struct ledger *l, const uint8_t payee[32], uint8_t **ret, size_t *ret_size);

@@ -167,6 +167,16 @@ Test(ledger, amounts_are_cumulative_per_payee) {
         cr_assert_eq(c.amount, 40);
         cr_assert_eq(ledger_latest_cheque(l, A.pk, &none, &none_size), -ENOENT);
         cr_assert_eq(balance(l).issued, 65);
+        {
+                /* Who gets resends: everyone paid, most recent first. */
+                _cleanup_free_ uint8_t (*payees)[32] = NULL;
+                size_t n = 0;
+
+                cr_assert_eq(ledger_payees(l, &payees, &n), 0);
+                cr_assert_eq(n, 2);
+                cr_assert_eq(memcmp(payees[0], C.pk, 32), 0);
+                cr_assert_eq(memcmp(payees[1], B.pk, 32), 0);
+        }
         ledger_free(l);
 }
 
