@@ -32,6 +32,7 @@
 #include "pricing.h"
 #include "reputation.h"
 #include "router.h"
+#include "sim-rng.h"
 
 #define SEC 1000000ull
 
@@ -110,15 +111,6 @@ struct market {
         uint64_t dropped;
 };
 
-static uint64_t rng_next(uint64_t *s) {
-        uint64_t x = *s;
-
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *s = x;
-        return x * UINT64_C(2685821657736338717);
-}
 
 static uint64_t router_rng(void *userdata) {
         return rng_next(userdata);

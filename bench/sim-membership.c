@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "membership.h"
+#include "sim-rng.h"
 #include "wire.h"
 
 #define MSEC 1000ull
@@ -72,15 +73,6 @@ struct sim {
 
 static struct sim *S;
 
-static uint64_t rng_next(uint64_t *s) {
-        uint64_t x = *s;
-
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *s = x;
-        return x * UINT64_C(2685821657736338717);
-}
 
 static double now_s(void) {
         struct timespec ts;
