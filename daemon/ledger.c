@@ -700,6 +700,23 @@ static int issued_get(struct ledger *l, const uint8_t payee[32], uint64_t *ret_a
         return 1;
 }
 
+/* Keeps cheque (the encoded SignedCheque) as the highest issued to or
+ * received from peer: id is STMT_ISSUED_PUT or STMT_RECEIVED_PUT. */
+static int cheque_put(struct ledger *l, unsigned id, const uint8_t peer[32], uint64_t amount,
+                      const uint8_t *cheque, size_t size, uint64_t now, const char *what) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[id];
+        int rc;
+
+        bind_blob(s, 1, peer, 32);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64) amount);
+        bind_blob(s, 3, cheque, size);
+        sqlite3_bind_int64(s, 4, (sqlite3_int64) now);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, what);
+        return 0;
+}
+
 static int served_sum(struct ledger *l, const uint8_t peer[32], uint64_t *ret) {
         _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_SERVED_SUM];
         int rc;
@@ -829,18 +846,9 @@ int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const ch
         if (r < 0)
                 return r;
 
-        {
-                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_ISSUED_PUT];
-                int rc;
-
-                bind_blob(s, 1, payee, 32);
-                sqlite3_bind_int64(s, 2, (sqlite3_int64) c.amount);
-                bind_blob(s, 3, buf, size);
-                sqlite3_bind_int64(s, 4, (sqlite3_int64) now);
-                rc = sqlite3_step(s);
-                if (rc != SQLITE_DONE)
-                        return ledger_fail(l, rc, "storing an issued cheque");
-        }
+        r = cheque_put(l, STMT_ISSUED_PUT, payee, c.amount, buf, size, now, "storing an issued cheque");
+        if (r < 0)
+                return r;
 
         txn = NULL;
         r = ledger_commit(l);
@@ -936,17 +944,9 @@ int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uin
                 return 0;
         }
 
-        {
-                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_RECEIVED_PUT];
-
-                bind_blob(s, 1, c.payer, sizeof(c.payer));
-                sqlite3_bind_int64(s, 2, (sqlite3_int64) c.amount);
-                bind_blob(s, 3, data, size);
-                sqlite3_bind_int64(s, 4, (sqlite3_int64) now);
-                rc = sqlite3_step(s);
-                if (rc != SQLITE_DONE)
-                        return ledger_fail(l, rc, "storing a received cheque");
-        }
+        r = cheque_put(l, STMT_RECEIVED_PUT, c.payer, c.amount, data, size, now, "storing a received cheque");
+        if (r < 0)
+                return r;
 
         txn = NULL;
         r = ledger_commit(l);
