@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The engine's op layer: what a forward pass is made of, behind one
+ * interface that each device implements (the CPU here; CUDA next to it).
+ * Ops run eagerly, in call order, on activations that live in the backend's
+ * memory (nn_backend_alloc); weights are rows of any nn_type, mapped from the
+ * model file and made usable on the device once with nn_backend_upload().
+ *
+ * Shapes are row-major: "[n][dim]" is n rows of dim floats.  The ops never
+ * fail once their memory exists: errors (out of memory, a device that went
+ * away) surface from alloc/upload, which a model calls at load time. */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn-type.h"
+
+/* A weight matrix of rows × cols in type (a vector is one row). */
+struct nn_weight {
+        enum nn_type type;
+        uint64_t rows;
+        uint64_t cols;
+        const void *data;       /* host bytes: nn_row_bytes(type, cols) * rows */
+        void *device;           /* the backend's copy, when it keeps one */
+};
+
+/* Rotary position embedding parameters (RoPE, Su et al.).  Pairs are
+ * (2i, 2i+1) in the "normal" layout (Llama in GGUF, whose converter permuted
+ * Q and K) or (i, i + rot_dim/2) in the "neox" layout (Qwen 2). */
+struct nn_rope {
+        uint32_t rot_dim;               /* leading dims of each head that rotate */
+        float freq_base;                /* θ base, 10000 for Llama 2 */
+        float pos_scale;                /* linear scaling: position × pos_scale */
+        const float *freq_factors;      /* rot_dim/2 divisors of θ_i (Llama 3.1), or NULL */
+        int neox;
+};
+
+struct nn_backend;
+
+struct nn_backend_ops {
+        const char *name;
+        void (*free)(struct nn_backend *be);
+
+        float *(*alloc)(struct nn_backend *be, size_t n_floats);
+        void (*release)(struct nn_backend *be, float *p);
+        int (*upload)(struct nn_backend *be, struct nn_weight *w);
+        void (*write)(struct nn_backend *be, float *dst, const float *host, size_t n);
+        void (*read)(struct nn_backend *be, float *host, const float *src, size_t n);
+
+        /* out[i] = row ids[i] of w, dequantised: [n][w.cols]. */
+        void (*get_rows)(struct nn_backend *be, const struct nn_weight *w, const int32_t *ids, size_t n,
+                         float *out);
+        /* y[t][r] = Σ_c w[r][c] · x[t][c]: x [n][w.cols] → y [n][w.rows]. */
+        void (*matmul)(struct nn_backend *be, const struct nn_weight *w, const float *x, size_t n, float *y);
+        /* y[t][i] += bias[i] for an f32 bias of dim elements. */
+        void (*add_bias)(struct nn_backend *be, float *y, const struct nn_weight *bias, size_t n);
+        /* y[t] = x[t] / rms(x[t]) · gain (gain: one f32 row of dim). */
+        void (*rmsnorm)(struct nn_backend *be, float *y, const float *x, const struct nn_weight *gain,
+                        size_t n, float eps);
+        /* Rotates x [n][n_heads][head_dim] in place; token t is at pos[t]
+         * (host memory). */
+        void (*rope)(struct nn_backend *be, float *x, size_t n, size_t n_heads, size_t head_dim,
+                     const int32_t *pos, const struct nn_rope *rope);
+        /* Causal attention with grouped-query heads over a KV cache of
+         * [n_ctx][n_kv_heads][head_dim] for K and V, which already holds
+         * positions 0 … pos0+n-1: q [n][n_heads][head_dim] at positions
+         * pos0 … pos0+n-1 → out [n][n_heads][head_dim]. */
+        void (*attention)(struct nn_backend *be, float *out, const float *q, const float *k_cache,
+                          const float *v_cache, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                          size_t head_dim);
+        /* gate[i] = silu(gate[i]) · up[i]. */
+        void (*silu_mul)(struct nn_backend *be, float *gate, const float *up, size_t n);
+        /* y[i] += x[i]. */
+        void (*add)(struct nn_backend *be, float *y, const float *x, size_t n);
+        /* dst[i] = src[i] (within the backend's memory). */
+        void (*copy)(struct nn_backend *be, float *dst, const float *src, size_t n);
+};
+
+struct nn_backend {
+        const struct nn_backend_ops *ops;
+};
+
+/* The CPU backend on n_threads threads (0: one per online CPU). */
+int nn_cpu_backend_new(unsigned n_threads, struct nn_backend **ret);
+unsigned nn_cpu_backend_threads(const struct nn_backend *be);
+
+static inline void nn_backend_free(struct nn_backend *be) {
+        if (be)
+                be->ops->free(be);
+}

@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The CPU backend: activations in ordinary memory, weights read straight
+ * from the model's mapping, every op split across the thread pool.  Matrix
+ * products go row by row through nn_vec_dot (the SIMD kernels), with each
+ * weight row used for every token of the batch while it is in cache, so a
+ * decoding step reads each weight once. */
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn-backend.h"
+#include "nn-pool.h"
+#include "nn-quant.h"
+
+struct cpu_backend {
+        struct nn_backend base;
+        struct nn_pool *pool;
+        /* Per-thread scratch for attention scores, grown as contexts grow. */
+        float **scores;
+        size_t scores_len;
+};
+
+static struct cpu_backend *cpu(struct nn_backend *be) {
+        return (struct cpu_backend *) be;
+}
+
+/* Splits [0, n) into nth near-equal ranges; range ith. */
+static void split_range(size_t n, unsigned ith, unsigned nth, size_t *begin, size_t *end) {
+        size_t per = n / nth, rem = n % nth;
+
+        *begin = ith * per + (ith < rem ? ith : rem);
+        *end = *begin + per + (ith < rem ? 1 : 0);
+}
+
+static float *cpu_alloc(struct nn_backend *be, size_t n_floats) {
+        void *p = NULL;
+
+        if (n_floats == 0)
+                n_floats = 1;
+        if (n_floats > SIZE_MAX / sizeof(float) || posix_memalign(&p, 64, n_floats * sizeof(float)) != 0)
+                return NULL;
+        memset(p, 0, n_floats * sizeof(float));
+        return p;
+}
+
+static void cpu_release(struct nn_backend *be, float *p) {
+        free(p);
+}
+
+static int cpu_upload(struct nn_backend *be, struct nn_weight *w) {
+        /* The CPU computes from the mapping itself. */
+        w->device = NULL;
+        return 0;
+}
+
+static void cpu_write(struct nn_backend *be, float *dst, const float *host, size_t n) {
+        memcpy(dst, host, n * sizeof(float));
+}
+
+static void cpu_copy(struct nn_backend *be, float *dst, const float *src, size_t n) {
+        memmove(dst, src, n * sizeof(float));
+}
+
+static const uint8_t *weight_row(const struct nn_weight *w, uint64_t r) {
+        return (const uint8_t *) w->data + (size_t) r * nn_row_bytes(w->type, w->cols);
+}
+
+static void cpu_get_rows(struct nn_backend *be, const struct nn_weight *w, const int32_t *ids, size_t n,
+                         float *out) {
+        for (size_t i = 0; i < n; i++)
+                nn_dequantize_row(w->type, weight_row(w, (uint64_t) ids[i]), out + i * w->cols, w->cols);
+}
+
+struct matmul_task {
+        const struct nn_weight *w;
+        const float *x;
+        size_t n;
+        float *y;
+};
+
+/* Rows are handed out in blocks of this many so that each thread streams a
+ * contiguous stretch of the weights. */
+#define MATMUL_ROW_BLOCK 16
+
+static void matmul_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct matmul_task *t = arg;
+        const struct nn_weight *w = t->w;
+        size_t n_blocks = (w->rows + MATMUL_ROW_BLOCK - 1) / MATMUL_ROW_BLOCK;
+        size_t b0, b1;
+
+        split_range(n_blocks, ith, nth, &b0, &b1);
+        for (size_t r = b0 * MATMUL_ROW_BLOCK; r < b1 * MATMUL_ROW_BLOCK && r < w->rows; r++) {
+                const uint8_t *row = weight_row(w, r);
+
+                for (size_t i = 0; i < t->n; i++)
+                        t->y[i * w->rows + r] = nn_vec_dot(w->type, row, t->x + i * w->cols, w->cols);
+        }
+}
+
+static void cpu_matmul(struct nn_backend *be, const struct nn_weight *w, const float *x, size_t n, float *y) {
+        struct matmul_task t = { .w = w, .x = x, .n = n, .y = y };
+
+        nn_pool_run(cpu(be)->pool, matmul_worker, &t);
+}
+
+static void cpu_add_bias(struct nn_backend *be, float *y, const struct nn_weight *bias, size_t n) {
+        const float *b = bias->data;
+        size_t dim = bias->cols;
+
+        for (size_t t = 0; t < n; t++)
+                for (size_t i = 0; i < dim; i++)
+                        y[t * dim + i] += b[i];
+}
+
+static void cpu_rmsnorm(struct nn_backend *be, float *y, const float *x, const struct nn_weight *gain,
+                        size_t n, float eps) {
+        const float *g = gain->data;
+        size_t dim = gain->cols;
+
+        for (size_t t = 0; t < n; t++) {
+                const float *xt = x + t * dim;
+                float *yt = y + t * dim;
+                double ss = 0;
+
+                for (size_t i = 0; i < dim; i++)
+                        ss += (double) xt[i] * xt[i];
+                float scale = (float) (1.0 / sqrt(ss / (double) dim + eps));
+                for (size_t i = 0; i < dim; i++)
+                        yt[i] = xt[i] * scale * g[i];
+        }
+}
+
+static void cpu_rope(struct nn_backend *be, float *x, size_t n, size_t n_heads, size_t head_dim,
+                     const int32_t *pos, const struct nn_rope *rope) {
+        size_t half = rope->rot_dim / 2;
+
+        for (size_t t = 0; t < n; t++) {
+                double p = (double) pos[t] * rope->pos_scale;
+
+                for (size_t i = 0; i < half; i++) {
+                        double theta = pow(rope->freq_base, -2.0 * (double) i / (double) rope->rot_dim);
+                        if (rope->freq_factors)
+                                theta /= rope->freq_factors[i];
+                        float c = (float) cos(p * theta), s = (float) sin(p * theta);
+
+                        for (size_t h = 0; h < n_heads; h++) {
+                                float *v = x + (t * n_heads + h) * head_dim;
+                                size_t a = rope->neox ? i : 2 * i;
+                                size_t b = rope->neox ? i + half : 2 * i + 1;
+                                float x0 = v[a], x1 = v[b];
+
+                                v[a] = x0 * c - x1 * s;
+                                v[b] = x0 * s + x1 * c;
+                        }
+                }
+        }
+}
+
+struct attention_task {
+        struct cpu_backend *be;
+        float *out;
+        const float *q, *k, *v;
+        size_t pos0, n, n_heads, n_kv_heads, head_dim;
+};
+
+static void attention_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct attention_task *t = arg;
+        size_t hd = t->head_dim, kv_stride = t->n_kv_heads * hd;
+        size_t group = t->n_heads / t->n_kv_heads;
+        float scale = 1.0f / sqrtf((float) hd);
+        float *scores = t->be->scores[ith];
+        size_t j0, j1;
+
+        /* One unit of work is one (token, head) pair. */
+        split_range(t->n * t->n_heads, ith, nth, &j0, &j1);
+        for (size_t j = j0; j < j1; j++) {
+                size_t tok = j / t->n_heads, h = j % t->n_heads, kvh = h / group;
+                size_t len = t->pos0 + tok + 1;         /* causal: up to and including itself */
+                const float *q = t->q + (tok * t->n_heads + h) * hd;
+                float *o = t->out + (tok * t->n_heads + h) * hd;
+                float max = -INFINITY, sum = 0;
+
+                for (size_t p = 0; p < len; p++) {
+                        const float *k = t->k + p * kv_stride + kvh * hd;
+                        float d = 0;
+
+                        for (size_t i = 0; i < hd; i++)
+                                d += q[i] * k[i];
+                        scores[p] = d * scale;
+                        if (scores[p] > max)
+                                max = scores[p];
+                }
+                for (size_t p = 0; p < len; p++) {
+                        scores[p] = expf(scores[p] - max);
+                        sum += scores[p];
+                }
+                memset(o, 0, hd * sizeof(float));
+                for (size_t p = 0; p < len; p++) {
+                        const float *vv = t->v + p * kv_stride + kvh * hd;
+                        float a = scores[p] / sum;
+
+                        for (size_t i = 0; i < hd; i++)
+                                o[i] += a * vv[i];
+                }
+        }
+}
+
+static void cpu_attention(struct nn_backend *be, float *out, const float *q, const float *k_cache,
+                          const float *v_cache, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                          size_t head_dim) {
+        struct cpu_backend *c = cpu(be);
+        size_t need = pos0 + n;
+        unsigned nth = nn_pool_threads(c->pool);
+
+        if (need > c->scores_len) {
+                /* Grown before the loop: the ops cannot fail, so a failed
+                 * allocation here is fatal like any other out-of-memory in a
+                 * computation that already started. */
+                for (unsigned i = 0; i < nth; i++) {
+                        float *s = realloc(c->scores[i], need * sizeof(float));
+                        if (!s)
+                                abort();
+                        c->scores[i] = s;
+                }
+                c->scores_len = need;
+        }
+
+        struct attention_task t = {
+                .be = c, .out = out, .q = q, .k = k_cache, .v = v_cache,
+                .pos0 = pos0, .n = n, .n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim,
+        };
+        nn_pool_run(c->pool, attention_worker, &t);
+}
+
+static void cpu_silu_mul(struct nn_backend *be, float *gate, const float *up, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static void cpu_add(struct nn_backend *be, float *y, const float *x, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                y[i] += x[i];
+}
+
+static void cpu_free(struct nn_backend *be) {
+        struct cpu_backend *c = cpu(be);
+
+        if (c->scores)
+                for (unsigned i = 0; i < nn_pool_threads(c->pool); i++)
+                        free(c->scores[i]);
+        free(c->scores);
+        nn_pool_free(c->pool);
+        free(c);
+}
+
+static const struct nn_backend_ops cpu_ops = {
+        .name = "cpu",
+        .free = cpu_free,
+        .alloc = cpu_alloc,
+        .release = cpu_release,
+        .upload = cpu_upload,
+        .write = cpu_write,
+        .read = cpu_write,
+        .get_rows = cpu_get_rows,
+        .matmul = cpu_matmul,
+        .add_bias = cpu_add_bias,
+        .rmsnorm = cpu_rmsnorm,
+        .rope = cpu_rope,
+        .attention = cpu_attention,
+        .silu_mul = cpu_silu_mul,
+        .add = cpu_add,
+        .copy = cpu_copy,
+};
+
+int nn_cpu_backend_new(unsigned n_threads, struct nn_backend **ret) {
+        struct cpu_backend *c;
+
+        if (n_threads == 0) {
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                n_threads = n > 0 ? (unsigned) n : 1;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->base.ops = &cpu_ops;
+        c->pool = nn_pool_new(n_threads);
+        if (!c->pool) {
+                int r = -errno;
+                free(c);
+                return r;
+        }
+        c->scores = calloc(n_threads, sizeof(float *));
+        if (!c->scores) {
+                nn_pool_free(c->pool);
+                free(c);
+                return -ENOMEM;
+        }
+        *ret = &c->base;
+        return 0;
+}
+
+unsigned nn_cpu_backend_threads(const struct nn_backend *be) {
+        return nn_pool_threads(((const struct cpu_backend *) be)->pool);
+}
