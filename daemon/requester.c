@@ -701,8 +701,11 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         struct router_candidate *cand = &job->cands[a->cand];
 
         a->call = NULL;
-        if (res->status == -ETIMEDOUT || res->status == -ECANCELED || res->status == -ESHUTDOWN) {
-                /* Our verifier ran out of time or was stopped: not the provider's fault. */
+        if (res->status == -ETIMEDOUT || res->status == -ECANCELED || res->status == -ESHUTDOWN ||
+            res->status == -EOPNOTSUPP) {
+                /* Our verifier ran out of time or was stopped, or cannot
+                 * judge this result here (textgen: the provider ran a model
+                 * this node does not hold): not the provider's fault. */
                 a->verifying = false;
                 attempt_fail(a, res->status, false, "verification did not finish: %s",
                              res->error ?: strerror(-res->status));

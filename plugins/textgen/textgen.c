@@ -1,0 +1,995 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The "textgen" skill: text generation with a Llama-family model from a
+ * GGUF file, on the shared inference engine (plugins/nn).
+ *
+ * Config:  model (string, path to a .gguf; required), threads (int, default:
+ *          all CPUs), ctx (int, context positions, default min(4096, the
+ *          model's)), batch (int, prefill tokens per step, default 64),
+ *          device ("cpu"; "cuda" is refused until the CUDA backend lands),
+ *          memory-limit (int, bytes; default: physical memory),
+ *          price-per-ktoken (int, micro-credits per 1000 tokens of prompt +
+ *          max_tokens; default 1 per 100M parameters, at least 1),
+ *          verify-tolerance-milli (int, logits × 1000; default 500),
+ *          chat-template ("llama2", "llama3", "chatml", "mistral": overrides
+ *          what the file's tokenizer.chat_template says).
+ * Inputs:  prompt (string) | prompt_tokens (i32 tensor, used as given) |
+ *          messages (string, a JSON list of {"role", "content"}), and
+ *          optionally max_tokens (int, default 128), temperature, top_p,
+ *          min_p, repeat_penalty (strings holding a decimal, or ints), top_k
+ *          (int), seed (int), stop (string: one stop sequence, or a JSON
+ *          list of up to 4), model (string: the model identity or name the
+ *          requester wants; a provider with another model refuses).
+ * Outputs: text (string), tokens (i32 tensor, the generated ids only),
+ *          prompt_tokens_count (int), finish_reason ("stop", "length"),
+ *          prefill_usec and decode_usec (ints).
+ * Proof:   model-id (bytes, SHA-256 of the file's tensor data).
+ * Verify:  teacher-forced: one batched forward pass over prompt + output on
+ *          the verifier's copy of the same model (same identity), checking
+ *          that each generated token is one the sampling rule could pick
+ *          (greedy: the argmax within the tolerance; sampled: inside top-k /
+ *          top-p / min-p), and that the text is what the tokens decode to. */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <swarm/skill.h>
+
+#include "chat-template.h"
+#include "gguf.h"
+#include "llama.h"
+#include "nn-quant.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#define DEFAULT_CTX             4096
+#define DEFAULT_BATCH           64
+#define DEFAULT_MAX_TOKENS      128
+#define DEFAULT_TOLERANCE_MILLI 500
+#define MAX_STOPS               4
+#define STOP_MAX_LEN            64
+#define BENCH_TOKENS            16
+#define MODEL_ID_SIZE           32
+
+struct textgen {
+        struct gguf *file;
+        struct nn_backend *be;
+        struct llama_model *model;
+        struct llama_context *ctx;
+        struct tokenizer *tok;
+        bool have_template;
+        enum chat_template template;
+        char template_error[160];       /* why messages cannot be formatted, when !have_template */
+
+        uint8_t model_id[MODEL_ID_SIZE];
+        char model_id_hex[2 * MODEL_ID_SIZE + 1];
+        char name[128];
+        const char *quant;
+        uint64_t price_per_ktoken;
+        float tolerance;
+        uint64_t tokens_per_sec;        /* measured decode speed */
+        uint64_t memory;                /* weights + context, bytes */
+        float *scratch;                 /* n_vocab floats for verify */
+};
+
+/* A job's inputs, validated. */
+struct request {
+        int32_t *prompt;
+        size_t n_prompt;
+        uint32_t max_tokens;
+        struct sampler_params sp;
+        char stops[MAX_STOPS][STOP_MAX_LEN + 1];
+        size_t n_stops;
+};
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+static void request_done(struct request *req) {
+        free(req->prompt);
+        req->prompt = NULL;
+}
+
+static int config_int(const struct swarm_values *config, const char *key, int64_t min, int64_t max, int64_t def,
+                      int64_t *ret) {
+        int64_t i;
+        int r;
+
+        r = swarm_values_get_int(config, key, &i);
+        if (r == -ENOENT) {
+                *ret = def;
+                return 0;
+        }
+        if (r < 0) {
+                swarm_log(LOG_ERR, "textgen: setting \"%s\" must be an integer", key);
+                return -EINVAL;
+        }
+        if (i < min || i > max) {
+                swarm_log(LOG_ERR, "textgen: setting \"%s\" is %" PRIi64 ", must be between %" PRIi64 " and %" PRIi64,
+                          key, i, min, max);
+                return -EINVAL;
+        }
+        *ret = i;
+        return 0;
+}
+
+/* The type most of the weight bytes are stored in: what people call the
+ * file's quantisation ("q4_K"). */
+static const char *dominant_type(const struct gguf *g) {
+        uint64_t bytes[32] = { 0 };
+        uint32_t best = 0;
+
+        for (size_t i = 0; i < gguf_tensor_count(g); i++) {
+                const struct gguf_tensor *t = gguf_tensor_at(g, i);
+                if (t->ndim >= 2 && (uint32_t) t->type < 32)
+                        bytes[t->type] += t->size;
+        }
+        for (uint32_t i = 1; i < 32; i++)
+                if (bytes[i] > bytes[best])
+                        best = i;
+        return nn_type_name(best) ?: "f32";
+}
+
+static uint64_t physical_memory(void) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+
+        return pages > 0 && page > 0 ? (uint64_t) pages * (uint64_t) page : UINT64_MAX;
+}
+
+/* Decodes BENCH_TOKENS tokens after a one-token prompt: the tokens/s that
+ * advertise() offers and routers divide jobs by. */
+static uint64_t measure_decode(struct textgen *t) {
+        const float *logits;
+        int32_t tok = tokenizer_bos(t->tok) >= 0 ? tokenizer_bos(t->tok) : 0;
+        size_t n = llama_context_n_ctx(t->ctx) < BENCH_TOKENS + 1 ? llama_context_n_ctx(t->ctx) - 1 : BENCH_TOKENS;
+        uint64_t start;
+
+        llama_context_rewind(t->ctx, 0);
+        if (n == 0 || llama_eval(t->ctx, &tok, 1, false, &logits) < 0)
+                return 1;
+        start = now_usec();
+        for (size_t i = 0; i < n; i++) {
+                uint32_t n_vocab = llama_model_hparams(t->model)->n_vocab;
+                size_t best = 0;
+                for (size_t j = 1; j < n_vocab; j++)
+                        if (logits[j] > logits[best])
+                                best = j;
+                tok = (int32_t) best;
+                if (llama_eval(t->ctx, &tok, 1, false, &logits) < 0)
+                        return 1;
+        }
+        uint64_t el = now_usec() - start;
+        llama_context_rewind(t->ctx, 0);
+        return el > 0 ? (uint64_t) n * UINT64_C(1000000) / el : 1;
+}
+
+static void textgen_fini(void *state) {
+        struct textgen *t = state;
+
+        if (!t)
+                return;
+        free(t->scratch);
+        tokenizer_free(t->tok);
+        llama_context_free(t->ctx);
+        llama_model_free(t->model);
+        nn_backend_free(t->be);
+        gguf_close(t->file);
+        free(t);
+}
+
+static int textgen_init(const struct swarm_values *config, void **state) {
+        struct textgen *t;
+        const char *path, *device = "cpu", *tmpl_name = NULL;
+        char err[512];
+        int64_t threads, ctx, batch, limit, price, tol;
+        struct gguf_string s;
+        uint64_t data_size;
+        const void *data;
+        int r;
+
+        if (sodium_init() < 0)
+                return -EIO;
+        r = swarm_values_get_string(config, "model", &path);
+        if (r < 0) {
+                swarm_log(LOG_ERR, "textgen: setting \"model\" (the path of a .gguf file) is %s",
+                          r == -ENOENT ? "missing" : "not a string");
+                return -EINVAL;
+        }
+        r = swarm_values_get_string(config, "device", &device);
+        if (r < 0 && r != -ENOENT) {
+                swarm_log(LOG_ERR, "textgen: setting \"device\" must be a string");
+                return -EINVAL;
+        }
+        if (strcmp(device, "cpu") != 0) {
+                swarm_log(LOG_ERR, "textgen: device \"%s\" is not available: this build runs textgen on the CPU "
+                          "only (device: cpu)", device);
+                return strcmp(device, "cuda") == 0 ? -ENODEV : -EINVAL;
+        }
+        r = swarm_values_get_string(config, "chat-template", &tmpl_name);
+        if (r < 0 && r != -ENOENT) {
+                swarm_log(LOG_ERR, "textgen: setting \"chat-template\" must be a string");
+                return -EINVAL;
+        }
+        if ((r = config_int(config, "threads", 0, 1024, 0, &threads)) < 0 ||
+            (r = config_int(config, "ctx", 16, 1 << 20, DEFAULT_CTX, &ctx)) < 0 ||
+            (r = config_int(config, "batch", 1, 4096, DEFAULT_BATCH, &batch)) < 0 ||
+            (r = config_int(config, "memory-limit", 1, INT64_MAX, 0, &limit)) < 0 ||
+            (r = config_int(config, "price-per-ktoken", 1, INT64_MAX, 0, &price)) < 0 ||
+            (r = config_int(config, "verify-tolerance-milli", 0, 100000, DEFAULT_TOLERANCE_MILLI, &tol)) < 0)
+                return r;
+
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+
+        r = gguf_open(path, &t->file, err, sizeof(err));
+        if (r < 0) {
+                swarm_log(LOG_ERR, "textgen: %s", err);
+                goto fail;
+        }
+        r = tokenizer_load(t->file, &t->tok, err, sizeof(err));
+        if (r < 0) {
+                swarm_log(LOG_ERR, "textgen: %s", err);
+                goto fail;
+        }
+        r = nn_cpu_backend_new((unsigned) threads, &t->be);
+        if (r < 0) {
+                swarm_log(LOG_ERR, "textgen: cannot start the CPU backend: %s", strerror(-r));
+                goto fail;
+        }
+        r = llama_model_load(t->file, t->be, &t->model, err, sizeof(err));
+        if (r < 0) {
+                swarm_log(LOG_ERR, "textgen: %s", err);
+                goto fail;
+        }
+        const struct llama_hparams *hp = llama_model_hparams(t->model);
+        if (tokenizer_n_vocab(t->tok) != hp->n_vocab) {
+                swarm_log(LOG_ERR, "textgen: %s: the tokenizer has %zu tokens, the embedding %" PRIu32, path,
+                          tokenizer_n_vocab(t->tok), hp->n_vocab);
+                r = -EBADMSG;
+                goto fail;
+        }
+
+        /* The context is what the file was trained for, capped by config. */
+        if ((uint64_t) ctx > hp->n_ctx_train)
+                ctx = hp->n_ctx_train;
+        t->memory = llama_model_weight_bytes(t->model) + llama_context_bytes(hp, (size_t) ctx, (size_t) batch);
+        uint64_t budget = limit > 0 ? (uint64_t) limit : physical_memory();
+        if (t->memory > budget) {
+                swarm_log(LOG_ERR, "textgen: %s needs %" PRIu64 " MiB (weights %" PRIu64 " MiB, context of %" PRIi64
+                          " positions %" PRIu64 " MiB) but the memory limit is %" PRIu64 " MiB%s", path,
+                          t->memory >> 20, llama_model_weight_bytes(t->model) >> 20, ctx,
+                          llama_context_bytes(hp, (size_t) ctx, (size_t) batch) >> 20, budget >> 20,
+                          limit > 0 ? " (memory-limit)" : " (physical memory)");
+                r = -E2BIG;
+                goto fail;
+        }
+        r = llama_context_new(t->model, (size_t) ctx, (size_t) batch, &t->ctx);
+        if (r < 0) {
+                swarm_log(LOG_ERR, "textgen: cannot allocate a context of %" PRIi64 " positions: %s", ctx,
+                          strerror(-r));
+                goto fail;
+        }
+        t->scratch = malloc(hp->n_vocab * sizeof(float));
+        if (!t->scratch) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        /* The model's identity: what two providers of "the same model" must
+         * agree on, whatever the file is called. */
+        data = gguf_data(t->file, &data_size);
+        crypto_hash_sha256(t->model_id, data, data_size);
+        sodium_bin2hex(t->model_id_hex, sizeof(t->model_id_hex), t->model_id, sizeof(t->model_id));
+
+        if (gguf_get_string(t->file, "general.name", &s) == 0 && s.len > 0)
+                snprintf(t->name, sizeof(t->name), "%.*s", (int) (s.len < 100 ? s.len : 100), s.data);
+        else {
+                const char *base = strrchr(path, '/');
+                snprintf(t->name, sizeof(t->name), "%s", base ? base + 1 : path);
+        }
+        t->quant = dominant_type(t->file);
+        t->tolerance = (float) tol / 1000.0f;
+        t->price_per_ktoken = price > 0 ? (uint64_t) price
+                                        : (llama_model_n_params(t->model) + 99999999) / 100000000;
+
+        if (tmpl_name) {
+                if (chat_template_from_name(tmpl_name, &t->template) < 0) {
+                        swarm_log(LOG_ERR, "textgen: chat-template \"%s\" is not one of llama2, llama3, chatml, "
+                                  "mistral", tmpl_name);
+                        r = -EINVAL;
+                        goto fail;
+                }
+                t->have_template = true;
+        } else if (gguf_get_string(t->file, "tokenizer.chat_template", &s) == 0) {
+                char *jinja = gguf_strdup(s);
+                if (!jinja) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                t->have_template = chat_template_detect(jinja, &t->template) == 0;
+                free(jinja);
+                if (!t->have_template)
+                        snprintf(t->template_error, sizeof(t->template_error),
+                                 "the model's chat template is not one this provider knows (llama2, llama3, "
+                                 "chatml, mistral); send \"prompt\" instead");
+        } else
+                snprintf(t->template_error, sizeof(t->template_error),
+                         "the model has no chat template; send \"prompt\" instead");
+
+        t->tokens_per_sec = measure_decode(t);
+        swarm_log(LOG_INFO, "textgen: %s (%s, %" PRIu64 "M parameters, %s), context %" PRIi64 ", %u threads, "
+                  "%s kernels, %" PRIu64 " tokens/s", t->name, llama_arch_name(hp->arch),
+                  llama_model_n_params(t->model) / 1000000, t->quant, ctx, nn_cpu_backend_threads(t->be),
+                  nn_simd_name(), t->tokens_per_sec);
+        *state = t;
+        return 0;
+fail:
+        textgen_fini(t);
+        return r;
+}
+
+static int textgen_advertise(void *state, struct swarm_values *advert) {
+        const struct textgen *t = state;
+        const struct llama_hparams *hp = llama_model_hparams(t->model);
+        int r;
+
+        if ((r = swarm_values_set_string(advert, "device", "cpu")) < 0 ||
+            (r = swarm_values_set_string(advert, "unit", "token")) < 0 ||
+            (r = swarm_values_set_int(advert, "throughput", (int64_t) t->tokens_per_sec)) < 0 ||
+            (r = swarm_values_set_int(advert, "price", (int64_t) t->price_per_ktoken)) < 0 ||
+            (r = swarm_values_set_string(advert, "price-unit", "ktoken")) < 0 ||
+            (r = swarm_values_set_string(advert, "model", t->name)) < 0 ||
+            (r = swarm_values_set_string(advert, "model-id", t->model_id_hex)) < 0 ||
+            (r = swarm_values_set_string(advert, "architecture", llama_arch_name(hp->arch))) < 0 ||
+            (r = swarm_values_set_int(advert, "parameters", (int64_t) llama_model_n_params(t->model))) < 0 ||
+            (r = swarm_values_set_string(advert, "quantization", t->quant)) < 0 ||
+            (r = swarm_values_set_int(advert, "context", (int64_t) llama_context_n_ctx(t->ctx))) < 0 ||
+            (r = swarm_values_set_string(advert, "kernels", nn_simd_name())) < 0 ||
+            (r = swarm_values_set_string(advert, "chat-template", t->have_template ? chat_template_name(t->template)
+                                                                                   : "none")) < 0)
+                return r;
+        return swarm_values_set_int(advert, "memory", (int64_t) t->memory);
+}
+
+/* A decimal parameter given as a string ("0.7") or a whole number. */
+static int input_float(const struct swarm_values *in, struct swarm_job *job, const char *name, float def,
+                       float *ret) {
+        const char *s;
+        int64_t i;
+        char *end;
+        double d;
+
+        if (swarm_values_get_int(in, name, &i) == 0) {
+                *ret = (float) i;
+                return 0;
+        }
+        switch (swarm_values_get_string(in, name, &s)) {
+        case -ENOENT:
+                *ret = def;
+                return 0;
+        case 0:
+                errno = 0;
+                d = strtod(s, &end);
+                if (errno == 0 && end != s && !*end && isfinite(d)) {
+                        *ret = (float) d;
+                        return 0;
+                }
+                swarm_job_set_error(job, "input \"%s\" is \"%.32s\", not a number", name, s);
+                return -EINVAL;
+        default:
+                swarm_job_set_error(job, "input \"%s\" must be a number (a string such as \"0.7\", or an int)", name);
+                return -EINVAL;
+        }
+}
+
+static int input_uint(const struct swarm_values *in, struct swarm_job *job, const char *name, int64_t max,
+                      int64_t def, int64_t *ret) {
+        int64_t i;
+        int r;
+
+        r = swarm_values_get_int(in, name, &i);
+        if (r == -ENOENT) {
+                *ret = def;
+                return 0;
+        }
+        if (r < 0 || i < 0 || i > max) {
+                swarm_job_set_error(job, "input \"%s\" must be an integer between 0 and %" PRIi64, name, max);
+                return -EINVAL;
+        }
+        *ret = i;
+        return 0;
+}
+
+/* "messages": a JSON list of {"role": …, "content": …} through the model's
+ * chat template into prompt text. */
+static int format_messages(const struct textgen *t, struct swarm_job *job, const char *json, char **ret) {
+        struct chat_message *msgs = NULL;
+        struct json_tokener *tk;
+        json_object *root;
+        char err[256];
+        size_t n;
+        int r;
+
+        if (!t->have_template) {
+                swarm_job_set_error(job, "input \"messages\": %s", t->template_error);
+                return -EINVAL;
+        }
+        tk = json_tokener_new();
+        if (!tk)
+                return -ENOMEM;
+        root = json_tokener_parse_ex(tk, json, (int) strnlen(json, INT_MAX));
+        if (!root || json_tokener_get_error(tk) != json_tokener_success) {
+                swarm_job_set_error(job, "input \"messages\" is not valid JSON: %s at offset %zu",
+                                    json_tokener_error_desc(json_tokener_get_error(tk)), json_tokener_get_parse_end(tk));
+                json_object_put(root);
+                json_tokener_free(tk);
+                return -EINVAL;
+        }
+        json_tokener_free(tk);
+        if (!json_object_is_type(root, json_type_array) || json_object_array_length(root) == 0) {
+                swarm_job_set_error(job, "input \"messages\" must be a non-empty JSON list of {\"role\", \"content\"}");
+                r = -EINVAL;
+                goto out;
+        }
+        n = json_object_array_length(root);
+        msgs = calloc(n, sizeof(*msgs));
+        if (!msgs) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *m = json_object_array_get_idx(root, i), *role, *content;
+
+                if (!json_object_is_type(m, json_type_object) ||
+                    !json_object_object_get_ex(m, "role", &role) || !json_object_is_type(role, json_type_string) ||
+                    !json_object_object_get_ex(m, "content", &content) ||
+                    !json_object_is_type(content, json_type_string)) {
+                        swarm_job_set_error(job, "input \"messages\": message %zu must have string \"role\" and "
+                                            "\"content\"", i);
+                        r = -EINVAL;
+                        goto out;
+                }
+                msgs[i] = (struct chat_message) { json_object_get_string(role), json_object_get_string(content) };
+        }
+        r = chat_template_apply(t->template, msgs, n, ret, err, sizeof(err));
+        if (r == -EINVAL)
+                swarm_job_set_error(job, "input \"messages\": %s", err);
+out:
+        free(msgs);
+        json_object_put(root);
+        return r;
+}
+
+static int parse_stops(struct swarm_job *job, const char *s, struct request *req) {
+        json_object *root;
+
+        if (s[0] != '[') {
+                if (strlen(s) == 0 || strlen(s) > STOP_MAX_LEN) {
+                        swarm_job_set_error(job, "input \"stop\" must be 1 to %d bytes", STOP_MAX_LEN);
+                        return -EINVAL;
+                }
+                snprintf(req->stops[0], sizeof(req->stops[0]), "%s", s);
+                req->n_stops = 1;
+                return 0;
+        }
+        root = json_tokener_parse(s);
+        if (!root || !json_object_is_type(root, json_type_array) || json_object_array_length(root) > MAX_STOPS) {
+                swarm_job_set_error(job, "input \"stop\" must be a string or a JSON list of up to %d strings",
+                                    MAX_STOPS);
+                json_object_put(root);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < json_object_array_length(root); i++) {
+                json_object *e = json_object_array_get_idx(root, i);
+                const char *str = json_object_get_string(e);
+
+                if (!json_object_is_type(e, json_type_string) || strlen(str) == 0 || strlen(str) > STOP_MAX_LEN) {
+                        swarm_job_set_error(job, "input \"stop\": entry %zu must be a string of 1 to %d bytes", i,
+                                            STOP_MAX_LEN);
+                        json_object_put(root);
+                        return -EINVAL;
+                }
+                snprintf(req->stops[req->n_stops++], sizeof(req->stops[0]), "%s", str);
+        }
+        json_object_put(root);
+        return 0;
+}
+
+static int parse_request(const struct textgen *t, const struct swarm_values *in, struct swarm_job *job,
+                         struct request *req) {
+        const struct llama_hparams *hp = llama_model_hparams(t->model);
+        const char *prompt = NULL, *messages = NULL, *stop = NULL, *want = NULL;
+        struct swarm_tensor pt;
+        int have_tokens, sources;
+        int64_t max_tokens, top_k, seed;
+        char err[256];
+        int r;
+
+        *req = (struct request) { 0 };
+
+        r = swarm_values_get_string(in, "model", &want);
+        if (r == 0 && strcmp(want, t->model_id_hex) != 0 && strcmp(want, t->name) != 0) {
+                swarm_job_set_error(job, "this provider serves %s (model-id %.16s…), not \"%.80s\"", t->name,
+                                    t->model_id_hex, want);
+                return -EINVAL;
+        }
+
+        have_tokens = swarm_values_get_tensor(in, "prompt_tokens", &pt) == 0;
+        sources = have_tokens + (swarm_values_get_string(in, "prompt", &prompt) == 0) +
+                  (swarm_values_get_string(in, "messages", &messages) == 0);
+        if (sources != 1) {
+                swarm_job_set_error(job, sources == 0 ? "one input of \"prompt\" (string), \"prompt_tokens\" (i32 "
+                                                        "tensor) or \"messages\" (JSON string) is needed"
+                                                      : "give only one of \"prompt\", \"prompt_tokens\" and "
+                                                        "\"messages\"");
+                return -EINVAL;
+        }
+
+        if ((r = input_uint(in, job, "max_tokens", 1 << 20, DEFAULT_MAX_TOKENS, &max_tokens)) < 0 ||
+            (r = input_uint(in, job, "top_k", 1 << 30, 40, &top_k)) < 0 ||
+            (r = input_uint(in, job, "seed", INT64_MAX, 0, &seed)) < 0)
+                return r;
+        req->sp = SAMPLER_PARAMS_DEFAULT;
+        req->sp.top_k = (uint32_t) top_k;
+        req->sp.seed = (uint64_t) seed;
+        if ((r = input_float(in, job, "temperature", req->sp.temperature, &req->sp.temperature)) < 0 ||
+            (r = input_float(in, job, "top_p", req->sp.top_p, &req->sp.top_p)) < 0 ||
+            (r = input_float(in, job, "min_p", req->sp.min_p, &req->sp.min_p)) < 0 ||
+            (r = input_float(in, job, "repeat_penalty", req->sp.repeat_penalty, &req->sp.repeat_penalty)) < 0)
+                return r;
+        if (sampler_params_check(&req->sp, err, sizeof(err)) < 0) {
+                swarm_job_set_error(job, "%s", err);
+                return -EINVAL;
+        }
+        r = swarm_values_get_string(in, "stop", &stop);
+        if (r == 0 && (r = parse_stops(job, stop, req)) < 0)
+                return r;
+        if (r == -EMEDIUMTYPE) {
+                swarm_job_set_error(job, "input \"stop\" must be a string");
+                return -EINVAL;
+        }
+
+        if (have_tokens) {
+                if (pt.dtype != SWARM_DTYPE_I32 || pt.ndim != 1) {
+                        swarm_job_set_error(job, "input \"prompt_tokens\" must be a 1-D i32 tensor, not %s with %"
+                                            PRIu32 " dimensions", swarm_dtype_name(pt.dtype) ?: "?", pt.ndim);
+                        return -EINVAL;
+                }
+                for (uint64_t i = 0; i < pt.n_elements; i++) {
+                        int32_t id = ((const int32_t *) pt.data)[i];
+                        if (id < 0 || (uint32_t) id >= hp->n_vocab) {
+                                swarm_job_set_error(job, "input \"prompt_tokens\"[%" PRIu64 "] is %" PRIi32
+                                                    ", outside the vocabulary of %" PRIu32 " tokens", i, id,
+                                                    hp->n_vocab);
+                                return -EINVAL;
+                        }
+                }
+                req->n_prompt = pt.n_elements;
+                req->prompt = malloc((pt.n_elements ?: 1) * sizeof(int32_t));
+                if (!req->prompt)
+                        return -ENOMEM;
+                memcpy(req->prompt, pt.data, pt.n_elements * sizeof(int32_t));
+        } else {
+                char *formatted = NULL;
+
+                if (messages) {
+                        r = format_messages(t, job, messages, &formatted);
+                        if (r < 0)
+                                return r;
+                }
+                /* Chat-formatted text holds control tokens on purpose; a
+                 * plain prompt's text must not be able to forge them. */
+                r = tokenizer_encode(t->tok, formatted ?: prompt, strlen(formatted ?: prompt),
+                                     tokenizer_add_bos(t->tok), formatted != NULL, &req->prompt, &req->n_prompt);
+                free(formatted);
+                if (r < 0)
+                        return r;
+        }
+        if (req->n_prompt == 0) {
+                swarm_job_set_error(job, "the prompt is empty (and the model adds no BOS token)");
+                request_done(req);
+                return -EINVAL;
+        }
+        if (req->n_prompt + 1 > llama_context_n_ctx(t->ctx)) {
+                swarm_job_set_error(job, "the prompt is %zu tokens, this provider's context holds %zu",
+                                    req->n_prompt, llama_context_n_ctx(t->ctx));
+                request_done(req);
+                return -E2BIG;
+        }
+        req->max_tokens = (uint32_t) max_tokens;
+        return 0;
+}
+
+static int textgen_price(void *state, const struct swarm_values *inputs, uint64_t *price) {
+        const struct textgen *t = state;
+        struct request req;
+        uint64_t tokens, p;
+        int r;
+
+        r = parse_request(t, inputs, NULL, &req);
+        if (r < 0)
+                return r;
+        tokens = req.n_prompt + req.max_tokens;
+        request_done(&req);
+        if (__builtin_mul_overflow(tokens, t->price_per_ktoken, &p))
+                p = UINT64_MAX - 999;
+        *price = (p + 999) / 1000;
+        if (*price == 0)
+                *price = 1;
+        return 0;
+}
+
+/* The text output is a C string: a NUL byte a token stands for (byte-level
+ * vocabularies have one) is left out, here and in verify(). */
+static size_t copy_text_bytes(char *dst, const char *src, size_t n) {
+        size_t w = 0;
+
+        for (size_t i = 0; i < n; i++)
+                if (src[i] != '\0')
+                        dst[w++] = src[i];
+        return w;
+}
+
+/* Prefills prompt tokens [from, n) in batches, leaving the logits of the
+ * last one. */
+static int prefill(struct textgen *t, struct swarm_job *job, const int32_t *tokens, size_t n, const float **logits) {
+        size_t batch = llama_context_n_batch(t->ctx);
+
+        for (size_t i = 0; i < n; i += batch) {
+                size_t m = n - i < batch ? n - i : batch;
+                int r;
+
+                if (job && swarm_job_cancelled(job))
+                        return -ECANCELED;
+                r = llama_eval(t->ctx, tokens + i, m, false, logits);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Length of text[0..len) before the first stop string, or len. */
+static size_t find_stop(const struct request *req, const char *text, size_t len, bool *found) {
+        size_t best = len;
+
+        *found = false;
+        for (size_t i = 0; i < req->n_stops; i++) {
+                const char *p = memmem(text, len, req->stops[i], strlen(req->stops[i]));
+                if (p && (size_t) (p - text) < best) {
+                        best = (size_t) (p - text);
+                        *found = true;
+                }
+        }
+        return best;
+}
+
+static int textgen_execute(void *state, struct swarm_job *job) {
+        struct textgen *t = state;
+        const struct llama_hparams *hp = llama_model_hparams(t->model);
+        struct swarm_values *out = swarm_job_outputs(job);
+        struct sampler *smp = NULL;
+        struct request req;
+        int32_t *history = NULL, *gen;
+        char *text = NULL;
+        size_t text_len = 0, text_cap = 0, n_gen = 0, cut;
+        const char *finish = "length";
+        const float *logits;
+        uint64_t t0, t1, t2;
+        float *lg = NULL;
+        bool stopped = false;
+        int r;
+
+        r = parse_request(t, swarm_job_inputs(job), job, &req);
+        if (r < 0)
+                return r;
+        /* Generation stops at the context's end, as "length". */
+        size_t room = llama_context_n_ctx(t->ctx) - req.n_prompt;
+        size_t max_gen = req.max_tokens < room ? req.max_tokens : room;
+
+        history = malloc((req.n_prompt + max_gen + 1) * sizeof(int32_t));
+        lg = malloc(hp->n_vocab * sizeof(float));
+        if (!history || !lg) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(history, req.prompt, req.n_prompt * sizeof(int32_t));
+        gen = history + req.n_prompt;
+        r = sampler_new(&req.sp, hp->n_vocab, &smp);
+        if (r < 0)
+                goto out;
+
+        t0 = now_usec();
+        llama_context_rewind(t->ctx, 0);
+        r = prefill(t, job, req.prompt, req.n_prompt, &logits);
+        if (r < 0)
+                goto out;
+        t1 = now_usec();
+
+        while (n_gen < max_gen) {
+                char piece[256];
+                int32_t tok;
+                int k;
+
+                if (swarm_job_cancelled(job)) {
+                        swarm_job_set_error(job, "cancelled after %zu tokens", n_gen);
+                        r = -ECANCELED;
+                        goto out;
+                }
+                memcpy(lg, logits, hp->n_vocab * sizeof(float));
+                tok = sampler_sample(smp, lg, history, req.n_prompt + n_gen);
+                gen[n_gen++] = tok;
+                if (tokenizer_is_eog(t->tok, tok)) {
+                        finish = "stop";
+                        break;
+                }
+                k = tokenizer_decode_token(t->tok, tok, false, piece, sizeof(piece));
+                if (k < 0 || (size_t) k > sizeof(piece)) {
+                        r = k < 0 ? k : -EBADMSG;
+                        goto out;
+                }
+                if (text_len + (size_t) k + 1 > text_cap) {
+                        size_t cap = (text_cap ?: 256) * 2 + (size_t) k;
+                        char *nt = realloc(text, cap);
+                        if (!nt) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        text = nt;
+                        text_cap = cap;
+                }
+                text_len += copy_text_bytes(text + text_len, piece, (size_t) k);
+                if (req.n_stops > 0) {
+                        cut = find_stop(&req, text, text_len, &stopped);
+                        if (stopped) {
+                                text_len = cut;
+                                finish = "stop";
+                                break;
+                        }
+                }
+                if (n_gen == max_gen)
+                        break;
+                r = llama_eval(t->ctx, &tok, 1, false, &logits);
+                if (r < 0)
+                        goto out;
+        }
+        t2 = now_usec();
+
+        struct swarm_tensor tt;
+        uint64_t shape[1] = { n_gen };
+        if (n_gen == 0) {
+                /* max_tokens 0: a valid, empty answer; tensors cannot be empty. */
+                shape[0] = 1;
+        }
+        if (text)
+                text[text_len] = '\0';
+        if ((r = swarm_values_set_string(out, "text", text ?: "")) < 0 ||
+            (r = swarm_values_add_tensor(out, "tokens", SWARM_DTYPE_I32, 1, shape, &tt)) < 0 ||
+            (r = swarm_values_set_int(out, "prompt_tokens_count", (int64_t) req.n_prompt)) < 0 ||
+            (r = swarm_values_set_int(out, "generated_tokens_count", (int64_t) n_gen)) < 0 ||
+            (r = swarm_values_set_string(out, "finish_reason", finish)) < 0 ||
+            (r = swarm_values_set_int(out, "prefill_usec", (int64_t) (t1 - t0))) < 0 ||
+            (r = swarm_values_set_int(out, "decode_usec", (int64_t) (t2 - t1))) < 0)
+                goto out;
+        memcpy(tt.data, gen, n_gen * sizeof(int32_t));
+        r = 0;
+out:
+        sampler_free(smp);
+        request_done(&req);
+        free(history);
+        free(lg);
+        free(text);
+        return r;
+}
+
+static int textgen_prove(void *state, struct swarm_job *job) {
+        const struct textgen *t = state;
+
+        return swarm_values_set_bytes(swarm_job_proof(job), "model-id", t->model_id, sizeof(t->model_id));
+}
+
+
+/* The bytes tokens[0..n) stand for, concatenated as execute() writes them. */
+static int decode_pieces(const struct textgen *t, const int32_t *tokens, size_t n, char **ret, size_t *len) {
+        size_t cap = 256, used = 0;
+        char *buf = malloc(cap);
+
+        if (!buf)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                int k = tokenizer_decode_token(t->tok, tokens[i], false, buf + used, cap - used);
+
+                if (k < 0) {
+                        free(buf);
+                        return k;
+                }
+                if ((size_t) k >= cap - used) {
+                        char *nb = realloc(buf, cap * 2 + (size_t) k);
+                        if (!nb) {
+                                free(buf);
+                                return -ENOMEM;
+                        }
+                        buf = nb;
+                        cap = cap * 2 + (size_t) k;
+                        i--;            /* again, into the larger buffer */
+                        continue;
+                }
+                used += copy_text_bytes(buf + used, buf + used, (size_t) k);
+        }
+        buf[used] = '\0';
+        *ret = buf;
+        *len = used;
+        return 0;
+}
+
+static int textgen_verify(void *state, struct swarm_job *job) {
+        struct textgen *t = state;
+        const struct llama_hparams *hp = llama_model_hparams(t->model);
+        const struct swarm_values *out = swarm_job_outputs(job), *proof = swarm_job_proof(job);
+        const char *text, *finish;
+        struct swarm_tensor tt;
+        struct request req;
+        const void *id;
+        size_t id_size, n_seq, decoded_len, batch = llama_context_n_batch(t->ctx);
+        int64_t n_gen_i;
+        int32_t *seq = NULL;
+        const int32_t *gen;
+        char *decoded = NULL;
+        char provider_hex[2 * MODEL_ID_SIZE + 1];
+        int r;
+
+        if (swarm_values_get_bytes(proof, "model-id", &id, &id_size) < 0 || id_size != MODEL_ID_SIZE) {
+                swarm_job_set_error(job, "the proof has no model-id");
+                return -EBADMSG;
+        }
+        if (memcmp(id, t->model_id, MODEL_ID_SIZE) != 0) {
+                sodium_bin2hex(provider_hex, sizeof(provider_hex), id, MODEL_ID_SIZE);
+                swarm_job_set_error(job, "the provider ran model-id %.16s…; this node holds %s (%.16s…) and cannot "
+                                    "check it", provider_hex, t->name, t->model_id_hex);
+                return -EOPNOTSUPP;
+        }
+        if (swarm_values_get_tensor(out, "tokens", &tt) < 0 || tt.dtype != SWARM_DTYPE_I32 || tt.ndim != 1 ||
+            swarm_values_get_int(out, "generated_tokens_count", &n_gen_i) < 0 ||
+            swarm_values_get_string(out, "text", &text) < 0 ||
+            swarm_values_get_string(out, "finish_reason", &finish) < 0) {
+                swarm_job_set_error(job, "the result lacks tokens, generated_tokens_count, text or finish_reason");
+                return -EBADMSG;
+        }
+        r = parse_request(t, swarm_job_inputs(job), job, &req);
+        if (r < 0)
+                return r;
+
+        size_t room = llama_context_n_ctx(t->ctx) - req.n_prompt;
+        size_t max_gen = req.max_tokens < room ? req.max_tokens : room;
+        size_t n_gen = (size_t) n_gen_i;
+        gen = tt.data;
+        if (n_gen_i < 0 || n_gen > max_gen || tt.n_elements != (n_gen ?: 1)) {
+                swarm_job_set_error(job, "%" PRIi64 " tokens generated for at most %zu (tensor of %" PRIu64 ")",
+                                    n_gen_i, max_gen, tt.n_elements);
+                r = -EBADMSG;
+                goto out;
+        }
+        bool eog_end = n_gen > 0 && tokenizer_is_eog(t->tok, gen[n_gen - 1]);
+        for (size_t i = 0; i < n_gen; i++)
+                if (gen[i] < 0 || (uint32_t) gen[i] >= hp->n_vocab || (i + 1 < n_gen && tokenizer_is_eog(t->tok, gen[i]))) {
+                        swarm_job_set_error(job, "generated token %zu (%" PRIi32 ") ends or leaves the vocabulary "
+                                            "before the last", i, gen[i]);
+                        r = -EBADMSG;
+                        goto out;
+                }
+        if (strcmp(finish, "length") == 0 ? n_gen != max_gen || eog_end
+                                          : strcmp(finish, "stop") != 0) {
+                swarm_job_set_error(job, "finish_reason \"%.16s\" does not fit %zu tokens of at most %zu", finish,
+                                    n_gen, max_gen);
+                r = -EBADMSG;
+                goto out;
+        }
+
+        /* The text is what the tokens decode to, cut at a stop string when
+         * that is why generation stopped. */
+        r = decode_pieces(t, gen, eog_end ? n_gen - 1 : n_gen, &decoded, &decoded_len);
+        if (r < 0)
+                goto out;
+        size_t text_len = strlen(text);
+        bool stop_cut = false;
+        if (!eog_end && strcmp(finish, "stop") == 0) {
+                size_t cut = find_stop(&req, decoded, decoded_len, &stop_cut);
+                if (!stop_cut || cut != text_len) {
+                        swarm_job_set_error(job, "finish_reason \"stop\" without an end token or a stop string");
+                        r = -EBADMSG;
+                        goto out;
+                }
+        } else if (text_len != decoded_len) {
+                swarm_job_set_error(job, "the text is %zu bytes, its tokens decode to %zu", text_len, decoded_len);
+                r = -EBADMSG;
+                goto out;
+        }
+        if (memcmp(text, decoded, text_len) != 0) {
+                swarm_job_set_error(job, "the text is not what its tokens decode to");
+                r = -EBADMSG;
+                goto out;
+        }
+        if (n_gen == 0) {
+                r = 0;
+                goto out;
+        }
+
+        /* Teacher forcing: one pass over prompt + output (less its last
+         * token), checking at each position the token that followed. */
+        n_seq = req.n_prompt + n_gen - 1;
+        seq = malloc((n_seq + 1) * sizeof(int32_t));
+        if (!seq) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(seq, req.prompt, req.n_prompt * sizeof(int32_t));
+        memcpy(seq + req.n_prompt, gen, n_gen * sizeof(int32_t));
+        llama_context_rewind(t->ctx, 0);
+        for (size_t i = 0; i < n_seq; i += batch) {
+                size_t m = n_seq - i < batch ? n_seq - i : batch;
+                const float *logits;
+                /* Logits are needed only from the prompt's last position. */
+                bool all = i + m >= req.n_prompt;
+
+                if (swarm_job_cancelled(job)) {
+                        r = -ECANCELED;
+                        goto out;
+                }
+                r = llama_eval(t->ctx, seq + i, m, all, &logits);
+                if (r < 0)
+                        goto out;
+                if (!all)
+                        continue;
+                for (size_t j = 0; j < m; j++) {
+                        size_t p = i + j;       /* logits at p predict seq[p + 1] */
+                        if (p + 1 < req.n_prompt)
+                                continue;
+                        if (!sampler_admits(&req.sp, logits + j * hp->n_vocab, hp->n_vocab, seq, p + 1, seq[p + 1],
+                                            t->tolerance, t->scratch)) {
+                                swarm_job_set_error(job, "generated token %zu (%" PRIi32 ") is not one the model "
+                                                    "could have chosen there", p + 1 - req.n_prompt, seq[p + 1]);
+                                r = -EBADMSG;
+                                goto out;
+                        }
+                }
+        }
+        r = 0;
+out:
+        request_done(&req);
+        free(seq);
+        free(decoded);
+        return r;
+}
+
+static const struct swarm_skill skill = {
+        .abi_version = SWARM_SKILL_ABI_VERSION,
+        .struct_size = sizeof(struct swarm_skill),
+        .name = "textgen",
+        .version = "0.1.0",
+        .description = "Text generation with Llama-family GGUF models, verified by teacher forcing",
+        .init = textgen_init,
+        .fini = textgen_fini,
+        .advertise = textgen_advertise,
+        .price = textgen_price,
+        .execute = textgen_execute,
+        .prove = textgen_prove,
+        .verify = textgen_verify,
+};
+
+SWARM_SKILL_EXPORT const struct swarm_skill *swarm_skill_entry(void) {
+        return &skill;
+}

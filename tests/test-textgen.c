@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The built "textgen" skill, loaded as swarm-worker loads it, on tiny
+ * random-weight GGUF models: generation (greedy and seeded), the inputs'
+ * forms and their errors, cancellation and deadlines, the memory budget,
+ * and teacher-forced verification accepting honest output and rejecting
+ * tampered tokens, another model's output and another prompt's. */
+
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gguf.h"
+#include "swarm-host.h"
+#include "tiny-model.h"
+#include "tokenizer.h"
+
+static char dir[] = "/tmp/test-textgen-XXXXXX";
+static void *module;
+static const struct swarm_skill *skill;
+
+static void setup(void) {
+        char path[PATH_MAX];
+        const char *bdir = getenv("SKILL_BUILD_DIR");
+
+        cr_assert_not_null(mkdtemp(dir));
+        cr_assert_not_null(bdir, "SKILL_BUILD_DIR is not set (run through meson test)");
+        snprintf(path, sizeof(path), "%s/textgen/textgen.so", bdir);
+        module = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        cr_assert_not_null(module, "dlopen %s: %s", path, dlerror());
+        skill = ((swarm_skill_entry_fn) dlsym(module, SWARM_SKILL_ENTRY_SYMBOL))();
+}
+
+static void teardown(void) {
+        char cmd[128];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        (void) system(cmd);
+        if (module)
+                dlclose(module);
+}
+
+TestSuite(textgen, .init = setup, .fini = teardown, .timeout = 120);
+
+static const char *model_path(const char *name, uint64_t seed, enum tiny_tokenizer tok) {
+        static char path[256];
+        struct tiny_model_spec s = tiny_model_spec_default();
+        char err[512];
+
+        s.seed = seed;
+        s.tokenizer = tok;
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        cr_assert_eq(tiny_model_write(&s, path, err, sizeof(err)), 0, "%s", err);
+        return path;
+}
+
+static void *start(const char *path, int64_t memory_limit) {
+        struct swarm_values *c = swarm_values_new();
+        void *state = NULL;
+
+        cr_assert_eq(swarm_values_set_string(c, "model", path), 0);
+        cr_assert_eq(swarm_values_set_int(c, "threads", 2), 0);
+        if (memory_limit)
+                cr_assert_eq(swarm_values_set_int(c, "memory-limit", memory_limit), 0);
+        int r = skill->init(c, &state);
+        swarm_values_free(c);
+        return r < 0 ? NULL : state;
+}
+
+static struct swarm_values *prompt_inputs(const char *prompt, int64_t max_tokens) {
+        struct swarm_values *in = swarm_values_new();
+
+        cr_assert_eq(swarm_values_set_string(in, "prompt", prompt), 0);
+        cr_assert_eq(swarm_values_set_int(in, "max_tokens", max_tokens), 0);
+        cr_assert_eq(swarm_values_set_string(in, "temperature", "0"), 0);
+        return in;
+}
+
+static int run(void *state, struct swarm_job *job, const struct swarm_values *in, const volatile uint32_t *cancel,
+               uint64_t deadline) {
+        int r;
+
+        cr_assert_eq(swarm_job_init(job, in, deadline, cancel, NULL, NULL), 0);
+        r = skill->execute(state, job);
+        if (r == 0)
+                cr_assert_eq(skill->prove(state, job), 0);
+        return r;
+}
+
+static void get_tokens(const struct swarm_job *job, const int32_t **tokens, int64_t *n) {
+        struct swarm_tensor t;
+
+        cr_assert_eq(swarm_values_get_tensor(swarm_job_outputs((struct swarm_job *) job), "tokens", &t), 0);
+        cr_assert_eq(swarm_values_get_int(swarm_job_outputs((struct swarm_job *) job), "generated_tokens_count", n), 0);
+        *tokens = t.data;
+}
+
+Test(textgen, greedy_generation_is_deterministic_and_verifies) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_SPM), 0);
+        struct swarm_values *in = prompt_inputs("Once upon a time", 24);
+        struct swarm_job j1, j2;
+        const int32_t *t1, *t2;
+        int64_t n1, n2, np;
+        const char *text, *finish;
+
+        cr_assert_not_null(st);
+        cr_assert_eq(run(st, &j1, in, NULL, 0), 0, "%s", swarm_job_error(&j1) ?: "");
+        cr_assert_eq(run(st, &j2, in, NULL, 0), 0);
+        get_tokens(&j1, &t1, &n1);
+        get_tokens(&j2, &t2, &n2);
+        cr_assert_eq(n1, n2);
+        cr_assert_gt(n1, 0);
+        cr_assert_eq(memcmp(t1, t2, (size_t) n1 * 4), 0);
+        cr_assert_eq(swarm_values_get_int(swarm_job_outputs(&j1), "prompt_tokens_count", &np), 0);
+        cr_assert_gt(np, 3, "BOS and a few pieces");
+        cr_assert_eq(swarm_values_get_string(swarm_job_outputs(&j1), "finish_reason", &finish), 0);
+        cr_assert(strcmp(finish, "length") == 0 || strcmp(finish, "stop") == 0);
+        cr_assert_eq(swarm_values_get_string(swarm_job_outputs(&j1), "text", &text), 0);
+        cr_assert_eq(skill->verify(st, &j1), 0, "%s", swarm_job_error(&j1) ?: "");
+        swarm_job_done(&j1);
+        swarm_job_done(&j2);
+        swarm_values_free(in);
+        skill->fini(st);
+}
+
+Test(textgen, a_seed_reproduces_a_sampled_generation_which_verifies) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_BPE), 0);
+        struct swarm_values *in = swarm_values_new();
+        struct swarm_job j1, j2;
+        const int32_t *t1, *t2;
+        int64_t n1, n2;
+
+        cr_assert_not_null(st);
+        swarm_values_set_string(in, "prompt", "Hello world");
+        swarm_values_set_int(in, "max_tokens", 32);
+        swarm_values_set_string(in, "temperature", "1.5");
+        swarm_values_set_int(in, "top_k", 0);
+        swarm_values_set_string(in, "min_p", "0");
+        swarm_values_set_int(in, "seed", 7);
+        cr_assert_eq(run(st, &j1, in, NULL, 0), 0, "%s", swarm_job_error(&j1) ?: "");
+        cr_assert_eq(run(st, &j2, in, NULL, 0), 0);
+        get_tokens(&j1, &t1, &n1);
+        get_tokens(&j2, &t2, &n2);
+        cr_assert_eq(n1, n2);
+        cr_assert_eq(memcmp(t1, t2, (size_t) n1 * 4), 0);
+        cr_assert_eq(skill->verify(st, &j1), 0, "%s", swarm_job_error(&j1) ?: "");
+        swarm_job_done(&j1);
+        swarm_job_done(&j2);
+        swarm_values_free(in);
+        skill->fini(st);
+}
+
+Test(textgen, prompt_tokens_are_used_exactly_as_given) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_SPM), 0);
+        struct swarm_values *in = swarm_values_new();
+        struct swarm_tensor t;
+        struct swarm_job j;
+        uint64_t shape[1] = { 3 };
+        int64_t np;
+
+        cr_assert_not_null(st);
+        cr_assert_eq(swarm_values_add_tensor(in, "prompt_tokens", SWARM_DTYPE_I32, 1, shape, &t), 0);
+        ((int32_t *) t.data)[0] = 300;
+        ((int32_t *) t.data)[1] = 301;
+        ((int32_t *) t.data)[2] = 302;
+        swarm_values_set_int(in, "max_tokens", 4);
+        cr_assert_eq(run(st, &j, in, NULL, 0), 0, "%s", swarm_job_error(&j) ?: "");
+        cr_assert_eq(swarm_values_get_int(swarm_job_outputs(&j), "prompt_tokens_count", &np), 0);
+        cr_assert_eq(np, 3, "no BOS added to given tokens");
+        swarm_job_done(&j);
+        swarm_values_free(in);
+        skill->fini(st);
+}
+
+Test(textgen, chat_messages_go_through_the_models_template) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_BPE), 0);
+        struct swarm_values *in = swarm_values_new(), *bad = swarm_values_new();
+        struct swarm_job j;
+        int64_t np;
+
+        cr_assert_not_null(st);
+        swarm_values_set_string(in, "messages", "[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},"
+                                                "{\"role\":\"user\",\"content\":\"Hello world!\"}]");
+        swarm_values_set_int(in, "max_tokens", 4);
+        cr_assert_eq(run(st, &j, in, NULL, 0), 0, "%s", swarm_job_error(&j) ?: "");
+        cr_assert_eq(swarm_values_get_int(swarm_job_outputs(&j), "prompt_tokens_count", &np), 0);
+        cr_assert_gt(np, 8);
+        cr_assert_eq(skill->verify(st, &j), 0, "%s", swarm_job_error(&j) ?: "");
+        swarm_job_done(&j);
+
+        swarm_values_set_string(bad, "messages", "[{\"role\":\"user\"}");
+        cr_assert_eq(run(st, &j, bad, NULL, 0), -EINVAL);
+        cr_assert(strstr(swarm_job_error(&j), "not valid JSON"), "%s", swarm_job_error(&j));
+        swarm_job_done(&j);
+        swarm_values_free(in);
+        swarm_values_free(bad);
+        skill->fini(st);
+}
+
+Test(textgen, bad_inputs_are_refused_naming_the_input) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_SPM), 0);
+        struct {
+                const char *name, *value, *needle;
+        } cases[] = {
+                { "temperature", "hot", "\"temperature\"" },
+                { "top_p", "1.5", "top_p" },
+                { "model", "llama-70b", "this provider serves" },
+                { "stop", "[1, 2]", "\"stop\"" },
+        };
+
+        cr_assert_not_null(st);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct swarm_values *in = prompt_inputs("x", 4);
+                struct swarm_job j;
+                uint64_t price;
+
+                swarm_values_free(in);
+                in = swarm_values_new();
+                swarm_values_set_string(in, "prompt", "x");
+                swarm_values_set_string(in, cases[i].name, cases[i].value);
+                swarm_call_error_reset();
+                cr_assert_lt(skill->price(st, in, &price), 0, "%s", cases[i].name);
+                cr_assert_eq(run(st, &j, in, NULL, 0), -EINVAL, "%s", cases[i].name);
+                cr_assert(strstr(swarm_job_error(&j), cases[i].needle), "%s: %s", cases[i].name, swarm_job_error(&j));
+                swarm_job_done(&j);
+                swarm_values_free(in);
+        }
+        struct swarm_values *none = swarm_values_new();
+        struct swarm_job j;
+        cr_assert_eq(run(st, &j, none, NULL, 0), -EINVAL);
+        cr_assert(strstr(swarm_job_error(&j), "prompt"));
+        swarm_job_done(&j);
+        swarm_values_free(none);
+        skill->fini(st);
+}
+
+Test(textgen, price_grows_with_prompt_and_max_tokens) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_SPM), 0);
+        struct swarm_values *a = prompt_inputs("x", 100), *b = prompt_inputs("x", 100000);
+        uint64_t pa, pb;
+
+        cr_assert_not_null(st);
+        cr_assert_eq(skill->price(st, a, &pa), 0);
+        cr_assert_eq(skill->price(st, b, &pb), 0);
+        cr_assert_geq(pa, 1);
+        cr_assert_gt(pb, pa);
+        swarm_values_free(a);
+        swarm_values_free(b);
+        skill->fini(st);
+}
+
+Test(textgen, cancellation_and_a_past_deadline_stop_generation) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_SPM), 0);
+        struct swarm_values *in = prompt_inputs("Once upon a time", 200);
+        volatile uint32_t cancel = 1;
+        struct swarm_job j;
+        struct timespec ts;
+
+        cr_assert_not_null(st);
+        cr_assert_eq(run(st, &j, in, &cancel, 0), -ECANCELED);
+        swarm_job_done(&j);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        cr_assert_eq(run(st, &j, in, NULL, (uint64_t) ts.tv_sec * 1000000 - 1), -ECANCELED);
+        swarm_job_done(&j);
+        swarm_values_free(in);
+        skill->fini(st);
+}
+
+Test(textgen, a_model_past_the_memory_limit_is_refused) {
+        cr_assert_null(start(model_path("a.gguf", 1, TINY_TOKENIZER_SPM), 4096));
+        cr_assert_not_null(start(model_path("b.gguf", 1, TINY_TOKENIZER_SPM), 1 << 30) ?: NULL);
+}
+
+Test(textgen, a_missing_or_hostile_model_file_fails_init) {
+        char path[300];
+        FILE *f;
+
+        cr_assert_null(start("/nonexistent/model.gguf", 0));
+        snprintf(path, sizeof(path), "%s/junk.gguf", dir);
+        f = fopen(path, "w");
+        fputs("GGUF\x03\x00\x00\x00garbage", f);
+        fclose(f);
+        cr_assert_null(start(path, 0));
+}
+
+/* Rewrites the job's outputs so that text and tokens agree again after the
+ * tokens were changed: only teacher forcing can tell. */
+static void set_consistent_outputs(struct swarm_job *j, const char *model, const int32_t *tokens, int64_t n) {
+        struct swarm_values *out = swarm_job_outputs(j);
+        struct tokenizer *tok;
+        struct gguf *g;
+        char err[256], *text;
+        struct swarm_tensor t;
+        uint64_t shape[1] = { (uint64_t) n };
+        int32_t *copy = malloc((size_t) n * 4);
+
+        memcpy(copy, tokens, (size_t) n * 4);
+        cr_assert_eq(gguf_open(model, &g, err, sizeof(err)), 0);
+        cr_assert_eq(tokenizer_load(g, &tok, err, sizeof(err)), 0);
+        cr_assert_eq(tokenizer_decode(tok, copy, (size_t) n, false, &text), 0);
+        swarm_values_free(out);
+        j->outputs = out = swarm_values_new();
+        swarm_values_set_string(out, "text", text);
+        swarm_values_add_tensor(out, "tokens", SWARM_DTYPE_I32, 1, shape, &t);
+        memcpy(t.data, copy, (size_t) n * 4);
+        swarm_values_set_int(out, "generated_tokens_count", n);
+        swarm_values_set_string(out, "finish_reason", "length");
+        free(text);
+        free(copy);
+        tokenizer_free(tok);
+        gguf_close(g);
+}
+
+Test(textgen, verify_rejects_tampered_tokens_another_model_and_another_prompt) {
+        char a_path[256], b_path[256];
+        snprintf(a_path, sizeof(a_path), "%s", model_path("a.gguf", 1, TINY_TOKENIZER_SPM));
+        snprintf(b_path, sizeof(b_path), "%s", model_path("b.gguf", 2, TINY_TOKENIZER_SPM));
+        void *a = start(a_path, 0), *b = start(b_path, 0);
+        struct swarm_values *in = prompt_inputs("Once upon a time", 16), *other = prompt_inputs("The quick brown fox", 16);
+        struct swarm_job j;
+        const int32_t *toks;
+        int32_t tampered[16];
+        int64_t n;
+        const void *id_a;
+        size_t id_size;
+
+        cr_assert_not_null(a);
+        cr_assert_not_null(b);
+
+        /* One token changed, the text made to match it. */
+        cr_assert_eq(run(a, &j, in, NULL, 0), 0);
+        get_tokens(&j, &toks, &n);
+        cr_assert_eq(n, 16, "greedy on random weights should not hit EOS in 16 tokens");
+        memcpy(tampered, toks, sizeof(tampered));
+        tampered[5] = tampered[5] == 300 ? 301 : 300;
+        set_consistent_outputs(&j, a_path, tampered, n);
+        cr_assert_eq(skill->verify(a, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "token 5"), "%s", swarm_job_error(&j));
+        swarm_job_done(&j);
+
+        /* Text that is not what the tokens decode to. */
+        cr_assert_eq(run(a, &j, in, NULL, 0), 0);
+        get_tokens(&j, &toks, &n);
+        memcpy(tampered, toks, sizeof(tampered));
+        set_consistent_outputs(&j, a_path, tampered, n);
+        swarm_values_free(j.outputs);
+        j.outputs = swarm_values_new();
+        {
+                struct swarm_tensor t;
+                uint64_t shape[1] = { 16 };
+                swarm_values_set_string(j.outputs, "text", "a different story");
+                swarm_values_add_tensor(j.outputs, "tokens", SWARM_DTYPE_I32, 1, shape, &t);
+                memcpy(t.data, tampered, sizeof(tampered));
+                swarm_values_set_int(j.outputs, "generated_tokens_count", 16);
+                swarm_values_set_string(j.outputs, "finish_reason", "length");
+        }
+        cr_assert_eq(skill->verify(a, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "decode"), "%s", swarm_job_error(&j));
+        swarm_job_done(&j);
+
+        /* Another model's output, claimed to be this model's. */
+        cr_assert_eq(run(a, &j, in, NULL, 0), 0);
+        cr_assert_eq(swarm_values_get_bytes(swarm_job_proof(&j), "model-id", &id_a, &id_size), 0);
+        uint8_t id_copy[32];
+        memcpy(id_copy, id_a, 32);
+        swarm_job_done(&j);
+        cr_assert_eq(run(b, &j, in, NULL, 0), 0);
+        cr_assert_eq(skill->verify(a, &j), -EOPNOTSUPP, "an honest other model-id cannot be checked here");
+        swarm_values_free(swarm_job_proof(&j));
+        j.proof = swarm_values_new();
+        swarm_values_set_bytes(j.proof, "model-id", id_copy, 32);
+        cr_assert_eq(skill->verify(a, &j), -EBADMSG);
+        swarm_job_done(&j);
+
+        /* Another prompt's output for this prompt. */
+        cr_assert_eq(run(a, &j, other, NULL, 0), 0);
+        j.inputs = in;
+        cr_assert_eq(skill->verify(a, &j), -EBADMSG);
+        swarm_job_done(&j);
+
+        swarm_values_free(in);
+        swarm_values_free(other);
+        skill->fini(a);
+        skill->fini(b);
+}
