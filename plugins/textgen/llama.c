@@ -41,6 +41,7 @@ struct llama_context {
         int32_t *positions;
 };
 
+static int fail(char *err, size_t err_size, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t err_size, int r, const char *fmt, ...) {
         va_list ap;
 

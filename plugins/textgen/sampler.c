@@ -21,6 +21,7 @@ struct sampler {
         float *probs;
 };
 
+static int fail(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t err_size, const char *fmt, ...) {
         va_list ap;
 
