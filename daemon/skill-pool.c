@@ -59,6 +59,8 @@ struct pool_request {
         sd_event_source *deadline_timer;
         pool_done_fn done;
         void *userdata;
+        pool_chunk_fn chunk;            /* NULL: chunks are dropped */
+        void *chunk_userdata;
         struct worker *worker;
         int stop_reason;                /* -ETIMEDOUT or -ECANCELED once asked to stop */
 };
@@ -279,6 +281,27 @@ static void handle_reply(struct worker *w, struct wmsg *m) {
         worker_became_idle(w);
 }
 
+/* A piece of output the skill emitted while executing: handed to the
+ * request's listener, if any, unless the request is being stopped. */
+static void handle_chunk(struct pool_request *r, const struct wmsg *m) {
+        enum swarm_value_type type;
+        const char *name;
+        const void *data;
+        size_t size;
+
+        if (!r->chunk || r->stop_reason || !m->values[0] || swarm_values_count(m->values[0]) != 1)
+                return;
+        name = swarm_values_name(m->values[0], 0, &type);
+        if (type != SWARM_VALUE_BYTES || swarm_values_get_bytes(m->values[0], name, &data, &size) < 0)
+                return;
+        r->chunk(r, name, data, size, r->chunk_userdata);
+}
+
+void skill_pool_request_on_chunk(struct pool_request *req, pool_chunk_fn chunk, void *userdata) {
+        req->chunk = chunk;
+        req->chunk_userdata = userdata;
+}
+
 static int on_worker_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct worker *w = userdata;
         static const enum wmsg_type expected[] = {
@@ -310,6 +333,9 @@ static int on_worker_io(sd_event_source *s, int fd, uint32_t revents, void *user
 
                 if (w->state == WORKER_STARTING && m.type == WMSG_HELLO)
                         handle_hello(w, &m);
+                else if (w->state == WORKER_BUSY && w->current && m.job_id == w->current->id &&
+                         w->current->op == POOL_EXECUTE && m.type == WMSG_CHUNK)
+                        handle_chunk(w->current, &m);
                 else if (w->state == WORKER_BUSY && w->current && m.job_id == w->current->id &&
                          m.type == expected[w->current->op])
                         handle_reply(w, &m);

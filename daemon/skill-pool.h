@@ -73,6 +73,10 @@ struct pool_result {
 
 typedef void (*pool_done_fn)(struct pool_request *req, struct pool_result *result, void *userdata);
 typedef void (*pool_event_fn)(struct skill_pool *pool, void *userdata);
+/* A chunk an executing skill emitted (swarm_job_emit()): name and bytes,
+ * valid during the call; in order, before the request's done. */
+typedef void (*pool_chunk_fn)(struct pool_request *req, const char *name, const void *data, size_t size,
+                              void *userdata);
 
 int skill_pool_new(sd_event *event, const struct skill_pool_config *config, struct skill_pool **ret);
 /* Stops every worker (SIGTERM, then SIGKILL after a second) and fails the
@@ -100,6 +104,9 @@ int skill_pool_submit(struct skill_pool *p, enum pool_op op,
                       const struct swarm_values *outputs, const struct swarm_values *proof,
                       uint64_t deadline_usec, pool_done_fn done, void *userdata,
                       struct pool_request **ret);
+
+/* Asks for the chunks an EXECUTE request's skill emits (none by default). */
+void skill_pool_request_on_chunk(struct pool_request *req, pool_chunk_fn chunk, void *userdata);
 
 /* Cancels a request: done is called with -ECANCELED, before this returns
  * for a queued request, from the event loop once the worker stops for a

@@ -71,15 +71,41 @@ static int reply(struct worker *w, struct wmsg *m) {
         return r;
 }
 
+struct emit_target {
+        struct worker *w;
+        uint64_t job_id;
+};
+
+/* swarm_job_emit(): the chunk goes to the host at once, ahead of the reply,
+ * on the same socket, so chunks and the result arrive in order. */
+static int emit_chunk(void *userdata, const char *name, const void *data, size_t size) {
+        struct emit_target *t = userdata;
+        struct wmsg m = { .type = WMSG_CHUNK, .job_id = t->job_id };
+        int r;
+
+        m.values[0] = swarm_values_new();
+        if (!m.values[0])
+                return -ENOMEM;
+        r = swarm_values_set_bytes(m.values[0], name, data, size);
+        if (r >= 0)
+                r = reply(t->w, &m);
+        wmsg_done(&m);
+        return r < 0 ? r : 0;
+}
+
 static int handle_execute(struct worker *w, const struct wmsg *req) {
         struct wmsg rep = { .type = WMSG_EXECUTE_REPLY, .job_id = req->job_id };
         struct swarm_job job;
         uint64_t start;
         int r;
 
+        struct emit_target target = { .w = w, .job_id = req->job_id };
+
         r = swarm_job_init(&job, req->values[0], req->number, w->cancel, shm_allocate, NULL);
         if (r < 0)
                 return r;
+        job.emit = emit_chunk;
+        job.emit_userdata = &target;
 
         start = now_usec();
         if (swarm_job_cancelled(&job))

@@ -46,6 +46,7 @@ const char *wmsg_type_to_string(enum wmsg_type t) {
                 [WMSG_ADVERTISE_REPLY] = "advertise-reply",
                 [WMSG_SUBMIT] = "submit",
                 [WMSG_SUBMIT_REPLY] = "submit-reply",
+                [WMSG_CHUNK] = "chunk",
         };
         if ((unsigned) t >= _WMSG_TYPE_MAX || !names[t])
                 return "unknown";

@@ -12,6 +12,7 @@
  *   EXECUTE (deadline, inputs) EXECUTE_REPLY (exec µs, outputs, proof)
  *   VERIFY (inputs, outputs, proof)  VERIFY_REPLY
  *   ADVERTISE                  ADVERTISE_REPLY (advert)
+ *                              CHUNK (a piece of output, during EXECUTE)
  *
  * The same codec carries the local job submissions (jobs-socket.h), from a
  * client such as swarmctl to swarmd:
@@ -48,6 +49,7 @@ enum wmsg_type {
         WMSG_ADVERTISE_REPLY,
         WMSG_SUBMIT,
         WMSG_SUBMIT_REPLY,
+        WMSG_CHUNK,
         _WMSG_TYPE_MAX,
 };
 
@@ -82,7 +84,8 @@ struct wmsg {
         /* EXECUTE, PRICE: [0] inputs.  EXECUTE_REPLY: [0] outputs, [1] proof.
          * VERIFY: inputs, outputs, proof.  INIT: [0] config.  HELLO,
          * ADVERTISE_REPLY: [0] advert.  SUBMIT: [0] inputs, [1] options.
-         * SUBMIT_REPLY: [0] outputs, [1] metrics. */
+         * SUBMIT_REPLY: [0] outputs, [1] metrics.  CHUNK: [0] one value, the
+         * chunk swarm_job_emit() made (bytes under its name). */
         struct swarm_values *values[WMSG_VALUE_SETS];
 };
 

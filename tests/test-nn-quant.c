@@ -593,6 +593,260 @@ Test(quant, vec_dot_of_a_zero_row_is_zero) {
         }
 }
 
+/* ---- Integer dot products with int8 activations ---- */
+
+static const enum nn_type int8_types[] = {
+        NN_TYPE_Q4_0, NN_TYPE_Q8_0, NN_TYPE_Q4_K, NN_TYPE_Q5_K, NN_TYPE_Q6_K,
+};
+#define N_INT8_TYPES (sizeof(int8_types) / sizeof(int8_types[0]))
+
+static const char *const families[] = { "generic", "avx2", "avx512" };
+#define N_FAMILIES (sizeof(families) / sizeof(families[0]))
+
+static float rd_f32(const uint8_t *p) {
+        float f;
+
+        memcpy(&f, p, sizeof(f));
+        return f;
+}
+
+/* The activation layouts as nn-quant.h states them: blocks of 32 (36 B: f32
+ * d, 32 int8) for Q4_0/Q8_0, of 256 (292 B: f32 d, 256 int8, 16 int16
+ * sums) for the K-quants.  Writes each element's value q·d and its block's
+ * d, and checks what the layout promises of each block. */
+static void ref_act_decode(enum nn_type type, const uint8_t *xq, size_t n, float *y, float *step) {
+        size_t blk = type == NN_TYPE_Q4_0 || type == NN_TYPE_Q8_0 ? 32 : 256;
+        size_t bytes = blk == 32 ? 36 : 292;
+
+        cr_assert_eq(nn_act_bytes(type, n), n / blk * bytes);
+        for (size_t b = 0; b < n / blk; b++, xq += bytes) {
+                float d = rd_f32(xq);
+
+                for (size_t j = 0; j < blk; j++) {
+                        int q = (int8_t) xq[4 + j];
+
+                        cr_assert(q >= -127, "%s: quant -128 in block %zu", nn_type_name(type), b);
+                        y[b * blk + j] = (float) q * d;
+                        step[b * blk + j] = d;
+                }
+                for (size_t j = 0; blk == 256 && j < 16; j++) {
+                        int sum = 0;
+
+                        for (size_t l = 0; l < 16; l++)
+                                sum += (int8_t) xq[4 + 16 * j + l];
+                        cr_assert_eq((int16_t) rd16(xq + 260 + 2 * j), sum, "%s block %zu: sum %zu",
+                                     nn_type_name(type), b, j);
+                }
+        }
+}
+
+Test(quant, int8_dot_is_for_the_block_quants_only) {
+        for (size_t t = 0; t < N_TYPES; t++) {
+                enum nn_type type = all_types[t];
+                bool want = nn_type_block_elems(type) > 1;
+
+                cr_assert_eq(nn_type_int8_dot(type), want, "%s", nn_type_name(type));
+                if (!want)
+                        cr_assert_eq(nn_act_bytes(type, 4096), 0);
+        }
+        cr_assert_eq(nn_act_bytes(NN_TYPE_Q4_0, 64), 72);
+        cr_assert_eq(nn_act_bytes(NN_TYPE_Q8_0, 32), 36);
+        cr_assert_eq(nn_act_bytes(NN_TYPE_Q4_K, 512), 584);
+        cr_assert_eq(nn_act_bytes(NN_TYPE_Q6_K, 256), 292);
+}
+
+/* Each element within half a step of its source, the largest magnitude of
+ * each block at ±127, and every family writing the same bytes. */
+Test(quant, quantised_activations_round_each_element_to_its_blocks_step) {
+        const size_t n = 4096;
+
+        rng_seed(41);
+        for (size_t t = 0; t < N_INT8_TYPES; t++) {
+                enum nn_type type = int8_types[t];
+                size_t bytes = nn_act_bytes(type, n);
+                _cleanup_free_ float *x = random_floats(n, true);
+                _cleanup_free_ float *y = malloc(n * sizeof(float));
+                _cleanup_free_ float *step = malloc(n * sizeof(float));
+                _cleanup_free_ uint8_t *want = malloc(bytes);
+                _cleanup_free_ uint8_t *got = malloc(bytes);
+
+                cr_assert(y && step && want && got);
+                /* Blocks of very different sizes, one of them all zero. */
+                for (size_t i = 0; i < n; i++)
+                        x[i] *= (i / 256) % 3 == 0 ? 1e-3f : (i / 256) == 7 ? 0.0f : 10.0f;
+                cr_assert_eq(nn_simd_force("generic"), 0);
+                nn_quantize_act(type, x, want, n);
+                ref_act_decode(type, want, n, y, step);
+                for (size_t i = 0; i < n; i++)
+                        cr_assert_leq(fabs((double) y[i] - x[i]), 0.5 * step[i] * (1 + 1e-5),
+                                      "%s element %zu: %g became %g, step %g", nn_type_name(type), i, x[i], y[i], step[i]);
+                for (size_t f = 1; f < N_FAMILIES; f++) {
+                        if (nn_simd_force(families[f]) < 0)
+                                continue;
+                        memset(got, 0xa5, bytes);
+                        nn_quantize_act(type, x, got, n);
+                        cr_assert_arr_eq(got, want, bytes, "%s %s", families[f], nn_type_name(type));
+                }
+        }
+        nn_simd_force(NULL);
+}
+
+/* The row against the ORIGINAL x: off by at most what moving each x_i by
+ * half its block's step can do (Σ|a_i|·step_i/2), plus f32 rounding; and
+ * against the dequantised activations: exact integer sums, so only the f32
+ * scaling and accumulation differ from a double-precision dot. */
+static void check_dot_act(enum nn_type type, size_t n, const char *family) {
+        _cleanup_free_ uint8_t *row = random_row(type, n);
+        _cleanup_free_ float *x = random_floats(n, false);
+        _cleanup_free_ float *a = malloc(n * sizeof(float));
+        _cleanup_free_ float *y = malloc(n * sizeof(float));
+        _cleanup_free_ float *step = malloc(n * sizeof(float));
+        _cleanup_free_ uint8_t *xq = malloc(nn_act_bytes(type, n));
+        double want = 0.0, want_q = 0.0, mag = 0.0, mag_q = 0.0, moved = 0.0;
+
+        cr_assert(a && y && step && xq);
+        nn_dequantize_row(type, row, a, n);
+        nn_quantize_act(type, x, xq, n);
+        ref_act_decode(type, xq, n, y, step);
+        for (size_t i = 0; i < n; i++) {
+                want += (double) a[i] * x[i];
+                mag += fabs((double) a[i] * x[i]);
+                want_q += (double) a[i] * y[i];
+                mag_q += fabs((double) a[i] * y[i]);
+                moved += fabs((double) a[i]) * step[i] / 2;
+        }
+        float got = nn_vec_dot_act(type, row, xq, n);
+        cr_assert_leq(fabs(got - want_q), 1e-5 * mag_q + 1e-30,
+                      "%s %s n=%zu: dot %.9g, with the quantised x %.9g (Σ|a·x| %g)",
+                      family, nn_type_name(type), n, got, want_q, mag_q);
+        cr_assert_leq(fabs(got - want), moved + 1e-5 * mag + 1e-30,
+                      "%s %s n=%zu: dot %.9g, with the original x %.9g (bound %g)",
+                      family, nn_type_name(type), n, got, want, moved + 1e-5 * mag);
+}
+
+static void check_act_family(const char *family) {
+        int r = nn_simd_force(family);
+
+        if (r == -EOPNOTSUPP)
+                cr_skip_test("this CPU has no %s", family);
+        cr_assert_eq(r, 0);
+        rng_seed(43);
+        for (size_t t = 0; t < N_INT8_TYPES; t++) {
+                size_t be = nn_type_block_elems(int8_types[t]);
+                /* One block, an odd count (the AVX-512 kernels take four
+                 * blocks at a time), a model's row, and one block more. */
+                const size_t ns[] = { be, 3 * be, 7 * be, 37 * be, 4096, 4096 + be };
+
+                for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
+                        for (int rep = 0; rep < 4; rep++)
+                                check_dot_act(int8_types[t], ns[i], family);
+        }
+        nn_simd_force(NULL);
+}
+
+Test(quant, vec_dot_act_generic_matches_the_dequantised_row) {
+        check_act_family("generic");
+}
+
+Test(quant, vec_dot_act_avx2_matches_the_dequantised_row) {
+        check_act_family("avx2");
+}
+
+Test(quant, vec_dot_act_avx512_matches_the_dequantised_row) {
+        check_act_family("avx512");
+}
+
+/* Same row, same quantised x: the families differ only in the order of the
+ * f32 additions. */
+Test(quant, vec_dot_act_simd_equals_generic) {
+        rng_seed(47);
+        for (size_t t = 0; t < N_INT8_TYPES; t++) {
+                enum nn_type type = int8_types[t];
+                size_t be = nn_type_block_elems(type);
+                const size_t ns[] = { be, 5 * be, 4096 + 3 * be };
+
+                for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+                        size_t n = ns[k];
+                        _cleanup_free_ uint8_t *row = random_row(type, n);
+                        _cleanup_free_ float *x = random_floats(n, true);
+                        _cleanup_free_ float *a = malloc(n * sizeof(float));
+                        _cleanup_free_ float *y = malloc(n * sizeof(float));
+                        _cleanup_free_ float *step = malloc(n * sizeof(float));
+                        _cleanup_free_ uint8_t *xq = malloc(nn_act_bytes(type, n));
+                        double mag = 0.0;
+
+                        cr_assert(a && y && step && xq);
+                        cr_assert_eq(nn_simd_force("generic"), 0);
+                        nn_quantize_act(type, x, xq, n);
+                        float want = nn_vec_dot_act(type, row, xq, n);
+                        nn_dequantize_row(type, row, a, n);
+                        ref_act_decode(type, xq, n, y, step);
+                        for (size_t i = 0; i < n; i++)
+                                mag += fabs((double) a[i] * y[i]);
+                        for (size_t f = 1; f < N_FAMILIES; f++) {
+                                if (nn_simd_force(families[f]) < 0)
+                                        continue;
+                                float got = nn_vec_dot_act(type, row, xq, n);
+                                cr_assert_leq(fabs((double) got - want), 1e-5 * mag + 1e-30,
+                                              "%s %s n=%zu: %.9g, generic %.9g", families[f], nn_type_name(type), n, got, want);
+                        }
+                }
+        }
+        nn_simd_force(NULL);
+}
+
+Test(quant, vec_dot_act_reads_rows_and_activations_at_any_byte_offset) {
+        rng_seed(53);
+        for (size_t f = 0; f < N_FAMILIES; f++) {
+                if (nn_simd_force(families[f]) < 0)
+                        continue;
+                for (size_t t = 0; t < N_INT8_TYPES; t++) {
+                        enum nn_type type = int8_types[t];
+                        size_t n = 1024, bytes = nn_row_bytes(type, n), abytes = nn_act_bytes(type, n);
+                        _cleanup_free_ uint8_t *row = random_row(type, n);
+                        _cleanup_free_ uint8_t *shifted = malloc(bytes + 1);
+                        _cleanup_free_ float *x = random_floats(n, false);
+                        _cleanup_free_ uint8_t *xq = malloc(abytes);
+                        _cleanup_free_ uint8_t *xq_shifted = malloc(abytes + 3);
+
+                        cr_assert(shifted && xq && xq_shifted);
+                        memcpy(shifted + 1, row, bytes);
+                        nn_quantize_act(type, x, xq, n);
+                        nn_quantize_act(type, x, xq_shifted + 3, n);
+                        cr_assert_eq(float_bits(nn_vec_dot_act(type, shifted + 1, xq_shifted + 3, n)),
+                                     float_bits(nn_vec_dot_act(type, row, xq, n)),
+                                     "%s %s", families[f], nn_type_name(type));
+                }
+        }
+        nn_simd_force(NULL);
+}
+
+Test(quant, vec_dot_act_is_zero_for_a_zero_row_and_nan_for_a_nan_in_x) {
+        rng_seed(59);
+        for (size_t f = 0; f < N_FAMILIES; f++) {
+                if (nn_simd_force(families[f]) < 0)
+                        continue;
+                for (size_t t = 0; t < N_INT8_TYPES; t++) {
+                        enum nn_type type = int8_types[t];
+                        size_t n = 2 * NN_QK_K;
+                        _cleanup_free_ uint8_t *zero = calloc(1, nn_row_bytes(type, n));
+                        _cleanup_free_ uint8_t *row = random_row(type, n);
+                        _cleanup_free_ float *x = random_floats(n, false);
+                        _cleanup_free_ uint8_t *xq = malloc(nn_act_bytes(type, n));
+
+                        cr_assert(zero && xq);
+                        nn_quantize_act(type, x, xq, n);
+                        cr_assert_eq(nn_vec_dot_act(type, zero, xq, n), 0.0f, "%s %s", families[f], nn_type_name(type));
+                        /* A plain maximum over the block would skip the NaN
+                         * and the dot would come out finite. */
+                        x[300] = NAN;
+                        nn_quantize_act(type, x, xq, n);
+                        cr_assert(isnan(nn_vec_dot_act(type, row, xq, n)), "%s %s", families[f], nn_type_name(type));
+                }
+        }
+        nn_simd_force(NULL);
+}
+
 /* ---- Family selection ---- */
 
 Test(quant, simd_force_picks_a_family_and_null_restores_the_best) {

@@ -134,6 +134,51 @@ static struct outcome submit(enum pool_op op, const struct swarm_values *in, uin
 
 TestSuite(pool, .init = setup, .fini = teardown, .timeout = 60);
 
+struct chunks {
+        char text[64];
+        unsigned n, others;
+        bool after_done;
+        const bool *done;
+};
+
+static void on_chunk(struct pool_request *req, const char *name, const void *data, size_t size, void *userdata) {
+        struct chunks *c = userdata;
+
+        c->n++;
+        if (*c->done)
+                c->after_done = true;
+        if (strcmp(name, "text") == 0)
+                strncat(c->text, data, size < sizeof(c->text) - strlen(c->text) - 1 ? size
+                                                                                      : sizeof(c->text) - strlen(c->text) - 1);
+        else
+                c->others++;
+}
+
+Test(pool, chunks_an_executing_skill_emits_arrive_in_order_before_the_result) {
+        struct swarm_values *in = make_inputs("stream", 4);
+        struct outcome o = {};
+        struct chunks c = { .done = &o.done };
+        struct pool_request *req;
+
+        cr_assert_eq(start_pool_with("testskill", 1, 0, 0), 0);
+        wait_ready();
+        cr_assert_eq(skill_pool_submit(pool, POOL_EXECUTE, in, NULL, NULL, 0, on_done, &o, &req), 0);
+        skill_pool_request_on_chunk(req, on_chunk, &c);
+        cr_assert(run_until(&o.done, 15 * 1000 * 1000));
+        cr_assert_eq(o.status, 0, "%s", o.error);
+        cr_assert_str_eq(c.text, "one two three");
+        cr_assert_eq(c.others, 1);
+        cr_assert_eq(c.n, 4);
+        cr_assert_not(c.after_done);
+        swarm_values_free(o.outputs);
+
+        /* Without a listener the same job runs and its chunks are dropped. */
+        o = submit(POOL_EXECUTE, in, 0, NULL);
+        cr_assert_eq(o.status, 0, "%s", o.error);
+        swarm_values_free(o.outputs);
+        swarm_values_free(in);
+}
+
 Test(pool, executes_and_returns_outputs_in_shared_memory) {
         struct swarm_values *in = make_inputs("echo", 1 << 18);   /* 1 MiB */
         struct swarm_tensor y;

@@ -37,7 +37,7 @@ expect() {
 run 0 skill inspect hash
 expect "Skill:        hash"
 expect "Callbacks:    init,fini,advertise,price,execute,verify"
-expect "ABI:          1.0"
+expect "ABI:          1.1"
 expect "throughput"
 ok "inspect hash by name shows descriptor and advert"
 
@@ -106,6 +106,40 @@ ok "deadline enforced"
 run 1 skill run testskill --config fail-init=1 --input x=random:f32:4
 expect "init() of skill testskill failed"
 ok "failed init is explained"
+
+run 0 skill run testskill --input mode=str:stream --input x=random:f32:4
+expect "^stream      one two three\[progress: 3 bytes\]$"
+ok "what a skill emits while it runs is printed as it comes"
+
+# textgen on a random-weight Llama written in real GGUF by gguf-tiny.
+"$GGUF_TINY" --tokenizer bpe --type q8_0 "$tmp/tiny.gguf"
+run 0 skill inspect textgen --config model="$tmp/tiny.gguf"
+expect 'architecture   "llama"'
+expect 'quantization   "q8_0"'
+expect 'chat-template  "llama3"'
+expect 'model-id       "[0-9a-f]\{64\}"'
+ok "inspect textgen shows the model's metadata and identity"
+
+run 0 skill run textgen --config model="$tmp/tiny.gguf" --input prompt=str:"Once upon a time" \
+	--input max_tokens=int:12 --output-dir "$tmp/tg"
+expect "^stream      "
+expect "verify      passed"
+expect "generated_tokens_count 12"
+[ -s "$tmp/tg/tokens.npy" ] || fail "no tokens.npy"
+ok "skill run textgen streams the text, verifies it and writes tokens.npy"
+
+run 0 skill run textgen --config model="$tmp/tiny.gguf" --input "prompt_tokens=@$tmp/tg/tokens.npy" \
+	--input max_tokens=int:4
+expect "prompt_tokens_count 12"
+ok "prompt_tokens from a .npy are used as given"
+
+run 1 skill run textgen --config model="$tmp/missing.gguf" --input prompt=str:x
+expect "missing.gguf"
+ok "a missing model file is named"
+
+run 1 skill run textgen --config model="$tmp/tiny.gguf" --input prompt=str:x --input temperature=str:hot
+expect '"temperature"'
+ok "a bad sampling input is named"
 
 # The ledger verbs without a swarmd: arguments first, then exit 3.
 run 2 ledger --limit 0

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The CPU backend: activations in ordinary memory, weights read straight
  * from the model's mapping, every op split across the thread pool.  Matrix
- * products go row by row through nn_vec_dot (the SIMD kernels), with each
- * weight row used for every token of the batch while it is in cache, so a
- * decoding step reads each weight once. */
+ * products go row by row through nn_vec_dot (the SIMD kernels) or, for the
+ * quantised types that have one, nn_vec_dot_act against activations
+ * quantised to int8 once per call, with each weight row used for every
+ * token of the batch while it is in cache, so a decoding step reads each
+ * weight once. */
 
 #include <errno.h>
 #include <math.h>
@@ -21,6 +23,10 @@ struct cpu_backend {
         /* Per-thread scratch for attention scores, grown as contexts grow. */
         float **scores;
         size_t scores_len;
+        /* A matmul's activations quantised to int8 (nn_quantize_act), for
+         * the weight types with integer dot products; grown on demand. */
+        uint8_t *act;
+        size_t act_len;
 };
 
 static struct cpu_backend *cpu(struct nn_backend *be) {
@@ -79,6 +85,10 @@ struct matmul_task {
         const float *x;
         size_t n;
         float *y;
+        /* Non-NULL when the weights dot with int8 activations: token i's
+         * quantised x at xq + i·xq_stride. */
+        uint8_t *xq;
+        size_t xq_stride;
 };
 
 /* Rows are handed out in blocks of this many so that each thread streams a
@@ -95,15 +105,51 @@ static void matmul_worker(void *arg, unsigned ith, unsigned nth) {
         for (size_t r = b0 * MATMUL_ROW_BLOCK; r < b1 * MATMUL_ROW_BLOCK && r < w->rows; r++) {
                 const uint8_t *row = weight_row(w, r);
 
-                for (size_t i = 0; i < t->n; i++)
-                        t->y[i * w->rows + r] = nn_vec_dot(w->type, row, t->x + i * w->cols, w->cols);
+                if (t->xq)
+                        for (size_t i = 0; i < t->n; i++)
+                                t->y[i * w->rows + r] = nn_vec_dot_act(w->type, row, t->xq + i * t->xq_stride, w->cols);
+                else
+                        for (size_t i = 0; i < t->n; i++)
+                                t->y[i * w->rows + r] = nn_vec_dot(w->type, row, t->x + i * w->cols, w->cols);
         }
 }
 
+static void quantize_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct matmul_task *t = arg;
+        size_t i0, i1;
+
+        split_range(t->n, ith, nth, &i0, &i1);
+        for (size_t i = i0; i < i1; i++)
+                nn_quantize_act(t->w->type, t->x + i * t->w->cols, t->xq + i * t->xq_stride, t->w->cols);
+}
+
 static void cpu_matmul(struct nn_backend *be, const struct nn_weight *w, const float *x, size_t n, float *y) {
+        struct cpu_backend *c = cpu(be);
         struct matmul_task t = { .w = w, .x = x, .n = n, .y = y };
 
-        nn_pool_run(cpu(be)->pool, matmul_worker, &t);
+        if (nn_type_int8_dot(w->type)) {
+                /* Each token's x is quantised once here rather than once
+                 * per row. */
+                size_t stride = nn_act_bytes(w->type, w->cols);
+
+                if (stride == 0 || n > SIZE_MAX / stride)
+                        abort();
+                if (n * stride > c->act_len) {
+                        /* As for the attention scores: ops cannot fail. */
+                        uint8_t *p = realloc(c->act, n * stride);
+                        if (!p)
+                                abort();
+                        c->act = p;
+                        c->act_len = n * stride;
+                }
+                t.xq = c->act;
+                t.xq_stride = stride;
+                if (n == 1)
+                        nn_quantize_act(w->type, x, t.xq, w->cols);
+                else
+                        nn_pool_run(c->pool, quantize_worker, &t);
+        }
+        nn_pool_run(c->pool, matmul_worker, &t);
 }
 
 static void cpu_add_bias(struct nn_backend *be, float *y, const struct nn_weight *bias, size_t n) {
@@ -252,6 +298,7 @@ static void cpu_free(struct nn_backend *be) {
                 for (unsigned i = 0; i < nn_pool_threads(c->pool); i++)
                         free(c->scores[i]);
         free(c->scores);
+        free(c->act);
         nn_pool_free(c->pool);
         free(c);
 }

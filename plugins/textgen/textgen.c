@@ -645,6 +645,18 @@ static size_t copy_text_bytes(char *dst, const char *src, size_t n) {
         return w;
 }
 
+/* Emits text[*emitted, upto) as preview chunks (swarm_job_emit), so that a
+ * listener prints tokens as they come. */
+static void emit_text(struct swarm_job *job, const char *text, size_t *emitted, size_t upto) {
+        while (*emitted < upto) {
+                size_t n = upto - *emitted < SWARM_JOB_CHUNK_MAX ? upto - *emitted : SWARM_JOB_CHUNK_MAX;
+
+                if (swarm_job_emit(job, "text", text + *emitted, n) < 0)
+                        return;         /* a preview: the outputs have it all */
+                *emitted += n;
+        }
+}
+
 /* Prefills prompt tokens [from, n) in batches, leaving the logits of the
  * last one. */
 static int prefill(struct textgen *t, struct swarm_job *job, const int32_t *tokens, size_t n, const float **logits) {
@@ -686,7 +698,7 @@ static int textgen_execute(void *state, struct swarm_job *job) {
         struct request req;
         int32_t *history = NULL, *gen;
         char *text = NULL;
-        size_t text_len = 0, text_cap = 0, n_gen = 0, cut;
+        size_t text_len = 0, text_cap = 0, n_gen = 0, cut, emitted = 0, hold = 0;
         const char *finish = "length";
         const float *logits;
         uint64_t t0, t1, t2;
@@ -712,6 +724,11 @@ static int textgen_execute(void *state, struct swarm_job *job) {
         r = sampler_new(&req.sp, hp->n_vocab, &smp);
         if (r < 0)
                 goto out;
+        /* Text that may be the start of a stop string is held back from the
+         * preview until it is known not to be. */
+        for (size_t i = 0; i < req.n_stops; i++)
+                if (strlen(req.stops[i]) - 1 > hold)
+                        hold = strlen(req.stops[i]) - 1;
 
         t0 = now_usec();
         llama_context_rewind(t->ctx, 0);
@@ -761,6 +778,8 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                                 break;
                         }
                 }
+                if (text_len > hold)
+                        emit_text(job, text, &emitted, text_len - hold);
                 if (n_gen == max_gen)
                         break;
                 r = llama_eval(t->ctx, &tok, 1, false, &logits);
@@ -768,6 +787,8 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                         goto out;
         }
         t2 = now_usec();
+        if (text)
+                emit_text(job, text, &emitted, text_len);
 
         struct swarm_tensor tt;
         uint64_t shape[1] = { n_gen };

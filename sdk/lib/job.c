@@ -32,6 +32,18 @@ void swarm_job_done(struct swarm_job *job) {
         job->outputs = job->proof = NULL;
 }
 
+int swarm_job_emit(struct swarm_job *job, const char *name, const void *data, size_t size) {
+        if (!job || !name || !swarm_value_name_valid(name) || (size > 0 && !data))
+                return -EINVAL;
+        if (size > SWARM_JOB_CHUNK_MAX)
+                return -E2BIG;
+        if (swarm_job_cancelled(job))
+                return -ECANCELED;
+        if (!job->emit)
+                return 0;
+        return job->emit(job->emit_userdata, name, data, size);
+}
+
 const char *swarm_job_error(const struct swarm_job *job) {
         return job->error[0] ? job->error : NULL;
 }

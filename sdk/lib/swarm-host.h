@@ -59,6 +59,10 @@ struct swarm_job {
         const volatile uint32_t *cancel_flag;
         uint64_t deadline_usec;         /* CLOCK_MONOTONIC; 0 = none */
         char error[SWARM_JOB_ERROR_MAX];
+        /* Where swarm_job_emit() delivers chunks (set by the host after
+         * swarm_job_init(); NULL: they are dropped). */
+        int (*emit)(void *userdata, const char *name, const void *data, size_t size);
+        void *emit_userdata;
 };
 
 /* inputs must stay valid for the job's life; outputs and proof are created

@@ -11,6 +11,8 @@
  *   wrong  like echo, but y[0] is off by one (verify must catch it)
  *   slow   like echo after sleeping input int "ms" (default 200) milliseconds,
  *          or -ECANCELED when cancelled meanwhile
+ *   stream like echo after emitting the chunks "text" = "one ", "two ",
+ *          "three" and "progress" = 3 bytes (swarm_job_emit)
  * Config int "fail-init" makes init() fail; config int "price" (default 1)
  * is the list price per element, advertised and charged, so tests can make
  * one provider dearer than another. */
@@ -24,8 +26,12 @@
 
 #include "swarm/skill.h"
 
-#ifndef TEST_ABI_MAJOR
+/* badabi.so claims ABI 2.0: a future major the host must refuse. */
+#ifdef TEST_ABI_MAJOR
+#define TEST_ABI_MINOR 0
+#else
 #define TEST_ABI_MAJOR SWARM_SKILL_ABI_MAJOR
+#define TEST_ABI_MINOR SWARM_SKILL_ABI_MINOR
 #endif
 
 /* One skill per worker process: a global is the worker's state. */
@@ -104,6 +110,18 @@ static int test_execute(void *state, struct swarm_job *job) {
         if (strcmp(mode, "hang") == 0)
                 for (;;)
                         pause();
+        if (strcmp(mode, "stream") == 0) {
+                static const char *const words[] = { "one ", "two ", "three" };
+                char big[SWARM_JOB_CHUNK_MAX + 1] = { 0 };
+
+                for (size_t i = 0; i < 3; i++)
+                        if (swarm_job_emit(job, "text", words[i], strlen(words[i])) < 0)
+                                return -EIO;
+                if (swarm_job_emit(job, "progress", "\x01\x02\x03", 3) < 0 ||
+                    swarm_job_emit(job, "text", big, sizeof(big)) != -E2BIG ||
+                    swarm_job_emit(job, "Bad Name", "x", 1) != -EINVAL)
+                        return -EIO;
+        }
 
         if (swarm_values_get_tensor(in, "x", &x) < 0 || x.dtype != SWARM_DTYPE_F32) {
                 swarm_job_set_error(job, "input x (f32 tensor) is missing");
@@ -137,7 +155,7 @@ static int test_verify(void *state, struct swarm_job *job) {
 }
 
 static const struct swarm_skill skill = {
-        .abi_version = ((uint32_t) TEST_ABI_MAJOR << 16) | SWARM_SKILL_ABI_MINOR,
+        .abi_version = ((uint32_t) TEST_ABI_MAJOR << 16) | TEST_ABI_MINOR,
         .struct_size = sizeof(struct swarm_skill),
         .name = "testskill",
         .version = "0.0.1",

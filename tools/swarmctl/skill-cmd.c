@@ -41,6 +41,7 @@ struct run_state {
         uint64_t price;
         uint64_t *round_trips, *exec_times;
         uint64_t price_usec, verify_usec;
+        bool streamed;                  /* chunks were printed on the current line */
 };
 
 static uint64_t now_usec(void) {
@@ -203,9 +204,31 @@ static int compare_u64(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
+/* What the skill emits while it runs (text tokens as they are generated)
+ * is printed as it comes, on the first run only. */
+static void on_chunk(struct pool_request *req, const char *name, const void *data, size_t size, void *userdata) {
+        struct run_state *s = userdata;
+
+        if (s->done_runs > 0)
+                return;
+        if (!s->streamed)
+                printf("stream      ");
+        s->streamed = true;
+        if (strcmp(name, "text") == 0)
+                fwrite(data, 1, size, stdout);
+        else
+                printf("[%s: %zu bytes]", name, size);
+        fflush(stdout);
+}
+
 static void on_executed(struct pool_request *req, struct pool_result *res, void *userdata) {
         struct run_state *s = userdata;
         int r;
+
+        if (s->streamed) {
+                printf("\n");
+                s->streamed = false;
+        }
 
         if (res->status < 0) {
                 printf("execute     FAILED: %s\n", res->error);
@@ -248,13 +271,16 @@ static void on_executed(struct pool_request *req, struct pool_result *res, void 
 
 static void submit_next(struct run_state *s) {
         uint64_t deadline = s->deadline_usec ? now_usec() + s->deadline_usec : 0;
+        struct pool_request *req;
         int r;
 
-        r = skill_pool_submit(s->pool, POOL_EXECUTE, s->inputs, NULL, NULL, deadline, on_executed, s, NULL);
+        r = skill_pool_submit(s->pool, POOL_EXECUTE, s->inputs, NULL, NULL, deadline, on_executed, s, &req);
         if (r < 0) {
                 log_error_errno(r, "Failed to submit the job: %m");
                 finish(s, r);
+                return;
         }
+        skill_pool_request_on_chunk(req, on_chunk, s);
 }
 
 static void on_priced(struct pool_request *req, struct pool_result *res, void *userdata) {

@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define SWARM_SKILL_ABI_MAJOR 1
-#define SWARM_SKILL_ABI_MINOR 0
+#define SWARM_SKILL_ABI_MINOR 1
 #define SWARM_SKILL_ABI_VERSION (((uint32_t) SWARM_SKILL_ABI_MAJOR << 16) | SWARM_SKILL_ABI_MINOR)
 #define SWARM_SKILL_ABI_MAJOR_OF(v) ((uint32_t) (v) >> 16)
 
@@ -150,6 +150,17 @@ uint64_t swarm_job_deadline_usec(const struct swarm_job *job);
  * requester; keep it to one line).  The last call wins.  price(), which has
  * no job, passes NULL for job. */
 void swarm_job_set_error(struct swarm_job *job, const char *format, ...) SWARM_PRINTF(2, 3);
+
+/* Sends a piece of output while execute() is still running (ABI 1.1): text
+ * tokens as they are generated, progress, a preview.  name is a value name
+ * (see swarm_values); size ≤ SWARM_JOB_CHUNK_MAX.  Chunks reach whoever
+ * listens (`swarmctl skill run` prints them) in the order they were
+ * emitted; they are a preview, not the result: the outputs must still hold
+ * everything, and a host with no listener drops them.  Returns 0 (also when
+ * dropped), -EINVAL for a bad name, -E2BIG for a chunk over the limit, or
+ * -ECANCELED once the job is cancelled (a cue to stop). */
+#define SWARM_JOB_CHUNK_MAX 4096
+int swarm_job_emit(struct swarm_job *job, const char *name, const void *data, size_t size);
 
 /* Logs through the host (journal under systemd, with SKILL= and JOB=).
  * level is a syslog priority (LOG_ERR … LOG_DEBUG). */
