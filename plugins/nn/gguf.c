@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "nn-error.h"
 
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
@@ -60,16 +61,6 @@ struct gguf {
 
 /* ---- Small helpers ---------------------------------------------------- */
 
-_printf_(4, 5) static int errorf(char *err, size_t err_size, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (!err || err_size == 0)
-                return r;
-        va_start(ap, fmt);
-        (void) vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-        return r;
-}
 
 static uint64_t load_le(const uint8_t *p, size_t n) {
         uint64_t v = 0;
@@ -211,7 +202,7 @@ _printf_(3, 4) static int parser_fail(struct parser *p, int r, const char *fmt, 
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        return errorf(p->err, p->err_size, r, "%s: %s%s%s", p->path, p->where, p->where[0] ? ": " : "", msg);
+        return nn_error(p->err, p->err_size, r, "%s: %s%s%s", p->path, p->where, p->where[0] ? ": " : "", msg);
 }
 
 static void parser_where(struct parser *p, const char *what, size_t i, const struct gguf_string *name) {
@@ -708,37 +699,37 @@ int gguf_open(const char *path, struct gguf **ret, char *err, size_t err_size) {
         if (err && err_size > 0)
                 err[0] = '\0';
         if (!path || !ret)
-                return errorf(err, err_size, -EINVAL, "gguf_open: invalid arguments");
+                return nn_error(err, err_size, -EINVAL, "gguf_open: invalid arguments");
 
         g = calloc(1, sizeof(*g));
         if (!g)
-                return errorf(err, err_size, -ENOMEM, "%s: out of memory", path);
+                return nn_error(err, err_size, -ENOMEM, "%s: out of memory", path);
         g->path = strdup(path);
         if (!g->path) {
-                r = errorf(err, err_size, -ENOMEM, "%s: out of memory", path);
+                r = nn_error(err, err_size, -ENOMEM, "%s: out of memory", path);
                 goto fail;
         }
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 r = -errno;
-                errorf(err, err_size, r, "%s: cannot open: %s", path, strerror(-r));
+                nn_error(err, err_size, r, "%s: cannot open: %s", path, strerror(-r));
                 goto fail;
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
-                errorf(err, err_size, r, "%s: cannot stat: %s", path, strerror(-r));
+                nn_error(err, err_size, r, "%s: cannot stat: %s", path, strerror(-r));
                 close(fd);
                 goto fail;
         }
         if (!S_ISREG(st.st_mode)) {
                 r = S_ISDIR(st.st_mode) ? -EISDIR : -EBADMSG;
-                errorf(err, err_size, r, "%s: not a regular file", path);
+                nn_error(err, err_size, r, "%s: not a regular file", path);
                 close(fd);
                 goto fail;
         }
         if ((uint64_t) st.st_size > SIZE_MAX) {
-                r = errorf(err, err_size, -EFBIG, "%s: file too large to map", path);
+                r = nn_error(err, err_size, -EFBIG, "%s: file too large to map", path);
                 close(fd);
                 goto fail;
         }
@@ -748,7 +739,7 @@ int gguf_open(const char *path, struct gguf **ret, char *err, size_t err_size) {
 
                 if (m == MAP_FAILED) {
                         r = -errno;
-                        errorf(err, err_size, r, "%s: cannot map: %s", path, strerror(-r));
+                        nn_error(err, err_size, r, "%s: cannot map: %s", path, strerror(-r));
                         close(fd);
                         goto fail;
                 }

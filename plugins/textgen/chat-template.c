@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "chat-template.h"
+#include "nn-error.h"
 
 static const char *const template_names[] = {
         [CHAT_TEMPLATE_LLAMA2] = "llama2",
@@ -121,16 +122,6 @@ static void strbuf_add_trimmed(struct strbuf *b, const char *s) {
         strbuf_add(b, s, n);
 }
 
-static void seterr(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t err_size, const char *fmt, ...) {
-        va_list ap;
-
-        if (!err || err_size == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-}
 
 enum role {
         ROLE_SYSTEM,
@@ -161,7 +152,7 @@ static int check_roles(enum chat_template t, const struct chat_message *messages
         size_t first = 0;
 
         if (n == 0) {
-                seterr(err, err_size, "no messages to format");
+                nn_error(err, err_size, 0, "no messages to format");
                 return -EINVAL;
         }
 
@@ -169,17 +160,17 @@ static int check_roles(enum chat_template t, const struct chat_message *messages
                 enum role role;
 
                 if (parse_role(messages[i].role, &role) < 0) {
-                        seterr(err, err_size, "message %zu has the role '%s'; %s knows system, user and assistant",
+                        nn_error(err, err_size, 0, "message %zu has the role '%s'; %s knows system, user and assistant",
                                i, messages[i].role ? messages[i].role : "(none)", template_names[t]);
                         return -EINVAL;
                 }
                 if (!messages[i].content) {
-                        seterr(err, err_size, "message %zu (%s) has no content", i, messages[i].role);
+                        nn_error(err, err_size, 0, "message %zu (%s) has no content", i, messages[i].role);
                         return -EINVAL;
                 }
                 if (role == ROLE_SYSTEM) {
                         if (i != 0) {
-                                seterr(err, err_size, "message %zu is a system message; only the first may be one",
+                                nn_error(err, err_size, 0, "message %zu is a system message; only the first may be one",
                                        i);
                                 return -EINVAL;
                         }
@@ -187,7 +178,7 @@ static int check_roles(enum chat_template t, const struct chat_message *messages
                         continue;
                 }
                 if (alternate && (role == ROLE_USER) != ((i - first) % 2 == 0)) {
-                        seterr(err, err_size,
+                        nn_error(err, err_size, 0,
                                "message %zu is from the %s; %s needs user and assistant to alternate, starting "
                                "with the user",
                                i, messages[i].role, template_names[t]);
@@ -196,7 +187,7 @@ static int check_roles(enum chat_template t, const struct chat_message *messages
         }
 
         if (alternate && (n - first) % 2 == 0) {
-                seterr(err, err_size, "%s needs the conversation to end with a user message",
+                nn_error(err, err_size, 0, "%s needs the conversation to end with a user message",
                        template_names[t]);
                 return -EINVAL;
         }
@@ -293,7 +284,7 @@ int chat_template_apply(enum chat_template t, const struct chat_message *message
         int r;
 
         if ((size_t) t >= N_TEMPLATES || (!messages && n > 0) || !ret) {
-                seterr(err, err_size, "invalid arguments");
+                nn_error(err, err_size, 0, "invalid arguments");
                 return -EINVAL;
         }
         r = check_roles(t, messages, n, err, err_size);

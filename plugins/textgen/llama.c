@@ -9,6 +9,7 @@
 
 #include "gguf.h"
 #include "llama.h"
+#include "nn-error.h"
 #include "nn-quant.h"
 
 struct llama_layer {
@@ -41,17 +42,6 @@ struct llama_context {
         int32_t *positions;
 };
 
-static int fail(char *err, size_t err_size, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t err_size, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (err && err_size > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, err_size, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
 
 const char *llama_arch_name(enum llama_arch arch) {
         return arch == LLAMA_ARCH_QWEN2 ? "qwen2" : "llama";
@@ -71,12 +61,12 @@ static int get_u32(const struct gguf *g, const char *arch, const char *suffix, i
                 return 0;
         }
         if (r == -ENOENT)
-                return fail(err, err_size, -EBADMSG, "%s: key %s is missing", gguf_path(g), key);
+                return nn_error(err, err_size, -EBADMSG, "%s: key %s is missing", gguf_path(g), key);
         if (r < 0)
-                return fail(err, err_size, -EBADMSG, "%s: key %s must be a non-negative integer",
+                return nn_error(err, err_size, -EBADMSG, "%s: key %s must be a non-negative integer",
                             gguf_path(g), key);
         if (v < min || v > max)
-                return fail(err, err_size, -EBADMSG, "%s: key %s is %" PRIu64 ", must be between %" PRIu32
+                return nn_error(err, err_size, -EBADMSG, "%s: key %s is %" PRIu64 ", must be between %" PRIu32
                             " and %" PRIu32, gguf_path(g), key, v, min, max);
         *ret = (uint32_t) v;
         return 0;
@@ -95,7 +85,7 @@ static int get_f32(const struct gguf *g, const char *arch, const char *suffix, d
                 return 0;
         }
         if (r < 0 || !(v >= min && v <= max))
-                return fail(err, err_size, -EBADMSG, "%s: key %s must be a number between %g and %g",
+                return nn_error(err, err_size, -EBADMSG, "%s: key %s must be a number between %g and %g",
                             gguf_path(g), key, min, max);
         *ret = (float) v;
         return 0;
@@ -110,14 +100,14 @@ static int read_hparams(const struct gguf *g, struct llama_hparams *hp, char *er
 
         r = gguf_get_string(g, "general.architecture", &s);
         if (r < 0)
-                return fail(err, err_size, -EBADMSG, "%s: key general.architecture is missing or not a string",
+                return nn_error(err, err_size, -EBADMSG, "%s: key general.architecture is missing or not a string",
                             gguf_path(g));
         if (gguf_string_eq(s, "llama"))
                 hp->arch = LLAMA_ARCH_LLAMA;
         else if (gguf_string_eq(s, "qwen2"))
                 hp->arch = LLAMA_ARCH_QWEN2;
         else
-                return fail(err, err_size, -EOPNOTSUPP,
+                return nn_error(err, err_size, -EOPNOTSUPP,
                             "%s: architecture \"%.*s\" is not supported (textgen runs llama and qwen2)",
                             gguf_path(g), (int) (s.len > 64 ? 64 : s.len), s.data);
         snprintf(arch, sizeof(arch), "%s", llama_arch_name(hp->arch));
@@ -135,23 +125,23 @@ static int read_hparams(const struct gguf *g, struct llama_hparams *hp, char *er
                          err_size)) < 0)
                 return r;
         if (hp->n_embd % hp->n_head != 0)
-                return fail(err, err_size, -EBADMSG, "%s: %" PRIu32 " heads do not divide the embedding (%" PRIu32 ")",
+                return nn_error(err, err_size, -EBADMSG, "%s: %" PRIu32 " heads do not divide the embedding (%" PRIu32 ")",
                             gguf_path(g), hp->n_head, hp->n_embd);
         if (hp->n_head % hp->n_head_kv != 0)
-                return fail(err, err_size, -EBADMSG, "%s: %" PRIu32 " KV heads do not divide %" PRIu32 " heads",
+                return nn_error(err, err_size, -EBADMSG, "%s: %" PRIu32 " KV heads do not divide %" PRIu32 " heads",
                             gguf_path(g), hp->n_head_kv, hp->n_head);
         r = get_u32(g, arch, "attention.key_length", hp->n_embd / hp->n_head, 2, 1024, &hp->head_dim, err,
                     err_size);
         if (r < 0)
                 return r;
         if (hp->head_dim % 2 != 0)
-                return fail(err, err_size, -EBADMSG, "%s: head size %" PRIu32 " is odd", gguf_path(g),
+                return nn_error(err, err_size, -EBADMSG, "%s: head size %" PRIu32 " is odd", gguf_path(g),
                             hp->head_dim);
         r = get_u32(g, arch, "rope.dimension_count", hp->head_dim, 2, hp->head_dim, &rot, err, err_size);
         if (r < 0)
                 return r;
         if (rot % 2 != 0)
-                return fail(err, err_size, -EBADMSG, "%s: RoPE dimension %" PRIu32 " is odd", gguf_path(g), rot);
+                return nn_error(err, err_size, -EBADMSG, "%s: RoPE dimension %" PRIu32 " is odd", gguf_path(g), rot);
         hp->rope.rot_dim = rot;
         hp->rope.neox = hp->arch == LLAMA_ARCH_QWEN2;
         hp->rope.pos_scale = 1.0f;
@@ -167,7 +157,7 @@ static int read_hparams(const struct gguf *g, struct llama_hparams *hp, char *er
                 hp->rope.pos_scale = 1.0f / factor;
         } else if (gguf_get_string(g, key, &s) == 0 && !gguf_string_eq(s, "none") &&
                    !gguf_string_eq(s, "llama3"))
-                return fail(err, err_size, -EOPNOTSUPP, "%s: RoPE scaling \"%.*s\" is not supported",
+                return nn_error(err, err_size, -EOPNOTSUPP, "%s: RoPE scaling \"%.*s\" is not supported",
                             gguf_path(g), (int) (s.len > 32 ? 32 : s.len), s.data);
 
         /* The vocabulary size is the token list's length. */
@@ -175,7 +165,7 @@ static int read_hparams(const struct gguf *g, struct llama_hparams *hp, char *er
         const void *data;
         r = gguf_get_array(g, "tokenizer.ggml.tokens", &et, &n_tokens, &data);
         if (r < 0 || et != GGUF_TYPE_STRING || n_tokens == 0 || n_tokens > INT32_MAX)
-                return fail(err, err_size, -EBADMSG, "%s: tokenizer.ggml.tokens is missing or not a list of strings",
+                return nn_error(err, err_size, -EBADMSG, "%s: tokenizer.ggml.tokens is missing or not a list of strings",
                             gguf_path(g));
         hp->n_vocab = (uint32_t) n_tokens;
         return 0;
@@ -193,10 +183,10 @@ static int bind(struct llama_model *m, const struct gguf *g, const char *name, u
                         *w = (struct nn_weight) { 0 };
                         return 0;
                 }
-                return fail(err, err_size, -EBADMSG, "%s: tensor %s is missing", gguf_path(g), name);
+                return nn_error(err, err_size, -EBADMSG, "%s: tensor %s is missing", gguf_path(g), name);
         }
         if (t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != 1 || t->ne[3] != 1)
-                return fail(err, err_size, -EBADMSG,
+                return nn_error(err, err_size, -EBADMSG,
                             "%s: tensor %s has shape [%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64
                             "], the model's parameters say [%" PRIu64 ", %" PRIu64 "]",
                             gguf_path(g), name, t->ne[0], t->ne[1], t->ne[2], t->ne[3], cols, rows);
@@ -205,7 +195,7 @@ static int bind(struct llama_model *m, const struct gguf *g, const char *name, u
         m->weight_bytes += t->size;
         r = m->be->ops->upload(m->be, w);
         if (r < 0)
-                return fail(err, err_size, r, "%s: cannot load tensor %s onto %s: %s", gguf_path(g), name,
+                return nn_error(err, err_size, r, "%s: cannot load tensor %s onto %s: %s", gguf_path(g), name,
                             m->be->ops->name, strerror(-r));
         return 0;
 }
@@ -269,7 +259,7 @@ int llama_model_load(const struct gguf *g, struct nn_backend *be, struct llama_m
         const struct gguf_tensor *ff = gguf_find_tensor(g, "rope_freqs.weight");
         if (ff) {
                 if (ff->type != NN_TYPE_F32 || ff->n_elements != hp->rope.rot_dim / 2) {
-                        r = fail(err, err_size, -EBADMSG, "%s: tensor rope_freqs.weight must be %" PRIu32
+                        r = nn_error(err, err_size, -EBADMSG, "%s: tensor rope_freqs.weight must be %" PRIu32
                                  " f32 values", gguf_path(g), hp->rope.rot_dim / 2);
                         goto fail;
                 }
@@ -281,7 +271,7 @@ int llama_model_load(const struct gguf *g, struct nn_backend *be, struct llama_m
                 memcpy(m->freq_factors, ff->data, ff->size);
                 for (uint32_t i = 0; i < hp->rope.rot_dim / 2; i++)
                         if (!(m->freq_factors[i] > 0) || !isfinite(m->freq_factors[i])) {
-                                r = fail(err, err_size, -EBADMSG, "%s: rope_freqs.weight[%" PRIu32 "] is not a "
+                                r = nn_error(err, err_size, -EBADMSG, "%s: rope_freqs.weight[%" PRIu32 "] is not a "
                                          "positive number", gguf_path(g), i);
                                 goto fail;
                         }
@@ -319,7 +309,7 @@ int llama_model_load(const struct gguf *g, struct nn_backend *be, struct llama_m
         return 0;
 fail:
         if (r == -ENOMEM)
-                fail(err, err_size, r, "%s: out of memory", gguf_path(g));
+                nn_error(err, err_size, r, "%s: out of memory", gguf_path(g));
         llama_model_free(m);
         return r;
 }

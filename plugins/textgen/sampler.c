@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn-error.h"
 #include "sampler.h"
 
 struct candidate {
@@ -21,27 +22,16 @@ struct sampler {
         float *probs;
 };
 
-static int fail(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t err_size, const char *fmt, ...) {
-        va_list ap;
-
-        if (err && err_size > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, err_size, fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
 
 int sampler_params_check(const struct sampler_params *p, char *err, size_t err_size) {
         if (!(p->temperature >= 0 && p->temperature <= 100))
-                return fail(err, err_size, "temperature %g must be between 0 and 100", (double) p->temperature);
+                return nn_error(err, err_size, -EINVAL, "temperature %g must be between 0 and 100", (double) p->temperature);
         if (!(p->top_p > 0 && p->top_p <= 1))
-                return fail(err, err_size, "top_p %g must be in (0, 1]", (double) p->top_p);
+                return nn_error(err, err_size, -EINVAL, "top_p %g must be in (0, 1]", (double) p->top_p);
         if (!(p->min_p >= 0 && p->min_p < 1))
-                return fail(err, err_size, "min_p %g must be in [0, 1)", (double) p->min_p);
+                return nn_error(err, err_size, -EINVAL, "min_p %g must be in [0, 1)", (double) p->min_p);
         if (!(p->repeat_penalty >= 0.5f && p->repeat_penalty <= 10))
-                return fail(err, err_size, "repeat_penalty %g must be between 0.5 and 10", (double) p->repeat_penalty);
+                return nn_error(err, err_size, -EINVAL, "repeat_penalty %g must be between 0.5 and 10", (double) p->repeat_penalty);
         return 0;
 }
 

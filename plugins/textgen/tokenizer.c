@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "nn-error.h"
 #include "tokenizer.h"
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -157,16 +158,6 @@ static int byte_buf_reserve(struct byte_buf *b, size_t extra) {
         return 0;
 }
 
-static void seterr(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t err_size, const char *fmt, ...) {
-        va_list ap;
-
-        if (!err || err_size == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-}
 
 static uint64_t hash_bytes(const char *s, size_t n) {
         uint64_t h = 0xcbf29ce484222325ull;
@@ -1103,7 +1094,7 @@ static void tokenizer_freep(struct tokenizer **t) {
 
 static int check_special_id(int32_t id, const char *what, size_t n_vocab, char *err, size_t err_size) {
         if (id < -1 || (id >= 0 && (size_t) id >= n_vocab)) {
-                seterr(err, err_size, "%s token id %d is outside the vocabulary of %zu tokens", what, id, n_vocab);
+                nn_error(err, err_size, 0, "%s token id %d is outside the vocabulary of %zu tokens", what, id, n_vocab);
                 return -EINVAL;
         }
         return 0;
@@ -1116,7 +1107,7 @@ static int build_vocab(struct tokenizer *t, const struct tokenizer_spec *spec, c
                 size_t n;
 
                 if (!spec->tokens[i]) {
-                        seterr(err, err_size, "token %zu has no text", i);
+                        nn_error(err, err_size, 0, "token %zu has no text", i);
                         return -EINVAL;
                 }
                 n = strlen(spec->tokens[i]);
@@ -1151,7 +1142,7 @@ static int build_vocab(struct tokenizer *t, const struct tokenizer_spec *spec, c
                 if (type == 0)
                         type = TOKEN_TYPE_NORMAL;
                 if (type < TOKEN_TYPE_NORMAL || type > TOKEN_TYPE_BYTE) {
-                        seterr(err, err_size, "token %zu has the unknown type %d", i, type);
+                        nn_error(err, err_size, 0, "token %zu has the unknown type %d", i, type);
                         return -EINVAL;
                 }
                 t->types[i] = (uint8_t) type;
@@ -1168,7 +1159,7 @@ static int build_vocab(struct tokenizer *t, const struct tokenizer_spec *spec, c
                         int32_t other = t->vocab_slots[slot];
 
                         if (t->lens[other] == n && memcmp(t->pieces[other], t->pieces[i], n) == 0) {
-                                seterr(err, err_size, "token %zu duplicates token %d ('%.40s')", i, other,
+                                nn_error(err, err_size, 0, "token %zu duplicates token %d ('%.40s')", i, other,
                                        t->pieces[i]);
                                 return -EINVAL;
                         }
@@ -1185,11 +1176,11 @@ static int build_merges(struct tokenizer *t, const char *const *merges, size_t n
         int r;
 
         if (n_merges > INT32_MAX) {
-                seterr(err, err_size, "%zu merges are too many", n_merges);
+                nn_error(err, err_size, 0, "%zu merges are too many", n_merges);
                 return -EINVAL;
         }
         if (n_merges > 0 && !merges) {
-                seterr(err, err_size, "%zu merges but no merge list", n_merges);
+                nn_error(err, err_size, 0, "%zu merges but no merge list", n_merges);
                 return -EINVAL;
         }
         t->merge_slots = malloc(size * sizeof(*t->merge_slots));
@@ -1209,14 +1200,14 @@ static int build_merges(struct tokenizer *t, const char *const *merges, size_t n
                  * as in llama.cpp (byte-level pieces hold no raw space). */
                 sp = m && m[0] ? strchr(m + 1, ' ') : NULL;
                 if (!sp || !sp[1]) {
-                        seterr(err, err_size, "merge %zu ('%.40s') is not two pieces separated by a space", i,
+                        nn_error(err, err_size, 0, "merge %zu ('%.40s') is not two pieces separated by a space", i,
                                m ? m : "");
                         return -EINVAL;
                 }
                 left = vocab_lookup(t, m, (size_t) (sp - m));
                 right = vocab_lookup(t, sp + 1, strlen(sp + 1));
                 if (left < 0 || right < 0) {
-                        seterr(err, err_size, "merge %zu ('%.40s') names a piece not in the vocabulary", i, m);
+                        nn_error(err, err_size, 0, "merge %zu ('%.40s') names a piece not in the vocabulary", i, m);
                         return -EINVAL;
                 }
                 /* "a b" without its space is the piece the merge makes. */
@@ -1230,7 +1221,7 @@ static int build_merges(struct tokenizer *t, const char *const *merges, size_t n
                 result = vocab_lookup(t, joined.p, joined.n);
                 joined.n = 0;
                 if (result < 0) {
-                        seterr(err, err_size, "merge %zu ('%.40s') makes a piece not in the vocabulary", i, m);
+                        nn_error(err, err_size, 0, "merge %zu ('%.40s') makes a piece not in the vocabulary", i, m);
                         return -EINVAL;
                 }
 
@@ -1329,24 +1320,24 @@ int tokenizer_new(const struct tokenizer_spec *spec, struct tokenizer **ret, cha
         if (!spec || !ret)
                 return -EINVAL;
         if (spec->kind != TOKENIZER_SPM && spec->kind != TOKENIZER_BPE) {
-                seterr(err, err_size, "unknown tokenizer kind %d", (int) spec->kind);
+                nn_error(err, err_size, 0, "unknown tokenizer kind %d", (int) spec->kind);
                 return -EINVAL;
         }
         if (spec->pre != TOKENIZER_PRE_DEFAULT && spec->pre != TOKENIZER_PRE_LLAMA3 &&
             spec->pre != TOKENIZER_PRE_QWEN2) {
-                seterr(err, err_size, "unknown pre-tokenizer %d", (int) spec->pre);
+                nn_error(err, err_size, 0, "unknown pre-tokenizer %d", (int) spec->pre);
                 return -EINVAL;
         }
         if (spec->n_vocab == 0 || !spec->tokens) {
-                seterr(err, err_size, "the vocabulary is empty");
+                nn_error(err, err_size, 0, "the vocabulary is empty");
                 return -EINVAL;
         }
         if (spec->n_vocab > INT32_MAX) {
-                seterr(err, err_size, "a vocabulary of %zu tokens is too large", spec->n_vocab);
+                nn_error(err, err_size, 0, "a vocabulary of %zu tokens is too large", spec->n_vocab);
                 return -EINVAL;
         }
         if (spec->kind == TOKENIZER_SPM && !spec->scores) {
-                seterr(err, err_size, "a SentencePiece vocabulary needs scores");
+                nn_error(err, err_size, 0, "a SentencePiece vocabulary needs scores");
                 return -EINVAL;
         }
         if ((r = check_special_id(spec->bos, "BOS", spec->n_vocab, err, err_size)) < 0 ||
@@ -1435,11 +1426,11 @@ static int copy_strings(const struct gguf *g, const char *key, char **ret_text, 
 
         r = gguf_get_array(g, key, &type, &n, &data);
         if (r == -ENOENT) {
-                seterr(err, err_size, "%s: no %s", gguf_path(g), key);
+                nn_error(err, err_size, 0, "%s: no %s", gguf_path(g), key);
                 return r;
         }
         if (r < 0 || type != GGUF_TYPE_STRING) {
-                seterr(err, err_size, "%s: %s is not an array of strings", gguf_path(g), key);
+                nn_error(err, err_size, 0, "%s: %s is not an array of strings", gguf_path(g), key);
                 return -EBADMSG;
         }
         if (n > SIZE_MAX / sizeof(char *))
@@ -1447,7 +1438,7 @@ static int copy_strings(const struct gguf *g, const char *key, char **ret_text, 
         s = data;
         for (uint64_t i = 0; i < n; i++) {
                 if (memchr(s[i].data, '\0', s[i].len)) {
-                        seterr(err, err_size, "%s: %s[%" PRIu64 "] contains a NUL byte", gguf_path(g), key, i);
+                        nn_error(err, err_size, 0, "%s: %s[%" PRIu64 "] contains a NUL byte", gguf_path(g), key, i);
                         return -EBADMSG;
                 }
                 if (s[i].len > SIZE_MAX - total - 1)
@@ -1482,11 +1473,11 @@ static int get_numeric_array(const struct gguf *g, const char *key, uint64_t n_e
         if (r == -ENOENT)
                 return r;
         if (r < 0 || type == GGUF_TYPE_STRING || type == GGUF_TYPE_ARRAY || type == GGUF_TYPE_BOOL) {
-                seterr(err, err_size, "%s: %s is not a numeric array", gguf_path(g), key);
+                nn_error(err, err_size, 0, "%s: %s is not a numeric array", gguf_path(g), key);
                 return -EBADMSG;
         }
         if (n != n_expected) {
-                seterr(err, err_size, "%s: %s has %" PRIu64 " entries for %" PRIu64 " tokens", gguf_path(g), key,
+                nn_error(err, err_size, 0, "%s: %s has %" PRIu64 " entries for %" PRIu64 " tokens", gguf_path(g), key,
                        n, n_expected);
                 return -EBADMSG;
         }
@@ -1504,7 +1495,7 @@ static int get_token_id(const struct gguf *g, const char *key, int32_t *ret, cha
         if (r == -ENOENT)
                 return 0;
         if (r < 0 || v > INT32_MAX) {
-                seterr(err, err_size, "%s: %s is not a token id", gguf_path(g), key);
+                nn_error(err, err_size, 0, "%s: %s is not a token id", gguf_path(g), key);
                 return -EBADMSG;
         }
         *ret = (int32_t) v;
@@ -1517,7 +1508,7 @@ static int get_flag(const struct gguf *g, const char *key, bool *ret, char *err,
         if (r == -ENOENT)
                 return 0;
         if (r < 0) {
-                seterr(err, err_size, "%s: %s is not a boolean", gguf_path(g), key);
+                nn_error(err, err_size, 0, "%s: %s is not a boolean", gguf_path(g), key);
                 return -EBADMSG;
         }
         return 0;
@@ -1539,7 +1530,7 @@ int tokenizer_load(const struct gguf *g, struct tokenizer **ret, char *err, size
 
         r = gguf_get_string(g, "tokenizer.ggml.model", &s);
         if (r < 0) {
-                seterr(err, err_size, "%s: %s", gguf_path(g),
+                nn_error(err, err_size, 0, "%s: %s", gguf_path(g),
                        r == -ENOENT ? "no tokenizer.ggml.model: the file has no tokenizer"
                                     : "tokenizer.ggml.model is not a string");
                 return r == -ENOENT ? r : -EBADMSG;
@@ -1549,7 +1540,7 @@ int tokenizer_load(const struct gguf *g, struct tokenizer **ret, char *err, size
         else if (gguf_string_eq(s, "gpt2"))
                 spec.kind = TOKENIZER_BPE;
         else {
-                seterr(err, err_size, "%s: the tokenizer model '%.*s' is not supported (only 'llama' and 'gpt2')",
+                nn_error(err, err_size, 0, "%s: the tokenizer model '%.*s' is not supported (only 'llama' and 'gpt2')",
                        gguf_path(g), (int) (s.len > 64 ? 64 : s.len), s.data);
                 return -EOPNOTSUPP;
         }
@@ -1559,14 +1550,14 @@ int tokenizer_load(const struct gguf *g, struct tokenizer **ret, char *err, size
                 if (r == -ENOENT || (r >= 0 && (gguf_string_eq(s, "default") || gguf_string_eq(s, "gpt2"))))
                         spec.pre = TOKENIZER_PRE_DEFAULT;
                 else if (r < 0) {
-                        seterr(err, err_size, "%s: tokenizer.ggml.pre is not a string", gguf_path(g));
+                        nn_error(err, err_size, 0, "%s: tokenizer.ggml.pre is not a string", gguf_path(g));
                         return -EBADMSG;
                 } else if (gguf_string_eq(s, "llama-bpe") || gguf_string_eq(s, "llama3"))
                         spec.pre = TOKENIZER_PRE_LLAMA3;
                 else if (gguf_string_eq(s, "qwen2"))
                         spec.pre = TOKENIZER_PRE_QWEN2;
                 else {
-                        seterr(err, err_size,
+                        nn_error(err, err_size, 0,
                                "%s: the pre-tokenizer '%.*s' is not supported (only 'llama-bpe', 'qwen2' and 'gpt2')",
                                gguf_path(g), (int) (s.len > 64 ? 64 : s.len), s.data);
                         return -EOPNOTSUPP;
@@ -1577,7 +1568,7 @@ int tokenizer_load(const struct gguf *g, struct tokenizer **ret, char *err, size
         if (r < 0)
                 return r == -ENOENT ? -EBADMSG : r;
         if (n_vocab == 0 || n_vocab > INT32_MAX) {
-                seterr(err, err_size, "%s: tokenizer.ggml.tokens has %" PRIu64 " tokens", gguf_path(g), n_vocab);
+                nn_error(err, err_size, 0, "%s: tokenizer.ggml.tokens has %" PRIu64 " tokens", gguf_path(g), n_vocab);
                 return -EBADMSG;
         }
         spec.n_vocab = (size_t) n_vocab;
@@ -1585,7 +1576,7 @@ int tokenizer_load(const struct gguf *g, struct tokenizer **ret, char *err, size
 
         r = get_numeric_array(g, "tokenizer.ggml.scores", n_vocab, &type, &data, err, err_size);
         if (r == -ENOENT && spec.kind == TOKENIZER_SPM) {
-                seterr(err, err_size, "%s: no tokenizer.ggml.scores for a SentencePiece vocabulary", gguf_path(g));
+                nn_error(err, err_size, 0, "%s: no tokenizer.ggml.scores for a SentencePiece vocabulary", gguf_path(g));
                 return -EBADMSG;
         }
         if (r < 0 && r != -ENOENT)
