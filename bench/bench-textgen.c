@@ -46,15 +46,30 @@ struct bw_task {
         double sum;
 };
 
+/* Four independent vector sums, so that the loop waits on memory, not on
+ * its own additions (a scalar loop here measured 17.6 GB/s on a machine
+ * whose f16 decoding read 21). */
+typedef float v16sf __attribute__((vector_size(64)));
+
 static void *bw_thread(void *arg) {
         struct bw_task *t = arg;
-        float acc[16] = { 0 };
+        v16sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
 
-        for (size_t i = 0; i + 16 <= t->n; i += 16)
-                for (int j = 0; j < 16; j++)
-                        acc[j] += t->p[i + j];
+        for (size_t i = 0; i + 64 <= t->n; i += 64) {
+                v16sf x0, x1, x2, x3;
+
+                memcpy(&x0, t->p + i, 64);
+                memcpy(&x1, t->p + i + 16, 64);
+                memcpy(&x2, t->p + i + 32, 64);
+                memcpy(&x3, t->p + i + 48, 64);
+                a0 += x0;
+                a1 += x1;
+                a2 += x2;
+                a3 += x3;
+        }
+        a0 += a1 + a2 + a3;
         for (int j = 0; j < 16; j++)
-                t->sum += acc[j];
+                t->sum += a0[j];
         return NULL;
 }
 
@@ -247,7 +262,9 @@ int main(int argc, char **argv) {
 
         printf("CPU kernels: %s\n", nn_simd_name());
         double bw[65] = { 0 };
-        for (char *save = NULL, *s = strtok_r(threads_s, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        char bw_threads[32];
+        snprintf(bw_threads, sizeof(bw_threads), "%s", threads_s);
+        for (char *save = NULL, *s = strtok_r(bw_threads, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
                 unsigned t = (unsigned) atoi(s);
                 if (t >= 1 && t <= 64) {
                         bw[t] = read_bandwidth(t);

@@ -5,8 +5,12 @@
  * quantised types that have one, nn_vec_dot_act against activations
  * quantised to int8 once per call, with each weight row used for every
  * token of the batch while it is in cache, so a decoding step reads each
- * weight once. */
+ * weight once.  A batch (prefill, verification) of f32, f16 or bf16 weights
+ * goes to OpenBLAS's sgemm instead, which beats a row of dot products on
+ * those types (bench-textgen measures both); the quantised types keep their
+ * integer kernels, which beat sgemm on this work. */
 
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -27,7 +31,15 @@ struct cpu_backend {
          * the weight types with integer dot products; grown on demand. */
         uint8_t *act;
         size_t act_len;
+        /* Rows of f16/bf16 weights widened to f32 for sgemm. */
+        float *tile;
+        size_t tile_len;
 };
+
+/* From this many tokens on, f32/f16/bf16 products go through sgemm. */
+#define BLAS_MIN_BATCH 8
+/* f16/bf16 rows widened per sgemm call: a few MiB of f32 at most. */
+#define BLAS_TILE_FLOATS ((size_t) 1 << 20)
 
 static struct cpu_backend *cpu(struct nn_backend *be) {
         return (struct cpu_backend *) be;
@@ -123,9 +135,61 @@ static void quantize_worker(void *arg, unsigned ith, unsigned nth) {
                 nn_quantize_act(t->w->type, t->x + i * t->w->cols, t->xq + i * t->xq_stride, t->w->cols);
 }
 
+struct widen_task {
+        const struct nn_weight *w;
+        size_t r0, rows;
+        float *tile;
+};
+
+static void widen_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct widen_task *t = arg;
+        size_t i0, i1;
+
+        split_range(t->rows, ith, nth, &i0, &i1);
+        for (size_t i = i0; i < i1; i++)
+                nn_dequantize_row(t->w->type, weight_row(t->w, t->r0 + i), t->tile + i * t->w->cols, t->w->cols);
+}
+
+/* y[n][rows] = x[n][cols] · Wᵀ with sgemm: f32 weights straight from the
+ * mapping, f16/bf16 a tile of rows at a time. */
+static void blas_matmul(struct cpu_backend *c, const struct nn_weight *w, const float *x, size_t n, float *y) {
+        size_t rows = w->rows, cols = w->cols, tile_rows;
+
+        if (w->type == NN_TYPE_F32) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n, (int) rows, (int) cols, 1.0f, x,
+                            (int) cols, w->data, (int) cols, 0.0f, y, (int) rows);
+                return;
+        }
+        tile_rows = BLAS_TILE_FLOATS / cols ?: 1;
+        if (tile_rows > rows)
+                tile_rows = rows;
+        if (tile_rows * cols > c->tile_len) {
+                /* As for the attention scores: ops cannot fail. */
+                float *p = realloc(c->tile, tile_rows * cols * sizeof(float));
+                if (!p)
+                        abort();
+                c->tile = p;
+                c->tile_len = tile_rows * cols;
+        }
+        for (size_t r0 = 0; r0 < rows; r0 += tile_rows) {
+                struct widen_task t = { .w = w, .r0 = r0, .rows = rows - r0 < tile_rows ? rows - r0 : tile_rows,
+                                        .tile = c->tile };
+
+                nn_pool_run(c->pool, widen_worker, &t);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n, (int) t.rows, (int) cols, 1.0f, x,
+                            (int) cols, c->tile, (int) cols, 0.0f, y + r0, (int) rows);
+        }
+}
+
 static void cpu_matmul(struct nn_backend *be, const struct nn_weight *w, const float *x, size_t n, float *y) {
         struct cpu_backend *c = cpu(be);
         struct matmul_task t = { .w = w, .x = x, .n = n, .y = y };
+
+        if (n >= BLAS_MIN_BATCH &&
+            (w->type == NN_TYPE_F32 || w->type == NN_TYPE_F16 || w->type == NN_TYPE_BF16)) {
+                blas_matmul(c, w, x, n, y);
+                return;
+        }
 
         if (nn_type_int8_dot(w->type)) {
                 /* Each token's x is quantised once here rather than once
@@ -299,6 +363,7 @@ static void cpu_free(struct nn_backend *be) {
                         free(c->scores[i]);
         free(c->scores);
         free(c->act);
+        free(c->tile);
         nn_pool_free(c->pool);
         free(c);
 }
@@ -345,6 +410,8 @@ int nn_cpu_backend_new(unsigned n_threads, struct nn_backend **ret) {
                 free(c);
                 return -ENOMEM;
         }
+        /* sgemm runs on as many threads as the pool (ours wait meanwhile). */
+        openblas_set_num_threads((int) n_threads);
         *ret = &c->base;
         return 0;
 }
