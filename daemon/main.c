@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +21,14 @@ enum action {
         ACTION_RUN,
         ACTION_CHECK_CONFIG,
         ACTION_SHOW_IDENTITY,
+        ACTION_RELOAD,
 };
 
 static void help(void) {
         printf("Usage: swarmd [OPTIONS]\n"
                "       swarmd --check-config [FILE]\n"
                "       swarmd --show-identity [--state-dir DIR]\n"
+               "       swarmd --reload PID\n"
                "\n"
                "The SwarmHarness daemon: lends this machine's GPU and CPU to a swarm\n"
                "of peers and submits work to it. Normally started by systemd\n"
@@ -39,6 +44,8 @@ static void help(void) {
                "      --check-config     Validate the configuration (FILE, or --config)\n"
                "                         with its drop-ins, print what is wrong, exit\n"
                "      --show-identity    Print this node's id and exit\n"
+               "      --reload PID       Ask the swarmd with this PID to reload its\n"
+               "                         configuration (what `systemctl reload` runs)\n"
                "  -h, --help             Show this help\n"
                "      --version          Show the version\n",
                DEFAULT_CONFIG, STATEDIR);
@@ -56,6 +63,24 @@ static int check_config(const char *path) {
                 return EXIT_CONFIG;
         }
         printf("%s: configuration is valid.\n", path);
+        return EXIT_SUCCESS;
+}
+
+/* SIGHUP to the running daemon, as ExecReload= runs it: systemd itself (< 253)
+ * has no built-in way to signal for a reload, and /bin/kill is not on every
+ * system (it comes with procps, which a minimal Debian lacks). */
+static int reload_daemon(const char *pid_arg) {
+        char *end;
+        long pid;
+
+        errno = 0;
+        pid = strtol(pid_arg, &end, 10);
+        if (errno != 0 || end == pid_arg || *end || pid <= 1 || pid > INT32_MAX) {
+                log_error("Invalid --reload '%s': expected the PID of a running swarmd.", pid_arg);
+                return EXIT_FAILURE;
+        }
+        if (kill((pid_t) pid, SIGHUP) < 0)
+                return log_error_errno(errno, "Failed to signal swarmd (PID %ld) to reload: %m", pid), EXIT_FAILURE;
         return EXIT_SUCCESS;
 }
 
@@ -89,13 +114,14 @@ static int show_identity(const char *config_path, bool config_required, const ch
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_CHECK_CONFIG = 0x100, ARG_SHOW_IDENTITY, ARG_VERSION };
+        enum { ARG_CHECK_CONFIG = 0x100, ARG_SHOW_IDENTITY, ARG_RELOAD, ARG_VERSION };
         static const struct option options[] = {
                 { "config",        required_argument, NULL, 'c' },
                 { "state-dir",     required_argument, NULL, 's' },
                 { "log-level",     required_argument, NULL, 'l' },
                 { "check-config",  no_argument,       NULL, ARG_CHECK_CONFIG },
                 { "show-identity", no_argument,       NULL, ARG_SHOW_IDENTITY },
+                { "reload",        required_argument, NULL, ARG_RELOAD },
                 { "help",          no_argument,       NULL, 'h' },
                 { "version",       no_argument,       NULL, ARG_VERSION },
                 {}
@@ -105,6 +131,7 @@ int main(int argc, char *argv[]) {
                 .log_level = -1,
         };
         enum action action = ACTION_RUN;
+        const char *reload_pid = NULL;
         int c;
 
         log_setup("swarmd", LOG_TARGET_AUTO);
@@ -132,6 +159,10 @@ int main(int argc, char *argv[]) {
                 case ARG_SHOW_IDENTITY:
                         action = ACTION_SHOW_IDENTITY;
                         break;
+                case ARG_RELOAD:
+                        action = ACTION_RELOAD;
+                        reload_pid = optarg;
+                        break;
                 case 'h':
                         help();
                         return EXIT_SUCCESS;
@@ -157,6 +188,8 @@ int main(int argc, char *argv[]) {
                 return check_config(o.config_path);
         case ACTION_SHOW_IDENTITY:
                 return show_identity(o.config_path, o.config_required, o.state_dir);
+        case ACTION_RELOAD:
+                return reload_daemon(reload_pid);
         case ACTION_RUN:
         default:
                 return daemon_run(&o);

@@ -42,6 +42,13 @@ done
 if [ "$polkit" = true ]; then
 	[ -f "$dest$datadir/polkit-1/actions/org.swarmharness.policy" ] || fail "polkit action not installed"
 	echo "ok: polkit action"
+	# swarmd asks polkit about other users' processes: polkit allows that only
+	# to root and to the action's owner, which must be the unit's User=.
+	user=$(sed -n 's/^User=//p' "$dest$unitdir/swarmd.service")
+	grep -q "<annotate key=\"org.freedesktop.policykit.owner\">unix-user:$user</annotate>" \
+		"$dest$datadir/polkit-1/actions/org.swarmharness.policy" \
+		|| fail "the polkit action's owner is not unix-user:$user, the user swarmd runs as"
+	echo "ok: polkit action owned by $user"
 fi
 
 "$dest$sbindir/swarmd" --check-config "$dest$sysconfdir/swarmd.yaml" \
@@ -50,6 +57,9 @@ fi
 # The unit must name the installed paths.
 grep -q "^ExecStart=$sbindir/swarmd --config $sysconfdir/swarmd.yaml\$" "$dest$unitdir/swarmd.service" \
 	|| fail "ExecStart= does not point at the installed binary and config"
+# Reload needs nothing but swarmd itself (a minimal system has no /bin/kill).
+grep -q "^ExecReload=$sbindir/swarmd --reload \$MAINPID\$" "$dest$unitdir/swarmd.service" \
+	|| fail "ExecReload= does not reload through the installed swarmd"
 
 if command -v systemd-analyze >/dev/null; then
 	# Verify against the host's units (sysinit.target & co. are not in DESTDIR):

@@ -202,6 +202,31 @@ Test(lifecycle, sighup_reloads_live_keys_and_reports_ready_again) {
                   "no restart notice for node.state_directory:\n%s", read_file(h.stderr_path));
 }
 
+Test(lifecycle, reload_option_signals_the_daemon_as_systemctl_reload_does) {
+        char msg[4096], pid[32];
+        const char *args[] = { "--reload", pid, NULL };
+        const char *bad[] = { "--reload", "1x", NULL };
+        int status;
+
+        write_file(h.config, "node:\n  name: before\n");
+        start_daemon(0);
+        expect_notify("READY=1", NULL, 0);
+
+        write_file(h.config, "node:\n  name: after\n");
+        snprintf(pid, sizeof(pid), "%d", (int) h.pid);
+        status = wait_exit(spawn_swarmd(args, 0));
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        expect_notify("RELOADING=1", NULL, 0);
+        expect_notify("READY=1", msg, sizeof(msg));
+        cr_assert(strstr(msg, "after"), "node name not applied on reload: %s", msg);
+
+        status = wait_exit(spawn_swarmd(bad, 0));
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+
+        cr_assert_eq(kill(h.pid, SIGTERM), 0);
+        assert_clean_exit(wait_exit(h.pid));
+}
+
 Test(lifecycle, sighup_with_broken_config_keeps_serving) {
         char msg[4096];
 
