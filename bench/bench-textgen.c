@@ -121,24 +121,34 @@ static double sgemm_flops(const struct llama_hparams *hp, unsigned threads) {
                 { hp->n_ff, hp->n_embd, 2 },
                 { hp->n_embd, hp->n_ff, 1 },
         };
-        double flops = 0, t0, el;
+        double flops = 0, el = 0;
         size_t M = PREFILL_TOKENS;
 
         openblas_set_num_threads((int) threads);
-        t0 = now_sec();
         for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
                 size_t R = shapes[s].rows, C = shapes[s].cols;
-                float *w = calloc(R * C, sizeof(float)), *x = calloc(M * C, sizeof(float)), *y = calloc(M * R, sizeof(float));
+                float *w = malloc(R * C * sizeof(float)), *x = malloc(M * C * sizeof(float));
+                float *y = malloc(M * R * sizeof(float));
+
+                /* Touched and run once untimed: page faults are not sgemm's. */
+                for (size_t i = 0; i < R * C; i++)
+                        w[i] = (float) (i % 7) * 0.01f;
+                for (size_t i = 0; i < M * C; i++)
+                        x[i] = (float) (i % 5) * 0.01f;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) R, (int) C, 1.0f, x, (int) C,
+                            w, (int) C, 0.0f, y, (int) R);
+                double t0 = now_sec();
                 for (size_t rep = 0; rep < shapes[s].times * 2; rep++) {
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) R, (int) C, 1.0f, x, (int) C,
                                     w, (int) C, 0.0f, y, (int) R);
                         flops += 2.0 * (double) M * (double) R * (double) C;
                 }
+                el += now_sec() - t0;
                 free(w);
                 free(x);
                 free(y);
         }
-        el = now_sec() - t0;
+        openblas_set_num_threads(1);    /* back to what the CPU backend uses */
         return flops / el;
 }
 

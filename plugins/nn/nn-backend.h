@@ -8,8 +8,9 @@
  * model file and made usable on the device once with nn_backend_upload().
  *
  * Shapes are row-major: "[n][dim]" is n rows of dim floats.  The ops never
- * fail once their memory exists: errors (out of memory, a device that went
- * away) surface from alloc/upload, which a model calls at load time. */
+ * fail once their memory exists: errors surface from alloc/upload, which a
+ * model calls at load time, and a device error during the ops (a GPU that
+ * went away) is sticky and reported by status() after the step. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -75,6 +76,9 @@ struct nn_backend_ops {
         void (*add)(struct nn_backend *be, float *y, const float *x, size_t n);
         /* dst[i] = src[i] (within the backend's memory). */
         void (*copy)(struct nn_backend *be, float *dst, const float *src, size_t n);
+        /* 0, or the negative errno of a device error since the backend was
+         * made (-ENODEV, -EIO): the results of the ops since are garbage. */
+        int (*status)(struct nn_backend *be);
 };
 
 struct nn_backend {

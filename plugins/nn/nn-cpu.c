@@ -31,15 +31,16 @@ struct cpu_backend {
          * the weight types with integer dot products; grown on demand. */
         uint8_t *act;
         size_t act_len;
-        /* Rows of f16/bf16 weights widened to f32 for sgemm. */
-        float *tile;
+        /* Per-thread rows of f16/bf16 weights widened to f32 for sgemm. */
+        float **tiles;
         size_t tile_len;
 };
 
 /* From this many tokens on, f32/f16/bf16 products go through sgemm. */
 #define BLAS_MIN_BATCH 8
-/* f16/bf16 rows widened per sgemm call: a few MiB of f32 at most. */
-#define BLAS_TILE_FLOATS ((size_t) 1 << 20)
+/* f16/bf16 rows widened per sgemm call, per thread: 256 KiB of f32, so
+ * that the tile stays in cache while sgemm reads it. */
+#define BLAS_TILE_FLOATS ((size_t) 1 << 16)
 
 static struct cpu_backend *cpu(struct nn_backend *be) {
         return (struct cpu_backend *) be;
@@ -135,50 +136,62 @@ static void quantize_worker(void *arg, unsigned ith, unsigned nth) {
                 nn_quantize_act(t->w->type, t->x + i * t->w->cols, t->xq + i * t->xq_stride, t->w->cols);
 }
 
-struct widen_task {
+struct blas_task {
+        struct cpu_backend *c;
         const struct nn_weight *w;
-        size_t r0, rows;
-        float *tile;
+        const float *x;
+        size_t n;
+        float *y;
 };
 
-static void widen_worker(void *arg, unsigned ith, unsigned nth) {
-        const struct widen_task *t = arg;
-        size_t i0, i1;
+/* Each pool thread multiplies its own stretch of rows with a
+ * single-threaded sgemm: y[n][r0..r1) = x[n][cols] · W[r0..r1)ᵀ (OpenBLAS's
+ * own threads would fight ours for the same cores).  f32 rows are used in
+ * place; f16/bf16 rows are widened into the thread's tile first. */
+static void blas_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct blas_task *t = arg;
+        const struct nn_weight *w = t->w;
+        size_t cols = w->cols, r0, r1;
 
-        split_range(t->rows, ith, nth, &i0, &i1);
-        for (size_t i = i0; i < i1; i++)
-                nn_dequantize_row(t->w->type, weight_row(t->w, t->r0 + i), t->tile + i * t->w->cols, t->w->cols);
-}
-
-/* y[n][rows] = x[n][cols] · Wᵀ with sgemm: f32 weights straight from the
- * mapping, f16/bf16 a tile of rows at a time. */
-static void blas_matmul(struct cpu_backend *c, const struct nn_weight *w, const float *x, size_t n, float *y) {
-        size_t rows = w->rows, cols = w->cols, tile_rows;
-
+        split_range(w->rows, ith, nth, &r0, &r1);
+        if (r0 == r1)
+                return;
         if (w->type == NN_TYPE_F32) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n, (int) rows, (int) cols, 1.0f, x,
-                            (int) cols, w->data, (int) cols, 0.0f, y, (int) rows);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) t->n, (int) (r1 - r0), (int) cols, 1.0f,
+                            t->x, (int) cols, (const float *) w->data + r0 * cols, (int) cols, 0.0f, t->y + r0,
+                            (int) w->rows);
                 return;
         }
-        tile_rows = BLAS_TILE_FLOATS / cols ?: 1;
-        if (tile_rows > rows)
-                tile_rows = rows;
-        if (tile_rows * cols > c->tile_len) {
-                /* As for the attention scores: ops cannot fail. */
-                float *p = realloc(c->tile, tile_rows * cols * sizeof(float));
-                if (!p)
-                        abort();
-                c->tile = p;
-                c->tile_len = tile_rows * cols;
-        }
-        for (size_t r0 = 0; r0 < rows; r0 += tile_rows) {
-                struct widen_task t = { .w = w, .r0 = r0, .rows = rows - r0 < tile_rows ? rows - r0 : tile_rows,
-                                        .tile = c->tile };
+        size_t tile_rows = t->c->tile_len / cols;
+        float *tile = t->c->tiles[ith];
+        for (size_t a = r0; a < r1; a += tile_rows) {
+                size_t m = r1 - a < tile_rows ? r1 - a : tile_rows;
 
-                nn_pool_run(c->pool, widen_worker, &t);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n, (int) t.rows, (int) cols, 1.0f, x,
-                            (int) cols, c->tile, (int) cols, 0.0f, y + r0, (int) rows);
+                for (size_t i = 0; i < m; i++)
+                        nn_dequantize_row(w->type, weight_row(w, a + i), tile + i * cols, cols);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) t->n, (int) m, (int) cols, 1.0f, t->x,
+                            (int) cols, tile, (int) cols, 0.0f, t->y + a, (int) w->rows);
         }
+}
+
+static void blas_matmul(struct cpu_backend *c, const struct nn_weight *w, const float *x, size_t n, float *y) {
+        struct blas_task t = { .c = c, .w = w, .x = x, .n = n, .y = y };
+
+        if (w->type != NN_TYPE_F32) {
+                size_t need = (BLAS_TILE_FLOATS / w->cols ?: 1) * w->cols;
+
+                if (need > c->tile_len) {
+                        /* As for the attention scores: ops cannot fail. */
+                        for (unsigned i = 0; i < nn_pool_threads(c->pool); i++) {
+                                float *p = realloc(c->tiles[i], need * sizeof(float));
+                                if (!p)
+                                        abort();
+                                c->tiles[i] = p;
+                        }
+                        c->tile_len = need;
+                }
+        }
+        nn_pool_run(c->pool, blas_worker, &t);
 }
 
 static void cpu_matmul(struct nn_backend *be, const struct nn_weight *w, const float *x, size_t n, float *y) {
@@ -355,6 +368,10 @@ static void cpu_add(struct nn_backend *be, float *y, const float *x, size_t n) {
                 y[i] += x[i];
 }
 
+static int cpu_status(struct nn_backend *be) {
+        return 0;
+}
+
 static void cpu_free(struct nn_backend *be) {
         struct cpu_backend *c = cpu(be);
 
@@ -363,7 +380,10 @@ static void cpu_free(struct nn_backend *be) {
                         free(c->scores[i]);
         free(c->scores);
         free(c->act);
-        free(c->tile);
+        if (c->tiles)
+                for (unsigned i = 0; i < nn_pool_threads(c->pool); i++)
+                        free(c->tiles[i]);
+        free(c->tiles);
         nn_pool_free(c->pool);
         free(c);
 }
@@ -385,6 +405,7 @@ static const struct nn_backend_ops cpu_ops = {
         .silu_mul = cpu_silu_mul,
         .add = cpu_add,
         .copy = cpu_copy,
+        .status = cpu_status,
 };
 
 int nn_cpu_backend_new(unsigned n_threads, struct nn_backend **ret) {
@@ -405,13 +426,16 @@ int nn_cpu_backend_new(unsigned n_threads, struct nn_backend **ret) {
                 return r;
         }
         c->scores = calloc(n_threads, sizeof(float *));
-        if (!c->scores) {
+        c->tiles = calloc(n_threads, sizeof(float *));
+        if (!c->scores || !c->tiles) {
+                free(c->scores);
+                free(c->tiles);
                 nn_pool_free(c->pool);
                 free(c);
                 return -ENOMEM;
         }
-        /* sgemm runs on as many threads as the pool (ours wait meanwhile). */
-        openblas_set_num_threads((int) n_threads);
+        /* Each pool thread calls sgemm on its own rows (blas_worker). */
+        openblas_set_num_threads(1);
         *ret = &c->base;
         return 0;
 }

@@ -442,6 +442,7 @@ int llama_eval(struct llama_context *c, const int32_t *tokens, size_t n, bool al
         size_t embd = hp->n_embd, hd = hp->head_dim;
         size_t kv_dim = (size_t) hp->n_head_kv * hd;
         size_t pos0 = c->pos;
+        int r;
 
         if (n == 0 || n > c->n_batch)
                 return -EINVAL;
@@ -493,6 +494,9 @@ int llama_eval(struct llama_context *c, const int32_t *tokens, size_t n, bool al
         op->rmsnorm(be, c->xn, c->x + first * embd, &m->output_norm, n_out, hp->norm_eps);
         op->matmul(be, &m->output, c->xn, n_out, c->logits_dev);
         op->read(be, c->logits, c->logits_dev, n_out * hp->n_vocab);
+        r = op->status(be);
+        if (r < 0)
+                return r;
 
         c->pos = pos0 + n;
         *logits = c->logits;

@@ -72,5 +72,5 @@ void llama_context_rewind(struct llama_context *c, size_t pos);
  * of every token ([n][n_vocab]) when all_logits, else of the last one.  The
  * returned array is the context's and valid until the next call.  -ENOSPC
  * when the tokens do not fit the context, -EINVAL for a token id outside
- * the vocabulary. */
+ * the vocabulary, or the backend's device error (-ENODEV, -EIO). */
 int llama_eval(struct llama_context *c, const int32_t *tokens, size_t n, bool all_logits, const float **logits);
