@@ -504,3 +504,80 @@ Test(llama, greedy_admits_only_the_argmax_within_the_tolerance) {
         cr_assert(sampler_admits(&p, l, 4, NULL, 0, 2, 0.0f, scratch));
         cr_assert_not(sampler_admits(&p, l, 4, NULL, 0, 0, 0.0f, scratch));
 }
+
+/* The set top-k → top-p → min-p keeps, computed the plain way: sort
+ * everything. */
+static int cmp_desc(const void *a, const void *b) {
+        float x = *(const float *) a, y = *(const float *) b;
+        return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static size_t reference_keep(const float *logits, size_t n, const struct sampler_params *p, float *cut) {
+        float *l = malloc(n * sizeof(float));
+        size_t keep;
+        double sum = 0, cum = 0;
+
+        for (size_t i = 0; i < n; i++)
+                l[i] = logits[i] / p->temperature;
+        qsort(l, n, sizeof(float), cmp_desc);
+        keep = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+        for (size_t i = 0; i < keep; i++)
+                sum += exp((double) l[i] - l[0]);
+        for (size_t i = 0; i < keep; i++) {
+                double pr = exp((double) l[i] - l[0]);
+                if (i > 0 && pr < p->min_p) {
+                        keep = i;
+                        break;
+                }
+                cum += pr / sum;
+                if (p->top_p < 1 && cum >= p->top_p) {
+                        keep = i + 1;
+                        break;
+                }
+        }
+        *cut = l[keep - 1] * p->temperature;   /* the smallest logit kept */
+        free(l);
+        return keep;
+}
+
+Test(llama, sampling_draws_only_what_top_k_top_p_and_min_p_keep) {
+        static const struct { uint32_t top_k; float top_p, min_p, temp; } cases[] = {
+                { 40, 0.95f, 0.05f, 0.8f }, { 0, 0.9f, 0.0f, 1.0f }, { 5, 1.0f, 0.0f, 1.5f },
+                { 0, 1.0f, 0.2f, 1.0f }, { 1000, 0.5f, 0.01f, 0.7f },
+        };
+        size_t n = 5000;
+        float *logits = malloc(n * sizeof(float)), *work = malloc(n * sizeof(float));
+
+        for (size_t i = 0; i < n; i++)
+                logits[i] = 4.0f * sinf((float) i * 0.37f) + (float) (i % 13) * 0.1f;
+        for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+                struct sampler_params p = SAMPLER_PARAMS_DEFAULT;
+                float cut;
+                size_t drawn_distinct = 0;
+                bool *seen = calloc(n, sizeof(bool));
+
+                p.top_k = cases[c].top_k;
+                p.top_p = cases[c].top_p;
+                p.min_p = cases[c].min_p;
+                p.temperature = cases[c].temp;
+                size_t keep = reference_keep(logits, n, &p, &cut);
+                for (uint64_t seed = 0; seed < 400; seed++) {
+                        struct sampler *s;
+
+                        p.seed = seed;
+                        cr_assert_eq(sampler_new(&p, n, &s), 0);
+                        memcpy(work, logits, n * sizeof(float));
+                        int32_t t = sampler_sample(s, work, NULL, 0);
+                        cr_assert(logits[t] >= cut, "case %zu: drew token %d (logit %g) below the cut %g", c, t,
+                                  (double) logits[t], (double) cut);
+                        drawn_distinct += !seen[t];
+                        seen[t] = true;
+                        sampler_free(s);
+                }
+                cr_assert_leq(drawn_distinct, keep);
+                cr_assert_gt(drawn_distinct, keep > 1 ? 1 : 0, "case %zu: seeds made no difference", c);
+                free(seen);
+        }
+        free(logits);
+        free(work);
+}

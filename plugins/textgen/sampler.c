@@ -18,7 +18,8 @@ struct sampler {
         struct sampler_params p;
         size_t n_vocab;
         uint64_t rng[4];                /* xoshiro256** */
-        struct candidate *cand;
+        struct candidate *cand;         /* the heap */
+        struct candidate *sorted;       /* what came out of it, best first */
         float *probs;
 };
 
@@ -76,8 +77,9 @@ int sampler_new(const struct sampler_params *p, size_t n_vocab, struct sampler *
         s->p = *p;
         s->n_vocab = n_vocab;
         s->cand = malloc(n_vocab * sizeof(*s->cand));
+        s->sorted = malloc(n_vocab * sizeof(*s->sorted));
         s->probs = malloc(n_vocab * sizeof(float));
-        if (!s->cand || !s->probs) {
+        if (!s->cand || !s->sorted || !s->probs) {
                 sampler_free(s);
                 return -ENOMEM;
         }
@@ -92,6 +94,7 @@ void sampler_free(struct sampler *s) {
         if (!s)
                 return;
         free(s->cand);
+        free(s->sorted);
         free(s->probs);
         free(s);
 }
@@ -131,17 +134,43 @@ static size_t argmax(const float *v, size_t n) {
         return best;
 }
 
-static int cmp_candidate_desc(const void *a, const void *b) {
-        const struct candidate *x = a, *y = b;
 
-        if (x->logit != y->logit)
-                return x->logit < y->logit ? 1 : -1;
-        return x->id < y->id ? -1 : x->id > y->id;
+/* Candidates come out best first: by logit, then by id.  A binary heap
+ * gives them in that order without sorting the whole vocabulary (150,000
+ * entries for Qwen 2) when top-k, top-p or min-p keep only a few. */
+static bool better(const struct candidate *a, const struct candidate *b) {
+        return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+}
+
+static void sift_down(struct candidate *h, size_t n, size_t i) {
+        for (;;) {
+                size_t best = i, l = 2 * i + 1, r = l + 1;
+
+                if (l < n && better(&h[l], &h[best]))
+                        best = l;
+                if (r < n && better(&h[r], &h[best]))
+                        best = r;
+                if (best == i)
+                        return;
+                struct candidate t = h[i];
+                h[i] = h[best];
+                h[best] = t;
+                i = best;
+        }
+}
+
+static struct candidate heap_pop(struct candidate *h, size_t *n) {
+        struct candidate top = h[0];
+
+        h[0] = h[--*n];
+        sift_down(h, *n, 0);
+        return top;
 }
 
 int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, size_t n_history) {
         const struct sampler_params *p = &s->p;
-        size_t n = s->n_vocab, keep;
+        size_t n = s->n_vocab, heap_n = n, popped = 0, keep, limit;
+        struct candidate *sorted = s->sorted;
         double sum = 0, cum = 0, r;
 
         apply_penalty(p, logits, logits, n, history, n_history);
@@ -150,32 +179,35 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
 
         for (size_t i = 0; i < n; i++)
                 s->cand[i] = (struct candidate) { .logit = logits[i] / p->temperature, .id = (int32_t) i };
-        /* Sort only what top-k keeps when it is on; the whole list otherwise
-         * (top-p needs the order). */
-        qsort(s->cand, n, sizeof(*s->cand), cmp_candidate_desc);
-        keep = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+        for (size_t i = n / 2; i-- > 0;)
+                sift_down(s->cand, n, i);
 
-        for (size_t i = 0; i < keep; i++) {
-                s->probs[i] = expf(s->cand[i].logit - s->cand[0].logit);
-                sum += s->probs[i];
+        /* The normaliser: over the top-k when it is on, else over all. */
+        limit = p->top_k > 0 && p->top_k < n ? p->top_k : n;
+        if (limit < n) {
+                while (popped < limit)
+                        sorted[popped++] = heap_pop(s->cand, &heap_n);
+                for (size_t i = 0; i < limit; i++)
+                        sum += exp((double) sorted[i].logit - sorted[0].logit);
+        } else {
+                float max = s->cand[0].logit;
+                for (size_t i = 0; i < n; i++)
+                        sum += exp((double) s->cand[i].logit - max);
         }
-        /* top-p: the smallest prefix whose mass reaches top_p. */
-        if (p->top_p < 1) {
-                for (size_t i = 0; i < keep; i++) {
-                        cum += s->probs[i] / sum;
-                        if (cum >= p->top_p) {
-                                keep = i + 1;
-                                break;
-                        }
+
+        /* Walk down from the best while top-p and min-p keep candidates. */
+        for (keep = 0; keep < limit; keep++) {
+                if (popped <= keep)
+                        sorted[popped++] = heap_pop(s->cand, &heap_n);
+                s->probs[keep] = expf(sorted[keep].logit - sorted[0].logit);
+                if (keep > 0 && p->min_p > 0 && s->probs[keep] < p->min_p * s->probs[0])
+                        break;
+                cum += s->probs[keep] / sum;
+                if (p->top_p < 1 && cum >= p->top_p) {
+                        keep++;
+                        break;
                 }
         }
-        /* min-p: drop what is below min_p of the most likely. */
-        if (p->min_p > 0)
-                for (size_t i = 1; i < keep; i++)
-                        if (s->probs[i] < p->min_p * s->probs[0]) {
-                                keep = i;
-                                break;
-                        }
 
         sum = 0;
         for (size_t i = 0; i < keep; i++)
@@ -184,9 +216,9 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
         for (size_t i = 0; i < keep; i++) {
                 r -= s->probs[i];
                 if (r < 0)
-                        return s->cand[i].id;
+                        return sorted[i].id;
         }
-        return s->cand[keep - 1].id;
+        return sorted[keep - 1].id;
 }
 
 bool sampler_admits(const struct sampler_params *p, const float *logits, size_t n_vocab, const int32_t *history,
