@@ -5,8 +5,11 @@
  *     measured in the same run (weight bytes read per token ÷ read GB/s);
  *   - prefill tokens/s next to OpenBLAS sgemm on the same shapes;
  *   - teacher-forced verification time ÷ generation time for 256 tokens.
+ * With --device cuda, the same on the CUDA backend (GPU 0): the reference
+ * is then the backend's own matmul (cublasGemmEx, f16 inputs, f32 sums) on
+ * the same shapes, and there is no roofline column.
  * Usage: bench-textgen [--sizes 110m,1b] [--types f16,q8_0,q4_K]
- *                      [--threads 1,2] [--dir DIR] */
+ *                      [--threads 1,2] [--device cpu|cuda] [--dir DIR] */
 
 #include <cblas.h>
 #include <errno.h>
@@ -152,6 +155,60 @@ static double sgemm_flops(const struct llama_hparams *hp, unsigned threads) {
         return flops / el;
 }
 
+/* The GPU reference: the CUDA backend's matmul (cublasGemmEx behind it) on
+ * the shapes of sgemm_flops, with f16 weights made up here.  Their device
+ * copies stay until the backend is freed. */
+static double backend_gemm_flops(struct nn_backend *be, const struct llama_hparams *hp) {
+        struct { size_t rows, cols, times; } shapes[] = {
+                { hp->n_head * hp->head_dim, hp->n_embd, 1 },
+                { hp->n_head_kv * hp->head_dim, hp->n_embd, 2 },
+                { hp->n_embd, hp->n_head * hp->head_dim, 1 },
+                { hp->n_ff, hp->n_embd, 2 },
+                { hp->n_embd, hp->n_ff, 1 },
+        };
+        const struct nn_backend_ops *op = be->ops;
+        double flops = 0, el = 0;
+        size_t M = PREFILL_TOKENS;
+
+        for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+                size_t R = shapes[s].rows, C = shapes[s].cols;
+                uint16_t *wh = malloc(R * C * sizeof(uint16_t));
+                float *xh = malloc(M * C * sizeof(float));
+                struct nn_weight w = { .type = NN_TYPE_F16, .rows = R, .cols = C, .data = wh };
+                float *x, *y;
+
+                if (!wh || !xh)
+                        return 0;
+                for (size_t i = 0; i < R * C; i++)
+                        wh[i] = nn_f32_to_fp16((float) (i % 7) * 0.01f);
+                for (size_t i = 0; i < M * C; i++)
+                        xh[i] = (float) (i % 5) * 0.01f;
+                x = op->alloc(be, M * C);
+                y = op->alloc(be, M * R);
+                if (!x || !y || op->upload(be, &w) < 0)
+                        return 0;
+                op->write(be, x, xh, M * C);
+                /* Run once untimed: cuBLAS loads its kernels. */
+                op->matmul(be, &w, x, M, y);
+                op->status(be);
+                double t0 = now_sec();
+                for (size_t rep = 0; rep < shapes[s].times * 2; rep++) {
+                        op->matmul(be, &w, x, M, y);
+                        flops += 2.0 * (double) M * (double) R * (double) C;
+                }
+                if (op->status(be) < 0)
+                        return 0;
+                el += now_sec() - t0;
+                op->release(be, x);
+                op->release(be, y);
+                free(wh);
+                free(xh);
+        }
+        return el > 0 ? flops / el : 0;
+}
+
+static bool use_cuda;
+
 static void bench_model(const char *path, const char *label, const char *type, unsigned threads, double bw) {
         struct gguf *g;
         struct nn_backend *be;
@@ -162,7 +219,9 @@ static void bench_model(const char *path, const char *label, const char *type, u
         int32_t prompt[PREFILL_TOKENS], tok;
         double t0, decode_s, prefill_s, gen_s, verify_s;
 
-        if (gguf_open(path, &g, err, sizeof(err)) < 0 || nn_cpu_backend_new(threads, &be) < 0 ||
+        snprintf(err, sizeof(err), "cannot start the backend");
+        if (gguf_open(path, &g, err, sizeof(err)) < 0 ||
+            (use_cuda ? nn_cuda_backend_new(0, &be, err, sizeof(err)) : nn_cpu_backend_new(threads, &be)) < 0 ||
             llama_model_load(g, be, &m, err, sizeof(err)) < 0) {
                 fprintf(stderr, "bench-textgen: %s\n", err);
                 exit(1);
@@ -223,14 +282,17 @@ static void bench_model(const char *path, const char *label, const char *type, u
         double bytes = (double) llama_model_weight_bytes(m) -
                        (double) nn_row_bytes(gguf_find_tensor(g, "token_embd.weight")->type, hp->n_embd) *
                        (hp->n_vocab - 1) * (gguf_find_tensor(g, "output.weight") ? 1 : 0);
-        double roof = bw * 1e9 / bytes;
+        double roof = bw > 0 ? bw * 1e9 / bytes : 0;
         double tps = DECODE_TOKENS / decode_s;
         double prefill_flops = 2.0 * (double) llama_model_n_params(m) * PREFILL_TOKENS / prefill_s;
+        double ref_flops = use_cuda ? backend_gemm_flops(be, hp) : sgemm_flops(hp, threads);
+        int r = be->ops->status(be);
 
-        printf("%-5s %-5s %2u | %8.1f %8.1f %5.2f | %9.1f %8.1f %8.1f | %7.2f s %6.2f s %5.1f %% %s\n", label, type,
-               threads, tps, roof, tps / roof, PREFILL_TOKENS / prefill_s, prefill_flops / 1e9,
-               sgemm_flops(hp, threads) / 1e9, gen_s, verify_s, 100 * verify_s / gen_s,
-               ok == VERIFY_TOKENS ? "" : "(verify rejected honest tokens!)");
+        printf("%-5s %-5s %2u | %8.1f %8.1f %5.2f | %9.1f %8.1f %8.1f | %7.2f s %6.2f s %5.1f %% %s%s\n", label, type,
+               threads, tps, roof, roof > 0 ? tps / roof : 0, PREFILL_TOKENS / prefill_s, prefill_flops / 1e9,
+               ref_flops / 1e9, gen_s, verify_s, 100 * verify_s / gen_s,
+               ok == VERIFY_TOKENS ? "" : "(verify rejected honest tokens!)",
+               r < 0 ? "(device error: the figures are void)" : "");
         fflush(stdout);
         free(seq);
         free(scratch);
@@ -240,6 +302,12 @@ static void bench_model(const char *path, const char *label, const char *type, u
         gguf_close(g);
 }
 
+static int usage(void) {
+        fprintf(stderr, "usage: bench-textgen [--sizes 110m,1b] [--types f16,q8_0,q4_K] [--threads 1,2] "
+                "[--device cpu|cuda] [--dir DIR]\n");
+        return 2;
+}
+
 int main(int argc, char **argv) {
         char sizes[64] = "110m", types[64] = "f16,q8_0,q4_K", threads_s[32] = "1,2", dir[256] = "";
         static const struct option opts[] = {
@@ -247,6 +315,7 @@ int main(int argc, char **argv) {
                 { "types", required_argument, NULL, 't' },
                 { "threads", required_argument, NULL, 'j' },
                 { "dir", required_argument, NULL, 'd' },
+                { "device", required_argument, NULL, 'D' },
                 {}
         };
         int c;
@@ -257,10 +326,13 @@ int main(int argc, char **argv) {
                 case 't': snprintf(types, sizeof(types), "%s", optarg); break;
                 case 'j': snprintf(threads_s, sizeof(threads_s), "%s", optarg); break;
                 case 'd': snprintf(dir, sizeof(dir), "%s", optarg); break;
+                case 'D':
+                        use_cuda = strcmp(optarg, "cuda") == 0;
+                        if (use_cuda || strcmp(optarg, "cpu") == 0)
+                                break;
+                        return usage();
                 default:
-                        fprintf(stderr, "usage: bench-textgen [--sizes 110m,1b] [--types f16,q8_0,q4_K] "
-                                "[--threads 1,2] [--dir DIR]\n");
-                        return 2;
+                        return usage();
                 }
         if (!dir[0]) {
                 snprintf(dir, sizeof(dir), "/tmp/bench-textgen-XXXXXX");
@@ -270,19 +342,25 @@ int main(int argc, char **argv) {
                 }
         }
 
-        printf("CPU kernels: %s\n", nn_simd_name());
+        if (use_cuda) {
+                /* One line per model: threads and the CPU's bandwidth do
+                 * not apply. */
+                snprintf(threads_s, sizeof(threads_s), "0");
+                printf("device: cuda (GPU 0); reference: the backend's cublasGemmEx matmul\n");
+        } else
+                printf("CPU kernels: %s\n", nn_simd_name());
         double bw[65] = { 0 };
         char bw_threads[32];
         snprintf(bw_threads, sizeof(bw_threads), "%s", threads_s);
         for (char *save = NULL, *s = strtok_r(bw_threads, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
                 unsigned t = (unsigned) atoi(s);
-                if (t >= 1 && t <= 64) {
+                if (!use_cuda && t >= 1 && t <= 64) {
                         bw[t] = read_bandwidth(t);
                         printf("read bandwidth, %u thread%s: %.1f GB/s\n", t, t > 1 ? "s" : "", bw[t]);
                 }
         }
-        printf("\nmodel type  th | decode tok/s  roofline ratio | prefill tok/s GFLOP/s sgemm GFLOP/s | "
-               "generate 256  verify  ratio\n");
+        printf("\nmodel type  th | decode tok/s  roofline ratio | prefill tok/s GFLOP/s %s GFLOP/s | "
+               "generate 256  verify  ratio\n", use_cuda ? "gemmEx" : " sgemm");
 
         char sizes_copy[64];
         snprintf(sizes_copy, sizeof(sizes_copy), "%s", sizes);
@@ -322,7 +400,7 @@ int main(int argc, char **argv) {
                         snprintf(tcopy, sizeof(tcopy), "%s", threads_s);
                         for (char *s3 = NULL, *t = strtok_r(tcopy, ",", &s3); t; t = strtok_r(NULL, ",", &s3)) {
                                 unsigned th = (unsigned) atoi(t);
-                                if (th >= 1 && th <= 64)
+                                if (use_cuda || (th >= 1 && th <= 64))
                                         bench_model(path, size, type, th, bw[th]);
                         }
                 }

@@ -34,6 +34,10 @@ struct skills {
         size_t n_verifiers;
         char *dirs;
         char *worker;
+        /* skills.options, kept for the verifiers started later: a skill
+         * verifies with the settings it would be hosted with (textgen needs
+         * its model). */
+        char **options;
         uint64_t kill_grace;
         sd_event_source *settle_timer;
         skills_settled_fn settled;
@@ -54,13 +58,13 @@ static char *skill_name_of(const char *arg) {
 }
 
 /* skills.options entries "SKILL.KEY=VALUE" for this skill. */
-static int options_for(const struct config *c, const char *skill, struct swarm_values **ret) {
+static int options_for(char *const *options, const char *skill, struct swarm_values **ret) {
         struct swarm_values *v = swarm_values_new();
         size_t l = strlen(skill);
 
         if (!v)
                 return -ENOMEM;
-        for (char **o = c->skills_options; o && *o; o++) {
+        for (char *const *o = options; o && *o; o++) {
                 const char *eq = strchr(*o, '='), *key = *o + l + 1;
                 _cleanup_free_ char *k = NULL;
                 char *end;
@@ -147,7 +151,7 @@ int skills_new(sd_event *event, const struct config *c, skills_settled_fn settle
                 .pids_max = c->skills_pids_max,
         };
         struct skills *s;
-        size_t n = 0, n_failed = 0;
+        size_t n = 0, n_failed = 0, n_options = 0;
         int r;
 
         for (char **e = c->skills_enabled; e && *e; e++)
@@ -158,6 +162,20 @@ int skills_new(sd_event *event, const struct config *c, skills_settled_fn settle
         s->event = sd_event_ref(event);
         s->settled = settled;
         s->userdata = userdata;
+        for (char **o = c->skills_options; o && *o; o++)
+                n_options++;
+        s->options = calloc(n_options + 1, sizeof(char *));
+        if (!s->options) {
+                skills_free(s);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_options; i++) {
+                s->options[i] = strdup(c->skills_options[i]);
+                if (!s->options[i]) {
+                        skills_free(s);
+                        return -ENOMEM;
+                }
+        }
         s->items = calloc(n ? n : 1, sizeof(struct hosted_skill));
         s->failed = calloc(n + 1, sizeof(char *));
         worker = skill_worker_path();
@@ -197,7 +215,7 @@ int skills_new(sd_event *event, const struct config *c, skills_settled_fn settle
                 }
                 r = skill_find(*e, dirs, &h->path);
                 if (r >= 0)
-                        r = options_for(c, h->name, &h->options);
+                        r = options_for(c->skills_options, h->name, &h->options);
                 if (r >= 0)
                         r = job_cgroups_add_skill(s->cgroups, h->name, &limits);
                 if (r >= 0) {
@@ -250,6 +268,7 @@ struct skills *skills_free(struct skills *s) {
         free(s->verifiers);
         free(s->dirs);
         free(s->worker);
+        strv_free(s->options);
         strv_free(s->failed);
         job_cgroups_free(s->cgroups);
         sd_event_unref(s->event);
@@ -335,7 +354,8 @@ struct skill_pool *skills_verifier(struct skills *s, const char *name) {
                 return NULL;
         }
         h.name = strdup(name);
-        h.options = swarm_values_new();
+        if (options_for(s->options, name, &h.options) < 0)
+                h.options = NULL;
         grown = reallocarray(s->verifiers, s->n_verifiers + 1, sizeof(*grown));
         if (grown)
                 s->verifiers = grown;

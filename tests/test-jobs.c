@@ -31,6 +31,7 @@
 #include "network.h"
 #include "shm.h"
 #include "swarmd-harness.h"
+#include "tiny-model.h"
 #include "transport.h"
 #include "wire.h"
 #include "worker-proto.h"
@@ -50,6 +51,10 @@ static struct node nodes[NODES_MAX];
 static int seed_port;
 /* Appended to node i's configuration as it is (whole sections). */
 static const char *extra_config[NODES_MAX];
+/* When set, the providers host textgen with this model instead of
+ * testskill, and every node (the requester too, to verify) is told where
+ * the model is. */
+static char textgen_model[256];
 
 /* Node 0 requests (lends nothing); the others provide testskill.  extra is
  * appended under skills: (options) or as top-level sections. */
@@ -65,11 +70,18 @@ static void write_config(int i, const char *skill_options, bool cheat) {
                 i == 0 ? seed_port : 0);
         if (i != 0)
                 fprintf(f, "  seeds: [\"%s@tcp://127.0.0.1:%d\"]\n", nodes[0].identity->node_id, seed_port);
-        fprintf(f, "skills:\n  directory: \"%s\"\n", plugins);
-        if (i != 0)
-                fprintf(f, "  enabled: [testskill]\n  workers: 2\n  kill_grace: 200ms\n");
-        if (skill_options)
-                fprintf(f, "  options: [%s]\n", skill_options);
+        if (textgen_model[0]) {
+                fprintf(f, "skills:\n  directory: \"%s\"\n", getenv("SKILL_BUILD_DIR"));
+                if (i != 0)
+                        fprintf(f, "  enabled: [textgen]\n  workers: 1\n");
+                fprintf(f, "  options: [\"textgen.model=%s\", \"textgen.threads=1\"]\n", textgen_model);
+        } else {
+                fprintf(f, "skills:\n  directory: \"%s\"\n", plugins);
+                if (i != 0)
+                        fprintf(f, "  enabled: [testskill]\n  workers: 2\n  kill_grace: 200ms\n");
+                if (skill_options)
+                        fprintf(f, "  options: [%s]\n", skill_options);
+        }
         fprintf(f, "lending:\n  policy: %s\n", i == 0 ? "never" : "always");
         fprintf(f, "dbus:\n  bus: none\n");
         if (cheat)
@@ -129,6 +141,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+        textgen_model[0] = '\0';
         for (int i = 0; i < NODES_MAX; i++) {
                 extra_config[i] = NULL;
                 struct node *n = &nodes[i];
@@ -138,7 +151,7 @@ static void teardown(void) {
                 identity_free(n->identity);
                 n->identity = NULL;
         }
-        rm_rf(root);
+        if (!getenv("KEEP_JOBS_TEST")) rm_rf(root);
 }
 
 /* How many alive, lending members node 0 sees offering testskill. */
@@ -157,7 +170,7 @@ static int providers_seen(void) {
                 if (p->self || p->state != SWARM__MEMBER_STATE__ALIVE || !p->lending)
                         continue;
                 for (size_t s = 0; s < p->n_skills; s++)
-                        if (strcmp(p->skills[s]->name, "testskill") == 0)
+                        if (strcmp(p->skills[s]->name, textgen_model[0] ? "textgen" : "testskill") == 0)
                                 n++;
         }
         swarm__control_reply__free_unpacked(reply, NULL);
@@ -288,6 +301,48 @@ Test(jobs, happy_path_every_job_verified_once_across_providers) {
         cr_assert_eq(rejected, 0);
         cr_assert_eq(per_node[1] + per_node[2], 40, "jobs done by someone other than the providers");
         cr_log_info("node1 ran %u, node2 ran %u", per_node[1], per_node[2]);
+        jobs_client_free(c);
+}
+
+Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
+        struct tiny_model_spec spec = tiny_model_spec_default();
+        struct jobs_client *c;
+        char err[256];
+
+        snprintf(textgen_model, sizeof(textgen_model), "%s/tiny.gguf", root);
+        spec.tokenizer = TINY_TOKENIZER_BPE;
+        cr_assert_eq(tiny_model_write(&spec, textgen_model, err, sizeof(err)), 0, "%s", err);
+        start_swarm(2, NULL, NULL);
+        c = connect_requester();
+
+        for (unsigned i = 0; i < 4; i++) {
+                struct swarm_values *in = swarm_values_new();
+                char prompt[64];
+
+                snprintf(prompt, sizeof(prompt), "Once upon a time %u", i);
+                swarm_values_set_allocator(in, shm_allocate, NULL);
+                cr_assert_eq(swarm_values_set_string(in, "prompt", prompt), 0);
+                cr_assert_eq(swarm_values_set_int(in, "max_tokens", 12), 0);
+                cr_assert_eq(swarm_values_set_string(in, "temperature", i % 2 ? "0.9" : "0"), 0);
+                cr_assert_eq(swarm_values_set_int(in, "seed", i), 0);
+                submit(c, i, "textgen", in, UINT64_MAX / 2, 30 * 1000 * 1000);
+                swarm_values_free(in);
+        }
+        for (unsigned done = 0; done < 4; done++) {
+                struct jobs_result res = {};
+                const char *text, *finish;
+                int64_t n;
+
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "textgen job %llu failed: %s", (unsigned long long) res.id, res.error);
+                cr_assert(is_node(res.provider, 1) || is_node(res.provider, 2), "not run by a provider");
+                cr_assert_eq(res.rejected, 0, "an honest generation failed verification");
+                cr_assert_eq(swarm_values_get_string(res.outputs, "text", &text), 0);
+                cr_assert_eq(swarm_values_get_string(res.outputs, "finish_reason", &finish), 0);
+                cr_assert_eq(swarm_values_get_int(res.outputs, "generated_tokens_count", &n), 0);
+                cr_assert(n == 12 || strcmp(finish, "stop") == 0, "%lld tokens, finish %s", (long long) n, finish);
+                jobs_result_done(&res);
+        }
         jobs_client_free(c);
 }
 

@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "swarm-host.h"
 #include "tiny-model.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 static char dir[] = "/tmp/test-textgen-XXXXXX";
 static void *module;
@@ -289,6 +291,33 @@ Test(textgen, a_missing_or_hostile_model_file_fails_init) {
         cr_assert_null(start(path, 0));
 }
 
+/* init() with the tiny model on device; its return value. */
+static int start_on(const char *path, const char *device) {
+        struct swarm_values *c = swarm_values_new();
+        void *state = NULL;
+        int r;
+
+        cr_assert_eq(swarm_values_set_string(c, "model", path), 0);
+        cr_assert_eq(swarm_values_set_string(c, "device", device), 0);
+        cr_assert_eq(swarm_values_set_int(c, "gpu", 0), 0);
+        r = skill->init(c, &state);
+        swarm_values_free(c);
+        cr_assert(r < 0 || state);
+        if (state)
+                skill->fini(state);
+        return r;
+}
+
+Test(textgen, an_unknown_device_or_a_missing_cuda_backend_is_refused) {
+        const char *path = model_path("a.gguf", 1, TINY_TOKENIZER_SPM);
+
+        cr_assert_eq(start_on(path, "tpu"), -EINVAL);
+        /* Whether or not this build has CUDA, a module that is not there
+         * means no CUDA backend (each test is its own process). */
+        cr_assert_eq(setenv("SWARM_NN_CUDA_MODULE", "/nonexistent/nn-cuda.so", 1), 0);
+        cr_assert_eq(start_on(path, "cuda"), -ENODEV);
+}
+
 /* Rewrites the job's outputs so that text and tokens agree again after the
  * tokens were changed: only teacher forcing can tell. */
 static void set_consistent_outputs(struct swarm_job *j, const char *model, const int32_t *tokens, int64_t n) {
@@ -304,9 +333,12 @@ static void set_consistent_outputs(struct swarm_job *j, const char *model, const
         cr_assert_eq(gguf_open(model, &g, err, sizeof(err)), 0);
         cr_assert_eq(tokenizer_load(g, &tok, err, sizeof(err)), 0);
         cr_assert_eq(tokenizer_decode(tok, copy, (size_t) n, false, &text), 0);
+        char *clean = malloc(UTF8_SANITIZED_MAX(strlen(text)) + 1);
+        clean[utf8_sanitize(text, strlen(text), clean)] = '\0';
         swarm_values_free(out);
         j->outputs = out = swarm_values_new();
-        swarm_values_set_string(out, "text", text);
+        swarm_values_set_string(out, "text", clean);
+        free(clean);
         swarm_values_add_tensor(out, "tokens", SWARM_DTYPE_I32, 1, shape, &t);
         memcpy(t.data, copy, (size_t) n * 4);
         swarm_values_set_int(out, "generated_tokens_count", n);
@@ -388,4 +420,26 @@ Test(textgen, verify_rejects_tampered_tokens_another_model_and_another_prompt) {
         swarm_values_free(other);
         skill->fini(a);
         skill->fini(b);
+}
+
+Test(textgen, generated_bytes_that_are_not_utf8_become_replacement_characters) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "plain", "plain" },
+                { "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x99\x82", "caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x99\x82" },
+                { "cut \xe6\x97", "cut \xef\xbf\xbd\xef\xbf\xbd" },                  /* ends inside a character */
+                { "\xff", "\xef\xbf\xbd" },
+                { "\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd" },                          /* overlong '/' */
+                { "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },        /* a surrogate */
+                { "\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* past U+10FFFF */
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char out[64];
+                size_t n = utf8_sanitize(cases[i].in, strlen(cases[i].in), out);
+
+                cr_assert_eq(n, strlen(cases[i].out), "case %zu", i);
+                cr_assert_eq(memcmp(out, cases[i].out, n), 0, "case %zu", i);
+        }
 }

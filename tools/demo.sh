@@ -9,7 +9,11 @@
 # verification and never accepted, nor paid), and one advertises ten
 # times the speed it has (testing.throughput_factor: the requester's
 # hardware challenge measures it).  Verified results are paid with signed
-# cheques; at the end the requester's balance and ledger are shown.
+# cheques; at the end the requester's balance and ledger are shown.  Last,
+# two providers also host textgen with a small Llama-shaped model (random
+# weights, written as a real GGUF file by gguf-tiny, since nothing is
+# downloaded here) and a prompt goes through the swarm: generated on a
+# provider, streamed, verified on the requester by teacher forcing, paid.
 # Everything lives in build/demo/; the daemons are stopped on exit and on
 # Ctrl-C.
 #
@@ -46,6 +50,9 @@ trap 'echo; echo "Interrupted: stopping the swarm."; exit 130' INT TERM
 
 rm -rf "$demo"
 mkdir -p "$demo"
+model=$(pwd)/$demo/tiny-llama.gguf
+build/tools/gguf-tiny/gguf-tiny --tokenizer bpe --type q8_0 --vocab 2048 --embd 256 --layers 4 --heads 8 \
+	--kv-heads 4 --ff 704 --ctx 512 "$model"
 # One BLAS thread per worker: five daemons share this machine.
 export OPENBLAS_NUM_THREADS=1
 
@@ -69,12 +76,18 @@ write_config() {
 		fi
 		echo "skills:"
 		echo "  directory: \"$plugins\""
+		# Every node knows the model: providers to run it, the requester
+		# to verify what they return.
+		echo "  options: [\"textgen.model=$model\", \"textgen.threads=1\"]"
 		if [ "$name" = requester ]; then
 			echo "lending:"
 			echo "  policy: never"
 			echo "reputation:"
 			echo "  gossip_interval: 1s"
 			echo "  challenge_interval: 30s"
+		elif [ "$name" = alpha ] || [ "$name" = delta ]; then
+			echo "  enabled: [gemm, textgen]"
+			echo "  workers: 1"
 		else
 			echo "  enabled: [gemm]"
 			echo "  workers: 1"
@@ -182,6 +195,13 @@ echo
 echo
 "$swarmctl" peers --socket "$demo/requester/state/control.sock"
 
+say "Text generation: a prompt through the swarm to a textgen provider"
+echo "Model: $model ($(du -h "$model" | cut -f1), random weights: expect gibberish;"
+echo "give textgen.model a real Llama/Qwen GGUF file for real text)."
+textgen_status=0
+"$swarmctl" submit --skill textgen --input prompt=str:"Once upon a time" --input max_tokens=int:48 \
+	--input temperature=str:0.8 --input seed=int:7 --deadline 60s -o "$demo/textgen" || textgen_status=$?
+
 say "What happened"
 rejected=$(sed -n 's/^  rejected results *\([0-9]*\).*/\1/p' "$demo/summary.txt")
 rerouted=$(sed -n 's/^  rerouted *\([0-9]*\) jobs.*/\1/p' "$demo/summary.txt")
@@ -196,4 +216,8 @@ echo "  (above): caught under half its claim, it got failures on its record, and
 echo "  router now divides its advertised speed by what it measured."
 echo "* bravo was killed mid-batch: ${rerouted:-0} jobs were rerouted in all, none lost, none"
 echo "  done twice (one result per job in $demo/out/)."
-echo "Daemon logs: $demo/*/log.  swarmctl exit status: $status (0: every job verified)."
+echo "* The textgen job ran on alpha or delta; the requester checked every generated"
+echo "  token by teacher forcing (one batched pass of its own copy of the model over"
+echo "  prompt + output) before paying. Its tokens are in $demo/textgen/tokens.npy."
+echo "Daemon logs: $demo/*/log.  swarmctl exit status: $status (0: every job verified);"
+echo "textgen: $textgen_status."

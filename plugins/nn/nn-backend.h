@@ -2,7 +2,8 @@
 #pragma once
 
 /* The engine's op layer: what a forward pass is made of, behind one
- * interface that each device implements (the CPU here; CUDA next to it).
+ * interface that each device implements (nn-cpu.c; nn-cuda.cu, a module of
+ * its own that nn-cuda-loader.c loads on demand).
  * Ops run eagerly, in call order, on activations that live in the backend's
  * memory (nn_backend_alloc); weights are rows of any nn_type, mapped from the
  * model file and made usable on the device once with nn_backend_upload().
@@ -40,6 +41,7 @@ struct nn_rope {
 struct nn_backend;
 
 struct nn_backend_ops {
+        /* "cpu", or "cuda:<device name>" ("cuda:NVIDIA H100 80GB HBM3"). */
         const char *name;
         void (*free)(struct nn_backend *be);
 
@@ -88,6 +90,16 @@ struct nn_backend {
 /* The CPU backend on n_threads threads (0: one per online CPU). */
 int nn_cpu_backend_new(unsigned n_threads, struct nn_backend **ret);
 unsigned nn_cpu_backend_threads(const struct nn_backend *be);
+
+/* The CUDA backend on device (0 for the first), loaded at run time from the
+ * module nn-cuda.so (the path in $SWARM_NN_CUDA_MODULE, else where it is
+ * installed).  Weight matrices are kept on the device as f16 whatever the
+ * file's type (2 bytes per parameter) and multiplied by cuBLAS with f32
+ * accumulation, so logits differ from the CPU's by f16 rounding.  -ENODEV
+ * with the reason in err when this build has no CUDA backend, the module or
+ * the CUDA libraries cannot be loaded, or there is no such device; -EIO or
+ * -ENOMEM when the device is there but cannot be set up. */
+int nn_cuda_backend_new(int device, struct nn_backend **ret, char *err, size_t err_size);
 
 static inline void nn_backend_free(struct nn_backend *be) {
         if (be)

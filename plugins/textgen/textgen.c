@@ -5,7 +5,10 @@
  * Config:  model (string, path to a .gguf; required), threads (int, default:
  *          all CPUs), ctx (int, context positions, default min(4096, the
  *          model's)), batch (int, prefill tokens per step, default 64),
- *          device ("cpu"; "cuda" is refused until the CUDA backend lands),
+ *          device ("cpu", or "cuda": the CUDA backend, weights in GPU
+ *          memory as f16, 2 bytes per parameter; refused with the reason
+ *          when the build, the CUDA libraries or the GPU are missing),
+ *          gpu (int, the CUDA device index for device cuda, default 0),
  *          memory-limit (int, bytes; default: physical memory),
  *          price-per-ktoken (int, micro-credits per 1000 tokens of prompt +
  *          max_tokens; default 1 per 100M parameters, at least 1),
@@ -33,7 +36,6 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -51,6 +53,7 @@
 #include "nn-quant.h"
 #include "sampler.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 #define DEFAULT_CTX             4096
 #define DEFAULT_BATCH           64
@@ -67,6 +70,7 @@ struct textgen {
         struct llama_model *model;
         struct llama_context *ctx;
         struct tokenizer *tok;
+        bool on_gpu;                    /* device: cuda */
         bool have_template;
         enum chat_template template;
         char template_error[160];       /* why messages cannot be formatted, when !have_template */
@@ -195,7 +199,7 @@ static int textgen_init(const struct swarm_values *config, void **state) {
         struct textgen *t;
         const char *path, *device = "cpu", *tmpl_name = NULL;
         char err[512];
-        int64_t threads, ctx, batch, limit, price, tol;
+        int64_t threads, ctx, batch, limit, price, tol, gpu;
         struct gguf_string s;
         uint64_t data_size;
         const void *data;
@@ -214,10 +218,9 @@ static int textgen_init(const struct swarm_values *config, void **state) {
                 swarm_log(LOG_ERR, "textgen: setting \"device\" must be a string");
                 return -EINVAL;
         }
-        if (strcmp(device, "cpu") != 0) {
-                swarm_log(LOG_ERR, "textgen: device \"%s\" is not available: this build runs textgen on the CPU "
-                          "only (device: cpu)", device);
-                return strcmp(device, "cuda") == 0 ? -ENODEV : -EINVAL;
+        if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) {
+                swarm_log(LOG_ERR, "textgen: device \"%s\" is not one of cpu, cuda", device);
+                return -EINVAL;
         }
         r = swarm_values_get_string(config, "chat-template", &tmpl_name);
         if (r < 0 && r != -ENOENT) {
@@ -225,6 +228,7 @@ static int textgen_init(const struct swarm_values *config, void **state) {
                 return -EINVAL;
         }
         if ((r = config_int(config, "threads", 0, 1024, 0, &threads)) < 0 ||
+            (r = config_int(config, "gpu", 0, 1023, 0, &gpu)) < 0 ||
             (r = config_int(config, "ctx", 16, 1 << 20, DEFAULT_CTX, &ctx)) < 0 ||
             (r = config_int(config, "batch", 1, 4096, DEFAULT_BATCH, &batch)) < 0 ||
             (r = config_int(config, "memory-limit", 1, INT64_MAX, 0, &limit)) < 0 ||
@@ -246,10 +250,19 @@ static int textgen_init(const struct swarm_values *config, void **state) {
                 swarm_log(LOG_ERR, "textgen: %s", err);
                 goto fail;
         }
-        r = nn_cpu_backend_new((unsigned) threads, &t->be);
-        if (r < 0) {
-                swarm_log(LOG_ERR, "textgen: cannot start the CPU backend: %s", strerror(-r));
-                goto fail;
+        t->on_gpu = strcmp(device, "cuda") == 0;
+        if (t->on_gpu) {
+                r = nn_cuda_backend_new((int) gpu, &t->be, err, sizeof(err));
+                if (r < 0) {
+                        swarm_log(LOG_ERR, "textgen: device cuda (gpu %" PRIi64 ") is not available: %s", gpu, err);
+                        goto fail;
+                }
+        } else {
+                r = nn_cpu_backend_new((unsigned) threads, &t->be);
+                if (r < 0) {
+                        swarm_log(LOG_ERR, "textgen: cannot start the CPU backend: %s", strerror(-r));
+                        goto fail;
+                }
         }
         r = llama_model_load(t->file, t->be, &t->model, err, sizeof(err));
         if (r < 0) {
@@ -332,10 +345,16 @@ static int textgen_init(const struct swarm_values *config, void **state) {
                          "the model has no chat template; send \"prompt\" instead");
 
         t->tokens_per_sec = measure_decode(t);
-        swarm_log(LOG_INFO, "textgen: %s (%s, %" PRIu64 "M parameters, %s), context %" PRIi64 ", %u threads, "
-                  "%s kernels, %" PRIu64 " tokens/s", t->name, llama_arch_name(hp->arch),
-                  llama_model_n_params(t->model) / 1000000, t->quant, ctx, nn_cpu_backend_threads(t->be),
-                  nn_simd_name(), t->tokens_per_sec);
+        if (t->on_gpu)
+                swarm_log(LOG_INFO, "textgen: %s (%s, %" PRIu64 "M parameters, %s, held as f16), context %" PRIi64
+                          ", on %s, %" PRIu64 " tokens/s", t->name, llama_arch_name(hp->arch),
+                          llama_model_n_params(t->model) / 1000000, t->quant, ctx, t->be->ops->name,
+                          t->tokens_per_sec);
+        else
+                swarm_log(LOG_INFO, "textgen: %s (%s, %" PRIu64 "M parameters, %s), context %" PRIi64 ", %u threads, "
+                          "%s kernels, %" PRIu64 " tokens/s", t->name, llama_arch_name(hp->arch),
+                          llama_model_n_params(t->model) / 1000000, t->quant, ctx, nn_cpu_backend_threads(t->be),
+                          nn_simd_name(), t->tokens_per_sec);
         *state = t;
         return 0;
 fail:
@@ -348,7 +367,8 @@ static int textgen_advertise(void *state, struct swarm_values *advert) {
         const struct llama_hparams *hp = llama_model_hparams(t->model);
         int r;
 
-        if ((r = swarm_values_set_string(advert, "device", "cpu")) < 0 ||
+        /* "cpu", or "cuda:<device name>". */
+        if ((r = swarm_values_set_string(advert, "device", t->be->ops->name)) < 0 ||
             (r = swarm_values_set_string(advert, "unit", "token")) < 0 ||
             (r = swarm_values_set_int(advert, "throughput", (int64_t) t->tokens_per_sec)) < 0 ||
             (r = swarm_values_set_int(advert, "price", (int64_t) t->price_per_ktoken)) < 0 ||
@@ -359,7 +379,7 @@ static int textgen_advertise(void *state, struct swarm_values *advert) {
             (r = swarm_values_set_int(advert, "parameters", (int64_t) llama_model_n_params(t->model))) < 0 ||
             (r = swarm_values_set_string(advert, "quantization", t->quant)) < 0 ||
             (r = swarm_values_set_int(advert, "context", (int64_t) llama_context_n_ctx(t->ctx))) < 0 ||
-            (r = swarm_values_set_string(advert, "kernels", nn_simd_name())) < 0 ||
+            (r = swarm_values_set_string(advert, "kernels", t->on_gpu ? "cublas-f16" : nn_simd_name())) < 0 ||
             (r = swarm_values_set_string(advert, "chat-template", t->have_template ? chat_template_name(t->template)
                                                                                    : "none")) < 0)
                 return r;
@@ -699,6 +719,7 @@ static int textgen_execute(void *state, struct swarm_job *job) {
         int32_t *history = NULL, *gen;
         char *text = NULL;
         size_t text_len = 0, text_cap = 0, n_gen = 0, cut, emitted = 0, hold = 0;
+        char *clean = NULL;
         const char *finish = "length";
         const float *logits;
         uint64_t t0, t1, t2;
@@ -796,9 +817,15 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                 /* max_tokens 0: a valid, empty answer; tensors cannot be empty. */
                 shape[0] = 1;
         }
-        if (text)
-                text[text_len] = '\0';
-        if ((r = swarm_values_set_string(out, "text", text ?: "")) < 0 ||
+        /* The returned text is valid UTF-8 (see utf8.h); the previews above
+         * were the raw bytes. */
+        clean = malloc(UTF8_SANITIZED_MAX(text_len) + 1);
+        if (!clean) {
+                r = -ENOMEM;
+                goto out;
+        }
+        clean[text ? utf8_sanitize(text, text_len, clean) : 0] = '\0';
+        if ((r = swarm_values_set_string(out, "text", clean)) < 0 ||
             (r = swarm_values_add_tensor(out, "tokens", SWARM_DTYPE_I32, 1, shape, &tt)) < 0 ||
             (r = swarm_values_set_int(out, "prompt_tokens_count", (int64_t) req.n_prompt)) < 0 ||
             (r = swarm_values_set_int(out, "generated_tokens_count", (int64_t) n_gen)) < 0 ||
@@ -814,6 +841,7 @@ out:
         free(history);
         free(lg);
         free(text);
+        free(clean);
         return r;
 }
 
@@ -869,7 +897,7 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         int64_t n_gen_i;
         int32_t *seq = NULL;
         const int32_t *gen;
-        char *decoded = NULL;
+        char *decoded = NULL, *expected = NULL;
         char provider_hex[2 * MODEL_ID_SIZE + 1];
         int r;
 
@@ -925,21 +953,28 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         r = decode_pieces(t, gen, eog_end ? n_gen - 1 : n_gen, &decoded, &decoded_len);
         if (r < 0)
                 goto out;
-        size_t text_len = strlen(text);
+        size_t text_len = strlen(text), expect_len = decoded_len;
         bool stop_cut = false;
         if (!eog_end && strcmp(finish, "stop") == 0) {
-                size_t cut = find_stop(&req, decoded, decoded_len, &stop_cut);
-                if (!stop_cut || cut != text_len) {
+                expect_len = find_stop(&req, decoded, decoded_len, &stop_cut);
+                if (!stop_cut) {
                         swarm_job_set_error(job, "finish_reason \"stop\" without an end token or a stop string");
                         r = -EBADMSG;
                         goto out;
                 }
-        } else if (text_len != decoded_len) {
-                swarm_job_set_error(job, "the text is %zu bytes, its tokens decode to %zu", text_len, decoded_len);
+        }
+        expected = malloc(UTF8_SANITIZED_MAX(expect_len) + 1);
+        if (!expected) {
+                r = -ENOMEM;
+                goto out;
+        }
+        expect_len = utf8_sanitize(decoded, expect_len, expected);
+        if (text_len != expect_len) {
+                swarm_job_set_error(job, "the text is %zu bytes, its tokens decode to %zu", text_len, expect_len);
                 r = -EBADMSG;
                 goto out;
         }
-        if (memcmp(text, decoded, text_len) != 0) {
+        if (memcmp(text, expected, text_len) != 0) {
                 swarm_job_set_error(job, "the text is not what its tokens decode to");
                 r = -EBADMSG;
                 goto out;
@@ -993,6 +1028,7 @@ out:
         request_done(&req);
         free(seq);
         free(decoded);
+        free(expected);
         return r;
 }
 

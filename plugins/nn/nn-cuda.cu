@@ -1,0 +1,893 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The CUDA backend: the ops of nn-backend.h on one CUDA device, with the
+ * semantics of nn-cpu.c (which is the reference: same formulas, same
+ * order of operations where the order matters to the result).
+ *
+ * Memory.  Activations are f32 in device memory.  Every weight matrix is
+ * dequantised on the host (nn_dequantize_row) and kept on the device as
+ * f16, whatever the file's type: 2 bytes per parameter, so a Q4_K file
+ * takes about 3.5× its size in GPU memory (kernels that compute from the
+ * quantised blocks directly are future work).  One-row weights (norm gains,
+ * biases) are kept as f32.  Device copies of weights live until the backend
+ * is freed.  Scratch buffers (f16 activations, token ids and positions,
+ * attention scores) grow on demand and are never shrunk.
+ *
+ * Errors.  alloc/upload report theirs (NULL, negative errno).  An op has no
+ * way to fail, so the first CUDA or cuBLAS error inside an op is logged to
+ * stderr and kept; every later op does nothing and status() returns it
+ * (-ENODEV when the device is lost, else -EIO).  A broken backend stays
+ * broken: the caller frees it and makes a new one.
+ *
+ * Ordering.  Everything runs on one stream, in call order; read() and
+ * status() wait for it.  Nothing here is tuned: matrix products go to
+ * cuBLAS, the rest are plain kernels written to be read. */
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "nn-backend.h"
+#include "nn-cuda.h"
+#include "nn-error.h"
+#include "nn-quant.h"
+}
+
+#define THREADS 256                     /* per block; a power of two (the reductions need it) */
+#define MAX_BLOCKS (1u << 16)           /* grid-stride loops cover the rest */
+#define UPLOAD_CHUNK_ELEMS ((size_t) 1 << 22)  /* f16 elements staged per copy: 8 MiB */
+#define ROPE_MAX_HALF 256               /* θ table passed by value: 2 KiB of kernel parameters */
+#define F16_MAX 65504.0f
+
+struct cuda_backend {
+        struct nn_backend base;
+        /* A copy of the ops table per backend, so that ops.name can say
+         * which device: "cuda:NVIDIA H100 80GB HBM3". */
+        struct nn_backend_ops ops;
+        char name[300];
+
+        int device;
+        cudaStream_t stream;
+        cublasHandle_t blas;
+        int error;                      /* sticky: 0, -EIO or -ENODEV */
+
+        /* Device copies made by upload(), freed with the backend. */
+        void **weights;
+        size_t n_weights, weights_cap;
+
+        /* Scratch, in bytes of capacity. */
+        __half *x16;                    /* a matmul's activations in f16 */
+        size_t x16_cap;
+        int32_t *ints;                  /* token ids or positions from the host */
+        size_t ints_cap;
+        float *scores;                  /* attention scores, one row per (token, head) */
+        size_t scores_cap;
+};
+
+static struct cuda_backend *cuda(struct nn_backend *be) {
+        return (struct cuda_backend *) be;
+}
+
+/* ---- Errors ---- */
+
+/* Errors after which the context cannot be used again. */
+static bool cuda_error_is_fatal(cudaError_t e) {
+        switch (e) {
+        case cudaErrorNoDevice:
+        case cudaErrorDevicesUnavailable:
+        case cudaErrorInsufficientDriver:
+        case cudaErrorECCUncorrectable:
+        case cudaErrorLaunchFailure:
+        case cudaErrorIllegalAddress:
+        case cudaErrorHardwareStackError:
+        case cudaErrorIllegalInstruction:
+        case cudaErrorMisalignedAddress:
+        case cudaErrorInvalidAddressSpace:
+        case cudaErrorInvalidPc:
+        case cudaErrorLaunchTimeout:
+        case cudaErrorAssert:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* Records the first error of an op; later ones are consequences. */
+static void fail_msg(struct cuda_backend *c, int r, const char *what, const char *why) {
+        if (c->error != 0)
+                return;
+        c->error = r;
+        fprintf(stderr, "nn-cuda: %s failed on %s: %s\n", what, c->name, why);
+}
+
+static void fail_cuda(struct cuda_backend *c, cudaError_t e, const char *what) {
+        /* Clears a non-sticky error; a sticky one stays with the context. */
+        (void) cudaGetLastError();
+        fail_msg(c, cuda_error_is_fatal(e) ? -ENODEV : -EIO, what, cudaGetErrorString(e));
+}
+
+static void fail_blas(struct cuda_backend *c, cublasStatus_t s, const char *what) {
+        (void) cudaGetLastError();
+        fail_msg(c, -EIO, what, cublasGetStatusString(s));
+}
+
+/* For alloc/upload, which return their error instead of keeping it. */
+static int errno_of(cudaError_t e) {
+        (void) cudaGetLastError();
+        if (e == cudaErrorMemoryAllocation)
+                return -ENOMEM;
+        return cuda_error_is_fatal(e) ? -ENODEV : -EIO;
+}
+
+/* Every op starts here: false when the backend is broken (nothing to do)
+ * or the device cannot be selected.  The current device is per host
+ * thread, and the ops may come from another thread than open's. */
+static bool op_begin(struct cuda_backend *c) {
+        cudaError_t e;
+
+        if (c->error != 0)
+                return false;
+        e = cudaSetDevice(c->device);
+        if (e != cudaSuccess) {
+                fail_cuda(c, e, "selecting the device");
+                return false;
+        }
+        return true;
+}
+
+/* After a kernel launch: a bad configuration shows here, a fault in the
+ * kernel at the next synchronisation (read, status). */
+static void op_launched(struct cuda_backend *c, const char *what) {
+        cudaError_t e = cudaGetLastError();
+
+        if (e != cudaSuccess)
+                fail_cuda(c, e, what);
+}
+
+static bool size_mul(size_t a, size_t b, size_t *ret) {
+        return !__builtin_mul_overflow(a, b, ret);
+}
+
+static unsigned blocks_for(size_t n) {
+        size_t b = (n + THREADS - 1) / THREADS;
+
+        return b > MAX_BLOCKS ? MAX_BLOCKS : (unsigned) b;
+}
+
+/* Makes *buf at least bytes of device memory; the old contents go. */
+static bool scratch_reserve(struct cuda_backend *c, void **buf, size_t *cap, size_t bytes, const char *what) {
+        cudaError_t e;
+
+        if (*cap >= bytes)
+                return true;
+        /* Kernels queued earlier may still use the old buffer. */
+        e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess) {
+                fail_cuda(c, e, what);
+                return false;
+        }
+        (void) cudaFree(*buf);
+        *buf = NULL;
+        *cap = 0;
+        e = cudaMalloc(buf, bytes);
+        if (e != cudaSuccess) {
+                *buf = NULL;
+                fail_cuda(c, e, what);
+                return false;
+        }
+        *cap = bytes;
+        return true;
+}
+
+/* Copies n int32 from the host into the ints scratch, in stream order.
+ * host may be reused at once: an asynchronous copy from pageable memory
+ * is staged before cudaMemcpyAsync returns (the runtime's documented
+ * "API synchronization behavior"), and the DMA into ints waits, in stream
+ * order, for the kernels queued before that still read ints. */
+static const int32_t *ints_to_device(struct cuda_backend *c, const int32_t *host, size_t n, const char *what) {
+        cudaError_t e;
+
+        if (!scratch_reserve(c, (void **) &c->ints, &c->ints_cap, n * sizeof(int32_t), what))
+                return NULL;
+        e = cudaMemcpyAsync(c->ints, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, c->stream);
+        if (e != cudaSuccess) {
+                fail_cuda(c, e, what);
+                return NULL;
+        }
+        return c->ints;
+}
+
+/* ---- Kernels ---- */
+
+#define GRID_STRIDE(i, n) \
+        for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < (n); i += (size_t) gridDim.x * blockDim.x)
+
+/* Clamped to f16's range (an f32 activation past ±65504 would otherwise
+ * become ±inf); NaN stays NaN, as the comparisons are false for it. */
+__global__ void k_to_half(const float *x, __half *y, size_t n) {
+        GRID_STRIDE(i, n) {
+                float v = x[i];
+                if (v > F16_MAX)
+                        v = F16_MAX;
+                else if (v < -F16_MAX)
+                        v = -F16_MAX;
+                y[i] = __float2half_rn(v);
+        }
+}
+
+/* ids were checked against the table's rows on the host. */
+__global__ void k_get_rows(const __half *w, const int32_t *ids, size_t n, size_t cols, float *out) {
+        GRID_STRIDE(i, n * cols) {
+                size_t t = i / cols, col = i % cols;
+                out[i] = __half2float(w[(size_t) ids[t] * cols + col]);
+        }
+}
+
+__global__ void k_add_bias(float *y, const float *b, size_t n, size_t dim) {
+        GRID_STRIDE(i, n * dim)
+                y[i] += b[i % dim];
+}
+
+__global__ void k_silu_mul(float *gate, const float *up, size_t n) {
+        GRID_STRIDE(i, n)
+                gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+__global__ void k_add(float *y, const float *x, size_t n) {
+        GRID_STRIDE(i, n)
+                y[i] += x[i];
+}
+
+/* Tree reductions over a block of THREADS threads; every thread gets the
+ * result.  The last barrier lets the caller reuse red. */
+__device__ double block_sum_f64(double v, double *red) {
+        red[threadIdx.x] = v;
+        __syncthreads();
+        for (unsigned s = THREADS / 2; s > 0; s /= 2) {
+                if (threadIdx.x < s)
+                        red[threadIdx.x] += red[threadIdx.x + s];
+                __syncthreads();
+        }
+        double r = red[0];
+        __syncthreads();
+        return r;
+}
+
+__device__ float block_sum(float v, float *red) {
+        red[threadIdx.x] = v;
+        __syncthreads();
+        for (unsigned s = THREADS / 2; s > 0; s /= 2) {
+                if (threadIdx.x < s)
+                        red[threadIdx.x] += red[threadIdx.x + s];
+                __syncthreads();
+        }
+        float r = red[0];
+        __syncthreads();
+        return r;
+}
+
+__device__ float block_max(float v, float *red) {
+        red[threadIdx.x] = v;
+        __syncthreads();
+        for (unsigned s = THREADS / 2; s > 0; s /= 2) {
+                if (threadIdx.x < s)
+                        red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+                __syncthreads();
+        }
+        float r = red[0];
+        __syncthreads();
+        return r;
+}
+
+/* One block per row; the sum of squares in double, as on the CPU.  Each
+ * thread writes only the elements it read, so y may be x. */
+__global__ void k_rmsnorm(float *y, const float *x, const float *g, size_t dim, float eps) {
+        __shared__ double red[THREADS];
+        const float *xt = x + blockIdx.x * dim;
+        float *yt = y + blockIdx.x * dim;
+        double ss = 0;
+
+        for (size_t i = threadIdx.x; i < dim; i += THREADS)
+                ss += (double) xt[i] * xt[i];
+        ss = block_sum_f64(ss, red);
+        float scale = (float) (1.0 / sqrt(ss / (double) dim + eps));
+        for (size_t i = threadIdx.x; i < dim; i += THREADS)
+                yt[i] = xt[i] * scale * g[i];
+}
+
+/* θ_i per rotated pair, computed on the host exactly as nn-cpu.c does
+ * (pow in double, divided by the frequency factor); passed by value, so no
+ * device copy of rope_freqs has to be kept in step with the host's. */
+struct rope_args {
+        double theta[ROPE_MAX_HALF];
+        size_t half;
+        float pos_scale;
+        int neox;
+};
+
+/* One thread per (token, head, pair). */
+__global__ void k_rope(float *x, size_t n, size_t n_heads, size_t head_dim, const int32_t *pos,
+                       const struct rope_args a) {
+        GRID_STRIDE(j, n * n_heads * a.half) {
+                size_t i = j % a.half, th = j / a.half;         /* th = t · n_heads + h */
+                size_t t = th / n_heads;
+                double p = (double) pos[t] * a.pos_scale;
+                float c = (float) cos(p * a.theta[i]), s = (float) sin(p * a.theta[i]);
+                float *v = x + th * head_dim;
+                size_t ia = a.neox ? i : 2 * i;
+                size_t ib = a.neox ? i + a.half : 2 * i + 1;
+                float x0 = v[ia], x1 = v[ib];
+
+                v[ia] = x0 * c - x1 * s;
+                v[ib] = x0 * s + x1 * c;
+        }
+}
+
+/* One block per (token, head), as cpu_attention's unit of work: the
+ * scores of the token's query against every cached key up to and including
+ * its own position go to a row of the global scratch, then softmax with the
+ * maximum subtracted, then the weighted sum of the values.  Barriers make
+ * one phase's writes to the scores visible to every thread of the next. */
+__global__ void k_attention(float *out, const float *q, const float *k, const float *v, float *scores_all,
+                            size_t scores_stride, size_t pos0, size_t n_heads, size_t n_kv_heads, size_t hd,
+                            float scale) {
+        extern __shared__ float qs[];   /* hd floats: this head's query */
+        __shared__ float red[THREADS];
+        size_t j = blockIdx.x, tok = j / n_heads, h = j % n_heads;
+        size_t kvh = h / (n_heads / n_kv_heads), kv_stride = n_kv_heads * hd;
+        size_t len = pos0 + tok + 1;            /* causal */
+        float *scores = scores_all + j * scores_stride;
+        float *o = out + (tok * n_heads + h) * hd;
+
+        for (size_t i = threadIdx.x; i < hd; i += THREADS)
+                qs[i] = q[(tok * n_heads + h) * hd + i];
+        __syncthreads();
+
+        float local_max = -INFINITY;
+        for (size_t p = threadIdx.x; p < len; p += THREADS) {
+                const float *kp = k + p * kv_stride + kvh * hd;
+                float d = 0;
+
+                for (size_t i = 0; i < hd; i++)
+                        d += qs[i] * kp[i];
+                scores[p] = d * scale;
+                local_max = fmaxf(local_max, scores[p]);
+        }
+        float max = block_max(local_max, red);
+
+        float local_sum = 0;
+        for (size_t p = threadIdx.x; p < len; p += THREADS) {
+                scores[p] = expf(scores[p] - max);
+                local_sum += scores[p];
+        }
+        float sum = block_sum(local_sum, red);
+
+        for (size_t i = threadIdx.x; i < hd; i += THREADS) {
+                float acc = 0;
+
+                for (size_t p = 0; p < len; p++)
+                        acc += scores[p] / sum * v[p * kv_stride + kvh * hd + i];
+                o[i] = acc;
+        }
+}
+
+/* ---- Memory ---- */
+
+static float *cuda_alloc(struct nn_backend *be, size_t n_floats) {
+        struct cuda_backend *c = cuda(be);
+        void *p = NULL;
+        cudaError_t e;
+
+        if (c->error != 0 || cudaSetDevice(c->device) != cudaSuccess)
+                return NULL;
+        if (n_floats == 0)
+                n_floats = 1;
+        if (n_floats > SIZE_MAX / sizeof(float))
+                return NULL;
+        e = cudaMalloc(&p, n_floats * sizeof(float));
+        if (e != cudaSuccess) {
+                fprintf(stderr, "nn-cuda: allocating %zu MiB on %s: %s\n", (n_floats * sizeof(float)) >> 20,
+                        c->name, cudaGetErrorString(e));
+                (void) cudaGetLastError();
+                return NULL;
+        }
+        /* Zeroed, as the CPU backend's memory is. */
+        e = cudaMemsetAsync(p, 0, n_floats * sizeof(float), c->stream);
+        if (e != cudaSuccess) {
+                (void) cudaGetLastError();
+                (void) cudaFree(p);
+                return NULL;
+        }
+        return (float *) p;
+}
+
+static void cuda_release(struct nn_backend *be, float *p) {
+        struct cuda_backend *c = cuda(be);
+        cudaError_t e;
+
+        if (!p)
+                return;
+        /* Queued work may still use p. */
+        e = cudaSetDevice(c->device);
+        if (e == cudaSuccess)
+                e = cudaStreamSynchronize(c->stream);
+        if (e == cudaSuccess)
+                e = cudaFree(p);
+        else
+                (void) cudaFree(p);
+        if (e != cudaSuccess)
+                fail_cuda(c, e, "freeing device memory");
+}
+
+static void cuda_write(struct nn_backend *be, float *dst, const float *host, size_t n) {
+        struct cuda_backend *c = cuda(be);
+        cudaError_t e;
+
+        if (n == 0 || !op_begin(c))
+                return;
+        /* Synchronous, so that the caller may change host at once whatever
+         * kind of memory it is. */
+        e = cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess)
+                e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess)
+                fail_cuda(c, e, "write");
+}
+
+static void cuda_read(struct nn_backend *be, float *host, const float *src, size_t n) {
+        struct cuda_backend *c = cuda(be);
+        cudaError_t e;
+
+        if (n == 0 || !op_begin(c))
+                return;
+        e = cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, c->stream);
+        if (e == cudaSuccess)
+                e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess)
+                fail_cuda(c, e, "read");
+}
+
+static void cuda_copy(struct nn_backend *be, float *dst, const float *src, size_t n) {
+        struct cuda_backend *c = cuda(be);
+        cudaError_t e;
+
+        if (n == 0 || dst == src || !op_begin(c))
+                return;
+        /* The CPU's copy is a memmove; a device copy of overlapping ranges
+         * is undefined, and no caller needs one. */
+        if (dst < src + n && src < dst + n) {
+                fail_msg(c, -EIO, "copy", "the ranges overlap");
+                return;
+        }
+        e = cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, c->stream);
+        if (e != cudaSuccess)
+                fail_cuda(c, e, "copy");
+}
+
+/* ---- Weights ---- */
+
+/* The rule upload() stores by and the ops read by: a one-row weight is an
+ * f32 vector (norm gain, bias), anything taller an f16 matrix. */
+static bool weight_is_matrix(const struct nn_weight *w) {
+        return w->rows > 1;
+}
+
+/* Dequantises rows [r0, r0 + n) of w to f16 in dst; -ERANGE when a finite
+ * value is past f16's range (a bf16 or f32 file can hold one). */
+static int weight_rows_to_f16(const struct nn_weight *w, size_t r0, size_t n, float *row, uint16_t *dst) {
+        size_t row_bytes = nn_row_bytes(w->type, w->cols);
+
+        for (size_t r = 0; r < n; r++) {
+                nn_dequantize_row(w->type, (const uint8_t *) w->data + (r0 + r) * row_bytes, row, w->cols);
+                for (size_t i = 0; i < w->cols; i++) {
+                        uint16_t h = nn_f32_to_fp16(row[i]);
+
+                        /* Exponent all ones, mantissa zero: ±inf. */
+                        if ((h & 0x7fff) == 0x7c00 && isfinite(row[i]))
+                                return -ERANGE;
+                        dst[r * w->cols + i] = h;
+                }
+        }
+        return 0;
+}
+
+static int upload_matrix(struct cuda_backend *c, const struct nn_weight *w, void *d) {
+        size_t chunk_rows = UPLOAD_CHUNK_ELEMS / w->cols > 0 ? UPLOAD_CHUNK_ELEMS / w->cols : 1;
+        float *row = (float *) malloc(w->cols * sizeof(float));
+        uint16_t *stage = NULL;
+        int r = 0;
+
+        if (chunk_rows > w->rows)
+                chunk_rows = w->rows;
+        stage = (uint16_t *) malloc(chunk_rows * w->cols * sizeof(uint16_t));
+        if (!row || !stage) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t r0 = 0; r0 < w->rows; r0 += chunk_rows) {
+                size_t n = w->rows - r0 < chunk_rows ? w->rows - r0 : chunk_rows;
+                cudaError_t e;
+
+                r = weight_rows_to_f16(w, r0, n, row, stage);
+                if (r < 0)
+                        goto out;
+                /* Waited for before stage is refilled. */
+                e = cudaMemcpyAsync((uint16_t *) d + r0 * w->cols, stage, n * w->cols * sizeof(uint16_t),
+                                    cudaMemcpyHostToDevice, c->stream);
+                if (e == cudaSuccess)
+                        e = cudaStreamSynchronize(c->stream);
+                if (e != cudaSuccess) {
+                        r = errno_of(e);
+                        goto out;
+                }
+        }
+out:
+        free(row);
+        free(stage);
+        return r;
+}
+
+static int upload_vector(struct cuda_backend *c, const struct nn_weight *w, void *d) {
+        float *row = (float *) malloc(w->cols * sizeof(float));
+        cudaError_t e;
+
+        if (!row)
+                return -ENOMEM;
+        nn_dequantize_row(w->type, w->data, row, w->cols);
+        e = cudaMemcpyAsync(d, row, w->cols * sizeof(float), cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess)
+                e = cudaStreamSynchronize(c->stream);
+        free(row);
+        return e == cudaSuccess ? 0 : errno_of(e);
+}
+
+static int cuda_upload(struct nn_backend *be, struct nn_weight *w) {
+        struct cuda_backend *c = cuda(be);
+        size_t elems, bytes;
+        void *d = NULL;
+        cudaError_t e;
+        int r;
+
+        w->device = NULL;
+        if (c->error != 0)
+                return c->error;
+        if (!nn_type_supported(w->type) || w->rows == 0 || w->cols == 0 || nn_row_bytes(w->type, w->cols) == 0 ||
+            !size_mul(w->rows, w->cols, &elems) || !size_mul(elems, weight_is_matrix(w) ? 2 : 4, &bytes))
+                return -EINVAL;
+        /* cuBLAS takes int dimensions. */
+        if (w->rows > INT32_MAX || w->cols > INT32_MAX)
+                return -EOVERFLOW;
+        if (c->n_weights == c->weights_cap) {
+                size_t cap = c->weights_cap ? 2 * c->weights_cap : 64;
+                void **p = (void **) realloc(c->weights, cap * sizeof(void *));
+                if (!p)
+                        return -ENOMEM;
+                c->weights = p;
+                c->weights_cap = cap;
+        }
+
+        e = cudaSetDevice(c->device);
+        if (e == cudaSuccess)
+                e = cudaMalloc(&d, bytes);
+        if (e != cudaSuccess) {
+                fprintf(stderr, "nn-cuda: allocating %zu MiB for a weight on %s: %s\n", bytes >> 20, c->name,
+                        cudaGetErrorString(e));
+                return errno_of(e);
+        }
+        r = weight_is_matrix(w) ? upload_matrix(c, w, d) : upload_vector(c, w, d);
+        if (r < 0) {
+                if (r == -ERANGE)
+                        fprintf(stderr, "nn-cuda: a weight has values past f16's range (±65504), which this "
+                                "backend stores its matrices in\n");
+                (void) cudaFree(d);
+                return r;
+        }
+        c->weights[c->n_weights++] = d;
+        w->device = d;
+        return 0;
+}
+
+/* The weight's device copy when it is stored as the op expects, else
+ * NULL with the backend broken: a bug in the caller, not in the data. */
+static const void *weight_device(struct cuda_backend *c, const struct nn_weight *w, bool matrix, const char *what) {
+        if (!w->device || weight_is_matrix(w) != matrix) {
+                fail_msg(c, -EIO, what, matrix ? "the weight is not an uploaded matrix"
+                                               : "the weight is not an uploaded one-row vector");
+                return NULL;
+        }
+        return w->device;
+}
+
+/* ---- Ops ---- */
+
+static void cuda_get_rows(struct nn_backend *be, const struct nn_weight *w, const int32_t *ids, size_t n,
+                          float *out) {
+        struct cuda_backend *c = cuda(be);
+        const __half *d;
+        const int32_t *d_ids;
+
+        if (n == 0 || !op_begin(c))
+                return;
+        d = (const __half *) weight_device(c, w, true, "get_rows");
+        if (!d)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] < 0 || (uint64_t) ids[i] >= w->rows) {
+                        fail_msg(c, -EIO, "get_rows", "a row id is outside the table");
+                        return;
+                }
+        d_ids = ints_to_device(c, ids, n, "get_rows");
+        if (!d_ids)
+                return;
+        k_get_rows<<<blocks_for(n * w->cols), THREADS, 0, c->stream>>>(d, d_ids, n, w->cols, out);
+        op_launched(c, "get_rows");
+}
+
+/* y[n][rows] = x[n][cols] · Wᵀ.  cuBLAS is column-major, and a row-major
+ * a×b matrix is the column-major b×a matrix of its transpose, so:
+ *   W, row-major [rows][cols], is column-major Wᵀ (cols × rows, ld cols);
+ *   x, row-major [n][cols],    is column-major xᵀ (cols × n,    ld cols);
+ *   y, row-major [n][rows],    is column-major yᵀ (rows × n,   ld rows).
+ * yᵀ = W · xᵀ is then C = op(A)·B with A = the weights transposed back
+ * (CUBLAS_OP_T), B = x as it is (CUBLAS_OP_N), m = rows, n = n, k = cols. */
+static void cuda_matmul(struct nn_backend *be, const struct nn_weight *w, const float *x, size_t n, float *y) {
+        struct cuda_backend *c = cuda(be);
+        const float alpha = 1.0f, beta = 0.0f;
+        const void *d;
+        size_t elems;
+        cublasStatus_t s;
+
+        if (n == 0 || !op_begin(c))
+                return;
+        d = weight_device(c, w, true, "matmul");
+        if (!d)
+                return;
+        if (n > INT32_MAX || !size_mul(n, w->cols, &elems) || elems > SIZE_MAX / sizeof(__half)) {
+                fail_msg(c, -EIO, "matmul", "the batch is too large");
+                return;
+        }
+        if (!scratch_reserve(c, (void **) &c->x16, &c->x16_cap, elems * sizeof(__half), "matmul"))
+                return;
+        k_to_half<<<blocks_for(elems), THREADS, 0, c->stream>>>(x, c->x16, elems);
+        op_launched(c, "matmul (converting x to f16)");
+        if (c->error != 0)
+                return;
+        /* f16 inputs, f32 output and accumulation. */
+        s = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N,
+                         (int) w->rows, (int) n, (int) w->cols,
+                         &alpha,
+                         d, CUDA_R_16F, (int) w->cols,
+                         c->x16, CUDA_R_16F, (int) w->cols,
+                         &beta,
+                         y, CUDA_R_32F, (int) w->rows,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (s != CUBLAS_STATUS_SUCCESS)
+                fail_blas(c, s, "matmul (cublasGemmEx)");
+}
+
+static void cuda_add_bias(struct nn_backend *be, float *y, const struct nn_weight *bias, size_t n) {
+        struct cuda_backend *c = cuda(be);
+        const float *d;
+
+        if (n == 0 || !op_begin(c))
+                return;
+        d = (const float *) weight_device(c, bias, false, "add_bias");
+        if (!d)
+                return;
+        k_add_bias<<<blocks_for(n * bias->cols), THREADS, 0, c->stream>>>(y, d, n, bias->cols);
+        op_launched(c, "add_bias");
+}
+
+static void cuda_rmsnorm(struct nn_backend *be, float *y, const float *x, const struct nn_weight *gain, size_t n,
+                         float eps) {
+        struct cuda_backend *c = cuda(be);
+        const float *d;
+
+        if (n == 0 || !op_begin(c))
+                return;
+        d = (const float *) weight_device(c, gain, false, "rmsnorm");
+        if (!d)
+                return;
+        if (n > INT32_MAX) {
+                fail_msg(c, -EIO, "rmsnorm", "too many rows for one grid");
+                return;
+        }
+        k_rmsnorm<<<(unsigned) n, THREADS, 0, c->stream>>>(y, x, d, gain->cols, eps);
+        op_launched(c, "rmsnorm");
+}
+
+static void cuda_rope(struct nn_backend *be, float *x, size_t n, size_t n_heads, size_t head_dim,
+                      const int32_t *pos, const struct nn_rope *rope) {
+        struct cuda_backend *c = cuda(be);
+        struct rope_args a;
+        const int32_t *d_pos;
+
+        if (n == 0 || n_heads == 0 || rope->rot_dim < 2 || !op_begin(c))
+                return;
+        if (rope->rot_dim / 2 > ROPE_MAX_HALF || rope->rot_dim > head_dim) {
+                fail_msg(c, -EIO, "rope", "the rotated dimension is larger than this backend supports");
+                return;
+        }
+        memset(&a, 0, sizeof(a));
+        a.half = rope->rot_dim / 2;
+        a.pos_scale = rope->pos_scale;
+        a.neox = rope->neox;
+        for (size_t i = 0; i < a.half; i++) {
+                a.theta[i] = pow((double) rope->freq_base, -2.0 * (double) i / (double) rope->rot_dim);
+                if (rope->freq_factors)
+                        a.theta[i] /= rope->freq_factors[i];
+        }
+        d_pos = ints_to_device(c, pos, n, "rope");
+        if (!d_pos)
+                return;
+        k_rope<<<blocks_for(n * n_heads * a.half), THREADS, 0, c->stream>>>(x, n, n_heads, head_dim, d_pos, a);
+        op_launched(c, "rope");
+}
+
+static void cuda_attention(struct nn_backend *be, float *out, const float *q, const float *k_cache,
+                           const float *v_cache, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                           size_t head_dim) {
+        struct cuda_backend *c = cuda(be);
+        size_t units, len = pos0 + n, floats;
+
+        if (n == 0 || head_dim == 0 || !op_begin(c))
+                return;
+        if (n_kv_heads == 0 || n_heads % n_kv_heads != 0) {
+                fail_msg(c, -EIO, "attention", "the query heads are not a multiple of the key/value heads");
+                return;
+        }
+        /* Scores: one row of len per (token, head); the queries stay in
+         * shared memory (48 KiB at most without opting in). */
+        if (!size_mul(n, n_heads, &units) || units > INT32_MAX || !size_mul(units, len, &floats) ||
+            floats > SIZE_MAX / sizeof(float) || head_dim * sizeof(float) > 48 * 1024) {
+                fail_msg(c, -EIO, "attention", "the batch, heads or context are too large");
+                return;
+        }
+        if (!scratch_reserve(c, (void **) &c->scores, &c->scores_cap, floats * sizeof(float), "attention"))
+                return;
+        k_attention<<<(unsigned) units, THREADS, head_dim * sizeof(float), c->stream>>>(
+                out, q, k_cache, v_cache, c->scores, len, pos0, n_heads, n_kv_heads, head_dim,
+                1.0f / sqrtf((float) head_dim));
+        op_launched(c, "attention");
+}
+
+static void cuda_silu_mul(struct nn_backend *be, float *gate, const float *up, size_t n) {
+        struct cuda_backend *c = cuda(be);
+
+        if (n == 0 || !op_begin(c))
+                return;
+        k_silu_mul<<<blocks_for(n), THREADS, 0, c->stream>>>(gate, up, n);
+        op_launched(c, "silu_mul");
+}
+
+static void cuda_add(struct nn_backend *be, float *y, const float *x, size_t n) {
+        struct cuda_backend *c = cuda(be);
+
+        if (n == 0 || !op_begin(c))
+                return;
+        k_add<<<blocks_for(n), THREADS, 0, c->stream>>>(y, x, n);
+        op_launched(c, "add");
+}
+
+/* Waits for the queued work, so that a fault in the last kernels is
+ * reported with the step that queued them. */
+static int cuda_status(struct nn_backend *be) {
+        struct cuda_backend *c = cuda(be);
+        cudaError_t e;
+
+        if (c->error == 0 && op_begin(c)) {
+                e = cudaStreamSynchronize(c->stream);
+                if (e != cudaSuccess)
+                        fail_cuda(c, e, "the queued work");
+        }
+        return c->error;
+}
+
+static void cuda_free(struct nn_backend *be) {
+        struct cuda_backend *c = cuda(be);
+
+        (void) cudaSetDevice(c->device);
+        if (c->stream)
+                (void) cudaStreamSynchronize(c->stream);
+        for (size_t i = 0; i < c->n_weights; i++)
+                (void) cudaFree(c->weights[i]);
+        free(c->weights);
+        (void) cudaFree(c->x16);
+        (void) cudaFree(c->ints);
+        (void) cudaFree(c->scores);
+        if (c->blas)
+                (void) cublasDestroy(c->blas);
+        if (c->stream)
+                (void) cudaStreamDestroy(c->stream);
+        free(c);
+}
+
+/* ---- The entry ---- */
+
+extern "C" __attribute__((visibility("default"))) int nn_cuda_backend_open(size_t ops_size, int device,
+                                                                          struct nn_backend **ret, char *err,
+                                                                          size_t err_size) {
+        struct cudaDeviceProp prop;
+        struct cuda_backend *c;
+        cublasStatus_t s;
+        cudaError_t e;
+        int count = 0;
+
+        if (ops_size != sizeof(struct nn_backend_ops)) {
+                return nn_error(err, err_size, -ENODEV, "the CUDA module was built from another version of the "
+                                "engine (an ops table of %zu bytes, not %zu)", sizeof(struct nn_backend_ops),
+                                ops_size);
+        }
+        e = cudaGetDeviceCount(&count);
+        if (e != cudaSuccess) {
+                (void) cudaGetLastError();
+                return nn_error(err, err_size, -ENODEV, "no CUDA device: cudaGetDeviceCount: %s",
+                                cudaGetErrorString(e));
+        }
+        if (count <= 0)
+                return nn_error(err, err_size, -ENODEV, "no CUDA device: cudaGetDeviceCount found none");
+        if (device < 0 || device >= count) {
+                return nn_error(err, err_size, -ENODEV, "CUDA device %d requested, but %d %s present", device,
+                                count, count == 1 ? "is" : "are");
+        }
+
+        c = (struct cuda_backend *) calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->device = device;
+        snprintf(c->name, sizeof(c->name), "cuda:%d", device);
+        /* cudaFree(NULL) makes the context now rather than in the first op. */
+        e = cudaSetDevice(device);
+        if (e == cudaSuccess)
+                e = cudaFree(NULL);
+        if (e == cudaSuccess)
+                e = cudaGetDeviceProperties(&prop, device);
+        if (e != cudaSuccess) {
+                (void) cudaGetLastError();
+                free(c);
+                return nn_error(err, err_size, -ENODEV, "no CUDA device: device %d: %s", device,
+                                cudaGetErrorString(e));
+        }
+        snprintf(c->name, sizeof(c->name), "cuda:%s", prop.name);
+
+        e = cudaStreamCreate(&c->stream);
+        if (e != cudaSuccess) {
+                nn_error(err, err_size, 0, "%s: cannot create a stream: %s", c->name, cudaGetErrorString(e));
+                cuda_free(&c->base);
+                return errno_of(e);
+        }
+        s = cublasCreate(&c->blas);
+        if (s == CUBLAS_STATUS_SUCCESS)
+                s = cublasSetStream(c->blas, c->stream);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+                nn_error(err, err_size, 0, "%s: cannot start cuBLAS: %s", c->name, cublasGetStatusString(s));
+                cuda_free(&c->base);
+                return s == CUBLAS_STATUS_ALLOC_FAILED ? -ENOMEM : -EIO;
+        }
+
+        c->ops.name = c->name;
+        c->ops.free = cuda_free;
+        c->ops.alloc = cuda_alloc;
+        c->ops.release = cuda_release;
+        c->ops.upload = cuda_upload;
+        c->ops.write = cuda_write;
+        c->ops.read = cuda_read;
+        c->ops.get_rows = cuda_get_rows;
+        c->ops.matmul = cuda_matmul;
+        c->ops.add_bias = cuda_add_bias;
+        c->ops.rmsnorm = cuda_rmsnorm;
+        c->ops.rope = cuda_rope;
+        c->ops.attention = cuda_attention;
+        c->ops.silu_mul = cuda_silu_mul;
+        c->ops.add = cuda_add;
+        c->ops.copy = cuda_copy;
+        c->ops.status = cuda_status;
+        c->base.ops = &c->ops;
+        *ret = &c->base;
+        return 0;
+}
