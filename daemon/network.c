@@ -62,6 +62,7 @@ static void skill_offers_free(Swarm__SkillOffer **offers, size_t n) {
                 free(o->unit);
                 free(o->device);
                 free(o->price_unit);
+                free(o->variant);
                 free(o);
         }
         free(offers);
@@ -162,9 +163,10 @@ int network_update_record(struct network *n, struct skills *skills, bool lending
                 o->demand = n->demand_fn ? n->demand_fn(o->name ?: "", n->demand_userdata) : 1.0;
                 o->price = pricing_apply(advert_int(info->advert, "price"), o->demand);
                 o->price_unit = advert_string(info->advert, "price-unit");
+                o->variant = advert_string(info->advert, "variant");
                 o->workers = skill_pool_workers_alive(p);
                 offers[k++] = o;
-                if (!o->name || !o->version || !o->unit || !o->device || !o->price_unit)
+                if (!o->name || !o->version || !o->unit || !o->device || !o->price_unit || !o->variant)
                         break;
         }
 

@@ -704,10 +704,12 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         if (res->status == -ETIMEDOUT || res->status == -ECANCELED || res->status == -ESHUTDOWN ||
             res->status == -EOPNOTSUPP) {
                 /* Our verifier ran out of time or was stopped, or cannot
-                 * judge this result here (textgen: the provider ran a model
-                 * this node does not hold): not the provider's fault. */
+                 * judge this result here (textgen: the generation is longer
+                 * than this node's context): not the provider's fault. */
                 a->verifying = false;
-                attempt_fail(a, res->status, false, "verification did not finish: %s",
+                attempt_fail(a, res->status, false, "%s: %s",
+                             res->status == -EOPNOTSUPP ? "this node cannot verify the result"
+                                                        : "verification did not finish",
                              res->error ?: strerror(-res->status));
                 return;
         }
@@ -830,13 +832,18 @@ static void on_priced(struct job *job, const struct pool_result *res) {
         uint64_t local_price = res->price, list_price;
         struct membership *ms = members(r);
         size_t n_members = ms ? membership_count(ms) : 1, offering = 0;
-        const char *price_unit, *unit;
+        const char *price_unit, *unit, *variant;
+        size_t other_variant = 0;
 
         if (res->status < 0) {
                 job_finish(job, res->status, "skill %s cannot price this job: %s", job->skill,
                            res->error ?: strerror(-res->status));
                 return;
         }
+        /* A skill whose instances differ (textgen: which model) is routed
+         * only to providers of the variant our verifier holds: another one's
+         * results could not be checked here. */
+        variant = advert_str(info, "variant");
         list_price = advert_uint(info, "price");
         price_unit = advert_str(info, "price-unit");
         unit = advert_str(info, "unit");
@@ -876,6 +883,10 @@ static void on_priced(struct job *job, const struct pool_result *res) {
                         if (!o || (m.self && !can_run_locally(r, job->skill)))
                                 continue;
                         offering++;
+                        if (strcmp(o->variant ?: "", variant ?: "") != 0) {
+                                other_variant++;
+                                continue;
+                        }
                         est = m.self ? local_price : estimate_price(local_price, list_price, o->price);
                         if (est > job->max_price)
                                 continue;
@@ -883,8 +894,14 @@ static void on_priced(struct job *job, const struct pool_result *res) {
                 }
 
         if (job->n_cands == 0) {
-                job_finish(job, -ENOENT, "no node offers skill %s at or below max price %" PRIu64 " (%zu offer%s it at all)",
-                           job->skill, job->max_price, offering, offering == 1 ? "s" : "");
+                if (other_variant > 0)
+                        job_finish(job, -ENOENT, "no node offers skill %s as this node verifies it (variant "
+                                   "%.16s…); %zu offer%s another variant", job->skill, variant ?: "",
+                                   other_variant, other_variant == 1 ? "s" : "");
+                else
+                        job_finish(job, -ENOENT, "no node offers skill %s at or below max price %" PRIu64
+                                   " (%zu offer%s it at all)", job->skill, job->max_price, offering,
+                                   offering == 1 ? "s" : "");
                 return;
         }
         router_rank(job->cands, job->n_cands, &job->params, r->rng, r->rng_userdata);

@@ -358,7 +358,8 @@ int wire_record_check(const Swarm__NodeRecord *r, const char **reason) {
                         *reason = "record skill name is not 1-63 characters of [a-z0-9_.-]";
                         return -EBADMSG;
                 }
-                if (!string_is_valid(o->version) || !string_is_valid(o->unit) || !string_is_valid(o->device)) {
+                if (!string_is_valid(o->version) || !string_is_valid(o->unit) || !string_is_valid(o->device) ||
+                    !string_is_valid(o->variant)) {
                         *reason = "record skill version, unit or device is not UTF-8 of at most WIRE_STRING_MAX bytes";
                         return -EBADMSG;
                 }

@@ -55,6 +55,8 @@ static const char *extra_config[NODES_MAX];
  * testskill, and every node (the requester too, to verify) is told where
  * the model is. */
 static char textgen_model[256];
+/* When set, node 2 hosts this other model instead. */
+static char textgen_other_model[256];
 
 /* Node 0 requests (lends nothing); the others provide testskill.  extra is
  * appended under skills: (options) or as top-level sections. */
@@ -74,7 +76,8 @@ static void write_config(int i, const char *skill_options, bool cheat) {
                 fprintf(f, "skills:\n  directory: \"%s\"\n", getenv("SKILL_BUILD_DIR"));
                 if (i != 0)
                         fprintf(f, "  enabled: [textgen]\n  workers: 1\n");
-                fprintf(f, "  options: [\"textgen.model=%s\", \"textgen.threads=1\"]\n", textgen_model);
+                fprintf(f, "  options: [\"textgen.model=%s\", \"textgen.threads=1\"]\n",
+                        i == 2 && textgen_other_model[0] ? textgen_other_model : textgen_model);
         } else {
                 fprintf(f, "skills:\n  directory: \"%s\"\n", plugins);
                 if (i != 0)
@@ -142,6 +145,7 @@ static void setup(void) {
 
 static void teardown(void) {
         textgen_model[0] = '\0';
+        textgen_other_model[0] = '\0';
         for (int i = 0; i < NODES_MAX; i++) {
                 extra_config[i] = NULL;
                 struct node *n = &nodes[i];
@@ -310,8 +314,13 @@ Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
         char err[256];
 
         snprintf(textgen_model, sizeof(textgen_model), "%s/tiny.gguf", root);
+        snprintf(textgen_other_model, sizeof(textgen_other_model), "%s/other.gguf", root);
         spec.tokenizer = TINY_TOKENIZER_BPE;
         cr_assert_eq(tiny_model_write(&spec, textgen_model, err, sizeof(err)), 0, "%s", err);
+        /* Node 2 serves another model: the requester, which verifies with
+         * the first, must never route to it. */
+        spec.seed = 99;
+        cr_assert_eq(tiny_model_write(&spec, textgen_other_model, err, sizeof(err)), 0, "%s", err);
         start_swarm(2, NULL, NULL);
         c = connect_requester();
 
@@ -335,7 +344,7 @@ Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
 
                 wait_result(c, &res);
                 cr_assert_eq(res.status, 0, "textgen job %llu failed: %s", (unsigned long long) res.id, res.error);
-                cr_assert(is_node(res.provider, 1) || is_node(res.provider, 2), "not run by a provider");
+                cr_assert(is_node(res.provider, 1), "not run by the provider of the requester's model");
                 cr_assert_eq(res.rejected, 0, "an honest generation failed verification");
                 cr_assert_eq(swarm_values_get_string(res.outputs, "text", &text), 0);
                 cr_assert_eq(swarm_values_get_string(res.outputs, "finish_reason", &finish), 0);

@@ -403,11 +403,16 @@ Test(textgen, verify_rejects_tampered_tokens_another_model_and_another_prompt) {
         memcpy(id_copy, id_a, 32);
         swarm_job_done(&j);
         cr_assert_eq(run(b, &j, in, NULL, 0), 0);
-        cr_assert_eq(skill->verify(a, &j), -EOPNOTSUPP, "an honest other model-id cannot be checked here");
+        /* Requesters route only to providers of their own model, so a
+         * result of another model is a provider's fault. */
+        cr_assert_eq(skill->verify(a, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "chosen for"), "%s", swarm_job_error(&j));
         swarm_values_free(swarm_job_proof(&j));
         j.proof = swarm_values_new();
         swarm_values_set_bytes(j.proof, "model-id", id_copy, 32);
+        swarm_values_set_int(j.proof, "context", 256);
         cr_assert_eq(skill->verify(a, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "could have chosen"), "%s", swarm_job_error(&j));
         swarm_job_done(&j);
 
         /* Another prompt's output for this prompt. */
@@ -442,4 +447,62 @@ Test(textgen, generated_bytes_that_are_not_utf8_become_replacement_characters) {
                 cr_assert_eq(n, strlen(cases[i].out), "case %zu", i);
                 cr_assert_eq(memcmp(out, cases[i].out, n), 0, "case %zu", i);
         }
+}
+
+Test(textgen, a_verifier_with_a_smaller_context_does_not_blame_the_provider) {
+        const char *path = model_path("a.gguf", 1, TINY_TOKENIZER_SPM);
+        struct swarm_values *c = swarm_values_new(), *in = prompt_inputs("Once upon a time", 40);
+        void *big = start(path, 0), *small = NULL;
+        struct swarm_job j;
+
+        cr_assert_not_null(big);
+        swarm_values_set_string(c, "model", path);
+        swarm_values_set_int(c, "ctx", 16);
+        cr_assert_eq(skill->init(c, &small), 0);
+        cr_assert_eq(run(big, &j, in, NULL, 0), 0, "%s", swarm_job_error(&j) ?: "");
+        cr_assert_eq(skill->verify(small, &j), -EOPNOTSUPP, "%s", swarm_job_error(&j) ?: "");
+        cr_assert(strstr(swarm_job_error(&j), "context"), "%s", swarm_job_error(&j));
+        /* The big one checks it, "length" judged by the provider's context. */
+        cr_assert_eq(skill->verify(big, &j), 0, "%s", swarm_job_error(&j) ?: "");
+        swarm_job_done(&j);
+        swarm_values_free(c);
+        swarm_values_free(in);
+        skill->fini(big);
+        skill->fini(small);
+}
+
+Test(textgen, a_stop_string_ends_the_text_and_a_result_that_ignored_it_is_rejected) {
+        void *st = start(model_path("a.gguf", 1, TINY_TOKENIZER_SPM), 0);
+        struct swarm_values *in = prompt_inputs("Once upon a time", 24), *with_stop;
+        struct swarm_job j;
+        const char *text, *finish;
+        char stop[8];
+
+        cr_assert_not_null(st);
+        cr_assert_eq(run(st, &j, in, NULL, 0), 0);
+        cr_assert_eq(swarm_values_get_string(swarm_job_outputs(&j), "text", &text), 0);
+        cr_assert_geq(strlen(text), 6, "%s", text);
+        /* A stop string taken from the middle of what greedy decoding says. */
+        snprintf(stop, sizeof(stop), "%.3s", text + strlen(text) / 2);
+        swarm_job_done(&j);
+
+        with_stop = prompt_inputs("Once upon a time", 24);
+        swarm_values_set_string(with_stop, "stop", stop);
+        cr_assert_eq(run(st, &j, with_stop, NULL, 0), 0);
+        cr_assert_eq(swarm_values_get_string(swarm_job_outputs(&j), "finish_reason", &finish), 0);
+        cr_assert_str_eq(finish, "stop");
+        cr_assert_eq(swarm_values_get_string(swarm_job_outputs(&j), "text", &text), 0);
+        cr_assert_null(strstr(text, stop), "the stop string is in the text: %s", text);
+        cr_assert_eq(skill->verify(st, &j), 0, "%s", swarm_job_error(&j) ?: "");
+        swarm_job_done(&j);
+
+        /* The full generation claimed for the job with the stop string. */
+        cr_assert_eq(run(st, &j, in, NULL, 0), 0);
+        j.inputs = with_stop;
+        cr_assert_eq(skill->verify(st, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "stop string"), "%s", swarm_job_error(&j));
+        swarm_job_done(&j);
+        swarm_values_free(in);
+        swarm_values_free(with_stop);
+        skill->fini(st);
 }

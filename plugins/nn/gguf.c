@@ -1003,6 +1003,11 @@ const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *nam
 /* From the aligned start of the data section to the end of the last tensor:
  * the padding a writer may or may not leave after the last tensor, and
  * anything appended to the file, do not change a model's identity. */
+const void *gguf_file_bytes(const struct gguf *g, uint64_t *size) {
+        *size = g->map_size;
+        return g->map;
+}
+
 const void *gguf_data(const struct gguf *g, uint64_t *size) {
         *size = g->data_size;
         if (g->data_offset >= g->map_size)

@@ -114,8 +114,12 @@ size_t gguf_tensor_count(const struct gguf *g);
 const struct gguf_tensor *gguf_tensor_at(const struct gguf *g, size_t i);
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name);
 
-/* The whole tensor data section (what a model's identity hashes). */
+/* The whole tensor data section. */
 const void *gguf_data(const struct gguf *g, uint64_t *size);
+/* The whole file as mapped: header, metadata, tensor infos and data (what
+ * a model's identity hashes: the same weights with another tokenizer or
+ * other hyper-parameters are another model). */
+const void *gguf_file_bytes(const struct gguf *g, uint64_t *size);
 
 /* ---- Writing ---------------------------------------------------------- */
 

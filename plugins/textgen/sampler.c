@@ -25,8 +25,10 @@ struct sampler {
 
 
 int sampler_params_check(const struct sampler_params *p, char *err, size_t err_size) {
-        if (!(p->temperature >= 0 && p->temperature <= 100))
-                return nn_error(err, err_size, -EINVAL, "temperature %g must be between 0 and 100", (double) p->temperature);
+        /* Below 1e-3 the logits divided by it overflow: say 0 for greedy. */
+        if (!(p->temperature == 0 || (p->temperature >= 1e-3f && p->temperature <= 100)))
+                return nn_error(err, err_size, -EINVAL, "temperature %g must be 0 (greedy) or between 0.001 and 100",
+                                (double) p->temperature);
         if (!(p->top_p > 0 && p->top_p <= 1))
                 return nn_error(err, err_size, -EINVAL, "top_p %g must be in (0, 1]", (double) p->top_p);
         if (!(p->min_p >= 0 && p->min_p < 1))

@@ -25,7 +25,8 @@
  * Outputs: text (string), tokens (i32 tensor, the generated ids only),
  *          prompt_tokens_count (int), finish_reason ("stop", "length"),
  *          prefill_usec and decode_usec (ints).
- * Proof:   model-id (bytes, SHA-256 of the file's tensor data).
+ * Proof:   model-id (bytes, SHA-256 of the whole GGUF file), context (int,
+ *          the provider's context size: where "length" stopped).
  * Verify:  teacher-forced: one batched forward pass over prompt + output on
  *          the verifier's copy of the same model (same identity), checking
  *          that each generated token is one the sampling rule could pick
@@ -63,6 +64,12 @@
 #define STOP_MAX_LEN            64
 #define BENCH_TOKENS            16
 #define MODEL_ID_SIZE           32
+/* The text output travels as a worker-protocol string (64 KiB at most):
+ * generation stops, as "length", before its UTF-8 would pass this. */
+#define TEXT_MAX                60000
+/* How close to TEXT_MAX a "length" result must be when it stopped short of
+ * max_tokens (the next token's text would not have fitted). */
+#define TEXT_MARGIN             4096
 
 struct textgen {
         struct gguf *file;
@@ -77,7 +84,7 @@ struct textgen {
 
         uint8_t model_id[MODEL_ID_SIZE];
         char model_id_hex[2 * MODEL_ID_SIZE + 1];
-        char name[128];
+        char name[3 * 100 + 1];         /* general.name, valid UTF-8 */
         const char *quant;
         uint64_t price_per_ktoken;
         float tolerance;
@@ -305,13 +312,16 @@ static int textgen_init(const struct swarm_values *config, void **state) {
 
         /* The model's identity: what two providers of "the same model" must
          * agree on, whatever the file is called. */
-        data = gguf_data(t->file, &data_size);
+        data = gguf_file_bytes(t->file, &data_size);
         crypto_hash_sha256(t->model_id, data, data_size);
         sodium_bin2hex(t->model_id_hex, sizeof(t->model_id_hex), t->model_id, sizeof(t->model_id));
 
-        if (gguf_get_string(t->file, "general.name", &s) == 0 && s.len > 0)
-                snprintf(t->name, sizeof(t->name), "%.*s", (int) (s.len < 100 ? s.len : 100), s.data);
-        else {
+        if (gguf_get_string(t->file, "general.name", &s) == 0 && s.len > 0) {
+                /* Cut at 100 bytes, maybe inside a character: the advert
+                 * must be UTF-8. */
+                size_t n = strnlen(s.data, s.len < 100 ? s.len : 100);
+                t->name[utf8_sanitize(s.data, n, t->name)] = '\0';
+        } else {
                 const char *base = strrchr(path, '/');
                 snprintf(t->name, sizeof(t->name), "%s", base ? base + 1 : path);
         }
@@ -375,6 +385,8 @@ static int textgen_advertise(void *state, struct swarm_values *advert) {
             (r = swarm_values_set_string(advert, "price-unit", "ktoken")) < 0 ||
             (r = swarm_values_set_string(advert, "model", t->name)) < 0 ||
             (r = swarm_values_set_string(advert, "model-id", t->model_id_hex)) < 0 ||
+            /* Requesters route only to providers of the model they verify with. */
+            (r = swarm_values_set_string(advert, "variant", t->model_id_hex)) < 0 ||
             (r = swarm_values_set_string(advert, "architecture", llama_arch_name(hp->arch))) < 0 ||
             (r = swarm_values_set_int(advert, "parameters", (int64_t) llama_model_n_params(t->model))) < 0 ||
             (r = swarm_values_set_string(advert, "quantization", t->quant)) < 0 ||
@@ -759,7 +771,6 @@ static int textgen_execute(void *state, struct swarm_job *job) {
         t1 = now_usec();
 
         while (n_gen < max_gen) {
-                char piece[256];
                 int32_t tok;
                 int k;
 
@@ -775,10 +786,16 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                         finish = "stop";
                         break;
                 }
-                k = tokenizer_decode_token(t->tok, tok, false, piece, sizeof(piece));
-                if (k < 0 || (size_t) k > sizeof(piece)) {
-                        r = k < 0 ? k : -EBADMSG;
+                k = tokenizer_decode_token(t->tok, tok, false, NULL, 0);
+                if (k < 0) {
+                        r = k;
                         goto out;
+                }
+                /* Past TEXT_MAX the result could not be sent: stop before. */
+                if (3 * (text_len + (size_t) k) > TEXT_MAX &&
+                    utf8_sanitized_len(text, text_len) + 3 * (size_t) k > TEXT_MAX) {
+                        n_gen--;
+                        break;
                 }
                 if (text_len + (size_t) k + 1 > text_cap) {
                         size_t cap = (text_cap ?: 256) * 2 + (size_t) k;
@@ -790,7 +807,8 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                         text = nt;
                         text_cap = cap;
                 }
-                text_len += copy_text_bytes(text + text_len, piece, (size_t) k);
+                k = tokenizer_decode_token(t->tok, tok, false, text + text_len, text_cap - text_len);
+                text_len += copy_text_bytes(text + text_len, text + text_len, (size_t) k);
                 if (req.n_stops > 0) {
                         cut = find_stop(&req, text, text_len, &stopped);
                         if (stopped) {
@@ -847,8 +865,14 @@ out:
 
 static int textgen_prove(void *state, struct swarm_job *job) {
         const struct textgen *t = state;
+        int r;
 
-        return swarm_values_set_bytes(swarm_job_proof(job), "model-id", t->model_id, sizeof(t->model_id));
+        r = swarm_values_set_bytes(swarm_job_proof(job), "model-id", t->model_id, sizeof(t->model_id));
+        if (r < 0)
+                return r;
+        /* Where "length" stops depends on the provider's context, not the
+         * verifier's. */
+        return swarm_values_set_int(swarm_job_proof(job), "context", (int64_t) llama_context_n_ctx(t->ctx));
 }
 
 
@@ -894,7 +918,7 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         struct request req;
         const void *id;
         size_t id_size, n_seq, decoded_len, batch = llama_context_n_batch(t->ctx);
-        int64_t n_gen_i;
+        int64_t n_gen_i, provider_ctx;
         int32_t *seq = NULL;
         const int32_t *gen;
         char *decoded = NULL, *expected = NULL;
@@ -905,11 +929,17 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                 swarm_job_set_error(job, "the proof has no model-id");
                 return -EBADMSG;
         }
+        /* Requesters route textgen only to providers advertising their
+         * own model (the "variant"): one that ran another is not honest. */
         if (memcmp(id, t->model_id, MODEL_ID_SIZE) != 0) {
                 sodium_bin2hex(provider_hex, sizeof(provider_hex), id, MODEL_ID_SIZE);
-                swarm_job_set_error(job, "the provider ran model-id %.16s…; this node holds %s (%.16s…) and cannot "
-                                    "check it", provider_hex, t->name, t->model_id_hex);
-                return -EOPNOTSUPP;
+                swarm_job_set_error(job, "the provider ran model-id %.16s…, not %s (%.16s…) that it was chosen for",
+                                    provider_hex, t->name, t->model_id_hex);
+                return -EBADMSG;
+        }
+        if (swarm_values_get_int(proof, "context", &provider_ctx) < 0 || provider_ctx < 1) {
+                swarm_job_set_error(job, "the proof has no context size");
+                return -EBADMSG;
         }
         if (swarm_values_get_tensor(out, "tokens", &tt) < 0 || tt.dtype != SWARM_DTYPE_I32 || tt.ndim != 1 ||
             swarm_values_get_int(out, "generated_tokens_count", &n_gen_i) < 0 ||
@@ -919,10 +949,18 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                 return -EBADMSG;
         }
         r = parse_request(t, swarm_job_inputs(job), job, &req);
+        if (r == -E2BIG)
+                return -EOPNOTSUPP;     /* our context is smaller than the provider's: not its fault */
         if (r < 0)
                 return r;
 
-        size_t room = llama_context_n_ctx(t->ctx) - req.n_prompt;
+        if ((uint64_t) provider_ctx <= req.n_prompt) {
+                swarm_job_set_error(job, "the provider's context (%" PRIi64 ") cannot hold the prompt (%zu tokens)",
+                                    provider_ctx, req.n_prompt);
+                r = -EBADMSG;
+                goto out;
+        }
+        size_t room = (size_t) provider_ctx - req.n_prompt;
         size_t max_gen = req.max_tokens < room ? req.max_tokens : room;
         size_t n_gen = (size_t) n_gen_i;
         gen = tt.data;
@@ -940,7 +978,8 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                         r = -EBADMSG;
                         goto out;
                 }
-        if (strcmp(finish, "length") == 0 ? n_gen != max_gen || eog_end
+        bool at_text_max = utf8_sanitized_len(text, strlen(text)) + TEXT_MARGIN > TEXT_MAX;
+        if (strcmp(finish, "length") == 0 ? (n_gen != max_gen && !at_text_max) || eog_end
                                           : strcmp(finish, "stop") != 0) {
                 swarm_job_set_error(job, "finish_reason \"%.16s\" does not fit %zu tokens of at most %zu", finish,
                                     n_gen, max_gen);
@@ -955,13 +994,16 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                 goto out;
         size_t text_len = strlen(text), expect_len = decoded_len;
         bool stop_cut = false;
-        if (!eog_end && strcmp(finish, "stop") == 0) {
-                expect_len = find_stop(&req, decoded, decoded_len, &stop_cut);
-                if (!stop_cut) {
-                        swarm_job_set_error(job, "finish_reason \"stop\" without an end token or a stop string");
-                        r = -EBADMSG;
-                        goto out;
-                }
+        expect_len = find_stop(&req, decoded, decoded_len, &stop_cut);
+        if (!eog_end && strcmp(finish, "stop") == 0 && !stop_cut) {
+                swarm_job_set_error(job, "finish_reason \"stop\" without an end token or a stop string");
+                r = -EBADMSG;
+                goto out;
+        }
+        if ((eog_end || strcmp(finish, "length") == 0) && stop_cut) {
+                swarm_job_set_error(job, "the text holds a stop string, but generation went on past it");
+                r = -EBADMSG;
+                goto out;
         }
         expected = malloc(UTF8_SANITIZED_MAX(expect_len) + 1);
         if (!expected) {
@@ -987,6 +1029,12 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         /* Teacher forcing: one pass over prompt + output (less its last
          * token), checking at each position the token that followed. */
         n_seq = req.n_prompt + n_gen - 1;
+        if (n_seq > llama_context_n_ctx(t->ctx)) {
+                swarm_job_set_error(job, "prompt and output (%zu tokens) do not fit this node's context (%zu)",
+                                    n_seq, llama_context_n_ctx(t->ctx));
+                r = -EOPNOTSUPP;        /* not the provider's fault */
+                goto out;
+        }
         seq = malloc((n_seq + 1) * sizeof(int32_t));
         if (!seq) {
                 r = -ENOMEM;

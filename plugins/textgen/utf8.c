@@ -32,6 +32,19 @@ static size_t valid_sequence(const uint8_t *s, size_t n) {
         return len;
 }
 
+size_t utf8_sanitized_len(const char *src, size_t n) {
+        const uint8_t *s = (const uint8_t *) src;
+        size_t i = 0, w = 0;
+
+        while (i < n) {
+                size_t len = valid_sequence(s + i, n - i);
+
+                w += len ? len : 3;
+                i += len ? len : 1;
+        }
+        return w;
+}
+
 size_t utf8_sanitize(const char *src, size_t n, char *dst) {
         const uint8_t *s = (const uint8_t *) src;
         size_t i = 0, w = 0;

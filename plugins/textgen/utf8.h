@@ -14,3 +14,5 @@
  * UTF8_SANITIZED_MAX(n) bytes, and returns its length (no NUL added). */
 #define UTF8_SANITIZED_MAX(n) (3 * (n))
 size_t utf8_sanitize(const char *src, size_t n, char *dst);
+/* The length utf8_sanitize() would return, without writing. */
+size_t utf8_sanitized_len(const char *src, size_t n);
