@@ -127,6 +127,17 @@ static int handle_execute(struct worker *w, const struct wmsg *req) {
         rep.values[0] = rep.values[1] = NULL;
         wmsg_done(&rep);
         swarm_job_done(&job);
+        if (r == -E2BIG) {
+                /* The skill made more than the protocol carries (a string
+                 * over WMSG_TEXT_MAX, say): that job fails, the worker and
+                 * what init() loaded stay. */
+                struct wmsg err = { .type = WMSG_EXECUTE_REPLY, .job_id = req->job_id, .status = -E2BIG };
+
+                err.text[WMSG_TEXT_ERROR] = strdup("the skill's result exceeds what the worker protocol carries "
+                                                   "(strings up to 64 KiB, 128 values)");
+                r = reply(w, &err);
+                wmsg_done(&err);
+        }
         return r;
 }
 

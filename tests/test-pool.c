@@ -154,6 +154,23 @@ static void on_chunk(struct pool_request *req, const char *name, const void *dat
                 c->others++;
 }
 
+Test(pool, a_result_too_large_for_the_protocol_fails_the_job_not_the_worker) {
+        struct swarm_values *big = make_inputs("bigtext", 4), *ok = make_inputs("echo", 4);
+        struct outcome o;
+
+        cr_assert_eq(start_pool_with("testskill", 1, 0, 0), 0);
+        wait_ready();
+        o = submit(POOL_EXECUTE, big, 0, NULL);
+        cr_assert_eq(o.status, -E2BIG, "%s", o.error);
+        cr_assert(strstr(o.error, "worker protocol"), "%s", o.error);
+        o = submit(POOL_EXECUTE, ok, 0, NULL);
+        cr_assert_eq(o.status, 0, "%s", o.error);
+        swarm_values_free(o.outputs);
+        cr_assert_eq(skill_pool_restarts(pool), 0, "the worker was restarted");
+        swarm_values_free(big);
+        swarm_values_free(ok);
+}
+
 Test(pool, chunks_an_executing_skill_emits_arrive_in_order_before_the_result) {
         struct swarm_values *in = make_inputs("stream", 4);
         struct outcome o = {};

@@ -11,6 +11,8 @@
  *   wrong  like echo, but y[0] is off by one (verify must catch it)
  *   slow   like echo after sleeping input int "ms" (default 200) milliseconds,
  *          or -ECANCELED when cancelled meanwhile
+ *   bigtext like echo, plus an output string of 100,000 bytes (more than
+ *          the worker protocol carries)
  *   stream like echo after emitting the chunks "text" = "one ", "two ",
  *          "three" and "progress" = 3 bytes (swarm_job_emit)
  * Config int "fail-init" makes init() fail; config int "price" (default 1)
@@ -134,6 +136,18 @@ static int test_execute(void *state, struct swarm_job *job) {
                 ((float *) y.data)[i] = 2.0f * ((const float *) x.data)[i];
         if (strcmp(mode, "wrong") == 0)
                 ((float *) y.data)[0] += 1.0f;
+        if (strcmp(mode, "bigtext") == 0) {
+                char *big = malloc(100001);
+
+                if (!big)
+                        return -ENOMEM;
+                memset(big, 'x', 100000);
+                big[100000] = '\0';
+                r = swarm_values_set_string(swarm_job_outputs(job), "text", big);
+                free(big);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
