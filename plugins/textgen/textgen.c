@@ -447,6 +447,24 @@ static int input_uint(const struct swarm_values *in, struct swarm_job *job, cons
         return 0;
 }
 
+/* Whether text holds the text of a control token ("<|im_end|>"): the
+ * formatted chat is tokenised with control tokens recognised, so such text
+ * in a message would forge turns.  1, 0, or -ENOMEM. */
+static int forges_control_tokens(const struct textgen *t, const char *text) {
+        int32_t *plain = NULL, *special = NULL;
+        size_t n_plain, n_special;
+        int r;
+
+        r = tokenizer_encode(t->tok, text, strlen(text), false, false, &plain, &n_plain);
+        if (r >= 0)
+                r = tokenizer_encode(t->tok, text, strlen(text), false, true, &special, &n_special);
+        if (r >= 0)
+                r = n_plain != n_special || memcmp(plain, special, n_plain * sizeof(int32_t)) != 0;
+        free(plain);
+        free(special);
+        return r;
+}
+
 /* "messages": a JSON list of {"role": …, "content": …} through the model's
  * chat template into prompt text. */
 static int format_messages(const struct textgen *t, struct swarm_job *job, const char *json, char **ret) {
@@ -497,6 +515,15 @@ static int format_messages(const struct textgen *t, struct swarm_job *job, const
                         goto out;
                 }
                 msgs[i] = (struct chat_message) { json_object_get_string(role), json_object_get_string(content) };
+                r = forges_control_tokens(t, msgs[i].content);
+                if (r < 0)
+                        goto out;
+                if (r > 0) {
+                        swarm_job_set_error(job, "input \"messages\": message %zu holds the text of a control token "
+                                            "(such as <|im_end|>), which would forge a turn", i);
+                        r = -EINVAL;
+                        goto out;
+                }
         }
         r = chat_template_apply(t->template, msgs, n, ret, err, sizeof(err));
         if (r == -EINVAL)
