@@ -269,10 +269,25 @@ static int build_vocab(const struct tiny_model_spec *spec, struct vocab *v, int3
                 *eot = (int32_t) v->n;
                 vocab_add(v, "<|eot_id|>", 0, 3);
         }
-        /* The rest: pieces no text reaches, as in a real vocabulary's long tail. */
+        /* The rest: made-up words, a space and three capitalised syllables
+         * ("▁Kabotu"), as a real vocabulary's long tail of whole words; no
+         * corpus word has that shape, so none is a duplicate (tokenizer_new
+         * would refuse one). */
         for (size_t i = 0; v->n < n; i++) {
-                snprintf(piece, sizeof(piece), "<extra_%zu>", i);
-                vocab_add(v, piece, -1e5f, 4);
+                static const char consonants[] = "bdfgklmnprstvz", vowels[] = "aeiou";
+                size_t nc = sizeof(consonants) - 1, nv = sizeof(vowels) - 1, per = nc * nv, x = i;
+                char word[8];
+
+                for (int k = 0; k < 3; k++) {
+                        word[2 * k] = consonants[x % per / nv];
+                        word[2 * k + 1] = vowels[x % per % nv];
+                        x /= per;
+                }
+                word[0] = (char) (word[0] - 'a' + 'A');
+                word[6] = '\0';
+                snprintf(piece, sizeof(piece), "%s%s",
+                         spec->tokenizer == TINY_TOKENIZER_SPM ? "\xe2\x96\x81" : "\xc4\xa0", word);
+                vocab_add(v, piece, -1e5f, 1);
         }
         return 0;
 }
