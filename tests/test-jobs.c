@@ -155,7 +155,9 @@ static void teardown(void) {
                 identity_free(n->identity);
                 n->identity = NULL;
         }
-        if (!getenv("KEEP_JOBS_TEST")) rm_rf(root);
+        /* KEEP_JOBS_TEST=1 keeps the daemons' logs and state for a look. */
+        if (!getenv("KEEP_JOBS_TEST"))
+                rm_rf(root);
 }
 
 /* How many alive, lending members node 0 sees offering testskill. */
