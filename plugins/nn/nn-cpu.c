@@ -308,10 +308,12 @@ static void attention_worker(void *arg, unsigned ith, unsigned nth) {
 
                 for (size_t p = 0; p < len; p++) {
                         const float *k = t->k + p * kv_stride + kvh * hd;
-                        float d = 0;
+                        /* The SIMD dot: a plain loop here is a serial chain
+                         * of additions (no reassociation without
+                         * -ffast-math), and attention is a real share of a
+                         * decoding step once the context grows. */
+                        float d = nn_vec_dot(NN_TYPE_F32, k, q, hd);
 
-                        for (size_t i = 0; i < hd; i++)
-                                d += q[i] * k[i];
                         scores[p] = d * scale;
                         if (scores[p] > max)
                                 max = scores[p];
