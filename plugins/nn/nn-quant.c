@@ -705,15 +705,6 @@ TARGET_AVX2 static inline float load_fp16_f16c(const uint8_t *p) {
         return _cvtsh_ss((unsigned short) (p[0] | p[1] << 8));
 }
 
-/* Low 8 bytes of b, as unsigned or signed integers, to 8 floats. */
-TARGET_AVX2 static inline __m256 u8x8_avx2(__m128i b) {
-        return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
-}
-
-TARGET_AVX2 static inline __m256 i8x8_avx2(__m128i b) {
-        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-}
-
 /* k_scales_unpack() without a loop over bytes, four at a time (x86 is
  * little-endian), already multiplied by d and dmin: per super-block the
  * byte loop cost a fifth of the Q4_K kernel's time. */
@@ -724,40 +715,6 @@ static inline void k_scales_u64(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
         /* Bits 6-7 of bytes 0-7 become bits 4-5 of sub-blocks 4-7. */
         *sc = (w[0] & 0x3f3f3f3fu) | (uint64_t) ((w[2] & 0x0f0f0f0fu) | (w[0] >> 2 & 0x30303030u)) << 32;
         *mn = (w[1] & 0x3f3f3f3fu) | (uint64_t) ((w[2] >> 4 & 0x0f0f0f0fu) | (w[1] >> 2 & 0x30303030u)) << 32;
-}
-
-TARGET_AVX2 static inline void k_scales_avx2(const uint8_t *s, float d, float dmin, float ds[static 8], float dm[static 8]) {
-        uint64_t sc, mn;
-
-        k_scales_u64(s, &sc, &mn);
-        _mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_set1_ps(d), u8x8_avx2(_mm_cvtsi64_si128((long long) sc))));
-        _mm256_storeu_ps(dm, _mm256_mul_ps(_mm256_set1_ps(dmin), u8x8_avx2(_mm_cvtsi64_si128((long long) mn))));
-}
-
-/* Q6_K's sixteen int8 scales times d. */
-TARGET_AVX2 static inline void q6_scales_avx2(const uint8_t *s, float d, float ds[static 16]) {
-        __m128i b = _mm_loadu_si128((const __m128i *) s);
-
-        _mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_set1_ps(d), i8x8_avx2(b)));
-        _mm256_storeu_ps(ds + 8, _mm256_mul_ps(_mm256_set1_ps(d), i8x8_avx2(_mm_unpackhi_epi64(b, b))));
-}
-
-/* Σ (signed bytes of b) · x over 16 elements, as 8 lanes. */
-TARGET_AVX2 static inline __m256 dot_i8x16_avx2(__m128i b, const float *x) {
-        __m256 p = _mm256_mul_ps(i8x8_avx2(b), _mm256_loadu_ps(x));
-
-        return _mm256_fmadd_ps(i8x8_avx2(_mm_unpackhi_epi64(b, b)), _mm256_loadu_ps(x + 8), p);
-}
-
-/* Σ (d·q - m) · x over 32 unsigned bytes q, into four accumulators. */
-TARGET_AVX2 static inline void dot_affine32_avx2(__m256i q, float d, float m, const float *x, __m256 acc[static 4]) {
-        __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
-        __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-
-        acc[0] = _mm256_fmadd_ps(_mm256_fmsub_ps(u8x8_avx2(lo), vd, vm), _mm256_loadu_ps(x), acc[0]);
-        acc[1] = _mm256_fmadd_ps(_mm256_fmsub_ps(u8x8_avx2(_mm_unpackhi_epi64(lo, lo)), vd, vm), _mm256_loadu_ps(x + 8), acc[1]);
-        acc[2] = _mm256_fmadd_ps(_mm256_fmsub_ps(u8x8_avx2(hi), vd, vm), _mm256_loadu_ps(x + 16), acc[2]);
-        acc[3] = _mm256_fmadd_ps(_mm256_fmsub_ps(u8x8_avx2(_mm_unpackhi_epi64(hi, hi)), vd, vm), _mm256_loadu_ps(x + 24), acc[3]);
 }
 
 TARGET_AVX2 static float dot_f32_avx2(const uint8_t *row, const float *x, size_t n) {
@@ -811,118 +768,14 @@ TARGET_AVX2 static float dot_half_avx2(const uint8_t *row, const float *x, size_
         return s;
 }
 
-TARGET_AVX2 static float dot_q4_0_avx2(const uint8_t *row, const float *x, size_t nb) {
-        const __m128i m4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-        __m256 acc = _mm256_setzero_ps();
-
-        for (size_t i = 0; i < nb; i++, row += Q4_0_BYTES, x += 32) {
-                __m128i v = _mm_loadu_si128((const __m128i *) (row + 2));
-                __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), eight);
-                __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), eight);
-                __m256 s = _mm256_add_ps(dot_i8x16_avx2(lo, x), dot_i8x16_avx2(hi, x + 16));
-
-                acc = _mm256_fmadd_ps(s, _mm256_set1_ps(load_fp16_f16c(row)), acc);
-        }
-        return hsum_avx2(acc);
-}
-
-TARGET_AVX2 static float dot_q8_0_avx2(const uint8_t *row, const float *x, size_t nb) {
-        __m256 acc = _mm256_setzero_ps();
-
-        for (size_t i = 0; i < nb; i++, row += Q8_0_BYTES, x += 32) {
-                __m128i lo = _mm_loadu_si128((const __m128i *) (row + 2));
-                __m128i hi = _mm_loadu_si128((const __m128i *) (row + 18));
-                __m256 s = _mm256_add_ps(dot_i8x16_avx2(lo, x), dot_i8x16_avx2(hi, x + 16));
-
-                acc = _mm256_fmadd_ps(s, _mm256_set1_ps(load_fp16_f16c(row)), acc);
-        }
-        return hsum_avx2(acc);
-}
-
-TARGET_AVX2 static float dot_k45_avx2(const uint8_t *row, const float *x, size_t nb, bool five) {
-        const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-        /* Low and high nibbles into separate sums: eight chains in flight. */
-        __m256 acc[8];
-        size_t bytes = five ? Q5_K_BYTES : Q4_K_BYTES;
-
-        for (int k = 0; k < 8; k++)
-                acc[k] = _mm256_setzero_ps();
-
-        for (size_t i = 0; i < nb; i++, row += bytes, x += NN_QK_K) {
-                const uint8_t *qs = row + (five ? Q5_K_QS : Q4_K_QS);
-                float d = load_fp16_f16c(row), dmin = load_fp16_f16c(row + 2);
-                __m256i qh = five ? _mm256_loadu_si256((const __m256i *) (row + Q5_K_QH)) : _mm256_setzero_si256();
-                float ds[8], dm[8];
-
-                k_scales_avx2(row + K_SCALES, d, dmin, ds, dm);
-                for (int c = 0; c < 4; c++, qs += 32) {
-                        __m256i v = _mm256_loadu_si256((const __m256i *) qs);
-                        __m256i lo = _mm256_and_si256(v, m4);
-                        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-
-                        if (five) {
-                                /* Bits 2c and 2c+1 of each qh byte; shifting the
-                                 * 16-bit lanes by 2 per chunk never brings the
-                                 * neighbour byte's bits into bits 0-1. */
-                                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
-                                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
-                                qh = _mm256_srli_epi16(qh, 2);
-                        }
-                        dot_affine32_avx2(lo, ds[2 * c], dm[2 * c], x + 64 * c, acc);
-                        dot_affine32_avx2(hi, ds[2 * c + 1], dm[2 * c + 1], x + 64 * c + 32, acc + 4);
-                }
-        }
-        for (int k = 0; k < 4; k++)
-                acc[k] = _mm256_add_ps(acc[k], acc[k + 4]);
-        return hsum_avx2(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-}
-
-TARGET_AVX2 static float dot_q6_k_avx2(const uint8_t *row, const float *x, size_t nb) {
-        const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
-        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
-
-        for (size_t i = 0; i < nb; i++, row += Q6_K_BYTES) {
-                float ds[16];
-
-                q6_scales_avx2(row + Q6_K_SCALES, load_fp16_f16c(row + Q6_K_D), ds);
-
-                for (int h = 0; h < 2; h++, x += 128) {
-                        const float *sc = ds + 8 * h;
-                        __m256i ql0 = _mm256_loadu_si256((const __m256i *) (row + 64 * h));
-                        __m256i ql1 = _mm256_loadu_si256((const __m256i *) (row + 64 * h + 32));
-                        __m256i qh = _mm256_loadu_si256((const __m256i *) (row + Q6_K_QH + 32 * h));
-                        __m256i q[4] = {
-                                _mm256_and_si256(ql0, m4),
-                                _mm256_and_si256(ql1, m4),
-                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        };
-
-                        for (int r = 0; r < 4; r++) {
-                                __m256i top = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-                                __m256i v = _mm256_sub_epi8(_mm256_or_si256(q[r], top), bias);
-                                __m256 s0 = dot_i8x16_avx2(_mm256_castsi256_si128(v), x + 32 * r);
-                                __m256 s1 = dot_i8x16_avx2(_mm256_extracti128_si256(v, 1), x + 32 * r + 16);
-
-                                acc[r] = _mm256_fmadd_ps(s0, _mm256_set1_ps(sc[2 * r]), acc[r]);
-                                acc[r] = _mm256_fmadd_ps(s1, _mm256_set1_ps(sc[2 * r + 1]), acc[r]);
-                                qh = _mm256_srli_epi16(qh, 2);
-                        }
-                }
-        }
-        return hsum_avx2(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-}
-
 static float vec_dot_avx2(enum nn_type type, const uint8_t *row, const float *x, size_t n) {
         switch (type) {
         case NN_TYPE_F32:  return dot_f32_avx2(row, x, n);
         case NN_TYPE_F16:  return dot_half_avx2(row, x, n, false);
         case NN_TYPE_BF16: return dot_half_avx2(row, x, n, true);
-        case NN_TYPE_Q4_0: return dot_q4_0_avx2(row, x, n / NN_QK4_0);
-        case NN_TYPE_Q8_0: return dot_q8_0_avx2(row, x, n / NN_QK8_0);
-        case NN_TYPE_Q4_K: return dot_k45_avx2(row, x, n / NN_QK_K, false);
-        case NN_TYPE_Q5_K: return dot_k45_avx2(row, x, n / NN_QK_K, true);
-        case NN_TYPE_Q6_K: return dot_q6_k_avx2(row, x, n / NN_QK_K);
+        /* The quantised types' products go through nn_vec_dot_act (int8
+         * activations); this f32 path for them is the reference only. */
+        default:           return vec_dot_generic(type, row, x, n);
         }
         return 0.0f;
 }
@@ -1147,25 +1000,6 @@ static float vec_dot_act_avx2(enum nn_type type, const uint8_t *row, const uint8
 
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
 
-/* 16 signed bytes to 16 floats. */
-TARGET_AVX512 static inline __m512 i8x16_avx512(__m128i b) {
-        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
-}
-
-/* 0, 1, …, 15: a table's arguments.  With 16 lanes, vpermps indexes a
- * whole 16-entry table of dequantised values (32 with vpermt2ps), which
- * replaces the int-to-float conversion and the scale arithmetic. */
-TARGET_AVX512 static inline __m512 iota16_avx512(void) {
-        return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-}
-
-/* d·k - m for k in k_base + 0..15, rounded as nn_dequantize_row rounds it. */
-TARGET_AVX512 static inline __m512 affine_table_avx512(float k_base, float d, float m) {
-        __m512 k = _mm512_add_ps(iota16_avx512(), _mm512_set1_ps(k_base));
-
-        return _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(d), k), _mm512_set1_ps(m));
-}
-
 TARGET_AVX512 static float dot_f32_avx512(const uint8_t *row, const float *x, size_t n) {
         const float *a = (const float *) row;
         __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
@@ -1208,146 +1042,12 @@ TARGET_AVX512 static float dot_half_avx512(const uint8_t *row, const float *x, s
         return s;
 }
 
-TARGET_AVX512 static float dot_q4_0_avx512(const uint8_t *row, const float *x, size_t nb) {
-        const __m512 levels = _mm512_sub_ps(iota16_avx512(), _mm512_set1_ps(8.0f));
-        __m512 acc[2] = { _mm512_setzero_ps(), _mm512_setzero_ps() };
-
-        for (size_t i = 0; i < nb; i++, row += Q4_0_BYTES, x += 32) {
-                /* vpermps reads only the low 4 bits of each index. */
-                __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (row + 2)));
-                __m512 t = _mm512_mul_ps(levels, _mm512_set1_ps(load_fp16_f16c(row)));
-
-                acc[0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(q, t), _mm512_loadu_ps(x), acc[0]);
-                acc[1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), t), _mm512_loadu_ps(x + 16), acc[1]);
-        }
-        return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-}
-
-TARGET_AVX512 static float dot_q8_0_avx512(const uint8_t *row, const float *x, size_t nb) {
-        __m512 acc = _mm512_setzero_ps();
-
-        for (size_t i = 0; i < nb; i++, row += Q8_0_BYTES, x += 32) {
-                __m128i lo = _mm_loadu_si128((const __m128i *) (row + 2));
-                __m128i hi = _mm_loadu_si128((const __m128i *) (row + 18));
-                __m512 s = _mm512_fmadd_ps(i8x16_avx512(hi), _mm512_loadu_ps(x + 16),
-                                           _mm512_mul_ps(i8x16_avx512(lo), _mm512_loadu_ps(x)));
-
-                acc = _mm512_fmadd_ps(s, _mm512_set1_ps(load_fp16_f16c(row)), acc);
-        }
-        return _mm512_reduce_add_ps(acc);
-}
-
-TARGET_AVX512 static float dot_q4_k_avx512(const uint8_t *row, const float *x, size_t nb) {
-        __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
-
-        for (size_t i = 0; i < nb; i++, row += Q4_K_BYTES, x += NN_QK_K) {
-                const uint8_t *qs = row + Q4_K_QS;
-                float d = load_fp16_f16c(row), dmin = load_fp16_f16c(row + 2);
-                float ds[8], dm[8];
-
-                k_scales_avx2(row + K_SCALES, d, dmin, ds, dm);
-                for (int c = 0; c < 4; c++, qs += 32) {
-                        __m512 tlo = affine_table_avx512(0.0f, ds[2 * c], dm[2 * c]);
-                        __m512 thi = affine_table_avx512(0.0f, ds[2 * c + 1], dm[2 * c + 1]);
-                        __m512i q0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) qs));
-                        __m512i q1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) (qs + 16)));
-                        const float *xc = x + 64 * c;
-
-                        acc[0] = _mm512_fmadd_ps(_mm512_permutexvar_ps(q0, tlo), _mm512_loadu_ps(xc), acc[0]);
-                        acc[1] = _mm512_fmadd_ps(_mm512_permutexvar_ps(q1, tlo), _mm512_loadu_ps(xc + 16), acc[1]);
-                        acc[2] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q0, 4), thi),
-                                                 _mm512_loadu_ps(xc + 32), acc[2]);
-                        acc[3] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q1, 4), thi),
-                                                 _mm512_loadu_ps(xc + 48), acc[3]);
-                }
-        }
-        return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-}
-
-TARGET_AVX512 static float dot_q5_k_avx512(const uint8_t *row, const float *x, size_t nb) {
-        const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-        __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
-
-        for (size_t i = 0; i < nb; i++, row += Q5_K_BYTES, x += NN_QK_K) {
-                const uint8_t *qs = row + Q5_K_QS;
-                float d = load_fp16_f16c(row), dmin = load_fp16_f16c(row + 2);
-                __m256i qh = _mm256_loadu_si256((const __m256i *) (row + Q5_K_QH));
-                float ds[8], dm[8];
-
-                k_scales_avx2(row + K_SCALES, d, dmin, ds, dm);
-                for (int c = 0; c < 4; c++, qs += 32) {
-                        float d1 = ds[2 * c], m1 = dm[2 * c], d2 = ds[2 * c + 1], m2 = dm[2 * c + 1];
-                        __m256i v = _mm256_loadu_si256((const __m256i *) qs);
-                        /* The 5-bit quants, as in the AVX2 kernel; vpermt2ps
-                         * picks from a 32-entry table by the low 5 bits. */
-                        __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4),
-                                                     _mm256_slli_epi16(_mm256_and_si256(qh, one), 4));
-                        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4),
-                                                     _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 1), one), 4));
-                        __m512 tlo0 = affine_table_avx512(0.0f, d1, m1), tlo1 = affine_table_avx512(16.0f, d1, m1);
-                        __m512 thi0 = affine_table_avx512(0.0f, d2, m2), thi1 = affine_table_avx512(16.0f, d2, m2);
-                        const float *xc = x + 64 * c;
-
-                        qh = _mm256_srli_epi16(qh, 2);
-                        acc[0] = _mm512_fmadd_ps(_mm512_permutex2var_ps(tlo0, _mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo)), tlo1),
-                                                 _mm512_loadu_ps(xc), acc[0]);
-                        acc[1] = _mm512_fmadd_ps(_mm512_permutex2var_ps(tlo0, _mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1)), tlo1),
-                                                 _mm512_loadu_ps(xc + 16), acc[1]);
-                        acc[2] = _mm512_fmadd_ps(_mm512_permutex2var_ps(thi0, _mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)), thi1),
-                                                 _mm512_loadu_ps(xc + 32), acc[2]);
-                        acc[3] = _mm512_fmadd_ps(_mm512_permutex2var_ps(thi0, _mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1)), thi1),
-                                                 _mm512_loadu_ps(xc + 48), acc[3]);
-                }
-        }
-        return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-}
-
-TARGET_AVX512 static float dot_q6_k_avx512(const uint8_t *row, const float *x, size_t nb) {
-        const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
-        __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
-
-        for (size_t i = 0; i < nb; i++, row += Q6_K_BYTES) {
-                float ds[16];
-
-                q6_scales_avx2(row + Q6_K_SCALES, load_fp16_f16c(row + Q6_K_D), ds);
-
-                for (int h = 0; h < 2; h++, x += 128) {
-                        const float *sc = ds + 8 * h;
-                        __m256i ql0 = _mm256_loadu_si256((const __m256i *) (row + 64 * h));
-                        __m256i ql1 = _mm256_loadu_si256((const __m256i *) (row + 64 * h + 32));
-                        __m256i qh = _mm256_loadu_si256((const __m256i *) (row + Q6_K_QH + 32 * h));
-                        __m256i q[4] = {
-                                _mm256_and_si256(ql0, m4),
-                                _mm256_and_si256(ql1, m4),
-                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        };
-
-                        for (int r = 0; r < 4; r++) {
-                                __m256i top = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-                                __m256i v = _mm256_sub_epi8(_mm256_or_si256(q[r], top), bias);
-                                __m512 s0 = _mm512_mul_ps(i8x16_avx512(_mm256_castsi256_si128(v)), _mm512_loadu_ps(x + 32 * r));
-                                __m512 s1 = _mm512_mul_ps(i8x16_avx512(_mm256_extracti128_si256(v, 1)), _mm512_loadu_ps(x + 32 * r + 16));
-
-                                acc[r] = _mm512_fmadd_ps(s0, _mm512_set1_ps(sc[2 * r]), acc[r]);
-                                acc[r] = _mm512_fmadd_ps(s1, _mm512_set1_ps(sc[2 * r + 1]), acc[r]);
-                                qh = _mm256_srli_epi16(qh, 2);
-                        }
-                }
-        }
-        return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-}
-
 static float vec_dot_avx512(enum nn_type type, const uint8_t *row, const float *x, size_t n) {
         switch (type) {
         case NN_TYPE_F32:  return dot_f32_avx512(row, x, n);
         case NN_TYPE_F16:  return dot_half_avx512(row, x, n, false);
         case NN_TYPE_BF16: return dot_half_avx512(row, x, n, true);
-        case NN_TYPE_Q4_0: return dot_q4_0_avx512(row, x, n / NN_QK4_0);
-        case NN_TYPE_Q8_0: return dot_q8_0_avx512(row, x, n / NN_QK8_0);
-        case NN_TYPE_Q4_K: return dot_q4_k_avx512(row, x, n / NN_QK_K);
-        case NN_TYPE_Q5_K: return dot_q5_k_avx512(row, x, n / NN_QK_K);
-        case NN_TYPE_Q6_K: return dot_q6_k_avx512(row, x, n / NN_QK_K);
+        default:           return vec_dot_generic(type, row, x, n);
         }
         return 0.0f;
 }

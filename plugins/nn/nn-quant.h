@@ -3,10 +3,12 @@
 
 /* Rows of weights in the engine's types: dequantisation exactly as the GGUF
  * format defines each block layout, a reference quantiser (for the tools that
- * write test models, not tuned for quality), and the dot product of a weight
- * row with an f32 activation vector that every matrix-vector product is made
- * of.  The SIMD variant (AVX-512, AVX2+FMA+F16C, or portable C) is chosen
- * once at run time from what the CPU has. */
+ * write test models, not tuned for quality), and the dot products that
+ * matrix-vector products are made of: a row with an f32 vector (SIMD for
+ * f32/f16/bf16 rows; portable C, the reference, for the quantised types) and
+ * a quantised row with int8-quantised activations (SIMD, the hot path for
+ * Q4_0/Q8_0/Q4_K/Q5_K/Q6_K).  The SIMD variant (AVX-512, AVX2+FMA+F16C, or
+ * portable C) is chosen once at run time from what the CPU has. */
 
 #include <stdbool.h>
 #include <stddef.h>
