@@ -3,7 +3,7 @@
 /* Jobs end to end on loopback, with real swarmd processes: a requester
  * daemon (no skills) and up to four provider daemons hosting the hash
  * skill, jobs submitted through the requester's jobs socket
- * (daemon/jobs-client.h) and verified there before they come back.
+ * (client/jobs-client.h) and verified there before they come back.
  *
  *   1. round trip of one tiny hash job (sequential), p50/p99, against a
  *      bare ZeroMQ DEALER/ROUTER round trip measured in the same run
@@ -35,7 +35,8 @@
 
 #include "identity.h"
 #include "jobs-client.h"
-#include "jobs-socket.h"
+#include "jobs-proto.h"
+#include "socket-path.h"
 #include "swarmd-harness.h"
 
 #define PROVIDERS 4
@@ -196,7 +197,7 @@ static struct swarm_values *inputs;
 static uint8_t want[32];
 
 static void client_open(void) {
-        char *path = jobs_socket_path(nodes[0].state);
+        char *path = socket_path(nodes[0].state, JOBS_SOCKET_NAME);
 
         if (!path || jobs_client_connect(path, &client) < 0)
                 die("cannot connect to the requester's jobs socket");

@@ -28,7 +28,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "challenge.h"
+#include "challenge-verdict.h"
 #include "pricing.h"
 #include "reputation.h"
 #include "router.h"
@@ -247,7 +247,7 @@ static void challenge(struct market *m, struct requester *q, const struct router
                 p = &m->p[provider_of(m, x->id)];
                 measured = p->real_throughput * (0.95 + 0.1 * uniform(&m->rng));
                 (void) reputation_observe_throughput(q->rep, p->id, "gemm", measured, p->advertised, m->now);
-                /* The daemon's rule (daemon/challenge.c): far below its
+                /* The daemon's rule (daemon/jobs/challenge.c): far below its
                  * claim weighs as CHALLENGE_LIAR_PENALTY failed jobs. */
                 if (measured < CHALLENGE_LIAR_RATIO * p->advertised)
                         for (unsigned f = 0; f < CHALLENGE_LIAR_PENALTY; f++)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The membership core at scale: N instances of daemon/membership.c in one
+/* The membership core at scale: N instances of daemon/core/membership.c in one
  * process, in virtual time, with per-message latency, loss and partitions.
  * Every message is really encoded and decoded by the wire codec; only the
  * record signatures are a cheap keyed checksum instead of Ed25519 (the

@@ -27,6 +27,7 @@
 #include "provider.h"
 #include "requester.h"
 #include "skills.h"
+#include "time-util.h"
 
 struct daemon {
         struct daemon_options options;
@@ -173,14 +174,11 @@ static int daemon_reload(struct daemon *d) {
         _cleanup_strv_free_ char **needs_restart = NULL;
         _cleanup_free_ char *error = NULL;
         struct config fresh;
-        struct timespec now;
         bool lending_changed;
         int r;
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=Reloading configuration from %s",
-                   (unsigned long long) now.tv_sec * 1000000ULL + (unsigned long long) now.tv_nsec / 1000ULL,
-                   d->options.config_path);
+        sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Reloading configuration from %s",
+                   now(CLOCK_MONOTONIC), d->options.config_path);
         log_info("Reloading configuration from %s.", d->options.config_path);
 
         r = config_load(&fresh, d->options.config_path, d->options.config_required, &error);
@@ -458,7 +456,7 @@ int daemon_run(const struct daemon_options *options) {
                         goto out;
                 }
                 provider_set_accounts(d.provider, d.accounts, d.demand);
-                jobs_channel_set_provider(d.jobs_channel, d.provider);
+                provider_attach(d.provider, d.jobs_channel);
                 jobs_channel_set_accounts(d.jobs_channel, d.accounts);
         }
         r = requester_new(d.event, d.network, d.skills, d.provider, d.config.network_max_message_size,
@@ -469,7 +467,7 @@ int daemon_run(const struct daemon_options *options) {
         }
         requester_set_accounts(d.requester, d.accounts);
         if (d.jobs_channel)
-                jobs_channel_set_requester(d.jobs_channel, d.requester);
+                requester_attach(d.requester, d.jobs_channel);
         r = challenge_new(d.event, d.requester, d.network, d.config.reputation_challenge_interval,
                           d.config.network_max_message_size, &d.challenge);
         if (r < 0) {

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "accounts.h"
-#include "challenge.h"
+#include "challenge-verdict.h"
 #include "demand.h"
 #include "identity.h"
 #include "opinion.h"

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "conf.h"
+#include "conf-parser.h"
 #include "config.h"
 #include "macro.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-/* The jobs codec (daemon/job-wire.h): round trips, every rule a decoded
+/* The jobs codec (daemon/core/job-wire.h): round trips, every rule a decoded
  * message guarantees, signatures, and inputs built to hurt the decoder. */
 
 #include <criterion/criterion.h>
@@ -190,7 +190,7 @@ Test(job_wire, values_round_trip_through_swarm_values_into_shared_memory) {
         /* A byte string large enough to go into a memfd. */
         memset(big, 0x5a, sizeof(big));
         r.v[3].data = bin(big, sizeof(big));
-        cr_assert_eq(job_values_from_wire(r.vp, 4, &v, &reason), 0, "%s", reason ?: "");
+        cr_assert_eq(job_values_from_wire(r.vp, 4, shm_allocate, &v, &reason), 0, "%s", reason ?: "");
         cr_assert_eq(swarm_values_count(v), 4);
         cr_assert_eq(swarm_values_get_tensor(v, "x", &t), 0);
         cr_assert_eq(t.dtype, SWARM_DTYPE_F32);
@@ -205,7 +205,7 @@ Test(job_wire, values_round_trip_through_swarm_values_into_shared_memory) {
 
         cr_assert_eq(job_values_to_wire(v, &w, &n), 0);
         cr_assert_eq(n, 4);
-        cr_assert_eq(job_values_from_wire(w, n, &back, &reason), 0);
+        cr_assert_eq(job_values_from_wire(w, n, shm_allocate, &back, &reason), 0);
         cr_assert_eq(swarm_values_get_bytes(back, "data", &data, &size), 0);
         cr_assert_eq(size, sizeof(big));
         cr_assert_arr_eq(data, big, sizeof(big));
@@ -632,10 +632,10 @@ Test(job_wire, values_from_wire_refuses_what_the_decoder_refuses) {
 
         request_init(&r);
         r.t.data.len = 3;
-        cr_assert_eq(job_values_from_wire(r.vp, 4, &v, &reason), -EBADMSG);
+        cr_assert_eq(job_values_from_wire(r.vp, 4, shm_allocate, &v, &reason), -EBADMSG);
         cr_assert_null(v);
         cr_assert(strstr(reason, "data length"));
         request_init(&r);
         r.v[2].name = "x";
-        cr_assert_eq(job_values_from_wire(r.vp, 4, &v, &reason), -EBADMSG);
+        cr_assert_eq(job_values_from_wire(r.vp, 4, shm_allocate, &v, &reason), -EBADMSG);
 }

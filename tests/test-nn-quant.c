@@ -17,7 +17,7 @@
 
 TestSuite(quant, .timeout = 120);
 
-/* The plugin does not see daemon/macro.h; the same helper, for the tests. */
+/* The plugin does not see daemon/basic/macro.h; the same helper, for the tests. */
 static void freep(void *p) {
         free(*(void **) p);
 }

@@ -108,7 +108,7 @@ static void config_node(struct config *c, const char *seed) {
 static void start_provider(bool corrupt) {
         provider = provider_free(provider);
         cr_assert_eq(provider_new(event, provider_net, skills, lending, MAX_SIZE, corrupt, &provider), 0);
-        jobs_channel_set_provider(channel, provider);
+        provider_attach(provider, channel);
 }
 
 static void setup(void) {
@@ -492,7 +492,7 @@ Test(provider, running_jobs_are_answered_when_the_provider_goes) {
                         cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
                 }
         }
-        jobs_channel_set_provider(channel, NULL);
+        provider_attach(NULL, channel);
         provider = provider_free(provider);
         run_until(result_arrived, 10 * 1000 * 1000, "the shutdown answer");
         cr_assert_eq(got.open_status, 0);

@@ -399,7 +399,7 @@ static void remote_start(bool corrupt, bool requester_hosts) {
         cr_assert_eq(lending_new(event, NULL, &rn.configs[0], rn.skills[0], rn.nets[0], &rn.lending), 0);
         cr_assert_eq(jobs_channel_new(rn.nets[0], MAX_SIZE, &rn.channels[0]), 0);
         cr_assert_eq(provider_new(event, rn.nets[0], rn.skills[0], rn.lending, MAX_SIZE, corrupt, &rn.provider), 0);
-        jobs_channel_set_provider(rn.channels[0], rn.provider);
+        provider_attach(rn.provider, rn.channels[0]);
 
         snprintf(seed, sizeof(seed), "%s@%s", rn.ids[0]->node_id, network_endpoint(rn.nets[0]));
         remote_config(&rn.configs[1], seed);
@@ -415,7 +415,7 @@ static void remote_start(bool corrupt, bool requester_hosts) {
                                    requester_hosts ? (struct provider *) &fake_provider : NULL, MAX_SIZE,
                                    &requester),
                      0);
-        jobs_channel_set_requester(rn.channels[1], requester);
+        requester_attach(requester, rn.channels[1]);
 
         end = now_usec() + 20 * 1000 * 1000;
         while (!remote_ready()) {
@@ -438,7 +438,7 @@ static void remote_start(bool corrupt, bool requester_hosts) {
 static void remote_stop(void) {
         char cmd[128];
 
-        jobs_channel_set_requester(rn.channels[1], NULL);
+        requester_attach(NULL, rn.channels[1]);
         requester = requester_free(requester);
         for (int i = 0; i < 2; i++)
                 rn.channels[i] = jobs_channel_free(rn.channels[i]);

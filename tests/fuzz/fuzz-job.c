@@ -49,7 +49,7 @@ static void envelope(const uint8_t *data, size_t size) {
                 struct swarm_values *v = NULL;
 
                 FUZZ_CHECK(job_request_check(e->request, NULL) == 0);
-                r = job_values_from_wire(e->request->inputs, e->request->n_inputs, &v, &reason);
+                r = job_values_from_wire(e->request->inputs, e->request->n_inputs, NULL, &v, &reason);
                 FUZZ_CHECK(r == 0 || r == -ENOMEM || r == -EMFILE);
                 FUZZ_CHECK(!v || swarm_values_count(v) == e->request->n_inputs);
                 swarm_values_free(v);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "bus-cmd.h"
-#include "bus-service.h"
+#include "bus-api.h"
 #include "log.h"
 #include "macro.h"
 

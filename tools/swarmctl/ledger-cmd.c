@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "common.h"
-#include "identity.h"
+#include "node-id.h"
 #include "ledger-cmd.h"
 #include "log.h"
 

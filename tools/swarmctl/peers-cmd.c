@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "identity.h"
+#include "node-id.h"
 #include "log.h"
 #include "peers-cmd.h"
 

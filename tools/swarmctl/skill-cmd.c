@@ -26,6 +26,7 @@
 #include "skill-cmd.h"
 #include "skill-loader.h"
 #include "skill-pool.h"
+#include "time-util.h"
 
 struct run_state {
         sd_event *event;
@@ -43,13 +44,6 @@ struct run_state {
         uint64_t price_usec, verify_usec;
         bool streamed;                  /* chunks were printed on the current line */
 };
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
 
 /* A skill argument is a path when it contains a slash, else a name looked
  * up in $SWARM_SKILL_PATH (colon-separated) and then the installed skill
@@ -270,7 +264,7 @@ static void on_executed(struct pool_request *req, struct pool_result *res, void 
 }
 
 static void submit_next(struct run_state *s) {
-        uint64_t deadline = s->deadline_usec ? now_usec() + s->deadline_usec : 0;
+        uint64_t deadline = s->deadline_usec ? now(CLOCK_MONOTONIC) + s->deadline_usec : 0;
         struct pool_request *req;
         int r;
 

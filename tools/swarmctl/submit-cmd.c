@@ -17,7 +17,7 @@
 #include <yaml.h>
 
 #include "control-client.h"
-#include "identity.h"
+#include "node-id.h"
 #include "inputs.h"
 #include "jobs-client.h"
 #include "log.h"
@@ -25,6 +25,7 @@
 #include "npy.h"
 #include "shm.h"
 #include "submit-cmd.h"
+#include "time-util.h"
 
 #define DEFAULT_SOCKET "/run/swarmharness/jobs.sock"
 #define DEFAULT_PARALLEL 64u
@@ -74,13 +75,6 @@ struct batch {
         uint64_t last_progress_usec;
         size_t last_progress_line;
 };
-
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
 
 static void job_done(struct job *j) {
         free(j->skill);
@@ -448,7 +442,7 @@ static int write_outputs(const char *dir, const struct swarm_values *v, bool pri
 
 static void progress(struct batch *b, bool force) {
         size_t finished = b->done + b->failed;
-        uint64_t now = now_usec();
+        uint64_t t = now(CLOCK_MONOTONIC);
 
         if (!b->batch_mode || b->quiet)
                 return;
@@ -456,7 +450,7 @@ static void progress(struct batch *b, bool force) {
                 char bar[41];
                 size_t filled = b->n_jobs ? finished * 40 / b->n_jobs : 40;
 
-                if (!force && now - b->last_progress_usec < 100000)
+                if (!force && t - b->last_progress_usec < 100000)
                         return;
                 for (size_t i = 0; i < 40; i++)
                         bar[i] = i < filled ? '#' : '-';
@@ -476,7 +470,7 @@ static void progress(struct batch *b, bool force) {
                 fprintf(stderr, "progress: %zu/%zu finished, %zu done, %zu failed, %zu rerouted\n", finished,
                         b->n_jobs, b->done, b->failed, b->rerouted_jobs);
         }
-        b->last_progress_usec = now;
+        b->last_progress_usec = t;
 }
 
 /* Before a per-job line on a terminal: clear the progress bar. */
@@ -631,7 +625,7 @@ static int submit_one(struct batch *b, struct jobs_client *c, size_t i) {
 
 static int run_batch(struct batch *b, const char *socket_path) {
         struct jobs_client *c = NULL;
-        uint64_t start = now_usec();
+        uint64_t start = now(CLOCK_MONOTONIC);
         int r;
 
         r = jobs_client_connect(socket_path, &c);
@@ -675,7 +669,7 @@ static int run_batch(struct batch *b, const char *socket_path) {
         progress(b, true);
         jobs_client_free(c);
         if (b->batch_mode)
-                print_summary(b, now_usec() - start);
+                print_summary(b, now(CLOCK_MONOTONIC) - start);
         return b->failed ? 1 : 0;
 
 lost:
@@ -688,7 +682,7 @@ lost:
         progress(b, true);
         jobs_client_free(c);
         if (b->batch_mode)
-                print_summary(b, now_usec() - start);
+                print_summary(b, now(CLOCK_MONOTONIC) - start);
         return 1;
 }
 

@@ -1,0 +1,1203 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "accounts.h"
+#include "identity.h"
+#include "job-wire.h"
+#include "jobs-channel.h"
+#include "log.h"
+#include "macro.h"
+#include "membership.h"
+#include "network.h"
+#include "reputation.h"
+#include "requester.h"
+#include "router.h"
+#include "shm.h"
+#include "skill-pool.h"
+#include "skills.h"
+#include "time-util.h"
+
+/* How often a waiting attempt asks membership whether its provider is
+ * still alive. */
+#define POLL_USEC (100 * USEC_PER_MSEC)
+/* Attempt timeout = expected time × this + ATTEMPT_SLACK_USEC. */
+#define ATTEMPT_TIME_FACTOR 4.0
+#define ATTEMPT_SLACK_USEC (2 * USEC_PER_SEC)
+#define HEDGE_MIN_USEC (50 * USEC_PER_MSEC)
+/* A job submitted without a deadline gets this much time. */
+#define DEFAULT_BUDGET_USEC (60 * USEC_PER_SEC)
+#define EXPLORATION 0.05
+#define EXPLORE_BELOW 3
+
+static const uint8_t local_only_id[WIRE_NODE_ID_SIZE];  /* self without a network */
+
+/* A result we still expect from the loser of a hedged job: counted for
+ * reputation when it comes, ignored otherwise. */
+struct late_result {
+        uint8_t job_id[JOB_ID_SIZE];
+        uint8_t provider[WIRE_NODE_ID_SIZE];
+        char *skill;
+        uint64_t started_usec, expire_usec;
+        struct late_result *next;
+};
+
+struct job;
+struct attempt;
+
+/* One request in a local pool.  It outlives its job when the job ends
+ * first: the pool calls back later (a running request stops
+ * asynchronously), and then the call frees itself. */
+struct pool_call {
+        struct job *job;                /* NULL once the job is gone */
+        struct attempt *attempt;        /* NULL for PRICE */
+        enum pool_op op;
+        struct pool_request *req;
+        struct swarm_values *outputs, *proof;   /* VERIFY: owned */
+        uint64_t price;                 /* VERIFY: what the provider charges */
+};
+
+struct attempt {
+        struct job *job;
+        size_t cand;                    /* index in job->cands */
+        bool running;                   /* asked, no verdict yet */
+        bool verifying;
+        uint64_t started_usec, deadline_usec;   /* loop time */
+        /* Read from the clock, not the loop: latencies below one loop
+         * iteration still count. */
+        uint64_t sent_clock_usec, latency_usec;
+        uint64_t queue_usec, exec_usec;         /* as the provider reported them */
+        sd_event_source *timer;
+        struct pool_call *call;         /* local EXECUTE or VERIFY */
+};
+
+struct job {
+        struct requester *r;
+        struct job *next;
+        uint64_t id;
+        uint8_t job_id[JOB_ID_SIZE];
+        char *skill;
+        const struct swarm_values *inputs;
+        Swarm__JobValue **wire_inputs;
+        size_t n_wire_inputs;
+        uint64_t max_price, deadline_usec, submitted_usec;
+        bool hedge;
+        bool pinned;                    /* only pinned_id may run it */
+        uint8_t pinned_id[WIRE_NODE_ID_SIZE];
+        job_done_fn done;
+        void *userdata;
+
+        struct skill_pool *pool;        /* prices and verifies */
+        struct pool_call *price_call;
+        struct router_params params;
+        struct router_candidate *cands;
+        uint8_t (*ids)[WIRE_NODE_ID_SIZE];
+        size_t n_cands, next_cand;
+        struct attempt *attempts;       /* n_cands slots */
+        size_t n_attempts;
+        unsigned failed, rerouted, rejected;
+        int last_status;
+        char last_error[256];
+        sd_event_source *hedge_timer;
+        struct accounts_payment *payment;       /* the verified result's, until durable */
+
+        bool finished;
+        sd_event_source *defer;
+        struct job_outcome outcome;
+        char error[512];
+};
+
+struct requester {
+        sd_event *event;
+        struct network *network;
+        struct skills *skills;
+        struct provider *provider;
+        uint64_t max_message_size;
+        uint64_t (*rng)(void *userdata);
+        void *rng_userdata;
+        uint64_t next_id;
+        struct job *jobs;               /* running */
+        struct job *finished;           /* waiting for done from the loop */
+        struct reputation *own_reputation;      /* without accounts */
+        struct accounts *accounts;
+        struct late_result *late;
+};
+
+static uint64_t default_rng(void *userdata) {
+        uint64_t x;
+
+        randombytes_buf(&x, sizeof(x));
+        return x;
+}
+
+static uint64_t now_usec(struct requester *r) {
+        uint64_t t;
+
+        if (sd_event_now(r->event, CLOCK_MONOTONIC, &t) >= 0)
+                return t;
+        return now(CLOCK_MONOTONIC);
+}
+
+static struct membership *members(struct requester *r) {
+        return r->network ? network_membership(r->network) : NULL;
+}
+
+static const uint8_t *self_id(struct requester *r) {
+        return r->network ? network_self_id(r->network) : local_only_id;
+}
+
+static void provider_name(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZE], bool local, char out[64]) {
+        char b[NODE_ID_LEN + 1];
+
+        if (local) {
+                snprintf(out, 64, "local");
+                return;
+        }
+        node_id_from_public_key(id, b);
+        snprintf(out, 64, "%s", b);
+}
+
+/* ---- Provider statistics: the reputation ---- */
+
+static struct reputation *rep(struct requester *r) {
+        return r->accounts ? accounts_reputation(r->accounts) : r->own_reputation;
+}
+
+static void stats_record(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZE], const char *skill,
+                         bool success, uint64_t latency_usec) {
+        uint64_t now = accounts_now();
+
+        (void) reputation_observe(rep(r), id, skill, success, now);
+        if (success)
+                (void) reputation_observe_latency(rep(r), id, skill, (double) (latency_usec ?: 1), now);
+}
+
+struct reputation *requester_reputation(struct requester *r) {
+        return rep(r);
+}
+
+int requester_get_stats(struct requester *r, const uint8_t id[32], const char *skill,
+                        struct requester_stats *ret) {
+        struct reputation_view v;
+
+        reputation_get(rep(r), id ?: self_id(r), skill, accounts_now(), &v);
+        if (v.own_successes + v.own_failures <= 0 && v.latency_ewma_usec <= 0)
+                return -ENOENT;
+        *ret = (struct requester_stats) {
+                .successes = (uint32_t) lround(v.own_successes),
+                .failures = (uint32_t) lround(v.own_failures),
+                .latency_ewma_usec = v.latency_ewma_usec,
+                .throughput_ratio = v.throughput_ratio,
+        };
+        return 0;
+}
+
+/* ---- Pricing helpers (pure) ---- */
+
+/* How many of unit one price_unit holds: "MiB" of "byte" is 2^20,
+ * "GFLOP" of "flop" 10^9; 1 when they do not relate that way. */
+static double unit_scale(const char *price_unit, const char *unit) {
+        static const struct {
+                char prefix;
+                double decimal, binary;
+        } prefixes[] = {
+                { 'k', 1e3, 1024.0 },
+                { 'm', 1e6, 1048576.0 },
+                { 'g', 1e9, 1073741824.0 },
+                { 't', 1e12, 1099511627776.0 },
+        };
+        const char *rest;
+        double scale = 1;
+
+        if (!price_unit || !unit || !price_unit[0] || !unit[0] || strcasecmp(price_unit, unit) == 0)
+                return 1;
+        rest = price_unit;
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
+                if ((rest[0] | 0x20) == prefixes[i].prefix && rest[1]) {
+                        if (rest[1] == 'i') {
+                                scale = prefixes[i].binary;
+                                rest += 2;
+                        } else {
+                                scale = prefixes[i].decimal;
+                                rest += 1;
+                        }
+                        break;
+                }
+        if (strcasecmp(rest, unit) == 0)
+                return scale;
+        if (strcasecmp(rest, "B") == 0 && (strcasecmp(unit, "byte") == 0 || strcasecmp(unit, "bytes") == 0))
+                return scale;
+        return 1;
+}
+
+static uint64_t advert_uint(const struct skill_info *info, const char *key) {
+        int64_t x = 0;
+
+        if (!info || !info->advert || swarm_values_get_int(info->advert, key, &x) < 0 || x < 0)
+                return 0;
+        return (uint64_t) x;
+}
+
+static const char *advert_str(const struct skill_info *info, const char *key) {
+        const char *s = NULL;
+
+        if (!info || !info->advert || swarm_values_get_string(info->advert, key, &s) < 0)
+                return NULL;
+        return s;
+}
+
+/* The price a provider listing offer_price (per price unit) will ask for
+ * a job that costs local_price at our list price local_list. */
+static uint64_t estimate_price(uint64_t local_price, uint64_t local_list, uint64_t offer_price) {
+        double est;
+        uint64_t whole;
+
+        if (local_list == 0 || offer_price == 0)
+                return local_price;
+        est = (double) local_price / (double) local_list * (double) offer_price;
+        if (est >= 1.8e19)
+                return UINT64_MAX;
+        whole = (uint64_t) est;
+        return (double) whole < est ? whole + 1 : whole;        /* rounded up; no libm */
+}
+
+/* ---- Jobs ---- */
+
+static bool is_job_error(int status) {
+        return status == -EINVAL || status == -E2BIG;
+}
+
+/* A provider that says no for its own reasons (not lending, busy, our
+ * debt to it) did nothing wrong: we go elsewhere without blaming it. */
+static bool is_refusal(int status) {
+        return status == -EAGAIN || status == -EBUSY || status == -EDQUOT || status == -EACCES;
+}
+
+static void attempt_stop(struct attempt *a);
+static void job_start_next(struct job *job);
+static int on_attempt_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void pool_call_detach(struct pool_call *c) {
+        if (!c)
+                return;
+        c->job = NULL;
+        c->attempt = NULL;
+        /* Calls back at once for a queued request (freeing c), later for a
+         * running one. */
+        pool_request_cancel(c->req);
+}
+
+static void pool_call_free(struct pool_call *c) {
+        swarm_values_free(c->outputs);
+        swarm_values_free(c->proof);
+        free(c);
+}
+
+static int on_job_defer(sd_event_source *s, void *userdata);
+
+static void job_free(struct job *job) {
+        accounts_payment_forget(job->payment);
+        job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
+        job->defer = sd_event_source_disable_unref(job->defer);
+        swarm_values_free(job->outcome.outputs);
+        job_values_free_wire(job->wire_inputs, job->n_wire_inputs);
+        free(job->attempts);
+        free(job->cands);
+        free(job->ids);
+        free(job->skill);
+        free(job);
+}
+
+static void list_remove(struct job **head, struct job *job) {
+        for (struct job **p = head; *p; p = &(*p)->next)
+                if (*p == job) {
+                        *p = job->next;
+                        job->next = NULL;
+                        return;
+                }
+}
+
+static void late_add(struct job *job, struct attempt *a) {
+        struct late_result *l = calloc(1, sizeof(*l));
+
+        if (!l || !(l->skill = strdup(job->skill))) {
+                free(l);
+                return;
+        }
+        memcpy(l->job_id, job->job_id, JOB_ID_SIZE);
+        memcpy(l->provider, job->ids[a->cand], WIRE_NODE_ID_SIZE);
+        l->started_usec = a->sent_clock_usec;
+        l->expire_usec = a->deadline_usec;
+        l->next = job->r->late;
+        job->r->late = l;
+}
+
+static void late_expire(struct requester *r, uint64_t now) {
+        for (struct late_result **p = &r->late; *p;) {
+                struct late_result *l = *p;
+                if (l->expire_usec <= now) {
+                        *p = l->next;
+                        free(l->skill);
+                        free(l);
+                } else
+                        p = &l->next;
+        }
+}
+
+static void deliver(struct job *job) {
+        struct requester *r = job->r;
+
+        list_remove(&r->finished, job);
+        job->defer = sd_event_source_disable_unref(job->defer);
+        if (job->done)
+                job->done(job->id, &job->outcome, job->userdata);
+        job_free(job);
+}
+
+/* Ends the job: everything it still runs is stopped, done is called from
+ * the loop. */
+_printf_(3, 4)
+static void job_finish(struct job *job, int status, const char *fmt, ...) {
+        struct requester *r = job->r;
+        uint64_t now = now_usec(r);
+        int k;
+
+        if (job->finished)
+                return;
+        job->finished = true;
+        job->outcome.status = status;
+        if (status != 0 && fmt) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(job->error, sizeof(job->error), fmt, ap);
+                va_end(ap);
+                job->outcome.error = job->error;
+        }
+        job->outcome.attempts = (unsigned) job->n_attempts;
+        job->outcome.rerouted = job->rerouted;
+        job->outcome.rejected = job->rejected;
+        job->outcome.latency_usec = now - job->submitted_usec;
+
+        job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
+        if (job->price_call) {
+                pool_call_detach(TAKE_PTR(job->price_call));
+        }
+        for (size_t i = 0; i < job->n_attempts; i++) {
+                struct attempt *a = &job->attempts[i];
+                /* A hedged loser's answer still tells us about it. */
+                if (a->running && !a->verifying && !job->cands[a->cand].local && status == 0)
+                        late_add(job, a);
+                attempt_stop(a);
+        }
+
+        if (status == 0)
+                log_debug("Job %" PRIu64 " (%s) done by %s after %u attempt%s.", job->id, job->skill,
+                          job->outcome.provider, job->outcome.attempts, job->outcome.attempts == 1 ? "" : "s");
+        else
+                log_debug("Job %" PRIu64 " (%s) failed: %s", job->id, job->skill, job->error);
+
+        list_remove(&r->jobs, job);
+        job->next = r->finished;
+        r->finished = job;
+        if (job->payment)
+                return;         /* on_paid() takes it from here */
+        k = sd_event_add_defer(r->event, &job->defer, on_job_defer, job);
+        if (k < 0) {
+                /* No way back to the loop: say it now rather than never. */
+                log_warning_errno(k, "Cannot defer the end of job %" PRIu64 ": %m", job->id);
+                deliver(job);
+        }
+}
+
+static int on_job_defer(sd_event_source *s, void *userdata) {
+        deliver(userdata);
+        return 0;
+}
+
+static size_t running_attempts(const struct job *job) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < job->n_attempts; i++)
+                n += job->attempts[i].running;
+        return n;
+}
+
+static void attempt_stop(struct attempt *a) {
+        a->running = false;
+        a->verifying = false;
+        a->timer = sd_event_source_disable_unref(a->timer);
+        if (a->call)
+                pool_call_detach(TAKE_PTR(a->call));
+}
+
+/* The attempt failed: the failure is the provider's unless said
+ * otherwise; the job goes on with the next candidate unless another
+ * attempt is still running or the job itself is bad. */
+_printf_(4, 5)
+static void attempt_fail(struct attempt *a, int status, bool blame, const char *fmt, ...) {
+        struct job *job = a->job;
+        struct router_candidate *c = &job->cands[a->cand];
+        char who[64], what[200];
+        va_list ap;
+
+        if (!a->running || job->finished)
+                return;
+        attempt_stop(a);
+        provider_name(job->r, job->ids[a->cand], c->local, who);
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        job->failed++;
+        job->last_status = status;
+        snprintf(job->last_error, sizeof(job->last_error), "%.12s: %s", who, what);
+        log_debug("Job %" PRIu64 " (%s): provider %s failed: %s", job->id, job->skill, who, what);
+        if (blame)
+                stats_record(job->r, job->ids[a->cand], job->skill, false, 0);
+
+        if (is_job_error(status)) {
+                job_finish(job, status, "%s", job->last_error);
+                return;
+        }
+        if (running_attempts(job) > 0)
+                return;
+        job_start_next(job);
+}
+
+static void on_pool_done(struct pool_request *req, struct pool_result *res, void *userdata);
+
+static int attempt_arm_timer(struct attempt *a, uint64_t now) {
+        struct job *job = a->job;
+        uint64_t at = a->deadline_usec;
+
+        if (!job->cands[a->cand].local && now + POLL_USEC < at)
+                at = now + POLL_USEC;
+        if (a->timer)
+                return sd_event_source_set_time(a->timer, at) < 0 ? -EIO :
+                       sd_event_source_set_enabled(a->timer, SD_EVENT_ONESHOT);
+        return sd_event_add_time(job->r->event, &a->timer, CLOCK_MONOTONIC, at, 0, on_attempt_timer, a);
+}
+
+static int attempt_send_remote(struct attempt *a, uint64_t now) {
+        struct job *job = a->job;
+        Swarm__JobRequest req = SWARM__JOB_REQUEST__INIT;
+        Swarm__JobEnvelope env = SWARM__JOB_ENVELOPE__INIT;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size;
+        int r;
+
+        if (!job->r->network)
+                return -ENETDOWN;
+        req.job_id = (ProtobufCBinaryData) { .len = JOB_ID_SIZE, .data = job->job_id };
+        req.skill = job->skill;
+        req.inputs = job->wire_inputs;
+        req.n_inputs = job->n_wire_inputs;
+        req.max_price = job->max_price;
+        /* Clocks are not shared: the budget, from the provider's receipt. */
+        req.deadline_ms = (a->deadline_usec - now) / USEC_PER_MSEC;
+        if (req.deadline_ms == 0)
+                req.deadline_ms = 1;
+        env.body_case = SWARM__JOB_ENVELOPE__BODY_REQUEST;
+        env.request = &req;
+        r = job_encode(&env, job->r->max_message_size, &buf, &size);
+        if (r < 0)
+                return r;
+        return network_send_job(job->r->network, job->ids[a->cand], buf, size);
+}
+
+static int attempt_run_local(struct attempt *a) {
+        struct job *job = a->job;
+        struct skill_pool *pool = job->r->skills ? skills_get(job->r->skills, job->skill) : NULL;
+        struct pool_call *c;
+        int r;
+
+        if (!pool)
+                return -ENOENT;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->job = job;
+        c->attempt = a;
+        c->op = POOL_EXECUTE;
+        r = skill_pool_submit(pool, POOL_EXECUTE, job->inputs, NULL, NULL, a->deadline_usec, on_pool_done, c,
+                              &c->req);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        a->call = c;
+        return 0;
+}
+
+static int on_hedge_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Asks candidate job->next_cand; false when it could not even be asked
+ * (the failure is recorded). */
+static bool attempt_start(struct job *job, uint64_t at) {
+        struct attempt *a = &job->attempts[job->n_attempts++];
+        struct router_candidate *c;
+        double expected;
+        uint64_t timeout;
+        int r;
+
+        *a = (struct attempt) { .job = job, .cand = job->next_cand++, .started_usec = at, .running = true,
+                                .sent_clock_usec = now(CLOCK_MONOTONIC) };
+        c = &job->cands[a->cand];
+        expected = router_expected_usec(c, &job->params);
+        timeout = expected * ATTEMPT_TIME_FACTOR < 1e15 ? (uint64_t) (expected * ATTEMPT_TIME_FACTOR) : (uint64_t) 1e15;
+        timeout += ATTEMPT_SLACK_USEC;
+        a->deadline_usec = at + timeout < job->deadline_usec ? at + timeout : job->deadline_usec;
+        if (job->failed > 0)
+                job->rerouted++;
+
+        r = c->local ? attempt_run_local(a) : attempt_send_remote(a, at);
+        if (r >= 0)
+                r = attempt_arm_timer(a, at);
+        if (r < 0) {
+                char who[64];
+
+                provider_name(job->r, job->ids[a->cand], c->local, who);
+                attempt_stop(a);
+                job->failed++;
+                job->last_status = r;
+                snprintf(job->last_error, sizeof(job->last_error), "%.12s: cannot send the job: %s", who,
+                         strerror(-r));
+                stats_record(job->r, job->ids[a->cand], job->skill, false, 0);
+                return false;
+        }
+
+        if (job->hedge && job->n_attempts == 1 && job->next_cand < job->n_cands) {
+                uint64_t delay = c->latency_ewma_usec > HEDGE_MIN_USEC ? (uint64_t) c->latency_ewma_usec
+                                                                        : HEDGE_MIN_USEC;
+                (void) sd_event_add_time(job->r->event, &job->hedge_timer, CLOCK_MONOTONIC, at + delay, 0,
+                                         on_hedge_timer, job);
+        }
+        return true;
+}
+
+/* Goes on with the next candidate, or ends the job when none is left or
+ * time is up. */
+static void job_start_next(struct job *job) {
+        uint64_t now = now_usec(job->r);
+
+        while (!job->finished && now < job->deadline_usec && job->next_cand < job->n_cands)
+                if (attempt_start(job, now))
+                        return;
+        if (job->finished || running_attempts(job) > 0)
+                return;
+        if (now >= job->deadline_usec)
+                job_finish(job, -ETIMEDOUT, "deadline passed after %zu attempt%s%s%s", job->n_attempts,
+                           job->n_attempts == 1 ? "" : "s", job->failed ? "; last: " : "",
+                           job->failed ? job->last_error : "");
+        else
+                job_finish(job, job->last_status < 0 ? job->last_status : -EHOSTUNREACH,
+                           "all %zu provider%s failed; last: %s", job->n_attempts,
+                           job->n_attempts == 1 ? "" : "s", job->last_error);
+}
+
+static int on_hedge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct job *job = userdata;
+        uint64_t now = now_usec(job->r);
+
+        job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
+        if (job->finished || running_attempts(job) != 1 || job->attempts[0].verifying)
+                return 0;
+        while (!job->finished && now < job->deadline_usec && job->next_cand < job->n_cands)
+                if (attempt_start(job, now)) {
+                        log_debug("Job %" PRIu64 " (%s): hedged to a second provider.", job->id, job->skill);
+                        break;
+                }
+        return 0;
+}
+
+static int on_attempt_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct attempt *a = userdata;
+        struct job *job = a->job;
+        uint64_t now = now_usec(job->r);
+        struct member_info m;
+
+        if (!a->running || a->verifying)
+                return 0;
+        if (now >= a->deadline_usec) {
+                attempt_fail(a, -ETIMEDOUT, true, "no result within %" PRIu64 " ms",
+                             (uint64_t) ((a->deadline_usec - a->started_usec) / USEC_PER_MSEC));
+                return 0;
+        }
+        if (!job->cands[a->cand].local && members(job->r)) {
+                if (membership_find(members(job->r), job->ids[a->cand], &m) < 0)
+                        m.state = MEMBER_DEAD;
+                if (m.state != MEMBER_ALIVE) {
+                        attempt_fail(a, -EHOSTDOWN, true, "provider is %s", member_state_to_string(m.state));
+                        return 0;
+                }
+        }
+        if (attempt_arm_timer(a, now) < 0)
+                attempt_fail(a, -EIO, false, "cannot arm a timer");
+        return 0;
+}
+
+/* A result in hand (remote or local): the skill's verify() decides. */
+static void attempt_verify(struct attempt *a, struct swarm_values *outputs, struct swarm_values *proof,
+                           uint64_t price) {
+        struct job *job = a->job;
+        struct pool_call *c = calloc(1, sizeof(*c));
+        int r;
+
+        a->latency_usec = now(CLOCK_MONOTONIC) - a->sent_clock_usec;
+        a->timer = sd_event_source_disable_unref(a->timer);
+        if (!c) {
+                swarm_values_free(outputs);
+                swarm_values_free(proof);
+                attempt_fail(a, -ENOMEM, false, "out of memory");
+                return;
+        }
+        *c = (struct pool_call) { .job = job, .attempt = a, .op = POOL_VERIFY, .outputs = outputs,
+                                  .proof = proof, .price = price };
+        r = skill_pool_submit(job->pool, POOL_VERIFY, job->inputs, c->outputs, c->proof, job->deadline_usec,
+                              on_pool_done, c, &c->req);
+        if (r < 0) {
+                pool_call_free(c);
+                attempt_fail(a, r, false, "cannot verify the result: %s", strerror(-r));
+                return;
+        }
+        a->call = c;
+        a->verifying = true;
+}
+
+static void on_paid(int status, void *userdata) {
+        struct job *job = userdata;
+        int k;
+
+        job->payment = NULL;
+        if (status < 0) {
+                /* Not handed over what we could not record paying for. */
+                swarm_values_free(job->outcome.outputs);
+                job->outcome.outputs = NULL;
+                job->outcome.status = -EIO;
+                snprintf(job->error, sizeof(job->error), "verified, but the payment could not be recorded in the "
+                         "ledger: %s", strerror(-status));
+                job->outcome.error = job->error;
+        }
+        k = sd_event_add_defer(job->r->event, &job->defer, on_job_defer, job);
+        if (k < 0)
+                deliver(job);
+}
+
+static void on_verified(struct attempt *a, struct pool_call *c, const struct pool_result *res) {
+        struct job *job = a->job;
+        struct router_candidate *cand = &job->cands[a->cand];
+
+        a->call = NULL;
+        if (res->status == -ETIMEDOUT || res->status == -ECANCELED || res->status == -ESHUTDOWN ||
+            res->status == -EOPNOTSUPP) {
+                /* Our verifier ran out of time or was stopped, or cannot
+                 * judge this result here (textgen: the generation is longer
+                 * than this node's context): not the provider's fault. */
+                a->verifying = false;
+                attempt_fail(a, res->status, false, "%s: %s",
+                             res->status == -EOPNOTSUPP ? "this node cannot verify the result"
+                                                        : "verification did not finish",
+                             res->error ?: strerror(-res->status));
+                return;
+        }
+        if (res->status < 0) {
+                job->rejected++;
+                a->verifying = false;
+                attempt_fail(a, res->status, true, "result failed verification: %s",
+                             res->error ?: strerror(-res->status));
+                return;
+        }
+        stats_record(job->r, job->ids[a->cand], job->skill, true, a->latency_usec);
+        a->running = a->verifying = false;
+        provider_name(job->r, job->ids[a->cand], cand->local, job->outcome.provider);
+        memcpy(job->outcome.provider_id, job->ids[a->cand], WIRE_NODE_ID_SIZE);
+        job->outcome.price = c->price;
+        job->outcome.attempt_usec = a->latency_usec;
+        job->outcome.queue_usec = a->queue_usec;
+        job->outcome.exec_usec = a->exec_usec;
+        /* Verified: now it is paid for (our own node does not pay itself),
+         * and handed over once the payment is durable (job_finish() waits
+         * for on_paid()). */
+        if (!cand->local && c->price > 0 && job->r->accounts &&
+            accounts_pay(job->r->accounts, job->job_id, job->skill, job->ids[a->cand], c->price, on_paid, job,
+                         &job->payment) < 0)
+                job->payment = NULL;
+        job->outcome.outputs = TAKE_PTR(c->outputs);
+        job_finish(job, 0, NULL);
+}
+
+static void on_priced(struct job *job, const struct pool_result *res);
+
+static void on_pool_done(struct pool_request *req, struct pool_result *res, void *userdata) {
+        struct pool_call *c = userdata;
+        struct attempt *a = c->attempt;
+        struct job *job = c->job;
+
+        if (!job || job->finished) {
+                pool_call_free(c);
+                return;
+        }
+        switch (c->op) {
+        case POOL_PRICE:
+                job->price_call = NULL;
+                on_priced(job, res);
+                break;
+        case POOL_EXECUTE:
+                a->call = NULL;
+                if (res->status < 0)
+                        attempt_fail(a, res->status, !is_job_error(res->status) && res->status != -ESHUTDOWN,
+                                     "%s", res->error ?: strerror(-res->status));
+                else
+                        attempt_verify(a, TAKE_PTR(res->outputs), TAKE_PTR(res->proof),
+                                       job->cands[a->cand].price);
+                break;
+        case POOL_VERIFY:
+                on_verified(a, c, res);
+                break;
+        }
+        pool_call_free(c);
+}
+
+/* Who offers the skill, and the offer. */
+static const Swarm__SkillOffer *offer_of(const struct member_info *m, const char *skill) {
+        for (size_t i = 0; i < m->record->n_skills; i++)
+                if (m->record->skills[i]->name && strcmp(m->record->skills[i]->name, skill) == 0)
+                        return m->record->skills[i];
+        return NULL;
+}
+
+static bool can_run_locally(struct requester *r, const char *skill) {
+        return r->provider && r->skills && skills_get(r->skills, skill);
+}
+
+static size_t count_offering(struct requester *r, const char *skill) {
+        struct membership *ms = members(r);
+        size_t n = 0;
+
+        if (!ms)
+                return can_run_locally(r, skill) ? 1 : 0;
+        for (size_t i = 0; i < membership_count(ms); i++) {
+                struct member_info m;
+                if (membership_get(ms, i, &m) < 0 || m.state != MEMBER_ALIVE || !m.record->lending ||
+                    !offer_of(&m, skill))
+                        continue;
+                if (m.self && !can_run_locally(r, skill))
+                        continue;
+                n++;
+        }
+        return n;
+}
+
+static int add_candidate(struct job *job, const uint8_t *id, bool local, uint64_t price, uint64_t throughput,
+                         unsigned load, unsigned capacity) {
+        struct router_candidate *c = &job->cands[job->n_cands];
+        struct reputation_view v;
+
+        if (job->pinned && memcmp(id, job->pinned_id, WIRE_NODE_ID_SIZE) != 0)
+                return 0;
+        reputation_get(rep(job->r), id, job->skill, accounts_now(), &v);
+        memcpy(job->ids[job->n_cands], id, WIRE_NODE_ID_SIZE);
+        *c = (struct router_candidate) {
+                .id = job->ids[job->n_cands],
+                .local = local,
+                .price = price,
+                .throughput = (double) throughput,
+                .load = load,
+                .capacity = capacity,
+        };
+        c->successes = v.successes;
+        c->failures = v.failures;
+        c->latency_ewma_usec = v.latency_ewma_usec;
+        c->throughput_ratio = v.throughput_ratio;
+        job->n_cands++;
+        return 0;
+}
+
+static void on_priced(struct job *job, const struct pool_result *res) {
+        struct requester *r = job->r;
+        const struct skill_info *info = skill_pool_info(job->pool);
+        uint64_t local_price = res->price, list_price;
+        struct membership *ms = members(r);
+        size_t n_members = ms ? membership_count(ms) : 1, offering = 0;
+        const char *price_unit, *unit, *variant;
+        size_t other_variant = 0;
+
+        if (res->status < 0) {
+                job_finish(job, res->status, "skill %s cannot price this job: %s", job->skill,
+                           res->error ?: strerror(-res->status));
+                return;
+        }
+        /* A skill whose instances differ (textgen: which model) is routed
+         * only to providers of the variant our verifier holds: another one's
+         * results could not be checked here. */
+        variant = advert_str(info, "variant");
+        list_price = advert_uint(info, "price");
+        price_unit = advert_str(info, "price-unit");
+        unit = advert_str(info, "unit");
+        job->params = (struct router_params) {
+                .units = list_price > 0 ? (double) local_price / (double) list_price * unit_scale(price_unit, unit)
+                                        : (double) local_price,
+                .exploration = EXPLORATION,
+                .explore_below = EXPLORE_BELOW,
+        };
+
+        job->cands = calloc(n_members ? n_members : 1, sizeof(*job->cands));
+        job->ids = calloc(n_members ? n_members : 1, sizeof(*job->ids));
+        job->attempts = calloc(n_members ? n_members : 1, sizeof(*job->attempts));
+        if (!job->cands || !job->ids || !job->attempts) {
+                job_finish(job, -ENOMEM, "out of memory");
+                return;
+        }
+
+        if (!ms) {
+                struct skill_pool *p = skills_get(r->skills, job->skill);
+                if (can_run_locally(r, job->skill)) {
+                        offering++;
+                        if (local_price <= job->max_price)
+                                add_candidate(job, local_only_id, true, local_price,
+                                              advert_uint(skill_pool_info(p), "throughput"),
+                                              skill_pool_workers_busy(p), skill_pool_workers_alive(p));
+                }
+        } else
+                for (size_t i = 0; i < n_members; i++) {
+                        const Swarm__SkillOffer *o;
+                        struct member_info m;
+                        uint64_t est;
+
+                        if (membership_get(ms, i, &m) < 0 || m.state != MEMBER_ALIVE || !m.record->lending)
+                                continue;
+                        o = offer_of(&m, job->skill);
+                        if (!o || (m.self && !can_run_locally(r, job->skill)))
+                                continue;
+                        offering++;
+                        if (strcmp(o->variant ?: "", variant ?: "") != 0) {
+                                other_variant++;
+                                continue;
+                        }
+                        est = m.self ? local_price : estimate_price(local_price, list_price, o->price);
+                        if (est > job->max_price)
+                                continue;
+                        add_candidate(job, m.id, m.self, est, o->throughput, m.record->load, m.record->capacity);
+                }
+
+        if (job->n_cands == 0) {
+                if (other_variant > 0)
+                        job_finish(job, -ENOENT, "no node offers skill %s as this node verifies it (variant "
+                                   "%.16s…); %zu offer%s another variant", job->skill, variant ?: "",
+                                   other_variant, other_variant == 1 ? "s" : "");
+                else
+                        job_finish(job, -ENOENT, "no node offers skill %s at or below max price %" PRIu64
+                                   " (%zu offer%s it at all)", job->skill, job->max_price, offering,
+                                   offering == 1 ? "s" : "");
+                return;
+        }
+        router_rank(job->cands, job->n_cands, &job->params, r->rng, r->rng_userdata);
+        /* The ids moved with their candidates only as pointers: put them back in rank order. */
+        {
+                uint8_t (*ids)[WIRE_NODE_ID_SIZE] = calloc(job->n_cands, sizeof(*ids));
+                if (!ids) {
+                        job_finish(job, -ENOMEM, "out of memory");
+                        return;
+                }
+                for (size_t i = 0; i < job->n_cands; i++) {
+                        memcpy(ids[i], job->cands[i].id, WIRE_NODE_ID_SIZE);
+                        job->cands[i].id = ids[i];
+                }
+                free(job->ids);
+                job->ids = ids;
+        }
+        job_start_next(job);
+}
+
+/* ---- Results from the network ---- */
+
+static struct attempt *attempt_of(struct job *job, const uint8_t from[WIRE_NODE_ID_SIZE]) {
+        for (size_t i = 0; i < job->n_attempts; i++) {
+                struct attempt *a = &job->attempts[i];
+                if (a->running && !a->verifying && !job->cands[a->cand].local &&
+                    memcmp(job->ids[a->cand], from, WIRE_NODE_ID_SIZE) == 0)
+                        return a;
+        }
+        return NULL;
+}
+
+static void late_result_handle(struct requester *r, const uint8_t from[32], const Swarm__JobResult *res,
+                               uint64_t at) {
+        for (struct late_result **p = &r->late; *p; p = &(*p)->next) {
+                struct late_result *l = *p;
+                if (memcmp(l->job_id, res->job_id.data, JOB_ID_SIZE) != 0 ||
+                    memcmp(l->provider, from, WIRE_NODE_ID_SIZE) != 0)
+                        continue;
+                if (res->status == 0 || !is_job_error(res->status))
+                        stats_record(r, from, l->skill, res->status == 0, now(CLOCK_MONOTONIC) - l->started_usec);
+                *p = l->next;
+                free(l->skill);
+                free(l);
+                return;
+        }
+}
+
+void requester_handle_result(struct requester *r, const uint8_t from[32], const Swarm__SignedResult *s) {
+        _cleanup_(job_result_freep) Swarm__JobResult *res = NULL;
+        struct swarm_values *outputs = NULL, *proof = NULL;
+        const char *reason = NULL;
+        uint64_t now = now_usec(r);
+        struct attempt *a = NULL;
+        struct job *job;
+        int k;
+
+        late_expire(r, now);
+        k = job_result_open(s, from, r->max_message_size, &res, &reason);
+        if (k < 0) {
+                /* We cannot trust the job id inside: blame the first job
+                 * waiting on this peer. */
+                for (job = r->jobs; job && !a; job = job->next)
+                        a = attempt_of(job, from);
+                if (a)
+                        attempt_fail(a, -EBADMSG, true, "%s", k == -EKEYREJECTED ? "bad signature on the result" :
+                                     reason ?: "malformed result");
+                return;
+        }
+        if (res->job_id.len != JOB_ID_SIZE) {
+                /* The peer could not even read our request (the jobs
+                 * channel answers those without a job id): it fails the
+                 * first job waiting on it. */
+                for (job = r->jobs; job && !a; job = job->next)
+                        a = attempt_of(job, from);
+                if (a && res->job_id.len == 0 && res->status < 0)
+                        attempt_fail(a, -EPROTO, true, "could not read the request: %s",
+                                     res->error && res->error[0] ? res->error : strerror(-res->status));
+                return;
+        }
+        for (job = r->jobs; job; job = job->next)
+                if (memcmp(job->job_id, res->job_id.data, JOB_ID_SIZE) == 0)
+                        break;
+        if (!job) {
+                late_result_handle(r, from, res, now);
+                return;
+        }
+        a = attempt_of(job, from);
+        if (!a)
+                return;         /* not asked, or already given up on */
+        if (r->network && (res->requester.len != WIRE_NODE_ID_SIZE ||
+                           memcmp(res->requester.data, self_id(r), WIRE_NODE_ID_SIZE) != 0)) {
+                attempt_fail(a, -EBADMSG, true, "result made out to another requester");
+                return;
+        }
+        if (res->status < 0) {
+                bool job_error = is_job_error(res->status);
+                attempt_fail(a, res->status, !job_error && !is_refusal(res->status), "%s%s",
+                             job_error ? "refused the job: " : "",
+                             res->error && res->error[0] ? res->error : strerror(-res->status));
+                return;
+        }
+        if (res->status > 0) {
+                attempt_fail(a, -EBADMSG, true, "invalid status %d", res->status);
+                return;
+        }
+        if (res->price > job->max_price) {
+                attempt_fail(a, -EBADMSG, true, "charged %" PRIu64 ", above the max price %" PRIu64, res->price,
+                             job->max_price);
+                return;
+        }
+        k = job_values_from_wire(res->outputs, res->n_outputs, shm_allocate, &outputs, &reason);
+        if (k >= 0) {
+                k = job_values_from_wire(res->proof, res->n_proof, shm_allocate, &proof, &reason);
+                if (k < 0) {
+                        swarm_values_free(outputs);
+                        outputs = NULL;
+                }
+        }
+        if (k < 0) {
+                job->rejected++;
+                attempt_fail(a, -EBADMSG, true, "malformed outputs: %s", reason ?: strerror(-k));
+                return;
+        }
+        a->queue_usec = res->queue_us;
+        a->exec_usec = res->exec_us;
+        attempt_verify(a, outputs, proof, res->price);
+}
+
+/* ---- Public API ---- */
+
+int requester_new(sd_event *event, struct network *network, struct skills *skills, struct provider *provider,
+                  uint64_t max_message_size, struct requester **ret) {
+        struct requester *r;
+
+        if (!event || !ret)
+                return -EINVAL;
+        if (sodium_init() < 0)
+                return -EIO;
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->event = sd_event_ref(event);
+        r->network = network;
+        r->skills = skills;
+        r->provider = provider;
+        r->max_message_size = max_message_size;
+        r->rng = default_rng;
+        r->next_id = 1;
+        {
+                struct reputation_params rp;
+                int k;
+
+                reputation_params_default(&rp);
+                k = reputation_new(self_id(r), &rp, &r->own_reputation);
+                if (k < 0) {
+                        sd_event_unref(r->event);
+                        free(r);
+                        return k;
+                }
+        }
+        *ret = r;
+        return 0;
+}
+
+void requester_set_accounts(struct requester *r, struct accounts *accounts) {
+        if (r)
+                r->accounts = accounts;
+}
+
+void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), void *userdata) {
+        r->rng = rng ?: default_rng;
+        r->rng_userdata = rng ? userdata : NULL;
+}
+
+struct requester *requester_free(struct requester *r) {
+        if (!r)
+                return NULL;
+        while (r->jobs)
+                job_finish(r->jobs, -ESHUTDOWN, "the daemon is shutting down");
+        /* The loop will not turn for them again.  A result whose payment
+         * is not durable yet is not handed over (the payment still goes
+         * through, with the accounts' last write). */
+        for (struct job *job = r->finished; job; job = job->next)
+                if (job->payment) {
+                        accounts_payment_forget(TAKE_PTR(job->payment));
+                        swarm_values_free(job->outcome.outputs);
+                        job->outcome.outputs = NULL;
+                        job->outcome.status = -ESHUTDOWN;
+                        job->outcome.error = "the daemon is shutting down";
+                }
+        while (r->finished)
+                deliver(r->finished);
+        while (r->late) {
+                struct late_result *l = r->late;
+                r->late = l->next;
+                free(l->skill);
+                free(l);
+        }
+        reputation_free(r->own_reputation);
+        sd_event_unref(r->event);
+        free(r);
+        return NULL;
+}
+
+int requester_submit(struct requester *r, const struct job_spec *spec, job_done_fn done, void *userdata,
+                     uint64_t *ret_job) {
+        struct job *job;
+        uint64_t now = now_usec(r);
+        struct pool_call *c;
+        int k;
+
+        if (!spec || !spec->skill || !spec->skill[0] || strlen(spec->skill) > JOB_SKILL_NAME_MAX || !spec->inputs)
+                return -EINVAL;
+        late_expire(r, now);
+
+        job = calloc(1, sizeof(*job));
+        if (!job)
+                return -ENOMEM;
+        job->r = r;
+        job->id = r->next_id++;
+        job->skill = strdup(spec->skill);
+        job->inputs = spec->inputs;
+        job->max_price = spec->max_price;
+        job->submitted_usec = now;
+        job->deadline_usec = spec->deadline_usec ?: now + DEFAULT_BUDGET_USEC;
+        job->hedge = spec->hedge;
+        if (spec->provider) {
+                job->pinned = true;
+                memcpy(job->pinned_id, spec->provider, WIRE_NODE_ID_SIZE);
+        }
+        job->done = done;
+        job->userdata = userdata;
+        for (size_t i = 0; i < JOB_ID_SIZE; i += 8) {
+                uint64_t x = r->rng(r->rng_userdata);
+                memcpy(job->job_id + i, &x, 8);
+        }
+        if (!job->skill) {
+                job_free(job);
+                return -ENOMEM;
+        }
+        k = job_values_to_wire(spec->inputs, &job->wire_inputs, &job->n_wire_inputs);
+        if (k < 0) {
+                job_free(job);
+                return k;
+        }
+        job->next = r->jobs;
+        r->jobs = job;
+        if (ret_job)
+                *ret_job = job->id;
+
+        if (count_offering(r, job->skill) == 0) {
+                job_finish(job, -ENOENT, "no node offers skill %s", job->skill);
+                return 0;
+        }
+        job->pool = r->skills ? skills_verifier(r->skills, job->skill) : NULL;
+        if (!job->pool) {
+                job_finish(job, -ENOPKG, "cannot verify results of skill %s: no local plugin", job->skill);
+                return 0;
+        }
+        if (now >= job->deadline_usec) {
+                job_finish(job, -ETIMEDOUT, "deadline passed before the job started");
+                return 0;
+        }
+
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                job_finish(job, -ENOMEM, "out of memory");
+                return 0;
+        }
+        *c = (struct pool_call) { .job = job, .op = POOL_PRICE };
+        k = skill_pool_submit(job->pool, POOL_PRICE, job->inputs, NULL, NULL, job->deadline_usec, on_pool_done, c,
+                              &c->req);
+        if (k < 0) {
+                free(c);
+                job_finish(job, k, "cannot price the job: %s", strerror(-k));
+                return 0;
+        }
+        job->price_call = c;
+        return 0;
+}
+
+void requester_cancel(struct requester *r, uint64_t id) {
+        for (struct job *job = r->jobs; job; job = job->next)
+                if (job->id == id) {
+                        job_finish(job, -ECANCELED, "cancelled");
+                        return;
+                }
+}
+
+size_t requester_active_jobs(const struct requester *r) {
+        size_t n = 0;
+
+        for (const struct job *job = r->jobs; job; job = job->next)
+                n++;
+        return n;
+}
+
+static void on_result(void *userdata, const uint8_t from[WIRE_NODE_ID_SIZE], const Swarm__SignedResult *result) {
+        requester_handle_result(userdata, from, result);
+}
+
+void requester_attach(struct requester *r, struct jobs_channel *channel) {
+        jobs_channel_on_result(channel, r ? on_result : NULL, r);
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The requester side: runs one job somewhere in the swarm and hands back
+ * only a verified result.
+ *
+ * For each job: candidates from the gossiped records (router.h), a
+ * JobRequest to the first, a timer; on a signed result, the skill's own
+ * verify() in a local worker pool; on a refusal, timeout, the provider
+ * dying or failing verification, the next candidate — within the job's
+ * deadline — with the failure recorded against that provider (which the
+ * router weighs next time).  With hedge, a second candidate is asked when
+ * the first is slower than its observed latency; the first verified result
+ * wins.  The local node is a candidate like any other when it hosts the
+ * skill and lends.
+ *
+ * A result that fails verification is never returned. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "swarm-host.h"
+#include "swarm.pb-c.h"
+
+struct accounts;
+struct jobs_channel;
+struct requester;
+struct network;
+struct skills;
+struct provider;
+
+struct job_spec {
+        const char *skill;
+        const struct swarm_values *inputs;      /* borrowed until done is called */
+        uint64_t max_price;                     /* micro-credits */
+        uint64_t deadline_usec;                 /* CLOCK_MONOTONIC, absolute */
+        bool hedge;
+        const uint8_t *provider;                /* 32 bytes: only this node may run it (a challenge); NULL: any */
+};
+
+struct job_outcome {
+        int status;                     /* 0, or negative errno */
+        const char *error;              /* why, when status != 0 */
+        struct swarm_values *outputs;   /* verified; the callback may take it (set NULL) */
+        char provider[64];              /* node id of who ran it ("local" for this node) */
+        uint8_t provider_id[32];        /* the same as a public key (zeros: local without a network) */
+        uint64_t attempt_usec;          /* request → result of the attempt that won (clock time) */
+        uint64_t queue_usec, exec_usec; /* of that attempt, as a remote provider reported (and signed) them */
+        uint64_t price;
+        unsigned attempts;              /* providers asked */
+        unsigned rerouted;              /* of which after a failure */
+        unsigned rejected;              /* results that failed verification */
+        uint64_t latency_usec;          /* submit → verified result */
+};
+
+typedef void (*job_done_fn)(uint64_t job, struct job_outcome *o, void *userdata);
+
+/* provider may be NULL (no local execution); it is only checked for
+ * presence: local jobs go straight to the skill's pool.  network may be
+ * NULL (networking off): then only this node is a candidate. */
+int requester_new(sd_event *event, struct network *network, struct skills *skills, struct provider *provider,
+                  uint64_t max_message_size, struct requester **ret);
+struct requester *requester_free(struct requester *r);
+
+/* Starts a job; done is called exactly once, from the event loop, also
+ * when the job cannot even start: -ENOENT when no node offers the skill
+ * (at that price), -ENOPKG when this node has no plugin to verify its
+ * results, with the reason in the outcome's error.  Fails itself (done
+ * not called) only for invalid arguments (-EINVAL) or lack of memory.
+ * deadline_usec 0 means 60 s from now. */
+int requester_submit(struct requester *r, const struct job_spec *spec, job_done_fn done, void *userdata,
+                     uint64_t *ret_job);
+void requester_cancel(struct requester *r, uint64_t job);
+
+/* The jobs channel hands SignedResults here, once requester_attach()ed;
+ * NULL r detaches whatever requester the channel had. */
+void requester_handle_result(struct requester *r, const uint8_t from[32], const Swarm__SignedResult *res);
+void requester_attach(struct requester *r, struct jobs_channel *channel);
+
+/* Appended to the contract: */
+
+/* requester_free() fails the jobs still running with -ESHUTDOWN and calls
+ * their done at once (the loop will not turn for them again);
+ * requester_cancel() fails one with -ECANCELED, done from the loop. */
+
+/* Randomness for job ids and the router's choices; NULL restores
+ * libsodium's randombytes. */
+void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), void *userdata);
+
+/* What the router knows of a provider for a skill (id NULL: this node). */
+struct requester_stats {
+        uint32_t successes, failures;   /* own observations, decayed and rounded; failures include failed verification */
+        double latency_ewma_usec;       /* request → result, 0 = none yet */
+        double throughput_ratio;        /* measured ÷ advertised, 0 = never measured */
+};
+int requester_get_stats(struct requester *r, const uint8_t id[32], const char *skill,
+                        struct requester_stats *ret);
+
+size_t requester_active_jobs(const struct requester *r);
+
+/* Observations go to the accounts' reputation (saved in the ledger, shared
+ * as opinions, trusted others' opinions weighed in), and verified remote
+ * results are paid through it (accounts_pay()).  Without accounts the
+ * requester keeps a private reputation in memory and pays nothing. */
+void requester_set_accounts(struct requester *r, struct accounts *accounts);
+/* Where the router's counts come from (the accounts' or the private one). */
+struct reputation *requester_reputation(struct requester *r);

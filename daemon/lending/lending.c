@@ -1,0 +1,1085 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lending.h"
+#include "log.h"
+#include "macro.h"
+#include "network.h"
+#include "skill-pool.h"
+#include "skills.h"
+#include "time-util.h"
+
+/* How often the idle policy looks at the GPU (NVML), and how often it
+ * re-reads logind's IdleHint besides following its signals: logind does not
+ * signal idleness it derives from TTY access times. */
+#define IDLE_POLL_USEC (2 * 1000 * 1000)
+#define LOGIND_REFRESH_TICKS 5
+
+#define LOGIND_SERVICE "org.freedesktop.login1"
+#define LOGIND_PATH "/org/freedesktop/login1"
+#define LOGIND_MANAGER "org.freedesktop.login1.Manager"
+
+/* ---- Pure parts ---- */
+
+static const char *const day_names[7] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat" };
+
+_printf_(4, 5) static int parse_error(char *error, size_t n, int r, const char *format, ...) {
+        va_list ap;
+
+        if (error && n > 0) {
+                va_start(ap, format);
+                (void) vsnprintf(error, n, format, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
+static int day_from_string(const char *s, size_t len) {
+        for (int i = 0; i < 7; i++)
+                if (len == 3 && strncasecmp(s, day_names[i], 3) == 0)
+                        return i;
+        return -1;
+}
+
+/* "mon-fri", "sat,sun", "fri-mon" (wraps), "daily". */
+static int days_parse(const char *s, size_t len, uint8_t *ret, char *error, size_t n) {
+        uint8_t days = 0;
+        const char *p = s, *end = s + len;
+
+        if (len == 5 && strncasecmp(s, "daily", 5) == 0) {
+                *ret = 0x7f;
+                return 0;
+        }
+        while (p < end) {
+                const char *comma = memchr(p, ',', (size_t) (end - p)) ?: end;
+                const char *dash = memchr(p, '-', (size_t) (comma - p));
+                int a, b;
+
+                if (dash) {
+                        a = day_from_string(p, (size_t) (dash - p));
+                        b = day_from_string(dash + 1, (size_t) (comma - dash - 1));
+                } else
+                        a = b = day_from_string(p, (size_t) (comma - p));
+                if (a < 0 || b < 0)
+                        return parse_error(error, n, -EINVAL,
+                                           "\"%.*s\" is not a day (mon, tue, wed, thu, fri, sat, sun), "
+                                           "a range of days (mon-fri) or \"daily\"",
+                                           (int) (comma - p), p);
+                for (int d = a;; d = (d + 1) % 7) {
+                        days |= (uint8_t) (1u << d);
+                        if (d == b)
+                                break;
+                }
+                p = comma + (comma < end);
+                if (comma < end && p == end)
+                        return parse_error(error, n, -EINVAL, "the days end with a comma");
+        }
+        *ret = days;
+        return 0;
+}
+
+/* "HH:MM" → minutes; 24:00 only where allow_24. */
+static int time_parse(const char *s, size_t len, bool allow_24, uint16_t *ret, char *error, size_t n) {
+        unsigned h, m;
+
+        if (len != 5 || !isdigit((unsigned char) s[0]) || !isdigit((unsigned char) s[1]) || s[2] != ':' ||
+            !isdigit((unsigned char) s[3]) || !isdigit((unsigned char) s[4]))
+                return parse_error(error, n, -EINVAL, "\"%.*s\" is not a time HH:MM", (int) len, s);
+        h = (unsigned) (s[0] - '0') * 10 + (unsigned) (s[1] - '0');
+        m = (unsigned) (s[3] - '0') * 10 + (unsigned) (s[4] - '0');
+        if (m > 59 || h > 24 || (h == 24 && (m != 0 || !allow_24)))
+                return parse_error(error, n, -EINVAL, "\"%.*s\" is not a time of day%s", (int) len, s,
+                                   h == 24 && m == 0 ? " (24:00 may only end a window)" : "");
+        *ret = (uint16_t) (h * 60 + m);
+        return 0;
+}
+
+int lending_window_parse(const char *s, struct lending_window *ret, char *error, size_t n) {
+        struct lending_window w = { .days = 0x7f };
+        const char *times, *dash, *end;
+        int r;
+
+        if (!s || !ret)
+                return -EINVAL;
+        while (isspace((unsigned char) *s))
+                s++;
+        end = s + strlen(s);
+        while (end > s && isspace((unsigned char) end[-1]))
+                end--;
+        if (end == s)
+                return parse_error(error, n, -EINVAL, "empty window");
+
+        times = s;
+        for (const char *p = s; p < end; p++)
+                if (isspace((unsigned char) *p)) {
+                        r = days_parse(s, (size_t) (p - s), &w.days, error, n);
+                        if (r < 0)
+                                return r;
+                        times = p;
+                        while (times < end && isspace((unsigned char) *times))
+                                times++;
+                        break;
+                }
+
+        dash = memchr(times, '-', (size_t) (end - times));
+        if (!dash)
+                return parse_error(error, n, -EINVAL, "\"%.*s\" is not a window HH:MM-HH:MM",
+                                   (int) (end - times), times);
+        r = time_parse(times, (size_t) (dash - times), false, &w.start_minute, error, n);
+        if (r < 0)
+                return r;
+        r = time_parse(dash + 1, (size_t) (end - dash - 1), true, &w.end_minute, error, n);
+        if (r < 0)
+                return r;
+
+        *ret = w;
+        return 0;
+}
+
+static bool window_contains(const struct lending_window *w, int wday, unsigned minute) {
+        int yesterday = (wday + 6) % 7;
+
+        if (w->start_minute < w->end_minute)
+                return (w->days & (1u << wday)) && minute >= w->start_minute && minute < w->end_minute;
+        /* Crosses midnight: the evening of a listed day, or the morning after one. */
+        return ((w->days & (1u << wday)) && minute >= w->start_minute) ||
+                ((w->days & (1u << yesterday)) && minute < w->end_minute);
+}
+
+bool lending_windows_contain(const struct lending_window *w, size_t n, const struct tm *tm) {
+        unsigned minute;
+
+        if (!tm || tm->tm_wday < 0 || tm->tm_wday > 6 || tm->tm_hour < 0 || tm->tm_min < 0)
+                return false;
+        minute = (unsigned) tm->tm_hour * 60 + (unsigned) tm->tm_min;
+        for (size_t i = 0; i < n; i++)
+                if (window_contains(&w[i], tm->tm_wday, minute))
+                        return true;
+        return false;
+}
+
+bool lending_decide(enum lending_policy_config policy, bool gpu_check, const struct lending_inputs *in) {
+        switch (policy) {
+        case LENDING_POLICY_ALWAYS:
+                return true;
+        case LENDING_POLICY_NEVER:
+                return false;
+        case LENDING_POLICY_IDLE:
+                return in->session_idle && !(gpu_check && in->gpu_busy);
+        case LENDING_POLICY_SCHEDULE:
+                return in->in_schedule;
+        }
+        return false;
+}
+
+/* ---- NVML, through dlopen ---- */
+
+/* The few NVML declarations we need, from the driver's stable C ABI. */
+typedef int nvml_return;
+typedef struct nvml_device *nvml_device;
+#define NVML_SUCCESS 0
+#define NVML_ERROR_INSUFFICIENT_SIZE 7
+
+/* nvmlProcessInfo_v2_t, which the _v2 and _v3 calls fill (12.0's header
+ * briefly declared a fifth field for _v3 that drivers never wrote). */
+struct nvml_process_info {
+        unsigned pid;
+        unsigned long long used_gpu_memory;
+        unsigned gpu_instance_id;
+        unsigned compute_instance_id;
+};
+struct nvml_process_info_v1 {
+        unsigned pid;
+        unsigned long long used_gpu_memory;
+};
+
+typedef nvml_return (*nvml_init_fn)(void);
+typedef nvml_return (*nvml_shutdown_fn)(void);
+typedef nvml_return (*nvml_count_fn)(unsigned *count);
+typedef nvml_return (*nvml_handle_fn)(unsigned index, nvml_device *device);
+typedef nvml_return (*nvml_processes_fn)(nvml_device device, unsigned *count, void *infos);
+
+struct nvml {
+        void *dl;
+        nvml_shutdown_fn shutdown;
+        nvml_count_fn count;
+        nvml_handle_fn handle;
+        nvml_processes_fn processes[2];         /* compute, graphics */
+        size_t info_size;
+};
+
+/* ---- The switch ---- */
+
+struct lending {
+        sd_event *event;
+        sd_bus *bus;
+        struct skills *skills;
+        struct network *network;
+
+        enum lending_policy_config policy;
+        bool gpu_check;
+        enum lending_preempt_config preempt;
+        char **schedule;
+        struct lending_window *windows;
+        size_t n_windows;
+
+        struct lending_inputs inputs;
+        bool logind_known;              /* logind answered (or is known to be absent) */
+        bool logind_missing;      /* logind is not on the bus (or there is no bus) */
+        sd_bus_slot *idle_match, *owner_match, *idle_call;
+        unsigned idle_ticks;
+
+        struct nvml *nvml;
+        bool nvml_tried;
+
+        sd_event_source *idle_timer, *schedule_timer;
+
+        bool lending;
+        bool started;
+        bool frozen;                    /* we froze the jobs (skills_pause) */
+        bool frozen_by_lending;         /* ... because lending stopped with preempt freeze */
+        bool paused;                    /* PauseJobs() */
+        uint64_t giveback_usec;
+        char reason[128];
+
+        lending_changed_fn changed;
+        void *userdata;
+};
+
+static void nvml_free(struct nvml *n) {
+        if (!n)
+                return;
+        if (n->shutdown)
+                (void) n->shutdown();
+        dlclose(n->dl);
+        free(n);
+}
+
+static int nvml_open(struct nvml **ret) {
+        struct nvml *n;
+        nvml_init_fn init;
+        nvml_return e;
+
+        n = calloc(1, sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        n->dl = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (!n->dl) {
+                log_debug("NVML is not available (%s): lending.gpu_check sees no other GPU user.", dlerror());
+                free(n);
+                return -ENOENT;
+        }
+        init = (nvml_init_fn) dlsym(n->dl, "nvmlInit_v2");
+        n->shutdown = (nvml_shutdown_fn) dlsym(n->dl, "nvmlShutdown");
+        n->count = (nvml_count_fn) dlsym(n->dl, "nvmlDeviceGetCount_v2");
+        n->handle = (nvml_handle_fn) dlsym(n->dl, "nvmlDeviceGetHandleByIndex_v2");
+        n->info_size = sizeof(struct nvml_process_info);
+        n->processes[0] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetComputeRunningProcesses_v3");
+        n->processes[1] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetGraphicsRunningProcesses_v3");
+        if (!n->processes[0] || !n->processes[1]) {
+                n->processes[0] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetComputeRunningProcesses_v2");
+                n->processes[1] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetGraphicsRunningProcesses_v2");
+        }
+        if (!n->processes[0] || !n->processes[1]) {
+                n->processes[0] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetComputeRunningProcesses");
+                n->processes[1] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetGraphicsRunningProcesses");
+                n->info_size = sizeof(struct nvml_process_info_v1);
+        }
+        if (!init || !n->count || !n->handle || !n->processes[0] || !n->processes[1]) {
+                log_warning("libnvidia-ml.so.1 lacks the functions we need: lending.gpu_check sees no other GPU user.");
+                n->shutdown = NULL;
+                nvml_free(n);
+                return -EOPNOTSUPP;
+        }
+        e = init();
+        if (e != NVML_SUCCESS) {
+                log_warning("nvmlInit_v2() failed with NVML error %d: lending.gpu_check sees no other GPU user.", e);
+                n->shutdown = NULL;
+                nvml_free(n);
+                return -EIO;
+        }
+        log_debug("NVML loaded: the idle policy also checks for other processes on the GPU.");
+        *ret = n;
+        return 0;
+}
+
+static pid_t parent_of(pid_t pid) {
+        char path[64], buf[512], *p;
+        _cleanup_fclose_ FILE *f = NULL;
+        int ppid;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f || !fgets(buf, sizeof(buf), f))
+                return 0;
+        /* The command name may contain spaces and parentheses: skip to the last ')'. */
+        p = strrchr(buf, ')');
+        if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+                return 0;
+        return ppid;
+}
+
+/* Whether pid is swarmd or one of its descendants (our workers). */
+static bool pid_is_ours(pid_t pid) {
+        pid_t self = getpid();
+
+        for (unsigned depth = 0; pid > 1 && depth < 64; depth++) {
+                if (pid == self)
+                        return true;
+                pid = parent_of(pid);
+        }
+        return false;
+}
+
+/* 1 when a process that is not ours has a GPU open, 0 when none, negative
+ * errno when NVML failed. */
+static int nvml_gpu_busy(struct nvml *n) {
+        unsigned devices = 0;
+
+        if (n->count(&devices) != NVML_SUCCESS)
+                return -EIO;
+        for (unsigned d = 0; d < devices; d++) {
+                nvml_device dev;
+
+                if (n->handle(d, &dev) != NVML_SUCCESS)
+                        continue;
+                for (size_t k = 0; k < ELEMENTSOF(n->processes); k++) {
+                        _cleanup_free_ uint8_t *infos = NULL;
+                        unsigned count = 0;
+                        nvml_return e;
+
+                        e = n->processes[k](dev, &count, NULL);
+                        if (e == NVML_SUCCESS || count == 0)
+                                continue;       /* none */
+                        if (e != NVML_ERROR_INSUFFICIENT_SIZE)
+                                return -EIO;
+                        count += 8;     /* room for processes that start meanwhile */
+                        infos = calloc(count, n->info_size);
+                        if (!infos)
+                                return -ENOMEM;
+                        e = n->processes[k](dev, &count, infos);
+                        if (e == NVML_ERROR_INSUFFICIENT_SIZE)
+                                return 1;       /* many, and surely not all ours */
+                        if (e != NVML_SUCCESS)
+                                return -EIO;
+                        for (unsigned i = 0; i < count; i++) {
+                                unsigned pid;
+
+                                memcpy(&pid, infos + i * n->info_size, sizeof(pid));
+                                if (!pid_is_ours((pid_t) pid))
+                                        return 1;
+                        }
+                }
+        }
+        return 0;
+}
+
+static const char *policy_name(enum lending_policy_config p) {
+        return (unsigned) p <= LENDING_POLICY_SCHEDULE ? lending_policy_names[p] : "?";
+}
+
+static size_t jobs_running(struct lending *l) {
+        size_t busy = 0;
+
+        for (size_t i = 0; i < skills_count(l->skills); i++)
+                busy += skill_pool_workers_busy(skills_pool(l->skills, i));
+        return busy;
+}
+
+static void format_usec(char *buf, size_t n, uint64_t usec) {
+        if (usec < 1000)
+                snprintf(buf, n, "%" PRIu64 " µs", usec);
+        else if (usec < 1000 * 1000)
+                snprintf(buf, n, "%.1f ms", (double) usec / 1000.0);
+        else
+                snprintf(buf, n, "%.2f s", (double) usec / 1e6);
+}
+
+/* Freezes or thaws so that the jobs are frozen exactly while PauseJobs()
+ * or a preemption by freezing asks for it. */
+static int jobs_sync(struct lending *l) {
+        bool want = l->paused || l->frozen_by_lending;
+        int r;
+
+        if (!l->skills || want == l->frozen)
+                return 0;
+        if (want) {
+                r = skills_pause(l->skills);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to freeze the jobs: %m");
+                if (r == 0)
+                        log_warning("The jobs are still freezing after a second; the kernel will finish it.");
+        } else {
+                r = skills_resume(l->skills);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to thaw the jobs: %m");
+        }
+        l->frozen = want;
+        return 0;
+}
+
+static bool in_schedule_now(const struct lending *l) {
+        time_t t = time(NULL);
+        struct tm tm;
+
+        if (!localtime_r(&t, &tm))
+                return false;
+        return lending_windows_contain(l->windows, l->n_windows, &tm);
+}
+
+static void reason_update(struct lending *l) {
+        const char *r = "?";
+
+        switch (l->policy) {
+        case LENDING_POLICY_ALWAYS:
+                r = "policy always";
+                break;
+        case LENDING_POLICY_NEVER:
+                r = "policy never";
+                break;
+        case LENDING_POLICY_IDLE:
+                if (!l->logind_known)
+                        r = "idle policy: waiting for logind";
+                else if (!l->inputs.session_idle)
+                        r = "idle policy: a session is active";
+                else if (l->gpu_check && l->inputs.gpu_busy)
+                        r = "idle policy: another process uses the GPU";
+                else if (l->logind_missing)
+                        r = "idle policy: no logind, so no active session";
+                else
+                        r = "idle policy: every session is idle";
+                break;
+        case LENDING_POLICY_SCHEDULE:
+                if (l->n_windows == 0)
+                        r = "schedule policy: no windows configured";
+                else
+                        r = l->inputs.in_schedule ? "schedule policy: inside a window" :
+                                "schedule policy: outside the windows";
+                break;
+        }
+        snprintf(l->reason, sizeof(l->reason), "%s", r);
+}
+
+static void lending_stop(struct lending *l, uint64_t decided) {
+        char took[32] = "", jobs[96] = "no jobs were running";
+        size_t busy = jobs_running(l);
+        int r;
+
+        /* First the record, so that the swarm stops routing here. */
+        if (l->network) {
+                r = network_update_record(l->network, l->skills, false);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to publish that we stopped lending: %m");
+        }
+
+        switch (l->preempt) {
+        case LENDING_PREEMPT_FREEZE:
+                /* Only running jobs are frozen: idle workers stay available
+                 * to local requests. */
+                if (busy == 0 || !l->skills)
+                        break;
+                if (l->frozen) {
+                        l->frozen_by_lending = true;
+                        snprintf(jobs, sizeof(jobs), "%zu job%s already paused", busy, busy == 1 ? "" : "s");
+                        break;
+                }
+                l->frozen_by_lending = true;
+                r = jobs_sync(l);
+                l->giveback_usec = now(CLOCK_MONOTONIC) - decided;
+                format_usec(took, sizeof(took), l->giveback_usec);
+                if (r < 0)
+                        snprintf(jobs, sizeof(jobs), "freezing %zu job%s failed", busy, busy == 1 ? "" : "s");
+                else
+                        snprintf(jobs, sizeof(jobs), "%zu job%s frozen in %s", busy, busy == 1 ? "" : "s", took);
+                break;
+        case LENDING_PREEMPT_KILL:
+                if (busy == 0 || !l->skills)
+                        break;
+                r = skills_kill_all(l->skills);
+                /* Killing thaws: freeze again what PauseJobs() asked for. */
+                l->frozen = false;
+                (void) jobs_sync(l);
+                l->giveback_usec = now(CLOCK_MONOTONIC) - decided;
+                format_usec(took, sizeof(took), l->giveback_usec);
+                if (r < 0)
+                        snprintf(jobs, sizeof(jobs), "killing %zu job%s failed: %s", busy, busy == 1 ? "" : "s",
+                                 strerror(-r));
+                else
+                        snprintf(jobs, sizeof(jobs), "%zu job%s killed in %s", busy, busy == 1 ? "" : "s", took);
+                break;
+        case LENDING_PREEMPT_FINISH:
+                if (busy > 0)
+                        snprintf(jobs, sizeof(jobs), "%zu job%s left to finish", busy, busy == 1 ? "" : "s");
+                break;
+        }
+        log_notice("Lending stopped: %s (%s).", l->reason, jobs);
+}
+
+static void lending_start(struct lending *l) {
+        bool thaw = l->frozen_by_lending;
+        int r;
+
+        /* Jobs frozen for lending continue; the pool cancels any whose
+         * deadline passed meanwhile. */
+        l->frozen_by_lending = false;
+        (void) jobs_sync(l);
+        if (l->network) {
+                r = network_update_record(l->network, l->skills, true);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to publish that we lend again: %m");
+        }
+        log_notice("Lending resumed: %s%s.", l->reason,
+                   thaw ? (l->paused ? " (jobs stay paused)" : " (frozen jobs continue)") : "");
+}
+
+static void notify_changed(struct lending *l) {
+        if (l->changed)
+                l->changed(l, l->userdata);
+}
+
+/* Re-decides from the current inputs and applies a change.  force_notify
+ * for changes of policy or schedule that need the callback anyway. */
+static void lending_update(struct lending *l, bool force_notify) {
+        uint64_t decided = now(CLOCK_MONOTONIC);
+        char old_reason[sizeof(l->reason)];
+        bool lend;
+
+        if (l->policy == LENDING_POLICY_SCHEDULE)
+                l->inputs.in_schedule = in_schedule_now(l);
+        memcpy(old_reason, l->reason, sizeof(old_reason));
+        reason_update(l);
+
+        /* Until logind has answered, the idle policy keeps what was (and
+         * does not lend at start-up): switching to it must not stop and
+         * restart lending for the few milliseconds of the round trip. */
+        if (l->policy == LENDING_POLICY_IDLE && !l->logind_known)
+                lend = l->started ? l->lending : false;
+        else
+                lend = lending_decide(l->policy, l->gpu_check, &l->inputs);
+
+        if (!l->started) {
+                /* The first decision: nothing runs yet, only the record
+                 * (which starts out lending) may need to say otherwise. */
+                l->started = true;
+                l->lending = lend;
+                log_info("Lending %s: %s.", lend ? "on" : "off", l->reason);
+                if (!lend && l->network) {
+                        int r = network_update_record(l->network, l->skills, false);
+                        if (r < 0)
+                                log_warning_errno(r, "Failed to publish that we do not lend: %m");
+                }
+                notify_changed(l);
+                return;
+        }
+
+        if (lend == l->lending) {
+                if (strcmp(old_reason, l->reason) != 0)
+                        log_debug("Lending stays %s: %s.", lend ? "on" : "off", l->reason);
+                if (force_notify || strcmp(old_reason, l->reason) != 0)
+                        notify_changed(l);
+                return;
+        }
+
+        l->lending = lend;
+        if (lend)
+                lending_start(l);
+        else
+                lending_stop(l, decided);
+        notify_changed(l);
+}
+
+/* ---- logind ---- */
+
+static void logind_absent(struct lending *l, const sd_bus_error *error) {
+        if (!l->logind_missing) {
+                log_notice("logind is not reachable (%s): the idle policy sees no active session.",
+                           error && error->message ? error->message : "no bus");
+                l->logind_missing = true;
+        }
+        l->logind_known = true;
+        l->inputs.session_idle = true;
+}
+
+static int on_idle_hint_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        struct lending *l = userdata;
+        const sd_bus_error *e;
+        int idle, r;
+
+        l->idle_call = sd_bus_slot_unref(l->idle_call);
+
+        e = sd_bus_message_get_error(m);
+        if (e) {
+                logind_absent(l, e);
+                lending_update(l, false);
+                return 0;
+        }
+        r = sd_bus_message_read(m, "v", "b", &idle);
+        if (r < 0) {
+                log_warning_errno(r, "logind's IdleHint is not a boolean: %m");
+                return 0;
+        }
+        l->logind_known = true;
+        l->logind_missing = false;
+        l->inputs.session_idle = idle;
+        lending_update(l, false);
+        return 0;
+}
+
+static int logind_refresh(struct lending *l) {
+        int r;
+
+        if (!l->bus || l->idle_call)
+                return 0;
+        r = sd_bus_call_method_async(l->bus, &l->idle_call, LOGIND_SERVICE, LOGIND_PATH,
+                                     "org.freedesktop.DBus.Properties", "Get", on_idle_hint_reply, l, "ss",
+                                     LOGIND_MANAGER, "IdleHint");
+        if (r < 0)
+                return log_warning_errno(r, "Failed to ask logind for IdleHint: %m");
+        return 0;
+}
+
+static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        struct lending *l = userdata;
+        const char *interface;
+        bool changed = false;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &interface);
+        if (r < 0 || strcmp(interface, LOGIND_MANAGER) != 0)
+                return 0;
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return 0;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *name;
+
+                if (sd_bus_message_read(m, "s", &name) < 0)
+                        return 0;
+                if (strcmp(name, "IdleHint") == 0) {
+                        int idle;
+
+                        if (sd_bus_message_read(m, "v", "b", &idle) < 0)
+                                return 0;
+                        l->logind_known = true;
+                        l->logind_missing = false;
+                        l->inputs.session_idle = idle;
+                        changed = true;
+                } else if (sd_bus_message_skip(m, "v") < 0)
+                        return 0;
+                if (sd_bus_message_exit_container(m) < 0)
+                        return 0;
+        }
+        if (sd_bus_message_exit_container(m) < 0)
+                return 0;
+        if (!changed) {
+                /* Invalidated rather than sent: ask. */
+                const char *name;
+
+                if (sd_bus_message_enter_container(m, 'a', "s") < 0)
+                        return 0;
+                while (sd_bus_message_read(m, "s", &name) > 0)
+                        if (strcmp(name, "IdleHint") == 0)
+                                return logind_refresh(l);
+                return 0;
+        }
+        lending_update(l, false);
+        return 0;
+}
+
+static int on_logind_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        struct lending *l = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+                return 0;
+        if (strcmp(name, LOGIND_SERVICE) != 0)
+                return 0;
+        if (new_owner[0]) {
+                log_debug("logind appeared on the bus; reading IdleHint.");
+                return logind_refresh(l);
+        }
+        logind_absent(l, &SD_BUS_ERROR_MAKE_CONST(SD_BUS_ERROR_NAME_HAS_NO_OWNER, "logind left the bus"));
+        lending_update(l, false);
+        return 0;
+}
+
+static int logind_watch(struct lending *l) {
+        int r;
+
+        if (!l->bus)
+                return 0;
+        if (!l->idle_match) {
+                r = sd_bus_match_signal_async(l->bus, &l->idle_match, LOGIND_SERVICE, LOGIND_PATH,
+                                              "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                              on_properties_changed, NULL, l);
+                if (r < 0)
+                        return log_warning_errno(r, "Failed to watch logind's IdleHint: %m");
+        }
+        if (!l->owner_match) {
+                r = sd_bus_add_match_async(l->bus, &l->owner_match,
+                                           "type='signal',sender='org.freedesktop.DBus',"
+                                           "path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',"
+                                           "member='NameOwnerChanged',arg0='" LOGIND_SERVICE "'",
+                                           on_logind_owner_changed, NULL, l);
+                if (r < 0)
+                        return log_warning_errno(r, "Failed to watch for logind: %m");
+        }
+        return logind_refresh(l);
+}
+
+/* ---- Timers ---- */
+
+static int gpu_poll(struct lending *l) {
+        int r;
+
+        if (!l->gpu_check) {
+                l->inputs.gpu_busy = false;
+                return 0;
+        }
+        if (!l->nvml_tried) {
+                l->nvml_tried = true;
+                (void) nvml_open(&l->nvml);
+        }
+        if (!l->nvml) {
+                l->inputs.gpu_busy = false;
+                return 0;
+        }
+        r = nvml_gpu_busy(l->nvml);
+        if (r < 0) {
+                log_debug_errno(r, "NVML could not list the GPU's processes: %m");
+                return r;
+        }
+        l->inputs.gpu_busy = r > 0;
+        return 0;
+}
+
+static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct lending *l = userdata;
+
+        (void) gpu_poll(l);
+        if (++l->idle_ticks % LOGIND_REFRESH_TICKS == 0)
+                (void) logind_refresh(l);
+        lending_update(l, false);
+        (void) sd_event_source_set_time_relative(s, IDLE_POLL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+static uint64_t next_minute_realtime(void) {
+        uint64_t wall = now(CLOCK_REALTIME), minute = 60u * 1000 * 1000;
+
+        return (wall / minute + 1) * minute;
+}
+
+static int on_schedule_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct lending *l = userdata;
+
+        lending_update(l, false);
+        (void) sd_event_source_set_time(s, next_minute_realtime());
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+/* Runs the watchers the policy needs and stops the others. */
+static int watchers_update(struct lending *l) {
+        bool idle = l->policy == LENDING_POLICY_IDLE, schedule = l->policy == LENDING_POLICY_SCHEDULE;
+        int r;
+
+        if (idle) {
+                if (!l->idle_timer) {
+                        r = sd_event_add_time_relative(l->event, &l->idle_timer, CLOCK_MONOTONIC, IDLE_POLL_USEC,
+                                                       0, on_idle_timer, l);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to start the idle check: %m");
+                        (void) sd_event_source_set_description(l->idle_timer, "lending-idle");
+                }
+                if (!l->bus && !l->logind_known)
+                        logind_absent(l, NULL);
+                else {
+                        r = logind_watch(l);
+                        if (r < 0)
+                                logind_absent(l, NULL);
+                }
+                (void) gpu_poll(l);
+        } else {
+                l->idle_timer = sd_event_source_disable_unref(l->idle_timer);
+                l->idle_match = sd_bus_slot_unref(l->idle_match);
+                l->owner_match = sd_bus_slot_unref(l->owner_match);
+                l->idle_call = sd_bus_slot_unref(l->idle_call);
+                l->logind_known = false;
+                l->inputs.gpu_busy = false;
+        }
+
+        if (schedule) {
+                if (!l->schedule_timer) {
+                        r = sd_event_add_time(l->event, &l->schedule_timer, CLOCK_REALTIME,
+                                              next_minute_realtime(), 0, on_schedule_timer, l);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to start the schedule clock: %m");
+                        (void) sd_event_source_set_description(l->schedule_timer, "lending-schedule");
+                }
+        } else
+                l->schedule_timer = sd_event_source_disable_unref(l->schedule_timer);
+        return 0;
+}
+
+/* ---- Configuration ---- */
+
+static int strv_copy(char *const *l, char ***ret) {
+        size_t n = 0;
+        char **c;
+
+        for (char *const *i = l; i && *i; i++)
+                n++;
+        c = calloc(n + 1, sizeof(char *));
+        if (!c)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                c[i] = strdup(l[i]);
+                if (!c[i]) {
+                        strv_free(c);
+                        return -ENOMEM;
+                }
+        }
+        *ret = c;
+        return 0;
+}
+
+static bool strv_equal(char *const *a, char *const *b) {
+        for (; a && *a && b && *b; a++, b++)
+                if (strcmp(*a, *b) != 0)
+                        return false;
+        return !(a && *a) && !(b && *b);
+}
+
+/* Parses every window; on error nothing is returned and error names the
+ * window. */
+static int schedule_parse(char *const *schedule, struct lending_window **ret, size_t *ret_n, char *error,
+                          size_t n) {
+        _cleanup_free_ struct lending_window *w = NULL;
+        size_t count = 0;
+        char why[200];
+
+        for (char *const *i = schedule; i && *i; i++)
+                count++;
+        w = calloc(count ? count : 1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+                int r = lending_window_parse(schedule[i], &w[i], why, sizeof(why));
+                if (r < 0)
+                        return parse_error(error, n, r, "lending.schedule: \"%s\": %s", schedule[i], why);
+        }
+        *ret = TAKE_PTR(w);
+        *ret_n = count;
+        return 0;
+}
+
+static int schedule_set(struct lending *l, char *const *schedule, char *error, size_t n, bool *changed) {
+        _cleanup_free_ struct lending_window *w = NULL;
+        _cleanup_strv_free_ char **copy = NULL;
+        size_t count = 0;
+        int r;
+
+        r = schedule_parse(schedule, &w, &count, error, n);
+        if (r < 0)
+                return r;
+        *changed = !strv_equal(l->schedule, schedule);
+        if (!*changed)
+                return 0;
+        r = strv_copy(schedule, &copy);
+        if (r < 0)
+                return r;
+        strv_free(l->schedule);
+        l->schedule = TAKE_PTR(copy);
+        free(l->windows);
+        l->windows = TAKE_PTR(w);
+        l->n_windows = count;
+        return 0;
+}
+
+static bool policy_valid(int p) {
+        return p >= LENDING_POLICY_ALWAYS && p <= LENDING_POLICY_SCHEDULE;
+}
+
+static bool preempt_valid(int p) {
+        return p >= LENDING_PREEMPT_FREEZE && p <= LENDING_PREEMPT_FINISH;
+}
+
+int lending_apply_config(struct lending *l, const struct config *config) {
+        char error[256];
+        bool schedule_changed = false, policy_changed;
+        int r;
+
+        if (!l || !config || !policy_valid(config->lending_policy) || !preempt_valid(config->lending_preempt))
+                return -EINVAL;
+
+        r = schedule_set(l, config->lending_schedule, error, sizeof(error), &schedule_changed);
+        if (r == -EINVAL)
+                return log_error_errno(r, "%s; keeping the lending settings as they were.", error);
+        if (r < 0)
+                return log_oom();
+
+        policy_changed = l->policy != (enum lending_policy_config) config->lending_policy;
+        l->policy = config->lending_policy;
+        if (l->gpu_check != config->lending_gpu_check)
+                l->inputs.gpu_busy = false;
+        l->gpu_check = config->lending_gpu_check;
+        l->preempt = config->lending_preempt;
+
+        r = watchers_update(l);
+        lending_update(l, policy_changed || schedule_changed);
+        return r;
+}
+
+int lending_new(sd_event *event, sd_bus *bus, const struct config *config, struct skills *skills,
+                struct network *network, struct lending **ret) {
+        struct lending *l;
+        int r;
+
+        if (!event || !config || !ret)
+                return -EINVAL;
+
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->event = sd_event_ref(event);
+        l->bus = bus ? sd_bus_ref(bus) : NULL;
+        l->skills = skills;
+        l->network = network;
+        /* Until the first decision the record says we lend (its default). */
+        l->lending = true;
+        l->policy = LENDING_POLICY_ALWAYS;
+        l->schedule = calloc(1, sizeof(char *));
+        if (!l->schedule) {
+                lending_free(l);
+                return -ENOMEM;
+        }
+
+        r = lending_apply_config(l, config);
+        if (r < 0) {
+                lending_free(l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+struct lending *lending_free(struct lending *l) {
+        if (!l)
+                return NULL;
+        /* Never leave jobs frozen behind us. */
+        l->paused = l->frozen_by_lending = false;
+        (void) jobs_sync(l);
+        sd_event_source_disable_unref(l->idle_timer);
+        sd_event_source_disable_unref(l->schedule_timer);
+        sd_bus_slot_unref(l->idle_match);
+        sd_bus_slot_unref(l->owner_match);
+        sd_bus_slot_unref(l->idle_call);
+        sd_bus_unref(l->bus);
+        sd_event_unref(l->event);
+        nvml_free(l->nvml);
+        strv_free(l->schedule);
+        free(l->windows);
+        free(l);
+        return NULL;
+}
+
+void lending_set_changed_callback(struct lending *l, lending_changed_fn fn, void *userdata) {
+        l->changed = fn;
+        l->userdata = userdata;
+}
+
+bool lending_is_lending(const struct lending *l) {
+        return l && l->lending;
+}
+
+enum lending_policy_config lending_get_policy(const struct lending *l) {
+        return l->policy;
+}
+
+char *const *lending_get_schedule(const struct lending *l) {
+        return l->schedule;
+}
+
+const char *lending_reason(const struct lending *l) {
+        return l->reason;
+}
+
+int lending_set_policy(struct lending *l, enum lending_policy_config policy) {
+        int r;
+
+        if (!l || !policy_valid((int) policy))
+                return -EINVAL;
+        if (policy == l->policy)
+                return 0;
+        log_info("Lending policy: %s (was %s).", policy_name(policy), policy_name(l->policy));
+        l->policy = policy;
+        r = watchers_update(l);
+        lending_update(l, true);
+        return r;
+}
+
+int lending_set_schedule(struct lending *l, char *const *windows, char *error, size_t n) {
+        bool changed = false;
+        int r;
+
+        if (!l)
+                return -EINVAL;
+        r = schedule_set(l, windows, error, n, &changed);
+        if (r < 0)
+                return r;
+        if (changed)
+                lending_update(l, true);
+        return 0;
+}
+
+int lending_pause_jobs(struct lending *l) {
+        bool was;
+        int r;
+
+        if (!l)
+                return -EINVAL;
+        was = l->paused;
+        l->paused = true;
+        r = jobs_sync(l);
+        if (r < 0) {
+                l->paused = was;
+                return r;
+        }
+        if (!was)
+                log_notice("Jobs paused on request; they continue with ResumeJobs.");
+        return 0;
+}
+
+int lending_resume_jobs(struct lending *l) {
+        int r;
+
+        if (!l)
+                return -EINVAL;
+        if (!l->paused)
+                return 0;
+        l->paused = false;
+        r = jobs_sync(l);
+        if (r < 0) {
+                l->paused = true;
+                return r;
+        }
+        log_notice("Jobs resumed on request%s.", l->frozen_by_lending ? "; those frozen while not lending stay frozen" : "");
+        return 0;
+}
+
+bool lending_jobs_paused(const struct lending *l) {
+        return l && l->paused;
+}
+
+uint64_t lending_last_giveback_usec(const struct lending *l) {
+        return l ? l->giveback_usec : 0;
+}

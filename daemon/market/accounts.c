@@ -1,0 +1,788 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "accounts.h"
+#include "identity.h"
+#include "job-wire.h"
+#include "log.h"
+#include "macro.h"
+#include "membership.h"
+#include "network.h"
+#include "opinion.h"
+#include "time-util.h"
+
+/* Reputation goes to the ledger this often (and at exit). */
+#define SAVE_INTERVAL_USEC (10 * USEC_PER_SEC)
+/* Peers each gossip round goes to. */
+#define GOSSIP_FANOUT 3
+/* Others' signed opinions kept for relaying. */
+#define RELAY_MAX 64
+/* A payee gets at most one cheque this often; payments in between ride on
+ * the next (cheques are cumulative).  Bounds the cheque traffic, and the
+ * payee's fsyncs, under a stream of small jobs. */
+#define CHEQUE_INTERVAL_USEC (50 * UINT64_C(1000))
+/* A cheque or opinion batch is small; this is the envelope's limit. */
+#define SMALL_MESSAGE_MAX (OPINION_BATCH_MAX * (OPINION_MAX_SIZE + 128u) + 1024u)
+
+struct relayed {
+        uint8_t issuer[32];
+        uint64_t version;
+        uint8_t *body, *signature;
+        size_t body_size;
+};
+
+struct payee {
+        uint8_t id[32];
+        uint64_t sent_usec;             /* CLOCK_MONOTONIC of the last cheque sent */
+        bool due;                       /* paid since: a cheque is owed at the next tick */
+};
+
+struct accounts {
+        sd_event *event;
+        struct accounts_config config;
+        const struct identity *identity;
+        struct network *network;
+        struct ledger *ledger;
+        struct reputation *reputation;
+        char *path;
+
+        struct accounts_payment *pending, **pending_tail;
+        size_t n_pending;
+        sd_event_source *flush_defer, *flush_timer;
+        struct payee *payees;
+        size_t n_payees;
+        sd_event_source *cheque_timer;
+
+        struct relayed relay[RELAY_MAX];
+        size_t n_relay;
+        bool trust_dirty;
+
+        sd_event_source *save_timer, *gossip_timer;
+};
+
+uint64_t accounts_now(void) {
+        return now(CLOCK_REALTIME);
+}
+
+static void short_id(const uint8_t id[32], char out[13]) {
+        char b[NODE_ID_LEN + 1];
+
+        node_id_from_public_key(id, b);
+        snprintf(out, 13, "%.12s", b);
+}
+
+static int rearm(sd_event_source *s, uint64_t interval) {
+        uint64_t now;
+        int r;
+
+        r = sd_event_now(sd_event_source_get_event(s), CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        r = sd_event_source_set_time(s, now + interval);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+/* ---- Sending ---- */
+
+static int send_envelope(struct accounts *a, const uint8_t to[32], Swarm__JobEnvelope *e) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t size;
+        int r;
+
+        if (!a->network)
+                return -ENETDOWN;
+        r = job_encode(e, SMALL_MESSAGE_MAX, &data, &size);
+        if (r < 0)
+                return r;
+        return network_send_job(a->network, to, data, size);
+}
+
+/* cheque: an encoded SignedCheque, as the ledger keeps it. */
+static int send_cheque(struct accounts *a, const uint8_t to[32], const uint8_t *cheque, size_t size) {
+        Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
+        Swarm__SignedCheque *s;
+        int r;
+
+        s = swarm__signed_cheque__unpack(NULL, size, cheque);
+        if (!s)
+                return -EBADMSG;
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_CHEQUE;
+        e.cheque = s;
+        r = send_envelope(a, to, &e);
+        swarm__signed_cheque__free_unpacked(s, NULL);
+        return r;
+}
+
+static bool peer_alive(struct accounts *a, const uint8_t id[32]) {
+        struct member_info m;
+
+        return a->network && membership_find(network_membership(a->network), id, &m) >= 0 && !m.self &&
+               m.state == MEMBER_ALIVE;
+}
+
+static struct payee *payee_get(struct accounts *a, const uint8_t id[32]) {
+        struct payee *grown;
+
+        for (size_t i = 0; i < a->n_payees; i++)
+                if (memcmp(a->payees[i].id, id, 32) == 0)
+                        return &a->payees[i];
+        grown = reallocarray(a->payees, a->n_payees + 1, sizeof(*grown));
+        if (!grown)
+                return NULL;
+        a->payees = grown;
+        grown = &a->payees[a->n_payees++];
+        *grown = (struct payee) {};
+        memcpy(grown->id, id, 32);
+        return grown;
+}
+
+static void payee_send(struct accounts *a, struct payee *p, uint64_t now) {
+        _cleanup_free_ uint8_t *cheque = NULL;
+        size_t size;
+
+        p->due = false;
+        p->sent_usec = now;
+        if (ledger_latest_cheque(a->ledger, p->id, &cheque, &size) >= 0 && send_cheque(a, p->id, cheque, size) < 0)
+                log_debug("Cannot send a cheque now; it goes with the next resend.");
+}
+
+static int on_cheque_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct accounts *a = userdata;
+
+        for (size_t i = 0; i < a->n_payees; i++)
+                if (a->payees[i].due)
+                        payee_send(a, &a->payees[i], usec);
+        return 0;
+}
+
+/* A payment to p became durable: its cheque goes now, or with the next
+ * tick when one went less than CHEQUE_INTERVAL_USEC ago. */
+static void payee_paid(struct accounts *a, struct payee *p) {
+        uint64_t now;
+        int r;
+
+        if (sd_event_now(a->event, CLOCK_MONOTONIC, &now) < 0 || p->sent_usec == 0 ||
+            now >= p->sent_usec + CHEQUE_INTERVAL_USEC) {
+                payee_send(a, p, now);
+                return;
+        }
+        p->due = true;
+        if (a->cheque_timer && sd_event_source_get_enabled(a->cheque_timer, NULL) > 0)
+                return;         /* a tick is coming */
+        a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
+        r = sd_event_add_time(a->event, &a->cheque_timer, CLOCK_MONOTONIC, p->sent_usec + CHEQUE_INTERVAL_USEC,
+                              1000, on_cheque_timer, a);
+        if (r < 0)
+                payee_send(a, p, now);
+}
+
+/* Every payee's latest cheque, to those alive: covers cheques lost in
+ * transit or to a crash between commit and send. */
+static void resend_cheques(struct accounts *a) {
+        _cleanup_free_ uint8_t (*payees)[32] = NULL;
+        size_t n = 0;
+
+        if (ledger_payees(a->ledger, &payees, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ uint8_t *cheque = NULL;
+                size_t size;
+
+                if (!peer_alive(a, payees[i]))
+                        continue;
+                if (ledger_latest_cheque(a->ledger, payees[i], &cheque, &size) >= 0)
+                        (void) send_cheque(a, payees[i], cheque, size);
+        }
+}
+
+/* ---- Paying and being paid: the queue and its group commit ---- */
+
+enum op_kind {
+        OP_PAY,
+        OP_SERVED,
+        OP_CHEQUE,
+};
+
+/* struct accounts_payment is an OP_PAY. */
+struct accounts_payment {
+        enum op_kind kind;
+        struct accounts_payment *next;
+        uint8_t job_id[16];
+        uint8_t peer[32];
+        char skill[64];
+        uint64_t price;
+        uint8_t *data;                  /* OP_SERVED: the envelope; OP_CHEQUE: the cheque */
+        size_t size;
+        accounts_paid_fn paid;          /* OP_PAY; NULL once forgotten */
+        void *userdata;
+        int status;
+};
+
+static void op_free(struct accounts_payment *op) {
+        free(op->data);
+        free(op);
+}
+
+/* Whether a later payment of the batch goes to the same payee. */
+static bool payee_paid_later(const struct accounts_payment *op) {
+        for (const struct accounts_payment *o = op->next; o; o = o->next)
+                if (o->kind == OP_PAY && o->status == 0 && memcmp(o->peer, op->peer, 32) == 0)
+                        return true;
+        return false;
+}
+
+static void op_run(struct accounts *a, struct accounts_payment *op, uint64_t now) {
+        _cleanup_free_ uint8_t *cheque = NULL;
+        const char *reason = NULL;
+        char who[13];
+        size_t size;
+
+        short_id(op->peer, who);
+        switch (op->kind) {
+        case OP_PAY:
+                op->status = ledger_pay(a->ledger, op->job_id, op->skill, op->peer, op->price,
+                                        a->identity->secret_key, now, &cheque, &size);
+                if (op->status == -EALREADY)
+                        op->status = 0;         /* paid before: not twice */
+                if (op->status < 0)
+                        log_error_errno(op->status, "Cannot pay %s for a %s job: %m", who, op->skill);
+                break;
+        case OP_SERVED:
+                op->status = ledger_served(a->ledger, op->job_id, op->skill, op->peer, op->price, now);
+                if (op->status < 0 && op->status != -EALREADY)
+                        log_error_errno(op->status, "Cannot record a %s job served to %s in the ledger: %m",
+                                        op->skill, who);
+                break;
+        case OP_CHEQUE:
+                op->status = ledger_accept_cheque(a->ledger, op->data, op->size, now, &reason);
+                if (op->status < 0)
+                        log_warning("Refusing a cheque sent by %s: %s.", who, reason ?: strerror(-op->status));
+                else if (op->status > 0)
+                        log_debug("Cheque from %s kept.", who);
+                break;
+        }
+}
+
+/* Writes everything queued in one transaction, then lets out what waited
+ * for it: cheques (the latest per payee), results, paid callbacks. */
+static void flush(struct accounts *a) {
+        struct accounts_payment *ops = TAKE_PTR(a->pending);
+        uint64_t now = accounts_now();
+        bool full;
+        int r;
+
+        a->pending_tail = &a->pending;
+        a->n_pending = 0;
+        a->flush_timer = sd_event_source_disable_unref(a->flush_timer);
+        if (a->flush_defer)
+                (void) sd_event_source_set_enabled(a->flush_defer, SD_EVENT_OFF);
+        if (!ops)
+                return;
+
+        /* Money (cheques issued or received) is synced; a batch of
+         * served records alone is not: losing the last of them to a power
+         * cut only understates what requesters owe us, and the payer's
+         * cheques, cumulative, still settle it. */
+        full = false;
+        for (struct accounts_payment *op = ops; op; op = op->next)
+                full = full || op->kind != OP_SERVED;
+        r = ledger_batch_begin(a->ledger, full);
+        if (r >= 0) {
+                for (struct accounts_payment *op = ops; op; op = op->next)
+                        op_run(a, op, now);
+                r = ledger_batch_commit(a->ledger);
+        }
+        if (r < 0) {
+                log_error_errno(r, "Cannot write to the ledger %s: %m", a->path);
+                for (struct accounts_payment *op = ops; op; op = op->next)
+                        op->status = r;
+        }
+
+        while (ops) {
+                struct accounts_payment *op = ops;
+
+                ops = op->next;
+                if (op->kind == OP_PAY && op->status == 0 && !payee_paid_later(op)) {
+                        /* The last payment to this payee in the batch: its
+                         * cumulative cheque covers the others. */
+                        struct payee *p = payee_get(a, op->peer);
+
+                        if (p)
+                                payee_paid(a, p);
+                }
+                if (op->kind == OP_SERVED && a->network) {
+                        /* Sent even when it could not be recorded: the work is done. */
+                        r = network_send_job(a->network, op->peer, op->data, op->size);
+                        if (r < 0)
+                                log_debug_errno(r, "Failed to send a result: %m");
+                }
+                if (op->kind == OP_PAY && op->paid)
+                        op->paid(op->status, op->userdata);
+                op_free(op);
+        }
+}
+
+void accounts_flush(struct accounts *a) {
+        if (a)
+                flush(a);
+}
+
+static int on_flush(sd_event_source *s, void *userdata) {
+        flush(userdata);
+        return 0;
+}
+
+static int on_flush_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        flush(userdata);
+        return 0;
+}
+
+static int enqueue(struct accounts *a, struct accounts_payment *op) {
+        int r;
+
+        /* In arrival order: the cheque sent for a payee is the batch's last. */
+        *a->pending_tail = op;
+        a->pending_tail = &op->next;
+        if (a->n_pending++ == 0) {
+                uint64_t now;
+
+                /* As soon as the loop has nothing more urgent to do (what
+                 * the events before it queued shares the write), or after
+                 * ACCOUNTS_FLUSH_USEC when it never runs dry. */
+                r = sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+                if (r >= 0)
+                        r = sd_event_add_time(a->event, &a->flush_timer, CLOCK_MONOTONIC, now + ACCOUNTS_FLUSH_USEC,
+                                              1, on_flush_timer, a);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(a->flush_defer, SD_EVENT_ON);
+                if (r < 0) {
+                        log_warning_errno(r, "Cannot schedule a ledger write, writing now: %m");
+                        flush(a);
+                }
+        } else if (a->n_pending >= ACCOUNTS_FLUSH_MAX)
+                flush(a);
+        return 0;
+}
+
+static struct accounts_payment *op_new(enum op_kind kind, const uint8_t *job_id, const char *skill,
+                                       const uint8_t peer[32], uint64_t price) {
+        struct accounts_payment *op = calloc(1, sizeof(*op));
+
+        if (!op)
+                return NULL;
+        op->kind = kind;
+        if (job_id)
+                memcpy(op->job_id, job_id, 16);
+        memcpy(op->peer, peer, 32);
+        snprintf(op->skill, sizeof(op->skill), "%s", skill ?: "");
+        op->price = price;
+        return op;
+}
+
+int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
+                 uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret) {
+        struct accounts_payment *op;
+        char who[13];
+
+        if (!a || !job_id || !skill || !payee)
+                return -EINVAL;
+        if (a->config.withhold_payments) {
+                short_id(payee, who);
+                log_debug("Not paying %s for a %s job: testing.withhold_payments.", who, skill);
+                return -EALREADY;       /* nothing to wait for */
+        }
+        op = op_new(OP_PAY, job_id, skill, payee, price);
+        if (!op)
+                return -ENOMEM;
+        op->paid = paid;
+        op->userdata = userdata;
+        if (ret)
+                *ret = op;
+        return enqueue(a, op);
+}
+
+void accounts_payment_forget(struct accounts_payment *p) {
+        if (p)
+                p->paid = NULL;
+}
+
+int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
+                    uint64_t price, uint8_t *envelope, size_t size) {
+        struct accounts_payment *op;
+
+        if (!a || !job_id || !requester) {
+                free(envelope);
+                return -EINVAL;
+        }
+        op = op_new(OP_SERVED, job_id, skill, requester, price);
+        if (!op) {
+                free(envelope);
+                return -ENOMEM;
+        }
+        op->data = envelope;
+        op->size = size;
+        return enqueue(a, op);
+}
+
+void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque) {
+        struct accounts_payment *op;
+        char who[13];
+        size_t size;
+
+        if (!a || !cheque)
+                return;
+        short_id(from, who);
+        size = swarm__signed_cheque__get_packed_size(cheque);
+        if (size > CHEQUE_MAX_SIZE) {
+                log_warning("Refusing a cheque from %s: %zu bytes, over %u.", who, size, CHEQUE_MAX_SIZE);
+                return;
+        }
+        op = op_new(OP_CHEQUE, NULL, NULL, from, 0);
+        if (!op)
+                return;
+        op->data = malloc(size);
+        if (!op->data) {
+                op_free(op);
+                return;
+        }
+        op->size = swarm__signed_cheque__pack(cheque, op->data);
+        (void) enqueue(a, op);
+}
+
+int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t price, char *error, size_t size) {
+        uint64_t debt;
+        int r;
+
+        if (!a || a->config.debt_limit == 0)
+                return 0;
+        r = ledger_debt(a->ledger, requester, &debt);
+        if (r < 0) {
+                snprintf(error, size, "cannot read the ledger: %s", strerror(-r));
+                return r;
+        }
+        if (debt > a->config.debt_limit || price > a->config.debt_limit - debt) {
+                snprintf(error, size,
+                         "unpaid debt of %" PRIu64 " micro-credits plus this job's %" PRIu64
+                         " would pass this provider's limit of %" PRIu64,
+                         debt, price, a->config.debt_limit);
+                return -EDQUOT;
+        }
+        return 0;
+}
+
+/* ---- Reputation ---- */
+
+static int save_reputation(struct accounts *a) {
+        _cleanup_free_ struct reputation_row *rows = NULL;
+        _cleanup_free_ struct ledger_reputation *out = NULL;
+        size_t n = 0;
+        int r;
+
+        r = reputation_export(a->reputation, accounts_now(), &rows, &n);
+        if (r < 0 || n == 0)
+                return r;
+        out = calloc(n, sizeof(*out));
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                memcpy(out[i].peer, rows[i].peer, 32);
+                snprintf(out[i].skill, sizeof(out[i].skill), "%s", rows[i].skill);
+                out[i].successes = rows[i].successes;
+                out[i].failures = rows[i].failures;
+                out[i].latency_ewma_usec = rows[i].latency_ewma_usec;
+                out[i].throughput_ratio = rows[i].throughput_ratio;
+                out[i].updated_at = rows[i].updated_at;
+        }
+        r = ledger_save_reputation(a->ledger, out, n);
+        if (r < 0)
+                log_warning_errno(r, "Cannot save reputation to %s: %m", a->path);
+        return r;
+}
+
+static int load_reputation(struct accounts *a) {
+        _cleanup_free_ struct ledger_reputation *rows = NULL;
+        size_t n = 0;
+        int r;
+
+        r = ledger_load_reputation(a->ledger, &rows, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                struct reputation_row row = {
+                        .successes = rows[i].successes,
+                        .failures = rows[i].failures,
+                        .latency_ewma_usec = rows[i].latency_ewma_usec,
+                        .throughput_ratio = rows[i].throughput_ratio,
+                        .updated_at = rows[i].updated_at,
+                };
+                memcpy(row.peer, rows[i].peer, 32);
+                snprintf(row.skill, sizeof(row.skill), "%s", rows[i].skill);
+                (void) reputation_import(a->reputation, &row);
+        }
+        return 0;
+}
+
+static void relay_keep(struct accounts *a, const uint8_t issuer[32], uint64_t version,
+                       const Swarm__SignedOpinion *s) {
+        struct relayed *slot = NULL;
+
+        for (size_t i = 0; i < a->n_relay; i++)
+                if (memcmp(a->relay[i].issuer, issuer, 32) == 0)
+                        slot = &a->relay[i];
+        if (!slot) {
+                if (a->n_relay < RELAY_MAX)
+                        slot = &a->relay[a->n_relay++];
+                else
+                        slot = &a->relay[randombytes_uniform(RELAY_MAX)];
+        }
+        free(slot->body);
+        free(slot->signature);
+        *slot = (struct relayed) { .version = version };
+        memcpy(slot->issuer, issuer, 32);
+        slot->body = malloc(s->body.len);
+        slot->signature = malloc(s->signature.len);
+        if (!slot->body || !slot->signature) {
+                free(slot->body);
+                free(slot->signature);
+                slot->body = slot->signature = NULL;
+                return;
+        }
+        memcpy(slot->body, s->body.data, s->body.len);
+        memcpy(slot->signature, s->signature.data, s->signature.len);
+        slot->body_size = s->body.len;
+}
+
+void accounts_handle_opinions(struct accounts *a, const uint8_t from[32], const Swarm__OpinionBatch *batch) {
+        char who[13];
+
+        if (!a || !batch)
+                return;
+        short_id(from, who);
+        for (size_t i = 0; i < batch->n_opinions; i++) {
+                _cleanup_free_ struct reputation_opinion_entry *entries = NULL;
+                const char *reason = NULL;
+                uint8_t issuer[32];
+                uint64_t version;
+                size_t n = 0;
+                int r;
+
+                r = opinion_open(batch->opinions[i], issuer, &version, &entries, &n, &reason);
+                if (r < 0) {
+                        log_debug("Dropping an opinion relayed by %s: %s.", who, reason ?: strerror(-r));
+                        continue;
+                }
+                if (memcmp(issuer, a->identity->public_key, 32) == 0)
+                        continue;
+                r = reputation_add_opinion(a->reputation, issuer, version, entries, n, accounts_now());
+                if (r < 0)
+                        continue;       /* not newer than what we hold */
+                relay_keep(a, issuer, version, batch->opinions[i]);
+                a->trust_dirty = true;
+        }
+}
+
+/* Our own signed opinion and up to OPINION_BATCH_MAX - 1 others', to a
+ * few random alive peers. */
+static void gossip_opinions(struct accounts *a) {
+        _cleanup_free_ struct reputation_opinion_entry *entries = NULL;
+        Swarm__SignedOpinion own = SWARM__SIGNED_OPINION__INIT, relayed[OPINION_BATCH_MAX - 1];
+        Swarm__SignedOpinion *list[OPINION_BATCH_MAX];
+        Swarm__OpinionBatch batch = SWARM__OPINION_BATCH__INIT;
+        Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
+        struct membership *ms;
+        size_t n = 0, n_list = 0, count;
+        uint64_t now = accounts_now();
+        bool have_own = false;
+
+        if (!a->network)
+                return;
+        ms = network_membership(a->network);
+        count = membership_count(ms);
+        if (count < 2)
+                return;
+
+        if (reputation_build_opinion(a->reputation, now, &entries, &n) >= 0 && n > 0 &&
+            opinion_sign(a->identity->public_key, now, now, entries, n, a->identity->secret_key, &own) >= 0) {
+                list[n_list++] = &own;
+                have_own = true;
+        }
+        for (size_t i = 0; i < a->n_relay && n_list < OPINION_BATCH_MAX; i++) {
+                /* A random sample when there are more than fit. */
+                size_t j = a->n_relay <= OPINION_BATCH_MAX - 1 ? i : randombytes_uniform((uint32_t) a->n_relay);
+                struct relayed *r = &a->relay[j];
+
+                if (!r->body)
+                        continue;
+                relayed[n_list - have_own] = (Swarm__SignedOpinion) SWARM__SIGNED_OPINION__INIT;
+                relayed[n_list - have_own].body = (ProtobufCBinaryData) { .len = r->body_size, .data = r->body };
+                relayed[n_list - have_own].signature = (ProtobufCBinaryData) { .len = 64, .data = r->signature };
+                list[n_list] = &relayed[n_list - have_own];
+                n_list++;
+        }
+        if (n_list == 0)
+                return;
+        batch.opinions = list;
+        batch.n_opinions = n_list;
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_OPINIONS;
+        e.opinions = &batch;
+
+        for (unsigned k = 0; k < GOSSIP_FANOUT; k++) {
+                size_t start = randombytes_uniform((uint32_t) count);
+
+                for (size_t i = 0; i < count; i++) {
+                        struct member_info m;
+
+                        if (membership_get(ms, (start + i) % count, &m) < 0 || m.self || m.state != MEMBER_ALIVE)
+                                continue;
+                        (void) send_envelope(a, m.id, &e);
+                        break;
+                }
+        }
+        if (have_own)
+                opinion_signed_clear(&own);
+}
+
+/* ---- Timers ---- */
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct accounts *a = userdata;
+        uint64_t interval;
+
+        if (s == a->save_timer) {
+                (void) save_reputation(a);
+                interval = SAVE_INTERVAL_USEC;
+        } else if (s == a->gossip_timer) {
+                if (a->trust_dirty) {
+                        reputation_update_trust(a->reputation, accounts_now());
+                        a->trust_dirty = false;
+                }
+                gossip_opinions(a);
+                resend_cheques(a);
+                interval = a->config.gossip_interval_usec;
+        } else
+                return 0;
+        (void) rearm(s, interval);
+        return 0;
+}
+
+static int add_timer(struct accounts *a, sd_event_source **s, uint64_t interval) {
+        uint64_t now;
+        int r;
+
+        if (interval == 0)
+                return 0;
+        r = sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+        if (r < 0)
+                return r;
+        return sd_event_add_time(a->event, s, CLOCK_MONOTONIC, now + interval, 0, on_timer, a);
+}
+
+/* ---- Life cycle ---- */
+
+int accounts_new(sd_event *event, const struct accounts_config *config, const struct identity *identity,
+                 struct network *network, const char *path, struct accounts **ret, char **error) {
+        struct reputation_params rp;
+        struct accounts *a;
+        int r;
+
+        *error = NULL;
+        if (!event || !config || !identity || !path || !ret)
+                return -EINVAL;
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        *a = (struct accounts) {
+                .event = event,
+                .config = *config,
+                .identity = identity,
+                .network = network,
+                .path = strdup(path),
+        };
+        if (!a->path) {
+                free(a);
+                return -ENOMEM;
+        }
+        r = ledger_open(path, identity->public_key, config->allowance, &a->ledger, error);
+        if (r < 0)
+                goto fail;
+        reputation_params_default(&rp);
+        if (config->half_life_usec > 0)
+                rp.half_life_usec = (double) config->half_life_usec;
+        r = reputation_new(identity->public_key, &rp, &a->reputation);
+        if (r < 0)
+                goto fail;
+        r = load_reputation(a);
+        if (r < 0)
+                log_warning_errno(r, "Cannot load the saved reputation from %s, starting afresh: %m", path);
+        reputation_update_trust(a->reputation, accounts_now());
+
+        a->pending_tail = &a->pending;
+        r = sd_event_add_defer(event, &a->flush_defer, on_flush, a);
+        if (r >= 0)
+                /* After the events that may queue more: see enqueue(). */
+                r = sd_event_source_set_priority(a->flush_defer, SD_EVENT_PRIORITY_NORMAL + 50);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(a->flush_defer, SD_EVENT_OFF);
+        if (r < 0)
+                goto fail;
+        r = add_timer(a, &a->save_timer, SAVE_INTERVAL_USEC);
+        if (r >= 0 && network)
+                r = add_timer(a, &a->gossip_timer, config->gossip_interval_usec);
+        if (r < 0)
+                goto fail;
+        if (config->withhold_payments)
+                log_warning("testing.withhold_payments is on: this node does not pay for the work it gets "
+                            "(a fault-injection switch). Providers will stop serving it at their debt limit.");
+        *ret = a;
+        return 0;
+fail:
+        if (!*error && asprintf(error, "%s: %s", path, strerror(-r)) < 0)
+                *error = NULL;
+        accounts_free(a);
+        return r;
+}
+
+struct accounts *accounts_free(struct accounts *a) {
+        if (!a)
+                return NULL;
+        if (a->ledger)
+                flush(a);       /* what is queued is owed: write it */
+        a->flush_defer = sd_event_source_disable_unref(a->flush_defer);
+        a->flush_timer = sd_event_source_disable_unref(a->flush_timer);
+        /* Cheques still due go now. */
+        for (size_t i = 0; a->ledger && i < a->n_payees; i++)
+                if (a->payees[i].due)
+                        payee_send(a, &a->payees[i], 0);
+        a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
+        free(a->payees);
+        if (a->ledger && a->reputation)
+                (void) save_reputation(a);
+        a->save_timer = sd_event_source_disable_unref(a->save_timer);
+        a->gossip_timer = sd_event_source_disable_unref(a->gossip_timer);
+        for (size_t i = 0; i < a->n_relay; i++) {
+                free(a->relay[i].body);
+                free(a->relay[i].signature);
+        }
+        reputation_free(a->reputation);
+        ledger_free(a->ledger);
+        free(a->path);
+        free(a);
+        return NULL;
+}
+
+struct ledger *accounts_ledger(struct accounts *a) {
+        return a ? a->ledger : NULL;
+}
+
+struct reputation *accounts_reputation(struct accounts *a) {
+        return a ? a->reputation : NULL;
+}
