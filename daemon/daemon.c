@@ -340,6 +340,10 @@ static void daemon_done(struct daemon *d) {
         d->challenge = challenge_free(d->challenge);
         d->requester = requester_free(d->requester);
         d->jobs_socket = jobs_socket_free(d->jobs_socket);
+        provider_stop(d->provider);
+        /* Writes the ledger and sends what is owed, the results waiting
+         * for their rows included, while the network exists. */
+        accounts_stop(d->accounts);
         d->provider = provider_free(d->provider);
         /* After everything that pays or is paid; saves the reputation. */
         if (d->network)

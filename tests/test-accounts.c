@@ -89,10 +89,10 @@ Test(accounts, debt_limit_refuses_then_resumes_when_paid, .init = setup, .fini =
         for (unsigned k = 0; k < 4; k++) {
                 cr_assert_eq(accounts_admit(prov, req_id->public_key, 64, error, sizeof(error)), 0, "%s", error);
                 job_id(id, k);
-                cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64, NULL, 0), 0);
+                cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64, NULL, NULL), 0);
         }
         /* Recording the same job again does not count it twice. */
-        cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64, NULL, 0), 0);
+        cr_assert_eq(accounts_served(prov, id, "gemm", req_id->public_key, 64, NULL, NULL), 0);
         /* Queued, not written yet: the loop (or a flush) writes them together. */
         cr_assert_eq(ledger_debt(accounts_ledger(prov), req_id->public_key, &debt), 0);
         cr_assert_eq(debt, 0);
@@ -124,7 +124,9 @@ Test(accounts, debt_limit_refuses_then_resumes_when_paid, .init = setup, .fini =
                 cr_assert_eq(b.received, 128);
                 cr_assert_eq(b.balance, 1000 + 128);
         }
+        accounts_stop(req);
         accounts_free(req);
+        accounts_stop(prov);
         accounts_free(prov);
 }
 
@@ -156,6 +158,7 @@ Test(accounts, payments_are_written_together_and_reported_from_the_loop, .init =
         cr_assert_eq(ledger_get_balance(accounts_ledger(req), &b), 0);
         cr_assert_eq(b.issued, 50);
         cr_assert_eq(b.jobs_paid, 5);
+        accounts_stop(req);
         accounts_free(req);
 }
 
@@ -174,7 +177,9 @@ Test(accounts, a_cheque_for_someone_else_is_refused, .init = setup, .fini = tear
         accounts_flush(prov);
         cr_assert_eq(ledger_get_balance(accounts_ledger(prov), &b), 0);
         cr_assert_eq(b.received, 0);
+        accounts_stop(req);
         accounts_free(req);
+        accounts_stop(prov);
         accounts_free(prov);
 }
 
@@ -188,6 +193,7 @@ Test(accounts, reputation_survives_a_restart, .init = setup, .fini = teardown) {
         cr_assert_eq(reputation_observe(accounts_reputation(a), prov_id->public_key, "gemm", false, now), 0);
         cr_assert_eq(reputation_observe_throughput(accounts_reputation(a), prov_id->public_key, "gemm", 1e9, 3e9,
                                                    now), 0);
+        accounts_stop(a);
         accounts_free(a);       /* saves */
 
         a = open_accounts("req", req_id, 0);
@@ -195,6 +201,7 @@ Test(accounts, reputation_survives_a_restart, .init = setup, .fini = teardown) {
         cr_assert_float_eq(v.own_successes, 5.0, 0.01);
         cr_assert_float_eq(v.own_failures, 1.0, 0.01);
         cr_assert_float_eq(v.throughput_ratio, 1.0 / 3.0, 0.01);
+        accounts_stop(a);
         accounts_free(a);
 }
 
@@ -203,6 +210,7 @@ Test(accounts, a_ledger_of_another_node_is_refused, .init = setup, .fini = teard
         struct accounts *a = open_accounts("req", req_id, 0), *b = NULL;
         char path[128], *error = NULL;
 
+        accounts_stop(a);
         accounts_free(a);
         snprintf(path, sizeof(path), "%s/req.db", root);
         cr_assert_lt(accounts_new(event, &c, prov_id, NULL, path, &b, &error), 0);
@@ -234,6 +242,7 @@ Test(accounts, signed_opinions_from_peers_are_kept_and_forgeries_dropped, .init 
         accounts_handle_opinions(a, req_id->public_key, &batch);
         cr_assert_eq(reputation_opinion_version(accounts_reputation(a), prov_id->public_key), 42);
         opinion_signed_clear(&good);
+        accounts_stop(a);
         accounts_free(a);
 }
 

@@ -106,6 +106,7 @@ static void config_node(struct config *c, const char *seed) {
 }
 
 static void start_provider(bool corrupt) {
+        provider_stop(provider);
         provider = provider_free(provider);
         cr_assert_eq(provider_new(event, provider_net, skills, lending, MAX_SIZE, corrupt, &provider), 0);
         provider_attach(provider, channel);
@@ -165,6 +166,7 @@ static void teardown(void) {
         job_result_free(got.last);
         got.last = NULL;
         channel = jobs_channel_free(channel);
+        provider_stop(provider);
         provider = provider_free(provider);
         lending = lending_free(lending);
         requester_net = network_free(requester_net);
@@ -493,6 +495,7 @@ Test(provider, running_jobs_are_answered_when_the_provider_goes) {
                 }
         }
         provider_attach(NULL, channel);
+        provider_stop(provider);
         provider = provider_free(provider);
         run_until(result_arrived, 10 * 1000 * 1000, "the shutdown answer");
         cr_assert_eq(got.open_status, 0);

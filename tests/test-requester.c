@@ -442,6 +442,7 @@ static void remote_stop(void) {
         requester = requester_free(requester);
         for (int i = 0; i < 2; i++)
                 rn.channels[i] = jobs_channel_free(rn.channels[i]);
+        provider_stop(rn.provider);
         rn.provider = provider_free(rn.provider);
         rn.lending = lending_free(rn.lending);
         for (int i = 0; i < 2; i++) {

@@ -172,6 +172,53 @@ static void outputs_corrupt(Swarm__JobValue **values, size_t n) {
 
 /* Answers the job's requester (once), then lets go of the job unless the
  * pool still holds its inputs. */
+/* A signed result waiting for its ledger row to be durable. */
+struct result_pending {
+        struct network *network;
+        uint8_t to[WIRE_NODE_ID_SIZE];
+        uint8_t *data;
+        size_t size;
+};
+
+static void result_recorded(int status, void *userdata) {
+        struct result_pending *rp = userdata;
+        int r;
+
+        /* Sent even when it could not be recorded: the work is done, only
+         * our claim on it is lost.  Not when the accounts went away
+         * unstopped (-ECANCELED). */
+        if (status != -ECANCELED) {
+                r = network_send_job(rp->network, rp->to, rp->data, rp->size);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to send a result: %m");
+        }
+        free(rp->data);
+        free(rp);
+}
+
+/* Owed from here on: recorded (durably, with others finishing now) before
+ * it leaves, so a crash in between overstates the debt rather than losing
+ * it.  Takes data. */
+static int result_send_when_recorded(struct accounts *accounts, const struct provider_job *j,
+                                     struct network *network, uint8_t *data, size_t size) {
+        struct result_pending *rp;
+        int r;
+
+        rp = calloc(1, sizeof(*rp));
+        if (!rp) {
+                free(data);
+                return -ENOMEM;
+        }
+        *rp = (struct result_pending) { .network = network, .data = data, .size = size };
+        memcpy(rp->to, j->from, WIRE_NODE_ID_SIZE);
+        r = accounts_served(accounts, j->job_id, j->skill, j->from, j->price, result_recorded, rp);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot record job %s as served, sending its result anyway: %m", j->job_hex);
+                result_recorded(r, rp);
+        }
+        return 0;
+}
+
 static void job_answer(struct provider_job *j, struct network *network, uint64_t max_message_size, int status,
                        const char *error, const struct pool_result *res, bool corrupt) {
         Swarm__JobResult r = SWARM__JOB_RESULT__INIT;
@@ -218,12 +265,9 @@ static void job_answer(struct provider_job *j, struct network *network, uint64_t
 
         k = job_send_pack_result(network, &r, max_message_size, &packed, &packed_size);
         if (k >= 0) {
-                /* Owed from here on: recorded (durably, with others
-                 * finishing now) before it leaves, so a crash in between
-                 * overstates the debt rather than losing it. */
                 if (status == 0 && j->provider && j->provider->accounts)
-                        k = accounts_served(j->provider->accounts, j->job_id, j->skill, j->from, j->price,
-                                            TAKE_PTR(packed), packed_size);
+                        k = result_send_when_recorded(j->provider->accounts, j, network, TAKE_PTR(packed),
+                                                      packed_size);
                 else
                         k = network_send_job(network, j->from, packed, packed_size);
         } else if (k == -EINVAL) {
@@ -498,27 +542,36 @@ int provider_new(sd_event *event, struct network *network, struct skills *skills
         return 0;
 }
 
-struct provider *provider_free(struct provider *p) {
-        if (!p)
-                return NULL;
-
-        /* Each job in flight is answered now; the pool gets the cancel and
-         * calls back later (or at once, for a queued one), when the
-         * orphaned job is freed. */
+/* Lets go of every job in flight: the pool gets the cancel and calls back
+ * later (or at once, for a queued one), when the orphaned job is freed. */
+static void jobs_drop(struct provider *p, bool answer) {
         while (p->jobs) {
                 struct provider_job *j = p->jobs;
                 struct pool_request *req = j->request;
 
-                if (j->executing)
-                        job_emit(j, true, -ESHUTDOWN, 0);
-                job_answer(j, p->network, p->max_message_size, -ESHUTDOWN, "this node is shutting down",
-                           NULL, false);
+                if (answer) {
+                        if (j->executing)
+                                job_emit(j, true, -ESHUTDOWN, 0);
+                        job_answer(j, p->network, p->max_message_size, -ESHUTDOWN,
+                                   "this node is shutting down", NULL, false);
+                }
                 job_unlink(j);
                 if (req)
                         pool_request_cancel(req);
                 else
                         job_free(j);
         }
+}
+
+void provider_stop(struct provider *p) {
+        if (p)
+                jobs_drop(p, true);
+}
+
+struct provider *provider_free(struct provider *p) {
+        if (!p)
+                return NULL;
+        jobs_drop(p, false);    /* none left after provider_stop() */
         sd_event_unref(p->event);
         free(p->allowed);
         free(p);

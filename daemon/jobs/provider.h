@@ -41,6 +41,10 @@ typedef void (*provider_event_fn)(const struct provider_job_event *e, bool finis
 /* lending may be NULL (always lends). */
 int provider_new(sd_event *event, struct network *network, struct skills *skills, struct lending *lending,
                  uint64_t max_message_size, bool corrupt_results, struct provider **ret);
+/* The goodbye: every job in flight is answered -ESHUTDOWN (signed, sent)
+ * and cancelled.  Call it while the network and the pools still exist. */
+void provider_stop(struct provider *p);
+/* Frees, without a word to anyone: jobs still held are cancelled silently. */
 struct provider *provider_free(struct provider *p);
 
 /* Takes jobs only from these requesters (node ids as swarmd

@@ -220,9 +220,9 @@ struct accounts_payment {
         uint8_t peer[32];
         char skill[64];
         uint64_t price;
-        uint8_t *data;                  /* OP_SERVED: the envelope; OP_CHEQUE: the cheque */
+        uint8_t *data;                  /* OP_CHEQUE: the cheque */
         size_t size;
-        accounts_paid_fn paid;          /* OP_PAY; NULL once forgotten */
+        accounts_paid_fn paid;          /* OP_PAY, OP_SERVED; NULL once forgotten */
         void *userdata;
         int status;
 };
@@ -319,13 +319,7 @@ static void flush(struct accounts *a) {
                         if (p)
                                 payee_paid(a, p);
                 }
-                if (op->kind == OP_SERVED && a->network) {
-                        /* Sent even when it could not be recorded: the work is done. */
-                        r = network_send_job(a->network, op->peer, op->data, op->size);
-                        if (r < 0)
-                                log_debug_errno(r, "Failed to send a result: %m");
-                }
-                if (op->kind == OP_PAY && op->paid)
+                if (op->paid)
                         op->paid(op->status, op->userdata);
                 op_free(op);
         }
@@ -416,20 +410,16 @@ void accounts_payment_forget(struct accounts_payment *p) {
 }
 
 int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
-                    uint64_t price, uint8_t *envelope, size_t size) {
+                    uint64_t price, accounts_paid_fn recorded, void *userdata) {
         struct accounts_payment *op;
 
-        if (!a || !job_id || !requester) {
-                free(envelope);
+        if (!a || !job_id || !requester)
                 return -EINVAL;
-        }
         op = op_new(OP_SERVED, job_id, skill, requester, price);
-        if (!op) {
-                free(envelope);
+        if (!op)
                 return -ENOMEM;
-        }
-        op->data = envelope;
-        op->size = size;
+        op->paid = recorded;
+        op->userdata = userdata;
         return enqueue(a, op);
 }
 
@@ -751,21 +741,36 @@ fail:
         return r;
 }
 
+void accounts_stop(struct accounts *a) {
+        if (!a || !a->ledger)
+                return;
+        flush(a);       /* what is queued is owed: write it */
+        /* Cheques still due go now. */
+        for (size_t i = 0; i < a->n_payees; i++)
+                if (a->payees[i].due)
+                        payee_send(a, &a->payees[i], 0);
+        if (a->reputation)
+                (void) save_reputation(a);
+}
+
 struct accounts *accounts_free(struct accounts *a) {
         if (!a)
                 return NULL;
-        if (a->ledger)
-                flush(a);       /* what is queued is owed: write it */
+        if (a->pending)
+                log_warning("Dropping %zu ledger writes: the accounts were freed without accounts_stop().",
+                            a->n_pending);
+        while (a->pending) {
+                struct accounts_payment *op = a->pending;
+
+                a->pending = op->next;
+                if (op->paid)
+                        op->paid(-ECANCELED, op->userdata);
+                op_free(op);
+        }
         a->flush_defer = sd_event_source_disable_unref(a->flush_defer);
         a->flush_timer = sd_event_source_disable_unref(a->flush_timer);
-        /* Cheques still due go now. */
-        for (size_t i = 0; a->ledger && i < a->n_payees; i++)
-                if (a->payees[i].due)
-                        payee_send(a, &a->payees[i], 0);
         a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
         free(a->payees);
-        if (a->ledger && a->reputation)
-                (void) save_reputation(a);
         a->save_timer = sd_event_source_disable_unref(a->save_timer);
         a->gossip_timer = sd_event_source_disable_unref(a->gossip_timer);
         for (size_t i = 0; i < a->n_relay; i++) {

@@ -47,7 +47,11 @@ struct accounts_config {
  * naming the file. */
 int accounts_new(sd_event *event, const struct accounts_config *config, const struct identity *identity,
                  struct network *network, const char *path, struct accounts **ret, char **error);
-/* Saves the reputation and closes the ledger. */
+/* The goodbye: writes what is queued, sends the cheques still due, saves
+ * the reputation.  Call it while the network still exists. */
+void accounts_stop(struct accounts *a);
+/* Closes the ledger and frees; writes nothing (what accounts_stop() did
+ * not write is dropped, with a warning, its callbacks told -ECANCELED). */
 struct accounts *accounts_free(struct accounts *a);
 
 struct ledger *accounts_ledger(struct accounts *a);
@@ -83,12 +87,13 @@ void accounts_flush(struct accounts *a);
  * its unpaid debt plus price would pass the limit, with the reason in
  * error. */
 int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t price, char *error, size_t size);
-/* Provider: records the job as served at price and then, once that is
- * durable, sends envelope (a packed jobs-channel message, taken) to the
- * requester.  A failure to record is logged and the result still goes:
- * the work is done, only our claim on it is lost. */
+/* Provider: records the job as served at price and, once that is durable
+ * (or failed: status < 0, logged), calls recorded, which sends the result.
+ * Not called when this fails (-EINVAL, -ENOMEM); called with -ECANCELED,
+ * to free what userdata holds, by accounts_free() for a write that
+ * accounts_stop() did not make (as paid is). */
 int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
-                    uint64_t price, uint8_t *envelope, size_t size);
+                    uint64_t price, accounts_paid_fn recorded, void *userdata);
 
 /* From the jobs channel. */
 void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque);
