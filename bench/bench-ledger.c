@@ -32,6 +32,10 @@
 
 #define BATCH 256
 
+static int sign_with(const struct cheque *c, uint8_t **ret, size_t *ret_size, void *sk) {
+        return cheque_sign(c, sk, ret, ret_size);
+}
+
 static char dir[4096];
 static double seconds = 1.0;
 
@@ -173,8 +177,8 @@ int main(int argc, char *argv[]) {
                 size_t size;
 
                 randombytes_buf(id, sizeof(id));
-                r = ledger_pay(a, id, "gemm", payees[ops % ELEMENTSOF(payees)], 1000, a_sk, wall_usec(), &buf,
-                               &size);
+                r = ledger_pay(a, id, "gemm", payees[ops % ELEMENTSOF(payees)], 1000, sign_with, a_sk,
+                               wall_usec(), &buf, &size);
                 if (r < 0)
                         die("ledger_pay", strerror(-r));
                 free(buf);
@@ -192,8 +196,8 @@ int main(int argc, char *argv[]) {
                         size_t size;
 
                         randombytes_buf(id, sizeof(id));
-                        r = ledger_pay(a, id, "gemm", payees[ops % ELEMENTSOF(payees)], 1000, a_sk, wall_usec(),
-                                       &buf, &size);
+                        r = ledger_pay(a, id, "gemm", payees[ops % ELEMENTSOF(payees)], 1000, sign_with,
+                                       a_sk, wall_usec(), &buf, &size);
                         if (r < 0)
                                 die("ledger_pay", strerror(-r));
                         free(buf);

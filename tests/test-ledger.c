@@ -22,6 +22,10 @@
 #include "ledger.h"
 #include "macro.h"
 
+static int sign_with(const struct cheque *c, uint8_t **ret, size_t *ret_size, void *sk) {
+        return cheque_sign(c, sk, ret, ret_size);
+}
+
 #define TMPDIR_TEMPLATE "/tmp/test-ledger-XXXXXX"
 #define T0 1700000000000000ull          /* µs since the epoch */
 #define ALLOWANCE 1000000ull
@@ -86,7 +90,7 @@ static uint64_t pay(struct ledger *l, const struct node *payer, const struct nod
         int r;
 
         job_id(k, id);
-        r = ledger_pay(l, id, "gemm", payee->pk, price, payer->sk, now, &buf, &size);
+        r = ledger_pay(l, id, "gemm", payee->pk, price, sign_with, (void *) payer->sk, now, &buf, &size);
         cr_assert_eq(r, 0, "ledger_pay(job %u): %d", k, r);
         cr_assert_eq(cheque_open_bytes(buf, size, payee->pk, &c, NULL), 0);
         cr_assert_eq(memcmp(c.payer, payer->pk, 32), 0);
@@ -126,8 +130,8 @@ Test(ledger, pay_is_idempotent_per_job_id) {
         struct ledger_balance b;
 
         job_id(1, id);
-        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 100, A.sk, T0, &first, &first_size), 0);
-        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 100, A.sk, T0 + 1, &again, &again_size), -EALREADY);
+        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 100, sign_with, (void *) A.sk, T0, &first, &first_size), 0);
+        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 100, sign_with, (void *) A.sk, T0 + 1, &again, &again_size), -EALREADY);
         /* Nothing changed: the resend is the very cheque already issued. */
         cr_assert_eq(again_size, first_size);
         cr_assert_eq(memcmp(again, first, first_size), 0);
@@ -137,7 +141,7 @@ Test(ledger, pay_is_idempotent_per_job_id) {
 
         cr_assert_eq(pay(l, &A, &B, 2, 50, T0 + 2), 150);
         /* The latest cheque to that payee, which covers job 1 too. */
-        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 100, A.sk, T0 + 3, &resent, &resent_size), -EALREADY);
+        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 100, sign_with, (void *) A.sk, T0 + 3, &resent, &resent_size), -EALREADY);
         cr_assert_eq(ledger_latest_cheque(l, B.pk, &latest, &latest_size), 0);
         cr_assert_eq(resent_size, latest_size);
         cr_assert_eq(memcmp(resent, latest, latest_size), 0);
@@ -187,7 +191,7 @@ Test(ledger, paying_with_a_key_that_is_not_ours_changes_nothing) {
         struct ledger_balance b;
 
         job_id(1, id);
-        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 10, C.sk, T0, &buf, &size), -EINVAL);
+        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 10, sign_with, (void *) C.sk, T0, &buf, &size), -EINVAL);
         cr_assert_null(buf);
         b = balance(l);
         cr_assert_eq(b.issued, 0);
@@ -206,9 +210,9 @@ Test(ledger, invalid_arguments_are_refused) {
         job_id(1, id);
         memset(long_skill, 'a', sizeof(long_skill) - 1);
         long_skill[sizeof(long_skill) - 1] = 0;
-        cr_assert_eq(ledger_pay(l, id, "", B.pk, 10, A.sk, T0, &buf, &size), -EINVAL);
-        cr_assert_eq(ledger_pay(l, id, long_skill, B.pk, 10, A.sk, T0, &buf, &size), -EINVAL);
-        cr_assert_eq(ledger_pay(l, id, NULL, B.pk, 10, A.sk, T0, &buf, &size), -EINVAL);
+        cr_assert_eq(ledger_pay(l, id, "", B.pk, 10, sign_with, (void *) A.sk, T0, &buf, &size), -EINVAL);
+        cr_assert_eq(ledger_pay(l, id, long_skill, B.pk, 10, sign_with, (void *) A.sk, T0, &buf, &size), -EINVAL);
+        cr_assert_eq(ledger_pay(l, id, NULL, B.pk, 10, sign_with, (void *) A.sk, T0, &buf, &size), -EINVAL);
         cr_assert_eq(ledger_served(l, id, "\xff", B.pk, 10, T0), -EINVAL);
         cr_assert_eq(ledger_served(l, id, "gemm", B.pk, 10, (uint64_t) INT64_MAX + 1), -EINVAL);
         cr_assert_eq(balance(l).jobs_served, 0);
@@ -233,11 +237,11 @@ Test(ledger, two_ledgers_agree_on_received_issued_balance_and_debt) {
         cr_assert_eq(debt(b, &A), 1000);
 
         job_id(1, id);
-        cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 100, A.sk, T0 + 1, &c1, &s1), 0);
+        cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 100, sign_with, (void *) A.sk, T0 + 1, &c1, &s1), 0);
         job_id(2, id);
-        cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 200, A.sk, T0 + 2, &c2, &s2), 0);
+        cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 200, sign_with, (void *) A.sk, T0 + 2, &c2, &s2), 0);
         job_id(3, id);
-        cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 300, A.sk, T0 + 3, &c3, &s3), 0);
+        cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 300, sign_with, (void *) A.sk, T0 + 3, &c3, &s3), 0);
 
         cr_assert_eq(ledger_accept_cheque(b, c1, s1, T0 + 10, &reason), 1);
         cr_assert_null(reason);
@@ -254,7 +258,7 @@ Test(ledger, two_ledgers_agree_on_received_issued_balance_and_debt) {
 
         /* Another payee's cheque, a forged one, garbage. */
         job_id(9, id);
-        cr_assert_eq(ledger_pay(a, id, "gemm", C.pk, 7, A.sk, T0 + 16, &to_c, &s_to_c), 0);
+        cr_assert_eq(ledger_pay(a, id, "gemm", C.pk, 7, sign_with, (void *) A.sk, T0 + 16, &to_c, &s_to_c), 0);
         cr_assert_eq(ledger_accept_cheque(b, to_c, s_to_c, T0 + 17, &reason), -EXDEV);
         cr_assert_not_null(reason);
         c3[s3 - 3] ^= 0x10;
@@ -284,7 +288,7 @@ Test(ledger, two_ledgers_agree_on_received_issued_balance_and_debt) {
                 _cleanup_free_ uint8_t *c4 = NULL;
                 size_t s4;
 
-                cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 450, A.sk, T0 + 20, &c4, &s4), 0);
+                cr_assert_eq(ledger_pay(a, id, "gemm", B.pk, 450, sign_with, (void *) A.sk, T0 + 20, &c4, &s4), 0);
                 cr_assert_eq(ledger_accept_cheque(b, c4, s4, T0 + 21, &reason), 1);
         }
         cr_assert_eq(debt(b, &A), 0);
@@ -314,7 +318,7 @@ Test(ledger, reopened_database_keeps_everything) {
         pay(l, &A, &B, 2, 20, T0 + 1);
         served(l, &C, 3, 30, T0 + 2);
         job_id(7, id);
-        cr_assert_eq(ledger_pay(b, id, "gemm", A.pk, 77, B.sk, T0 + 3, &cb, &sb), 0);
+        cr_assert_eq(ledger_pay(b, id, "gemm", A.pk, 77, sign_with, (void *) B.sk, T0 + 3, &cb, &sb), 0);
         cr_assert_eq(ledger_accept_cheque(l, cb, sb, T0 + 4, NULL), 1);
         cr_assert_eq(ledger_save_reputation(l, &rep, 1), 0);
         before = balance(l);
@@ -344,7 +348,7 @@ Test(ledger, reopened_database_keeps_everything) {
                 _cleanup_free_ uint8_t *buf = NULL;
                 size_t size;
 
-                cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 10, A.sk, T0 + 9, &buf, &size), -EALREADY);
+                cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 10, sign_with, (void *) A.sk, T0 + 9, &buf, &size), -EALREADY);
         }
         cr_assert_eq(ledger_accept_cheque(l, cb, sb, T0 + 9, NULL), 0);
         cr_assert_eq(pay(l, &A, &B, 4, 1, T0 + 10), 31);
@@ -481,12 +485,12 @@ Test(ledger, amounts_past_int64_max_are_refused) {
         cr_assert_not_null(strstr(error, path));
 
         job_id(1, id);
-        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, (uint64_t) INT64_MAX + 1, A.sk, T0, &none, &none_size),
+        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, (uint64_t) INT64_MAX + 1, sign_with, (void *) A.sk, T0, &none, &none_size),
                      -EOVERFLOW);
         cr_assert_eq(pay(l, &A, &B, 1, INT64_MAX - 5, T0), INT64_MAX - 5);
         cr_assert_eq(pay(l, &A, &B, 2, 5, T0 + 1), INT64_MAX);
         job_id(3, id);
-        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 1, A.sk, T0 + 2, &none, &none_size), -EOVERFLOW);
+        cr_assert_eq(ledger_pay(l, id, "gemm", B.pk, 1, sign_with, (void *) A.sk, T0 + 2, &none, &none_size), -EOVERFLOW);
         cr_assert_null(none);
         /* Refused whole: job 3 is not recorded and can be paid elsewhere. */
         bal = balance(l);
@@ -578,7 +582,7 @@ Test(ledger, peers_are_listed_most_recent_first_with_their_figures) {
         served(l, &C, 3, 30, T0 + 5);
         served(l, &C, 4, 40, T0 + 6);
         job_id(3, id);
-        cr_assert_eq(ledger_pay(c, id, "gemm", A.pk, 30, C.sk, T0 + 7, &cc, &sc), 0);
+        cr_assert_eq(ledger_pay(c, id, "gemm", A.pk, 30, sign_with, (void *) C.sk, T0 + 7, &cc, &sc), 0);
         /* C's cheque arrives last: C becomes the most recent. */
         cr_assert_eq(ledger_accept_cheque(l, cc, sc, T0 + 30, NULL), 1);
         served(l, &D, 5, 1, T0 + 1);
@@ -731,12 +735,12 @@ static _noreturn_ void crash_child(const char *path) {
                 if (i % 3 == 2) {
                         r = ledger_served(l, id, "gemm", p->pk, price, T0 + i);
                 } else {
-                        r = ledger_pay(l, id, "gemm", p->pk, price, A.sk, T0 + i, &buf, &size);
+                        r = ledger_pay(l, id, "gemm", p->pk, price, sign_with, (void *) A.sk, T0 + i, &buf, &size);
                         free(buf);
                         buf = NULL;
                         /* Paying the same job again must change nothing. */
                         if (r == 0 && i % 5 == 0) {
-                                r = ledger_pay(l, id, "gemm", p->pk, price, A.sk, T0 + i, &buf, &size);
+                                r = ledger_pay(l, id, "gemm", p->pk, price, sign_with, (void *) A.sk, T0 + i, &buf, &size);
                                 free(buf);
                                 if (r == -EALREADY)
                                         r = 0;

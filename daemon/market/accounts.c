@@ -240,6 +240,13 @@ static bool payee_paid_later(const struct accounts_payment *op) {
         return false;
 }
 
+/* The ledger stores cheques; the key that signs them stays here. */
+static int sign_cheque(const struct cheque *c, uint8_t **ret, size_t *ret_size, void *userdata) {
+        struct accounts *a = userdata;
+
+        return cheque_sign(c, a->identity->secret_key, ret, ret_size);
+}
+
 static void op_run(struct accounts *a, struct accounts_payment *op, uint64_t now) {
         _cleanup_free_ uint8_t *cheque = NULL;
         const char *reason = NULL;
@@ -249,8 +256,8 @@ static void op_run(struct accounts *a, struct accounts_payment *op, uint64_t now
         short_id(op->peer, who);
         switch (op->kind) {
         case OP_PAY:
-                op->status = ledger_pay(a->ledger, op->job_id, op->skill, op->peer, op->price,
-                                        a->identity->secret_key, now, &cheque, &size);
+                op->status = ledger_pay(a->ledger, op->job_id, op->skill, op->peer, op->price, sign_cheque, a,
+                                        now, &cheque, &size);
                 if (op->status == -EALREADY)
                         op->status = 0;         /* paid before: not twice */
                 if (op->status < 0)

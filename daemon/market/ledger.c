@@ -783,7 +783,7 @@ int ledger_latest_cheque(struct ledger *l, const uint8_t payee[32], uint8_t **re
 }
 
 int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
-               const uint8_t payee[32], uint64_t price, const uint8_t sk[64], uint64_t now,
+               const uint8_t payee[32], uint64_t price, ledger_sign_fn sign, void *userdata, uint64_t now,
                uint8_t **ret, size_t *ret_size) {
         _cleanup_transaction_ struct ledger *txn = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
@@ -792,7 +792,7 @@ int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const ch
         size_t size;
         int r;
 
-        if (!l || !job_id || !skill_is_valid(skill) || !payee || !sk || !ret || !ret_size || now > INT64_MAX)
+        if (!l || !job_id || !skill_is_valid(skill) || !payee || !sign || !ret || !ret_size || now > INT64_MAX)
                 return -EINVAL;
         if (price > INT64_MAX)
                 return -EOVERFLOW;
@@ -842,7 +842,7 @@ int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const ch
         memcpy(c.payer, l->self, sizeof(c.payer));
         memcpy(c.payee, payee, sizeof(c.payee));
         memcpy(c.last_job, job_id, sizeof(c.last_job));
-        r = cheque_sign(&c, sk, &buf, &size);
+        r = sign(&c, &buf, &size, userdata);
         if (r < 0)
                 return r;
 

@@ -46,15 +46,19 @@ struct ledger *ledger_free(struct ledger *l);
 
 /* ---- Requester side ---- */
 
+/* Signs c (this node's cheque) into an encoded SignedCheque (malloc'd), as
+ * cheque_sign() does: the ledger never holds the secret key. */
+typedef int (*ledger_sign_fn)(const struct cheque *c, uint8_t **ret, size_t *ret_size, void *userdata);
+
 /* Pays price for job_id to payee: in one durable transaction, records the
  * job as paid, raises the cumulative amount issued to payee by price and
- * stores the new cheque, signed with sk (this node's Ed25519 secret key).
- * Returns the encoded SignedCheque to send (malloc'd).  -EALREADY when
- * job_id was already paid (nothing changes, *ret is the latest cheque to
- * the payee it was paid to, which covers it, to resend).  -EINVAL when sk
- * is not this node's key.  now: µs since the epoch. */
+ * stores the new cheque, signed by sign.  Returns the encoded SignedCheque
+ * to send (malloc'd).  -EALREADY when job_id was already paid (nothing
+ * changes, *ret is the latest cheque to the payee it was paid to, which
+ * covers it, to resend).  What sign returns otherwise (cheque_sign():
+ * -EINVAL when the key is not this node's).  now: µs since the epoch. */
 int ledger_pay(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const char *skill,
-               const uint8_t payee[32], uint64_t price, const uint8_t sk[64], uint64_t now,
+               const uint8_t payee[32], uint64_t price, ledger_sign_fn sign, void *userdata, uint64_t now,
                uint8_t **ret, size_t *ret_size);
 
 /* Everyone we ever issued a cheque to (malloc'd array of ids), the most
