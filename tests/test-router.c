@@ -231,3 +231,34 @@ Test(router, unknown_throughput_and_capacity_are_finite) {
         cr_assert_gt(router_score(&c, &params), 0);
         cr_assert_lt(router_expected_usec(&c, &params), 1e8);
 }
+
+Test(router, consider_skips_other_variants_and_offers_over_the_max_price) {
+        struct router_job job = { .variant = "model-a", .local_price = 100, .list_price = 10, .max_price = 150 };
+        uint64_t price = 0;
+
+        /* Twice our list price: twice our price for this job. */
+        cr_assert_eq(router_consider(&job, &(struct router_offer) { .variant = "model-a", .price = 20 }, &price),
+                     ROUTER_TOO_DEAR);
+        cr_assert_eq(router_consider(&job, &(struct router_offer) { .variant = "model-a", .price = 15 }, &price),
+                     ROUTER_CANDIDATE);
+        cr_assert_eq(price, 150);
+        cr_assert_eq(router_consider(&job, &(struct router_offer) { .variant = "model-b", .price = 1 }, &price),
+                     ROUTER_OTHER_VARIANT);
+        cr_assert_eq(router_consider(&job, &(struct router_offer) { .variant = NULL, .price = 1 }, &price),
+                     ROUTER_OTHER_VARIANT);
+        /* Ourselves: our own price, whatever the list says. */
+        cr_assert_eq(router_consider(&job, &(struct router_offer) { .local = true, .variant = "model-a",
+                                                                    .price = 1000 }, &price),
+                     ROUTER_CANDIDATE);
+        cr_assert_eq(price, 100);
+}
+
+Test(router, estimated_prices_round_up_and_units_follow_the_price_unit) {
+        cr_assert_eq(router_estimate_price(10, 3, 1), 4);
+        cr_assert_eq(router_estimate_price(10, 0, 7), 10, "no list price: our own");
+        cr_assert_eq(router_estimate_price(UINT64_MAX / 2, 1, 4), UINT64_MAX);
+        cr_assert_float_eq(router_units(2000, 1000, "GFLOP", "flop"), 2e9, 1);
+        cr_assert_float_eq(router_units(3, 1, "MiB", "byte"), 3.0 * 1048576.0, 1e-6);
+        cr_assert_float_eq(router_units(5, 0, "GFLOP", "flop"), 5, 1e-9);
+        cr_assert_float_eq(router_units(4, 2, "job", "flop"), 2, 1e-9, "unrelated units scale by 1");
+}

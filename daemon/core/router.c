@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "macro.h"
 #include "router.h"
@@ -191,4 +192,75 @@ void router_rank(struct router_candidate *c, size_t n, const struct router_param
                                 return;
                         }
         }
+}
+
+/* ---- Candidates from adverts ---- */
+
+/* How many of unit one price_unit holds: "MiB" of "byte" is 2^20,
+ * "GFLOP" of "flop" 10^9; 1 when they do not relate that way. */
+static double unit_scale(const char *price_unit, const char *unit) {
+        static const struct {
+                char prefix;
+                double decimal, binary;
+        } prefixes[] = {
+                { 'k', 1e3, 1024.0 },
+                { 'm', 1e6, 1048576.0 },
+                { 'g', 1e9, 1073741824.0 },
+                { 't', 1e12, 1099511627776.0 },
+        };
+        const char *rest;
+        double scale = 1;
+
+        if (!price_unit || !unit || !price_unit[0] || !unit[0] || strcasecmp(price_unit, unit) == 0)
+                return 1;
+        rest = price_unit;
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
+                if ((rest[0] | 0x20) == prefixes[i].prefix && rest[1]) {
+                        if (rest[1] == 'i') {
+                                scale = prefixes[i].binary;
+                                rest += 2;
+                        } else {
+                                scale = prefixes[i].decimal;
+                                rest += 1;
+                        }
+                        break;
+                }
+        if (strcasecmp(rest, unit) == 0)
+                return scale;
+        if (strcasecmp(rest, "B") == 0 && (strcasecmp(unit, "byte") == 0 || strcasecmp(unit, "bytes") == 0))
+                return scale;
+        return 1;
+}
+
+double router_units(uint64_t local_price, uint64_t list_price, const char *price_unit, const char *unit) {
+        if (list_price == 0)
+                return (double) local_price;
+        return (double) local_price / (double) list_price * unit_scale(price_unit, unit);
+}
+
+/* The price a provider listing offer_price (per price unit) will ask for
+ * a job that costs local_price at our list price local_list. */
+uint64_t router_estimate_price(uint64_t local_price, uint64_t local_list, uint64_t offer_price) {
+        double est;
+        uint64_t whole;
+
+        if (local_list == 0 || offer_price == 0)
+                return local_price;
+        est = (double) local_price / (double) local_list * (double) offer_price;
+        if (est >= 1.8e19)
+                return UINT64_MAX;
+        whole = (uint64_t) est;
+        return (double) whole < est ? whole + 1 : whole;        /* rounded up; no libm */
+}
+
+enum router_verdict router_consider(const struct router_job *job, const struct router_offer *o, uint64_t *ret_price) {
+        uint64_t est;
+
+        if (strcmp(o->variant ?: "", job->variant ?: "") != 0)
+                return ROUTER_OTHER_VARIANT;
+        est = o->local ? job->local_price : router_estimate_price(job->local_price, job->list_price, o->price);
+        if (est > job->max_price)
+                return ROUTER_TOO_DEAR;
+        *ret_price = est;
+        return ROUTER_CANDIDATE;
 }

@@ -56,3 +56,38 @@ double router_score(const struct router_candidate *c, const struct router_params
  * µs (queue and execution, blended with the observed latency); the
  * requester derives its attempt timeout from it. */
 double router_expected_usec(const struct router_candidate *c, const struct router_params *p);
+
+/* ---- Candidates from adverts: which providers a job may go to ---- */
+
+/* The job, as our own instance of the skill priced it. */
+struct router_job {
+        const char *variant;            /* our verifier's "variant" advert (textgen: the model); NULL: none */
+        uint64_t local_price;           /* what our instance asks for this job, micro-credits */
+        uint64_t list_price;            /* our instance's list price per price unit */
+        uint64_t max_price;             /* the most the requester pays */
+};
+
+/* One provider's offer of the skill, from its signed record. */
+struct router_offer {
+        bool local;                     /* this node itself: local_price applies */
+        const char *variant;
+        uint64_t price;                 /* list price per price unit */
+};
+
+enum router_verdict {
+        ROUTER_CANDIDATE,
+        ROUTER_OTHER_VARIANT,           /* results we could not verify */
+        ROUTER_TOO_DEAR,                /* estimated over max_price */
+};
+
+/* Whether o may run job; for a candidate, *ret_price is the price it
+ * will ask (router_estimate_price()). */
+enum router_verdict router_consider(const struct router_job *job, const struct router_offer *o, uint64_t *ret_price);
+
+/* The price a provider listing offer_price (per price unit) will ask for a
+ * job that costs local_price at our list price local_list, rounded up. */
+uint64_t router_estimate_price(uint64_t local_price, uint64_t local_list, uint64_t offer_price);
+
+/* The job's size in the skill's unit ("flop"), from what our instance
+ * charges for it and its list price per price_unit ("GFLOP"). */
+double router_units(uint64_t local_price, uint64_t list_price, const char *price_unit, const char *unit);

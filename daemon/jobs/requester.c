@@ -200,44 +200,6 @@ int requester_get_stats(struct requester *r, const uint8_t id[32], const char *s
         return 0;
 }
 
-/* ---- Pricing helpers (pure) ---- */
-
-/* How many of unit one price_unit holds: "MiB" of "byte" is 2^20,
- * "GFLOP" of "flop" 10^9; 1 when they do not relate that way. */
-static double unit_scale(const char *price_unit, const char *unit) {
-        static const struct {
-                char prefix;
-                double decimal, binary;
-        } prefixes[] = {
-                { 'k', 1e3, 1024.0 },
-                { 'm', 1e6, 1048576.0 },
-                { 'g', 1e9, 1073741824.0 },
-                { 't', 1e12, 1099511627776.0 },
-        };
-        const char *rest;
-        double scale = 1;
-
-        if (!price_unit || !unit || !price_unit[0] || !unit[0] || strcasecmp(price_unit, unit) == 0)
-                return 1;
-        rest = price_unit;
-        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-                if ((rest[0] | 0x20) == prefixes[i].prefix && rest[1]) {
-                        if (rest[1] == 'i') {
-                                scale = prefixes[i].binary;
-                                rest += 2;
-                        } else {
-                                scale = prefixes[i].decimal;
-                                rest += 1;
-                        }
-                        break;
-                }
-        if (strcasecmp(rest, unit) == 0)
-                return scale;
-        if (strcasecmp(rest, "B") == 0 && (strcasecmp(unit, "byte") == 0 || strcasecmp(unit, "bytes") == 0))
-                return scale;
-        return 1;
-}
-
 static uint64_t advert_uint(const struct skill_info *info, const char *key) {
         int64_t x = 0;
 
@@ -252,21 +214,6 @@ static const char *advert_str(const struct skill_info *info, const char *key) {
         if (!info || !info->advert || swarm_values_get_string(info->advert, key, &s) < 0)
                 return NULL;
         return s;
-}
-
-/* The price a provider listing offer_price (per price unit) will ask for
- * a job that costs local_price at our list price local_list. */
-static uint64_t estimate_price(uint64_t local_price, uint64_t local_list, uint64_t offer_price) {
-        double est;
-        uint64_t whole;
-
-        if (local_list == 0 || offer_price == 0)
-                return local_price;
-        est = (double) local_price / (double) local_list * (double) offer_price;
-        if (est >= 1.8e19)
-                return UINT64_MAX;
-        whole = (uint64_t) est;
-        return (double) whole < est ? whole + 1 : whole;        /* rounded up; no libm */
 }
 
 /* ---- Jobs ---- */
@@ -828,6 +775,7 @@ static void on_priced(struct job *job, const struct pool_result *res) {
         size_t n_members = ms ? membership_count(ms) : 1, offering = 0;
         const char *price_unit, *unit, *variant;
         size_t other_variant = 0;
+        struct router_job rj;
 
         if (res->status < 0) {
                 job_finish(job, res->status, "skill %s cannot price this job: %s", job->skill,
@@ -841,9 +789,14 @@ static void on_priced(struct job *job, const struct pool_result *res) {
         list_price = advert_uint(info, "price");
         price_unit = advert_str(info, "price-unit");
         unit = advert_str(info, "unit");
+        rj = (struct router_job) {
+                .variant = variant,
+                .local_price = local_price,
+                .list_price = list_price,
+                .max_price = job->max_price,
+        };
         job->params = (struct router_params) {
-                .units = list_price > 0 ? (double) local_price / (double) list_price * unit_scale(price_unit, unit)
-                                        : (double) local_price,
+                .units = router_units(local_price, list_price, price_unit, unit),
                 .exploration = EXPLORATION,
                 .explore_below = EXPLORE_BELOW,
         };
@@ -868,6 +821,7 @@ static void on_priced(struct job *job, const struct pool_result *res) {
         } else
                 for (size_t i = 0; i < n_members; i++) {
                         const Swarm__SkillOffer *o;
+                        struct router_offer offer;
                         struct member_info m;
                         uint64_t est;
 
@@ -877,14 +831,18 @@ static void on_priced(struct job *job, const struct pool_result *res) {
                         if (!o || (m.self && !can_run_locally(r, job->skill)))
                                 continue;
                         offering++;
-                        if (strcmp(o->variant ?: "", variant ?: "") != 0) {
+                        offer = (struct router_offer) { .local = m.self, .variant = o->variant, .price = o->price };
+                        switch (router_consider(&rj, &offer, &est)) {
+                        case ROUTER_OTHER_VARIANT:
                                 other_variant++;
-                                continue;
+                                break;
+                        case ROUTER_TOO_DEAR:
+                                break;
+                        case ROUTER_CANDIDATE:
+                                add_candidate(job, m.id, m.self, est, o->throughput, m.record->load,
+                                              m.record->capacity);
+                                break;
                         }
-                        est = m.self ? local_price : estimate_price(local_price, list_price, o->price);
-                        if (est > job->max_price)
-                                continue;
-                        add_candidate(job, m.id, m.self, est, o->throughput, m.record->load, m.record->capacity);
                 }
 
         if (job->n_cands == 0) {
