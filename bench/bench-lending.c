@@ -268,7 +268,7 @@ static const char *cgroup_enter(void) {
 
         if (geteuid() != 0)
                 return "not root";
-        r = job_cgroups_discover(&own);
+        r = cgroup_discover(&own);
         if (r < 0) {
                 snprintf(why, sizeof(why), "no cgroup2 hierarchy: %s", strerror(-r));
                 return why;

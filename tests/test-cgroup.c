@@ -44,7 +44,7 @@ enum worker_flags {
 };
 
 static struct shared *shared;
-static struct job_cgroups *jc;
+static struct cgroup *jc;
 static pid_t workers[8];
 static size_t n_workers;
 
@@ -284,7 +284,7 @@ static void common_teardown(void) {
                 }
         }
         kill_and_reap_all();
-        jc = job_cgroups_free(jc);
+        jc = cgroup_free(jc);
         if (shared)
                 munmap(shared, sizeof(*shared));
         shared = NULL;
@@ -300,9 +300,9 @@ static void fallback_setup(void) {
         common_setup();
         memcpy(tmpdir, TMPDIR_TEMPLATE, sizeof(tmpdir));
         cr_assert_not_null(mkdtemp(tmpdir));
-        cr_assert_eq(job_cgroups_new(tmpdir, 0, &jc), 0);
+        cr_assert_eq(cgroup_new(tmpdir, 0, &jc), 0);
         cr_assert_not_null(jc);
-        cr_assert_eq(job_cgroups_add_skill(jc, "echo", &(struct cgroup_limits) { .pids_max = 8 }), 0);
+        cr_assert_eq(cgroup_add_skill(jc, "echo", &(struct cgroup_limits) { .pids_max = 8 }), 0);
 }
 
 static void fallback_teardown(void) {
@@ -315,47 +315,47 @@ TestSuite(cgroup_fallback, .init = fallback_setup, .fini = fallback_teardown);
 Test(cgroup_fallback, non_cgroup_base_falls_back_to_signals) {
         struct stat st;
 
-        cr_assert_not(job_cgroups_delegated(jc));
-        cr_assert_null(job_cgroups_path(jc, "echo"));
-        cr_assert_null(job_cgroups_path(jc, NULL));
-        cr_assert_eq(job_cgroups_procs_fd(jc, "echo"), -EOPNOTSUPP);
-        cr_assert_not(job_cgroups_frozen(jc));
+        cr_assert_not(cgroup_delegated(jc));
+        cr_assert_null(cgroup_path(jc, "echo"));
+        cr_assert_null(cgroup_path(jc, NULL));
+        cr_assert_eq(cgroup_procs_fd(jc, "echo"), -EOPNOTSUPP);
+        cr_assert_not(cgroup_frozen(jc));
         cr_assert_eq(stat(tmpdir, &st), 0);
         cr_assert_eq(st.st_nlink, 2, "nothing may be created in a non-cgroup base");
 }
 
 Test(cgroup_fallback, missing_base_falls_back_to_signals) {
-        _cleanup_(job_cgroups_freep) struct job_cgroups *c = NULL;
+        _cleanup_(cgroup_freep) struct cgroup *c = NULL;
         char path[sizeof(tmpdir) + 16];
 
         snprintf(path, sizeof(path), "%s/missing", tmpdir);
-        cr_assert_eq(job_cgroups_new(path, 0, &c), 0);
-        cr_assert_not(job_cgroups_delegated(c));
+        cr_assert_eq(cgroup_new(path, 0, &c), 0);
+        cr_assert_not(cgroup_delegated(c));
         cr_assert_eq(access(path, F_OK), -1, "the base must not be created");
 }
 
 Test(cgroup_fallback, bad_flags_are_refused) {
-        struct job_cgroups *c = NULL;
+        struct cgroup *c = NULL;
 
-        cr_assert_eq(job_cgroups_new(tmpdir, JOB_CGROUPS_MOVE_SELF, &c), -EINVAL,
+        cr_assert_eq(cgroup_new(tmpdir, CGROUP_MOVE_SELF, &c), -EINVAL,
                      "moving ourselves needs a discovered base");
-        cr_assert_eq(job_cgroups_new(tmpdir, 1u << 7, &c), -EINVAL);
+        cr_assert_eq(cgroup_new(tmpdir, 1u << 7, &c), -EINVAL);
         cr_assert_null(c);
 }
 
 Test(cgroup_fallback, freeze_stops_workers_and_thaw_continues_them) {
         pid_t pid = spawn_worker(-1, 0);
 
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
         cr_assert(counter_advances());
 
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
-        cr_assert(job_cgroups_frozen(jc));
+        cr_assert_eq(cgroup_freeze(jc), 1);
+        cr_assert(cgroup_frozen(jc));
         cr_assert(wait_state(pid, true), "worker state is %c, not stopped", proc_state(pid));
         cr_assert(counter_stalls());
 
-        cr_assert_eq(job_cgroups_thaw(jc), 0);
-        cr_assert_not(job_cgroups_frozen(jc));
+        cr_assert_eq(cgroup_thaw(jc), 0);
+        cr_assert_not(cgroup_frozen(jc));
         cr_assert(wait_state(pid, false), "worker is still stopped");
         cr_assert(counter_advances());
 }
@@ -364,9 +364,9 @@ Test(cgroup_fallback, kill_ends_workers_with_sigkill) {
         pid_t a = spawn_worker(-1, 0), b = spawn_worker(-1, 0);
         int status;
 
-        cr_assert_eq(job_cgroups_attach(jc, "echo", a), 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", b), 0);
-        cr_assert_eq(job_cgroups_kill(jc), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", a), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", b), 0);
+        cr_assert_eq(cgroup_kill(jc), 0);
 
         status = reap_worker(a);
         cr_assert(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
@@ -378,16 +378,16 @@ Test(cgroup_fallback, kill_ends_frozen_workers_and_thaws) {
         pid_t pid = spawn_worker(-1, 0);
         int status;
 
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
-        cr_assert_eq(job_cgroups_kill(jc), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_freeze(jc), 1);
+        cr_assert_eq(cgroup_kill(jc), 0);
         status = reap_worker(pid);
         cr_assert(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
-        cr_assert_not(job_cgroups_frozen(jc), "jobs started after a kill must run");
+        cr_assert_not(cgroup_frozen(jc), "jobs started after a kill must run");
 
         /* And the next worker does run. */
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
         cr_assert(counter_advances());
 }
 
@@ -397,15 +397,15 @@ Test(cgroup_fallback, worker_process_group_is_signalled_with_it) {
         int status;
 
         cr_assert_eq(getpgid(pid), pid);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_freeze(jc), 1);
         cr_assert(wait_state(pid, true));
         cr_assert(wait_state(gc, true), "the worker's child is %c, not stopped", proc_state(gc));
 
-        cr_assert_eq(job_cgroups_thaw(jc), 0);
+        cr_assert_eq(cgroup_thaw(jc), 0);
         cr_assert(wait_state(gc, false));
 
-        cr_assert_eq(job_cgroups_kill(jc), 0);
+        cr_assert_eq(cgroup_kill(jc), 0);
         status = reap_worker(pid);
         cr_assert(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
         /* We are its subreaper: the grandchild comes to us to be reaped. */
@@ -420,32 +420,32 @@ Test(cgroup_fallback, worker_process_group_is_signalled_with_it) {
 Test(cgroup_fallback, forgotten_worker_is_left_alone) {
         pid_t pid = spawn_worker(-1, 0);
 
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
-        job_cgroups_forget(jc, pid);
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
+        cgroup_forget(jc, pid);
+        cr_assert_eq(cgroup_freeze(jc), 1);
         cr_assert(counter_advances(), "a forgotten worker must not be stopped");
-        cr_assert_eq(job_cgroups_kill(jc), 0);
+        cr_assert_eq(cgroup_kill(jc), 0);
         cr_assert(counter_advances(), "a forgotten worker must not be killed");
 }
 
 Test(cgroup_fallback, worker_joining_frozen_jobs_is_stopped) {
         pid_t pid;
 
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
+        cr_assert_eq(cgroup_freeze(jc), 1);
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
         cr_assert(wait_state(pid, true));
-        cr_assert_eq(job_cgroups_thaw(jc), 0);
+        cr_assert_eq(cgroup_thaw(jc), 0);
         cr_assert(wait_state(pid, false));
 }
 
 Test(cgroup_fallback, attach_checks_skill_and_pid) {
         pid_t pid = spawn_worker(-1, 0);
 
-        cr_assert_eq(job_cgroups_attach(jc, "unknown", pid), -ENOENT);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", getpid()), -EINVAL, "never track ourselves");
-        cr_assert_eq(job_cgroups_attach(jc, "echo", 0), -EINVAL);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", -1), -EINVAL);
+        cr_assert_eq(cgroup_attach(jc, "unknown", pid), -ENOENT);
+        cr_assert_eq(cgroup_attach(jc, "echo", getpid()), -EINVAL, "never track ourselves");
+        cr_assert_eq(cgroup_attach(jc, "echo", 0), -EINVAL);
+        cr_assert_eq(cgroup_attach(jc, "echo", -1), -EINVAL);
 }
 
 Test(cgroup_fallback, skill_names_are_checked) {
@@ -459,13 +459,13 @@ Test(cgroup_fallback, skill_names_are_checked) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                cr_expect_not(job_cgroups_skill_name_is_valid(bad[i]), "'%s' passed", bad[i]);
-                cr_expect_eq(job_cgroups_add_skill(jc, bad[i], NULL), -EINVAL, "'%s' was added", bad[i]);
+                cr_expect_not(cgroup_skill_name_is_valid(bad[i]), "'%s' passed", bad[i]);
+                cr_expect_eq(cgroup_add_skill(jc, bad[i], NULL), -EINVAL, "'%s' was added", bad[i]);
         }
-        cr_expect_not(job_cgroups_skill_name_is_valid(NULL));
+        cr_expect_not(cgroup_skill_name_is_valid(NULL));
         for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                cr_expect(job_cgroups_skill_name_is_valid(good[i]), "'%s' refused", good[i]);
-                cr_expect_eq(job_cgroups_add_skill(jc, good[i], NULL), 0, "'%s' refused", good[i]);
+                cr_expect(cgroup_skill_name_is_valid(good[i]), "'%s' refused", good[i]);
+                cr_expect_eq(cgroup_add_skill(jc, good[i], NULL), 0, "'%s' refused", good[i]);
         }
 }
 
@@ -482,7 +482,7 @@ static void real_setup(void) {
                 snprintf(skip_reason, sizeof(skip_reason), "needs root to create cgroups (euid %d)", (int) geteuid());
                 return;
         }
-        r = job_cgroups_discover(&own);
+        r = cgroup_discover(&own);
         if (r < 0) {
                 snprintf(skip_reason, sizeof(skip_reason), "no cgroup2 hierarchy for this process: %s", strerror(-r));
                 return;
@@ -544,16 +544,16 @@ TestSuite(cgroup_real, .init = real_setup, .fini = real_teardown);
         } while (0)
 
 static void real_new(void) {
-        cr_assert_eq(job_cgroups_new(scratch, 0, &jc), 0);
-        cr_assert(job_cgroups_delegated(jc), "%s is writable, yet the module fell back to signals", scratch);
-        cr_assert_eq(job_cgroups_add_skill(jc, "echo", NULL), 0);
+        cr_assert_eq(cgroup_new(scratch, 0, &jc), 0);
+        cr_assert(cgroup_delegated(jc), "%s is writable, yet the module fell back to signals", scratch);
+        cr_assert_eq(cgroup_add_skill(jc, "echo", NULL), 0);
 }
 
 Test(cgroup_real, discover_finds_own_cgroup) {
         _cleanup_free_ char *own = NULL;
 
         REQUIRE_CGROUPS();
-        cr_assert_eq(job_cgroups_discover(&own), 0);
+        cr_assert_eq(cgroup_discover(&own), 0);
         cr_assert(procs_contains(own, getpid()), "%s does not list this process", own);
 }
 
@@ -565,12 +565,12 @@ Test(cgroup_real, setup_leaves_test_process_where_it_is) {
         before = own_cgroup_line();
         real_new();
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
-        cr_assert_eq(job_cgroups_kill(jc), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_freeze(jc), 1);
+        cr_assert_eq(cgroup_kill(jc), 0);
         after = own_cgroup_line();
         cr_assert_str_eq(before, after);
-        cr_assert_not(procs_contains(job_cgroups_path(jc, "echo"), getpid()));
+        cr_assert_not(procs_contains(cgroup_path(jc, "echo"), getpid()));
 }
 
 Test(cgroup_real, attach_moves_worker_into_skill_cgroup) {
@@ -581,17 +581,17 @@ Test(cgroup_real, attach_moves_worker_into_skill_cgroup) {
         REQUIRE_CGROUPS();
         real_new();
         cr_assert(asprintf(&skills, "%s/skills", scratch) > 0);
-        cr_assert_str_eq(job_cgroups_path(jc, NULL), skills);
+        cr_assert_str_eq(cgroup_path(jc, NULL), skills);
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
-        cr_assert(procs_contains(job_cgroups_path(jc, "echo"), pid));
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
+        cr_assert(procs_contains(cgroup_path(jc, "echo"), pid));
 
         /* The kernel agrees: /proc/PID/cgroup names the skill's cgroup. */
         snprintf(dir, sizeof(dir), "/proc/%d", (int) pid);
         own = read_file(dir, "cgroup");
         cr_assert_not_null(own);
         cr_assert_not_null(strstr(own, "/skills/echo\n"), "/proc/%d/cgroup: %s", (int) pid, own);
-        cr_assert_eq(job_cgroups_attach(jc, "unknown", pid), -ENOENT);
+        cr_assert_eq(cgroup_attach(jc, "unknown", pid), -ENOENT);
 }
 
 Test(cgroup_real, procs_fd_lets_child_place_itself_before_exec) {
@@ -600,11 +600,11 @@ Test(cgroup_real, procs_fd_lets_child_place_itself_before_exec) {
 
         REQUIRE_CGROUPS();
         real_new();
-        fd = job_cgroups_procs_fd(jc, "echo");
+        fd = cgroup_procs_fd(jc, "echo");
         cr_assert_geq(fd, 0);
         pid = spawn_worker(fd, 0);
-        cr_assert(procs_contains(job_cgroups_path(jc, "echo"), pid));
-        cr_assert_eq(job_cgroups_procs_fd(jc, "unknown"), -ENOENT);
+        cr_assert(procs_contains(cgroup_path(jc, "echo"), pid));
+        cr_assert_eq(cgroup_procs_fd(jc, "unknown"), -ENOENT);
 }
 
 Test(cgroup_real, freeze_stops_progress_and_thaw_resumes_it) {
@@ -613,20 +613,20 @@ Test(cgroup_real, freeze_stops_progress_and_thaw_resumes_it) {
 
         REQUIRE_CGROUPS();
         real_new();
-        skills = job_cgroups_path(jc, NULL);
+        skills = cgroup_path(jc, NULL);
         cr_assert_not_null(skills);
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
         cr_assert(counter_advances());
 
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
-        cr_assert(job_cgroups_frozen(jc));
+        cr_assert_eq(cgroup_freeze(jc), 1);
+        cr_assert(cgroup_frozen(jc));
         cr_assert(file_has_line(skills, "cgroup.events", "frozen 1"));
         cr_assert(counter_stalls(), "a frozen worker kept counting");
 
-        cr_assert_eq(job_cgroups_thaw(jc), 0);
+        cr_assert_eq(cgroup_thaw(jc), 0);
         cr_assert(wait_file_line(skills, "cgroup.events", "frozen 0"));
-        cr_assert_not(job_cgroups_frozen(jc));
+        cr_assert_not(cgroup_frozen(jc));
         cr_assert(counter_advances(), "a thawed worker does not count");
 }
 
@@ -636,16 +636,16 @@ Test(cgroup_real, freeze_covers_every_skill) {
 
         REQUIRE_CGROUPS();
         real_new();
-        cr_assert_eq(job_cgroups_add_skill(jc, "summarise", NULL), 0);
-        fd = job_cgroups_procs_fd(jc, "summarise");
+        cr_assert_eq(cgroup_add_skill(jc, "summarise", NULL), 0);
+        fd = cgroup_procs_fd(jc, "summarise");
         cr_assert_geq(fd, 0);
         pid = spawn_worker(fd, 0);
-        cr_assert(procs_contains(job_cgroups_path(jc, "summarise"), pid));
+        cr_assert(procs_contains(cgroup_path(jc, "summarise"), pid));
 
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
-        cr_assert(file_has_line(job_cgroups_path(jc, "summarise"), "cgroup.events", "frozen 1"));
+        cr_assert_eq(cgroup_freeze(jc), 1);
+        cr_assert(file_has_line(cgroup_path(jc, "summarise"), "cgroup.events", "frozen 1"));
         cr_assert(counter_stalls());
-        cr_assert_eq(job_cgroups_thaw(jc), 0);
+        cr_assert_eq(cgroup_thaw(jc), 0);
         cr_assert(counter_advances());
 }
 
@@ -656,11 +656,11 @@ Test(cgroup_real, kill_ends_workers_and_their_children) {
 
         REQUIRE_CGROUPS();
         real_new();
-        skills = job_cgroups_path(jc, NULL);
-        pid = spawn_worker(job_cgroups_procs_fd(jc, "echo"), WORKER_GRANDCHILD);
-        cr_assert(procs_contains(job_cgroups_path(jc, "echo"), atomic_load(&shared->grandchild)));
+        skills = cgroup_path(jc, NULL);
+        pid = spawn_worker(cgroup_procs_fd(jc, "echo"), WORKER_GRANDCHILD);
+        cr_assert(procs_contains(cgroup_path(jc, "echo"), atomic_load(&shared->grandchild)));
 
-        cr_assert_eq(job_cgroups_kill(jc), 0);
+        cr_assert_eq(cgroup_kill(jc), 0);
         status = reap_worker(pid);
         cr_assert(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
         cr_assert(wait_file_line(skills, "cgroup.events", "populated 0"), "processes survived the kill");
@@ -673,16 +673,16 @@ Test(cgroup_real, kill_ends_frozen_workers_and_thaws) {
         REQUIRE_CGROUPS();
         real_new();
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
-        cr_assert_eq(job_cgroups_kill(jc), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_freeze(jc), 1);
+        cr_assert_eq(cgroup_kill(jc), 0);
         status = reap_worker(pid);
         cr_assert(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %d", status);
-        cr_assert(wait_file_line(job_cgroups_path(jc, NULL), "cgroup.events", "frozen 0"),
+        cr_assert(wait_file_line(cgroup_path(jc, NULL), "cgroup.events", "frozen 0"),
                   "jobs started after a kill must run");
 
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
         cr_assert(counter_advances());
 }
 
@@ -712,8 +712,8 @@ Test(cgroup_real, limits_are_written_where_controllers_are_available) {
         real_new();
         /* Whether or not the controllers exist (in hybrid mode v1 owns
          * them), adding the skill succeeds. */
-        cr_assert_eq(job_cgroups_add_skill(jc, "limited", &limits), 0);
-        dir = job_cgroups_path(jc, "limited");
+        cr_assert_eq(cgroup_add_skill(jc, "limited", &limits), 0);
+        dir = cgroup_path(jc, "limited");
         cr_assert_not_null(dir);
         controllers = read_file(dir, "cgroup.controllers");
         cr_assert_not_null(controllers);
@@ -723,7 +723,7 @@ Test(cgroup_real, limits_are_written_where_controllers_are_available) {
         check_limit(dir, controllers, "pids", "pids.max", "64\n");
 
         /* Adding again rewrites them, here to unlimited. */
-        cr_assert_eq(job_cgroups_add_skill(jc, "limited", NULL), 0);
+        cr_assert_eq(cgroup_add_skill(jc, "limited", NULL), 0);
         check_limit(dir, controllers, "memory", "memory.max", "max\n");
         check_limit(dir, controllers, "cpu", "cpu.max", "max 100000\n");
         check_limit(dir, controllers, "pids", "pids.max", "max\n");
@@ -734,8 +734,8 @@ Test(cgroup_real, invalid_skill_name_creates_nothing) {
 
         REQUIRE_CGROUPS();
         real_new();
-        cr_assert_eq(job_cgroups_add_skill(jc, "../escape", NULL), -EINVAL);
-        cr_assert_eq(job_cgroups_add_skill(jc, "cgroup.procs", NULL), -EINVAL);
+        cr_assert_eq(cgroup_add_skill(jc, "../escape", NULL), -EINVAL);
+        cr_assert_eq(cgroup_add_skill(jc, "cgroup.procs", NULL), -EINVAL);
         snprintf(path, sizeof(path), "%s/escape", scratch);
         cr_assert_eq(access(path, F_OK), -1);
 }
@@ -747,14 +747,14 @@ Test(cgroup_real, free_removes_empty_skill_cgroups_but_not_base) {
 
         REQUIRE_CGROUPS();
         real_new();
-        snprintf(skills, sizeof(skills), "%s", job_cgroups_path(jc, NULL));
-        snprintf(echo, sizeof(echo), "%s", job_cgroups_path(jc, "echo"));
+        snprintf(skills, sizeof(skills), "%s", cgroup_path(jc, NULL));
+        snprintf(echo, sizeof(echo), "%s", cgroup_path(jc, "echo"));
         pid = spawn_worker(-1, 0);
-        cr_assert_eq(job_cgroups_attach(jc, "echo", pid), 0);
-        cr_assert_eq(job_cgroups_freeze(jc), 1);
+        cr_assert_eq(cgroup_attach(jc, "echo", pid), 0);
+        cr_assert_eq(cgroup_freeze(jc), 1);
 
         /* Busy: free() thaws and leaves the cgroups in place. */
-        jc = job_cgroups_free(jc);
+        jc = cgroup_free(jc);
         cr_assert_eq(access(echo, F_OK), 0);
         cr_assert(file_has_line(skills, "cgroup.events", "frozen 0"), "free() must thaw");
         cr_assert(counter_advances());
@@ -764,14 +764,14 @@ Test(cgroup_real, free_removes_empty_skill_cgroups_but_not_base) {
         cr_assert(status != -1);
 
         /* Empty: a new instance over the same base removes them on free(). */
-        cr_assert_eq(job_cgroups_new(scratch, 0, &jc), 0);
-        cr_assert_eq(job_cgroups_add_skill(jc, "echo", NULL), 0);
+        cr_assert_eq(cgroup_new(scratch, 0, &jc), 0);
+        cr_assert_eq(cgroup_add_skill(jc, "echo", NULL), 0);
         for (uint64_t end = now_ms() + WAIT_MS; ; sleep_ms(5)) {
                 if (file_has_line(echo, "cgroup.events", "populated 0"))
                         break;
                 cr_assert_lt(now_ms(), end);
         }
-        jc = job_cgroups_free(jc);
+        jc = cgroup_free(jc);
         cr_assert_eq(access(echo, F_OK), -1, "%s left behind", echo);
         cr_assert_eq(access(skills, F_OK), -1, "%s left behind", skills);
         cr_assert_eq(access(scratch, F_OK), 0, "the caller's base must stay");
@@ -782,7 +782,7 @@ Test(cgroup_real, free_removes_empty_skill_cgroups_but_not_base) {
  * process itself stays put.  Exit codes name the failed step. */
 static _noreturn_ void move_self_helper(const char *svc) {
         _cleanup_free_ char *line = NULL, *skills = NULL, *leftover = NULL, *procs = NULL;
-        struct job_cgroups *c = NULL;
+        struct cgroup *c = NULL;
         int fd;
 
         if (asprintf(&procs, "%s/cgroup.procs", svc) < 0)
@@ -792,22 +792,22 @@ static _noreturn_ void move_self_helper(const char *svc) {
                 _exit(10);
         close(fd);
 
-        if (job_cgroups_new(NULL, JOB_CGROUPS_MOVE_SELF, &c) < 0 || !job_cgroups_delegated(c))
+        if (cgroup_new(NULL, CGROUP_MOVE_SELF, &c) < 0 || !cgroup_delegated(c))
                 _exit(11);
         line = read_file("/proc/self", "cgroup");
         if (!line || !strstr(line, "/svc/daemon\n"))
                 _exit(12);
-        if (asprintf(&skills, "%s/skills", svc) < 0 || strcmp(job_cgroups_path(c, NULL), skills) != 0)
+        if (asprintf(&skills, "%s/skills", svc) < 0 || strcmp(cgroup_path(c, NULL), skills) != 0)
                 _exit(13);
         leftover = read_file(svc, "cgroup.procs");
         if (!leftover || leftover[0] != '\0')
                 _exit(14);
-        if (job_cgroups_add_skill(c, "echo", NULL) < 0)
+        if (cgroup_add_skill(c, "echo", NULL) < 0)
                 _exit(15);
         /* Our own jobs may be frozen and killed: we are not among them. */
-        if (job_cgroups_freeze(c) != 1 || job_cgroups_thaw(c) < 0 || job_cgroups_kill(c) < 0)
+        if (cgroup_freeze(c) != 1 || cgroup_thaw(c) < 0 || cgroup_kill(c) < 0)
                 _exit(16);
-        job_cgroups_free(c);
+        cgroup_free(c);
         _exit(0);
 }
 

@@ -647,7 +647,7 @@ static void cgroup_scratch_enter(void) {
 
         if (geteuid() != 0)
                 cr_skip_test("not root: the cgroup freezer is tested as root only");
-        r = job_cgroups_discover(&own);
+        r = cgroup_discover(&own);
         if (r < 0)
                 cr_skip_test("no cgroup2 hierarchy (%s)", strerror(-r));
         snprintf(cgroup_origin, sizeof(cgroup_origin), "%s", own);

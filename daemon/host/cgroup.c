@@ -47,7 +47,7 @@ struct skill_cgroup {
         char *path;             /* NULL in fallback mode */
 };
 
-struct job_cgroups {
+struct cgroup {
         char *base;             /* NULL in fallback mode */
         char *skills_path;      /* <base>/skills, NULL in fallback mode */
         bool delegated;
@@ -58,7 +58,7 @@ struct job_cgroups {
         struct skill_cgroup *skills;
         size_t n_skills;
 
-        /* Fallback mode: the workers that job_cgroups_attach() was given. */
+        /* Fallback mode: the workers that cgroup_attach() was given. */
         pid_t *pids;
         size_t n_pids;
 };
@@ -221,7 +221,7 @@ static int mkdir_existing_ok(const char *path) {
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-int job_cgroups_discover(char **ret_path) {
+int cgroup_discover(char **ret_path) {
         _cleanup_free_ char *text = NULL;
         const char *mount, *own = NULL;
         char *path, *line;
@@ -258,7 +258,7 @@ int job_cgroups_discover(char **ret_path) {
         return 0;
 }
 
-bool job_cgroups_skill_name_is_valid(const char *skill) {
+bool cgroup_skill_name_is_valid(const char *skill) {
         size_t n;
 
         if (!skill)
@@ -279,7 +279,7 @@ bool job_cgroups_skill_name_is_valid(const char *skill) {
         return true;
 }
 
-static struct skill_cgroup *skill_find(const struct job_cgroups *c, const char *skill) {
+static struct skill_cgroup *skill_find(const struct cgroup *c, const char *skill) {
         for (size_t i = 0; i < c->n_skills; i++)
                 if (strcmp(c->skills[i].name, skill) == 0)
                         return &c->skills[i];
@@ -353,7 +353,7 @@ static int move_self_to_leaf(const char *base) {
                                  base, leaf);
 }
 
-static void enter_fallback(struct job_cgroups *c, const char *where, int error, const char *why) {
+static void enter_fallback(struct cgroup *c, const char *where, int error, const char *why) {
         if (error != 0)
                 log_full_errno(LOG_NOTICE, error,
                                "cgroups not usable at %s (%m); resource limits for skills are not "
@@ -371,21 +371,21 @@ static void enter_fallback(struct job_cgroups *c, const char *where, int error, 
         c->skills_path = NULL;
 }
 
-int job_cgroups_new(const char *base, unsigned flags, struct job_cgroups **ret) {
-        _cleanup_(job_cgroups_freep) struct job_cgroups *c = NULL;
+int cgroup_new(const char *base, unsigned flags, struct cgroup **ret) {
+        _cleanup_(cgroup_freep) struct cgroup *c = NULL;
         _cleanup_free_ char *freeze = NULL;
         int r;
 
-        if (!ret || (flags & ~(unsigned) (JOB_CGROUPS_MOVE_SELF | JOB_CGROUPS_SIGNALS_ONLY)))
+        if (!ret || (flags & ~(unsigned) (CGROUP_MOVE_SELF | CGROUP_SIGNALS_ONLY)))
                 return -EINVAL;
-        if ((flags & JOB_CGROUPS_MOVE_SELF) && base)
+        if ((flags & CGROUP_MOVE_SELF) && base)
                 return log_error_errno(-EINVAL, "Moving ourselves into a leaf cgroup needs a discovered base, not %s", base);
 
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
 
-        if (flags & JOB_CGROUPS_SIGNALS_ONLY) {
+        if (flags & CGROUP_SIGNALS_ONLY) {
                 c->delegated = false;
                 goto done;
         }
@@ -395,7 +395,7 @@ int job_cgroups_new(const char *base, unsigned flags, struct job_cgroups **ret) 
                 if (!c->base)
                         return -ENOMEM;
         } else {
-                r = job_cgroups_discover(&c->base);
+                r = cgroup_discover(&c->base);
                 if (r == -ENOMEM)
                         return r;
                 if (r == -ENOMEDIUM) {
@@ -413,7 +413,7 @@ int job_cgroups_new(const char *base, unsigned flags, struct job_cgroups **ret) 
                 goto done;
         }
 
-        if (flags & JOB_CGROUPS_MOVE_SELF)
+        if (flags & CGROUP_MOVE_SELF)
                 /* On failure controllers stay unavailable below base, which
                  * add_skill reports per controller; jobs still get frozen
                  * and killed as a group. */
@@ -445,12 +445,12 @@ done:
         return 0;
 }
 
-struct job_cgroups *job_cgroups_free(struct job_cgroups *c) {
+struct cgroup *cgroup_free(struct cgroup *c) {
         if (!c)
                 return NULL;
 
         if (c->freeze_requested)
-                (void) job_cgroups_thaw(c);
+                (void) cgroup_thaw(c);
 
         for (size_t i = 0; i < c->n_skills; i++) {
                 if (c->skills[i].path && rmdir(c->skills[i].path) < 0 && errno != ENOENT)
@@ -468,11 +468,11 @@ struct job_cgroups *job_cgroups_free(struct job_cgroups *c) {
         return NULL;
 }
 
-bool job_cgroups_delegated(const struct job_cgroups *c) {
+bool cgroup_delegated(const struct cgroup *c) {
         return c && c->delegated;
 }
 
-const char *job_cgroups_path(const struct job_cgroups *c, const char *skill) {
+const char *cgroup_path(const struct cgroup *c, const char *skill) {
         const struct skill_cgroup *s;
 
         if (!c || !c->delegated)
@@ -483,7 +483,7 @@ const char *job_cgroups_path(const struct job_cgroups *c, const char *skill) {
         return s ? s->path : NULL;
 }
 
-static int write_limit(struct job_cgroups *c, const struct skill_cgroup *s, unsigned available,
+static int write_limit(struct cgroup *c, const struct skill_cgroup *s, unsigned available,
                        enum controller ctrl, const char *file, const char *value, bool limited) {
         const struct log_fields fields = { .skill = s->name };
         _cleanup_free_ char *p = NULL;
@@ -509,7 +509,7 @@ static int write_limit(struct job_cgroups *c, const struct skill_cgroup *s, unsi
         return 0;
 }
 
-static int skill_apply_limits(struct job_cgroups *c, const struct skill_cgroup *s,
+static int skill_apply_limits(struct cgroup *c, const struct skill_cgroup *s,
                               const struct cgroup_limits *limits) {
         const struct cgroup_limits none = {};
         unsigned available = controllers_available(s->path);
@@ -535,26 +535,26 @@ static int skill_apply_limits(struct job_cgroups *c, const struct skill_cgroup *
         if (r < 0)
                 return r;
 
-        if (limits->cpu_max_percent > UINT64_MAX / JOB_CGROUPS_CPU_PERIOD_USEC)
+        if (limits->cpu_max_percent > UINT64_MAX / CGROUP_CPU_PERIOD_USEC)
                 return log_error_errno(-ERANGE, "CPU limit of %" PRIu64 "%% for skill %s is out of range",
                                        limits->cpu_max_percent, s->name);
         if (limits->cpu_max_percent > 0)
                 snprintf(value, sizeof(value), "%" PRIu64 " %u",
-                         limits->cpu_max_percent * JOB_CGROUPS_CPU_PERIOD_USEC / 100,
-                         (unsigned) JOB_CGROUPS_CPU_PERIOD_USEC);
+                         limits->cpu_max_percent * CGROUP_CPU_PERIOD_USEC / 100,
+                         (unsigned) CGROUP_CPU_PERIOD_USEC);
         else
-                snprintf(value, sizeof(value), "max %u", (unsigned) JOB_CGROUPS_CPU_PERIOD_USEC);
+                snprintf(value, sizeof(value), "max %u", (unsigned) CGROUP_CPU_PERIOD_USEC);
         return write_limit(c, s, available, CONTROLLER_CPU, "cpu.max", value, limits->cpu_max_percent > 0);
 }
 
-int job_cgroups_add_skill(struct job_cgroups *c, const char *skill, const struct cgroup_limits *limits) {
+int cgroup_add_skill(struct cgroup *c, const char *skill, const struct cgroup_limits *limits) {
         _cleanup_free_ char *name = NULL, *path = NULL;
         struct skill_cgroup *s, *array;
         int r;
 
         if (!c)
                 return -EINVAL;
-        if (!job_cgroups_skill_name_is_valid(skill))
+        if (!cgroup_skill_name_is_valid(skill))
                 return log_error_errno(-EINVAL, "Invalid skill name '%s': use 1 to %d characters of a-z, 0-9, '_', '.' and '-'.",
                                        skill ?: "(null)", SKILL_NAME_MAX);
 
@@ -584,7 +584,7 @@ int job_cgroups_add_skill(struct job_cgroups *c, const char *skill, const struct
         return skill_apply_limits(c, s, limits);
 }
 
-static struct skill_cgroup *skill_find_or_log(struct job_cgroups *c, const char *skill) {
+static struct skill_cgroup *skill_find_or_log(struct cgroup *c, const char *skill) {
         struct skill_cgroup *s = skill_find(c, skill);
 
         if (!s)
@@ -592,7 +592,7 @@ static struct skill_cgroup *skill_find_or_log(struct job_cgroups *c, const char 
         return s;
 }
 
-static ssize_t pid_index(const struct job_cgroups *c, pid_t pid) {
+static ssize_t pid_index(const struct cgroup *c, pid_t pid) {
         for (size_t i = 0; i < c->n_pids; i++)
                 if (c->pids[i] == pid)
                         return (ssize_t) i;
@@ -612,7 +612,7 @@ static int signal_worker(pid_t pid, int sig) {
         return errno == ESRCH ? 0 : negative_errno();
 }
 
-int job_cgroups_attach(struct job_cgroups *c, const char *skill, pid_t pid) {
+int cgroup_attach(struct cgroup *c, const char *skill, pid_t pid) {
         _cleanup_free_ char *procs = NULL;
         struct skill_cgroup *s;
         char buf[32];
@@ -654,7 +654,7 @@ int job_cgroups_attach(struct job_cgroups *c, const char *skill, pid_t pid) {
         return 0;
 }
 
-int job_cgroups_procs_fd(struct job_cgroups *c, const char *skill) {
+int cgroup_procs_fd(struct cgroup *c, const char *skill) {
         _cleanup_free_ char *procs = NULL;
         struct skill_cgroup *s;
         int fd;
@@ -675,7 +675,7 @@ int job_cgroups_procs_fd(struct job_cgroups *c, const char *skill) {
         return fd;
 }
 
-void job_cgroups_forget(struct job_cgroups *c, pid_t pid) {
+void cgroup_forget(struct cgroup *c, pid_t pid) {
         ssize_t i;
 
         if (!c)
@@ -760,7 +760,7 @@ static int pid_signal(pid_t pid, void *userdata) {
 }
 
 /* Refuses to act on a subtree that holds the daemon itself. */
-static int check_not_inside(const struct job_cgroups *c, const char *what) {
+static int check_not_inside(const struct cgroup *c, const char *what) {
         int r = cgroup_foreach_pid(c->skills_path, pid_is_self, NULL, 0);
 
         if (r == -EDEADLK)
@@ -771,7 +771,7 @@ static int check_not_inside(const struct job_cgroups *c, const char *what) {
         return 0;
 }
 
-static int signal_subtree(const struct job_cgroups *c, int sig) {
+static int signal_subtree(const struct cgroup *c, int sig) {
         int r = cgroup_foreach_pid(c->skills_path, pid_signal, &sig, 0);
 
         if (r < 0)
@@ -780,7 +780,7 @@ static int signal_subtree(const struct job_cgroups *c, int sig) {
         return r;
 }
 
-static int skills_write(const struct job_cgroups *c, const char *file, const char *value) {
+static int skills_write(const struct cgroup *c, const char *file, const char *value) {
         _cleanup_free_ char *p = path_join(c->skills_path, file);
         int r;
 
@@ -807,17 +807,17 @@ static char process_state(pid_t pid) {
         return p[2];
 }
 
-static bool tracked_all_stopped(const struct job_cgroups *c) {
+static bool tracked_all_stopped(const struct cgroup *c) {
         for (size_t i = 0; i < c->n_pids; i++)
                 if (!strchr("TtZX", process_state(c->pids[i])))
                         return false;
         return true;
 }
 
-static int frozen_wait(const struct job_cgroups *c) {
+static int frozen_wait(const struct cgroup *c) {
         _cleanup_free_ char *events = path_join(c->skills_path, "cgroup.events");
         _cleanup_close_ int fd = -1;
-        uint64_t deadline = now(CLOCK_MONOTONIC) + JOB_CGROUPS_FREEZE_WAIT_USEC;
+        uint64_t deadline = now(CLOCK_MONOTONIC) + CGROUP_FREEZE_WAIT_USEC;
 
         if (!events)
                 return -ENOMEM;
@@ -846,7 +846,7 @@ static int frozen_wait(const struct job_cgroups *c) {
                 t = now(CLOCK_MONOTONIC);
                 if (t >= deadline) {
                         log_debug("%s is still freezing after %u ms", c->skills_path,
-                                  (unsigned) (JOB_CGROUPS_FREEZE_WAIT_USEC / 1000));
+                                  (unsigned) (CGROUP_FREEZE_WAIT_USEC / 1000));
                         return 0;
                 }
                 /* cgroup.events notifies with POLLPRI; wake up now and then
@@ -855,14 +855,14 @@ static int frozen_wait(const struct job_cgroups *c) {
         }
 }
 
-int job_cgroups_freeze(struct job_cgroups *c) {
+int cgroup_freeze(struct cgroup *c) {
         int r;
 
         if (!c)
                 return -EINVAL;
 
         if (!c->delegated) {
-                uint64_t deadline = now(CLOCK_MONOTONIC) + JOB_CGROUPS_FREEZE_WAIT_USEC;
+                uint64_t deadline = now(CLOCK_MONOTONIC) + CGROUP_FREEZE_WAIT_USEC;
 
                 c->freeze_requested = true;
                 for (size_t i = 0; i < c->n_pids; i++) {
@@ -897,7 +897,7 @@ int job_cgroups_freeze(struct job_cgroups *c) {
         return frozen_wait(c);
 }
 
-int job_cgroups_thaw(struct job_cgroups *c) {
+int cgroup_thaw(struct cgroup *c) {
         int r = 0;
 
         if (!c)
@@ -923,7 +923,7 @@ int job_cgroups_thaw(struct job_cgroups *c) {
         return 0;
 }
 
-int job_cgroups_kill(struct job_cgroups *c) {
+int cgroup_kill(struct cgroup *c) {
         int r;
 
         if (!c)
@@ -945,7 +945,7 @@ int job_cgroups_kill(struct job_cgroups *c) {
                         c->pids[i] = c->pids[--c->n_pids];
                 }
                 if (c->freeze_requested)
-                        (void) job_cgroups_thaw(c);
+                        (void) cgroup_thaw(c);
                 return r;
         }
 
@@ -977,11 +977,11 @@ int job_cgroups_kill(struct job_cgroups *c) {
 
         /* Jobs started after this must run. */
         if (c->freeze_requested)
-                return job_cgroups_thaw(c);
+                return cgroup_thaw(c);
         return 0;
 }
 
-bool job_cgroups_frozen(const struct job_cgroups *c) {
+bool cgroup_frozen(const struct cgroup *c) {
         _cleanup_free_ char *text = NULL;
         long frozen = 0;
 

@@ -377,7 +377,7 @@ static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdat
 
         describe_exit(si, how, sizeof(how));
         if (p->config.cgroups)
-                job_cgroups_forget(p->config.cgroups, w->pid);
+                cgroup_forget(p->config.cgroups, w->pid);
         worker_close(w);
         w->killed_for_deadline = false;
 
@@ -421,7 +421,7 @@ _noreturn_ static void worker_exec(struct skill_pool *p, pid_t parent, int sock,
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
         for (int sig = 1; sig < _NSIG; sig++)
                 (void) signal(sig, SIG_DFL);
-        /* Own process group: the signal fallback of job_cgroups pauses and
+        /* Own process group: the signal fallback of cgroup pauses and
          * kills the worker with its children. */
         (void) setpgid(0, 0);
         /* Die with swarmd, whatever kills it. */
@@ -460,7 +460,7 @@ static int worker_start(struct worker *w) {
                 goto fail_log;
 
         if (p->config.cgroups) {
-                procs = job_cgroups_procs_fd(p->config.cgroups, p->log_name);
+                procs = cgroup_procs_fd(p->config.cgroups, p->log_name);
                 if (procs < 0 && procs != -EOPNOTSUPP) {
                         r = procs;
                         goto fail_log;
@@ -491,7 +491,7 @@ static int worker_start(struct worker *w) {
         }
         if (p->config.cgroups) {
                 /* Already there when procs was open; this keeps the fallback's books. */
-                r = job_cgroups_attach(p->config.cgroups, p->log_name, pid);
+                r = cgroup_attach(p->config.cgroups, p->log_name, pid);
                 if (r < 0)
                         log_warning_errno(r, "Worker %u of %s (pid %d) is not in its cgroup: %m",
                                           w->index, p->log_name, (int) pid);

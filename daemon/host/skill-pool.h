@@ -25,7 +25,7 @@
 
 #include "swarm-host.h"
 
-struct job_cgroups;
+struct cgroup;
 struct skill_pool;
 struct pool_request;
 
@@ -45,8 +45,8 @@ struct skill_pool_config {
         uint64_t restart_min_usec;      /* first backoff step */
         uint64_t restart_max_usec;
         const struct swarm_values *skill_config; /* sent to init(); borrowed, must outlive the pool */
-        struct job_cgroups *cgroups;    /* NULL: workers stay in our cgroup; else
-                                         * job_cgroups_add_skill(name) done */
+        struct cgroup *cgroups;    /* NULL: workers stay in our cgroup; else
+                                         * cgroup_add_skill(name) done */
 };
 
 /* The skill's self-description, from the first worker's HELLO. */

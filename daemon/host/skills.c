@@ -24,7 +24,7 @@ struct hosted_skill {
 
 struct skills {
         sd_event *event;
-        struct job_cgroups *cgroups;
+        struct cgroup *cgroups;
         struct hosted_skill *items;
         size_t n;
         char **failed;                  /* skills that could not even be started */
@@ -135,10 +135,10 @@ static int cgroups_setup(struct skills *s, const struct config *c) {
 
         if (use)
                 /* Under systemd with Delegate=yes our cgroup is ours to split. */
-                return job_cgroups_new(NULL, under_systemd ? JOB_CGROUPS_MOVE_SELF : 0, &s->cgroups);
+                return cgroup_new(NULL, under_systemd ? CGROUP_MOVE_SELF : 0, &s->cgroups);
 
         log_info("Jobs run without cgroups, as %s; they are paused and stopped with signals.", why);
-        return job_cgroups_new(NULL, JOB_CGROUPS_SIGNALS_ONLY, &s->cgroups);
+        return cgroup_new(NULL, CGROUP_SIGNALS_ONLY, &s->cgroups);
 }
 
 int skills_new(sd_event *event, const struct config *c, skills_settled_fn settled, void *userdata,
@@ -217,7 +217,7 @@ int skills_new(sd_event *event, const struct config *c, skills_settled_fn settle
                 if (r >= 0)
                         r = options_for(c->skills_options, h->name, &h->options);
                 if (r >= 0)
-                        r = job_cgroups_add_skill(s->cgroups, h->name, &limits);
+                        r = cgroup_add_skill(s->cgroups, h->name, &limits);
                 if (r >= 0) {
                         pc.name = h->name;
                         pc.plugin_path = h->path;
@@ -270,7 +270,7 @@ struct skills *skills_free(struct skills *s) {
         free(s->worker);
         strv_free(s->options);
         strv_free(s->failed);
-        job_cgroups_free(s->cgroups);
+        cgroup_free(s->cgroups);
         sd_event_unref(s->event);
         free(s);
         return NULL;
@@ -307,15 +307,15 @@ struct skill_pool *skills_get(struct skills *s, const char *name) {
 }
 
 int skills_pause(struct skills *s) {
-        return job_cgroups_freeze(s->cgroups);
+        return cgroup_freeze(s->cgroups);
 }
 
 int skills_resume(struct skills *s) {
-        return job_cgroups_thaw(s->cgroups);
+        return cgroup_thaw(s->cgroups);
 }
 
 int skills_kill_all(struct skills *s) {
-        return job_cgroups_kill(s->cgroups);
+        return cgroup_kill(s->cgroups);
 }
 
 size_t skills_count(const struct skills *s) {

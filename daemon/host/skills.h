@@ -37,7 +37,7 @@ struct skill_pool *skills_verifier(struct skills *s, const char *name);
 
 /* All jobs at once, for the lending switch: pause, resume, kill.
  * skills_pause() returns 1 once every job is frozen, 0 when the kernel is
- * still freezing after a second (see job_cgroups_freeze()). */
+ * still freezing after a second (see cgroup_freeze()). */
 int skills_pause(struct skills *s);
 int skills_resume(struct skills *s);
 int skills_kill_all(struct skills *s);
