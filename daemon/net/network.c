@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beacon.h"
 #include "log.h"
 #include "macro.h"
 #include "network.h"
@@ -24,19 +25,13 @@
 #include "time-util.h"
 #include "transport.h"
 
-#define BEACON_MAX 4096
-
 struct network {
         sd_event *event;
         const struct identity *identity;
         struct transport *transport;
         struct membership *membership;
         sd_event_source *timer;
-        int beacon_fd;
-        sd_event_source *beacon_io;
-        sd_event_source *beacon_timer;
-        struct sockaddr_in beacon_to;
-        uint64_t beacon_interval;
+        struct beacon *beacon;          /* NULL: network.beacon off */
         char *advertise;
         char **seeds;                   /* "ID@endpoint", for re-joining when alone */
         sd_event_source *seed_timer;
@@ -376,112 +371,27 @@ static int on_police_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* ---- LAN beacon ---- */
 
-static int beacon_send(struct network *n) {
+static const Swarm__SignedRecord *beacon_record(void *userdata) {
+        struct network *n = userdata;
         struct member_info self;
-        Swarm__Envelope e = SWARM__ENVELOPE__INIT;
-        Swarm__PushPull pp = SWARM__PUSH_PULL__INIT;
-        _cleanup_free_ uint8_t *data = NULL;
-        size_t size;
-        int r;
 
-        r = membership_find(n->membership, n->identity->public_key, &self);
-        if (r < 0)
-                return r;
-        /* A reply is never answered: the beacon is an announcement. */
-        pp.is_reply = true;
-        pp.sender = (Swarm__SignedRecord *) self.signed_record;
-        e.body_case = SWARM__ENVELOPE__BODY_PUSH_PULL;
-        e.push_pull = &pp;
-        r = wire_encode(&e, &data, &size);
-        if (r < 0)
-                return r;
-        if (sendto(n->beacon_fd, data, size, MSG_DONTWAIT, (struct sockaddr *) &n->beacon_to,
-                   sizeof(n->beacon_to)) < 0)
-                return negative_errno();
-        return 0;
+        if (membership_find(n->membership, n->identity->public_key, &self) < 0)
+                return NULL;
+        return self.signed_record;
 }
 
-static int on_beacon_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+static void beacon_heard(const Swarm__NodeRecord *rec, void *userdata) {
         struct network *n = userdata;
-        int r = beacon_send(n);
+        struct member_info known;
+        char id[NODE_ID_LEN + 1];
 
-        if (r < 0)
-                log_debug_errno(r, "Beacon not sent: %m");
-        (void) sd_event_source_set_time_relative(s, n->beacon_interval);
-        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-}
-
-static int on_beacon(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        struct network *n = userdata;
-
-        for (;;) {
-                uint8_t buf[BEACON_MAX];
-                Swarm__Envelope *e = NULL;
-                Swarm__NodeRecord *rec = NULL;
-                struct member_info known;
-                const char *reason;
-                ssize_t k = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
-
-                if (k < 0)
-                        return 0;
-                if ((size_t) k > sizeof(buf))
-                        continue;       /* not one of ours */
-                if (wire_decode(buf, (size_t) k, &e, &reason) < 0)
-                        continue;
-                if (e->body_case == SWARM__ENVELOPE__BODY_PUSH_PULL && e->push_pull->sender &&
-                    wire_record_open(e->push_pull->sender, NULL, NULL, &rec, &reason) >= 0 &&
-                    memcmp(rec->node_id.data, n->identity->public_key, WIRE_NODE_ID_SIZE) != 0 &&
-                    membership_find(n->membership, rec->node_id.data, &known) < 0 && rec->n_endpoints > 0) {
-                        char id[NODE_ID_LEN + 1];
-
-                        node_id_from_public_key(rec->node_id.data, id);
-                        log_info("Heard node %.*s announcing itself at %s; joining it.",
-                                 NODE_ID_SHORT_LEN, id, rec->endpoints[0]);
-                        (void) membership_join(n->membership, rec->node_id.data, rec->endpoints[0]);
-                        rearm(n);
-                }
-                wire_record_free(rec);
-                wire_envelope_free(e);
-        }
-}
-
-static int beacon_setup(struct network *n, const struct config *c) {
-        struct sockaddr_in addr = {
-                .sin_family = AF_INET,
-                .sin_port = htons((uint16_t) c->network_beacon_port),
-                .sin_addr.s_addr = htonl(INADDR_ANY),
-        };
-        int one = 1, r;
-
-        n->beacon_to = (struct sockaddr_in) {
-                .sin_family = AF_INET,
-                .sin_port = htons((uint16_t) c->network_beacon_port),
-        };
-        if (inet_pton(AF_INET, c->network_beacon_address, &n->beacon_to.sin_addr) != 1)
-                return log_error_errno(-EINVAL, "network.beacon_address: \"%s\" is not an IPv4 address",
-                                       c->network_beacon_address);
-        n->beacon_interval = c->network_beacon_interval;
-
-        n->beacon_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (n->beacon_fd < 0)
-                return log_error_errno(negative_errno(), "Failed to create the beacon socket: %m");
-        /* Several nodes on one host (tests, containers) share the port. */
-        (void) setsockopt(n->beacon_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        (void) setsockopt(n->beacon_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-        (void) setsockopt(n->beacon_fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one));
-        if (bind(n->beacon_fd, (struct sockaddr *) &addr, sizeof(addr)) < 0)
-                return log_error_errno(negative_errno(), "Failed to bind the beacon to UDP port %" PRIu64 ": %m",
-                                       c->network_beacon_port);
-
-        r = sd_event_add_io(n->event, &n->beacon_io, n->beacon_fd, EPOLLIN, on_beacon, n);
-        if (r >= 0)
-                r = sd_event_add_time_relative(n->event, &n->beacon_timer, CLOCK_MONOTONIC, 0, 0,
-                                               on_beacon_timer, n);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch the beacon: %m");
-        log_info("LAN beacon on UDP port %" PRIu64 ", announcing to %s every %.1fs.", c->network_beacon_port,
-                 c->network_beacon_address, (double) n->beacon_interval / 1e6);
-        return 0;
+        if (memcmp(rec->node_id.data, n->identity->public_key, WIRE_NODE_ID_SIZE) == 0 ||
+            membership_find(n->membership, rec->node_id.data, &known) >= 0)
+                return;
+        node_id_from_public_key(rec->node_id.data, id);
+        log_info("Heard node %.*s announcing itself at %s; joining it.", NODE_ID_SHORT_LEN, id, rec->endpoints[0]);
+        (void) membership_join(n->membership, rec->node_id.data, rec->endpoints[0]);
+        rearm(n);
 }
 
 /* ---- Set-up ---- */
@@ -548,7 +458,6 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
                 log_warning("testing.throughput_factor is %" PRIu64 ": this node advertises %" PRIu64 "× the "
                             "throughput its skills measured (a test of the hardware challenge).",
                             n->throughput_factor, n->throughput_factor);
-        n->beacon_fd = -1;
 
         r = transport_new(event, &tc, identity->secret_key, on_receive, n, &n->transport);
         if (r < 0) {
@@ -613,7 +522,8 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
         }
 
         if (c->network_beacon) {
-                r = beacon_setup(n, c);
+                r = beacon_new(event, c->network_beacon_address, (uint16_t) c->network_beacon_port,
+                               c->network_beacon_interval, beacon_record, beacon_heard, n, &n->beacon);
                 if (r < 0)
                         goto fail;
         }
@@ -634,10 +544,7 @@ struct network *network_free(struct network *n) {
         sd_event_source_disable_unref(n->seed_timer);
         sd_event_source_disable_unref(n->police_timer);
         free(n->banned);
-        sd_event_source_disable_unref(n->beacon_io);
-        sd_event_source_disable_unref(n->beacon_timer);
-        if (n->beacon_fd >= 0)
-                close(n->beacon_fd);
+        beacon_free(n->beacon);
         membership_free(n->membership);
         transport_free(n->transport);
         self_record_free(n->self);
