@@ -44,6 +44,29 @@ ProtobufCMessage *pb_unpack_budgeted(const ProtobufCMessageDescriptor *d, const 
         return protobuf_c_message_unpack(d, &a, size, data);
 }
 
+int pb_unpack_strict(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size, size_t budget,
+                     size_t max_unknown, struct pb_budget *b, ProtobufCMessage **ret, const char **reason,
+                     const char *exhausted, const char *invalid, const char *unknown_fields) {
+        ProtobufCMessage *m;
+
+        m = pb_unpack_budgeted(d, data, size, budget, b);
+        if (!m) {
+                if (b->oom) {
+                        *reason = "out of memory";
+                        return -ENOMEM;
+                }
+                *reason = b->exhausted ? exhausted : invalid;
+                return -EBADMSG;
+        }
+        if (!pb_unknown_fields_valid(m, max_unknown)) {
+                pb_free_unpacked(m);
+                *reason = unknown_fields;
+                return -EBADMSG;
+        }
+        *ret = m;
+        return 0;
+}
+
 void pb_free_unpacked(ProtobufCMessage *m) {
         ProtobufCAllocator a = {
                 .alloc = plain_alloc,

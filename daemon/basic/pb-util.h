@@ -28,6 +28,14 @@ struct pb_budget {
 ProtobufCMessage *pb_unpack_budgeted(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size,
                                      size_t budget, struct pb_budget *b);
 
+/* The opening every decoder of outside bytes shares: pb_unpack_budgeted(),
+ * then pb_unknown_fields_valid(m, max_unknown).  0 and *ret; -ENOMEM; or
+ * -EBADMSG with *reason the caller's words for what went wrong: exhausted
+ * (the budget), invalid (not a d at all), unknown_fields. */
+int pb_unpack_strict(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t size, size_t budget,
+                     size_t max_unknown, struct pb_budget *b, ProtobufCMessage **ret, const char **reason,
+                     const char *exhausted, const char *invalid, const char *unknown_fields);
+
 /* Frees what pb_unpack_budgeted() returned. */
 void pb_free_unpacked(ProtobufCMessage *m);
 

@@ -131,21 +131,13 @@ int cheque_open(const Swarm__SignedCheque *s, const uint8_t self[CHEQUE_ID_SIZE]
 
         /* The key that signs is named inside the body, so the body is
          * unpacked first; under a small budget, whoever sent it. */
-        m = (Swarm__Cheque *) pb_unpack_budgeted(&swarm__cheque__descriptor, s->body.data, s->body.len,
-                                                 CHEQUE_DECODE_BUDGET, &b);
-        if (!m) {
-                if (b.oom) {
-                        *reason = "out of memory";
-                        return -ENOMEM;
-                }
-                *reason = b.exhausted ? "cheque body needs more memory than its size allows"
-                                      : "cheque body is not a valid protobuf Cheque";
-                return -EBADMSG;
-        }
-        if (!pb_unknown_fields_valid(&m->base, CHEQUE_UNKNOWN_FIELDS_MAX)) {
-                *reason = "cheque body has a field number 0 or too many unknown fields";
-                return -EBADMSG;
-        }
+        r = pb_unpack_strict(&swarm__cheque__descriptor, s->body.data, s->body.len, CHEQUE_DECODE_BUDGET,
+                             CHEQUE_UNKNOWN_FIELDS_MAX, &b, (ProtobufCMessage **) &m, reason,
+                             "cheque body needs more memory than its size allows",
+                             "cheque body is not a valid protobuf Cheque",
+                             "cheque body has a field number 0 or too many unknown fields");
+        if (r < 0)
+                return r;
         r = cheque_msg_check(m, reason);
         if (r < 0)
                 return r;
@@ -178,6 +170,7 @@ int cheque_open_bytes(const uint8_t *data, size_t size, const uint8_t self[CHEQU
         _cleanup_(signed_cheque_msg_freep) Swarm__SignedCheque *s = NULL;
         const char *dummy;
         struct pb_budget b;
+        int r;
 
         if (!reason)
                 reason = &dummy;
@@ -194,21 +187,13 @@ int cheque_open_bytes(const uint8_t *data, size_t size, const uint8_t self[CHEQU
                 return -EBADMSG;
         }
 
-        s = (Swarm__SignedCheque *) pb_unpack_budgeted(&swarm__signed_cheque__descriptor, data, size,
-                                                       CHEQUE_DECODE_BUDGET, &b);
-        if (!s) {
-                if (b.oom) {
-                        *reason = "out of memory";
-                        return -ENOMEM;
-                }
-                *reason = b.exhausted ? "signed cheque needs more memory than its size allows"
-                                      : "signed cheque is not a valid protobuf SignedCheque";
-                return -EBADMSG;
-        }
-        if (!pb_unknown_fields_valid(&s->base, CHEQUE_UNKNOWN_FIELDS_MAX)) {
-                *reason = "signed cheque has a field number 0 or too many unknown fields";
-                return -EBADMSG;
-        }
+        r = pb_unpack_strict(&swarm__signed_cheque__descriptor, data, size, CHEQUE_DECODE_BUDGET,
+                             CHEQUE_UNKNOWN_FIELDS_MAX, &b, (ProtobufCMessage **) &s, reason,
+                             "signed cheque needs more memory than its size allows",
+                             "signed cheque is not a valid protobuf SignedCheque",
+                             "signed cheque has a field number 0 or too many unknown fields");
+        if (r < 0)
+                return r;
 
         return cheque_open(s, self, ret, reason);
 }

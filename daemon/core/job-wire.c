@@ -263,19 +263,13 @@ int job_decode(const uint8_t *data, size_t size, size_t max_size, Swarm__JobEnve
                 return -EMSGSIZE;
         }
 
-        e = (Swarm__JobEnvelope *) pb_unpack_budgeted(&swarm__job_envelope__descriptor, data, size,
-                                                      JOB_DECODE_BUDGET(size), &b);
-        if (!e) {
-                if (b.oom)
-                        return -ENOMEM;
-                *reason = b.exhausted ? "job message needs more memory than its size allows"
-                                      : "job message is not a valid protobuf JobEnvelope";
-                return -EBADMSG;
-        }
-        if (!pb_unknown_fields_valid(&e->base, WIRE_UNKNOWN_FIELDS_MAX)) {
-                *reason = "job message has a field number 0 or too many unknown fields";
-                return -EBADMSG;
-        }
+        r = pb_unpack_strict(&swarm__job_envelope__descriptor, data, size, JOB_DECODE_BUDGET(size),
+                             WIRE_UNKNOWN_FIELDS_MAX, &b, (ProtobufCMessage **) &e, reason,
+                             "job message needs more memory than its size allows",
+                             "job message is not a valid protobuf JobEnvelope",
+                             "job message has a field number 0 or too many unknown fields");
+        if (r < 0)
+                return r;
         r = envelope_check(e, max_size, reason);
         if (r < 0)
                 return r;
@@ -361,19 +355,13 @@ int job_result_open(const Swarm__SignedResult *s, const uint8_t provider[WIRE_NO
                 return -EKEYREJECTED;
         }
 
-        res = (Swarm__JobResult *) pb_unpack_budgeted(&swarm__job_result__descriptor, s->body.data, s->body.len,
-                                                      JOB_DECODE_BUDGET(s->body.len), &b);
-        if (!res) {
-                if (b.oom)
-                        return -ENOMEM;
-                *reason = b.exhausted ? "result body needs more memory than its size allows"
-                                      : "result body is not a valid protobuf JobResult";
-                return -EBADMSG;
-        }
-        if (!pb_unknown_fields_valid(&res->base, WIRE_UNKNOWN_FIELDS_MAX)) {
-                *reason = "result body has a field number 0 or too many unknown fields";
-                return -EBADMSG;
-        }
+        r = pb_unpack_strict(&swarm__job_result__descriptor, s->body.data, s->body.len, JOB_DECODE_BUDGET(s->body.len),
+                             WIRE_UNKNOWN_FIELDS_MAX, &b, (ProtobufCMessage **) &res, reason,
+                             "result body needs more memory than its size allows",
+                             "result body is not a valid protobuf JobResult",
+                             "result body has a field number 0 or too many unknown fields");
+        if (r < 0)
+                return r;
         r = job_result_check(res, reason);
         if (r < 0)
                 return r;

@@ -122,19 +122,13 @@ int opinion_open(const Swarm__SignedOpinion *s, uint8_t issuer[32], uint64_t *ve
         if (r < 0)
                 return r;
 
-        o = (Swarm__Opinion *) pb_unpack_budgeted(&swarm__opinion__descriptor, s->body.data, s->body.len,
-                                                  OPINION_DECODE_BUDGET(s->body.len), &b);
-        if (!o) {
-                if (b.oom)
-                        return -ENOMEM;
-                *reason = b.exhausted ? "opinion body needs more memory than its size allows"
-                                      : "opinion body is not a valid protobuf Opinion";
-                return -EBADMSG;
-        }
-        if (!pb_unknown_fields_valid(&o->base, WIRE_UNKNOWN_FIELDS_MAX)) {
-                *reason = "opinion body has a field number 0 or too many unknown fields";
-                return -EBADMSG;
-        }
+        r = pb_unpack_strict(&swarm__opinion__descriptor, s->body.data, s->body.len, OPINION_DECODE_BUDGET(s->body.len),
+                             WIRE_UNKNOWN_FIELDS_MAX, &b, (ProtobufCMessage **) &o, reason,
+                             "opinion body needs more memory than its size allows",
+                             "opinion body is not a valid protobuf Opinion",
+                             "opinion body has a field number 0 or too many unknown fields");
+        if (r < 0)
+                return r;
         if (o->issuer.len != 32 || !o->issuer.data) {
                 *reason = "opinion issuer is not 32 bytes";
                 return -EBADMSG;

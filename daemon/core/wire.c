@@ -236,22 +236,15 @@ int wire_decode_counted(const uint8_t *data, size_t size, Swarm__Envelope **ret,
                 return -EMSGSIZE;
         }
 
-        e = (Swarm__Envelope *) pb_unpack_budgeted(&swarm__envelope__descriptor, data, size,
-                                                   WIRE_DECODE_BUDGET(size), &b);
+        r = pb_unpack_strict(&swarm__envelope__descriptor, data, size, WIRE_DECODE_BUDGET(size),
+                             WIRE_UNKNOWN_FIELDS_MAX, &b, (ProtobufCMessage **) &e, reason,
+                             "envelope needs more memory than its size allows",
+                             "envelope is not a valid protobuf Envelope",
+                             "envelope has a field number 0 or too many unknown fields");
         if (ret_allocated)
                 *ret_allocated = b.used;
-        if (!e) {
-                if (b.oom)
-                        return -ENOMEM;
-                *reason = b.exhausted ? "envelope needs more memory than its size allows"
-                                      : "envelope is not a valid protobuf Envelope";
-                return -EBADMSG;
-        }
-
-        if (!pb_unknown_fields_valid(&e->base, WIRE_UNKNOWN_FIELDS_MAX)) {
-                *reason = "envelope has a field number 0 or too many unknown fields";
-                return -EBADMSG;
-        }
+        if (r < 0)
+                return r;
 
         r = envelope_check(e, reason);
         if (r < 0)
@@ -413,20 +406,13 @@ int wire_record_open(const Swarm__SignedRecord *s, wire_verify_fn verify, void *
         if (r < 0)
                 return r;
 
-        rec = (Swarm__NodeRecord *) pb_unpack_budgeted(&swarm__node_record__descriptor, s->body.data, s->body.len,
-                                                       WIRE_DECODE_BUDGET(s->body.len), &b);
-        if (!rec) {
-                if (b.oom)
-                        return -ENOMEM;
-                *reason = b.exhausted ? "record body needs more memory than its size allows"
-                                      : "record body is not a valid protobuf NodeRecord";
-                return -EBADMSG;
-        }
-
-        if (!pb_unknown_fields_valid(&rec->base, WIRE_UNKNOWN_FIELDS_MAX)) {
-                *reason = "record body has a field number 0 or too many unknown fields";
-                return -EBADMSG;
-        }
+        r = pb_unpack_strict(&swarm__node_record__descriptor, s->body.data, s->body.len, WIRE_DECODE_BUDGET(s->body.len),
+                             WIRE_UNKNOWN_FIELDS_MAX, &b, (ProtobufCMessage **) &rec, reason,
+                             "record body needs more memory than its size allows",
+                             "record body is not a valid protobuf NodeRecord",
+                             "record body has a field number 0 or too many unknown fields");
+        if (r < 0)
+                return r;
 
         r = wire_record_check(rec, reason);
         if (r < 0)
