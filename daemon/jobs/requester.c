@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "accounts.h"
+#include "attempt.h"
 #include "identity.h"
 #include "job-wire.h"
 #include "jobs-channel.h"
@@ -68,8 +69,7 @@ struct pool_call {
 struct attempt {
         struct job *job;
         size_t cand;                    /* index in job->cands */
-        bool running;                   /* asked, no verdict yet */
-        bool verifying;
+        enum attempt_state state;       /* moved only by attempt_move() */
         uint64_t started_usec, deadline_usec;   /* loop time */
         /* Read from the clock, not the loop: latencies below one loop
          * iteration still count. */
@@ -228,7 +228,8 @@ static bool is_refusal(int status) {
         return status == -EAGAIN || status == -EBUSY || status == -EDQUOT || status == -EACCES;
 }
 
-static void attempt_stop(struct attempt *a);
+static bool attempt_move(struct attempt *a, enum attempt_event event);
+static void attempt_release(struct attempt *a);
 static void job_start_next(struct job *job);
 static int on_attempt_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
@@ -339,10 +340,13 @@ static void job_finish(struct job *job, int status, const char *fmt, ...) {
         }
         for (size_t i = 0; i < job->n_attempts; i++) {
                 struct attempt *a = &job->attempts[i];
+                if (!attempt_state_is_live(a->state))
+                        continue;
                 /* A hedged loser's answer still tells us about it. */
-                if (a->running && !a->verifying && !job->cands[a->cand].local && status == 0)
+                if (a->state == ATTEMPT_ASKED && !job->cands[a->cand].local && status == 0)
                         late_add(job, a);
-                attempt_stop(a);
+                attempt_release(a);
+                (void) attempt_move(a, ATTEMPT_EVENT_STOP);
         }
 
         if (status == 0)
@@ -373,13 +377,26 @@ static size_t running_attempts(const struct job *job) {
         size_t n = 0;
 
         for (size_t i = 0; i < job->n_attempts; i++)
-                n += job->attempts[i].running;
+                n += attempt_state_is_live(job->attempts[i].state);
         return n;
 }
 
-static void attempt_stop(struct attempt *a) {
-        a->running = false;
-        a->verifying = false;
+/* Moves a to the state event leads to (core/attempt.h); an event the
+ * state does not take is a bug here, logged and ignored. */
+static bool attempt_move(struct attempt *a, enum attempt_event event) {
+        int next = attempt_next(a->state, event);
+
+        if (next < 0) {
+                log_error("Job %" PRIu64 ": attempt %s cannot take event %s, ignored.", a->job->id,
+                          attempt_state_to_string(a->state), attempt_event_to_string(event));
+                return false;
+        }
+        a->state = next;
+        return true;
+}
+
+/* Lets go of what a live attempt holds (its timer, its pool call). */
+static void attempt_release(struct attempt *a) {
         a->timer = sd_event_source_disable_unref(a->timer);
         if (a->call)
                 pool_call_detach(TAKE_PTR(a->call));
@@ -395,9 +412,10 @@ static void attempt_fail(struct attempt *a, int status, bool blame, const char *
         char who[64], what[200];
         va_list ap;
 
-        if (!a->running || job->finished)
+        if (!attempt_state_is_live(a->state) || job->finished)
                 return;
-        attempt_stop(a);
+        attempt_release(a);
+        (void) attempt_move(a, ATTEMPT_EVENT_FAIL);
         provider_name(job->r, job->ids[a->cand], c->local, who);
         va_start(ap, fmt);
         vsnprintf(what, sizeof(what), fmt, ap);
@@ -494,7 +512,7 @@ static bool attempt_start(struct job *job, uint64_t at) {
         uint64_t timeout;
         int r;
 
-        *a = (struct attempt) { .job = job, .cand = job->next_cand++, .started_usec = at, .running = true,
+        *a = (struct attempt) { .job = job, .cand = job->next_cand++, .started_usec = at, .state = ATTEMPT_ASKED,
                                 .sent_clock_usec = now(CLOCK_MONOTONIC) };
         c = &job->cands[a->cand];
         expected = router_expected_usec(c, &job->params);
@@ -511,7 +529,8 @@ static bool attempt_start(struct job *job, uint64_t at) {
                 char who[64];
 
                 provider_name(job->r, job->ids[a->cand], c->local, who);
-                attempt_stop(a);
+                attempt_release(a);
+                (void) attempt_move(a, ATTEMPT_EVENT_FAIL);
                 job->failed++;
                 job->last_status = r;
                 snprintf(job->last_error, sizeof(job->last_error), "%.12s: cannot send the job: %s", who,
@@ -554,7 +573,7 @@ static int on_hedge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         uint64_t now = now_usec(job->r);
 
         job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
-        if (job->finished || running_attempts(job) != 1 || job->attempts[0].verifying)
+        if (job->finished || running_attempts(job) != 1 || job->attempts[0].state != ATTEMPT_ASKED)
                 return 0;
         while (!job->finished && now < job->deadline_usec && job->next_cand < job->n_cands)
                 if (attempt_start(job, now)) {
@@ -570,7 +589,7 @@ static int on_attempt_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         uint64_t now = now_usec(job->r);
         struct member_info m;
 
-        if (!a->running || a->verifying)
+        if (a->state != ATTEMPT_ASKED)
                 return 0;
         if (now >= a->deadline_usec) {
                 attempt_fail(a, -ETIMEDOUT, true, "no result within %" PRIu64 " ms",
@@ -615,7 +634,7 @@ static void attempt_verify(struct attempt *a, struct swarm_values *outputs, stru
                 return;
         }
         a->call = c;
-        a->verifying = true;
+        (void) attempt_move(a, ATTEMPT_EVENT_RESULT);
 }
 
 static void on_paid(int status, void *userdata) {
@@ -647,7 +666,6 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
                 /* Our verifier ran out of time or was stopped, or cannot
                  * judge this result here (textgen: the generation is longer
                  * than this node's context): not the provider's fault. */
-                a->verifying = false;
                 attempt_fail(a, res->status, false, "%s: %s",
                              res->status == -EOPNOTSUPP ? "this node cannot verify the result"
                                                         : "verification did not finish",
@@ -656,13 +674,12 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         }
         if (res->status < 0) {
                 job->rejected++;
-                a->verifying = false;
                 attempt_fail(a, res->status, true, "result failed verification: %s",
                              res->error ?: strerror(-res->status));
                 return;
         }
         stats_record(job->r, job->ids[a->cand], job->skill, true, a->latency_usec);
-        a->running = a->verifying = false;
+        (void) attempt_move(a, ATTEMPT_EVENT_ACCEPT);
         provider_name(job->r, job->ids[a->cand], cand->local, job->outcome.provider);
         memcpy(job->outcome.provider_id, job->ids[a->cand], WIRE_NODE_ID_SIZE);
         job->outcome.price = c->price;
@@ -879,7 +896,7 @@ static void on_priced(struct job *job, const struct pool_result *res) {
 static struct attempt *attempt_of(struct job *job, const uint8_t from[WIRE_NODE_ID_SIZE]) {
         for (size_t i = 0; i < job->n_attempts; i++) {
                 struct attempt *a = &job->attempts[i];
-                if (a->running && !a->verifying && !job->cands[a->cand].local &&
+                if (a->state == ATTEMPT_ASKED && !job->cands[a->cand].local &&
                     memcmp(job->ids[a->cand], from, WIRE_NODE_ID_SIZE) == 0)
                         return a;
         }
