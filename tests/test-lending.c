@@ -29,6 +29,7 @@
 
 #include "cgroup.h"
 #include "config.h"
+#include "idle-backends.h"
 #include "lending.h"
 #include "macro.h"
 #include "shm.h"
@@ -336,6 +337,35 @@ Test(lending_policy, idle_without_a_bus_sees_no_session) {
         run_for(50 * 1000);
         cr_assert(lending_is_lending(lending), "reason: %s", lending_reason(lending));
         cr_assert_str_eq(lending_reason(lending), "idle policy: no logind, so no active session");
+}
+
+Test(lending_policy, idle_policy_follows_its_sources_session_and_gpu) {
+        struct idle_source *session, *gpu;
+
+        config.lending_policy = LENDING_POLICY_IDLE;
+        config.lending_gpu_check = true;
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+        lending_set_changed_callback(lending, on_changed, NULL);
+        cr_assert_eq(idle_fake_new(IDLE_SOURCE_WAITING, NULL, NULL, &session), 0);
+        cr_assert_eq(idle_fake_new(IDLE_SOURCE_IDLE, NULL, NULL, &gpu), 0);
+        lending_set_idle_sources(lending, session, gpu);
+        cr_assert_str_eq(lending_reason(lending), "idle policy: waiting for logind");
+
+        idle_fake_set(session, IDLE_SOURCE_BUSY);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "idle policy: a session is active");
+        idle_fake_set(session, IDLE_SOURCE_IDLE);
+        cr_assert(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "idle policy: every session is idle");
+        idle_fake_set(gpu, IDLE_SOURCE_BUSY);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_str_eq(lending_reason(lending), "idle policy: another process uses the GPU");
+
+        /* gpu_check off: the GPU's answer no longer counts. */
+        config.lending_gpu_check = false;
+        cr_assert_eq(lending_apply_config(lending, &config), 0);
+        cr_assert(lending_is_lending(lending), "reason: %s", lending_reason(lending));
+        cr_assert_geq(n_changed, 4);
 }
 
 /* ---- A fake logind on a private bus ---- */

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <ctype.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "idle-backends.h"
 #include "lending.h"
 #include "log.h"
 #include "macro.h"
@@ -18,15 +18,8 @@
 #include "skills.h"
 #include "time-util.h"
 
-/* How often the idle policy looks at the GPU (NVML), and how often it
- * re-reads logind's IdleHint besides following its signals: logind does not
- * signal idleness it derives from TTY access times. */
+/* How often the idle policy polls its sources (idle-source.h). */
 #define IDLE_POLL_USEC (2 * 1000 * 1000)
-#define LOGIND_REFRESH_TICKS 5
-
-#define LOGIND_SERVICE "org.freedesktop.login1"
-#define LOGIND_PATH "/org/freedesktop/login1"
-#define LOGIND_MANAGER "org.freedesktop.login1.Manager"
 
 /* ---- Pure parts ---- */
 
@@ -181,42 +174,6 @@ bool lending_decide(enum lending_policy_config policy, bool gpu_check, const str
         return false;
 }
 
-/* ---- NVML, through dlopen ---- */
-
-/* The few NVML declarations we need, from the driver's stable C ABI. */
-typedef int nvml_return;
-typedef struct nvml_device *nvml_device;
-#define NVML_SUCCESS 0
-#define NVML_ERROR_INSUFFICIENT_SIZE 7
-
-/* nvmlProcessInfo_v2_t, which the _v2 and _v3 calls fill (12.0's header
- * briefly declared a fifth field for _v3 that drivers never wrote). */
-struct nvml_process_info {
-        unsigned pid;
-        unsigned long long used_gpu_memory;
-        unsigned gpu_instance_id;
-        unsigned compute_instance_id;
-};
-struct nvml_process_info_v1 {
-        unsigned pid;
-        unsigned long long used_gpu_memory;
-};
-
-typedef nvml_return (*nvml_init_fn)(void);
-typedef nvml_return (*nvml_shutdown_fn)(void);
-typedef nvml_return (*nvml_count_fn)(unsigned *count);
-typedef nvml_return (*nvml_handle_fn)(unsigned index, nvml_device *device);
-typedef nvml_return (*nvml_processes_fn)(nvml_device device, unsigned *count, void *infos);
-
-struct nvml {
-        void *dl;
-        nvml_shutdown_fn shutdown;
-        nvml_count_fn count;
-        nvml_handle_fn handle;
-        nvml_processes_fn processes[2];         /* compute, graphics */
-        size_t info_size;
-};
-
 /* ---- The switch ---- */
 
 struct lending {
@@ -233,13 +190,11 @@ struct lending {
         size_t n_windows;
 
         struct lending_inputs inputs;
-        bool logind_known;              /* logind answered (or is known to be absent) */
-        bool logind_missing;      /* logind is not on the bus (or there is no bus) */
-        sd_bus_slot *idle_match, *owner_match, *idle_call;
-        unsigned idle_ticks;
-
-        struct nvml *nvml;
-        bool nvml_tried;
+        /* The idle policy's sources, while it is the policy: the session
+         * (logind) and, with gpu_check, the GPU (NVML). */
+        struct idle_source *session, *gpu;
+        bool gpu_unavailable;           /* NVML could not be loaded: not tried again */
+        bool fake_sources;              /* lending_set_idle_sources(): never replaced */
 
         sd_event_source *idle_timer, *schedule_timer;
 
@@ -254,134 +209,6 @@ struct lending {
         lending_changed_fn changed;
         void *userdata;
 };
-
-static void nvml_free(struct nvml *n) {
-        if (!n)
-                return;
-        if (n->shutdown)
-                (void) n->shutdown();
-        dlclose(n->dl);
-        free(n);
-}
-
-static int nvml_open(struct nvml **ret) {
-        struct nvml *n;
-        nvml_init_fn init;
-        nvml_return e;
-
-        n = calloc(1, sizeof(*n));
-        if (!n)
-                return -ENOMEM;
-        n->dl = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-        if (!n->dl) {
-                log_debug("NVML is not available (%s): lending.gpu_check sees no other GPU user.", dlerror());
-                free(n);
-                return -ENOENT;
-        }
-        init = (nvml_init_fn) dlsym(n->dl, "nvmlInit_v2");
-        n->shutdown = (nvml_shutdown_fn) dlsym(n->dl, "nvmlShutdown");
-        n->count = (nvml_count_fn) dlsym(n->dl, "nvmlDeviceGetCount_v2");
-        n->handle = (nvml_handle_fn) dlsym(n->dl, "nvmlDeviceGetHandleByIndex_v2");
-        n->info_size = sizeof(struct nvml_process_info);
-        n->processes[0] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetComputeRunningProcesses_v3");
-        n->processes[1] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetGraphicsRunningProcesses_v3");
-        if (!n->processes[0] || !n->processes[1]) {
-                n->processes[0] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetComputeRunningProcesses_v2");
-                n->processes[1] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetGraphicsRunningProcesses_v2");
-        }
-        if (!n->processes[0] || !n->processes[1]) {
-                n->processes[0] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetComputeRunningProcesses");
-                n->processes[1] = (nvml_processes_fn) dlsym(n->dl, "nvmlDeviceGetGraphicsRunningProcesses");
-                n->info_size = sizeof(struct nvml_process_info_v1);
-        }
-        if (!init || !n->count || !n->handle || !n->processes[0] || !n->processes[1]) {
-                log_warning("libnvidia-ml.so.1 lacks the functions we need: lending.gpu_check sees no other GPU user.");
-                n->shutdown = NULL;
-                nvml_free(n);
-                return -EOPNOTSUPP;
-        }
-        e = init();
-        if (e != NVML_SUCCESS) {
-                log_warning("nvmlInit_v2() failed with NVML error %d: lending.gpu_check sees no other GPU user.", e);
-                n->shutdown = NULL;
-                nvml_free(n);
-                return -EIO;
-        }
-        log_debug("NVML loaded: the idle policy also checks for other processes on the GPU.");
-        *ret = n;
-        return 0;
-}
-
-static pid_t parent_of(pid_t pid) {
-        char path[64], buf[512], *p;
-        _cleanup_fclose_ FILE *f = NULL;
-        int ppid;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        f = fopen(path, "re");
-        if (!f || !fgets(buf, sizeof(buf), f))
-                return 0;
-        /* The command name may contain spaces and parentheses: skip to the last ')'. */
-        p = strrchr(buf, ')');
-        if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-                return 0;
-        return ppid;
-}
-
-/* Whether pid is swarmd or one of its descendants (our workers). */
-static bool pid_is_ours(pid_t pid) {
-        pid_t self = getpid();
-
-        for (unsigned depth = 0; pid > 1 && depth < 64; depth++) {
-                if (pid == self)
-                        return true;
-                pid = parent_of(pid);
-        }
-        return false;
-}
-
-/* 1 when a process that is not ours has a GPU open, 0 when none, negative
- * errno when NVML failed. */
-static int nvml_gpu_busy(struct nvml *n) {
-        unsigned devices = 0;
-
-        if (n->count(&devices) != NVML_SUCCESS)
-                return -EIO;
-        for (unsigned d = 0; d < devices; d++) {
-                nvml_device dev;
-
-                if (n->handle(d, &dev) != NVML_SUCCESS)
-                        continue;
-                for (size_t k = 0; k < ELEMENTSOF(n->processes); k++) {
-                        _cleanup_free_ uint8_t *infos = NULL;
-                        unsigned count = 0;
-                        nvml_return e;
-
-                        e = n->processes[k](dev, &count, NULL);
-                        if (e == NVML_SUCCESS || count == 0)
-                                continue;       /* none */
-                        if (e != NVML_ERROR_INSUFFICIENT_SIZE)
-                                return -EIO;
-                        count += 8;     /* room for processes that start meanwhile */
-                        infos = calloc(count, n->info_size);
-                        if (!infos)
-                                return -ENOMEM;
-                        e = n->processes[k](dev, &count, infos);
-                        if (e == NVML_ERROR_INSUFFICIENT_SIZE)
-                                return 1;       /* many, and surely not all ours */
-                        if (e != NVML_SUCCESS)
-                                return -EIO;
-                        for (unsigned i = 0; i < count; i++) {
-                                unsigned pid;
-
-                                memcpy(&pid, infos + i * n->info_size, sizeof(pid));
-                                if (!pid_is_ours((pid_t) pid))
-                                        return 1;
-                        }
-                }
-        }
-        return 0;
-}
 
 static const char *policy_name(enum lending_policy_config p) {
         return (unsigned) p <= LENDING_POLICY_SCHEDULE ? lending_policy_names[p] : "?";
@@ -436,6 +263,11 @@ static bool in_schedule_now(const struct lending *l) {
         return lending_windows_contain(l->windows, l->n_windows, &tm);
 }
 
+/* Until the session source answered, the idle policy cannot decide. */
+static bool session_waiting(const struct lending *l) {
+        return !l->session || l->session->state == IDLE_SOURCE_WAITING;
+}
+
 static void reason_update(struct lending *l) {
         const char *r = "?";
 
@@ -447,13 +279,13 @@ static void reason_update(struct lending *l) {
                 r = "policy never";
                 break;
         case LENDING_POLICY_IDLE:
-                if (!l->logind_known)
+                if (session_waiting(l))
                         r = "idle policy: waiting for logind";
                 else if (!l->inputs.session_idle)
                         r = "idle policy: a session is active";
                 else if (l->gpu_check && l->inputs.gpu_busy)
                         r = "idle policy: another process uses the GPU";
-                else if (l->logind_missing)
+                else if (l->session && l->session->absent)
                         r = "idle policy: no logind, so no active session";
                 else
                         r = "idle policy: every session is idle";
@@ -555,13 +387,15 @@ static void lending_update(struct lending *l, bool force_notify) {
 
         if (l->policy == LENDING_POLICY_SCHEDULE)
                 l->inputs.in_schedule = in_schedule_now(l);
+        l->inputs.session_idle = !l->session || l->session->state != IDLE_SOURCE_BUSY;
+        l->inputs.gpu_busy = l->gpu_check && l->gpu && l->gpu->state == IDLE_SOURCE_BUSY;
         memcpy(old_reason, l->reason, sizeof(old_reason));
         reason_update(l);
 
         /* Until logind has answered, the idle policy keeps what was (and
          * does not lend at start-up): switching to it must not stop and
          * restart lending for the few milliseconds of the round trip. */
-        if (l->policy == LENDING_POLICY_IDLE && !l->logind_known)
+        if (l->policy == LENDING_POLICY_IDLE && session_waiting(l))
                 lend = l->started ? l->lending : false;
         else
                 lend = lending_decide(l->policy, l->gpu_check, &l->inputs);
@@ -597,177 +431,29 @@ static void lending_update(struct lending *l, bool force_notify) {
         notify_changed(l);
 }
 
-/* ---- logind ---- */
+/* ---- Idle sources ---- */
 
-static void logind_absent(struct lending *l, const sd_bus_error *error) {
-        if (!l->logind_missing) {
-                log_notice("logind is not reachable (%s): the idle policy sees no active session.",
-                           error && error->message ? error->message : "no bus");
-                l->logind_missing = true;
-        }
-        l->logind_known = true;
-        l->inputs.session_idle = true;
+static void on_idle_source_changed(struct idle_source *source, void *userdata) {
+        lending_update(userdata, false);
 }
 
-static int on_idle_hint_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        struct lending *l = userdata;
-        const sd_bus_error *e;
-        int idle, r;
-
-        l->idle_call = sd_bus_slot_unref(l->idle_call);
-
-        e = sd_bus_message_get_error(m);
-        if (e) {
-                logind_absent(l, e);
-                lending_update(l, false);
-                return 0;
-        }
-        r = sd_bus_message_read(m, "v", "b", &idle);
-        if (r < 0) {
-                log_warning_errno(r, "logind's IdleHint is not a boolean: %m");
-                return 0;
-        }
-        l->logind_known = true;
-        l->logind_missing = false;
-        l->inputs.session_idle = idle;
-        lending_update(l, false);
-        return 0;
-}
-
-static int logind_refresh(struct lending *l) {
-        int r;
-
-        if (!l->bus || l->idle_call)
-                return 0;
-        r = sd_bus_call_method_async(l->bus, &l->idle_call, LOGIND_SERVICE, LOGIND_PATH,
-                                     "org.freedesktop.DBus.Properties", "Get", on_idle_hint_reply, l, "ss",
-                                     LOGIND_MANAGER, "IdleHint");
-        if (r < 0)
-                return log_warning_errno(r, "Failed to ask logind for IdleHint: %m");
-        return 0;
-}
-
-static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        struct lending *l = userdata;
-        const char *interface;
-        bool changed = false;
-        int r;
-
-        r = sd_bus_message_read(m, "s", &interface);
-        if (r < 0 || strcmp(interface, LOGIND_MANAGER) != 0)
-                return 0;
-        r = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (r < 0)
-                return 0;
-        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const char *name;
-
-                if (sd_bus_message_read(m, "s", &name) < 0)
-                        return 0;
-                if (strcmp(name, "IdleHint") == 0) {
-                        int idle;
-
-                        if (sd_bus_message_read(m, "v", "b", &idle) < 0)
-                                return 0;
-                        l->logind_known = true;
-                        l->logind_missing = false;
-                        l->inputs.session_idle = idle;
-                        changed = true;
-                } else if (sd_bus_message_skip(m, "v") < 0)
-                        return 0;
-                if (sd_bus_message_exit_container(m) < 0)
-                        return 0;
-        }
-        if (sd_bus_message_exit_container(m) < 0)
-                return 0;
-        if (!changed) {
-                /* Invalidated rather than sent: ask. */
-                const char *name;
-
-                if (sd_bus_message_enter_container(m, 'a', "s") < 0)
-                        return 0;
-                while (sd_bus_message_read(m, "s", &name) > 0)
-                        if (strcmp(name, "IdleHint") == 0)
-                                return logind_refresh(l);
-                return 0;
-        }
-        lending_update(l, false);
-        return 0;
-}
-
-static int on_logind_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
-        struct lending *l = userdata;
-        const char *name, *old_owner, *new_owner;
-
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
-                return 0;
-        if (strcmp(name, LOGIND_SERVICE) != 0)
-                return 0;
-        if (new_owner[0]) {
-                log_debug("logind appeared on the bus; reading IdleHint.");
-                return logind_refresh(l);
-        }
-        logind_absent(l, &SD_BUS_ERROR_MAKE_CONST(SD_BUS_ERROR_NAME_HAS_NO_OWNER, "logind left the bus"));
-        lending_update(l, false);
-        return 0;
-}
-
-static int logind_watch(struct lending *l) {
-        int r;
-
-        if (!l->bus)
-                return 0;
-        if (!l->idle_match) {
-                r = sd_bus_match_signal_async(l->bus, &l->idle_match, LOGIND_SERVICE, LOGIND_PATH,
-                                              "org.freedesktop.DBus.Properties", "PropertiesChanged",
-                                              on_properties_changed, NULL, l);
-                if (r < 0)
-                        return log_warning_errno(r, "Failed to watch logind's IdleHint: %m");
-        }
-        if (!l->owner_match) {
-                r = sd_bus_add_match_async(l->bus, &l->owner_match,
-                                           "type='signal',sender='org.freedesktop.DBus',"
-                                           "path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',"
-                                           "member='NameOwnerChanged',arg0='" LOGIND_SERVICE "'",
-                                           on_logind_owner_changed, NULL, l);
-                if (r < 0)
-                        return log_warning_errno(r, "Failed to watch for logind: %m");
-        }
-        return logind_refresh(l);
+static void idle_sources_start(struct lending *l) {
+        if (l->fake_sources)
+                return;
+        if (!l->session)
+                (void) idle_logind_new(l->bus, on_idle_source_changed, l, &l->session);
+        if (l->gpu_check && !l->gpu && !l->gpu_unavailable &&
+            idle_nvml_new(on_idle_source_changed, l, &l->gpu) < 0)
+                l->gpu_unavailable = true;
 }
 
 /* ---- Timers ---- */
 
-static int gpu_poll(struct lending *l) {
-        int r;
-
-        if (!l->gpu_check) {
-                l->inputs.gpu_busy = false;
-                return 0;
-        }
-        if (!l->nvml_tried) {
-                l->nvml_tried = true;
-                (void) nvml_open(&l->nvml);
-        }
-        if (!l->nvml) {
-                l->inputs.gpu_busy = false;
-                return 0;
-        }
-        r = nvml_gpu_busy(l->nvml);
-        if (r < 0) {
-                log_debug_errno(r, "NVML could not list the GPU's processes: %m");
-                return r;
-        }
-        l->inputs.gpu_busy = r > 0;
-        return 0;
-}
-
 static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         struct lending *l = userdata;
 
-        (void) gpu_poll(l);
-        if (++l->idle_ticks % LOGIND_REFRESH_TICKS == 0)
-                (void) logind_refresh(l);
+        idle_source_poll(l->session);
+        idle_source_poll(l->gpu);
         lending_update(l, false);
         (void) sd_event_source_set_time_relative(s, IDLE_POLL_USEC);
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
@@ -800,21 +486,13 @@ static int watchers_update(struct lending *l) {
                                 return log_error_errno(r, "Failed to start the idle check: %m");
                         (void) sd_event_source_set_description(l->idle_timer, "lending-idle");
                 }
-                if (!l->bus && !l->logind_known)
-                        logind_absent(l, NULL);
-                else {
-                        r = logind_watch(l);
-                        if (r < 0)
-                                logind_absent(l, NULL);
-                }
-                (void) gpu_poll(l);
+                idle_sources_start(l);
         } else {
                 l->idle_timer = sd_event_source_disable_unref(l->idle_timer);
-                l->idle_match = sd_bus_slot_unref(l->idle_match);
-                l->owner_match = sd_bus_slot_unref(l->owner_match);
-                l->idle_call = sd_bus_slot_unref(l->idle_call);
-                l->logind_known = false;
-                l->inputs.gpu_busy = false;
+                if (!l->fake_sources) {
+                        l->session = idle_source_free(l->session);
+                        l->gpu = idle_source_free(l->gpu);
+                }
         }
 
         if (schedule) {
@@ -980,12 +658,10 @@ struct lending *lending_free(struct lending *l) {
         (void) jobs_sync(l);
         sd_event_source_disable_unref(l->idle_timer);
         sd_event_source_disable_unref(l->schedule_timer);
-        sd_bus_slot_unref(l->idle_match);
-        sd_bus_slot_unref(l->owner_match);
-        sd_bus_slot_unref(l->idle_call);
+        idle_source_free(l->session);
+        idle_source_free(l->gpu);
         sd_bus_unref(l->bus);
         sd_event_unref(l->event);
-        nvml_free(l->nvml);
         strv_free(l->schedule);
         free(l->windows);
         free(l);
@@ -1082,4 +758,21 @@ bool lending_jobs_paused(const struct lending *l) {
 
 uint64_t lending_last_giveback_usec(const struct lending *l) {
         return l ? l->giveback_usec : 0;
+}
+
+void lending_set_idle_sources(struct lending *l, struct idle_source *session, struct idle_source *gpu) {
+        idle_source_free(l->session);
+        idle_source_free(l->gpu);
+        l->session = session;
+        l->gpu = gpu;
+        l->fake_sources = true;
+        if (session) {
+                session->changed = on_idle_source_changed;
+                session->userdata = l;
+        }
+        if (gpu) {
+                gpu->changed = on_idle_source_changed;
+                gpu->userdata = l;
+        }
+        lending_update(l, false);
 }

@@ -106,3 +106,10 @@ bool lending_jobs_paused(const struct lending *l);
 /* For benchmarks and tests: CLOCK_MONOTONIC µs between the last decision
  * to stop lending and every job being frozen or killed (0 if none yet). */
 uint64_t lending_last_giveback_usec(const struct lending *l);
+
+struct idle_source;
+
+/* Replaces the idle policy's sources (idle-source.h) for good, taking
+ * them: tests hand in idle_fake_new() ones.  Either may be NULL (no
+ * session: waiting; no GPU source: never busy). */
+void lending_set_idle_sources(struct lending *l, struct idle_source *session, struct idle_source *gpu);
