@@ -108,9 +108,23 @@ static void daemon_notify_running(struct daemon *d, const char *extra) {
 static void on_lending_changed(struct lending *l, void *userdata) {
         struct daemon *d = userdata;
 
-        bus_service_check_changes(d->bus);
+        bus_service_changed(d->bus);
         if (d->ready)
                 daemon_notify_running(d, "");
+}
+
+/* A skill's workers or the peers changed: D-Bus clients see it (Skills,
+ * ActiveJobs, Peers) from the next loop iteration. */
+static void on_skills_changed(struct skills *s, void *userdata) {
+        struct daemon *d = userdata;
+
+        bus_service_changed(d->bus);
+}
+
+static void on_members_changed(struct network *n, void *userdata) {
+        struct daemon *d = userdata;
+
+        bus_service_changed(d->bus);
 }
 
 /* Keeps the gossiped record (skills, load) current; a new version goes out
@@ -331,6 +345,9 @@ static int daemon_open_accounts(struct daemon *d) {
 
 static void daemon_done(struct daemon *d) {
         d->record_timer = sd_event_source_disable_unref(d->record_timer);
+        skills_set_changed_callback(d->skills, NULL, NULL);
+        if (d->network)
+                network_set_members_callback(d->network, NULL, NULL);
         /* Jobs first: the provider answers and cancels what runs, while the
          * bus, network and pools still exist. */
         d->jobs_channel = jobs_channel_free(d->jobs_channel);
@@ -486,6 +503,9 @@ int daemon_run(const struct daemon_options *options) {
         r = bus_service_start(d.bus, d.lending, d.skills, d.network);
         if (r < 0)
                 goto out;
+        skills_set_changed_callback(d.skills, on_skills_changed, &d);
+        if (d.network)
+                network_set_members_callback(d.network, on_members_changed, &d);
         r = sd_event_add_time_relative(d.event, &d.record_timer, CLOCK_MONOTONIC, 2 * 1000 * 1000, 0,
                                        on_record_timer, &d);
         if (r < 0) {

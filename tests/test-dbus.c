@@ -641,6 +641,7 @@ Test(dbus, properties_are_read_by_busctl) {
 struct changes {
         int lending;            /* -1 until a PropertiesChanged carried it */
         char policy[32];
+        int peers;              /* the same */
 };
 
 static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -664,6 +665,10 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                         const char *s;
                         r = sd_bus_message_read(m, "v", "s", &s);
                         snprintf(c->policy, sizeof(c->policy), "%s", s);
+                } else if (strcmp(name, "Peers") == 0) {
+                        uint32_t u;
+                        r = sd_bus_message_read(m, "v", "u", &u);
+                        c->peers = (int) u;
                 } else
                         r = sd_bus_message_skip(m, "v");
                 if (r >= 0)
@@ -860,6 +865,29 @@ Test(dbus, gossip_shows_the_node_not_lending_after_set_lending_false) {
         wait_peer_lending(socket_path, false);
         cr_assert_str_eq(call(bus, "SetLending", true, NULL, 0), "");
         wait_peer_lending(socket_path, true);
+        sd_bus_flush_close_unref(bus);
+}
+
+Test(dbus, a_peer_joining_pushes_properties_changed_with_peers) {
+        struct changes changes = { .lending = -1, .peers = -1 };
+        long long deadline;
+        sd_bus *bus;
+        int r;
+
+        start_node(0, NULL);
+        bus = client();
+        r = sd_bus_match_signal(bus, NULL, NAME, PATH, "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                on_properties_changed, &changes);
+        cr_assert_geq(r, 0);
+        start_node(1, NULL);
+        deadline = monotonic_usec() + 10 * 1000000LL;
+        while (changes.peers != 1) {
+                cr_assert(monotonic_usec() < deadline, "no PropertiesChanged with Peers=1 (last: %d)", changes.peers);
+                r = sd_bus_process(bus, NULL);
+                cr_assert_geq(r, 0);
+                if (r == 0)
+                        (void) sd_bus_wait(bus, 100000);
+        }
         sd_bus_flush_close_unref(bus);
 }
 

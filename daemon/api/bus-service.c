@@ -18,8 +18,6 @@
 #include "network.h"
 #include "skills.h"
 
-#define CHECK_INTERVAL_USEC (1000ULL * 1000)
-
 /* What clients last saw of the properties that change, to emit
  * PropertiesChanged only for those that did. */
 struct bus_snapshot {
@@ -44,7 +42,7 @@ struct bus_service {
         struct network *network;
         struct accounts *accounts;      /* borrowed; NULL while the ledger is not open */
         sd_bus_slot *object_slot;
-        sd_event_source *check_timer;
+        sd_event_source *changes;       /* deferred check, armed by bus_service_changed() */
         struct bus_snapshot last;
         bool started;
 };
@@ -578,10 +576,14 @@ void bus_service_check_changes(struct bus_service *s) {
                 log_debug_errno(r, "Failed to emit PropertiesChanged: %m");
 }
 
-static int on_check_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+static int on_changes(sd_event_source *source, void *userdata) {
         bus_service_check_changes(userdata);
-        (void) sd_event_source_set_time_relative(source, CHECK_INTERVAL_USEC);
-        return sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+void bus_service_changed(struct bus_service *s) {
+        if (s && s->changes)
+                (void) sd_event_source_set_enabled(s->changes, SD_EVENT_ONESHOT);
 }
 
 int bus_service_emit_job_started(struct bus_service *s, const char *job, const char *skill,
@@ -696,10 +698,11 @@ int bus_service_start(struct bus_service *s, struct lending *lending, struct ski
         r = bus_snapshot_take(s, &s->last);
         if (r < 0)
                 return log_oom();
-        r = sd_event_add_time_relative(s->event, &s->check_timer, CLOCK_MONOTONIC, CHECK_INTERVAL_USEC, 0,
-                                       on_check_timer, s);
+        r = sd_event_add_defer(s->event, &s->changes, on_changes, s);
         if (r < 0)
-                return log_error_errno(r, "Failed to set up a timer: %m");
+                return log_error_errno(r, "Failed to set up change notifications: %m");
+        (void) sd_event_source_set_enabled(s->changes, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(s->changes, "bus-changes");
         s->started = true;
 
         r = sd_bus_request_name_async(s->bus, NULL, BUS_SERVICE_NAME, 0, on_name_acquired, s);
@@ -713,7 +716,7 @@ struct bus_service *bus_service_free(struct bus_service *s) {
                 return NULL;
         /* Pending authorisations are answered while the bus still works. */
         s->authz = authz_free(s->authz);
-        s->check_timer = sd_event_source_disable_unref(s->check_timer);
+        s->changes = sd_event_source_disable_unref(s->changes);
         s->object_slot = sd_bus_slot_unref(s->object_slot);
         s->bus = sd_bus_flush_close_unref(s->bus);
         s->event = sd_event_unref(s->event);

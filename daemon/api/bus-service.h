@@ -50,9 +50,13 @@ int bus_service_start(struct bus_service *s, struct lending *lending, struct ski
 void bus_service_set_accounts(struct bus_service *s, struct accounts *a);
 
 /* Compares the properties with what clients last saw and emits
- * PropertiesChanged for those that differ.  Called when lending changes;
- * a timer calls it every second for counts (peers, jobs, skills). */
+ * PropertiesChanged for those that differ, now. */
 void bus_service_check_changes(struct bus_service *s);
+
+/* Something a property shows may have changed (lending, a skill's
+ * workers, the peers): bus_service_check_changes() runs once from the
+ * loop, however many changes came before it.  NULL is fine. */
+void bus_service_changed(struct bus_service *s);
 
 /* JobStarted/JobFinished, for the jobs code once it runs remote jobs
  * (result: "ok", "failed", "cancelled", "timeout").  0 or negative errno;

@@ -81,12 +81,21 @@ struct skill_pool {
         bool shutting_down;
         pool_event_fn ready_fn;
         void *ready_userdata;
+        pool_event_fn changed_fn;
+        void *changed_userdata;
         char *last_error;
         unsigned consecutive_failures;
         unsigned restarts;
         uint64_t jobs_done;             /* EXECUTE requests that succeeded */
         uint64_t next_id;
 };
+
+/* Something skill_pool_workers_alive(), _busy(), _jobs_done() or
+ * _last_error() report may have changed: tell the owner (who coalesces). */
+static void pool_changed(struct skill_pool *p) {
+        if (p->changed_fn)
+                p->changed_fn(p, p->changed_userdata);
+}
 
 static void set_last_error(struct skill_pool *p, const char *text) {
         char *copy = strdup(text);
@@ -95,6 +104,7 @@ static void set_last_error(struct skill_pool *p, const char *text) {
                 free(p->last_error);
                 p->last_error = copy;
         }
+        pool_changed(p);
 }
 
 static const char *op_to_string(enum pool_op op) {
@@ -160,6 +170,7 @@ static void request_complete(struct pool_request *r, struct pool_result *result)
                 result->error = strerror(-result->status);
         if (r->op == POOL_EXECUTE && result->status >= 0)
                 p->jobs_done++;
+        pool_changed(p);
 
         r->done(r, result, r->userdata);
         swarm_values_free(result->outputs);
@@ -365,6 +376,7 @@ static void worker_close(struct worker *w) {
         w->control = NULL;
         w->pid = 0;
         w->state = WORKER_DOWN;
+        pool_changed(w->pool);
 }
 
 static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdata) {
@@ -609,6 +621,7 @@ static void pool_dispatch(struct skill_pool *p) {
                 queue_remove(p, r);
                 request_send(w, r);
         }
+        pool_changed(p);
 }
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -785,6 +798,11 @@ struct skill_pool *skill_pool_free(struct skill_pool *p) {
         sd_event_unref(p->event);
         free(p);
         return NULL;
+}
+
+void skill_pool_set_changed_callback(struct skill_pool *p, pool_event_fn fn, void *userdata) {
+        p->changed_fn = fn;
+        p->changed_userdata = userdata;
 }
 
 void skill_pool_set_ready_callback(struct skill_pool *p, pool_event_fn fn, void *userdata) {

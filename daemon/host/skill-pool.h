@@ -83,6 +83,11 @@ int skill_pool_new(sd_event *event, const struct skill_pool_config *config, stru
  * requests still queued or running with -ESHUTDOWN. */
 struct skill_pool *skill_pool_free(struct skill_pool *p);
 
+/* Called whenever workers alive or busy, jobs done or the last error may
+ * have changed: often (every dispatch and completion), so whoever listens
+ * coalesces. */
+void skill_pool_set_changed_callback(struct skill_pool *p, pool_event_fn fn, void *userdata);
+
 /* Called once the first worker has said hello (info available). */
 void skill_pool_set_ready_callback(struct skill_pool *p, pool_event_fn fn, void *userdata);
 

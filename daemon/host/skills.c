@@ -41,6 +41,8 @@ struct skills {
         uint64_t kill_grace;
         sd_event_source *settle_timer;
         skills_settled_fn settled;
+        skills_changed_fn changed;
+        void *changed_userdata;
         void *userdata;
         char description[1024];
 };
@@ -377,4 +379,21 @@ struct skill_pool *skills_verifier(struct skills *s, const char *name) {
         log_info("Started a worker for skill %s (%s) to verify results from the swarm.", name, h.path);
         s->verifiers[s->n_verifiers++] = h;
         return h.pool;
+}
+
+static void on_pool_changed(struct skill_pool *pool, void *userdata) {
+        struct skills *s = userdata;
+
+        if (s->changed)
+                s->changed(s, s->changed_userdata);
+}
+
+void skills_set_changed_callback(struct skills *s, skills_changed_fn fn, void *userdata) {
+        if (!s)
+                return;
+        s->changed = fn;
+        s->changed_userdata = userdata;
+        for (size_t i = 0; i < skills_count(s); i++)
+                if (skills_pool(s, i))
+                        skill_pool_set_changed_callback(skills_pool(s, i), fn ? on_pool_changed : NULL, s);
 }

@@ -42,6 +42,11 @@ int skills_pause(struct skills *s);
 int skills_resume(struct skills *s);
 int skills_kill_all(struct skills *s);
 
+/* Called when any hosted pool's state may have changed
+ * (skill_pool_set_changed_callback()); often: coalesce. */
+typedef void (*skills_changed_fn)(struct skills *s, void *userdata);
+void skills_set_changed_callback(struct skills *s, skills_changed_fn fn, void *userdata);
+
 /* The hosted skills, in configuration order. */
 size_t skills_count(const struct skills *s);
 const char *skills_name(const struct skills *s, size_t i);

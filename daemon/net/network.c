@@ -44,6 +44,8 @@ struct network {
         void *job_userdata;
         network_demand_fn demand_fn;
         void *demand_userdata;
+        network_members_fn members_fn;
+        void *members_userdata;
         uint64_t throughput_factor;     /* testing.throughput_factor */
         char description[128];
 };
@@ -225,11 +227,14 @@ static int io_sign(void *userdata, const Swarm__NodeRecord *r, Swarm__SignedReco
 }
 
 static void io_member_changed(void *userdata, const struct member_info *m, bool forgotten) {
+        struct network *n = userdata;
         char id[NODE_ID_LEN + 1];
         struct log_fields f = { .peer = id };
 
         if (m->self)
                 return;
+        if (n->members_fn)
+                n->members_fn(n, n->members_userdata);
         node_id_from_public_key(m->id, id);
         if (forgotten)
                 log_fields(LOG_INFO, &f, "Peer %.*s forgotten.", NODE_ID_SHORT_LEN, id);
@@ -553,6 +558,11 @@ struct network *network_free(struct network *n) {
         sd_event_unref(n->event);
         free(n);
         return NULL;
+}
+
+void network_set_members_callback(struct network *n, network_members_fn fn, void *userdata) {
+        n->members_fn = fn;
+        n->members_userdata = userdata;
 }
 
 void network_set_job_handler(struct network *n, network_job_fn fn, void *userdata) {

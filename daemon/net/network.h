@@ -29,6 +29,11 @@ int network_update_record(struct network *n, struct skills *skills, bool lending
 typedef double (*network_demand_fn)(const char *skill, void *userdata);
 void network_set_demand_callback(struct network *n, network_demand_fn fn, void *userdata);
 
+/* Called when another member appeared, changed state or record, or was
+ * forgotten. */
+typedef void (*network_members_fn)(struct network *n, void *userdata);
+void network_set_members_callback(struct network *n, network_members_fn fn, void *userdata);
+
 /* Every message between nodes starts with a channel byte: membership
  * (SWIM and gossip, daemon/core/membership.c) or jobs (requests and results). */
 enum {
