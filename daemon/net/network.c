@@ -19,9 +19,7 @@
 #include "log.h"
 #include "macro.h"
 #include "network.h"
-#include "pricing.h"
-#include "skill-pool.h"
-#include "skills.h"
+#include "node-record.h"
 #include "time-util.h"
 #include "transport.h"
 
@@ -52,137 +50,18 @@ struct network {
 
 /* ---- Our own record ---- */
 
-static void skill_offers_free(Swarm__SkillOffer **offers, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                Swarm__SkillOffer *o = offers[i];
-                free(o->name);
-                free(o->version);
-                free(o->unit);
-                free(o->device);
-                free(o->price_unit);
-                free(o->variant);
-                free(o);
-        }
-        free(offers);
-}
-
-static void self_record_free(Swarm__NodeRecord *r) {
-        if (!r)
-                return;
-        skill_offers_free(r->skills, r->n_skills);
-        for (size_t i = 0; i < r->n_endpoints; i++)
-                free(r->endpoints[i]);
-        free(r->endpoints);
-        free(r->name);
-        free(r);
-}
-
-static Swarm__NodeRecord *self_record_new(const struct network *n, const char *name) {
-        Swarm__NodeRecord *r = calloc(1, sizeof(*r));
-
-        if (!r)
-                return NULL;
-        swarm__node_record__init(r);
-        r->node_id.data = (uint8_t *) n->identity->public_key;
-        r->node_id.len = WIRE_NODE_ID_SIZE;
-        /* Both start from the wall clock so that a restarted node outranks
-         * what the swarm remembers of its previous life without keeping a
-         * counter on disk; membership raises them from there. */
-        r->version = now(CLOCK_REALTIME);
-        r->incarnation = now(CLOCK_REALTIME) / 1000u;      /* ms: a restart always outranks */
-        r->issued_at = now(CLOCK_REALTIME);
-        r->lending = true;
-        r->endpoints = calloc(1, sizeof(char *));
-        r->name = strdup(name ?: "");
-        if (!r->endpoints || !r->name || !(r->endpoints[0] = strdup(n->advertise))) {
-                self_record_free(r);
-                return NULL;
-        }
-        r->n_endpoints = 1;
-        return r;
-}
-
-static char *advert_string(const struct swarm_values *advert, const char *key) {
-        const char *s = "";
-
-        (void) swarm_values_get_string(advert, key, &s);
-        return strdup(s);
-}
-
-static uint64_t advert_int(const struct swarm_values *advert, const char *key) {
-        int64_t x = 0;
-
-        (void) swarm_values_get_int(advert, key, &x);
-        return x > 0 ? (uint64_t) x : 0;
-}
-
 void network_set_demand_callback(struct network *n, network_demand_fn fn, void *userdata) {
         n->demand_fn = fn;
         n->demand_userdata = userdata;
 }
 
 int network_update_record(struct network *n, struct skills *skills, bool lending) {
-        Swarm__NodeRecord *r = n->self;
-        Swarm__SkillOffer **offers;
-        size_t count = skills_count(skills), k = 0;
-        uint32_t capacity = 0, load = 0;
+        int r;
 
-        offers = calloc(count ? count : 1, sizeof(*offers));
-        if (!offers)
-                return -ENOMEM;
-        for (size_t i = 0; i < count; i++) {
-                struct skill_pool *p = skills_pool(skills, i);
-                const struct skill_info *info = skill_pool_info(p);
-                Swarm__SkillOffer *o;
-
-                capacity += skill_pool_workers_alive(p);
-                load += skill_pool_workers_busy(p);
-                if (!info)
-                        continue;       /* not up: not offered */
-                o = calloc(1, sizeof(*o));
-                if (!o)
-                        break;
-                swarm__skill_offer__init(o);
-                o->name = strdup(skills_name(skills, i));
-                o->version = strdup(info->version ?: "");
-                o->unit = advert_string(info->advert, "unit");
-                o->device = advert_string(info->advert, "device");
-                o->throughput = advert_int(info->advert, "throughput");
-                if (n->throughput_factor > 1)
-                        o->throughput = o->throughput > UINT64_MAX / n->throughput_factor ? UINT64_MAX :
-                                        o->throughput * n->throughput_factor;
-                o->demand = n->demand_fn ? n->demand_fn(o->name ?: "", n->demand_userdata) : 1.0;
-                o->price = pricing_apply(advert_int(info->advert, "price"), o->demand);
-                o->price_unit = advert_string(info->advert, "price-unit");
-                o->variant = advert_string(info->advert, "variant");
-                o->workers = skill_pool_workers_alive(p);
-                offers[k++] = o;
-                if (!o->name || !o->version || !o->unit || !o->device || !o->price_unit || !o->variant)
-                        break;
-        }
-
-        /* Unchanged: no new version, no gossip. */
-        if (k == r->n_skills && capacity == r->capacity && load == r->load && lending == r->lending) {
-                bool same = true;
-                for (size_t i = 0; i < k && same; i++)
-                        same = offers[i]->name && strcmp(offers[i]->name, r->skills[i]->name) == 0 &&
-                               offers[i]->price == r->skills[i]->price &&
-                               offers[i]->workers == r->skills[i]->workers &&
-                               offers[i]->throughput == r->skills[i]->throughput;
-                if (same) {
-                        skill_offers_free(offers, k);
-                        return 0;
-                }
-        }
-
-        skill_offers_free(r->skills, r->n_skills);
-        r->skills = offers;
-        r->n_skills = k;
-        r->capacity = capacity;
-        r->load = load;
-        r->lending = lending;
-        r->issued_at = now(CLOCK_REALTIME);
-        return membership_update_self(n->membership, r);
+        r = node_record_update(n->self, skills, lending, n->demand_fn, n->demand_userdata, n->throughput_factor);
+        if (r <= 0)
+                return r;       /* unchanged: no new version, no gossip */
+        return membership_update_self(n->membership, n->self);
 }
 
 /* ---- Membership I/O ---- */
@@ -476,7 +355,7 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
 
         if (!c->node_name[0])
                 (void) gethostname(host, sizeof(host) - 1);
-        n->self = self_record_new(n, c->node_name[0] ? c->node_name : host);
+        n->self = node_record_new(identity->public_key, n->advertise, c->node_name[0] ? c->node_name : host);
         if (!n->self) {
                 r = -ENOMEM;
                 goto fail;
@@ -552,7 +431,7 @@ struct network *network_free(struct network *n) {
         beacon_free(n->beacon);
         membership_free(n->membership);
         transport_free(n->transport);
-        self_record_free(n->self);
+        node_record_free(n->self);
         strv_free(n->seeds);
         free(n->advertise);
         sd_event_unref(n->event);
