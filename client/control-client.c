@@ -9,36 +9,14 @@
 #include <unistd.h>
 
 #include "control-client.h"
+#include "fileio.h"
 #include "macro.h"
 
-static int read_full(int fd, void *buf, size_t n) {
-        uint8_t *p = buf;
+/* A reply cut short means swarmd closed the connection. */
+static int read_reply(int fd, void *buf, size_t n) {
+        int r = loop_read_exact(fd, buf, n);
 
-        while (n > 0) {
-                ssize_t k = read(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -ECONNRESET;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t n) {
-        const uint8_t *p = buf;
-
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return -errno;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
+        return r == -ENODATA ? -ECONNRESET : r;
 }
 
 int control_client_call(const char *path, const Swarm__ControlRequest *req, Swarm__ControlReply **ret) {
@@ -66,10 +44,10 @@ int control_client_call(const char *path, const Swarm__ControlRequest *req, Swar
                 return -ENOMEM;
         buf[0] = n & 0xff, buf[1] = (n >> 8) & 0xff, buf[2] = (n >> 16) & 0xff, buf[3] = (n >> 24) & 0xff;
         swarm__control_request__pack(req, buf + 4);
-        r = write_full(fd, buf, n + 4);
+        r = loop_write(fd, buf, n + 4);
         if (r < 0)
                 return r;
-        r = read_full(fd, len, 4);
+        r = read_reply(fd, len, 4);
         if (r < 0)
                 return r;
         size = (uint32_t) len[0] | (uint32_t) len[1] << 8 | (uint32_t) len[2] << 16 | (uint32_t) len[3] << 24;
@@ -79,7 +57,7 @@ int control_client_call(const char *path, const Swarm__ControlRequest *req, Swar
         buf = malloc(size ? size : 1);
         if (!buf)
                 return -ENOMEM;
-        r = read_full(fd, buf, size);
+        r = read_reply(fd, buf, size);
         if (r < 0)
                 return r;
         *ret = swarm__control_reply__unpack(NULL, size, buf);

@@ -16,9 +16,13 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "fileio.h"
 #include "log.h"
 #include "macro.h"
 #include "time-util.h"
+
+/* cgroupfs files are small; anything bigger is not one. */
+#define CGROUP_FILE_MAX (16u * 1024u * 1024u)
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -93,47 +97,13 @@ static int write_string_file(const char *path, const char *s) {
         return 0;
 }
 
-/* Reads a small pseudo file whole; cgroupfs files are read in one go. */
-static int read_fd_string(int fd, char **ret) {
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, allocated = 0;
-
-        for (;;) {
-                ssize_t k;
-
-                if (allocated - size < 1024) {
-                        char *p;
-
-                        if (allocated > 16 * 1024 * 1024)
-                                return -EFBIG;
-                        allocated = allocated ? allocated * 2 : 4096;
-                        p = realloc(buf, allocated);
-                        if (!p)
-                                return -ENOMEM;
-                        buf = p;
-                }
-                k = read(fd, buf + size, allocated - size - 1);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                size += (size_t) k;
-        }
-        buf[size] = '\0';
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
-
 static int read_string_file(const char *path, char **ret) {
         _cleanup_close_ int fd = -1;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return negative_errno();
-        return read_fd_string(fd, ret);
+        return read_fd_string(fd, CGROUP_FILE_MAX, ret);
 }
 
 static int read_string_at(const char *dir, const char *file, char **ret) {
@@ -834,7 +804,7 @@ static int frozen_wait(const struct cgroup *c) {
 
                 if (lseek(fd, 0, SEEK_SET) < 0)
                         return log_error_errno(negative_errno(), "Failed to rewind %s: %m", events);
-                r = read_fd_string(fd, &text);
+                r = read_fd_string(fd, CGROUP_FILE_MAX, &text);
                 if (r < 0)
                         return log_error_errno(r, "Failed to read %s: %m", events);
                 r = keyed_value(text, "frozen", &frozen);

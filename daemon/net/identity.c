@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "identity.h"
 #include "log.h"
 #include "macro.h"
@@ -136,40 +137,6 @@ static int identity_open(const char *path, int *ret_fd) {
         return 0;
 }
 
-/* Reads up to size bytes, fewer only at end of file. */
-static ssize_t read_full(int fd, uint8_t *buf, size_t size) {
-        size_t n = 0;
-
-        while (n < size) {
-                ssize_t k = read(fd, buf + n, size - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        return (ssize_t) n;
-}
-
-static int write_full(int fd, const uint8_t *buf, size_t size) {
-        while (size > 0) {
-                ssize_t k = write(fd, buf, size);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        return -EIO;
-                buf += k;
-                size -= (size_t) k;
-        }
-        return 0;
-}
-
 /* Checks the file's contents and derives the key pair from its seed. */
 static int identity_parse(const char *path, const uint8_t *buf, struct identity *id) {
         if (memcmp(buf, IDENTITY_MAGIC, IDENTITY_MAGIC_LEN) != 0)
@@ -233,7 +200,7 @@ int identity_load(const char *dir, struct identity **ret) {
         if (!buf || !id)
                 return log_error_errno(ENOMEM, "Out of memory.");
 
-        n = read_full(fd, buf, IDENTITY_FILE_SIZE + 1);
+        n = loop_read(fd, buf, IDENTITY_FILE_SIZE + 1);
         if (n < 0)
                 return log_error_errno((int) n, "Failed to read %s: %m", path);
         if (n != (ssize_t) IDENTITY_FILE_SIZE)
@@ -279,7 +246,7 @@ static int fd_write_secret(int fd, const uint8_t *buf, size_t size) {
         /* Whatever the umask did, the key is for us alone. */
         if (fchmod(fd, 0600) < 0)
                 return negative_errno();
-        r = write_full(fd, buf, size);
+        r = loop_write(fd, buf, size);
         if (r < 0)
                 return r;
         if (fsync(fd) < 0)

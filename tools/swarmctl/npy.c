@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "macro.h"
 #include "npy.h"
 
@@ -23,24 +24,6 @@ static const struct {
         { "|i1", SWARM_DTYPE_I8 },  { "|u1", SWARM_DTYPE_U8 },  { "<i4", SWARM_DTYPE_I32 },
         { "<i8", SWARM_DTYPE_I64 },
 };
-
-static int read_full(int fd, void *buf, size_t n) {
-        uint8_t *p = buf;
-
-        while (n > 0) {
-                ssize_t k = read(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -EBADMSG;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
 
 /* Finds 'key': in the header dict and returns what follows the colon. */
 static const char *dict_value(const char *header, const char *key) {
@@ -81,19 +64,19 @@ int npy_read(const char *path, struct swarm_values *v, const char *name, char *e
                 snprintf(error, n, "%s: %s", path, strerror(errno));
                 return r;
         }
-        if (read_full(fd, preamble, sizeof(preamble)) < 0 || memcmp(preamble, NPY_MAGIC, 6) != 0) {
+        if (loop_read_exact(fd, preamble, sizeof(preamble)) < 0 || memcmp(preamble, NPY_MAGIC, 6) != 0) {
                 snprintf(error, n, "%s: not a NumPy .npy file", path);
                 return -EBADMSG;
         }
         if (preamble[6] == 1) {
                 uint8_t b[2];
-                if (read_full(fd, b, 2) < 0)
+                if (loop_read_exact(fd, b, 2) < 0)
                         goto truncated;
                 header_len = (uint32_t) b[0] | (uint32_t) b[1] << 8;
                 preamble_len = 10;
         } else if (preamble[6] == 2 || preamble[6] == 3) {
                 uint8_t b[4];
-                if (read_full(fd, b, 4) < 0)
+                if (loop_read_exact(fd, b, 4) < 0)
                         goto truncated;
                 header_len = (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16 | (uint32_t) b[3] << 24;
                 preamble_len = 12;
@@ -108,7 +91,7 @@ int npy_read(const char *path, struct swarm_values *v, const char *name, char *e
         header = malloc(header_len + 1);
         if (!header)
                 return -ENOMEM;
-        if (read_full(fd, header, header_len) < 0)
+        if (loop_read_exact(fd, header, header_len) < 0)
                 goto truncated;
         header[header_len] = '\0';
 
@@ -168,7 +151,7 @@ int npy_read(const char *path, struct swarm_values *v, const char *name, char *e
                 snprintf(error, n, "%s: file size does not match the shape and dtype in its header", path);
                 return -EBADMSG;
         }
-        if (read_full(fd, t.data, t.size) < 0)
+        if (loop_read_exact(fd, t.data, t.size) < 0)
                 goto truncated;
         return 0;
 
