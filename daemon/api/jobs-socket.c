@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "jobs-socket.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "socket-path.h"
@@ -36,7 +37,7 @@ struct client;
 struct job {
         struct jobs_socket *owner;
         struct client *client;          /* NULL: orphaned */
-        struct job *prev, *next;
+        LIST_FIELDS(struct job, jobs);  /* its client's, or the orphans */
         uint64_t client_id;             /* the id the client chose */
         uint64_t id;                    /* the requester's */
         bool started;                   /* requester_submit() accepted it */
@@ -50,7 +51,7 @@ struct reply {
 
 struct client {
         struct jobs_socket *owner;
-        struct client *prev, *next;
+        LIST_FIELDS(struct client, clients);
         int fd;
         pid_t pid;
         sd_event_source *io, *defer_free;
@@ -76,26 +77,6 @@ char *jobs_socket_path(const char *state_dir) {
         return socket_path(state_dir, JOBS_SOCKET_NAME);
 }
 
-/* ---- Lists ---- */
-
-static void job_link(struct job **head, struct job *j) {
-        j->prev = NULL;
-        j->next = *head;
-        if (*head)
-                (*head)->prev = j;
-        *head = j;
-}
-
-static void job_unlink(struct job **head, struct job *j) {
-        if (j->prev)
-                j->prev->next = j->next;
-        else if (*head == j)
-                *head = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        j->prev = j->next = NULL;
-}
-
 static void job_free(struct job *j) {
         if (!j)
                 return;
@@ -106,11 +87,11 @@ static void job_free(struct job *j) {
 /* Takes j off whichever list holds it. */
 static void job_detach(struct job *j) {
         if (j->client) {
-                job_unlink(&j->client->jobs, j);
+                LIST_REMOVE(jobs, j->client->jobs, j);
                 j->client->n_jobs--;
                 j->client = NULL;
         } else
-                job_unlink(&j->owner->orphans, j);
+                LIST_REMOVE(jobs, j->owner->orphans, j);
 }
 
 /* ---- Clients ---- */
@@ -118,12 +99,7 @@ static void job_detach(struct job *j) {
 static void client_free(struct client *cl) {
         struct jobs_socket *js = cl->owner;
 
-        if (cl->prev)
-                cl->prev->next = cl->next;
-        else if (js->clients == cl)
-                js->clients = cl->next;
-        if (cl->next)
-                cl->next->prev = cl->prev;
+        LIST_REMOVE(clients, js->clients, cl);
         js->n_clients--;
 
         /* Its jobs are no longer wanted.  Orphan each before cancelling:
@@ -132,7 +108,7 @@ static void client_free(struct client *cl) {
                 struct job *j = cl->jobs;
 
                 job_detach(j);
-                job_link(&js->orphans, j);
+                LIST_PREPEND(jobs, js->orphans, j);
                 if (j->started && js->requester)
                         requester_cancel(js->requester, j->id);
         }
@@ -343,7 +319,7 @@ static void client_submit(struct client *cl, struct wmsg *m) {
                                           deadline_ms, JOBS_MAX_DEADLINE_MS);
         if (deadline_ms == 0)
                 deadline_ms = JOBS_DEFAULT_DEADLINE_MS;
-        for (struct job *k = cl->jobs; k; k = k->next)
+        LIST_FOREACH(jobs, k, cl->jobs)
                 if (k->client_id == m->job_id)
                         return client_reply_error(cl, m->job_id, -EEXIST, "job %" PRIu64 " is already running",
                                                   m->job_id);
@@ -366,7 +342,7 @@ static void client_submit(struct client *cl, struct wmsg *m) {
                 return client_reply_error(cl, m->job_id, -ENOMEM, "out of memory");
         }
         j->client = cl;
-        job_link(&cl->jobs, j);
+        LIST_PREPEND(jobs, cl->jobs, j);
         cl->n_jobs++;
 
         spec = (struct job_spec) {
@@ -459,10 +435,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         free(cl);
                         continue;
                 }
-                cl->next = js->clients;
-                if (js->clients)
-                        js->clients->prev = cl;
-                js->clients = cl;
+                LIST_PREPEND(clients, js->clients, cl);
                 js->n_clients++;
                 log_debug("Job client connected (pid %d).", (int) cl->pid);
         }
@@ -519,7 +492,7 @@ struct jobs_socket *jobs_socket_free(struct jobs_socket *js) {
         while (js->orphans) {
                 struct job *j = js->orphans;
 
-                job_unlink(&js->orphans, j);
+                LIST_REMOVE(jobs, js->orphans, j);
                 job_free(j);
         }
         sd_event_source_disable_unref(js->io);

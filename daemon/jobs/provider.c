@@ -20,6 +20,7 @@
 #include "job-send.h"
 #include "jobs-channel.h"
 #include "lending.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "network.h"
@@ -38,7 +39,7 @@
 
 struct provider_job {
         struct provider *provider;      /* NULL once orphaned by provider_free() */
-        struct provider_job *prev, *next;
+        LIST_FIELDS(struct provider_job, jobs);
         uint8_t from[WIRE_NODE_ID_SIZE];
         uint8_t job_id[JOB_ID_SIZE];
         char job_hex[2 * JOB_ID_SIZE + 1];
@@ -94,13 +95,7 @@ static void job_unlink(struct provider_job *j) {
 
         if (!p)
                 return;
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                p->jobs = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        j->prev = j->next = NULL;
+        LIST_REMOVE(jobs, p->jobs, j);
         if (j->executing)
                 p->executing--;
         j->provider = NULL;
@@ -491,10 +486,8 @@ void provider_handle_request(struct provider *p, const uint8_t from[32], Swarm__
         }
 
         j->provider = p;
-        j->next = p->jobs;
-        if (p->jobs)
-                p->jobs->prev = j;
-        p->jobs = TAKE_PTR(j);
+        LIST_PREPEND(jobs, p->jobs, j);
+        j = NULL;       /* the list owns it */
 }
 
 int provider_set_allowed_requesters(struct provider *p, char *const *ids) {

@@ -15,6 +15,7 @@
 #include "identity.h"
 #include "job-wire.h"
 #include "jobs-channel.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "membership.h"
@@ -81,7 +82,7 @@ struct attempt {
 
 struct job {
         struct requester *r;
-        struct job *next;
+        LIST_FIELDS(struct job, jobs);  /* r->jobs while running, then r->finished */
         uint64_t id;
         uint8_t job_id[JOB_ID_SIZE];
         char *skill;
@@ -264,15 +265,6 @@ static void job_free(struct job *job) {
         free(job);
 }
 
-static void list_remove(struct job **head, struct job *job) {
-        for (struct job **p = head; *p; p = &(*p)->next)
-                if (*p == job) {
-                        *p = job->next;
-                        job->next = NULL;
-                        return;
-                }
-}
-
 static void late_add(struct job *job, struct attempt *a) {
         struct late_result *l = calloc(1, sizeof(*l));
 
@@ -303,7 +295,7 @@ static void late_expire(struct requester *r, uint64_t now) {
 static void deliver(struct job *job) {
         struct requester *r = job->r;
 
-        list_remove(&r->finished, job);
+        LIST_REMOVE(jobs, r->finished, job);
         job->defer = sd_event_source_disable_unref(job->defer);
         if (job->done)
                 job->done(job->id, &job->outcome, job->userdata);
@@ -355,9 +347,8 @@ static void job_finish(struct job *job, int status, const char *fmt, ...) {
         else
                 log_debug("Job %" PRIu64 " (%s) failed: %s", job->id, job->skill, job->error);
 
-        list_remove(&r->jobs, job);
-        job->next = r->finished;
-        r->finished = job;
+        LIST_REMOVE(jobs, r->jobs, job);
+        LIST_PREPEND(jobs, r->finished, job);
         if (job->payment)
                 return;         /* on_paid() takes it from here */
         k = sd_event_add_defer(r->event, &job->defer, on_job_defer, job);
@@ -933,7 +924,7 @@ void requester_handle_result(struct requester *r, const uint8_t from[32], const 
         if (k < 0) {
                 /* We cannot trust the job id inside: blame the first job
                  * waiting on this peer. */
-                for (job = r->jobs; job && !a; job = job->next)
+                for (job = r->jobs; job && !a; job = job->jobs_next)
                         a = attempt_of(job, from);
                 if (a)
                         attempt_fail(a, -EBADMSG, true, "%s", k == -EKEYREJECTED ? "bad signature on the result" :
@@ -944,14 +935,14 @@ void requester_handle_result(struct requester *r, const uint8_t from[32], const 
                 /* The peer could not even read our request (the jobs
                  * channel answers those without a job id): it fails the
                  * first job waiting on it. */
-                for (job = r->jobs; job && !a; job = job->next)
+                for (job = r->jobs; job && !a; job = job->jobs_next)
                         a = attempt_of(job, from);
                 if (a && res->job_id.len == 0 && res->status < 0)
                         attempt_fail(a, -EPROTO, true, "could not read the request: %s",
                                      res->error && res->error[0] ? res->error : strerror(-res->status));
                 return;
         }
-        for (job = r->jobs; job; job = job->next)
+        for (job = r->jobs; job; job = job->jobs_next)
                 if (memcmp(job->job_id, res->job_id.data, JOB_ID_SIZE) == 0)
                         break;
         if (!job) {
@@ -1054,7 +1045,7 @@ struct requester *requester_free(struct requester *r) {
         /* The loop will not turn for them again.  A result whose payment
          * is not durable yet is not handed over (the payment still goes
          * through, with the accounts' last write). */
-        for (struct job *job = r->finished; job; job = job->next)
+        for (struct job *job = r->finished; job; job = job->jobs_next)
                 if (job->payment) {
                         accounts_payment_forget(TAKE_PTR(job->payment));
                         swarm_values_free(job->outcome.outputs);
@@ -1117,8 +1108,7 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
                 job_free(job);
                 return k;
         }
-        job->next = r->jobs;
-        r->jobs = job;
+        LIST_PREPEND(jobs, r->jobs, job);
         if (ret_job)
                 *ret_job = job->id;
 
@@ -1154,7 +1144,7 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
 }
 
 void requester_cancel(struct requester *r, uint64_t id) {
-        for (struct job *job = r->jobs; job; job = job->next)
+        for (struct job *job = r->jobs; job; job = job->jobs_next)
                 if (job->id == id) {
                         job_finish(job, -ECANCELED, "cancelled");
                         return;
@@ -1164,7 +1154,7 @@ void requester_cancel(struct requester *r, uint64_t id) {
 size_t requester_active_jobs(const struct requester *r) {
         size_t n = 0;
 
-        for (const struct job *job = r->jobs; job; job = job->next)
+        for (const struct job *job = r->jobs; job; job = job->jobs_next)
                 n++;
         return n;
 }
