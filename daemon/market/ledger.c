@@ -747,27 +747,46 @@ static int grow(void **array, size_t *allocated, size_t n, size_t size) {
         return 0;
 }
 
-int ledger_payees(struct ledger *l, uint8_t (**ret)[32], size_t *ret_n) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        _cleanup_free_ uint8_t (*ids)[32] = NULL;
+/* Reads one row of s into row (zeroed); false for a row that breaks the
+ * schema. */
+typedef bool (*row_read_fn)(sqlite3_stmt *s, void *row);
+
+/* Steps s to its end, one element of size bytes per row, into a malloc'd
+ * array.  A bad row is ledger_bad_row(table); a failed step is
+ * ledger_fail(doing). */
+static int collect_rows(struct ledger *l, sqlite3_stmt *s, size_t size, row_read_fn read, const char *table,
+                        const char *doing, void **ret, size_t *ret_n) {
+        _cleanup_free_ uint8_t *rows = NULL;
         size_t n = 0, allocated = 0;
         int rc;
+
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                if (grow((void **) &rows, &allocated, n, size) < 0)
+                        return -ENOMEM;
+                memset(rows + n * size, 0, size);
+                if (!read(s, rows + n * size))
+                        return ledger_bad_row(l, table);
+                n++;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, doing);
+        *ret = TAKE_PTR(rows);
+        *ret_n = n;
+        return 0;
+}
+
+static bool payee_read(sqlite3_stmt *s, void *row) {
+        return column_blob(s, 0, row, 32) >= 0;
+}
+
+int ledger_payees(struct ledger *l, uint8_t (**ret)[32], size_t *ret_n) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
 
         if (!l || !ret || !ret_n)
                 return -EINVAL;
         s = l->stmts[STMT_PAYEES];
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                if (grow((void **) &ids, &allocated, n, sizeof(*ids)) < 0)
-                        return -ENOMEM;
-                if (column_blob(s, 0, ids[n], sizeof(ids[n])) < 0)
-                        return ledger_bad_row(l, "cheques_issued");
-                n++;
-        }
-        if (rc != SQLITE_DONE)
-                return ledger_fail(l, rc, "listing payees");
-        *ret = TAKE_PTR(ids);
-        *ret_n = n;
-        return 0;
+        return collect_rows(l, s, sizeof(**ret), payee_read, "cheques_issued", "listing payees", (void **) ret,
+                            ret_n);
 }
 
 int ledger_latest_cheque(struct ledger *l, const uint8_t payee[32], uint8_t **ret, size_t *ret_size) {
@@ -1049,45 +1068,44 @@ int ledger_get_balance(struct ledger *l, struct ledger_balance *ret) {
         return 0;
 }
 
+static bool peer_read(sqlite3_stmt *s, void *row) {
+        struct ledger_peer *p = row;
+
+        return column_blob(s, 0, p->id, sizeof(p->id)) >= 0 &&
+               column_u64(s, 1, &p->issued) >= 0 &&
+               column_u64(s, 2, &p->received) >= 0 &&
+               column_u64(s, 3, &p->served) >= 0 &&
+               column_u64(s, 4, &p->jobs_paid) >= 0 &&
+               column_u64(s, 5, &p->jobs_served) >= 0 &&
+               column_u64(s, 6, &p->last_at) >= 0;
+}
+
 int ledger_list_peers(struct ledger *l, struct ledger_peer **ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        _cleanup_free_ struct ledger_peer *peers = NULL;
-        size_t n = 0, allocated = 0;
-        int rc;
 
         if (!l || !ret || !ret_n)
                 return -EINVAL;
-
         s = l->stmts[STMT_PEERS];
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                struct ledger_peer *p;
+        return collect_rows(l, s, sizeof(**ret), peer_read, "jobs or cheques", "listing peers", (void **) ret,
+                            ret_n);
+}
 
-                if (grow((void **) &peers, &allocated, n, sizeof(*peers)) < 0)
-                        return -ENOMEM;
-                p = &peers[n];
-                if (column_blob(s, 0, p->id, sizeof(p->id)) < 0 ||
-                    column_u64(s, 1, &p->issued) < 0 ||
-                    column_u64(s, 2, &p->received) < 0 ||
-                    column_u64(s, 3, &p->served) < 0 ||
-                    column_u64(s, 4, &p->jobs_paid) < 0 ||
-                    column_u64(s, 5, &p->jobs_served) < 0 ||
-                    column_u64(s, 6, &p->last_at) < 0)
-                        return ledger_bad_row(l, "jobs or cheques");
-                n++;
-        }
-        if (rc != SQLITE_DONE)
-                return ledger_fail(l, rc, "listing peers");
+static bool job_read(sqlite3_stmt *s, void *row) {
+        struct ledger_job *j = row;
+        int role = sqlite3_column_int(s, 1);
 
-        *ret = TAKE_PTR(peers);
-        *ret_n = n;
-        return 0;
+        if (role != LEDGER_ROLE_PAID && role != LEDGER_ROLE_SERVED)
+                return false;
+        j->role = (enum ledger_role) role;
+        return column_blob(s, 0, j->job_id, sizeof(j->job_id)) >= 0 &&
+               column_blob(s, 2, j->peer, sizeof(j->peer)) >= 0 &&
+               column_skill(s, 3, j->skill) >= 0 &&
+               column_u64(s, 4, &j->price) >= 0 &&
+               column_u64(s, 5, &j->at) >= 0;
 }
 
 int ledger_history(struct ledger *l, const uint8_t *peer, size_t limit, struct ledger_job **ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        _cleanup_free_ struct ledger_job *jobs = NULL;
-        size_t n = 0, allocated = 0;
-        int rc;
 
         if (!l || !ret || !ret_n)
                 return -EINVAL;
@@ -1096,32 +1114,8 @@ int ledger_history(struct ledger *l, const uint8_t *peer, size_t limit, struct l
         sqlite3_bind_int64(s, 1, limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64) limit);
         if (peer)
                 bind_blob(s, 2, peer, 32);
-
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                struct ledger_job *j;
-                int role;
-
-                if (grow((void **) &jobs, &allocated, n, sizeof(*jobs)) < 0)
-                        return -ENOMEM;
-                j = &jobs[n];
-                *j = (struct ledger_job) {};
-                role = sqlite3_column_int(s, 1);
-                if (column_blob(s, 0, j->job_id, sizeof(j->job_id)) < 0 ||
-                    (role != LEDGER_ROLE_PAID && role != LEDGER_ROLE_SERVED) ||
-                    column_blob(s, 2, j->peer, sizeof(j->peer)) < 0 ||
-                    column_skill(s, 3, j->skill) < 0 ||
-                    column_u64(s, 4, &j->price) < 0 ||
-                    column_u64(s, 5, &j->at) < 0)
-                        return ledger_bad_row(l, "jobs");
-                j->role = (enum ledger_role) role;
-                n++;
-        }
-        if (rc != SQLITE_DONE)
-                return ledger_fail(l, rc, "reading the job history");
-
-        *ret = TAKE_PTR(jobs);
-        *ret_n = n;
-        return 0;
+        return collect_rows(l, s, sizeof(**ret), job_read, "jobs", "reading the job history", (void **) ret,
+                            ret_n);
 }
 
 /* ---- Reputation ------------------------------------------------------ */
@@ -1175,39 +1169,26 @@ int ledger_save_reputation(struct ledger *l, const struct ledger_reputation *row
         return ledger_commit(l);
 }
 
+static bool reputation_read(sqlite3_stmt *s, void *row) {
+        struct ledger_reputation *p = row;
+
+        return column_blob(s, 0, p->peer, sizeof(p->peer)) >= 0 &&
+               column_skill(s, 1, p->skill) >= 0 &&
+               column_double(s, 2, &p->successes) >= 0 &&
+               column_double(s, 3, &p->failures) >= 0 &&
+               column_double(s, 4, &p->latency_ewma_usec) >= 0 &&
+               column_double(s, 5, &p->throughput_ratio) >= 0 &&
+               column_u64(s, 6, &p->updated_at) >= 0;
+}
+
 int ledger_load_reputation(struct ledger *l, struct ledger_reputation **ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        _cleanup_free_ struct ledger_reputation *rows = NULL;
-        size_t n = 0, allocated = 0;
-        int rc;
 
         if (!l || !ret || !ret_n)
                 return -EINVAL;
-
         s = l->stmts[STMT_REPUTATION_ALL];
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                struct ledger_reputation *p;
-
-                if (grow((void **) &rows, &allocated, n, sizeof(*rows)) < 0)
-                        return -ENOMEM;
-                p = &rows[n];
-                *p = (struct ledger_reputation) {};
-                if (column_blob(s, 0, p->peer, sizeof(p->peer)) < 0 ||
-                    column_skill(s, 1, p->skill) < 0 ||
-                    column_double(s, 2, &p->successes) < 0 ||
-                    column_double(s, 3, &p->failures) < 0 ||
-                    column_double(s, 4, &p->latency_ewma_usec) < 0 ||
-                    column_double(s, 5, &p->throughput_ratio) < 0 ||
-                    column_u64(s, 6, &p->updated_at) < 0)
-                        return ledger_bad_row(l, "reputation");
-                n++;
-        }
-        if (rc != SQLITE_DONE)
-                return ledger_fail(l, rc, "loading reputation");
-
-        *ret = TAKE_PTR(rows);
-        *ret_n = n;
-        return 0;
+        return collect_rows(l, s, sizeof(**ret), reputation_read, "reputation", "loading reputation", (void **) ret,
+                            ret_n);
 }
 
 /* ---- Group commit ---------------------------------------------------- */
