@@ -112,6 +112,41 @@ Test(sdk, duplicate_names_are_eexist_whatever_the_type) {
 
 /* ---- getters ---- */
 
+Test(sdk, values_at_walks_every_type_in_order) {
+        struct swarm_values *set = swarm_values_new();
+        uint64_t shape[2] = { 2, 3 };
+        struct swarm_tensor t;
+        struct swarm_value x;
+
+        cr_assert_not_null(set);
+        cr_assert_eq(swarm_values_set_int(set, "n", -7), 0);
+        cr_assert_eq(swarm_values_set_string(set, "s", "text"), 0);
+        cr_assert_eq(swarm_values_set_bytes(set, "b", "\x01\x02\x03", 3), 0);
+        cr_assert_eq(swarm_values_add_tensor(set, "t", SWARM_DTYPE_F32, 2, shape, &t), 0);
+
+        cr_assert_eq(swarm_values_at(set, 0, &x), 0);
+        cr_assert_str_eq(x.name, "n");
+        cr_assert_eq(x.type, SWARM_VALUE_INT);
+        cr_assert_eq(x.integer, -7);
+        cr_assert_eq(swarm_values_at(set, 1, &x), 0);
+        cr_assert_eq(x.type, SWARM_VALUE_STRING);
+        cr_assert_str_eq(x.string, "text");
+        cr_assert_eq(swarm_values_at(set, 2, &x), 0);
+        cr_assert_eq(x.type, SWARM_VALUE_BYTES);
+        cr_assert_eq(x.size, 3);
+        cr_assert_eq(memcmp(x.data, "\x01\x02\x03", 3), 0);
+        cr_assert_eq(swarm_values_at(set, 3, &x), 0);
+        cr_assert_eq(x.type, SWARM_VALUE_TENSOR);
+        cr_assert_eq(x.tensor.ndim, 2);
+        cr_assert_eq(x.tensor.shape[1], 3);
+        cr_assert_eq(x.tensor.size, 24);
+        cr_assert_eq(x.tensor.data, t.data);
+
+        cr_assert_eq(swarm_values_at(set, 4, &x), -ERANGE);
+        cr_assert_eq(swarm_values_at(NULL, 0, &x), -ERANGE);
+        swarm_values_free(set);
+}
+
 Test(sdk, getters_return_what_setters_stored) {
         uint64_t shape[2] = { 2, 3 };
         struct swarm_tensor t;

@@ -418,76 +418,60 @@ static void *memdup_or_null(const void *p, size_t n) {
 }
 
 static int value_to_wire(const struct swarm_values *v, size_t i, Swarm__JobValue **ret) {
-        enum swarm_value_type type;
-        const char *name = swarm_values_name(v, i, &type);
+        struct swarm_value x;
         Swarm__JobValue *w;
-        struct swarm_tensor t;
-        const char *s;
-        const void *data;
-        size_t size;
-        int64_t x;
 
-        if (!name)
+        if (swarm_values_at(v, i, &x) < 0 || !x.name)
                 return -EINVAL;
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
         swarm__job_value__init(w);
-        w->name = strdup(name);
+        w->name = strdup(x.name);
         if (!w->name)
                 goto oom;
 
-        switch (type) {
+        switch (x.type) {
         case SWARM_VALUE_TENSOR:
-                if (swarm_values_get_tensor(v, name, &t) < 0)
-                        goto inval;
                 w->value_case = SWARM__JOB_VALUE__VALUE_TENSOR;
                 w->tensor = calloc(1, sizeof(*w->tensor));
                 if (!w->tensor)
                         goto oom;
                 swarm__tensor__init(w->tensor);
-                w->tensor->dtype = (uint32_t) t.dtype;
-                w->tensor->n_shape = t.ndim;
-                w->tensor->shape = memdup_or_null(t.shape, t.ndim * sizeof(uint64_t));
-                w->tensor->data.data = memdup_or_null(t.data, t.size);
-                w->tensor->data.len = t.size;
+                w->tensor->dtype = (uint32_t) x.tensor.dtype;
+                w->tensor->n_shape = x.tensor.ndim;
+                w->tensor->shape = memdup_or_null(x.tensor.shape, x.tensor.ndim * sizeof(uint64_t));
+                w->tensor->data.data = memdup_or_null(x.tensor.data, x.tensor.size);
+                w->tensor->data.len = x.tensor.size;
                 if (!w->tensor->shape || !w->tensor->data.data)
                         goto oom;
                 break;
         case SWARM_VALUE_STRING:
-                if (swarm_values_get_string(v, name, &s) < 0)
-                        goto inval;
                 w->value_case = SWARM__JOB_VALUE__VALUE_TEXT;
-                w->text = strdup(s ?: "");
+                w->text = strdup(x.string ?: "");
                 if (!w->text)
                         goto oom;
                 break;
         case SWARM_VALUE_INT:
-                if (swarm_values_get_int(v, name, &x) < 0)
-                        goto inval;
                 w->value_case = SWARM__JOB_VALUE__VALUE_INTEGER;
-                w->integer = x;
+                w->integer = x.integer;
                 break;
         case SWARM_VALUE_BYTES:
-                if (swarm_values_get_bytes(v, name, &data, &size) < 0)
-                        goto inval;
                 w->value_case = SWARM__JOB_VALUE__VALUE_DATA;
-                w->data.data = memdup_or_null(data, size);
-                w->data.len = size;
+                w->data.data = memdup_or_null(x.data, x.size);
+                w->data.len = x.size;
                 if (!w->data.data)
                         goto oom;
                 break;
         default:
-                goto inval;
+                job_value_free(w);
+                return -EINVAL;
         }
         *ret = w;
         return 0;
 oom:
         job_value_free(w);
         return -ENOMEM;
-inval:
-        job_value_free(w);
-        return -EINVAL;
 }
 
 int job_values_to_wire(const struct swarm_values *v, Swarm__JobValue ***ret, size_t *ret_n) {

@@ -167,44 +167,35 @@ static void put_values(struct encoder *e, const struct swarm_values *v) {
         }
         PUT(e, uint32_t, (uint32_t) n);
         for (size_t i = 0; i < n; i++) {
-                enum swarm_value_type type;
-                const char *name = swarm_values_name(v, i, &type);
-                struct swarm_tensor t;
-                const char *s;
-                const void *data;
-                size_t size;
-                int64_t x;
+                struct swarm_value x;
 
-                PUT(e, uint8_t, (uint8_t) type);
-                put_name(e, name);
-                switch (type) {
+                (void) swarm_values_at(v, i, &x);
+                PUT(e, uint8_t, (uint8_t) x.type);
+                put_name(e, x.name);
+                switch (x.type) {
                 case SWARM_VALUE_INT:
-                        (void) swarm_values_get_int(v, name, &x);
-                        PUT(e, int64_t, x);
+                        PUT(e, int64_t, x.integer);
                         break;
                 case SWARM_VALUE_STRING:
-                        (void) swarm_values_get_string(v, name, &s);
-                        put_text(e, s);
+                        put_text(e, x.string);
                         break;
                 case SWARM_VALUE_BYTES:
-                        (void) swarm_values_get_bytes(v, name, &data, &size);
-                        if (size <= WMSG_INLINE_BYTES_MAX) {
+                        if (x.size <= WMSG_INLINE_BYTES_MAX) {
                                 PUT(e, uint8_t, BYTES_INLINE);
-                                PUT(e, uint32_t, (uint32_t) size);
-                                put(e, data, size);
+                                PUT(e, uint32_t, (uint32_t) x.size);
+                                put(e, x.data, x.size);
                         } else {
                                 PUT(e, uint8_t, BYTES_SHM);
-                                PUT(e, uint64_t, size);
-                                put_block(e, v, name, data, size);
+                                PUT(e, uint64_t, x.size);
+                                put_block(e, v, x.name, x.data, x.size);
                         }
                         break;
                 case SWARM_VALUE_TENSOR:
-                        (void) swarm_values_get_tensor(v, name, &t);
-                        PUT(e, uint8_t, (uint8_t) t.dtype);
-                        PUT(e, uint8_t, (uint8_t) t.ndim);
-                        for (uint32_t d = 0; d < t.ndim; d++)
-                                PUT(e, uint64_t, t.shape[d]);
-                        put_block(e, v, name, t.data, t.size);
+                        PUT(e, uint8_t, (uint8_t) x.tensor.dtype);
+                        PUT(e, uint8_t, (uint8_t) x.tensor.ndim);
+                        for (uint32_t d = 0; d < x.tensor.ndim; d++)
+                                PUT(e, uint64_t, x.tensor.shape[d]);
+                        put_block(e, v, x.name, x.tensor.data, x.tensor.size);
                         break;
                 }
         }

@@ -19,6 +19,21 @@ bool swarm_value_name_valid(const char *name);
 int swarm_tensor_shape_check(enum swarm_dtype dtype, uint32_t ndim, const uint64_t *shape,
                              uint64_t *n_elements, uint64_t *size);
 
+/* The i-th value, whatever its type: what a walk over a set (encoding it,
+ * printing it) needs, in one call.  Pointers are v's. */
+struct swarm_value {
+        const char *name;
+        enum swarm_value_type type;
+        int64_t integer;                /* SWARM_VALUE_INT */
+        const char *string;             /* SWARM_VALUE_STRING */
+        const void *data;               /* SWARM_VALUE_BYTES */
+        size_t size;
+        struct swarm_tensor tensor;     /* SWARM_VALUE_TENSOR */
+};
+
+/* 0, or -ERANGE past the end (or v NULL). */
+int swarm_values_at(const struct swarm_values *v, size_t i, struct swarm_value *ret);
+
 /* Allocates size bytes (zeroed, 64-byte aligned) for a new tensor and says
  * how to release them. */
 typedef int (*swarm_values_allocator_fn)(uint64_t size, void **data,

@@ -154,6 +154,31 @@ const char *swarm_values_name(const struct swarm_values *v, size_t i, enum swarm
         return v->items[i].name;
 }
 
+int swarm_values_at(const struct swarm_values *v, size_t i, struct swarm_value *ret) {
+        const struct value *x;
+
+        if (!v || i >= v->n)
+                return -ERANGE;
+        x = &v->items[i];
+        *ret = (struct swarm_value) { .name = x->name, .type = x->type };
+        switch (x->type) {
+        case SWARM_VALUE_INT:
+                ret->integer = x->integer;
+                break;
+        case SWARM_VALUE_STRING:
+                ret->string = x->string;
+                break;
+        case SWARM_VALUE_BYTES:
+                ret->data = x->bytes.data;
+                ret->size = x->bytes.size;
+                break;
+        case SWARM_VALUE_TENSOR:
+                ret->tensor = x->tensor;
+                break;
+        }
+        return 0;
+}
+
 static const struct value *find(const struct swarm_values *v, const char *name) {
         if (!v || !name)
                 return NULL;

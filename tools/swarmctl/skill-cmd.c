@@ -116,38 +116,33 @@ static void print_values(const char *title, const struct swarm_values *v, const 
                 return;
         printf("%s:\n", title);
         for (size_t i = 0; i < n; i++) {
+                struct swarm_value x;
+                const char *name;
                 enum swarm_value_type type;
-                const char *name = swarm_values_name(v, i, &type);
-                struct swarm_tensor t;
-                const char *s;
-                const void *data;
-                size_t size;
-                int64_t x;
 
+                (void) swarm_values_at(v, i, &x);
+                name = x.name;
+                type = x.type;
                 printf("  %-14s ", name);
                 switch (type) {
                 case SWARM_VALUE_INT:
-                        (void) swarm_values_get_int(v, name, &x);
-                        printf("%" PRId64 "\n", x);
+                        printf("%" PRId64 "\n", x.integer);
                         break;
                 case SWARM_VALUE_STRING:
-                        (void) swarm_values_get_string(v, name, &s);
-                        printf("\"%s\"\n", s);
+                        printf("\"%s\"\n", x.string);
                         break;
                 case SWARM_VALUE_BYTES:
-                        (void) swarm_values_get_bytes(v, name, &data, &size);
-                        printf("%zu bytes ", size);
-                        for (size_t k = 0; k < size && k < 32; k++)
-                                printf("%02x", ((const uint8_t *) data)[k]);
-                        printf("%s\n", size > 32 ? "…" : "");
+                        printf("%zu bytes ", x.size);
+                        for (size_t k = 0; k < x.size && k < 32; k++)
+                                printf("%02x", ((const uint8_t *) x.data)[k]);
+                        printf("%s\n", x.size > 32 ? "…" : "");
                         break;
                 case SWARM_VALUE_TENSOR:
-                        (void) swarm_values_get_tensor(v, name, &t);
-                        printf("%s[", swarm_dtype_name(t.dtype) ?: "?");
-                        for (uint32_t d = 0; d < t.ndim; d++)
-                                printf("%s%" PRIu64, d ? "x" : "", t.shape[d]);
+                        printf("%s[", swarm_dtype_name(x.tensor.dtype) ?: "?");
+                        for (uint32_t d = 0; d < x.tensor.ndim; d++)
+                                printf("%s%" PRIu64, d ? "x" : "", x.tensor.shape[d]);
                         printf("]");
-                        print_tensor_preview(&t);
+                        print_tensor_preview(&x.tensor);
                         printf("\n");
                         break;
                 }
@@ -158,10 +153,10 @@ static void print_values(const char *title, const struct swarm_values *v, const 
                         if (asprintf(&path, "%s/%s%s", output_dir, name, type == SWARM_VALUE_TENSOR ? ".npy" : "") < 0)
                                 continue;
                         if (type == SWARM_VALUE_TENSOR)
-                                r = npy_write(path, &t);
+                                r = npy_write(path, &x.tensor);
                         else {
                                 _cleanup_fclose_ FILE *f = fopen(path, "we");
-                                r = f && fwrite(data, 1, size, f) == size && fflush(f) == 0 ? 0 : -EIO;
+                                r = f && fwrite(x.data, 1, x.size, f) == x.size && fflush(f) == 0 ? 0 : -EIO;
                         }
                         if (r < 0)
                                 log_error_errno(r, "Failed to write %s: %m", path);

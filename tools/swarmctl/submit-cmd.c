@@ -379,38 +379,33 @@ static int write_outputs(const char *dir, const struct swarm_values *v, bool pri
         if (dir && mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return log_error_errno(negative_errno(), "Cannot create %s: %m", dir);
         for (size_t i = 0; i < n; i++) {
-                enum swarm_value_type type;
-                const char *name = swarm_values_name(v, i, &type);
                 _cleanup_free_ char *path = NULL;
-                struct swarm_tensor t;
-                const void *data;
-                const char *s;
-                size_t size;
-                int64_t x;
+                struct swarm_value x;
+                const char *name;
                 int r = 0;
 
-                switch (type) {
+                (void) swarm_values_at(v, i, &x);
+                name = x.name;
+                switch (x.type) {
                 case SWARM_VALUE_TENSOR:
-                        (void) swarm_values_get_tensor(v, name, &t);
                         if (print) {
-                                printf("  %-14s %s[", name, swarm_dtype_name(t.dtype) ?: "?");
-                                for (uint32_t d = 0; d < t.ndim; d++)
-                                        printf("%s%" PRIu64, d ? "x" : "", t.shape[d]);
+                                printf("  %-14s %s[", name, swarm_dtype_name(x.tensor.dtype) ?: "?");
+                                for (uint32_t d = 0; d < x.tensor.ndim; d++)
+                                        printf("%s%" PRIu64, d ? "x" : "", x.tensor.shape[d]);
                                 printf("]");
                         }
                         if (dir) {
                                 if (asprintf(&path, "%s/%s.npy", dir, name) < 0)
                                         return log_oom();
-                                r = npy_write(path, &t);
+                                r = npy_write(path, &x.tensor);
                         }
                         break;
                 case SWARM_VALUE_BYTES:
-                        (void) swarm_values_get_bytes(v, name, &data, &size);
                         if (print) {
-                                printf("  %-14s %zu bytes ", name, size);
-                                for (size_t k = 0; k < size && k < 32; k++)
-                                        printf("%02x", ((const uint8_t *) data)[k]);
-                                printf("%s", size > 32 ? "…" : "");
+                                printf("  %-14s %zu bytes ", name, x.size);
+                                for (size_t k = 0; k < x.size && k < 32; k++)
+                                        printf("%02x", ((const uint8_t *) x.data)[k]);
+                                printf("%s", x.size > 32 ? "…" : "");
                         }
                         if (dir) {
                                 _cleanup_fclose_ FILE *f = NULL;
@@ -418,18 +413,16 @@ static int write_outputs(const char *dir, const struct swarm_values *v, bool pri
                                 if (asprintf(&path, "%s/%s", dir, name) < 0)
                                         return log_oom();
                                 f = fopen(path, "we");
-                                r = f && fwrite(data, 1, size, f) == size && fflush(f) == 0 ? 0 : -EIO;
+                                r = f && fwrite(x.data, 1, x.size, f) == x.size && fflush(f) == 0 ? 0 : -EIO;
                         }
                         break;
                 case SWARM_VALUE_INT:
-                        (void) swarm_values_get_int(v, name, &x);
                         if (print)
-                                printf("  %-14s %" PRId64, name, x);
+                                printf("  %-14s %" PRId64, name, x.integer);
                         break;
                 case SWARM_VALUE_STRING:
-                        (void) swarm_values_get_string(v, name, &s);
                         if (print)
-                                printf("  %-14s \"%s\"", name, s);
+                                printf("  %-14s \"%s\"", name, x.string);
                         break;
                 }
                 if (r < 0)
