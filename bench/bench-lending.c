@@ -172,7 +172,8 @@ static void start(int cgroups, int preempt) {
 
 static void stop(void) {
         stopping = true;
-        lending = lending_free(lending);        /* thaws */
+        lending_stop(lending);                  /* thaws */
+        lending = lending_free(lending);
         (void) skills_kill_all(skills);
         skills = skills_free(skills);
         memset(jobs, 0, sizeof(jobs));

@@ -355,6 +355,7 @@ static void daemon_done(struct daemon *d) {
          * that price and verify them still exist; whoever submitted them
          * (the jobs socket) must be freed after this. */
         d->challenge = challenge_free(d->challenge);
+        requester_stop(d->requester);
         d->requester = requester_free(d->requester);
         d->jobs_socket = jobs_socket_free(d->jobs_socket);
         provider_stop(d->provider);
@@ -373,6 +374,7 @@ static void daemon_done(struct daemon *d) {
         /* The bus first (pending calls are answered), then lending, which
          * thaws what it froze while the pools still exist. */
         d->bus = bus_service_free(d->bus);
+        lending_stop(d->lending);
         d->lending = lending_free(d->lending);
         d->system_bus = sd_bus_flush_close_unref(d->system_bus);
         d->control = control_free(d->control);

@@ -211,6 +211,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+        lending_stop(lending);
         lending = lending_free(lending);
         config_done(&config);
         event = sd_event_unref(event);
@@ -314,6 +315,7 @@ Test(lending_policy, invalid_schedule_is_rejected_and_nothing_changes) {
         set_schedule((char *[]) { "sometimes", NULL });
         cr_assert_eq(lending_apply_config(lending, &config), -EINVAL);
         cr_assert_str_eq(lending_get_schedule(lending)[0], "daily 00:00-24:00");
+        lending_stop(lending);
         lending = lending_free(lending);
         cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), -EINVAL);
 }
@@ -479,6 +481,7 @@ static void fake_logind_set_idle(int idle) {
 static void bus_teardown(void) {
         char path[sizeof(busdir) + 16];
 
+        lending_stop(lending);
         lending = lending_free(lending);
         fake_slot = sd_bus_slot_unref(fake_slot);
         fake = sd_bus_flush_close_unref(fake);
@@ -655,6 +658,7 @@ static void jobs_teardown(void) {
 
         if (job)
                 pool_request_cancel(job);
+        lending_stop(lending);
         lending = lending_free(lending);
         skills = skills_free(skills);   /* stops the workers, removes the skill cgroups */
         swarm_values_free(job_inputs);

@@ -168,6 +168,7 @@ static void teardown(void) {
         channel = jobs_channel_free(channel);
         provider_stop(provider);
         provider = provider_free(provider);
+        lending_stop(lending);
         lending = lending_free(lending);
         requester_net = network_free(requester_net);
         provider_net = network_free(provider_net);

@@ -83,6 +83,7 @@ static void hosting(void) {
 }
 
 static void teardown(void) {
+        requester_stop(requester);
         requester = requester_free(requester);
         skills = skills_free(skills);
         config_done(&config);
@@ -267,6 +268,7 @@ Test(requester, free_fails_running_jobs_at_once, .init = hosting, .fini = teardo
         cr_assert_eq(requester_submit(requester, &spec, on_done, &o, &id), 0);
         while (now_usec() - t0 < 300 * 1000)
                 sd_event_run(event, 10 * 1000);
+        requester_stop(requester);
         requester = requester_free(requester);
         cr_assert(o.done);
         cr_assert_eq(o.calls, 1);
@@ -439,11 +441,13 @@ static void remote_stop(void) {
         char cmd[128];
 
         requester_attach(NULL, rn.channels[1]);
+        requester_stop(requester);
         requester = requester_free(requester);
         for (int i = 0; i < 2; i++)
                 rn.channels[i] = jobs_channel_free(rn.channels[i]);
         provider_stop(rn.provider);
         rn.provider = provider_free(rn.provider);
+        lending_stop(rn.lending);
         rn.lending = lending_free(rn.lending);
         for (int i = 0; i < 2; i++) {
                 rn.nets[i] = network_free(rn.nets[i]);

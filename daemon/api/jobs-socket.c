@@ -486,7 +486,7 @@ struct jobs_socket *jobs_socket_free(struct jobs_socket *js) {
         while (js->clients)
                 client_free(js->clients);
         /* requester_cancel() calls done later, from the loop, and
-         * requester_free() calls it for every job left: freed after the
+         * requester_stop() calls it for every job left: freed after the
          * requester (see jobs-socket.h), nothing is left here.  Whatever
          * is, the requester will never call back for. */
         while (js->orphans) {

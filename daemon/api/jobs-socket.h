@@ -16,7 +16,7 @@ struct requester;
 int jobs_socket_new(sd_event *event, const char *path, struct requester *requester, struct jobs_socket **ret);
 
 /* Closes the socket and every connection.  Free it after the requester:
- * requester_free() calls back for every job still running. */
+ * requester_stop() calls back for every job still running. */
 struct jobs_socket *jobs_socket_free(struct jobs_socket *j);
 
 /* Where the jobs socket lives: the directory of control_socket_path()

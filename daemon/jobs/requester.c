@@ -1037,15 +1037,15 @@ void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), 
         r->rng_userdata = rng ? userdata : NULL;
 }
 
-struct requester *requester_free(struct requester *r) {
+void requester_stop(struct requester *r) {
         if (!r)
-                return NULL;
+                return;
         while (r->jobs)
                 job_finish(r->jobs, -ESHUTDOWN, "the daemon is shutting down");
         /* The loop will not turn for them again.  A result whose payment
          * is not durable yet is not handed over (the payment still goes
          * through, with the accounts' last write). */
-        for (struct job *job = r->finished; job; job = job->jobs_next)
+        LIST_FOREACH(jobs, job, r->finished)
                 if (job->payment) {
                         accounts_payment_forget(TAKE_PTR(job->payment));
                         swarm_values_free(job->outcome.outputs);
@@ -1055,6 +1055,33 @@ struct requester *requester_free(struct requester *r) {
                 }
         while (r->finished)
                 deliver(r->finished);
+}
+
+/* Lets go of a job without a word to whoever submitted it. */
+static void job_discard(struct job *job) {
+        if (job->price_call)
+                pool_call_detach(TAKE_PTR(job->price_call));
+        for (size_t i = 0; i < job->n_attempts; i++)
+                attempt_release(&job->attempts[i]);
+        job_free(job);
+}
+
+struct requester *requester_free(struct requester *r) {
+        if (!r)
+                return NULL;
+        /* None left after requester_stop(). */
+        while (r->jobs) {
+                struct job *job = r->jobs;
+
+                LIST_REMOVE(jobs, r->jobs, job);
+                job_discard(job);
+        }
+        while (r->finished) {
+                struct job *job = r->finished;
+
+                LIST_REMOVE(jobs, r->finished, job);
+                job_discard(job);
+        }
         while (r->late) {
                 struct late_result *l = r->late;
                 r->late = l->next;

@@ -62,6 +62,10 @@ typedef void (*job_done_fn)(uint64_t job, struct job_outcome *o, void *userdata)
  * NULL (networking off): then only this node is a candidate. */
 int requester_new(sd_event *event, struct network *network, struct skills *skills, struct provider *provider,
                   uint64_t max_message_size, struct requester **ret);
+/* The goodbye: every job still running ends -ESHUTDOWN and every done
+ * callback is called.  Call it while the pools still exist. */
+void requester_stop(struct requester *r);
+/* Frees, calling back no one: jobs still held are dropped silently. */
 struct requester *requester_free(struct requester *r);
 
 /* Starts a job; done is called exactly once, from the event loop, also

@@ -301,7 +301,7 @@ static void reason_update(struct lending *l) {
         snprintf(l->reason, sizeof(l->reason), "%s", r);
 }
 
-static void lending_stop(struct lending *l, uint64_t decided) {
+static void lend_stop(struct lending *l, uint64_t decided) {
         char took[32] = "", jobs[96] = "no jobs were running";
         size_t busy = jobs_running(l);
         int r;
@@ -356,7 +356,7 @@ static void lending_stop(struct lending *l, uint64_t decided) {
         log_notice("Lending stopped: %s (%s).", l->reason, jobs);
 }
 
-static void lending_start(struct lending *l) {
+static void lend_start(struct lending *l) {
         bool thaw = l->frozen_by_lending;
         int r;
 
@@ -425,9 +425,9 @@ static void lending_update(struct lending *l, bool force_notify) {
 
         l->lending = lend;
         if (lend)
-                lending_start(l);
+                lend_start(l);
         else
-                lending_stop(l, decided);
+                lend_stop(l, decided);
         notify_changed(l);
 }
 
@@ -650,12 +650,17 @@ int lending_new(sd_event *event, sd_bus *bus, const struct config *config, struc
         return 0;
 }
 
-struct lending *lending_free(struct lending *l) {
+void lending_stop(struct lending *l) {
         if (!l)
-                return NULL;
+                return;
         /* Never leave jobs frozen behind us. */
         l->paused = l->frozen_by_lending = false;
         (void) jobs_sync(l);
+}
+
+struct lending *lending_free(struct lending *l) {
+        if (!l)
+                return NULL;
         sd_event_source_disable_unref(l->idle_timer);
         sd_event_source_disable_unref(l->schedule_timer);
         idle_source_free(l->session);

@@ -74,6 +74,10 @@ typedef void (*lending_changed_fn)(struct lending *l, void *userdata);
  * alone, so local requests still run); with finish they run on. */
 int lending_new(sd_event *event, sd_bus *bus, const struct config *config, struct skills *skills,
                 struct network *network, struct lending **ret);
+/* The goodbye: thaws whatever lending froze (jobs are never left frozen
+ * behind us).  Call it while the pools still exist. */
+void lending_stop(struct lending *l);
+/* Frees; touches no job. */
 struct lending *lending_free(struct lending *l);
 
 /* Called after every change of Lending, LendingPolicy or Schedule (for
