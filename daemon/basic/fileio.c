@@ -59,6 +59,7 @@ int read_fd_string(int fd, size_t max, char **ret) {
         size_t size = 0, allocated = 0;
 
         for (;;) {
+                size_t want;
                 ssize_t k;
 
                 if (allocated - size < 1024) {
@@ -72,15 +73,13 @@ int read_fd_string(int fd, size_t max, char **ret) {
                                 return -ENOMEM;
                         buf = p;
                 }
-                k = read(fd, buf + size, allocated - size - 1);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
+                want = allocated - size - 1;
+                k = loop_read(fd, buf + size, want);
+                if (k < 0)
+                        return (int) k;
                 size += (size_t) k;
+                if ((size_t) k < want)
+                        break;          /* the end */
         }
         buf[size] = '\0';
         *ret = TAKE_PTR(buf);
