@@ -92,6 +92,7 @@ write_config() {
 			echo "  enabled: [gemm]"
 			echo "  workers: 1"
 		fi
+		[ -n "${DEMO_DEBUG:-}" ] && printf "log:\n  level: debug\n"
 		echo "dbus:"
 		echo "  bus: none"
 		if [ "$name" = charlie ]; then

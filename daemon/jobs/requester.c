@@ -130,6 +130,7 @@ struct requester {
         struct reputation *own_reputation;      /* without accounts */
         struct accounts *accounts;
         struct late_result *late;
+        bool stopping;                  /* requester_stop(): the loop is not coming back */
 };
 
 static uint64_t default_rng(void *userdata) {
@@ -351,6 +352,8 @@ static void job_finish(struct job *job, int status, const char *fmt, ...) {
         LIST_PREPEND(jobs, r->finished, job);
         if (job->payment)
                 return;         /* on_paid() takes it from here */
+        if (r->stopping)
+                return;         /* requester_stop() delivers it */
         k = sd_event_add_defer(r->event, &job->defer, on_job_defer, job);
         if (k < 0) {
                 /* No way back to the loop: say it now rather than never. */
@@ -1040,6 +1043,7 @@ void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), 
 void requester_stop(struct requester *r) {
         if (!r)
                 return;
+        r->stopping = true;
         while (r->jobs)
                 job_finish(r->jobs, -ESHUTDOWN, "the daemon is shutting down");
         /* The loop will not turn for them again.  A result whose payment
