@@ -67,6 +67,24 @@ int pb_unpack_strict(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
         return 0;
 }
 
+int pb_pack_alloc(const ProtobufCMessage *m, size_t max_size, uint8_t **ret, size_t *ret_size) {
+        size_t size = protobuf_c_message_get_packed_size(m);
+        uint8_t *buf;
+
+        if (size > max_size)
+                return -EMSGSIZE;
+        buf = malloc(size > 0 ? size : 1);
+        if (!buf)
+                return -ENOMEM;
+        if (protobuf_c_message_pack(m, buf) != size) {
+                free(buf);
+                return -EIO;
+        }
+        *ret = buf;
+        *ret_size = size;
+        return 0;
+}
+
 void pb_free_unpacked(ProtobufCMessage *m) {
         ProtobufCAllocator a = {
                 .alloc = plain_alloc,

@@ -36,6 +36,9 @@ int pb_unpack_strict(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
                      size_t max_unknown, struct pb_budget *b, ProtobufCMessage **ret, const char **reason,
                      const char *exhausted, const char *invalid, const char *unknown_fields);
 
+/* Packs m into a malloc'd buffer: 0, -EMSGSIZE over max_size, -ENOMEM. */
+int pb_pack_alloc(const ProtobufCMessage *m, size_t max_size, uint8_t **ret, size_t *ret_size);
+
 /* Frees what pb_unpack_budgeted() returned. */
 void pb_free_unpacked(ProtobufCMessage *m);
 

@@ -71,8 +71,6 @@ void cheque_signed_clear(Swarm__SignedCheque *s) {
 
 int cheque_sign(const struct cheque *c, const uint8_t payer_sk[64], uint8_t **ret, size_t *ret_size) {
         _cleanup_(cheque_signed_clear) Swarm__SignedCheque s = SWARM__SIGNED_CHEQUE__INIT;
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t size;
         int r;
 
         if (!ret || !ret_size)
@@ -82,18 +80,7 @@ int cheque_sign(const struct cheque *c, const uint8_t payer_sk[64], uint8_t **re
         if (r < 0)
                 return r;
 
-        size = protobuf_c_message_get_packed_size(&s.base);
-        if (size > CHEQUE_MAX_SIZE)
-                return -EMSGSIZE;
-        buf = malloc(size);
-        if (!buf)
-                return -ENOMEM;
-        if (protobuf_c_message_pack(&s.base, buf) != size)
-                return -EIO;
-
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
-        return 0;
+        return pb_pack_alloc(&s.base, CHEQUE_MAX_SIZE, ret, ret_size);
 }
 
 static int cheque_msg_check(const Swarm__Cheque *m, const char **reason) {

@@ -284,9 +284,7 @@ void job_envelope_free(Swarm__JobEnvelope *e) {
 }
 
 int job_encode(Swarm__JobEnvelope *e, size_t max_size, uint8_t **ret, size_t *ret_size) {
-        _cleanup_free_ uint8_t *buf = NULL;
         const char *reason;
-        size_t size;
 
         if (!e || !ret || !ret_size)
                 return -EINVAL;
@@ -294,19 +292,7 @@ int job_encode(Swarm__JobEnvelope *e, size_t max_size, uint8_t **ret, size_t *re
         e->version = WIRE_VERSION;
         if (envelope_check(e, max_size, &reason) < 0)
                 return -EINVAL;
-
-        size = protobuf_c_message_get_packed_size(&e->base);
-        if (size > max_size)
-                return -EMSGSIZE;
-        buf = malloc(size > 0 ? size : 1);
-        if (!buf)
-                return -ENOMEM;
-        if (protobuf_c_message_pack(&e->base, buf) != size)
-                return -EIO;
-
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
-        return 0;
+        return pb_pack_alloc(&e->base, max_size, ret, ret_size);
 }
 
 /* ---- Signed results -------------------------------------------------- */

@@ -264,9 +264,7 @@ void wire_envelope_free(Swarm__Envelope *e) {
 }
 
 int wire_encode(Swarm__Envelope *e, uint8_t **ret, size_t *ret_size) {
-        _cleanup_free_ uint8_t *buf = NULL;
         const char *reason;
-        size_t size, n;
 
         if (!e || !ret || !ret_size)
                 return -EINVAL;
@@ -274,21 +272,7 @@ int wire_encode(Swarm__Envelope *e, uint8_t **ret, size_t *ret_size) {
         e->version = WIRE_VERSION;
         if (envelope_check(e, &reason) < 0)
                 return -EINVAL;
-
-        size = protobuf_c_message_get_packed_size(&e->base);
-        if (size > WIRE_MESSAGE_MAX)
-                return -EMSGSIZE;
-
-        buf = malloc(size > 0 ? size : 1);
-        if (!buf)
-                return -ENOMEM;
-        n = protobuf_c_message_pack(&e->base, buf);
-        if (n != size)
-                return -EIO;
-
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
-        return 0;
+        return pb_pack_alloc(&e->base, WIRE_MESSAGE_MAX, ret, ret_size);
 }
 
 size_t wire_encoded_size(const Swarm__Envelope *e) {
