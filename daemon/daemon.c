@@ -426,8 +426,13 @@ int daemon_run(const struct daemon_options *options) {
         if (d.config.network_enabled) {
                 sd_notify(false, "STATUS=Joining the swarm");
                 r = network_new(d.event, &d.config, d.identity, &d.network);
-                if (r < 0)
+                if (r < 0) {
+                        /* An address this host does not have or a name it
+                         * cannot resolve will not work on a restart either. */
+                        if (r == -EINVAL || r == -EADDRNOTAVAIL || r == -ENODEV || r == -EACCES)
+                                status = EXIT_CONFIG;
                         goto out;       /* network explains itself */
+                }
         }
 
         {

@@ -872,6 +872,69 @@ Test(config, unknown_swarmd_key_is_rejected) {
         config_done(&c);
 }
 
+/* What swarmd would refuse at start (a name too long for its record, an
+ * endpoint ZeroMQ would wrap or refuse) is refused here, with the line. */
+static void assert_swarmd_error(const char *yaml, const char *where, const char *message) {
+        _cleanup_free_ char *path = write_file("swarmd.yaml", yaml);
+        _cleanup_free_ char *error = NULL;
+        struct config c;
+
+        cr_assert_eq(config_load(&c, path, true, &error), -EINVAL, "accepted:\n%s", yaml);
+        assert_message(error, path, where, message);
+        config_done(&c);
+}
+
+static void assert_swarmd_ok(const char *yaml) {
+        _cleanup_free_ char *path = write_file("swarmd.yaml", yaml);
+        _cleanup_free_ char *error = NULL;
+        struct config c;
+
+        cr_assert_eq(config_load(&c, path, true, &error), 0, "%s", error);
+        config_done(&c);
+}
+
+Test(config, node_name_longer_than_a_record_holds_is_refused) {
+        char yaml[1200];
+        char name[1001];
+
+        memset(name, 'n', 1000);
+        name[1000] = '\0';
+        snprintf(yaml, sizeof(yaml), "node:\n  name: %s\n", name);
+        assert_swarmd_error(yaml, "2:9", "node.name: 1000 bytes long, at most 255");
+        memset(name, 'n', 255);
+        name[255] = '\0';
+        snprintf(yaml, sizeof(yaml), "node:\n  name: %s\n", name);
+        assert_swarmd_ok(yaml);
+}
+
+Test(config, endpoints_are_checked_port_host_and_scheme) {
+        assert_swarmd_error("network:\n  bind: \"tcp://127.0.0.1:99999\"\n", "2:9",
+                            "network.bind: \"tcp://127.0.0.1:99999\": the port is not a number from 0 to 65535");
+        assert_swarmd_error("network:\n  bind: \"udp://127.0.0.1:7946\"\n", "2:9",
+                            "network.bind: \"udp://127.0.0.1:7946\" is not tcp://HOST:PORT");
+        assert_swarmd_error("network:\n  bind: \"tcp://127.0.0.1\"\n", "2:9",
+                            "network.bind: \"tcp://127.0.0.1\" has no HOST:PORT");
+        assert_swarmd_error("network:\n  bind: \"tcp://300.1.1.1:7946\"\n", "2:9",
+                            "network.bind: \"tcp://300.1.1.1:7946\": \"300.1.1.1\" is not an IPv4 address, "
+                            "a [bracketed] IPv6 address or a host name");
+        assert_swarmd_error("network:\n  advertise: \"tcp://*:7946\"\n", "2:14",
+                            "network.advertise: \"tcp://*:7946\": \"*\" (any address) is only for bind");
+        assert_swarmd_error("network:\n  advertise: \"tcp://10.0.0.1:0\"\n", "2:14",
+                            "network.advertise: \"tcp://10.0.0.1:0\": port 0 (any free port) is only for bind");
+        assert_swarmd_error("network:\n  seeds: [\"nodeid@tcp://10.0.0.1:7946\"]\n", "2:11",
+                            "network.seeds: \"nodeid@tcp://10.0.0.1:7946\" is not NODEID@tcp://HOST:PORT "
+                            "(NODEID: the 52 characters swarmd --show-identity prints)");
+        assert_swarmd_error("network:\n  seeds: [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@tcp://10.0.0.1:65536\"]\n",
+                            "2:11", "network.seeds: \"tcp://10.0.0.1:65536\": the port is not a number from 0 to 65535");
+        assert_swarmd_error("network:\n  beacon_address: \"everyone\"\n", "2:19",
+                            "network.beacon_address: \"everyone\" is not an IPv4 address");
+
+        assert_swarmd_ok("network:\n  bind: \"tcp://*:0\"\n  advertise: \"tcp://node-1.lan:7946\"\n");
+        assert_swarmd_ok("network:\n  bind: \"tcp://[::1]:7946\"\n  advertise: \"tcp://[2001:db8::1]:65535\"\n");
+        assert_swarmd_ok("network:\n  bind: \"tcp://eth0:7946\"\n"
+                         "  seeds: [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@tcp://10.0.0.1:7946\"]\n");
+}
+
 Test(config, reload_moves_live_keys_and_reports_restart_keys) {
         _cleanup_free_ char *running_path = write_file("running.yaml",
                                                        "node:\n"

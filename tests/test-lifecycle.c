@@ -260,6 +260,49 @@ Test(lifecycle, invalid_config_refuses_to_start_with_file_line_column) {
         cr_assert_neq(access(h.state, F_OK), 0, "state created despite the invalid config");
 }
 
+/* What passes --check-config starts; what would not start does not pass:
+ * a name too long for the record, a port ZeroMQ would wrap, both 78. */
+Test(lifecycle, limits_of_the_daemon_are_configuration_errors_at_check_and_start) {
+        const char *args[] = { "--check-config", h.config, NULL };
+        static const char *const bad[] = {
+                "network:\n  bind: \"tcp://127.0.0.1:99999\"\n",
+                NULL,   /* filled with a 1000-character name */
+        };
+        char name_yaml[1100];
+        int status;
+
+        snprintf(name_yaml, sizeof(name_yaml), "node:\n  name: %01000d\n", 7);
+        for (size_t i = 0; i < 2; i++) {
+                const char *yaml = bad[i] ?: name_yaml;
+
+                write_file(h.config, yaml);
+                status = wait_exit(spawn_swarmd(args, 0));
+                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 78, "--check-config passed:\n%s", yaml);
+                start_daemon(0);
+                status = wait_exit(h.pid);
+                cr_assert(WIFEXITED(status));
+                cr_assert_eq(WEXITSTATUS(status), 78, "started or failed otherwise (%d):\n%s", status, yaml);
+                cr_assert(strstr(read_file(h.stderr_path), ":2:"), "%s", read_file(h.stderr_path));
+        }
+}
+
+/* An address this host does not have fails every restart alike: a
+ * configuration error (78), so Restart=on-failure does not loop on it. */
+Test(lifecycle, binding_an_address_this_host_lacks_exits_78) {
+        char dropin[192];
+        int status;
+
+        /* 192.0.2.0/24 is TEST-NET-1: never a local address.  A drop-in,
+         * after the harness's own network one. */
+        snprintf(dropin, sizeof(dropin), "%s.d/99-bind.yaml", h.config);
+        write_file(dropin, "network:\n  bind: \"tcp://192.0.2.1:7946\"\n");
+        start_daemon(0);
+        status = wait_exit(h.pid);
+        cr_assert(WIFEXITED(status));
+        cr_assert_eq(WEXITSTATUS(status), 78, "%s", read_file(h.stderr_path));
+        cr_assert(strstr(read_file(h.stderr_path), "192.0.2.1"), "%s", read_file(h.stderr_path));
+}
+
 Test(lifecycle, missing_explicit_config_refuses_to_start) {
         char dropin[192];
         int status;

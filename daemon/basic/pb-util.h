@@ -46,9 +46,6 @@ void pb_free_unpacked(ProtobufCMessage *m);
  * message below it. */
 bool pb_unknown_fields_valid(const ProtobufCMessage *m, size_t max_unknown);
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-bool pb_utf8_valid(const char *s, size_t n);
-
 /* What a signed blob is (for the reasons below). */
 enum pb_signed_kind {
         PB_SIGNED_RECORD,

@@ -17,6 +17,7 @@
 #include "opinion.h"
 #include "pb-util.h"
 #include "macro.h"
+#include "utf8-valid.h"
 
 /* ---- Field checks ---------------------------------------------------- */
 
@@ -29,7 +30,7 @@ static bool string_is_valid(const char *s, size_t max) {
         if (!s)
                 return true;
         n = strnlen(s, max + 1);
-        return n <= max && pb_utf8_valid(s, n);
+        return n <= max && utf8_valid(s, n);
 }
 
 static int tensor_check(const Swarm__Tensor *t, uint64_t *ret_size, const char **reason) {

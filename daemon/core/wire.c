@@ -12,6 +12,7 @@
 
 #include "macro.h"
 #include "pb-util.h"
+#include "utf8-valid.h"
 #include "wire.h"
 
 /* ---- Field checks ---------------------------------------------------- */
@@ -24,7 +25,7 @@ static bool string_is_valid(const char *s) {
         if (!s)
                 return true;
         n = strnlen(s, WIRE_STRING_MAX + 1);
-        return n <= WIRE_STRING_MAX && pb_utf8_valid(s, n);
+        return n <= WIRE_STRING_MAX && utf8_valid(s, n);
 }
 
 static bool endpoint_is_valid(const char *s) {

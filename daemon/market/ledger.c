@@ -36,6 +36,7 @@
 #include "log.h"
 #include "macro.h"
 #include "pb-util.h"
+#include "utf8-valid.h"
 
 #define LEDGER_BUSY_TIMEOUT_MS 5000
 #define LEDGER_SKILL_MAX 63     /* struct ledger_job/ledger_reputation: char skill[64] */
@@ -385,7 +386,7 @@ static bool skill_is_valid(const char *s) {
         if (!s)
                 return false;
         n = strnlen(s, LEDGER_SKILL_MAX + 1);
-        return n > 0 && n <= LEDGER_SKILL_MAX && pb_utf8_valid(s, n);
+        return n > 0 && n <= LEDGER_SKILL_MAX && utf8_valid(s, n);
 }
 
 static int add_u64(uint64_t *sum, uint64_t v) {
@@ -1124,7 +1125,7 @@ static bool reputation_is_valid(const struct ledger_reputation *r) {
         size_t n = strnlen(r->skill, sizeof(r->skill));
 
         /* NaN would be stored as NULL; infinities mean a bug upstream. */
-        return n > 0 && n < sizeof(r->skill) && pb_utf8_valid(r->skill, n) &&
+        return n > 0 && n < sizeof(r->skill) && utf8_valid(r->skill, n) &&
                isfinite(r->successes) && r->successes >= 0 &&
                isfinite(r->failures) && r->failures >= 0 &&
                isfinite(r->latency_ewma_usec) && r->latency_ewma_usec >= 0 &&

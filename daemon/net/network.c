@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "beacon.h"
+#include "endpoint.h"
 #include "log.h"
 #include "macro.h"
 #include "network.h"
@@ -300,6 +301,10 @@ static int derive_advertise(const char *bound, char **ret) {
         }
         return asprintf(ret, "tcp://%s%s", addr, port) < 0 ? -ENOMEM : 0;
 }
+
+_Static_assert(CONFIG_NODE_NAME_MAX <= WIRE_STRING_MAX, "a configured name must fit a record");
+_Static_assert(CONFIG_NODE_ID_LEN == NODE_ID_LEN, "one node id length");
+_Static_assert(ENDPOINT_MAX <= WIRE_STRING_MAX, "a configured endpoint must fit a record");
 
 int network_new(sd_event *event, const struct config *c, const struct identity *identity,
                 struct network **ret) {

@@ -331,10 +331,24 @@ static int conf_check_range(const struct conf_context *c, const struct conf_key 
                              key->path, scalar_text(node), min, max);
 }
 
+/* The key's own check of one string (conf_key.check). */
+static int conf_check_text(const struct conf_context *c, const struct conf_key *key, const yaml_node_t *node) {
+        char why[256];
+
+        if (!key->check || key->check(scalar_text(node), why, sizeof(why)))
+                return 0;
+        return conf_error_at(c, -EINVAL, node->start_mark, "%s: %s", key->path, why);
+}
+
 static int conf_parse_string(const struct conf_context *c, const struct conf_key *key,
                              const yaml_node_t *node, union conf_value *ret) {
+        int r;
+
         if (scalar_has_nul(node))
                 return conf_error_at(c, -EINVAL, node->start_mark, "%s: value contains a NUL byte", key->path);
+        r = conf_check_text(c, key, node);
+        if (r < 0)
+                return r;
 
         ret->string = strdup(scalar_text(node));
         return ret->string ? 0 : -ENOMEM;
@@ -427,6 +441,7 @@ static int conf_parse_strv(const struct conf_context *c, const struct conf_key *
                            const yaml_node_t *node, union conf_value *ret) {
         _cleanup_strv_free_ char **l = NULL;
         size_t n = 0;
+        int r;
 
         l = calloc((size_t) (node->data.sequence.items.top - node->data.sequence.items.start) + 1, sizeof(char *));
         if (!l)
@@ -445,6 +460,9 @@ static int conf_parse_strv(const struct conf_context *c, const struct conf_key *
                 if (scalar_has_nul(item))
                         return conf_error_at(c, -EINVAL, item->start_mark,
                                              "%s: value contains a NUL byte", key->path);
+                r = conf_check_text(c, key, item);
+                if (r < 0)
+                        return r;
 
                 l[n] = strdup(scalar_text(item));
                 if (!l[n])

@@ -38,6 +38,9 @@ struct conf_key {
         uint64_t min, max;              /* CONF_UINT/DURATION/SIZE; max == 0 means unbounded */
         const char *const *names;       /* CONF_ENUM: NULL-terminated */
         bool needs_restart;             /* a change is applied only by a restart */
+        /* CONF_STRING, CONF_STRV (each item): a check of the text beyond its
+         * type (an endpoint, a length); false with a short why in error. */
+        bool (*check)(const char *value, char *error, size_t size);
 };
 
 /* Parses one YAML document from f (named name in messages) onto target:

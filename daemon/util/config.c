@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "endpoint.h"
 #include "macro.h"
+#include "utf8-valid.h"
 
 
 static const char *const log_target_names[] = {
@@ -48,12 +52,67 @@ static const char *const dbus_bus_names[] = {
 
 _Static_assert(LOG_EMERG == 0 && LOG_DEBUG == 7, "log.level names must be indexed by syslog priority");
 
+/* ---- Checks beyond the type: what swarmd would refuse at start ---- */
+
+static bool check_node_name(const char *s, char *error, size_t size) {
+        size_t n = strlen(s);
+
+        if (n > CONFIG_NODE_NAME_MAX) {
+                snprintf(error, size, "%zu bytes long, at most %u", n, CONFIG_NODE_NAME_MAX);
+                return false;
+        }
+        if (!utf8_valid(s, n)) {
+                snprintf(error, size, "not valid UTF-8");
+                return false;
+        }
+        return true;
+}
+
+static bool check_bind(const char *s, char *error, size_t size) {
+        return endpoint_valid(s, ENDPOINT_BIND, error, size);
+}
+
+static bool check_advertise(const char *s, char *error, size_t size) {
+        return !s[0] || endpoint_valid(s, 0, error, size);
+}
+
+/* "NODEID@tcp://HOST:PORT": the id's full check (its base32 padding) is
+ * the network's; its shape is checked here. */
+static bool check_seed(const char *s, char *error, size_t size) {
+        const char *at = strchr(s, '@');
+
+        if (!at || at - s != CONFIG_NODE_ID_LEN || strspn(s, "abcdefghijklmnopqrstuvwxyz234567") != CONFIG_NODE_ID_LEN) {
+                snprintf(error, size, "\"%.80s\" is not NODEID@tcp://HOST:PORT (NODEID: the %u characters "
+                         "swarmd --show-identity prints)", s, CONFIG_NODE_ID_LEN);
+                return false;
+        }
+        return endpoint_valid(at + 1, 0, error, size);
+}
+
+static bool check_node_id(const char *s, char *error, size_t size) {
+        if (strlen(s) == CONFIG_NODE_ID_LEN && strspn(s, "abcdefghijklmnopqrstuvwxyz234567") == CONFIG_NODE_ID_LEN)
+                return true;
+        snprintf(error, size, "\"%.80s\" is not a node id (the %u characters swarmd --show-identity prints)", s,
+                 CONFIG_NODE_ID_LEN);
+        return false;
+}
+
+static bool check_ipv4(const char *s, char *error, size_t size) {
+        struct in_addr a;
+
+        if (inet_pton(AF_INET, s, &a) == 1)
+                return true;
+        snprintf(error, size, "\"%.80s\" is not an IPv4 address", s);
+        return false;
+}
+
 /* Every key here is documented, with its default, in etc/swarmd.yaml. */
 const struct conf_key config_keys[] = {
         {
                 .path = "node.name",
                 .type = CONF_STRING,
                 .offset = offsetof(struct config, node_name),
+                .check = check_node_name,
         },
         {
                 /* The identity and ledgers live there; moving them under a
@@ -141,18 +200,21 @@ const struct conf_key config_keys[] = {
                 .path = "network.bind",
                 .type = CONF_STRING,
                 .offset = offsetof(struct config, network_bind),
+                .check = check_bind,
                 .needs_restart = true,
         },
         {
                 .path = "network.advertise",
                 .type = CONF_STRING,
                 .offset = offsetof(struct config, network_advertise),
+                .check = check_advertise,
                 .needs_restart = true,
         },
         {
                 .path = "network.seeds",
                 .type = CONF_STRV,
                 .offset = offsetof(struct config, network_seeds),
+                .check = check_seed,
                 .needs_restart = true,
         },
         {
@@ -165,6 +227,7 @@ const struct conf_key config_keys[] = {
                 .path = "network.beacon_address",
                 .type = CONF_STRING,
                 .offset = offsetof(struct config, network_beacon_address),
+                .check = check_ipv4,
                 .needs_restart = true,
         },
         {
@@ -224,6 +287,7 @@ const struct conf_key config_keys[] = {
                 .path = "jobs.allowed_requesters",
                 .type = CONF_STRV,
                 .offset = offsetof(struct config, jobs_allowed_requesters),
+                .check = check_node_id,
                 .needs_restart = true,
         },
         {

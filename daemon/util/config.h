@@ -10,6 +10,12 @@
 #include "conf-parser.h"
 #include "log.h"
 
+/* What a node record can carry (core/wire.h's WIRE_STRING_MAX is 256
+ * bytes, the hostname fallback fits) and a node id's length (node-id.h):
+ * net/network.c checks both against the core's at build time. */
+#define CONFIG_NODE_NAME_MAX 255u
+#define CONFIG_NODE_ID_LEN 52u
+
 struct config {
         /* node: */
         char *node_name;        /* node.name: label shown to peers; "" = the host name */
