@@ -44,8 +44,12 @@ struct jobs_client *jobs_client_free(struct jobs_client *c);
 /* For poll(): readable when a reply is waiting. */
 int jobs_client_fd(const struct jobs_client *c);
 
-/* Sends one job (blocks while the socket is full).  -E2BIG when it does
- * not fit a message, -ECONNRESET when swarmd went away. */
+/* Sends one job (blocks while the socket is full).  Inputs in shared memory
+ * (shm_allocate) go as memfds sealed against writing, shrinking and
+ * growing: from here on they are read-only in this process too (a write
+ * faults), so swarmd reads what it checked.  -E2BIG when the job does not
+ * fit a message, -EBUSY when an input's memfd is still mapped writable
+ * elsewhere, -ECONNRESET when swarmd went away. */
 int jobs_client_submit(struct jobs_client *c, const struct jobs_submission *s);
 
 /* Waits up to timeout_ms (-1: for ever) for the next reply.  0 and *ret

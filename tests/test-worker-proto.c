@@ -4,7 +4,9 @@
  * of everything a broken or hostile peer could send. */
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -98,10 +100,46 @@ Test(worker_proto, shared_memory_tensors_are_passed_not_copied) {
         cr_assert_eq(wmsg_send(pair[0], &m), 0);
         cr_assert_eq(wmsg_recv(pair[1], &got, &reason), 0, "reason: %s", reason);
         cr_assert_eq(swarm_values_get_tensor(got.values[0], "y", &t2), 0);
-        /* Same pages: a write by the sender shows through. */
-        ((float *) t.data)[7] = 3.5f;
-        cr_assert_float_eq(((const float *) t2.data)[7], 3.5f, 0.0f);
+        /* Same pages, not a copy: the very memfd, sealed against change. */
+        cr_assert_eq(fcntl(shm_block_of(got.values[0], "y")->fd, F_GET_SEALS) & SHM_SEALS, SHM_SEALS);
+        cr_assert_eq(shm_block_of(got.values[0], "y")->size, shm_block_of(v, "y")->size);
+        cr_assert_eq(memcmp(t.data, t2.data, t.size), 0);
         wmsg_done(&got);
+        wmsg_done(&m);
+}
+
+/* Once sent, a tensor is read-only for its sender too: a client that tries
+ * to change its inputs after swarmd checked them faults instead. */
+Test(worker_proto, a_sender_cannot_write_what_it_sent, .signal = SIGSEGV) {
+        struct swarm_values *v = swarm_values_new();
+        struct wmsg m = { .type = WMSG_EXECUTE_REPLY };
+        uint64_t n = 1024;
+        struct swarm_tensor t;
+
+        swarm_values_set_allocator(v, shm_allocate, NULL);
+        cr_assert_eq(swarm_values_add_tensor(v, "y", SWARM_DTYPE_F32, 1, &n, &t), 0);
+        ((float *) t.data)[7] = 1.5f;   /* writable until sent */
+        m.values[0] = v;
+        cr_assert_eq(wmsg_send(pair[0], &m), 0);
+        cr_assert_float_eq(((const float *) t.data)[7], 1.5f, 0.0f);
+        ((volatile float *) t.data)[7] = 3.5f;
+}
+
+/* And nobody can seal a block another writable mapping still holds. */
+Test(worker_proto, a_block_mapped_writable_elsewhere_is_not_sent) {
+        struct swarm_values *v = swarm_values_new();
+        struct wmsg m = { .type = WMSG_EXECUTE_REPLY };
+        uint64_t n = 1024;
+        struct swarm_tensor t;
+        void *other;
+
+        swarm_values_set_allocator(v, shm_allocate, NULL);
+        cr_assert_eq(swarm_values_add_tensor(v, "y", SWARM_DTYPE_F32, 1, &n, &t), 0);
+        other = mmap(NULL, t.size, PROT_READ | PROT_WRITE, MAP_SHARED, shm_block_of(v, "y")->fd, 0);
+        cr_assert_neq(other, MAP_FAILED);
+        m.values[0] = v;
+        cr_assert_eq(wmsg_send(pair[0], &m), -EBUSY);
+        munmap(other, t.size);
         wmsg_done(&m);
 }
 
@@ -266,13 +304,17 @@ static size_t tensor_payload(uint8_t *p) {
         return n;
 }
 
-static int memfd_of(size_t size, bool seal) {
+static int memfd_with(size_t size, int seals) {
         int fd = memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         cr_assert_geq(fd, 0);
         cr_assert_eq(ftruncate(fd, (off_t) size), 0);
-        if (seal)
-                cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+        if (seals)
+                cr_assert_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
         return fd;
+}
+
+static int memfd_of(size_t size, bool seal) {
+        return memfd_with(size, seal ? SHM_SEALS : 0);
 }
 
 Test(worker_proto, tensor_file_descriptors_are_checked) {
@@ -305,6 +347,14 @@ Test(worker_proto, tensor_file_descriptors_are_checked) {
         send_raw(buf, sizeof(h) + n, &fd, 1);
         close(fd);
         expect_bad("unsealed memfd");
+
+        /* Sealed against resizing only: the sender could still rewrite the
+         * tensor after swarmd checked it. */
+        fd = memfd_with(16, F_SEAL_SHRINK | F_SEAL_GROW);
+        send_raw(buf, sizeof(h) + n, &fd, 1);
+        close(fd);
+        cr_assert_lt(wmsg_recv(pair[1], &got, &reason), 0, "a writable memfd was accepted");
+        cr_assert_str_eq(reason, "tensor memfd is not sealed against writing, shrinking and growing");
 
         /* Header says one fd, none attached. */
         send_raw(buf, sizeof(h) + n, NULL, 0);

@@ -78,6 +78,29 @@ int shm_allocate(uint64_t size, void **data,
 }
 
 int shm_seal(struct shm_block *b) {
+        int seals = fcntl(b->fd, F_GET_SEALS);
+        void *addr;
+
+        if (seals < 0)
+                return negative_errno();
+        if ((seals & SHM_SEALS) == SHM_SEALS)
+                return 0;       /* sent before */
+        /* F_SEAL_WRITE needs every shared mapping that could write gone,
+         * ours included, and before Linux 6.7 a read-only MAP_SHARED one of
+         * a writable fd still counts: map the same pages read-only and
+         * private over it, in one step, so the values pointing into it stay
+         * valid for reading (a private mapping nobody writes reads the
+         * file's pages). */
+        addr = mmap(b->addr, b->size, PROT_READ, MAP_PRIVATE | MAP_FIXED, b->fd, 0);
+        if (addr == MAP_FAILED)
+                return negative_errno();
+        advise_huge(b->addr, b->size);
+        if (fcntl(b->fd, F_ADD_SEALS, SHM_SEALS) < 0)
+                return negative_errno();        /* EBUSY: someone else still maps it writable */
+        return 0;
+}
+
+int shm_seal_size(struct shm_block *b) {
         if (fcntl(b->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
                 return negative_errno();
         return 0;
@@ -99,7 +122,7 @@ int shm_copy(const void *data, uint64_t size, struct shm_block **ret) {
         return 0;
 }
 
-int shm_map_received(int fd, uint64_t size, struct shm_block **ret) {
+static int map_received(int fd, uint64_t size, int need_seals, struct shm_block **ret) {
         _cleanup_close_ int owned = fd;
         struct shm_block *b;
         struct stat st;
@@ -112,7 +135,7 @@ int shm_map_received(int fd, uint64_t size, struct shm_block **ret) {
         if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size < size)
                 return -EBADMSG;
         seals = fcntl(fd, F_GET_SEALS);
-        if (seals < 0 || !(seals & F_SEAL_SHRINK))
+        if (seals < 0 || (seals & need_seals) != need_seals)
                 return -EPERM;
 
         b = calloc(1, sizeof(*b));
@@ -129,6 +152,14 @@ int shm_map_received(int fd, uint64_t size, struct shm_block **ret) {
         advise_huge(b->addr, size);
         *ret = b;
         return 0;
+}
+
+int shm_map_received(int fd, uint64_t size, struct shm_block **ret) {
+        return map_received(fd, size, SHM_SEALS, ret);
+}
+
+int shm_map_control(int fd, uint64_t size, struct shm_block **ret) {
+        return map_received(fd, size, F_SEAL_SHRINK, ret);
 }
 
 struct shm_block *shm_block_of(const struct swarm_values *v, const char *name) {

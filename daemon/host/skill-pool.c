@@ -467,7 +467,7 @@ static int worker_start(struct worker *w) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create a control page for %s: %m", p->log_name);
         w->control = block;
-        r = shm_seal(w->control);
+        r = shm_seal_size(w->control);
         if (r < 0)
                 goto fail_log;
 

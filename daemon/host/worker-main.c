@@ -295,7 +295,7 @@ int main(int argc, char *argv[]) {
         swarm_log_set_handler(worker_log, NULL);
 
         if (fcntl(WORKER_CONTROL_FD, F_GETFD) >= 0) {
-                r = shm_map_received(WORKER_CONTROL_FD, sizeof(uint32_t), &control);
+                r = shm_map_control(WORKER_CONTROL_FD, sizeof(uint32_t), &control);
                 if (r < 0) {
                         swarm_log(LOG_ERR, "Control page unusable: %s", strerror(-r));
                         return EXIT_FAILURE;

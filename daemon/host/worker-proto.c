@@ -405,7 +405,9 @@ static int get_values(struct decoder *d, struct swarm_values **ret) {
                                         goto bad;
                                 r = shm_map_received(fd, size, &b);
                                 if (r < 0) {
-                                        fail(d, "bytes memfd is too small, unsealed or unmappable");
+                                        fail(d, r == -EPERM ? "bytes memfd is not sealed against writing, "
+                                                              "shrinking and growing"
+                                                            : "bytes memfd is too small or unmappable");
                                         goto bad;
                                 }
                                 r = swarm_values_add_bytes_borrowed(v, name, b->addr, size, shm_release, b);
@@ -440,7 +442,9 @@ static int get_values(struct decoder *d, struct swarm_values **ret) {
                                 goto bad;
                         r = shm_map_received(fd, size, &b);
                         if (r < 0) {
-                                fail(d, "tensor memfd is too small, unsealed or unmappable");
+                                fail(d, r == -EPERM ? "tensor memfd is not sealed against writing, shrinking "
+                                                      "and growing"
+                                                    : "tensor memfd is too small or unmappable");
                                 goto bad;
                         }
                         r = swarm_values_add_tensor_borrowed(v, name, dtype, ndim, shape, b->addr,
@@ -552,7 +556,8 @@ int wmsg_recv(int fd, struct wmsg *m, const char **reason) {
                 fd_used[d.n_fds] = true;
                 r = shm_map_received(TAKE_FD(fds[d.n_fds]), h.payload_size, &payload_block);
                 if (r < 0) {
-                        *reason = "payload memfd is too small, unsealed or unmappable";
+                        *reason = r == -EPERM ? "payload memfd is not sealed against writing, shrinking and growing"
+                                              : "payload memfd is too small or unmappable";
                         r = -EBADMSG;
                         goto finish;
                 }
