@@ -44,7 +44,7 @@ int control_client_call(const char *path, const Swarm__ControlRequest *req, Swar
                 return -ENOMEM;
         buf[0] = n & 0xff, buf[1] = (n >> 8) & 0xff, buf[2] = (n >> 16) & 0xff, buf[3] = (n >> 24) & 0xff;
         swarm__control_request__pack(req, buf + 4);
-        r = loop_write(fd, buf, n + 4);
+        r = loop_send(fd, buf, n + 4);
         if (r < 0)
                 return r;
         r = read_reply(fd, len, 4);

@@ -9,11 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "control-client.h"
 #include "identity.h"
+#include "macro.h"
 #include "swarmd-harness.h"
 
 #define WAIT_MS 10000   /* bound on any one wait; generous for sanitizer builds */
@@ -410,6 +414,61 @@ Test(lifecycle, ready_only_once_configured_skills_are_up_and_workers_stop_with_i
         /* Two long-lived workers per skill. */
         cr_assert_eq(count_children(h.pid), 4, "children of swarmd: %d", count_children(h.pid));
         cr_assert(strstr(read_file(h.stderr_path), "no-such-skill"), "missing skill not reported");
+
+        cr_assert_eq(kill(h.pid, SIGTERM), 0);
+        assert_clean_exit(wait_exit(h.pid));
+}
+
+/* ---- control.sock: nobody can fill it ---- */
+
+static int connect_control(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        cr_assert_geq(fd, 0);
+        cr_assert_lt(strlen(path), sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        cr_assert_eq(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0, "connect %s: %m", path);
+        return fd;
+}
+
+static bool peer_closed(int fd) {
+        char c;
+
+        return recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+/* A local user holding many idle connections (the issue found 16 locked
+ * everyone out) neither locks out the next query nor keeps them: a
+ * connection that says nothing is closed within a second or so. */
+Test(lifecycle, idle_connections_cannot_lock_out_the_control_socket) {
+        Swarm__ControlRequest req = SWARM__CONTROL_REQUEST__INIT;
+        Swarm__PeersRequest peers = SWARM__PEERS_REQUEST__INIT;
+        Swarm__ControlReply *reply = NULL;
+        char path[256];
+        int idle[64];
+
+        start_daemon(0);
+        expect_notify("READY=1", NULL, 0);
+        snprintf(path, sizeof(path), "%s/control.sock", h.state);
+        for (size_t i = 0; i < ELEMENTSOF(idle); i++)
+                idle[i] = connect_control(path);
+
+        req.request_case = SWARM__CONTROL_REQUEST__REQUEST_PEERS;
+        req.peers = &peers;
+        cr_assert_eq(control_client_call(path, &req, &reply), 0, "a query was locked out");
+        cr_assert_not_null(reply);
+        swarm__control_reply__free_unpacked(reply, NULL);
+
+        /* Silent connections go: the old ones at once (evicted), the rest
+         * after the hello time. */
+        usleep(1800 * 1000);
+        for (size_t i = 0; i < ELEMENTSOF(idle); i++) {
+                cr_assert(peer_closed(idle[i]), "idle connection %zu still open", i);
+                close(idle[i]);
+        }
+        cr_assert(strstr(read_file(h.stderr_path), "Control socket: closed"), "evictions not logged:\n%s",
+                  read_file(h.stderr_path));
 
         cr_assert_eq(kill(h.pid, SIGTERM), 0);
         assert_clean_exit(wait_exit(h.pid));

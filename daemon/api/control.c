@@ -15,6 +15,7 @@
 #include "control.h"
 #include "control.pb-c.h"
 #include "ledger.h"
+#include "list.h"
 #include "log.h"
 #include "macro.h"
 #include "socket-path.h"
@@ -23,13 +24,25 @@
 #include "time-util.h"
 
 #define REQUEST_MAX 4096
-#define CLIENTS_MAX 16
+/* The socket is open to every local user (mode 0666, for the public peers
+ * view), so nobody may fill it: each user holds at most CLIENTS_PER_UID
+ * connections, the oldest going when it opens another, and when all
+ * CLIENTS_MAX are taken the oldest of whoever holds the most goes.  A
+ * connection gets CLIENT_HELLO_USEC to start its request, CLIENT_TIMEOUT_USEC
+ * in all. */
+#define CLIENTS_MAX 256
+#define CLIENTS_PER_UID 8
+#define CLIENT_HELLO_USEC (1000 * 1000)
 #define CLIENT_TIMEOUT_USEC (5 * 1000 * 1000)
+/* Refusals and evictions are logged once per interval, with a count. */
+#define REFUSAL_LOG_USEC (10 * 1000 * 1000)
 #define LEDGER_LIMIT_DEFAULT 50
 #define LEDGER_LIMIT_MAX 10000          /* keeps a reply far below CONTROL_REPLY_MAX */
 
 struct client {
         struct control *control;
+        LIST_FIELDS(struct client, clients);    /* newest first */
+        uid_t uid;
         int fd;
         sd_event_source *io;
         sd_event_source *timeout;
@@ -46,7 +59,10 @@ struct control {
         sd_event_source *io;
         struct network *network;
         struct accounts *accounts;
-        struct client *clients[CLIENTS_MAX];
+        struct client *clients;
+        size_t n_clients;
+        uint64_t evictions_logged_usec;
+        unsigned evictions_unlogged;
 };
 
 void control_set_accounts(struct control *c, struct accounts *accounts) {
@@ -61,9 +77,8 @@ char *control_socket_path(const char *state_dir) {
 static void client_free(struct client *cl) {
         struct control *c = cl->control;
 
-        for (size_t i = 0; i < CLIENTS_MAX; i++)
-                if (c->clients[i] == cl)
-                        c->clients[i] = NULL;
+        LIST_REMOVE(clients, c->clients, cl);
+        c->n_clients--;
         sd_event_source_disable_unref(cl->io);
         sd_event_source_disable_unref(cl->timeout);
         close(cl->fd);
@@ -365,6 +380,10 @@ static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         return 0;
                 if (k <= 0)
                         goto done;
+                if (cl->got == 0)
+                        /* It speaks: the rest of its time to finish. */
+                        (void) sd_event_source_set_time_relative(cl->timeout,
+                                                                 CLIENT_TIMEOUT_USEC - CLIENT_HELLO_USEC);
                 cl->got += (size_t) k;
                 if (cl->got < 4)
                         return 0;
@@ -398,37 +417,86 @@ static int on_client_timeout(sd_event_source *s, uint64_t usec, void *userdata) 
         return 0;
 }
 
+/* Whom to let go to make room for a connection of uid: its own oldest
+ * when uid is at its share, else, when the socket is full, the oldest of
+ * whoever holds the most. */
+static struct client *eviction_victim(struct control *c, uid_t uid) {
+        struct client *oldest_of_uid = NULL, *victim = NULL;
+        size_t n_uid = 0, most = 0;
+
+        LIST_FOREACH(clients, cl, c->clients)
+                if (cl->uid == uid) {
+                        n_uid++;
+                        oldest_of_uid = cl;
+                }
+        if (n_uid >= CLIENTS_PER_UID)
+                return oldest_of_uid;
+        if (c->n_clients < CLIENTS_MAX)
+                return NULL;
+        LIST_FOREACH(clients, cl, c->clients) {
+                size_t n = 0;
+
+                LIST_FOREACH(clients, other, c->clients)
+                        n += other->uid == cl->uid;
+                if (n >= most) {        /* the last, oldest, of the biggest holder */
+                        most = n;
+                        victim = cl;
+                }
+        }
+        return victim;
+}
+
+static void log_eviction(struct control *c, uid_t uid) {
+        uint64_t t = now(CLOCK_MONOTONIC);
+
+        c->evictions_unlogged++;
+        if (c->evictions_logged_usec != 0 && t - c->evictions_logged_usec < REFUSAL_LOG_USEC)
+                return;
+        log_notice("Control socket: closed %u waiting connection%s to make room (the last of uid %u; each "
+                   "user holds at most %u).", c->evictions_unlogged, c->evictions_unlogged == 1 ? "" : "s",
+                   (unsigned) uid, CLIENTS_PER_UID);
+        c->evictions_logged_usec = t;
+        c->evictions_unlogged = 0;
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         struct control *c = userdata;
 
         for (;;) {
                 int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                struct client *cl;
-                size_t slot = CLIENTS_MAX;
+                struct ucred cred = {};
+                socklen_t len = sizeof(cred);
+                struct client *cl, *victim;
 
                 if (cfd < 0)
                         return 0;
-                for (size_t i = 0; i < CLIENTS_MAX; i++)
-                        if (!c->clients[i]) {
-                                slot = i;
-                                break;
-                        }
-                cl = slot < CLIENTS_MAX ? calloc(1, sizeof(*cl)) : NULL;
+                if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred)) {
+                        close(cfd);
+                        continue;
+                }
+                victim = eviction_victim(c, cred.uid);
+                if (victim) {
+                        log_eviction(c, victim->uid);
+                        client_free(victim);
+                }
+                cl = calloc(1, sizeof(*cl));
                 if (!cl) {
-                        close(cfd);     /* busy: the client retries */
+                        close(cfd);
                         continue;
                 }
                 cl->control = c;
                 cl->fd = cfd;
+                cl->uid = cred.uid;
                 if (sd_event_add_io(c->event, &cl->io, cfd, EPOLLIN, on_client, cl) < 0 ||
-                    sd_event_add_time_relative(c->event, &cl->timeout, CLOCK_MONOTONIC, CLIENT_TIMEOUT_USEC, 0,
+                    sd_event_add_time_relative(c->event, &cl->timeout, CLOCK_MONOTONIC, CLIENT_HELLO_USEC, 0,
                                                on_client_timeout, cl) < 0) {
                         sd_event_source_disable_unref(cl->io);
                         close(cfd);
                         free(cl);
                         continue;
                 }
-                c->clients[slot] = cl;
+                LIST_PREPEND(clients, c->clients, cl);
+                c->n_clients++;
         }
 }
 
@@ -455,7 +523,7 @@ int control_new(sd_event *event, const char *path, struct network *network, stru
         }
         (void) unlink(path);
         if (bind(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
-            listen(c->fd, 16) < 0) {
+            listen(c->fd, SOMAXCONN) < 0) {
                 r = log_error_errno(negative_errno(), "Failed to listen on %s: %m", path);
                 goto fail;
         }
@@ -473,9 +541,8 @@ fail:
 struct control *control_free(struct control *c) {
         if (!c)
                 return NULL;
-        for (size_t i = 0; i < CLIENTS_MAX; i++)
-                if (c->clients[i])
-                        client_free(c->clients[i]);
+        while (c->clients)
+                client_free(c->clients);
         sd_event_source_disable_unref(c->io);
         if (c->fd >= 0) {
                 close(c->fd);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -40,6 +41,25 @@ int loop_write(int fd, const void *buf, size_t n) {
 
         while (n > 0) {
                 ssize_t k = write(fd, p, n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        return -EIO;
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+int loop_send(int fd, const void *buf, size_t n) {
+        const uint8_t *p = buf;
+
+        while (n > 0) {
+                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
 
                 if (k < 0) {
                         if (errno == EINTR)

@@ -18,6 +18,10 @@ int loop_read_exact(int fd, void *buf, size_t n);
  * errno. */
 int loop_write(int fd, const void *buf, size_t n);
 
+/* loop_write() for a socket, without SIGPIPE when the peer has gone
+ * (-EPIPE instead). */
+int loop_send(int fd, const void *buf, size_t n);
+
 /* Reads fd to its end into a NUL-terminated string (malloc'd); -EFBIG past
  * max bytes. */
 int read_fd_string(int fd, size_t max, char **ret);

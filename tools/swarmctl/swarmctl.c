@@ -3,6 +3,7 @@
 /* swarmctl: the command-line face of SwarmHarness.  One verb per module;
  * this file only dispatches. */
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +48,9 @@ static int help(void) {
 
 int main(int argc, char *argv[]) {
         log_setup("swarmctl", LOG_TARGET_CONSOLE);
+        /* A daemon that goes away mid-call is an error to report, not a
+         * reason to die silently. */
+        (void) signal(SIGPIPE, SIG_IGN);
         /* The pool's progress notes are for the daemon's log, not for a terminal. */
         log_set_max_level(LOG_NOTICE);
 
