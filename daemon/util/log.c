@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -11,6 +12,7 @@
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "time-util.h"
 
 static const char *log_program = "swarmd";
 static int log_max_level = LOG_INFO;
@@ -139,15 +141,101 @@ static void log_write_console(int level, const struct log_fields *f, const char 
                 context, message);
 }
 
+/* ---- Rate limiting, per call site ---- */
+
+/* One peer or local user must not flood the journal through one log
+ * statement (the probe got 1,372 "Refusing a job client" lines in
+ * seconds): each call site may log `burst` messages per `interval`; what
+ * it loses is counted and said with its next message. */
+#define RATELIMIT_SITES 256u
+
+struct ratelimit_site {
+        const char *file;       /* __FILE__: one literal per file, compared by address */
+        int line;
+        uint64_t window_start;
+        unsigned logged, suppressed;
+};
+
+static struct ratelimit_site ratelimit_sites[RATELIMIT_SITES];
+static uint64_t ratelimit_interval = LOG_RATELIMIT_INTERVAL_USEC;
+static unsigned ratelimit_burst = LOG_RATELIMIT_BURST;
+
+void log_set_ratelimit(uint64_t interval_usec, unsigned burst) {
+        ratelimit_interval = interval_usec;
+        ratelimit_burst = burst;
+        memset(ratelimit_sites, 0, sizeof(ratelimit_sites));
+}
+
+static struct ratelimit_site *ratelimit_site_of(const char *file, int line) {
+        size_t h = ((uintptr_t) file >> 3) * 31u + (size_t) line, i = h % RATELIMIT_SITES;
+
+        for (size_t k = 0; k < RATELIMIT_SITES; k++, i = (i + 1) % RATELIMIT_SITES) {
+                struct ratelimit_site *s = &ratelimit_sites[i];
+
+                if (!s->file) {
+                        *s = (struct ratelimit_site) { .file = file, .line = line };
+                        return s;
+                }
+                if (s->file == file && s->line == line)
+                        return s;
+        }
+        return NULL;    /* table full: not limited */
+}
+
+/* Whether this message may go out; *suppressed says how many of this
+ * site's were dropped before it (to report first). */
+static bool ratelimit_allow(const char *file, int line, unsigned *suppressed) {
+        struct ratelimit_site *s;
+        uint64_t t;
+
+        *suppressed = 0;
+        if (ratelimit_burst == 0 || !file)
+                return true;
+        s = ratelimit_site_of(file, line);
+        if (!s)
+                return true;
+        t = now(CLOCK_MONOTONIC);
+        if (s->window_start == 0 || t - s->window_start >= ratelimit_interval) {
+                *suppressed = s->suppressed;
+                s->window_start = t;
+                s->logged = 0;
+                s->suppressed = 0;
+        }
+        if (s->logged >= ratelimit_burst) {
+                s->suppressed++;
+                return false;
+        }
+        s->logged++;
+        return true;
+}
+
+static void log_write(int level, int error, const char *file, int line, const struct log_fields *fields,
+                      const char *message) {
+        if (log_to_journal)
+                log_write_journal(level, error, file, line, fields, message);
+        else
+                log_write_console(level, fields, message);
+}
+
 int log_internal(int level, int error, const char *file, int line,
                  const struct log_fields *fields, const char *format, ...) {
         int saved_errno = errno;
         char message[2048];
+        unsigned suppressed;
         va_list ap;
 
         error = __builtin_abs(error);
         if (level > log_max_level)
                 return -error;
+        if (!ratelimit_allow(file, line, &suppressed))
+                return -error;
+        if (suppressed > 0) {
+                char note[256];
+
+                snprintf(note, sizeof(note), "Suppressed %u message%s like the next (%s:%d) in %.0f s.", suppressed,
+                         suppressed == 1 ? "" : "s", file, line, (double) ratelimit_interval / 1e6);
+                log_write(level, 0, file, line, fields, note);
+        }
 
         /* Let %m print the error we were given rather than whatever errno
          * happens to hold. */
@@ -156,10 +244,7 @@ int log_internal(int level, int error, const char *file, int line,
         vsnprintf(message, sizeof(message), format, ap);
         va_end(ap);
 
-        if (log_to_journal)
-                log_write_journal(level, error, file, line, fields, message);
-        else
-                log_write_console(level, fields, message);
+        log_write(level, error, file, line, fields, message);
 
         errno = saved_errno;
         return -error;

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <syslog.h>
 
 #include "macro.h"
@@ -44,6 +45,13 @@ const char *log_level_to_string(int level);
 
 /* Logs and returns -abs(error) (or 0 when error is 0), so that callers can
  * write 'return log_error_errno(r, "…: %m");'.  %m prints strerror(error). */
+/* Each log statement (call site) logs at most LOG_RATELIMIT_BURST messages
+ * per LOG_RATELIMIT_INTERVAL_USEC; the next one after a pause says how many
+ * it suppressed.  log_set_ratelimit() changes both (burst 0: no limit). */
+#define LOG_RATELIMIT_INTERVAL_USEC (10 * 1000 * 1000ULL)
+#define LOG_RATELIMIT_BURST 20u
+void log_set_ratelimit(uint64_t interval_usec, unsigned burst);
+
 int log_internal(int level, int error, const char *file, int line,
                  const struct log_fields *fields, const char *format, ...) _printf_(6, 7);
 

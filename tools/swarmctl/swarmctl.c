@@ -48,6 +48,8 @@ static int help(void) {
 
 int main(int argc, char *argv[]) {
         log_setup("swarmctl", LOG_TARGET_CONSOLE);
+        /* A command's every error is for the person who ran it. */
+        log_set_ratelimit(0, 0);
         /* A daemon that goes away mid-call is an error to report, not a
          * reason to die silently. */
         (void) signal(SIGPIPE, SIG_IGN);
