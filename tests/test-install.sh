@@ -61,6 +61,20 @@ grep -q "^ExecStart=$sbindir/swarmd --config $sysconfdir/swarmd.yaml\$" "$dest$u
 grep -q "^ExecReload=$sbindir/swarmd --reload \$MAINPID\$" "$dest$unitdir/swarmd.service" \
 	|| fail "ExecReload= does not reload through the installed swarmd"
 
+# One state directory for the service, for swarmd started by hand (and
+# swarmd --show-identity) and for the swarmd user's home: what systemd makes
+# of StateDirectory= is always under /var/lib.
+unit_state=/var/lib/$(sed -n 's/^StateDirectory=//p' "$dest$unitdir/swarmd.service")
+[ "$unit_state" != /var/lib/ ] || fail "swarmd.service has no StateDirectory="
+tmpfiles_state=$(awk '$1 == "d" && $3 == "0700" { print $2 }' "$dest$tmpfilesdir/swarmd.conf")
+sysusers_home=$(awk '$1 == "u" && $2 == "swarmd" { print $(NF - 1) }' "$dest$sysusersdir/swarmd.conf")
+compiled_state=$("$dest$sbindir/swarmd" --help | sed -n 's/.*\$STATE_DIRECTORY, then \([^)]*\)).*/\1/p')
+for d in "$tmpfiles_state" "$sysusers_home" "$compiled_state"; do
+	[ "$d" = "$unit_state" ] || fail "state directories disagree: unit $unit_state, tmpfiles $tmpfiles_state," \
+		"sysusers home $sysusers_home, swarmd's default $compiled_state"
+done
+echo "ok: one state directory, $unit_state"
+
 if command -v systemd-analyze >/dev/null; then
 	# Verify against the host's units (sysinit.target & co. are not in DESTDIR):
 	# a copy of the installed unit whose ExecStart= points into DESTDIR, so
