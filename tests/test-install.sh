@@ -93,6 +93,14 @@ if command -v systemd-analyze >/dev/null; then
 		fail "systemd-analyze verify warns about swarmd.service"
 	fi
 	echo "ok: systemd-analyze verify"
+	# Exposure 2.0 or less (systemd's scale, ×10 for --threshold).
+	if systemd-analyze security --help 2>&1 | grep -q -- --offline; then
+		systemd-analyze security --offline=true --threshold=20 "$dest/verify/swarmd.service" >"$dest/security" 2>&1 || {
+			tail -5 "$dest/security" >&2
+			fail "systemd-analyze security rates swarmd.service above 2.0"
+		}
+		echo "ok: $(tail -1 "$dest/security")"
+	fi
 else
 	echo "SKIP: systemd-analyze not installed, unit not verified"
 fi
