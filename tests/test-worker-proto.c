@@ -108,21 +108,53 @@ Test(worker_proto, shared_memory_tensors_are_passed_not_copied) {
         wmsg_done(&m);
 }
 
+/* The permissions of the mapping that holds addr, from /proc/self/maps
+ * ("r--p", "rw-s", ...). */
+static void mapping_perms(const void *addr, char perms[5]) {
+        FILE *f = fopen("/proc/self/maps", "re");
+        char line[512];
+
+        cr_assert_not_null(f);
+        perms[0] = '\0';
+        while (fgets(line, sizeof(line), f)) {
+                unsigned long lo, hi;
+                char p[5];
+
+                if (sscanf(line, "%lx-%lx %4s", &lo, &hi, p) == 3 && (unsigned long) addr >= lo &&
+                    (unsigned long) addr < hi) {
+                        memcpy(perms, p, 5);
+                        break;
+                }
+        }
+        fclose(f);
+        cr_assert(perms[0], "no mapping holds %p", addr);
+}
+
 /* Once sent, a tensor is read-only for its sender too: a client that tries
- * to change its inputs after swarmd checked them faults instead. */
-Test(worker_proto, a_sender_cannot_write_what_it_sent, .signal = SIGSEGV) {
+ * to change its inputs after swarmd checked them cannot, neither through
+ * its mapping (now read-only: a write faults) nor through the fd. */
+Test(worker_proto, a_sender_cannot_write_what_it_sent) {
         struct swarm_values *v = swarm_values_new();
         struct wmsg m = { .type = WMSG_EXECUTE_REPLY };
         uint64_t n = 1024;
         struct swarm_tensor t;
+        char perms[5];
+        float x = 3.5f;
 
         swarm_values_set_allocator(v, shm_allocate, NULL);
         cr_assert_eq(swarm_values_add_tensor(v, "y", SWARM_DTYPE_F32, 1, &n, &t), 0);
         ((float *) t.data)[7] = 1.5f;   /* writable until sent */
+        mapping_perms(t.data, perms);
+        cr_assert_eq(perms[1], 'w');
         m.values[0] = v;
         cr_assert_eq(wmsg_send(pair[0], &m), 0);
+
+        mapping_perms(t.data, perms);
+        cr_assert_eq(perms[1], '-', "still writable after sending: %s", perms);
         cr_assert_float_eq(((const float *) t.data)[7], 1.5f, 0.0f);
-        ((volatile float *) t.data)[7] = 3.5f;
+        cr_assert_lt(pwrite(shm_block_of(v, "y")->fd, &x, sizeof(x), 7 * sizeof(float)), 0);
+        cr_assert_eq(errno, EPERM);
+        wmsg_done(&m);
 }
 
 /* And nobody can seal a block another writable mapping still holds. */
