@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shm.h"
@@ -154,6 +155,35 @@ Test(worker_proto, a_sender_cannot_write_what_it_sent) {
         cr_assert_float_eq(((const float *) t.data)[7], 1.5f, 0.0f);
         cr_assert_lt(pwrite(shm_block_of(v, "y")->fd, &x, sizeof(x), 7 * sizeof(float)), 0);
         cr_assert_eq(errno, EPERM);
+        wmsg_done(&m);
+}
+
+/* A child forked after the block was made (a worker being started) must
+ * not hold it writable: blocks are not inherited across fork(). */
+Test(worker_proto, a_fork_does_not_keep_a_block_from_being_sealed) {
+        struct swarm_values *v = swarm_values_new();
+        struct wmsg m = { .type = WMSG_EXECUTE_REPLY }, got;
+        uint64_t n = 1024;
+        struct swarm_tensor t;
+        const char *reason;
+        pid_t child;
+        int r;
+
+        swarm_values_set_allocator(v, shm_allocate, NULL);
+        cr_assert_eq(swarm_values_add_tensor(v, "y", SWARM_DTYPE_F32, 1, &n, &t), 0);
+        child = fork();
+        cr_assert_geq(child, 0);
+        if (child == 0) {
+                pause();        /* as a worker between fork() and exec() */
+                _exit(0);
+        }
+        m.values[0] = v;
+        r = wmsg_send(pair[0], &m);
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        cr_assert_eq(r, 0, "sending failed: %s", strerror(-r));
+        cr_assert_eq(wmsg_recv(pair[1], &got, &reason), 0, "reason: %s", reason);
+        wmsg_done(&got);
         wmsg_done(&m);
 }
 

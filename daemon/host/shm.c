@@ -32,6 +32,15 @@ static void advise_huge(void *addr, uint64_t size) {
                 (void) madvise(addr, size, MADV_HUGEPAGE);
 }
 
+/* A worker forked between the allocation and the sending of a block would
+ * hold a writable mapping of it until its exec(), and sealing against
+ * writes fails while any exists: forks never inherit blocks (nor need
+ * them). */
+static void advise(void *addr, uint64_t size) {
+        advise_huge(addr, size);
+        (void) madvise(addr, size, MADV_DONTFORK);
+}
+
 void shm_release(void *data, uint64_t size, void *userdata) {
         shm_block_free(userdata);
 }
@@ -58,7 +67,7 @@ static int block_new(uint64_t size, struct shm_block **ret) {
                 shm_block_free(b);
                 return r;
         }
-        advise_huge(b->addr, size);
+        advise(b->addr, size);
         *ret = b;
         return 0;
 }
@@ -94,7 +103,7 @@ int shm_seal(struct shm_block *b) {
         addr = mmap(b->addr, b->size, PROT_READ, MAP_PRIVATE | MAP_FIXED, b->fd, 0);
         if (addr == MAP_FAILED)
                 return negative_errno();
-        advise_huge(b->addr, b->size);
+        advise(b->addr, b->size);
         if (fcntl(b->fd, F_ADD_SEALS, SHM_SEALS) < 0)
                 return negative_errno();        /* EBUSY: someone else still maps it writable */
         return 0;

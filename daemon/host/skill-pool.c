@@ -592,12 +592,16 @@ static void request_send(struct worker *w, struct pool_request *r) {
         w->state = WORKER_BUSY;
 
         k = wmsg_send(w->fd, &m);
-        if (k == -E2BIG || k == -EINVAL) {
+        if (k == -E2BIG || k == -EINVAL || k == -EBUSY) {
                 /* The request itself cannot travel: its fault, not the worker's. */
                 w->current = NULL;
                 r->worker = NULL;
                 w->state = WORKER_IDLE;
-                request_fail(r, -E2BIG, "job inputs exceed the worker message limits");
+                if (k == -EBUSY)
+                        request_fail(r, -EBUSY, "job inputs are still mapped writable elsewhere and "
+                                                "cannot be sealed");
+                else
+                        request_fail(r, -E2BIG, "job inputs exceed the worker message limits");
         } else if (k < 0) {
                 /* The worker is gone; the request goes back to the front. */
                 log_warning_errno(k, "Failed to send request to worker %u of %s: %m", w->index,
