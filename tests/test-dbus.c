@@ -1030,6 +1030,10 @@ Test(dbus, swarmctl_exit_codes_distinguish_failures) {
         /* 2: bad arguments, checked before anything is asked. */
         cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "lend", "maybe", NULL }), 2);
         cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "policy", "sometimes", NULL }), 2);
+        /* A schedule without windows would keep old ones silently. */
+        cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "policy", "schedule", NULL }), 2);
+        cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "policy", "always", "--window", "mon 01:00-02:00",
+                                                                    NULL }), 2);
         cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "status", "--bogus", NULL }), 2);
 
         start_node(0, NULL);
@@ -1042,12 +1046,14 @@ Test(dbus, swarmctl_exit_codes_distinguish_failures) {
                 cr_assert_eq(swarmctl(true, out, sizeof(out), (const char *[]) { "status", "--json", NULL }), 0);
                 cr_assert(json_valid(out), "not JSON: %s", out);
         }
-        /* 0: done. */
-        cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "lend", "off", NULL }), 0);
+        /* 0: done, and it says so, also when not on a terminal. */
+        cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "lend", "off", NULL }), 0);
+        cr_assert(strstr(out, "Lending: no"), "lend off printed: %s", out);
         bus = client();
         cr_assert_eq(get_bool(bus, "Lending"), 0);
-        cr_assert_eq(swarmctl(false, NULL, 0,
+        cr_assert_eq(swarmctl(false, out, sizeof(out),
                               (const char *[]) { "policy", "schedule", "--window", "sat,sun 00:00-24:00", NULL }), 0);
+        cr_assert(strstr(out, "Lending: "), "policy printed: %s", out);
         cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "pause", NULL }), 0);
         cr_assert_eq(get_bool(bus, "JobsPaused"), 1);
         cr_assert_eq(swarmctl(false, NULL, 0, (const char *[]) { "resume", NULL }), 0);

@@ -517,11 +517,12 @@ int verb_jobs(int argc, char *argv[]) {
         return show_state(argc, argv, true);
 }
 
-/* After a change, a person at a terminal sees where things stand. */
-static void show_lending_on_tty(sd_bus *bus) {
+/* After a change, whoever ran it sees where things stand (colours only on
+ * a terminal: ansi() knows). */
+static void show_lending(sd_bus *bus) {
         struct swarm_status s;
 
-        if (!isatty(STDOUT_FILENO) || swarm_status_get(bus, &s) != 0)
+        if (swarm_status_get(bus, &s) != 0)
                 return;
         printf("Lending: %s%s%s (%s)%s\n", ansi(s.lending ? ANSI_GREEN : ANSI_RED), s.lending ? "yes" : "no",
                ansi(ANSI_NORMAL), s.reason[0] ? s.reason : s.policy, s.paused ? "; jobs paused" : "");
@@ -552,7 +553,7 @@ int verb_lend(int argc, char *argv[]) {
         r = bus_call_change(bus, enabled ? "turn lending on" : "turn lending off", "SetLending", "b", enabled);
         if (r > 0)
                 return r;
-        show_lending_on_tty(bus);
+        show_lending(bus);
         return 0;
 }
 
@@ -581,6 +582,15 @@ int verb_policy(int argc, char *argv[]) {
                 log_error("policy: unknown policy \"%s\" (always, never, idle, schedule).", argv[optind]);
                 goto finish;
         }
+        if (strcmp(argv[optind], "schedule") == 0 && o.n_windows == 0) {
+                log_error("policy schedule: give the windows to lend in, e.g. --window \"mon-fri 22:00-07:00\" "
+                          "(one --window each).");
+                goto finish;
+        }
+        if (strcmp(argv[optind], "schedule") != 0 && o.n_windows > 0) {
+                log_error("policy %s: --window is for the schedule policy.", argv[optind]);
+                goto finish;
+        }
 
         r = bus_connect(o.bus, &bus);
         if (r > 0)
@@ -604,7 +614,7 @@ int verb_policy(int argc, char *argv[]) {
                 sd_bus_error_free(&error);
                 goto finish;
         }
-        show_lending_on_tty(bus);
+        show_lending(bus);
         r = 0;
 finish:
         bus_options_done(&o);
@@ -630,7 +640,7 @@ static int pause_or_resume(int argc, char *argv[], bool pause) {
         r = bus_call_change(bus, pause ? "pause jobs" : "resume jobs", pause ? "PauseJobs" : "ResumeJobs", NULL);
         if (r > 0)
                 return r;
-        show_lending_on_tty(bus);
+        show_lending(bus);
         return 0;
 }
 
