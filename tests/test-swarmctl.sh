@@ -97,7 +97,8 @@ ok "a wrong result fails verification and exits 1"
 
 run 1 skill run testskill --input mode=str:crash --input x=random:f32:16
 expect "crashed (killed by signal SIGSEGV)"
-ok "a crashing plugin is reported"
+expect "worker of skill testskill crashed"
+ok "a crashing plugin is reported, by its own name"
 
 run 1 skill run testskill --input mode=str:sleep --input x=random:f32:16 --deadline 200ms
 expect "deadline"

@@ -329,11 +329,26 @@ static int on_restart_check(sd_event_source *es, uint64_t usec, void *userdata) 
         return sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
 }
 
+/* The skill's name as messages give it: the plugin's file name without
+ * ".so". */
+static char *skill_display_name(const char *plugin) {
+        const char *base = strrchr(plugin, '/');
+        size_t n;
+
+        base = base ? base + 1 : plugin;
+        n = strlen(base);
+        if (n > 3 && strcmp(base + n - 3, ".so") == 0)
+                n -= 3;
+        return strndup(base, n);
+}
+
+#define SKILL_RUN_DEADLINE_USEC (60u * 1000u * 1000u)
+
 static int run_pool(const char *plugin, const struct swarm_values *config, struct run_state *s) {
-        _cleanup_free_ char *worker = NULL;
+        _cleanup_free_ char *worker = NULL, *name = skill_display_name(plugin);
         sd_event_source *timeout = NULL, *check = NULL;
         struct skill_pool_config pc = {
-                .name = "swarmctl",
+                .name = name ?: "skill",
                 .plugin_path = plugin,
                 .workers = 1,
                 .skill_config = config,
@@ -439,7 +454,8 @@ usage_error:
 static int verb_run(int argc, char *argv[]) {
         _cleanup_free_ char *path = NULL;
         struct swarm_values *config = swarm_values_new(), *inputs = swarm_values_new();
-        struct run_state s = { .repeat = 1 };
+        /* As swarmctl submit: a hanging skill is cancelled, not waited on. */
+        struct run_state s = { .repeat = 1, .deadline_usec = SKILL_RUN_DEADLINE_USEC };
         int c, r = 0;
         static const struct option options[] = {
                 { "input", required_argument, NULL, 'i' },
