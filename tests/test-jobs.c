@@ -861,8 +861,9 @@ Test(credits, books_balance_after_kill_9_at_random_points, .timeout = 300) {
 
 /* ---- swarmctl balance, ledger and peers against the books ---- */
 
-/* Runs $SWARMCTL args… with the control socket of node i (as nobody when
- * nobody); stdout and stderr in out.  Returns the exit status. */
+/* Runs $SWARMCTL args… with the control socket of node i (none for i < 0;
+ * as nobody when nobody); stdout and stderr in out.  Returns the exit
+ * status. */
 static int swarmctl_on(int i, bool nobody, char *out, size_t size, const char *const *args) {
         const char *binary = getenv("SWARMCTL");
         const char *argv[16] = { binary };
@@ -875,8 +876,10 @@ static int swarmctl_on(int i, bool nobody, char *out, size_t size, const char *c
         cr_assert_not_null(binary, "SWARMCTL not set (run through meson test)");
         for (; *args && k < 13; args++)
                 argv[k++] = *args;
-        argv[k++] = "--socket";
-        argv[k++] = nodes[i].control;
+        if (i >= 0) {
+                argv[k++] = "--socket";
+                argv[k++] = nodes[i].control;
+        }
         argv[k] = NULL;
         snprintf(out_path, sizeof(out_path), "%s/swarmctl.out", root);
         pid = fork();
@@ -1020,6 +1023,32 @@ Test(credits, swarmctl_balance_and_ledger_show_the_books) {
         cr_assert_eq(b.received, 0);
         cr_assert_eq(b.jobs_paid, 5);
         ledger_free(l);
+}
+
+/* swarmctl submit -o: paths print as given, without "//" for a trailing
+ * slash, and a job that fails leaves no empty directory behind. */
+Test(jobs, submit_output_dir_has_clean_paths_and_a_failed_job_leaves_none) {
+        char out[16384], sock[200], ok_dir[200], bad_dir[200], doubled[220];
+        struct stat st;
+
+        start_swarm(1, NULL, NULL);
+        snprintf(sock, sizeof(sock), "%s/jobs.sock", nodes[0].state);
+        snprintf(ok_dir, sizeof(ok_dir), "%s/ok/", root);
+        snprintf(bad_dir, sizeof(bad_dir), "%s/bad/", root);
+
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out),
+                                 (const char *[]) { "submit", "--socket", sock, "--skill", "testskill", "--input",
+                                                    "mode=str:echo", "--input", "x=random:f32:4", "-o", ok_dir,
+                                                    NULL }), 0, "%s", out);
+        snprintf(doubled, sizeof(doubled), "%s/ok//", root);
+        cr_assert(strstr(out, "/ok/"), "no output path printed: %s", out);
+        cr_assert_null(strstr(out, doubled), "a doubled slash: %s", out);
+
+        cr_assert_neq(swarmctl_on(-1, false, out, sizeof(out),
+                                  (const char *[]) { "submit", "--socket", sock, "--skill", "no-such-skill",
+                                                     "--input", "x=random:f32:4", "-o", bad_dir, NULL }), 0,
+                      "%s", out);
+        cr_assert_neq(stat(bad_dir, &st), 0, "the failed job left %s behind", bad_dir);
 }
 
 /* The demand multiplier node 0 sees in provider i's gossiped offer of

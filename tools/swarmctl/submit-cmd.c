@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "common.h"
 #include "control-client.h"
 #include "node-id.h"
 #include "inputs.h"
@@ -705,6 +706,23 @@ static void help(void) {
                DEFAULT_PARALLEL, DEFAULT_SOCKET);
 }
 
+/* Creates the --output-dir (its parent must exist); *created says whether
+ * it is new, to remove it again when no result lands in it.  0, or the exit
+ * status for a directory that cannot be made. */
+static int output_dir_create(const char *dir, bool *created) {
+        *created = false;
+        if (!dir)
+                return 0;
+        if (mkdir(dir, 0755) < 0) {
+                if (errno == EEXIST)
+                        return 0;
+                log_error_errno(negative_errno(), "--output-dir %s: %m", dir);
+                return SWARMCTL_EXIT_BAD_ARGS;
+        }
+        *created = true;
+        return 0;
+}
+
 int verb_submit(int argc, char *argv[]) {
         struct batch b = {
                 .max_price = NO_PRICE_LIMIT,
@@ -712,6 +730,8 @@ int verb_submit(int argc, char *argv[]) {
         };
         const char *socket_path = getenv("SWARM_JOBS_SOCKET") ?: DEFAULT_SOCKET, *batch_file = NULL;
         _cleanup_strv_free_ char **inputs = NULL;
+        _cleanup_free_ char *output_dir = NULL;
+        bool created_output_dir = false;
         int c, r = 2;
         static const struct option options[] = {
                 { "skill", required_argument, NULL, 'k' },
@@ -757,9 +777,22 @@ int verb_submit(int argc, char *argv[]) {
                 case 'H':
                         b.hedge = true;
                         break;
-                case 'o':
-                        b.output = optarg;
+                case 'o': {
+                        size_t n = strlen(optarg);
+
+                        /* "out/" and "out" alike: paths print without "//". */
+                        while (n > 1 && optarg[n - 1] == '/')
+                                n--;
+                        free(output_dir);
+                        output_dir = strndup(optarg, n);
+                        if (!output_dir) {
+                                (void) log_oom();
+                                r = 1;
+                                goto finish;
+                        }
+                        b.output = output_dir;
                         break;
+                }
                 case 'b':
                         batch_file = optarg;
                         break;
@@ -810,10 +843,9 @@ int verb_submit(int argc, char *argv[]) {
                                 r = 1;
                                 goto finish;
                         }
-                if (b.output && mkdir(b.output, 0755) < 0 && errno != EEXIST) {
-                        log_error_errno(negative_errno(), "--output-dir %s: %m", b.output);
+                r = output_dir_create(b.output, &created_output_dir);
+                if (r != 0)
                         goto finish;
-                }
         } else {
                 struct job *j;
                 struct swarm_values *check;
@@ -842,13 +874,15 @@ int verb_submit(int argc, char *argv[]) {
                                 goto finish;
                         }
                 swarm_values_free(check);
-                if (b.output && mkdir(b.output, 0755) < 0 && errno != EEXIST) {
-                        log_error_errno(negative_errno(), "--output-dir %s: %m", b.output);
+                r = output_dir_create(b.output, &created_output_dir);
+                if (r != 0)
                         goto finish;
-                }
         }
 
         r = run_batch(&b, socket_path);
+        /* Nothing came back to keep: no empty directory left behind. */
+        if (created_output_dir)
+                (void) rmdir(b.output);
 finish:
         for (size_t i = 0; i < b.n_jobs; i++)
                 job_done(&b.jobs[i]);
