@@ -677,6 +677,26 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
         return 0;
 }
 
+static void watch_changes(sd_bus *bus, struct changes *c) {
+        cr_assert_geq(sd_bus_match_signal(bus, NULL, NAME, PATH, "org.freedesktop.DBus.Properties",
+                                          "PropertiesChanged", on_properties_changed, c), 0);
+}
+
+/* Processes the bus until a PropertiesChanged set *field to want. */
+static void wait_change(sd_bus *bus, const int *field, int want, int seconds, const char *what) {
+        long long deadline = monotonic_usec() + seconds * 1000000LL;
+
+        while (*field != want) {
+                int r;
+
+                cr_assert(monotonic_usec() < deadline, "no PropertiesChanged with %s (last: %d)", what, *field);
+                r = sd_bus_process(bus, NULL);
+                cr_assert_geq(r, 0);
+                if (r == 0)
+                        (void) sd_bus_wait(bus, 100000);
+        }
+}
+
 /* A minimal JSON checker: does text parse as one JSON value? */
 static const char *json_value(const char *p);
 
@@ -779,28 +799,17 @@ static int swarmctl(bool nobody, char *out, size_t n, const char *const *args) {
 
 Test(dbus, set_lending_false_emits_properties_changed_and_swarmctl_shows_it) {
         struct changes changes = { .lending = -1 };
-        long long deadline;
         char out[8192];
         sd_bus *bus;
         char *policy;
-        int r;
 
         start_node(0, NULL);
         bus = client();
-        r = sd_bus_match_signal(bus, NULL, NAME, PATH, "org.freedesktop.DBus.Properties", "PropertiesChanged",
-                                on_properties_changed, &changes);
-        cr_assert_geq(r, 0);
+        watch_changes(bus, &changes);
         cr_assert_eq(get_bool(bus, "Lending"), 1);
 
         cr_assert_str_eq(call(bus, "SetLending", false, NULL, 0), "");
-        deadline = monotonic_usec() + 5 * 1000000LL;
-        while (changes.lending != 0) {
-                cr_assert(monotonic_usec() < deadline, "no PropertiesChanged with Lending=false");
-                r = sd_bus_process(bus, NULL);
-                cr_assert_geq(r, 0);
-                if (r == 0)
-                        (void) sd_bus_wait(bus, 100000);
-        }
+        wait_change(bus, &changes.lending, 0, 5, "Lending=false");
         cr_assert_str_eq(changes.policy, "never");
         cr_assert_eq(get_bool(bus, "Lending"), 0);
         policy = get_string(bus, "LendingPolicy");
@@ -870,24 +879,13 @@ Test(dbus, gossip_shows_the_node_not_lending_after_set_lending_false) {
 
 Test(dbus, a_peer_joining_pushes_properties_changed_with_peers) {
         struct changes changes = { .lending = -1, .peers = -1 };
-        long long deadline;
         sd_bus *bus;
-        int r;
 
         start_node(0, NULL);
         bus = client();
-        r = sd_bus_match_signal(bus, NULL, NAME, PATH, "org.freedesktop.DBus.Properties", "PropertiesChanged",
-                                on_properties_changed, &changes);
-        cr_assert_geq(r, 0);
+        watch_changes(bus, &changes);
         start_node(1, NULL);
-        deadline = monotonic_usec() + 10 * 1000000LL;
-        while (changes.peers != 1) {
-                cr_assert(monotonic_usec() < deadline, "no PropertiesChanged with Peers=1 (last: %d)", changes.peers);
-                r = sd_bus_process(bus, NULL);
-                cr_assert_geq(r, 0);
-                if (r == 0)
-                        (void) sd_bus_wait(bus, 100000);
-        }
+        wait_change(bus, &changes.peers, 1, 10, "Peers=1");
         sd_bus_flush_close_unref(bus);
 }
 

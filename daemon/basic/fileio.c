@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -36,11 +37,12 @@ int loop_read_exact(int fd, void *buf, size_t n) {
         return (size_t) k == n ? 0 : -ENODATA;
 }
 
-int loop_write(int fd, const void *buf, size_t n) {
+/* write() or, for a socket, send() without SIGPIPE, until all is out. */
+static int write_all(int fd, const void *buf, size_t n, bool is_socket) {
         const uint8_t *p = buf;
 
         while (n > 0) {
-                ssize_t k = write(fd, p, n);
+                ssize_t k = is_socket ? send(fd, p, n, MSG_NOSIGNAL) : write(fd, p, n);
 
                 if (k < 0) {
                         if (errno == EINTR)
@@ -55,23 +57,12 @@ int loop_write(int fd, const void *buf, size_t n) {
         return 0;
 }
 
+int loop_write(int fd, const void *buf, size_t n) {
+        return write_all(fd, buf, n, false);
+}
+
 int loop_send(int fd, const void *buf, size_t n) {
-        const uint8_t *p = buf;
-
-        while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        return -EIO;
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
+        return write_all(fd, buf, n, true);
 }
 
 int read_fd_string(int fd, size_t max, char **ret) {

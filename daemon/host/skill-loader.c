@@ -165,3 +165,14 @@ char *skill_worker_path(void) {
         }
         return strdup(LIBEXECDIR "/swarm-worker");
 }
+
+char *skill_name_from_path(const char *path) {
+        const char *base = strrchr(path, '/');
+        size_t n;
+
+        base = base ? base + 1 : path;
+        n = strlen(base);
+        if (n > 3 && strcmp(base + n - 3, ".so") == 0)
+                n -= 3;
+        return strndup(base, n);
+}

@@ -30,3 +30,7 @@ int skill_find(const char *arg, const char *dirs, char **ret);
 /* The swarm-worker to run: $SWARM_WORKER, else the one next to the running
  * program (../daemon/ or ./, a build tree), else LIBEXECDIR's.  malloc'd. */
 char *skill_worker_path(void);
+
+/* A skill's name from its path or configured name: the file name without
+ * ".so" ("/x/gemm.so" and "gemm" are "gemm"); malloc'd, NULL without memory. */
+char *skill_name_from_path(const char *path);

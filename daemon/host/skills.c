@@ -47,18 +47,6 @@ struct skills {
         char description[1024];
 };
 
-/* The skill's name as configured: a path's file name without ".so". */
-static char *skill_name_of(const char *arg) {
-        const char *base = strrchr(arg, '/');
-        size_t n;
-
-        base = base ? base + 1 : arg;
-        n = strlen(base);
-        if (n > 3 && strcmp(base + n - 3, ".so") == 0)
-                n -= 3;
-        return strndup(base, n);
-}
-
 /* skills.options entries "SKILL.KEY=VALUE" for this skill. */
 static int options_for(char *const *options, const char *skill, struct swarm_values **ret) {
         struct swarm_values *v = swarm_values_new();
@@ -210,7 +198,7 @@ int skills_new(sd_event *event, const struct config *c, skills_settled_fn settle
                         .cgroups = s->cgroups,
                 };
 
-                h->name = skill_name_of(*e);
+                h->name = skill_name_from_path(*e);
                 if (!h->name) {
                         skills_free(s);
                         return -ENOMEM;

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cuda-fatal.h"
 #include "gemm.h"
 
 /* Pinned staging, both halves together. */
@@ -139,27 +140,6 @@ static int api_load(char *why, size_t why_size) {
 }
 
 /* ---- Errors ---- */
-
-static bool cuda_error_is_fatal(cudaError_t e) {
-        switch (e) {
-        case cudaErrorNoDevice:
-        case cudaErrorDevicesUnavailable:
-        case cudaErrorInsufficientDriver:
-        case cudaErrorECCUncorrectable:
-        case cudaErrorLaunchFailure:
-        case cudaErrorIllegalAddress:
-        case cudaErrorHardwareStackError:
-        case cudaErrorIllegalInstruction:
-        case cudaErrorMisalignedAddress:
-        case cudaErrorInvalidAddressSpace:
-        case cudaErrorInvalidPc:
-        case cudaErrorLaunchTimeout:
-        case cudaErrorAssert:
-                return true;
-        default:
-                return false;
-        }
-}
 
 /* Explains e on the job (job may be NULL during set-up) and maps it to an
  * errno: out of memory is -ENOMEM, a lost device -ENODEV, the rest -EIO. */

@@ -32,6 +32,7 @@
 #include <string.h>
 
 extern "C" {
+#include "cuda-fatal.h"
 #include "nn-backend.h"
 #include "nn-cuda.h"
 #include "nn-error.h"
@@ -74,28 +75,6 @@ static struct cuda_backend *cuda(struct nn_backend *be) {
 }
 
 /* ---- Errors ---- */
-
-/* Errors after which the context cannot be used again. */
-static bool cuda_error_is_fatal(cudaError_t e) {
-        switch (e) {
-        case cudaErrorNoDevice:
-        case cudaErrorDevicesUnavailable:
-        case cudaErrorInsufficientDriver:
-        case cudaErrorECCUncorrectable:
-        case cudaErrorLaunchFailure:
-        case cudaErrorIllegalAddress:
-        case cudaErrorHardwareStackError:
-        case cudaErrorIllegalInstruction:
-        case cudaErrorMisalignedAddress:
-        case cudaErrorInvalidAddressSpace:
-        case cudaErrorInvalidPc:
-        case cudaErrorLaunchTimeout:
-        case cudaErrorAssert:
-                return true;
-        default:
-                return false;
-        }
-}
 
 /* Records the first error of an op; later ones are consequences. */
 static void fail_msg(struct cuda_backend *c, int r, const char *what, const char *why) {

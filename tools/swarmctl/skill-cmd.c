@@ -329,23 +329,10 @@ static int on_restart_check(sd_event_source *es, uint64_t usec, void *userdata) 
         return sd_event_source_set_enabled(es, SD_EVENT_ONESHOT);
 }
 
-/* The skill's name as messages give it: the plugin's file name without
- * ".so". */
-static char *skill_display_name(const char *plugin) {
-        const char *base = strrchr(plugin, '/');
-        size_t n;
-
-        base = base ? base + 1 : plugin;
-        n = strlen(base);
-        if (n > 3 && strcmp(base + n - 3, ".so") == 0)
-                n -= 3;
-        return strndup(base, n);
-}
-
 #define SKILL_RUN_DEADLINE_USEC (60u * 1000u * 1000u)
 
 static int run_pool(const char *plugin, const struct swarm_values *config, struct run_state *s) {
-        _cleanup_free_ char *worker = NULL, *name = skill_display_name(plugin);
+        _cleanup_free_ char *worker = NULL, *name = skill_name_from_path(plugin);
         sd_event_source *timeout = NULL, *check = NULL;
         struct skill_pool_config pc = {
                 .name = name ?: "skill",
