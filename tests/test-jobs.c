@@ -1051,6 +1051,23 @@ Test(jobs, submit_output_dir_has_clean_paths_and_a_failed_job_leaves_none) {
         cr_assert_neq(stat(bad_dir, &st), 0, "the failed job left %s behind", bad_dir);
 }
 
+/* A job the skill refuses as malformed when pricing it: swarmctl shows the
+ * skill's own reason, not strerror(), and exits 2 (a bad job description),
+ * not 1 (a failure in the swarm). */
+Test(jobs, a_job_the_skill_refuses_shows_its_reason_and_exits_2) {
+        char out[16384], sock[200];
+
+        start_swarm(2, NULL, NULL);
+        snprintf(sock, sizeof(sock), "%s/jobs.sock", nodes[0].state);
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out),
+                                 (const char *[]) { "submit", "--socket", sock, "--skill", "testskill", "--input",
+                                                    "mode=str:refuse", "--input", "x=random:f32:4", NULL }), 2,
+                     "%s", out);
+        cr_assert(strstr(out, "input \"x\" is refused on purpose"), "the skill's reason is lost: %s", out);
+        cr_assert(strstr(out, "testskill refuses this job"), "%s", out);
+        cr_assert_null(strstr(out, "Invalid argument"), "strerror() instead of the reason: %s", out);
+}
+
 /* The demand multiplier node 0 sees in provider i's gossiped offer of
  * testskill (0 when it sees none), and the price with it. */
 static double demand_seen(int i, uint64_t *price) {

@@ -640,3 +640,62 @@ Test(sdk, error_without_a_job_is_kept_for_the_host) {
         swarm_call_error_reset();
         cr_assert_null(swarm_call_error());
 }
+
+/* ---- Declared inputs and outputs (ABI 1.2) ---- */
+
+static const struct swarm_param declared[] = {
+        { "a", SWARM_VALUE_TENSOR, SWARM_DTYPE_F32, 2, "m×k", 0, "the left matrix" },
+        { "mode", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "how" },
+        { "t", 0, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "a number, as int or string" },
+        {}
+};
+
+static int check(char *err, size_t n) {
+        return swarm_params_check(declared, v, "input", err, n);
+}
+
+Test(sdk, declared_inputs_accept_what_matches_and_name_what_does_not) {
+        struct swarm_tensor t;
+        char err[256];
+
+        cr_assert_eq(swarm_params_check(NULL, v, "input", err, sizeof(err)), 0, "undeclared: anything goes");
+
+        /* The required tensor is missing. */
+        cr_assert_eq(check(err, sizeof(err)), -EINVAL);
+        cr_assert_str_eq(err, "missing input \"a\": an f32 tensor of 2 dimensions (m×k), the left matrix");
+
+        cr_assert_eq(swarm_values_add_tensor(v, "a", SWARM_DTYPE_F32, 2, (uint64_t[]) { 3, 4 }, &t), 0);
+        cr_assert_eq(check(err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(swarm_values_set_int(v, "t", 7), 0);
+        cr_assert_eq(check(err, sizeof(err)), 0, "type 0 takes any type: %s", err);
+
+        cr_assert_eq(swarm_values_set_int(v, "mode", 1), 0);
+        cr_assert_eq(check(err, sizeof(err)), -EINVAL);
+        cr_assert_str_eq(err, "input \"mode\" is an int, but must be a string");
+}
+
+Test(sdk, declared_inputs_refuse_unknown_names_dtypes_and_ranks) {
+        struct swarm_values *w = swarm_values_new();
+        struct swarm_tensor t;
+        char err[256];
+
+        cr_assert_eq(swarm_values_add_tensor(v, "a", SWARM_DTYPE_F32, 2, (uint64_t[]) { 3, 4 }, &t), 0);
+        cr_assert_eq(swarm_values_set_bytes(v, "x", "z", 1), 0);
+        cr_assert_eq(check(err, sizeof(err)), -EINVAL);
+        cr_assert_str_eq(err, "input \"x\" is not one this skill takes (it takes: a, mode, t)");
+
+        cr_assert_eq(swarm_values_add_tensor(w, "a", SWARM_DTYPE_F64, 2, (uint64_t[]) { 3, 4 }, &t), 0);
+        cr_assert_eq(swarm_params_check(declared, w, "input", err, sizeof(err)), -EINVAL);
+        cr_assert_str_eq(err, "input \"a\" has dtype f64, but must be an f32 tensor of 2 dimensions (m×k)");
+        swarm_values_free(w);
+
+        w = swarm_values_new();
+        cr_assert_eq(swarm_values_add_tensor(w, "a", SWARM_DTYPE_F32, 1, (uint64_t[]) { 12 }, &t), 0);
+        cr_assert_eq(swarm_params_check(declared, w, "output", err, sizeof(err)), -EINVAL);
+        cr_assert_str_eq(err, "output \"a\" has 1 dimension, but must be an f32 tensor of 2 dimensions (m×k)");
+        swarm_values_free(w);
+
+        /* A message that does not fit is cut, not overrun. */
+        cr_assert_eq(check(err, 16), -EINVAL);
+        cr_assert_eq(strlen(err), 15);
+}

@@ -37,13 +37,40 @@ expect() {
 run 0 skill inspect hash
 expect "Skill:        hash"
 expect "Callbacks:    init,fini,advertise,price,execute,verify"
-expect "ABI:          1.1"
+expect "ABI:          1.2"
 expect "throughput"
 ok "inspect hash by name shows descriptor and advert"
 
 run 0 skill inspect "$TEST_PLUGIN_DIR/testskill.so"
 expect "Callbacks:    init,advertise,price,execute,verify"
 ok "inspect by path"
+
+run 0 skill inspect gemm
+expect "^Inputs:"
+expect "  a  *f32 tensor 2-D \[m×k\]  *required"
+expect "  precision  *string  *optional"
+expect "^Outputs:"
+expect "  c  *f32 tensor 2-D \[m×n\]"
+ok "inspect shows the inputs and outputs a skill declares"
+
+run 0 skill inspect "$TEST_PLUGIN_DIR/testskill.so"
+expect "^Inputs: *(not declared"
+ok "inspect says when a skill declares nothing"
+
+# The host checks a job against the declaration before price() sees it.
+run 1 skill run gemm --input a=random:f32:3x4
+expect 'REFUSED: missing input "b": an f32 tensor of 2 dimensions (k×n)'
+ok "a missing input is named with its form"
+run 1 skill run gemm --input a=random:f32:3x4 --input b=random:f32:4x2 --input x=int:1
+expect 'input "x" is not one this skill takes (it takes: a, b, precision)'
+ok "an input the skill does not take is named, with those it takes"
+printf 'rawbytes' >"$tmp/raw"
+run 1 skill run gemm --input "a=@$tmp/raw" --input b=random:f32:4x2
+expect 'input "a" is a byte string, but must be an f32 tensor'
+ok "bytes where a tensor belongs"
+run 1 skill run gemm --input a=random:f32:3x4 --input b=random:f32:5x6
+expect 'a is 3x4 but b is 5x6: inner dimensions differ'
+ok "the skill's own check of shapes reaches the user from price()"
 
 run 1 skill inspect "$TEST_PLUGIN_DIR/badabi.so"
 expect "skill ABI 2.0, but this host runs ABI 1.x"

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <stddef.h>
@@ -16,6 +17,57 @@
 
 /* The smallest descriptor of ABI 1: everything up to and including verify. */
 #define SKILL_DESCRIPTOR_MIN_SIZE (offsetof(struct swarm_skill, verify) + sizeof(((struct swarm_skill *) 0)->verify))
+
+/* Whether the descriptor has the field at offset off (of size sz): older
+ * plugins' descriptors end before it. */
+static bool has_field(const struct swarm_skill *s, size_t off, size_t sz, uint32_t minor) {
+        return (s->abi_version & 0xffffu) >= minor && s->struct_size >= off + sz;
+}
+
+const struct swarm_param *skill_declared_inputs(const struct swarm_skill *s) {
+        return has_field(s, offsetof(struct swarm_skill, inputs), sizeof(s->inputs), 2) ? s->inputs : NULL;
+}
+
+const struct swarm_param *skill_declared_outputs(const struct swarm_skill *s) {
+        return has_field(s, offsetof(struct swarm_skill, outputs), sizeof(s->outputs), 2) ? s->outputs : NULL;
+}
+
+/* A declared list must be usable as the host uses it: valid, unique names,
+ * known types and dtypes, at most SWARM_TENSOR_MAX_DIMS dimensions. */
+static int params_valid(const char *path, const char *skill, const char *what, const struct swarm_param *list,
+                        char *error, size_t n) {
+        size_t count = 0;
+
+        for (const struct swarm_param *p = list; list && p->name; p++, count++) {
+                if (count >= 128) {
+                        snprintf(error, n, "%s: skill %s declares over 128 %ss (a list without its NULL end?)",
+                                 path, skill, what);
+                        return -EINVAL;
+                }
+                if (!swarm_value_name_valid(p->name)) {
+                        snprintf(error, n, "%s: skill %s declares %s \"%s\": not 1-63 characters of [a-z0-9_.-]",
+                                 path, skill, what, p->name);
+                        return -EINVAL;
+                }
+                if (p->type != 0 && !swarm_value_type_name(p->type)) {
+                        snprintf(error, n, "%s: skill %s declares %s \"%s\" of unknown type %d",
+                                 path, skill, what, p->name, (int) p->type);
+                        return -EINVAL;
+                }
+                if ((p->dtype && !swarm_dtype_name(p->dtype)) || p->ndim > SWARM_TENSOR_MAX_DIMS) {
+                        snprintf(error, n, "%s: skill %s declares %s \"%s\" with an unknown dtype or over %d dimensions",
+                                 path, skill, what, p->name, SWARM_TENSOR_MAX_DIMS);
+                        return -EINVAL;
+                }
+                for (const struct swarm_param *q = list; q < p; q++)
+                        if (strcmp(q->name, p->name) == 0) {
+                                snprintf(error, n, "%s: skill %s declares %s \"%s\" twice", path, skill, what,
+                                         p->name);
+                                return -EINVAL;
+                        }
+        }
+        return 0;
+}
 
 int skill_load(const char *path, struct loaded_skill *ret, char *error, size_t n) {
         swarm_skill_entry_fn entry;
@@ -72,6 +124,10 @@ int skill_load(const char *path, struct loaded_skill *ret, char *error, size_t n
                 snprintf(error, n, "%s: skill %s has no %s() callback", path, s->name, missing);
                 goto fail;
         }
+
+        if (params_valid(path, s->name, "input", skill_declared_inputs(s), error, n) < 0 ||
+            params_valid(path, s->name, "output", skill_declared_outputs(s), error, n) < 0)
+                goto fail;
 
         *ret = (struct loaded_skill) { .handle = handle, .skill = s };
         return 0;

@@ -18,6 +18,11 @@ struct loaded_skill {
 int skill_load(const char *path, struct loaded_skill *ret, char *error, size_t n);
 void skill_unload(struct loaded_skill *s);
 
+/* What the skill declared it takes and gives (ABI 1.2), or NULL when it
+ * declared nothing or its descriptor predates the fields. */
+const struct swarm_param *skill_declared_inputs(const struct swarm_skill *s);
+const struct swarm_param *skill_declared_outputs(const struct swarm_skill *s);
+
 /* The callbacks the descriptor provides, as "init,fini,…" into buf. */
 const char *skill_callbacks_string(const struct swarm_skill *s, char *buf, size_t n);
 

@@ -87,6 +87,20 @@ static int emit_chunk(void *userdata, const char *name, const void *data, size_t
         return r < 0 ? r : 0;
 }
 
+/* Checks values against what the skill declared, before the skill sees
+ * them; the reason goes where the skill's own would (job, or the call's
+ * error for price()). */
+static int check_declared(const struct swarm_param *declared, const struct swarm_values *values,
+                          const char *what, struct swarm_job *job) {
+        char err[SWARM_JOB_ERROR_MAX];
+        int r;
+
+        r = swarm_params_check(declared, values, what, err, sizeof(err));
+        if (r < 0)
+                swarm_job_set_error(job, "%s", err);
+        return r;
+}
+
 static int handle_execute(struct worker *w, const struct wmsg *req) {
         struct wmsg rep = { .type = WMSG_EXECUTE_REPLY, .job_id = req->job_id };
         struct swarm_job job;
@@ -104,6 +118,8 @@ static int handle_execute(struct worker *w, const struct wmsg *req) {
         start = now(CLOCK_MONOTONIC);
         if (swarm_job_cancelled(&job))
                 r = -ECANCELED;
+        else if ((r = check_declared(skill_declared_inputs(w->skill), job.inputs, "input", &job)) < 0)
+                ;
         else {
                 r = w->skill->execute(w->state, &job);
                 if (r >= 0 && w->skill->prove)
@@ -153,7 +169,9 @@ static int handle_verify(struct worker *w, const struct wmsg *req) {
         if (!job.outputs) {
                 swarm_job_set_error(&job, "no outputs to verify");
                 r = -EBADMSG;
-        } else
+        } else if (check_declared(skill_declared_outputs(w->skill), job.outputs, "output", &job) < 0)
+                r = -EBADMSG;   /* a result that is not of the declared form is wrong */
+        else
                 r = w->skill->verify(w->state, &job);
         rep.number = now(CLOCK_MONOTONIC) - start;
         rep.status = r < 0 ? r : 0;
@@ -172,7 +190,9 @@ static int handle_price(struct worker *w, const struct wmsg *req) {
         int r;
 
         swarm_call_error_reset();
-        r = w->skill->price(w->state, req->values[0], &price);
+        r = check_declared(skill_declared_inputs(w->skill), req->values[0], "input", NULL);
+        if (r >= 0)
+                r = w->skill->price(w->state, req->values[0], &price);
         rep.status = r < 0 ? r : 0;
         rep.number = price;
         if (r < 0)

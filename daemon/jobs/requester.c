@@ -789,7 +789,12 @@ static void on_priced(struct job *job, const struct pool_result *res) {
         struct router_job rj;
 
         if (res->status < 0) {
-                job_finish(job, res->status, "skill %s cannot price this job: %s", job->skill,
+                /* -EINVAL and -E2BIG: the job itself is wrong (the SDK's
+                 * contract), and the skill said why. */
+                bool refused = res->status == -EINVAL || res->status == -E2BIG;
+
+                job_finish(job, res->status, "skill %s %s: %s", job->skill,
+                           refused ? "refuses this job" : "cannot price this job",
                            res->error ?: strerror(-res->status));
                 return;
         }

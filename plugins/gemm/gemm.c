@@ -462,7 +462,7 @@ static int gemm_price(void *state, const struct swarm_values *inputs, uint64_t *
 
         r = job_parse(s, inputs, true, &j, err, sizeof(err));
         if (r < 0) {
-                swarm_log(LOG_DEBUG, "gemm: refusing job: %s", err);
+                swarm_job_set_error(NULL, "%s", err);
                 return r;
         }
 
@@ -609,6 +609,19 @@ static int gemm_verify(void *state, struct swarm_job *job) {
         return 0;
 }
 
+static const struct swarm_param gemm_inputs[] = {
+        { "a", SWARM_VALUE_TENSOR, SWARM_DTYPE_F32, 2, "m×k", 0, "the left matrix" },
+        { "b", SWARM_VALUE_TENSOR, SWARM_DTYPE_F32, 2, "k×n", 0, "the right matrix" },
+        { "precision", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "fp32 (default), tf32 or bf16: the compute format; tf32 and bf16 need a GPU" },
+        {}
+};
+
+static const struct swarm_param gemm_outputs[] = {
+        { "c", SWARM_VALUE_TENSOR, SWARM_DTYPE_F32, 2, "m×n", 0, "the product a·b" },
+        {}
+};
+
 static const struct swarm_skill skill = {
         .abi_version = SWARM_SKILL_ABI_VERSION,
         .struct_size = sizeof(struct swarm_skill),
@@ -623,6 +636,8 @@ static const struct swarm_skill skill = {
         /* Freivalds' check needs only the inputs and C: no proof. */
         .prove = NULL,
         .verify = gemm_verify,
+        .inputs = gemm_inputs,
+        .outputs = gemm_outputs,
 };
 
 SWARM_SKILL_EXPORT const struct swarm_skill *swarm_skill_entry(void) {

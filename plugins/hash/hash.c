@@ -318,6 +318,18 @@ static int hash_verify(void *state, struct swarm_job *job) {
         return 0;
 }
 
+static const struct swarm_param hash_inputs[] = {
+        { "data", SWARM_VALUE_BYTES, 0, 0, NULL, 0, "the bytes to hash" },
+        { "digest-size", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "digest length in bytes, 16 to 64 (default 32)" },
+        {}
+};
+
+static const struct swarm_param hash_outputs[] = {
+        { "digest", SWARM_VALUE_BYTES, 0, 0, NULL, 0, "BLAKE2b of data, digest-size bytes" },
+        {}
+};
+
 static const struct swarm_skill hash_skill = {
         .abi_version = SWARM_SKILL_ABI_VERSION,
         .struct_size = sizeof(struct swarm_skill),
@@ -330,6 +342,8 @@ static const struct swarm_skill hash_skill = {
         .price = hash_price,
         .execute = hash_execute,
         .verify = hash_verify,
+        .inputs = hash_inputs,
+        .outputs = hash_outputs,
 };
 
 SWARM_SKILL_EXPORT const struct swarm_skill *swarm_skill_entry(void) {

@@ -1107,6 +1107,37 @@ out:
         return r;
 }
 
+static const struct swarm_param textgen_inputs[] = {
+        { "prompt", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "text to continue (one of prompt, prompt_tokens and messages)" },
+        { "prompt_tokens", SWARM_VALUE_TENSOR, SWARM_DTYPE_I32, 1, "n", SWARM_PARAM_OPTIONAL,
+          "token ids to continue" },
+        { "messages", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "a chat as JSON [{\"role\": …, \"content\": …}], formatted with the model's template" },
+        { "model", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "the model name or model-id the job is for; refused by a provider serving another" },
+        { "max_tokens", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "at most this many new tokens" },
+        { "temperature", 0, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "sampling temperature, a number (0: greedy)" },
+        { "top_k", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "sample among the k likeliest (default 40)" },
+        { "top_p", 0, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "nucleus sampling mass, a number" },
+        { "min_p", 0, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "drop tokens below this share of the likeliest" },
+        { "repeat_penalty", 0, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "penalty for repeated tokens, a number" },
+        { "seed", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "sampler seed: same seed, same text" },
+        { "stop", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "stop before this text" },
+        {}
+};
+
+static const struct swarm_param textgen_outputs[] = {
+        { "text", SWARM_VALUE_STRING, 0, 0, NULL, 0, "the generated text" },
+        { "tokens", SWARM_VALUE_TENSOR, SWARM_DTYPE_I32, 1, "n", 0, "the generated token ids" },
+        { "prompt_tokens_count", SWARM_VALUE_INT, 0, 0, NULL, 0, "tokens in the prompt" },
+        { "generated_tokens_count", SWARM_VALUE_INT, 0, 0, NULL, 0, "tokens generated" },
+        { "finish_reason", SWARM_VALUE_STRING, 0, 0, NULL, 0, "stop (an end token or the stop text) or length" },
+        { "prefill_usec", SWARM_VALUE_INT, 0, 0, NULL, 0, "time to read the prompt" },
+        { "decode_usec", SWARM_VALUE_INT, 0, 0, NULL, 0, "time to generate" },
+        {}
+};
+
 static const struct swarm_skill skill = {
         .abi_version = SWARM_SKILL_ABI_VERSION,
         .struct_size = sizeof(struct swarm_skill),
@@ -1120,6 +1151,8 @@ static const struct swarm_skill skill = {
         .execute = textgen_execute,
         .prove = textgen_prove,
         .verify = textgen_verify,
+        .inputs = textgen_inputs,
+        .outputs = textgen_outputs,
 };
 
 SWARM_SKILL_EXPORT const struct swarm_skill *swarm_skill_entry(void) {

@@ -98,3 +98,16 @@ const char *swarm_call_error(void);
 /* Where swarm_log() goes; by default stderr. */
 typedef void (*swarm_log_handler_fn)(int level, const char *message, void *userdata);
 void swarm_log_set_handler(swarm_log_handler_fn handler, void *userdata);
+
+/* ---- Declared inputs and outputs ---- */
+
+/* The entry of list named name, or NULL (also for a NULL list). */
+const struct swarm_param *swarm_params_find(const struct swarm_param *list, const char *name);
+
+/* Checks values against a declared list: every value is declared, every
+ * required one is there, each has the declared type, dtype and number of
+ * dimensions.  what ("input", "output") starts the message written to err
+ * on failure, e.g. 'input "x" is not one this skill takes (it takes a, b,
+ * precision)'.  0, or -EINVAL.  A NULL list accepts anything. */
+int swarm_params_check(const struct swarm_param *list, const struct swarm_values *values, const char *what,
+                       char *err, size_t err_size);

@@ -126,8 +126,10 @@ static int example_advertise(void *state, struct swarm_values *advert) {
         return swarm_values_set_int(advert, "throughput", (int64_t) e->throughput);
 }
 
-/* Validates the inputs into *req.  job is NULL in price(), which has no one
- * to explain a refusal to. */
+/* Validates the inputs into *req and explains a refusal: job is NULL in
+ * price(), and swarm_job_set_error(NULL, …) is how price() explains.  The
+ * host has already checked what the declarations below say (names, types,
+ * dtype); this checks what they cannot (sizes, ranges). */
 static int parse_request(const struct example *e, const struct swarm_values *inputs, struct swarm_job *job,
                          struct request *req) {
         int64_t factor;
@@ -135,21 +137,18 @@ static int parse_request(const struct example *e, const struct swarm_values *inp
 
         r = swarm_values_get_tensor(inputs, "x", &req->x);
         if (r < 0 || req->x.dtype != SWARM_DTYPE_F32) {
-                if (job)
-                        swarm_job_set_error(job, "input \"x\" must be an f32 tensor");
+                swarm_job_set_error(job, "input \"x\" must be an f32 tensor");
                 return -EINVAL;
         }
         if (req->x.n_elements > e->max_elements) {
-                if (job)
-                        swarm_job_set_error(job, "input \"x\" has %" PRIu64 " elements, at most %" PRIu64
-                                            " are accepted", req->x.n_elements, e->max_elements);
+                swarm_job_set_error(job, "input \"x\" has %" PRIu64 " elements, at most %" PRIu64
+                                    " are accepted", req->x.n_elements, e->max_elements);
                 return -E2BIG;
         }
         r = swarm_values_get_int(inputs, "factor", &factor);
         if (r < 0 || factor < -FACTOR_MAX || factor > FACTOR_MAX) {
-                if (job)
-                        swarm_job_set_error(job, "input \"factor\" must be an integer between %" PRIi64
-                                            " and %" PRIi64, -FACTOR_MAX, FACTOR_MAX);
+                swarm_job_set_error(job, "input \"factor\" must be an integer between %" PRIi64
+                                    " and %" PRIi64, -FACTOR_MAX, FACTOR_MAX);
                 return -EINVAL;
         }
         req->factor = (float) factor;
@@ -248,6 +247,20 @@ static int example_verify(void *state, struct swarm_job *job) {
         return 0;
 }
 
+/* What a job holds and what a result holds (ABI 1.2): the host refuses a
+ * job that does not match before price() sees it, and `swarmctl skill
+ * inspect` shows these lists to requesters. */
+static const struct swarm_param example_inputs[] = {
+        { "x", SWARM_VALUE_TENSOR, SWARM_DTYPE_F32, 0, "any", 0, "the tensor to scale" },
+        { "factor", SWARM_VALUE_INT, 0, 0, NULL, 0, "the integer to multiply by" },
+        {}
+};
+
+static const struct swarm_param example_outputs[] = {
+        { "y", SWARM_VALUE_TENSOR, SWARM_DTYPE_F32, 0, "x's shape", 0, "x · factor" },
+        {}
+};
+
 static const struct swarm_skill example_skill = {
         .abi_version = SWARM_SKILL_ABI_VERSION,
         .struct_size = sizeof(struct swarm_skill),
@@ -260,6 +273,8 @@ static const struct swarm_skill example_skill = {
         .price = example_price,
         .execute = example_execute,
         .verify = example_verify,
+        .inputs = example_inputs,
+        .outputs = example_outputs,
 };
 
 /* The one symbol the plugin exports; everything else stays hidden

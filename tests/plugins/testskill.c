@@ -67,8 +67,16 @@ static int test_advertise(void *state, struct swarm_values *advert) {
         return r;
 }
 
+static const char *mode_of(const struct swarm_values *inputs);
+
 static int test_price(void *state, const struct swarm_values *inputs, uint64_t *price) {
         struct swarm_tensor x;
+
+        /* A job the skill finds malformed: the reason must reach the user. */
+        if (strcmp(mode_of(inputs), "refuse") == 0) {
+                swarm_job_set_error(NULL, "input \"x\" is refused on purpose (mode=refuse)");
+                return -EINVAL;
+        }
 
         *price = (swarm_values_get_tensor(inputs, "x", &x) >= 0 ? x.n_elements : 1) * (uint64_t) price_per_element;
         return 0;

@@ -376,6 +376,29 @@ static int run_pool(const char *plugin, const struct swarm_values *config, struc
         return s->status;
 }
 
+/* One line per declared value: name, form, whether required, what it is. */
+static void print_params(const char *title, const struct swarm_param *list) {
+        if (!list) {
+                printf("%-13s (not declared: the skill checks its values itself)\n", title);
+                return;
+        }
+        printf("%s\n", title);
+        for (const struct swarm_param *p = list; p->name; p++) {
+                char form[96], dims[16] = "";
+                const char *dtype = p->dtype ? swarm_dtype_name(p->dtype) : "any";
+
+                if (p->ndim > 0)
+                        snprintf(dims, sizeof(dims), " %" PRIu32 "-D", p->ndim);
+                if (p->type == SWARM_VALUE_TENSOR)
+                        snprintf(form, sizeof(form), "%s tensor%s%s%s%s", dtype, dims, p->shape ? " [" : "",
+                                 p->shape ?: "", p->shape ? "]" : "");
+                else
+                        snprintf(form, sizeof(form), "%s", p->type ? swarm_value_type_name(p->type) : "any");
+                printf("  %-22s %-26s %-8s %s\n", p->name, form,
+                       p->flags & SWARM_PARAM_OPTIONAL ? "optional" : "required", p->description ?: "");
+        }
+}
+
 static int verb_inspect(int argc, char *argv[]) {
         _cleanup_free_ char *path = NULL;
         struct swarm_values *config = swarm_values_new();
@@ -425,6 +448,8 @@ static int verb_inspect(int argc, char *argv[]) {
                SWARM_SKILL_ABI_MAJOR_OF(loaded.skill->abi_version), loaded.skill->abi_version & 0xffffu,
                SWARM_SKILL_ABI_MAJOR, SWARM_SKILL_ABI_MINOR, loaded.skill->struct_size);
         printf("Callbacks:    %s\n", skill_callbacks_string(loaded.skill, callbacks, sizeof(callbacks)));
+        print_params("Inputs:", skill_declared_inputs(loaded.skill));
+        print_params("Outputs:", skill_declared_outputs(loaded.skill));
         skill_unload(&loaded);
         fflush(stdout);
 

@@ -67,6 +67,7 @@ struct batch {
         unsigned parallel;
         /* Progress and the summary. */
         size_t done, failed, in_flight, next;
+        size_t malformed;               /* failed with -EINVAL: the description is wrong */
         size_t rerouted_jobs, rerouted_total, rejected_total;
         uint64_t credits, latency_sum_usec;
         struct provider_stats providers[PROVIDERS_MAX];
@@ -491,6 +492,9 @@ static void record(struct batch *b, struct jobs_result *res) {
 
         if (res->status < 0) {
                 b->failed++;
+                /* The skill found the job description itself wrong. */
+                if (res->status == -EINVAL)
+                        b->malformed++;
                 clear_progress(b);
                 if (b->batch_mode)
                         fprintf(stderr, "job %" PRIu64 " (%s) failed: %s%s\n", res->id, j->skill,
@@ -664,7 +668,7 @@ static int run_batch(struct batch *b, const char *socket_path) {
         jobs_client_free(c);
         if (b->batch_mode)
                 print_summary(b, now(CLOCK_MONOTONIC) - start);
-        return b->failed ? 1 : 0;
+        return b->malformed ? SWARMCTL_EXIT_BAD_ARGS : b->failed ? 1 : 0;
 
 lost:
         /* What was in flight or not yet sent did not finish. */
@@ -702,7 +706,8 @@ static void help(void) {
                "  -q, --quiet             no progress\n"
                "  -s, --socket PATH       swarmd's jobs socket (default $SWARM_JOBS_SOCKET, else\n"
                "                          %s)\n\n"
-               "Exit status: 0 all verified, 1 some failed, 2 bad arguments, 3 swarmd not running.\n",
+               "Exit status: 0 all verified, 1 some failed, 2 bad arguments or a job the skill\n"
+               "refuses as malformed, 3 swarmd not running.\n",
                DEFAULT_PARALLEL, DEFAULT_SOCKET);
 }
 

@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define SWARM_SKILL_ABI_MAJOR 1
-#define SWARM_SKILL_ABI_MINOR 1
+#define SWARM_SKILL_ABI_MINOR 2
 #define SWARM_SKILL_ABI_VERSION (((uint32_t) SWARM_SKILL_ABI_MAJOR << 16) | SWARM_SKILL_ABI_MINOR)
 #define SWARM_SKILL_ABI_MAJOR_OF(v) ((uint32_t) (v) >> 16)
 
@@ -166,6 +166,32 @@ int swarm_job_emit(struct swarm_job *job, const char *name, const void *data, si
  * level is a syslog priority (LOG_ERR … LOG_DEBUG). */
 void swarm_log(int level, const char *format, ...) SWARM_PRINTF(2, 3);
 
+/* ---- What a skill takes and gives (ABI 1.2) ---------------------------- */
+
+/* One input or output a skill declares.  The host checks every job against
+ * the declared inputs before price() sees it — a value of another name, a
+ * missing required value, another type, dtype or number of dimensions is
+ * refused with a message naming the value — and checks outputs before
+ * verify(); `swarmctl skill inspect` prints the lists.  The rules that
+ * relate values to each other (a's columns are b's rows) stay the skill's
+ * to check; shape says them for people. */
+enum {
+        SWARM_PARAM_OPTIONAL = 1u << 0,
+};
+
+struct swarm_param {
+        const char *name;               /* NULL ends a list */
+        enum swarm_value_type type;     /* 0: any (the skill checks it) */
+        enum swarm_dtype dtype;         /* tensors: the one dtype accepted; 0: any */
+        uint32_t ndim;                  /* tensors: the number of dimensions; 0: any */
+        const char *shape;              /* tensors: the shape rule, e.g. "m×k"; may be NULL */
+        uint32_t flags;                 /* SWARM_PARAM_OPTIONAL */
+        const char *description;        /* one line */
+};
+
+/* "tensor", "string", "int", "bytes"; NULL for an unknown type. */
+const char *swarm_value_type_name(enum swarm_value_type type);
+
 /* ---- The descriptor ---------------------------------------------------- */
 
 struct swarm_skill {
@@ -211,7 +237,13 @@ struct swarm_skill {
          * init() returned. */
         int (*verify)(void *state, struct swarm_job *job);
 
-        void *reserved[8];      /* zero; room to grow without a new major */
+        /* ABI 1.2: what jobs hold and what results hold, as lists ended
+         * by an entry whose name is NULL.  NULL: not declared (the host
+         * checks nothing, the plugin everything).  Optional. */
+        const struct swarm_param *inputs;
+        const struct swarm_param *outputs;
+
+        void *reserved[6];      /* zero; room to grow without a new major */
 };
 
 /* Every plugin defines this, e.g.
