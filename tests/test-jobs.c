@@ -58,6 +58,11 @@ static char textgen_model[256];
 /* When set, node 2 hosts this other model instead. */
 static char textgen_other_model[256];
 
+/* What providers are configured with (a file name or a skill's name), and
+ * the name they offer it under. */
+static const char *enabled_skill = "testskill";
+static const char *offered_skill = "testskill";
+
 /* Node 0 requests (lends nothing); the others provide testskill.  extra is
  * appended under skills: (options) or as top-level sections. */
 static void write_config(int i, const char *skill_options, bool cheat) {
@@ -81,7 +86,7 @@ static void write_config(int i, const char *skill_options, bool cheat) {
         } else {
                 fprintf(f, "skills:\n  directory: \"%s\"\n", plugins);
                 if (i != 0)
-                        fprintf(f, "  enabled: [testskill]\n  workers: 2\n  kill_grace: 200ms\n");
+                        fprintf(f, "  enabled: [%s]\n  workers: 2\n  kill_grace: 200ms\n", enabled_skill);
                 if (skill_options)
                         fprintf(f, "  options: [%s]\n", skill_options);
         }
@@ -176,7 +181,7 @@ static int providers_seen(void) {
                 if (p->self || p->state != SWARM__MEMBER_STATE__ALIVE || !p->lending)
                         continue;
                 for (size_t s = 0; s < p->n_skills; s++)
-                        if (strcmp(p->skills[s]->name, textgen_model[0] ? "textgen" : "testskill") == 0)
+                        if (strcmp(p->skills[s]->name, textgen_model[0] ? "textgen" : offered_skill) == 0)
                                 n++;
         }
         swarm__control_reply__free_unpacked(reply, NULL);
@@ -1066,6 +1071,39 @@ Test(jobs, a_job_the_skill_refuses_shows_its_reason_and_exits_2) {
         cr_assert(strstr(out, "input \"x\" is refused on purpose"), "the skill's reason is lost: %s", out);
         cr_assert(strstr(out, "testskill refuses this job"), "%s", out);
         cr_assert_null(strstr(out, "Invalid argument"), "strerror() instead of the reason: %s", out);
+}
+
+/* A skill is known by its descriptor's name ("test.renamed"), whatever its
+ * file is called (renamed.so): providers enabled by either name offer it
+ * under that one name, a requester finds its verifier by it (node 0 hosts
+ * nothing: it finds renamed.so by asking each plugin its name), and the
+ * file name gets a hint, not a silent miss. */
+static void routed_by_descriptor_name(const char *enabled) {
+        char out[16384], sock[200];
+
+        enabled_skill = enabled;
+        offered_skill = "test.renamed";
+        start_swarm(2, NULL, NULL);
+        snprintf(sock, sizeof(sock), "%s/jobs.sock", nodes[0].state);
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out),
+                                 (const char *[]) { "submit", "--socket", sock, "--skill", "test.renamed",
+                                                    "--input", "x=random:f32:4", "--input", "mode=str:echo", NULL }),
+                     0, "enabled as %s: %s", enabled, out);
+
+        snprintf(sock, sizeof(sock), "%s/jobs.sock", nodes[1].state);
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out),
+                                 (const char *[]) { "submit", "--socket", sock, "--skill", "renamed", "--input",
+                                                    "x=random:f32:4", NULL }), 1, "%s", out);
+        if (strcmp(enabled, "renamed") == 0)
+                cr_assert(strstr(out, "the plugin renamed.so is skill test.renamed"), "no hint: %s", out);
+}
+
+Test(jobs, a_skill_enabled_by_file_name_is_routed_by_its_descriptor_name) {
+        routed_by_descriptor_name("renamed");
+}
+
+Test(jobs, a_skill_can_be_enabled_by_its_descriptor_name) {
+        routed_by_descriptor_name("test.renamed");
 }
 
 /* The demand multiplier node 0 sees in provider i's gossiped offer of

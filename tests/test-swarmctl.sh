@@ -81,6 +81,11 @@ run 1 skill inspect "$tmp/junk.so"
 expect "junk.so"
 ok "inspect of a non-plugin names the file"
 
+run 0 skill inspect test.renamed
+expect "Skill:        test.renamed"
+expect "renamed.so"
+ok "inspect finds a skill by its own name when the file is named otherwise"
+
 run 1 skill inspect no-such-skill
 expect "No skill named no-such-skill"
 ok "unknown skill name"

@@ -9,10 +9,18 @@
 #include "cgroup.h"
 #include "log.h"
 #include "macro.h"
+#include "skill-index.h"
 #include "skill-loader.h"
+#include "time-util.h"
 #include "skills.h"
 
 #define SETTLE_CHECK_USEC (50 * 1000)
+/* How long `swarm-worker --name` may take to load a plugin and name it. */
+#define DESCRIBE_TIMEOUT_USEC (10 * 1000 * 1000)
+/* A name no plugin answered to is not looked for again this soon: each
+ * search starts a process per plugin. */
+#define MISS_TTL_USEC (30 * 1000 * 1000)
+#define MISSES_MAX 16
 
 struct hosted_skill {
         char *name;
@@ -45,7 +53,26 @@ struct skills {
         void *changed_userdata;
         void *userdata;
         char description[1024];
+        struct {
+                char name[SWARM_VALUE_NAME_MAX + 1];
+                uint64_t when;
+        } misses[MISSES_MAX];
+        size_t next_miss;
 };
+
+static int describe_with_worker(const char *path, void *userdata, char **ret) {
+        struct skills *s = userdata;
+
+        return skill_index_name_of(s->worker, path, DESCRIBE_TIMEOUT_USEC, ret);
+}
+
+/* The routing name of a hosted skill: its descriptor's, once a worker has
+ * said it; until then the name it was configured by. */
+static const char *routing_name(const struct hosted_skill *h) {
+        const struct skill_info *info = h->pool ? skill_pool_info(h->pool) : NULL;
+
+        return info && info->name ? info->name : h->name;
+}
 
 /* skills.options entries "SKILL.KEY=VALUE" for this skill. */
 static int options_for(char *const *options, const char *skill, struct swarm_values **ret) {
@@ -203,7 +230,11 @@ int skills_new(sd_event *event, const struct config *c, skills_settled_fn settle
                         skills_free(s);
                         return -ENOMEM;
                 }
+                /* A file name (gemm, example), else a descriptor's name
+                 * (example.scale) that some plugin answers to. */
                 r = skill_find(*e, dirs, &h->path);
+                if (r == -ENOENT && !strchr(*e, '/'))
+                        r = skill_index_find(dirs, *e, describe_with_worker, s, &h->path);
                 if (r >= 0)
                         r = options_for(c->skills_options, h->name, &h->options);
                 if (r >= 0)
@@ -291,7 +322,7 @@ const char *skills_describe(struct skills *s) {
 
 struct skill_pool *skills_get(struct skills *s, const char *name) {
         for (size_t i = 0; i < s->n; i++)
-                if (strcmp(s->items[i].name, name) == 0)
+                if (strcmp(routing_name(&s->items[i]), name) == 0)
                         return s->items[i].pool;
         return NULL;
 }
@@ -313,7 +344,14 @@ size_t skills_count(const struct skills *s) {
 }
 
 const char *skills_name(const struct skills *s, size_t i) {
-        return i < s->n ? s->items[i].name : NULL;
+        return i < s->n ? routing_name(&s->items[i]) : NULL;
+}
+
+const char *skills_file_of(struct skills *s, const char *name) {
+        for (size_t i = 0; s && i < s->n; i++)
+                if (strcmp(s->items[i].name, name) == 0 && strcmp(routing_name(&s->items[i]), name) != 0)
+                        return routing_name(&s->items[i]);
+        return NULL;
 }
 
 struct skill_pool *skills_pool(const struct skills *s, size_t i) {
@@ -338,9 +376,16 @@ struct skill_pool *skills_verifier(struct skills *s, const char *name) {
         if (strchr(name, '/') || !s->dirs || !s->worker)
                 return NULL;
 
-        r = skill_find(name, s->dirs, &h.path);
+        for (size_t i = 0; i < MISSES_MAX; i++)
+                if (strcmp(s->misses[i].name, name) == 0 &&
+                    now(CLOCK_MONOTONIC) < s->misses[i].when + MISS_TTL_USEC)
+                        return NULL;
+        r = skill_index_find(s->dirs, name, describe_with_worker, s, &h.path);
         if (r < 0) {
                 log_debug("No plugin for skill %s in %s: cannot verify its results.", name, s->dirs);
+                snprintf(s->misses[s->next_miss].name, sizeof(s->misses[0].name), "%s", name);
+                s->misses[s->next_miss].when = now(CLOCK_MONOTONIC);
+                s->next_miss = (s->next_miss + 1) % MISSES_MAX;
                 return NULL;
         }
         h.name = strdup(name);

@@ -47,7 +47,12 @@ int skills_kill_all(struct skills *s);
 typedef void (*skills_changed_fn)(struct skills *s, void *userdata);
 void skills_set_changed_callback(struct skills *s, skills_changed_fn fn, void *userdata);
 
-/* The hosted skills, in configuration order. */
+/* The hosted skills, in configuration order.  A skill's name is its
+ * descriptor's (what peers route by), once its first worker has said it. */
 size_t skills_count(const struct skills *s);
 const char *skills_name(const struct skills *s, size_t i);
+/* When name is what a hosted skill was configured by (its file, say
+ * "example") but not its skill name: that name ("example.scale"), for a
+ * hint; else NULL. */
+const char *skills_file_of(struct skills *s, const char *name);
 struct skill_pool *skills_pool(const struct skills *s, size_t i);

@@ -302,8 +302,22 @@ int main(int argc, char *argv[]) {
         struct shm_block *control = NULL;
         int r;
 
+        /* --name: what swarmd asks to learn a plugin's skill name without
+         * loading its code into swarmd (skill-index.h).  No init(). */
+        if (argc == 3 && strcmp(argv[1], "--name") == 0) {
+                struct loaded_skill loaded;
+                char error[512];
+
+                if (skill_load(argv[2], &loaded, error, sizeof(error)) < 0) {
+                        fprintf(stderr, "%s\n", error);
+                        return EXIT_FAILURE;
+                }
+                printf("%s\n", loaded.skill->name);
+                return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        }
         if (argc != 2) {
-                fprintf(stderr, "Usage: %s PLUGIN.so\n(started by swarmd and swarmctl, not by hand)\n", argv[0]);
+                fprintf(stderr, "Usage: %s PLUGIN.so\n       %s --name PLUGIN.so\n"
+                        "(started by swarmd and swarmctl, not by hand)\n", argv[0], argv[0]);
                 return EXIT_FAILURE;
         }
         if (fcntl(WORKER_SOCKET_FD, F_GETFD) < 0) {

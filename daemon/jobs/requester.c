@@ -1108,6 +1108,7 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
         struct job *job;
         uint64_t now = now_usec(r);
         struct pool_call *c;
+        const char *named;
         int k;
 
         if (!spec || !spec->skill || !spec->skill[0] || strlen(spec->skill) > JOB_SKILL_NAME_MAX || !spec->inputs)
@@ -1148,6 +1149,13 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
         if (ret_job)
                 *ret_job = job->id;
 
+        /* A skill is routed by its descriptor's name, not its file's. */
+        named = r->skills ? skills_file_of(r->skills, job->skill) : NULL;
+        if (named) {
+                job_finish(job, -ENOENT, "no skill is named %s: the plugin %s.so is skill %s (use that name)",
+                           job->skill, job->skill, named);
+                return 0;
+        }
         if (count_offering(r, job->skill) == 0) {
                 job_finish(job, -ENOENT, "no node offers skill %s", job->skill);
                 return 0;

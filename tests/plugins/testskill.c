@@ -36,6 +36,11 @@
 #define TEST_ABI_MINOR SWARM_SKILL_ABI_MINOR
 #endif
 
+/* renamed.so is the same skill under another name than its file's. */
+#ifndef TEST_SKILL_NAME
+#define TEST_SKILL_NAME "testskill"
+#endif
+
 /* One skill per worker process: a global is the worker's state. */
 static int64_t price_per_element = 1;
 
@@ -179,7 +184,7 @@ static int test_verify(void *state, struct swarm_job *job) {
 static const struct swarm_skill skill = {
         .abi_version = ((uint32_t) TEST_ABI_MAJOR << 16) | TEST_ABI_MINOR,
         .struct_size = sizeof(struct swarm_skill),
-        .name = "testskill",
+        .name = TEST_SKILL_NAME,
         .version = "0.0.1",
         .description = "misbehaves on request, for tests",
         .init = test_init,

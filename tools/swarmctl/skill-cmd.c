@@ -24,6 +24,7 @@
 #include "npy.h"
 #include "shm.h"
 #include "skill-cmd.h"
+#include "skill-index.h"
 #include "skill-loader.h"
 #include "skill-pool.h"
 #include "time-util.h"
@@ -48,6 +49,20 @@ struct run_state {
 /* A skill argument is a path when it contains a slash, else a name looked
  * up in $SWARM_SKILL_PATH (colon-separated) and then the installed skill
  * directory. */
+/* A tool may load plugins itself (skill inspect does): no process each. */
+static int describe_in_process(const char *path, void *userdata, char **ret) {
+        struct loaded_skill loaded;
+        char error[512];
+        int r;
+
+        r = skill_load(path, &loaded, error, sizeof(error));
+        if (r < 0)
+                return r;
+        *ret = strdup(loaded.skill->name);
+        skill_unload(&loaded);
+        return *ret ? 0 : -ENOMEM;
+}
+
 static int resolve_skill(const char *arg, char **ret) {
         const char *env = getenv("SWARM_SKILL_PATH");
         _cleanup_free_ char *dirs = NULL;
@@ -55,7 +70,10 @@ static int resolve_skill(const char *arg, char **ret) {
 
         if (asprintf(&dirs, "%s%s%s", env ?: "", env ? ":" : "", SKILLDIR) < 0)
                 return log_oom();
+        /* A file name (gemm), else a skill's own name (example.scale). */
         r = skill_find(arg, dirs, ret);
+        if (r == -ENOENT && !strchr(arg, '/'))
+                r = skill_index_find(dirs, arg, describe_in_process, NULL, ret);
         if (r == -ENOENT && !strchr(arg, '/'))
                 return log_error_errno(r, "No skill named %s in %s (give a path to a .so to use another).",
                                        arg, dirs);
