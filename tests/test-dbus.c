@@ -235,6 +235,9 @@ static void wait_for_name(const char *name) {
 
 /* Node 0 serves D-Bus (extra: more YAML under dbus:); node 1, when
  * started, is a plain peer seeded to node 0 without D-Bus. */
+/* dbus.bus of node 0. */
+static const char *node0_bus = "system";
+
 static void start_node_full(int i, const char *dbus_extra, bool want_name) {
         struct node *n = &nodes[i];
         const char *args[] = { "--config", n->config, "--state-dir", n->state, NULL };
@@ -255,10 +258,10 @@ static void start_node_full(int i, const char *dbus_extra, bool want_name) {
                 snprintf(config, sizeof(config),
                          "node:\n  name: dbus-node\n"
                          "ledger:\n  allowance: " ALLOWANCE "\n"
-                         "dbus:\n  bus: system\n%s"
+                         "dbus:\n  bus: %s\n%s"
                          "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  probe_interval: 100ms\n"
                          "skills:\n  enabled: [testskill]\n  directory: \"%s\"\n",
-                         dbus_extra ?: "", n->port, tests);
+                         node0_bus, dbus_extra ?: "", n->port, tests);
         else
                 snprintf(config, sizeof(config),
                          "node:\n  name: peer\n"
@@ -1066,5 +1069,20 @@ Test(dbus, swarmd_runs_without_a_bus) {
         start_node_full(0, NULL, false);
         setenv("DBUS_SYSTEM_BUS_ADDRESS", address, 1);
         cr_assert(strstr(read_all(nodes[0].log), "running without the D-Bus API"), "%s", read_all(nodes[0].log));
+        cr_assert_eq(kill(nodes[0].pid, 0), 0);
+}
+
+Test(dbus, auto_as_root_says_that_dbus_bus_session_exists) {
+        /* As root, auto takes the system bus even where a session bus is
+         * there; when the system bus fails, the log says how to choose. */
+        if (geteuid() != 0)
+                cr_skip_test("needs root: dbus.bus: auto chooses by euid");
+        node0_bus = "auto";
+        setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/no-system-bus", 1);
+        setenv("DBUS_SESSION_BUS_ADDRESS", address, 1);
+        start_node_full(0, NULL, false);
+        setenv("DBUS_SYSTEM_BUS_ADDRESS", address, 1);
+        setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/no-session-bus", 1);
+        cr_assert(strstr(read_all(nodes[0].log), "set dbus.bus: session to use it"), "%s", read_all(nodes[0].log));
         cr_assert_eq(kill(nodes[0].pid, 0), 0);
 }

@@ -1106,6 +1106,29 @@ Test(jobs, a_skill_can_be_enabled_by_its_descriptor_name) {
         routed_by_descriptor_name("test.renamed");
 }
 
+/* swarmd started by hand keeps its sockets in its state directory:
+ * SWARM_STATE_DIR points every socket verb there, and without it the error
+ * says where swarmctl looked and how to point it. */
+Test(jobs, swarmctl_finds_a_daemon_started_by_hand_through_swarm_state_dir) {
+        char out[16384];
+
+        start_swarm(1, NULL, NULL);
+        unsetenv("SWARM_CONTROL_SOCKET");
+        unsetenv("SWARM_JOBS_SOCKET");
+        setenv("SWARM_STATE_DIR", nodes[0].state, 1);
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out), (const char *[]) { "peers", NULL }), 0, "%s", out);
+        cr_assert(strstr(out, "node0"), "%s", out);
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out),
+                                 (const char *[]) { "submit", "--skill", "testskill", "--input", "x=random:f32:4",
+                                                    "--input", "mode=str:echo", NULL }), 0, "%s", out);
+
+        setenv("SWARM_STATE_DIR", root, 1);     /* no daemon there */
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out), (const char *[]) { "peers", NULL }), 3, "%s", out);
+        cr_assert(strstr(out, root) && strstr(out, "/run/swarmharness/control.sock"), "where it looked: %s", out);
+        cr_assert(strstr(out, "SWARM_STATE_DIR=DIR"), "how to point it: %s", out);
+        unsetenv("SWARM_STATE_DIR");
+}
+
 /* The demand multiplier node 0 sees in provider i's gossiped offer of
  * testskill (0 when it sees none), and the price with it. */
 static double demand_seen(int i, uint64_t *price) {

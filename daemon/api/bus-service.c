@@ -35,6 +35,7 @@ struct bus_service {
         sd_event *event;
         sd_bus *bus;
         bool system;
+        bool auto_chose_system;         /* dbus.bus: auto, and it took the system bus */
         char node_id[NODE_ID_LEN + 1];
         struct authz *authz;
         struct lending *lending;
@@ -616,6 +617,14 @@ static bool session_bus_present(void) {
         return access(path, F_OK) == 0;
 }
 
+/* dbus.bus: auto takes the system bus as root even where a session bus is
+ * there (a root terminal in a desktop): when that fails, say how to choose. */
+static const char *auto_hint(const struct bus_service *s) {
+        return s && s->auto_chose_system && session_bus_present() ?
+                " (dbus.bus: auto chose the system bus because swarmd runs as root; a session bus is "
+                "also there: set dbus.bus: session to use it)" : "";
+}
+
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         struct bus_service *s = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
@@ -623,8 +632,9 @@ static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error 
         if (e) {
                 log_warning("Cannot own %s on the %s bus: %s. The desktop switch and swarmctl status, lend "
                             "and policy cannot reach this daemon; check that the bus policy "
-                            "(org.swarmharness.Swarm1.conf) is installed and no other swarmd runs.",
-                            BUS_SERVICE_NAME, s->system ? "system" : "session", e->message ?: e->name);
+                            "(org.swarmharness.Swarm1.conf) is installed and no other swarmd runs.%s",
+                            BUS_SERVICE_NAME, s->system ? "system" : "session", e->message ?: e->name,
+                            auto_hint(s));
                 return 0;
         }
         log_info("Serving %s on the %s bus.", BUS_SERVICE_NAME, s->system ? "system" : "session");
@@ -658,9 +668,14 @@ int bus_service_new(sd_event *event, const struct config *config, const struct i
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0) {
+                bool hint = config->dbus_bus != DBUS_BUS_SYSTEM && config->dbus_bus != DBUS_BUS_SESSION &&
+                            system && session_bus_present();
+
                 log_warning_errno(r, "Cannot connect to the %s bus (%m); running without the D-Bus API "
-                                  "(desktop switch, swarmctl status/lend/policy).",
-                                  system ? "system" : "session");
+                                  "(desktop switch, swarmctl status/lend/policy).%s",
+                                  system ? "system" : "session",
+                                  hint ? " dbus.bus: auto chose the system bus because swarmd runs as root; a "
+                                         "session bus is also there: set dbus.bus: session to use it." : "");
                 return 0;
         }
         (void) sd_bus_set_description(bus, "swarmd-api");
@@ -671,6 +686,7 @@ int bus_service_new(sd_event *event, const struct config *config, const struct i
         s->event = sd_event_ref(event);
         s->bus = TAKE_PTR(bus);
         s->system = system;
+        s->auto_chose_system = system && config->dbus_bus != DBUS_BUS_SYSTEM;
         snprintf(s->node_id, sizeof(s->node_id), "%s", identity->node_id);
         r = authz_new(s->bus, config->dbus_admin_group, HAVE_POLKIT, &s->authz);
         if (r < 0) {

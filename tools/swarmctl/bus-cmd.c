@@ -94,8 +94,11 @@ static int bus_connect(enum bus_choice choice, sd_bus **ret) {
                 log_error("swarmd is not running: %s is not on the session bus (%s).", BUS_SERVICE_NAME,
                           r_user == -ESRCH ? "no owner" : strerror(-r_user));
         else
+                /* swarmd may well run, only not on a bus: say what still works. */
                 log_error("swarmd is not running: %s is on neither the system bus (%s) nor the session "
-                          "bus (%s). Start it with 'systemctl start swarmd'.",
+                          "bus (%s). Start it with 'systemctl start swarmd'. A swarmd on no bus (dbus.bus: "
+                          "none, or started by hand without one) does not serve this verb; peers, balance, "
+                          "ledger and submit reach it over its sockets (SWARM_STATE_DIR=DIR).",
                           BUS_SERVICE_NAME, r_system == -ESRCH ? "no owner" : strerror(-r_system),
                           r_user == -ESRCH ? "no owner" : strerror(-r_user));
         return SWARMCTL_EXIT_NOT_RUNNING;

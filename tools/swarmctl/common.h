@@ -16,7 +16,7 @@
 #define SWARMCTL_EXIT_NOT_RUNNING 3
 #define SWARMCTL_EXIT_NOT_AUTHORIZED 4
 
-#define CONTROL_SOCKET_DEFAULT "/run/swarmharness/control.sock"
+#define RUNTIME_SOCKET_DIR "/run/swarmharness"
 
 /* Micro-credits as credits, exactly: "-12.000345", into buf of
  * CREDITS_MAX bytes.  Returns buf. */
@@ -27,8 +27,18 @@ const char *format_ucredits(uint64_t micro, char *buf);
 /* Prints s as a JSON string, quoted and escaped; NULL as "". */
 void json_string(const char *s);
 
-/* $SWARM_CONTROL_SOCKET, else where the packaged swarmd listens. */
+/* Where swarmd's local socket name ("control.sock", "jobs.sock") is, when
+ * no --socket was given: $env (SWARM_CONTROL_SOCKET, SWARM_JOBS_SOCKET)
+ * when set; else the first that exists of $SWARM_STATE_DIR/NAME,
+ * /run/swarmharness/NAME (the service) and STATEDIR/NAME (swarmd started by
+ * hand with the default state directory); else the service's.  Returns a
+ * static string. */
+const char *local_socket_default(const char *name, const char *env);
 const char *control_socket_default(void);
+
+/* After a failed connect to path: says that swarmd is not running, where
+ * swarmctl looked and how to point it elsewhere.  Returns exit status 3. */
+int log_not_running(const char *path, const char *name, const char *env);
 
 /* Sends req to swarmd at path and returns 0 with *ret (free with
  * swarm__control_reply__free_unpacked()), or an exit status after saying

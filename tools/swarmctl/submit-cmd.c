@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "build-config.h"
 #include "common.h"
 #include "control-client.h"
 #include "node-id.h"
@@ -25,10 +26,10 @@
 #include "macro.h"
 #include "npy.h"
 #include "shm.h"
+#include "socket-path.h"
 #include "submit-cmd.h"
 #include "time-util.h"
 
-#define DEFAULT_SOCKET "/run/swarmharness/jobs.sock"
 #define DEFAULT_PARALLEL 64u
 #define PARALLEL_MAX 1024u
 #define NO_PRICE_LIMIT ((uint64_t) INT64_MAX)
@@ -627,10 +628,8 @@ static int run_batch(struct batch *b, const char *socket_path) {
         int r;
 
         r = jobs_client_connect(socket_path, &c);
-        if (r == -ENOTCONN) {
-                log_error("swarmd is not running (nothing listens on %s).", socket_path);
-                return 3;
-        }
+        if (r == -ENOTCONN)
+                return log_not_running(socket_path, JOBS_SOCKET_NAME, "SWARM_JOBS_SOCKET");
         if (r < 0) {
                 log_error_errno(r, "Cannot connect to swarmd at %s: %m", socket_path);
                 return 3;
@@ -705,10 +704,11 @@ static void help(void) {
                "  -v, --verbose           a line per finished job\n"
                "  -q, --quiet             no progress\n"
                "  -s, --socket PATH       swarmd's jobs socket (default $SWARM_JOBS_SOCKET, else\n"
-               "                          %s)\n\n"
+               "                          $SWARM_STATE_DIR/jobs.sock, %s/jobs.sock or\n"
+               "                          %s/jobs.sock)\n\n"
                "Exit status: 0 all verified, 1 some failed, 2 bad arguments or a job the skill\n"
                "refuses as malformed, 3 swarmd not running.\n",
-               DEFAULT_PARALLEL, DEFAULT_SOCKET);
+               DEFAULT_PARALLEL, RUNTIME_SOCKET_DIR, STATEDIR);
 }
 
 /* Creates the --output-dir (its parent must exist); *created says whether
@@ -733,7 +733,7 @@ int verb_submit(int argc, char *argv[]) {
                 .max_price = NO_PRICE_LIMIT,
                 .parallel = DEFAULT_PARALLEL,
         };
-        const char *socket_path = getenv("SWARM_JOBS_SOCKET") ?: DEFAULT_SOCKET, *batch_file = NULL;
+        const char *socket_path = local_socket_default(JOBS_SOCKET_NAME, "SWARM_JOBS_SOCKET"), *batch_file = NULL;
         _cleanup_strv_free_ char **inputs = NULL;
         _cleanup_free_ char *output_dir = NULL;
         bool created_output_dir = false;
