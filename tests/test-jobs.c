@@ -1122,6 +1122,24 @@ Test(jobs, swarmctl_finds_a_daemon_started_by_hand_through_swarm_state_dir) {
                                  (const char *[]) { "submit", "--skill", "testskill", "--input", "x=random:f32:4",
                                                     "--input", "mode=str:echo", NULL }), 0, "%s", out);
 
+        /* A batch job whose input file is missing names the batch line. */
+        {
+                char batch[256];
+                FILE *f;
+
+                snprintf(batch, sizeof(batch), "%s/jobs.yaml", root);
+                f = fopen(batch, "we");
+                cr_assert_not_null(f);
+                fprintf(f, "- skill: testskill\n  inputs: {x: \"random:f32:4\", mode: echo}\n"
+                           "- skill: testskill\n  inputs:\n    x: \"@%s/missing.npy\"\n", root);
+                cr_assert_eq(fclose(f), 0);
+                cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out),
+                                         (const char *[]) { "submit", "--batch", batch, "-q", NULL }), 2, "%s", out);
+                cr_assert(strstr(out, "jobs.yaml:3: input x: ") && strstr(out, "missing.npy"),
+                          "the batch line is not named: %s", out);
+                cr_assert(strstr(out, "done (verified)      1"), "%s", out);
+        }
+
         setenv("SWARM_STATE_DIR", root, 1);     /* no daemon there */
         cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out), (const char *[]) { "peers", NULL }), 3, "%s", out);
         cr_assert(strstr(out, root) && strstr(out, "/run/swarmharness/control.sock"), "where it looked: %s", out);

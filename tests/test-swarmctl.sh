@@ -192,4 +192,18 @@ run 3 ledger --json
 unset SWARM_CONTROL_SOCKET
 ok "balance and ledger without swarmd exit 3"
 
+# A batch file's format is decided once: a YAML error is reported as YAML,
+# at libyaml's line and column, not as a bad line of the other format.
+printf -- '- skill: hash\n  inputs: {data: "text:x"\n- skill: hash\n' >"$tmp/bad1.yaml"
+run 2 submit --batch "$tmp/bad1.yaml" --socket "$tmp/no-swarmd.sock"
+expect "bad1.yaml:3:1: YAML syntax error: did not find expected ',' or '}' while parsing a flow mapping begun at 2:11"
+cp "$tmp/bad1.yaml" "$tmp/bad1.txt"
+run 2 submit --batch "$tmp/bad1.txt" --socket "$tmp/no-swarmd.sock"
+expect "bad1.txt:3:1: YAML syntax error"
+ok "a YAML syntax error in a batch names libyaml's line and column, whatever the extension"
+printf '# one per line\nhash data=text:x\nhash data\n' >"$tmp/lines"
+run 2 submit --batch "$tmp/lines" --socket "$tmp/no-swarmd.sock"
+expect "lines:3: data: expected NAME=SPEC"
+ok "the one-job-per-line format reports its own errors"
+
 echo "1..$n"

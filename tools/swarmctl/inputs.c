@@ -18,6 +18,14 @@
 #include "npy.h"
 #include "shm.h"
 
+/* What messages about an input start with: "--input", or "FILE:LINE: input"
+ * for a job of a batch file. */
+static char input_context[512] = "--input";
+
+void input_set_context(const char *where) {
+        snprintf(input_context, sizeof(input_context), "%s", where ?: "--input");
+}
+
 /* "30s", "250ms", "2m", "1h", or plain seconds. */
 int duration_parse(const char *s, uint64_t *ret) {
         static const struct {
@@ -77,7 +85,7 @@ static int add_random_tensor(struct swarm_values *v, const char *name, const cha
         else if (strncmp(spec, "f64:", 4) == 0)
                 dtype = SWARM_DTYPE_F64;
         else
-                return log_error_errno(-EINVAL, "--input %s=random:%s: dtype must be f32 or f64", name, spec);
+                return log_error_errno(-EINVAL, "%s %s=random:%s: dtype must be f32 or f64", input_context, name, spec);
         colon = strchr(spec + 4, ':');
         dims = colon ? strndup(spec + 4, (size_t) (colon - (spec + 4))) : strdup(spec + 4);
         if (!dims)
@@ -89,17 +97,17 @@ static int add_random_tensor(struct swarm_values *v, const char *name, const cha
                 errno = 0;
                 seed = strtoull(colon + 1, &end, 0);
                 if (!colon[1] || *end || errno)
-                        return log_error_errno(-EINVAL, "--input %s=random:%s: the seed must be an integer", name, spec);
+                        return log_error_errno(-EINVAL, "%s %s=random:%s: the seed must be an integer", input_context, name, spec);
                 /* xorshift must not start from 0. */
                 state ^= seed * 0xbf58476d1ce4e5b9u;
                 state = state ?: 1;
         }
         r = parse_shape(dims, &ndim, shape);
         if (r < 0)
-                return log_error_errno(r, "--input %s=random:%s: shape must look like 64x32", name, spec);
+                return log_error_errno(r, "%s %s=random:%s: shape must look like 64x32", input_context, name, spec);
         r = swarm_values_add_tensor(v, name, dtype, ndim, shape, &t);
         if (r < 0)
-                return log_error_errno(r, "--input %s: cannot make the tensor: %m", name);
+                return log_error_errno(r, "%s %s: cannot make the tensor: %m", input_context, name);
         for (uint64_t i = 0; i < t.n_elements; i++) {
                 double x;
                 /* xorshift64*: quality is beside the point, repeatability is not. */
@@ -124,21 +132,21 @@ static int add_bytes_file(struct swarm_values *v, const char *name, const char *
         int r;
 
         if (fd < 0 || fstat(fd, &st) < 0)
-                return log_error_errno(negative_errno(), "--input %s=@%s: %m", name, path);
+                return log_error_errno(negative_errno(), "%s %s=@%s: %m", input_context, name, path);
         if (!S_ISREG(st.st_mode))
-                return log_error_errno(-EINVAL, "--input %s=@%s: not a regular file", name, path);
+                return log_error_errno(-EINVAL, "%s %s=@%s: not a regular file", input_context, name, path);
         if (st.st_size == 0)
                 return swarm_values_set_bytes(v, name, "", 0);
 
         r = shm_allocate((uint64_t) st.st_size, &data, &release, &block, NULL);
         if (r < 0)
-                return log_error_errno(r, "--input %s=@%s: cannot allocate shared memory: %m", name, path);
+                return log_error_errno(r, "%s %s=@%s: cannot allocate shared memory: %m", input_context, name, path);
         while (done < (uint64_t) st.st_size) {
                 ssize_t k = read(fd, (uint8_t *) data + done, (size_t) ((uint64_t) st.st_size - done));
                 if (k <= 0) {
                         release(data, (uint64_t) st.st_size, block);
                         return log_error_errno(k < 0 ? negative_errno() : -EIO,
-                                               "--input %s=@%s: read failed: %m", name, path);
+                                               "%s %s=@%s: read failed: %m", input_context, name, path);
                 }
                 done += (uint64_t) k;
         }
@@ -159,20 +167,20 @@ int input_add(struct swarm_values *v, const char *arg) {
         int r;
 
         if (!eq || eq == arg)
-                return log_error_errno(-EINVAL, "--input %s: expected NAME=SPEC", arg);
+                return log_error_errno(-EINVAL, "%s %s: expected NAME=SPEC", input_context, arg);
         name = strndup(arg, (size_t) (eq - arg));
         if (!name)
                 return log_oom();
         if (swarm_values_get_backing(v, name, &(void (*)(void *, uint64_t, void *)) { NULL }, &(void *) { NULL }) != -ENOENT ||
             swarm_values_get_int(v, name, &(int64_t) { 0 }) != -ENOENT)
-                return log_error_errno(-EEXIST, "--input %s: %s given twice", arg, name);
+                return log_error_errno(-EEXIST, "%s %s: %s given twice", input_context, arg, name);
         spec = eq + 1;
         l = strlen(spec);
 
         if (spec[0] == '@' && l > 4 && strcmp(spec + l - 4, ".npy") == 0) {
                 r = npy_read(spec + 1, v, name, error, sizeof(error));
                 if (r < 0)
-                        return log_error_errno(r, "--input %s: %s", name, error);
+                        return log_error_errno(r, "%s %s: %s", input_context, name, error);
                 return 0;
         }
         if (spec[0] == '@')
@@ -183,7 +191,7 @@ int input_add(struct swarm_values *v, const char *arg) {
                 errno = 0;
                 x = strtoll(spec + 4, &end, 0);
                 if (!spec[4] || *end || errno)
-                        return log_error_errno(-EINVAL, "--input %s: %s is not an integer", name, spec + 4);
+                        return log_error_errno(-EINVAL, "%s %s: %s is not an integer", input_context, name, spec + 4);
                 r = swarm_values_set_int(v, name, x);
         } else if (strncmp(spec, "str:", 4) == 0)
                 r = swarm_values_set_string(v, name, spec + 4);
@@ -198,7 +206,7 @@ int input_add(struct swarm_values *v, const char *arg) {
                         r = swarm_values_set_string(v, name, spec);
         }
         if (r < 0)
-                return log_error_errno(r, "--input %s: %s", arg,
+                return log_error_errno(r, "%s %s: %s", input_context, arg,
                                        r == -EINVAL ? "bad name (1-63 characters of [a-z0-9_.-])" : strerror(-r));
         return 0;
 }

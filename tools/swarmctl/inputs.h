@@ -16,3 +16,7 @@ int duration_parse(const char *s, uint64_t *ret);
  * allocated with v's allocator (give it shm_allocate to pass them on
  * without copies).  Logs what was wrong and returns a negative errno. */
 int input_add(struct swarm_values *v, const char *arg);
+
+/* What input_add()'s messages start with: "--input" (NULL), or e.g.
+ * "jobs.yaml:12: input" for a job of a batch file. */
+void input_set_context(const char *where);

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ struct job {
         uint64_t deadline_usec; /* relative */
         bool hedge;
         char *output;           /* directory, or NULL */
+        size_t line;            /* where the batch file describes it; 0: the command line */
         /* Filled in as it runs. */
         bool submitted, finished;
         int status;
@@ -65,6 +67,7 @@ struct batch {
         bool hedge;
         const char *output;
         bool batch_mode, verbose, quiet;
+        const char *batch_file;         /* --batch, for messages */
         unsigned parallel;
         /* Progress and the summary. */
         size_t done, failed, in_flight, next;
@@ -246,6 +249,7 @@ static int yaml_job(struct batch *b, const char *file, yaml_document_t *d, yaml_
                         r = log_oom();
                         goto fail;
                 }
+                j->line = n->start_mark.line + 1;
                 j->max_price = proto.max_price;
                 j->deadline_usec = proto.deadline_usec;
                 j->hedge = proto.hedge;
@@ -288,6 +292,7 @@ static int parse_lines(struct batch *b, const char *file, FILE *f) {
                 j = batch_add(b);
                 if (!j)
                         return log_oom();
+                j->line = lineno;
                 j->skill = strdup(w);
                 while ((w = strtok_r(NULL, " \t", &save)))
                         if (!strchr(w, '=') || strv_push(&j->inputs, w) < 0) {
@@ -300,6 +305,31 @@ static int parse_lines(struct batch *b, const char *file, FILE *f) {
         return 0;
 }
 
+/* The format is decided once, before parsing, so that an error is
+ * reported in the file's own format: YAML for a .yaml or .yml file, or when
+ * the first line that is not blank or a comment starts a YAML list ("-"),
+ * document ("---", "%YAML") or mapping ("skill:"); else one job per line. */
+static bool batch_is_yaml(const char *file, FILE *f) {
+        _cleanup_free_ char *line = NULL;
+        const char *dot = strrchr(file, '.');
+        size_t size = 0;
+        bool yaml = false;
+
+        if (dot && (strcmp(dot, ".yaml") == 0 || strcmp(dot, ".yml") == 0))
+                return true;
+        while (getline(&line, &size, f) >= 0) {
+                const char *p = line + strspn(line, " \t");
+                size_t word = strcspn(p, " \t\r\n");
+
+                if (*p == '#' || *p == '\r' || *p == '\n' || *p == '\0')
+                        continue;
+                yaml = *p == '-' || *p == '%' || (word > 0 && p[word - 1] == ':');
+                break;
+        }
+        rewind(f);
+        return yaml;
+}
+
 static int parse_batch(struct batch *b, const char *file) {
         _cleanup_fclose_ FILE *f = fopen(file, "re");
         yaml_parser_t parser;
@@ -309,26 +339,32 @@ static int parse_batch(struct batch *b, const char *file) {
 
         if (!f)
                 return log_error_errno(negative_errno(), "--batch %s: %m", file);
+        if (!batch_is_yaml(file, f))
+                return parse_lines(b, file, f);
+
         if (!yaml_parser_initialize(&parser))
                 return log_oom();
         yaml_parser_set_input_file(&parser, f);
         if (!yaml_parser_load(&parser, &doc)) {
+                /* libyaml's own position and words. */
+                if (parser.context)
+                        log_error("%s:%zu:%zu: YAML syntax error: %s %s begun at %zu:%zu.", file,
+                                  parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                                  parser.problem ?: "malformed", parser.context, parser.context_mark.line + 1,
+                                  parser.context_mark.column + 1);
+                else
+                        log_error("%s:%zu:%zu: YAML syntax error: %s.", file, parser.problem_mark.line + 1,
+                                  parser.problem_mark.column + 1, parser.problem ?: "malformed");
                 yaml_parser_delete(&parser);
-                /* Not YAML at all: one job per line. */
-                rewind(f);
-                return parse_lines(b, file, f);
+                return -EINVAL;
         }
         root = yaml_document_get_root_node(&doc);
         if (root && root->type == YAML_SEQUENCE_NODE) {
                 for (yaml_node_item_t *i = root->data.sequence.items.start; i < root->data.sequence.items.top && r >= 0; i++)
                         r = yaml_job(b, file, &doc, yaml_document_get_node(&doc, *i));
-        } else if (root && root->type == YAML_MAPPING_NODE) {
-                log_error("%s: expected a list of jobs (\"- skill: …\"), or one job per line.", file);
-                r = -EINVAL;
         } else if (root) {
-                /* A plain scalar: the line format. */
-                rewind(f);
-                r = parse_lines(b, file, f);
+                log_error("%s:%zu: expected a list of jobs (\"- skill: …\").", file, root->start_mark.line + 1);
+                r = -EINVAL;
         }
         yaml_document_delete(&doc);
         yaml_parser_delete(&parser);
@@ -587,14 +623,26 @@ static int submit_one(struct batch *b, struct jobs_client *c, size_t i) {
                 return log_oom();
         /* In shared memory from the start: passed to swarmd as they are. */
         swarm_values_set_allocator(inputs, shm_allocate, NULL);
+        if (j->line > 0) {
+                char where[PATH_MAX + 32];
+
+                snprintf(where, sizeof(where), "%s:%zu: input", b->batch_file, j->line);
+                input_set_context(where);
+        }
         for (char **k = j->inputs; k && *k && r >= 0; k++)
                 r = input_add(inputs, *k);
+        input_set_context(NULL);
         j->submitted = true;
         if (r < 0) {
                 j->finished = true;
                 j->status = r;
                 b->failed++;
-                fprintf(stderr, "job %zu (%s) failed: bad input\n", i, j->skill);
+                b->malformed++;
+                if (j->line > 0)
+                        fprintf(stderr, "job %zu (%s, %s:%zu) failed: bad input\n", i, j->skill, b->batch_file,
+                                j->line);
+                else
+                        fprintf(stderr, "job %zu (%s) failed: bad input\n", i, j->skill);
                 swarm_values_free(inputs);
                 return 0;
         }
@@ -835,6 +883,7 @@ int verb_submit(int argc, char *argv[]) {
 
         if (batch_file) {
                 b.batch_mode = true;
+                b.batch_file = batch_file;
                 if (parse_batch(&b, batch_file) < 0)
                         goto finish;
                 if (b.n_jobs == 0) {
