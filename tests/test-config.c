@@ -391,7 +391,8 @@ Test(config, invalid_utf8_is_ebadmsg_naming_the_file) {
 
         sample_init(&s);
         cr_assert_eq(parse_sample(&s, "name: \xff\xfe\n", &error), -EBADMSG);
-        cr_assert_geq(asprintf(&prefix, "%s: ", path), 0);
+        /* A position for binary input too, counted from the byte offset. */
+        cr_assert_geq(asprintf(&prefix, "%s:1:7: ", path), 0);
         cr_assert(strncmp(error, prefix, strlen(prefix)) == 0, "%s", error);
         sample_done(&s);
 }
@@ -543,7 +544,41 @@ Test(config, null_value_is_a_missing_value) {
         assert_sample_error("limits:\n  workers: ~\n", -EINVAL, "2:3", "limits.workers: missing value");
         assert_sample_error("features:\n  enabled: null\n", -EINVAL, "2:3", "features.enabled: missing value");
         assert_sample_error("display:\n  color:\n", -EINVAL, "2:3", "display.color: missing value");
-        assert_sample_error("limits:\n  timeout:\n  cache:\n", -EINVAL, "2:3", "limits.timeout: missing value");
+        assert_sample_error("limits:\n  timeout:\n  cache:\n", -EINVAL, "2:3", NULL);
+}
+
+/* --check-config shows every error, not only the first, one per line and
+ * each with its position; at most 20 and a line that says so. */
+Test(config, every_error_is_reported_up_to_a_bound) {
+        _cleanup_free_ char *path = test_path("test.yaml"), *error = NULL, *expected = NULL, *yaml = NULL;
+        struct sample s;
+        size_t lines = 0;
+        FILE *f;
+        size_t size = 0;
+
+        sample_init(&s);
+        cr_assert_eq(parse_sample(&s, "limits:\n  timeout:\n  cache:\nbogus: 1\nname: [a]\n", &error), -EINVAL);
+        cr_assert_geq(asprintf(&expected, "%1$s:2:3: limits.timeout: missing value\n"
+                                          "%1$s:3:3: limits.cache: missing value\n"
+                                          "%1$s:4:1: unknown key \"bogus\"\n"
+                                          "%1$s:5:7: name: expected a string, got a list", path), 0);
+        cr_assert_str_eq(error, expected);
+        sample_done(&s);
+
+        f = open_memstream(&yaml, &size);
+        cr_assert_not_null(f);
+        for (int i = 0; i < 50; i++)
+                fprintf(f, "unknown%d: 1\n", i);
+        cr_assert_eq(fclose(f), 0);
+        free(error);
+        error = NULL;
+        sample_init(&s);
+        cr_assert_eq(parse_sample(&s, yaml, &error), -EINVAL);
+        for (const char *p = error; p; p = strchr(p + 1, '\n'))
+                lines++;
+        cr_assert_eq(lines, 21, "%s", error);
+        cr_assert(strstr(error, "only the first 20 are shown"), "%s", error);
+        sample_done(&s);
 }
 
 Test(config, top_level_must_be_a_mapping) {

@@ -30,7 +30,12 @@ struct conf_context {
         const char *name;
         yaml_document_t *document;
         char **error;
+        /* Errors so far: after one, parsing goes on to find the others (up
+         * to CONF_ERRORS_MAX), each a line of *error. */
+        size_t *n_errors;
 };
+
+#define CONF_ERRORS_MAX 20
 
 struct conf_reader {
         FILE *f;
@@ -123,11 +128,27 @@ static int conf_error_at(const struct conf_context *c, int r, yaml_mark_t mark, 
         }
 
         if (c->error) {
-                free(*c->error);
-                if (asprintf(c->error, "%s:%zu:%zu: %s", c->name, mark.line + 1, mark.column + 1, message) < 0) {
-                        *c->error = NULL;
-                        return -ENOMEM;
+                size_t n = c->n_errors ? (*c->n_errors)++ : 0;
+                char *joined = NULL;
+
+                if (n >= CONF_ERRORS_MAX) {
+                        if (n == CONF_ERRORS_MAX &&
+                            asprintf(&joined, "%s\n%s: more errors follow; only the first %d are shown",
+                                     *c->error, c->name, CONF_ERRORS_MAX) >= 0) {
+                                free(*c->error);
+                                *c->error = joined;
+                        }
+                        return r;
                 }
+                if (n > 0 && *c->error)
+                        k = asprintf(&joined, "%s\n%s:%zu:%zu: %s", *c->error, c->name, mark.line + 1,
+                                     mark.column + 1, message);
+                else
+                        k = asprintf(&joined, "%s:%zu:%zu: %s", c->name, mark.line + 1, mark.column + 1, message);
+                if (k < 0)
+                        return -ENOMEM;
+                free(*c->error);
+                *c->error = joined;
         }
         return r;
 }
@@ -608,14 +629,18 @@ static int conf_parse_pair(const struct conf_context *c, const yaml_node_t *mapp
 }
 
 static int conf_parse_mapping(const struct conf_context *c, const yaml_node_t *mapping, const char *prefix) {
-        int r;
+        int first = 0, r;
 
+        /* On past a bad key to report the others too; the first error is
+         * the one returned. */
         for (yaml_node_pair_t *p = mapping->data.mapping.pairs.start; p < mapping->data.mapping.pairs.top; p++) {
                 r = conf_parse_pair(c, mapping, p, prefix);
-                if (r < 0)
+                if (r == -ENOMEM)
                         return r;
+                if (r < 0 && first == 0)
+                        first = r;
         }
-        return 0;
+        return first;
 }
 
 static int conf_read_handler(void *data, unsigned char *buffer, size_t size, size_t *size_read) {
@@ -629,6 +654,28 @@ static int conf_read_handler(void *data, unsigned char *buffer, size_t size, siz
         return 1;
 }
 
+/* Line and column (0-based, as libyaml's marks) of byte offset in f, read
+ * again from its start; -ESPIPE and friends for a stream that cannot. */
+static int offset_to_mark(FILE *f, size_t offset, yaml_mark_t *ret) {
+        size_t line = 0, column = 0;
+
+        if (fseek(f, 0, SEEK_SET) < 0)
+                return negative_errno();
+        for (size_t i = 0; i < offset; i++) {
+                int ch = getc(f);
+
+                if (ch == EOF)
+                        return -EIO;
+                if (ch == '\n') {
+                        line++;
+                        column = 0;
+                } else if ((ch & 0xc0) != 0x80)
+                        column++;       /* characters, not UTF-8 continuation bytes */
+        }
+        *ret = (yaml_mark_t) { .index = offset, .line = line, .column = column };
+        return 0;
+}
+
 static int conf_parser_error(const struct conf_context *c, const yaml_parser_t *parser,
                              const struct conf_reader *reader) {
         if (reader->error > 0)
@@ -638,11 +685,20 @@ static int conf_parser_error(const struct conf_context *c, const yaml_parser_t *
         case YAML_MEMORY_ERROR:
                 return -ENOMEM;
         case YAML_READER_ERROR:
-                /* Bad encoding: libyaml knows the byte offset, not the line. */
+                /* Bad encoding: libyaml knows the byte offset, not the line;
+                 * count the lines up to it where the file can be re-read. */
                 if (c->error) {
-                        free(*c->error);
-                        if (asprintf(c->error, "%s: %s at byte offset %zu", c->name,
-                                     parser->problem ?: "invalid input", parser->problem_offset) < 0) {
+                        yaml_mark_t mark = {};
+                        int k;
+
+                        if (offset_to_mark(reader->f, parser->problem_offset, &mark) >= 0)
+                                k = asprintf(c->error, "%s:%zu:%zu: %s (byte offset %zu): not UTF-8 text",
+                                             c->name, mark.line + 1, mark.column + 1,
+                                             parser->problem ?: "invalid input", parser->problem_offset);
+                        else
+                                k = asprintf(c->error, "%s: %s at byte offset %zu: not UTF-8 text", c->name,
+                                             parser->problem ?: "invalid input", parser->problem_offset);
+                        if (k < 0) {
                                 *c->error = NULL;
                                 return -ENOMEM;
                         }
@@ -674,7 +730,9 @@ int conf_parse_stream(const struct conf_key *keys, size_t n_keys, void *target,
         };
         yaml_parser_t parser;
         yaml_node_t *root, *extra;
+        size_t n_errors = 0;
 
+        c.n_errors = &n_errors;
         if (error)
                 *error = NULL;
 
