@@ -315,6 +315,28 @@ Test(jobs, happy_path_every_job_verified_once_across_providers) {
         jobs_client_free(c);
 }
 
+/* Two providers as good as each other (one advertises 10% more speed, as
+ * two measurements of the same hardware may) share a batch: routing counts
+ * the jobs this requester already has running on each (its gossiped load
+ * lags by a round), so power of two choices does not pile a burst onto the
+ * better-scored one. */
+Test(jobs, equal_providers_share_a_batch) {
+        unsigned rerouted = 0, rejected = 0, per_node[NODES_MAX] = {};
+        const char *options[] = { NULL, "\"testskill.throughput=1100000\"", NULL };
+        struct jobs_client *c;
+
+        start_swarm(2, options, NULL);
+        c = connect_requester();
+        /* In bursts of 50, as swarmctl keeps a window in flight (each
+         * provider queues at most skills.queue_limit, 64). */
+        for (int round = 0; round < 4; round++)
+                run_jobs(c, 50, "slow", 5, 0, 0, &rerouted, &rejected, per_node);
+        cr_log_info("node1 ran %u, node2 ran %u of 200", per_node[1], per_node[2]);
+        cr_assert_eq(per_node[1] + per_node[2], 200);
+        cr_assert(per_node[1] >= 70 && per_node[1] <= 130, "unfair split: %u / %u", per_node[1], per_node[2]);
+        jobs_client_free(c);
+}
+
 Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
         struct tiny_model_spec spec = tiny_model_spec_default();
         struct jobs_client *c;

@@ -753,6 +753,21 @@ static size_t count_offering(struct requester *r, const char *skill) {
         return n;
 }
 
+/* Attempts of ours running on provider id: the queue this requester is
+ * building there, which its gossiped load shows only a round later.  Without
+ * it, a batch routed in one burst saw every provider idle and piled onto the
+ * best-scored one. */
+static unsigned inflight_at(struct requester *r, const uint8_t *id) {
+        unsigned n = 0;
+
+        for (struct job *j = r->jobs; j; j = j->jobs_next)
+                for (size_t i = 0; i < j->n_attempts; i++)
+                        if (attempt_state_is_live(j->attempts[i].state) &&
+                            memcmp(j->cands[j->attempts[i].cand].id, id, WIRE_NODE_ID_SIZE) == 0)
+                                n++;
+        return n;
+}
+
 static int add_candidate(struct job *job, const uint8_t *id, bool local, uint64_t price, uint64_t throughput,
                          unsigned load, unsigned capacity) {
         struct router_candidate *c = &job->cands[job->n_cands];
@@ -767,7 +782,7 @@ static int add_candidate(struct job *job, const uint8_t *id, bool local, uint64_
                 .local = local,
                 .price = price,
                 .throughput = (double) throughput,
-                .load = load,
+                .load = load + inflight_at(job->r, id),
                 .capacity = capacity,
         };
         c->successes = v.successes;

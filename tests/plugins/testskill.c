@@ -43,6 +43,7 @@
 
 /* One skill per worker process: a global is the worker's state. */
 static int64_t price_per_element = 1;
+static int64_t throughput = 1000000;
 
 static int test_init(const struct swarm_values *config, void **state) {
         int64_t fail = 0;
@@ -53,6 +54,7 @@ static int test_init(const struct swarm_values *config, void **state) {
                 return -EIO;
         }
         (void) swarm_values_get_int(config, "price", &price_per_element);
+        (void) swarm_values_get_int(config, "throughput", &throughput);
         if (price_per_element < 1)
                 price_per_element = 1;
         *state = NULL;
@@ -64,7 +66,7 @@ static int test_advertise(void *state, struct swarm_values *advert) {
         if (r >= 0)
                 r = swarm_values_set_string(advert, "unit", "element");
         if (r >= 0)
-                r = swarm_values_set_int(advert, "throughput", 1000000);
+                r = swarm_values_set_int(advert, "throughput", throughput);
         if (r >= 0)
                 r = swarm_values_set_int(advert, "price", price_per_element);
         if (r >= 0)
