@@ -340,6 +340,7 @@ static int daemon_open_accounts(struct daemon *d) {
         if (d->control)
                 control_set_accounts(d->control, d->accounts);
         bus_service_set_accounts(d->bus, d->accounts);
+        bus_service_set_demand(d->bus, d->demand);
         return 0;
 }
 
@@ -369,6 +370,7 @@ static void daemon_done(struct daemon *d) {
         if (d->control)
                 control_set_accounts(d->control, NULL);
         bus_service_set_accounts(d->bus, NULL);
+        bus_service_set_demand(d->bus, NULL);
         d->accounts = accounts_free(d->accounts);
         d->demand = demand_free(d->demand);
         /* The bus first (pending calls are answered), then lending, which

@@ -235,8 +235,9 @@ static void wait_for_name(const char *name) {
 
 /* Node 0 serves D-Bus (extra: more YAML under dbus:); node 1, when
  * started, is a plain peer seeded to node 0 without D-Bus. */
-/* dbus.bus of node 0. */
+/* dbus.bus of node 0, and more of its skills: section. */
 static const char *node0_bus = "system";
+static const char *node0_skills_extra = "";
 
 static void start_node_full(int i, const char *dbus_extra, bool want_name) {
         struct node *n = &nodes[i];
@@ -260,8 +261,8 @@ static void start_node_full(int i, const char *dbus_extra, bool want_name) {
                          "ledger:\n  allowance: " ALLOWANCE "\n"
                          "dbus:\n  bus: %s\n%s"
                          "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  probe_interval: 100ms\n"
-                         "skills:\n  enabled: [testskill]\n  directory: \"%s\"\n",
-                         node0_bus, dbus_extra ?: "", n->port, tests);
+                         "skills:\n  enabled: [testskill]\n  directory: \"%s\"\n%s",
+                         node0_bus, dbus_extra ?: "", n->port, tests, node0_skills_extra);
         else
                 snprintf(config, sizeof(config),
                          "node:\n  name: peer\n"
@@ -627,11 +628,11 @@ Test(dbus, properties_are_read_by_busctl) {
                  nodes[0].identity->node_id, PACKAGE_VERSION);
         cr_assert_str_eq(out, expect);
 
-        /* The skill list: name, state, version, price, unit, workers, busy, served. */
+        /* The skill list: name, state, version, price now, list price, unit, workers, busy, served. */
         snprintf(command, sizeof(command), "busctl --address='%s' get-property " NAME " " PATH " " IFACE " Skills 2>&1",
                  address);
         out = run_capture(command);
-        cr_assert(strstr(out, "a(ssstsuut) 1 \"testskill\" \"ready\" \"0.0.1\" ") == out, "Skills: %s", out);
+        cr_assert(strstr(out, "a(sssttsuut) 1 \"testskill\" \"ready\" \"0.0.1\" ") == out, "Skills: %s", out);
         cr_assert(strstr(out, " 1 0 0"), "one worker, none busy, none served: %s", out);
 
         /* A fresh node has exactly its configured allowance. */
@@ -1085,4 +1086,22 @@ Test(dbus, auto_as_root_says_that_dbus_bus_session_exists) {
         setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/no-session-bus", 1);
         cr_assert(strstr(read_all(nodes[0].log), "set dbus.bus: session to use it"), "%s", read_all(nodes[0].log));
         cr_assert_eq(kill(nodes[0].pid, 0), 0);
+}
+
+/* The price now: one figure, with its unit, the same in status (D-Bus)
+ * and peers (gossip), and the list price beside it where demand moved it. */
+Test(dbus, status_and_peers_show_one_price_now_with_its_unit) {
+        char out[8192], control[256];
+
+        /* Idle, demand falls to the floor (50%) within a few 100 ms rounds. */
+        node0_skills_extra = "  options: [\"testskill.price=1000\"]\npricing:\n  interval: 100ms\n  floor: 50\n";
+        start_node(0, NULL);
+        usleep(2500 * 1000);
+        cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "status", NULL }), 0);
+        cr_assert(strstr(out, "PRICE NOW"), "%s", out);
+        cr_assert(strstr(out, "500 µcredits/element (list 1000)"), "status: %s", out);
+        snprintf(control, sizeof(control), "%s/control.sock", nodes[0].state);
+        cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "peers", "--socket", control, NULL }), 0);
+        cr_assert(strstr(out, "500 µcredits/element (list 1000)"), "peers: %s", out);
+        node0_skills_extra = "";
 }

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "accounts.h"
+#include "demand.h"
+#include "pricing.h"
 #include "authz.h"
 #include "build-config.h"
 #include "bus-service.h"
@@ -42,6 +44,7 @@ struct bus_service {
         struct skills *skills;
         struct network *network;
         struct accounts *accounts;      /* borrowed; NULL while the ledger is not open */
+        struct demand *demand;          /* borrowed; NULL: prices are list prices */
         sd_bus_slot *object_slot;
         sd_event_source *changes;       /* deferred check, armed by bus_service_changed() */
         struct bus_snapshot last;
@@ -83,11 +86,14 @@ static const char *skill_state(struct skill_pool *p) {
 
 struct skill_row {
         const char *name, *state, *version, *price_unit;
-        uint64_t price, jobs_served;
+        uint64_t price, list_price, jobs_served;
         unsigned workers, busy;
 };
 
-static void skill_row_get(struct skills *skills, size_t i, struct skill_row *ret) {
+/* price is the price now, the one this node gossips and charges: the list
+ * price times the demand multiplier (market/demand.h). */
+static void skill_row_get(const struct bus_service *s, size_t i, struct skill_row *ret) {
+        struct skills *skills = s->skills;
         struct skill_pool *p = skills_pool(skills, i);
         const struct skill_info *info = skill_pool_info(p);
         int64_t price = 0;
@@ -101,7 +107,9 @@ static void skill_row_get(struct skills *skills, size_t i, struct skill_row *ret
                 .name = skills_name(skills, i),
                 .state = skill_state(p),
                 .version = info && info->version ? info->version : "",
-                .price = price > 0 ? (uint64_t) price : 0,
+                .price = pricing_apply(price > 0 ? (uint64_t) price : 0,
+                                       s->demand ? demand_multiplier(s->demand, skills_name(skills, i)) : 1.0),
+                .list_price = price > 0 ? (uint64_t) price : 0,
                 .price_unit = unit && unit[0] ? unit : "job",
                 .workers = skill_pool_workers_alive(p),
                 .busy = skill_pool_workers_busy(p),
@@ -148,7 +156,8 @@ static char *strv_join_lines(char *const *l) {
         return out;
 }
 
-static char *skills_serialise(struct skills *skills) {
+static char *skills_serialise(const struct bus_service *s) {
+        struct skills *skills = s->skills;
         char *buf = NULL;
         size_t size = 0;
         FILE *f = open_memstream(&buf, &size);
@@ -158,9 +167,10 @@ static char *skills_serialise(struct skills *skills) {
         for (size_t i = 0; skills && i < skills_count(skills); i++) {
                 struct skill_row row;
 
-                skill_row_get(skills, i, &row);
-                fprintf(f, "%s\t%s\t%s\t%llu\t%s\t%u\t%u\t%llu\n", row.name, row.state, row.version,
-                        (unsigned long long) row.price, row.price_unit, row.workers, row.busy,
+                skill_row_get(s, i, &row);
+                fprintf(f, "%s\t%s\t%s\t%llu\t%llu\t%s\t%u\t%u\t%llu\n", row.name, row.state, row.version,
+                        (unsigned long long) row.price, (unsigned long long) row.list_price, row.price_unit,
+                        row.workers, row.busy,
                         (unsigned long long) row.jobs_served);
         }
         if (fclose(f) != 0) {
@@ -188,7 +198,7 @@ static int bus_snapshot_take(const struct bus_service *s, struct bus_snapshot *r
 
         b.reason = strdup(s->lending ? lending_reason(s->lending) ?: "" : "");
         b.schedule = strv_join_lines(s->lending ? lending_get_schedule(s->lending) : NULL);
-        b.skills = skills_serialise(s->skills);
+        b.skills = skills_serialise(s);
         if (!b.reason || !b.schedule || !b.skills) {
                 bus_snapshot_done(&b);
                 return -ENOMEM;
@@ -260,15 +270,15 @@ static int property_get_skills(sd_bus *bus, const char *path, const char *interf
         struct bus_service *s = userdata;
         int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "(ssstsuut)");
+        r = sd_bus_message_open_container(reply, 'a', "(sssttsuut)");
         if (r < 0)
                 return r;
         for (size_t i = 0; s->skills && i < skills_count(s->skills); i++) {
                 struct skill_row row;
 
-                skill_row_get(s->skills, i, &row);
-                r = sd_bus_message_append(reply, "(ssstsuut)", row.name, row.state, row.version, row.price,
-                                          row.price_unit, row.workers, row.busy, row.jobs_served);
+                skill_row_get(s, i, &row);
+                r = sd_bus_message_append(reply, "(sssttsuut)", row.name, row.state, row.version, row.price,
+                                          row.list_price, row.price_unit, row.workers, row.busy, row.jobs_served);
                 if (r < 0)
                         return r;
         }
@@ -514,7 +524,7 @@ static const sd_bus_vtable swarm_vtable[] = {
         SD_BUS_PROPERTY("LendingReason", "s", property_get_reason, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Schedule", "as", property_get_schedule, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("JobsPaused", "b", property_get_paused, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Skills", "a(ssstsuut)", property_get_skills, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Skills", "a(sssttsuut)", property_get_skills, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Peers", "u", property_get_peers, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ActiveJobs", "u", property_get_active_jobs, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* No change signal: the balance moves with every job, and a signal
@@ -739,6 +749,11 @@ struct bus_service *bus_service_free(struct bus_service *s) {
         bus_snapshot_done(&s->last);
         free(s);
         return NULL;
+}
+
+void bus_service_set_demand(struct bus_service *s, struct demand *d) {
+        if (s)
+                s->demand = d;
 }
 
 void bus_service_set_accounts(struct bus_service *s, struct accounts *a) {

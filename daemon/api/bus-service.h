@@ -48,6 +48,9 @@ int bus_service_start(struct bus_service *s, struct lending *lending, struct ski
 /* The ledger behind the Balance property; NULL until set (Balance then
  * fails: the ledger is not open).  Borrowed: unset it before freeing. */
 void bus_service_set_accounts(struct bus_service *s, struct accounts *a);
+/* Where the price now comes from (the Skills property); NULL: list prices. */
+struct demand;
+void bus_service_set_demand(struct bus_service *s, struct demand *d);
 
 /* Compares the properties with what clients last saw and emits
  * PropertiesChanged for those that differ, now. */

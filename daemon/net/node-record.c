@@ -107,7 +107,8 @@ int node_record_update(Swarm__NodeRecord *r, struct skills *skills, bool lending
                         o->throughput = o->throughput > UINT64_MAX / throughput_factor ? UINT64_MAX :
                                         o->throughput * throughput_factor;
                 o->demand = demand ? demand(o->name ?: "", userdata) : 1.0;
-                o->price = pricing_apply(advert_int(info->advert, "price"), o->demand);
+                o->list_price = advert_int(info->advert, "price");
+                o->price = pricing_apply(o->list_price, o->demand);
                 o->price_unit = advert_string(info->advert, "price-unit");
                 o->variant = advert_string(info->advert, "variant");
                 o->workers = skill_pool_workers_alive(p);

@@ -164,7 +164,7 @@ static int bus_call_change(sd_bus *bus, const char *what, const char *method, co
 
 struct skill_status {
         const char *name, *state, *version, *price_unit;
-        uint64_t price, jobs_served;
+        uint64_t price, list_price, jobs_served;
         uint32_t workers, busy;
 };
 
@@ -190,18 +190,18 @@ static void swarm_status_done(struct swarm_status *s) {
 static int read_skills(sd_bus_message *m, struct swarm_status *s) {
         int r;
 
-        r = sd_bus_message_enter_container(m, 'v', "a(ssstsuut)");
+        r = sd_bus_message_enter_container(m, 'v', "a(sssttsuut)");
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(m, 'a', "(ssstsuut)");
+        r = sd_bus_message_enter_container(m, 'a', "(sssttsuut)");
         if (r < 0)
                 return r;
         for (;;) {
                 struct skill_status k;
                 struct skill_status *grown;
 
-                r = sd_bus_message_read(m, "(ssstsuut)", &k.name, &k.state, &k.version, &k.price, &k.price_unit,
-                                        &k.workers, &k.busy, &k.jobs_served);
+                r = sd_bus_message_read(m, "(sssttsuut)", &k.name, &k.state, &k.version, &k.price, &k.list_price,
+                                        &k.price_unit, &k.workers, &k.busy, &k.jobs_served);
                 if (r < 0)
                         return r;
                 if (r == 0)
@@ -340,7 +340,8 @@ static void print_status_json(const struct swarm_status *s) {
                 json_string(k->state);
                 printf(", \"version\": ");
                 json_string(k->version);
-                printf(", \"price\": %" PRIu64 ", \"price_unit\": ", k->price);
+                printf(", \"price\": %" PRIu64 ", \"list_price\": %" PRIu64 ", \"price_unit\": ", k->price,
+                       k->list_price);
                 json_string(k->price_unit);
                 printf(", \"workers\": %" PRIu32 ", \"active_jobs\": %" PRIu32 ", \"jobs_served\": %" PRIu64 "}",
                        k->workers, k->busy, k->jobs_served);
@@ -371,14 +372,14 @@ static void print_status(const struct swarm_status *s) {
                 printf("     Skills: none\n");
                 return;
         }
-        printf("\n%s%-16s %-9s %-10s %-16s %-8s %-7s %s%s\n", ansi(ANSI_BOLD), "SKILL", "STATE", "VERSION", "PRICE",
+        printf("\n%s%-16s %-9s %-10s %-34s %-8s %-7s %s%s\n", ansi(ANSI_BOLD), "SKILL", "STATE", "VERSION", "PRICE NOW",
                "WORKERS", "ACTIVE", "SERVED", ansi(ANSI_NORMAL));
         for (size_t i = 0; i < s->n_skills; i++) {
                 const struct skill_status *k = &s->skills[i];
-                char price[48];
+                char price[PRICE_MAX];
 
-                snprintf(price, sizeof(price), "%" PRIu64 "/%s", k->price, k->price_unit);
-                printf("%-16s %-9s %-10s %-16s %-8" PRIu32 " %-7" PRIu32 " %" PRIu64 "\n", k->name, k->state,
+                format_price(k->price, k->list_price, k->price_unit, price, sizeof(price));
+                printf("%-16s %-9s %-10s %-34s %-8" PRIu32 " %-7" PRIu32 " %" PRIu64 "\n", k->name, k->state,
                        k->version[0] ? k->version : "-", price, k->workers, k->busy, k->jobs_served);
         }
 }

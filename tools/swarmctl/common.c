@@ -27,6 +27,17 @@ const char *format_credits(int64_t micro, char *buf) {
         return buf;
 }
 
+const char *format_price(uint64_t now, uint64_t list, const char *unit, char *buf, size_t size) {
+        if (now == 0 && list == 0)
+                snprintf(buf, size, "per job (the skill's)");
+        else if (list == 0 || list == now)
+                snprintf(buf, size, "%" PRIu64 " µcredits/%s", now, unit && unit[0] ? unit : "job");
+        else
+                snprintf(buf, size, "%" PRIu64 " µcredits/%s (list %" PRIu64 ")", now,
+                         unit && unit[0] ? unit : "job", list);
+        return buf;
+}
+
 void json_string(const char *s) {
         putchar('"');
         for (; s && *s; s++) {

@@ -24,6 +24,12 @@
 const char *format_credits(int64_t micro, char *buf);
 const char *format_ucredits(uint64_t micro, char *buf);
 
+/* The price now as every verb shows it: "775 µcredits/GFLOP (list 1000)"
+ * (the list price only where it differs), "per job (the skill's)" for a
+ * skill without a list price, whose price() prices each job. */
+#define PRICE_MAX 96
+const char *format_price(uint64_t now, uint64_t list, const char *unit, char *buf, size_t size);
+
 /* Prints s as a JSON string, quoted and escaped; NULL as "". */
 void json_string(const char *s);
 

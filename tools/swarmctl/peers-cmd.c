@@ -80,7 +80,8 @@ static void print_json(const Swarm__ControlReply *reply) {
                         json_string(p->skills[s]->name);
                         printf(", \"version\": ");
                         json_string(p->skills[s]->version);
-                        printf(", \"price\": %" PRIu64 ", \"price_unit\": ", p->skills[s]->price);
+                        printf(", \"price\": %" PRIu64 ", \"list_price\": %" PRIu64 ", \"price_unit\": ",
+                               p->skills[s]->price, p->skills[s]->list_price);
                         json_string(p->skills[s]->price_unit);
                         printf(", \"unit\": ");
                         json_string(p->skills[s]->unit);
@@ -102,7 +103,7 @@ static void print_json(const Swarm__ControlReply *reply) {
 static void print_table(const Swarm__ControlReply *reply) {
         printf("%-14s %-14s %-24s %-8s %-12s %-9s %s\n", "NODE", "NAME", "ENDPOINT", "STATE", "INCARNATION", "HEARD",
                "LOAD");
-        printf("  %-22s %-20s %-6s %-15s %s\n", "SKILL", "PRICE", "MEAN", "OK/FAILED", "THROUGHPUT");
+        printf("  %-22s %-34s %-6s %-15s %s\n", "SKILL", "PRICE NOW", "MEAN", "OK/FAILED", "THROUGHPUT");
         for (size_t i = 0; i < reply->n_peers; i++) {
                 const Swarm__PeerInfo *p = reply->peers[i];
                 char id[NODE_ID_LEN + 1] = "?", heard[16], load[16];
@@ -120,17 +121,17 @@ static void print_table(const Swarm__ControlReply *reply) {
                 for (size_t s = 0; s < p->n_skills; s++) {
                         const Swarm__SkillOffer *o = p->skills[s];
                         const Swarm__PeerSkillView *v = reputation_of(p, o->name);
-                        char skill[64], price[48], mean[16] = "-", counts[32] = "-", ratio[16] = "-";
+                        char skill[64], price[PRICE_MAX], mean[16] = "-", counts[32] = "-", ratio[16] = "-";
 
                         snprintf(skill, sizeof(skill), "%s%s%s", o->name, o->version[0] ? " " : "", o->version);
-                        snprintf(price, sizeof(price), "%" PRIu64 "/%s", o->price, price_unit(o));
+                        format_price(o->price, o->list_price, price_unit(o), price, sizeof(price));
                         if (v) {
                                 snprintf(mean, sizeof(mean), "%.2f", v->mean);
                                 snprintf(counts, sizeof(counts), "%.1f/%.1f", v->successes, v->failures);
                                 if (v->throughput_ratio > 0)
                                         snprintf(ratio, sizeof(ratio), "%.2fx", v->throughput_ratio);
                         }
-                        printf("  %-22.22s %-20.20s %-6s %-15s %s\n", skill, price, mean, counts, ratio);
+                        printf("  %-22.22s %-34s %-6s %-15s %s\n", skill, price, mean, counts, ratio);
                 }
         }
 }
