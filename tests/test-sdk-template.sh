@@ -174,4 +174,20 @@ cc -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror $(pkg-config --cflags swarmharne
 LD_LIBRARY_PATH=$root$libdir "$dest/host" "$work/example.so" || fail "example.so does not run a job"
 echo "ok: example.so loads, executes and verifies"
 
+# What the README and the template's README tell a skill author to run,
+# with the swarmctl and swarm-worker of this build.
+if [ -n "${SWARMCTL:-}" ]; then
+	"$SWARMCTL" skill inspect "$work/example.so" >"$dest/inspect.log" 2>&1 \
+		|| { cat "$dest/inspect.log" >&2; fail "swarmctl skill inspect ./example.so failed"; }
+	grep -q "Skill:        example.scale" "$dest/inspect.log" || fail "inspect does not name example.scale"
+	grep -q "  x  *f32 tensor \[any\]  *required" "$dest/inspect.log" || fail "inspect shows no declared input x"
+	"$SWARMCTL" skill run "$work/example.so" --input x=random:f32:8 --input factor=int:3 >"$dest/run.log" 2>&1 \
+		|| { cat "$dest/run.log" >&2; fail "swarmctl skill run ./example.so failed"; }
+	grep -q "verify      passed" "$dest/run.log" || fail "the template's job did not verify"
+	# Asked by its skill name, with the template's directory on the path.
+	SWARM_SKILL_PATH=$work "$SWARMCTL" skill inspect example.scale >/dev/null 2>&1 \
+		|| fail "skill inspect example.scale does not find example.so"
+	echo "ok: swarmctl skill inspect/run ./example.so as the README says"
+fi
+
 echo "sdk-template: all checks passed"
