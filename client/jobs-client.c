@@ -11,10 +11,13 @@
 #include "jobs-client.h"
 #include "jobs-proto.h"
 #include "macro.h"
+#include "time-util.h"
 #include "worker-proto.h"
 
 struct jobs_client {
         int fd;
+        jobs_chunk_fn chunk;
+        void *chunk_userdata;
 };
 
 void jobs_result_done(struct jobs_result *r) {
@@ -72,6 +75,8 @@ int jobs_client_submit(struct jobs_client *c, const struct jobs_submission *s) {
                                  s->deadline_usec ? (int64_t) ((s->deadline_usec + 999) / 1000) : 0);
         if (r >= 0 && s->hedge)
                 r = swarm_values_set_int(options, JOBS_OPTION_HEDGE, 1);
+        if (r >= 0 && s->stream)
+                r = swarm_values_set_int(options, JOBS_OPTION_STREAM, 1);
         if (r >= 0) {
                 /* wmsg_send only reads; the casts lend, they do not give. */
                 m.text[JOBS_TEXT_SKILL] = (char *) s->skill;
@@ -90,22 +95,68 @@ static uint64_t metric(const struct swarm_values *v, const char *name) {
         return x > 0 ? (uint64_t) x : 0;
 }
 
+void jobs_client_on_chunk(struct jobs_client *c, jobs_chunk_fn fn, void *userdata) {
+        c->chunk = fn;
+        c->chunk_userdata = userdata;
+}
+
+/* A JOBS_MSG_CHUNK: to the callback. */
+static int handle_chunk(struct jobs_client *c, struct wmsg *m) {
+        struct jobs_chunk k = {
+                .id = m->job_id,
+                .seq = (uint32_t) m->number,
+                .restart = m->status == 1,
+        };
+        enum swarm_value_type type;
+
+        if (m->status < 0 || m->status > 1)
+                return -EBADMSG;
+        if (m->values[0]) {
+                if (swarm_values_count(m->values[0]) != 1)
+                        return -EBADMSG;
+                k.name = swarm_values_name(m->values[0], 0, &type);
+                if (type != SWARM_VALUE_BYTES || swarm_values_get_bytes(m->values[0], k.name, &k.data, &k.size) < 0)
+                        return -EBADMSG;
+        }
+        if (c->chunk)
+                c->chunk(&k, c->chunk_userdata);
+        return 0;
+}
+
 int jobs_client_wait(struct jobs_client *c, int timeout_ms, struct jobs_result *ret) {
         struct pollfd p = { .fd = c->fd, .events = POLLIN };
         const char *reason = NULL, *provider = NULL;
+        uint64_t deadline = timeout_ms >= 0 ? now(CLOCK_MONOTONIC) + (uint64_t) timeout_ms * 1000u : 0;
         struct wmsg m = {};
         int r;
 
-        do
-                r = poll(&p, 1, timeout_ms);
-        while (r < 0 && errno == EINTR);
-        if (r < 0)
-                return negative_errno();
-        if (r == 0)
-                return -ETIMEDOUT;
-        r = wmsg_recv(c->fd, &m, &reason);
-        if (r < 0)
-                return r;
+        for (;;) {
+                int wait_ms = timeout_ms;
+
+                if (timeout_ms >= 0) {
+                        uint64_t t = now(CLOCK_MONOTONIC);
+
+                        wait_ms = t >= deadline ? 0 : (int) ((deadline - t + 999) / 1000);
+                }
+                do
+                        r = poll(&p, 1, wait_ms);
+                while (r < 0 && errno == EINTR);
+                if (r < 0)
+                        return negative_errno();
+                if (r == 0)
+                        return -ETIMEDOUT;
+                r = wmsg_recv(c->fd, &m, &reason);
+                if (r < 0)
+                        return r;
+                if (m.type != JOBS_MSG_CHUNK)
+                        break;
+                /* Chunks come ahead of their job's reply: on to the
+                 * callback, and wait on. */
+                r = handle_chunk(c, &m);
+                wmsg_done(&m);
+                if (r < 0)
+                        return r;
+        }
         if (m.type != JOBS_MSG_SUBMIT_REPLY) {
                 wmsg_done(&m);
                 return -EBADMSG;

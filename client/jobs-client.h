@@ -20,7 +20,26 @@ struct jobs_submission {
         uint64_t max_price;                     /* micro-credits */
         uint64_t deadline_usec;                 /* relative; 0: the daemon's default */
         bool hedge;
+        bool stream;                            /* chunks to jobs_client_on_chunk()'s callback */
 };
+
+/* A piece of a streamed job's output (see jobs-proto.h): restart says that
+ * what was shown of job id so far is void; name is NULL for a bare
+ * restart.  Pointers are valid during the callback only. */
+struct jobs_chunk {
+        uint64_t id;
+        uint32_t seq;
+        bool restart;
+        const char *name;
+        const void *data;
+        size_t size;
+};
+typedef void (*jobs_chunk_fn)(const struct jobs_chunk *c, void *userdata);
+
+/* Where the chunks of jobs submitted with stream go while
+ * jobs_client_wait() waits; NULL drops them. */
+struct jobs_client;
+void jobs_client_on_chunk(struct jobs_client *c, jobs_chunk_fn fn, void *userdata);
 
 struct jobs_result {
         uint64_t id;

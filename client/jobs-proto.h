@@ -39,12 +39,18 @@
  * numbers them: the worker protocol's own messages are not part of it. */
 #define JOBS_MSG_SUBMIT WMSG_SUBMIT
 #define JOBS_MSG_SUBMIT_REPLY WMSG_SUBMIT_REPLY
+/* swarmd → client, for a job submitted with JOBS_OPTION_STREAM, before its
+ * reply: job_id, number = seq (0, 1, …), status = 1 when what was shown of
+ * the job so far is void (the stream restarted on another provider),
+ * values[0] = one value (bytes): the piece, absent for a bare restart. */
+#define JOBS_MSG_CHUNK WMSG_CHUNK
 #define JOBS_TEXT_ERROR WMSG_TEXT_ERROR
 #define JOBS_TEXT_SKILL WMSG_TEXT_NAME
 
 /* values[1] of SUBMIT: integers. */
 #define JOBS_OPTION_DEADLINE_MS "deadline-ms"   /* relative; absent or 0: JOBS_DEFAULT_DEADLINE_MS */
 #define JOBS_OPTION_HEDGE "hedge"               /* nonzero: hedged requests */
+#define JOBS_OPTION_STREAM "stream"             /* nonzero: send JOBS_MSG_CHUNK as output is made */
 
 /* values[1] of SUBMIT_REPLY. */
 #define JOBS_METRIC_PROVIDER "provider"         /* string: node id, or "local" */

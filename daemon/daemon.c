@@ -480,6 +480,7 @@ int daemon_run(const struct daemon_options *options) {
                         goto out;
                 }
                 provider_set_event_callback(d.provider, on_provider_event, &d);
+                provider_set_corrupt_stream(d.provider, d.config.testing_corrupt_stream);
                 r = provider_set_allowed_requesters(d.provider, d.config.jobs_allowed_requesters);
                 if (r < 0) {
                         status = EXIT_CONFIG;

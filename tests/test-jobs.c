@@ -337,7 +337,128 @@ Test(jobs, equal_providers_share_a_batch) {
         jobs_client_free(c);
 }
 
+/* ---- Streaming ---- */
+
+static int swarmctl_on(int i, bool nobody, char *out, size_t size, const char *const *args);
+
+struct stream_log {
+        char text[256];                 /* "text" chunks since the last restart */
+        unsigned chunks, restarts;
+        uint32_t next_seq;
+        bool out_of_order;
+};
+
+static void on_stream_chunk(const struct jobs_chunk *k, void *userdata) {
+        struct stream_log *l = userdata;
+
+        if (k->seq != l->next_seq)
+                l->out_of_order = true;
+        l->next_seq = k->seq + 1;
+        l->chunks++;
+        if (k->restart) {
+                l->restarts++;
+                l->text[0] = '\0';
+        }
+        if (k->name && strcmp(k->name, "text") == 0)
+                strncat(l->text, k->data, k->size < sizeof(l->text) - strlen(l->text) - 1 ? k->size :
+                                          sizeof(l->text) - strlen(l->text) - 1);
+}
+
+/* One streamed job through the swarm: returns its result, the log filled. */
+static void stream_job(struct jobs_result *res, struct stream_log *l) {
+        struct swarm_values *in = make_inputs(1.0f, 16, "stream", 0);
+        struct jobs_client *c = connect_requester();
+
+        jobs_client_on_chunk(c, on_stream_chunk, l);
+        cr_assert_eq(jobs_client_submit(c, &(struct jobs_submission) {
+                .id = 5,
+                .skill = "testskill",
+                .inputs = in,
+                .max_price = UINT64_MAX / 2,
+                .deadline_usec = 20 * 1000 * 1000,
+                .stream = true,
+        }), 0);
+        wait_result(c, res);
+        swarm_values_free(in);
+        jobs_client_free(c);
+}
+
+/* What a provider's skill emits reaches the submitter in order, before
+ * the verified result, which binds it (stream_digest). */
+Test(jobs, streamed_chunks_reach_the_client_in_order_before_the_result) {
+        struct stream_log l = {};
+        struct jobs_result res = {};
+
+        start_swarm(1, NULL, NULL);
+        stream_job(&res, &l);
+        cr_assert_eq(res.status, 0, "%s", res.error);
+        cr_assert_str_eq(l.text, "one two three");
+        cr_assert_eq(l.chunks, 4, "three text chunks and one of progress, got %u", l.chunks);
+        cr_assert_eq(l.restarts, 0);
+        cr_assert(!l.out_of_order);
+        cr_assert(output_is_right(&res, 1.0f, 16));
+        jobs_result_done(&res);
+}
+
+/* The provider streaming dies mid-stream: the job goes to the other, and
+ * the client is told the stream restarted (no text shown twice). */
+Test(jobs, a_provider_dying_mid_stream_restarts_the_stream_elsewhere) {
+        /* Node 1 is the faster on paper, so it is asked first. */
+        const char *options[] = { NULL, "\"testskill.crash-after-stream=1\", \"testskill.throughput=3000000\"",
+                                  NULL };
+        struct stream_log l = {};
+        struct jobs_result res = {};
+
+        start_swarm(2, options, NULL);
+        stream_job(&res, &l);
+        cr_assert_eq(res.status, 0, "%s", res.error);
+        cr_assert(is_node(res.provider, 2), "the result is not the surviving provider's");
+        cr_assert_eq(l.restarts, 1, "%u restarts", l.restarts);
+        cr_assert_str_eq(l.text, "one two three");
+        cr_assert(!l.out_of_order);
+        jobs_result_done(&res);
+}
+
+/* A provider that streams other chunks than its signed result vouches for
+ * is caught: its result is rejected, and the stream restarts elsewhere. */
+Test(jobs, a_stream_that_differs_from_the_signed_result_is_rejected) {
+        const char *options[] = { NULL, "\"testskill.throughput=3000000\"", NULL };
+        struct stream_log l = {};
+        struct jobs_result res = {};
+
+        extra_config[1] = "testing:\n  corrupt_stream: true\n";
+        start_swarm(2, options, NULL);
+        stream_job(&res, &l);
+        cr_assert_eq(res.status, 0, "%s", res.error);
+        cr_assert(is_node(res.provider, 2), "the lying provider's result was accepted");
+        cr_assert_geq(res.rejected, 1);
+        cr_assert_eq(l.restarts, 1);
+        cr_assert_str_eq(l.text, "one two three");
+        jobs_result_done(&res);
+}
+
+/* swarmctl submit prints a single job's text as it streams. */
+Test(jobs, swarmctl_submit_prints_streamed_text) {
+        char out[16384], sock[200];
+
+        start_swarm(1, NULL, NULL);
+        snprintf(sock, sizeof(sock), "%s/jobs.sock", nodes[0].state);
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out),
+                                 (const char *[]) { "submit", "--socket", sock, "--skill", "testskill", "--input",
+                                                    "mode=str:stream", "--input", "x=random:f32:4", NULL }), 0,
+                     "%s", out);
+        cr_assert(strstr(out, "one two three\njob         verified"), "%s", out);
+}
+
+static void on_textgen_chunk(const struct jobs_chunk *k, void *userdata) {
+        struct stream_log *logs = userdata;
+
+        cr_assert_lt(k->id, 4);
+        on_stream_chunk(k, &logs[k->id]);
+}
+
 Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
+        struct stream_log streamed[4] = {};
         struct tiny_model_spec spec = tiny_model_spec_default();
         struct jobs_client *c;
         char err[256];
@@ -363,9 +484,18 @@ Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
                 cr_assert_eq(swarm_values_set_int(in, "max_tokens", 12), 0);
                 cr_assert_eq(swarm_values_set_string(in, "temperature", i % 2 ? "0.9" : "0"), 0);
                 cr_assert_eq(swarm_values_set_int(in, "seed", i), 0);
-                submit(c, i, "textgen", in, UINT64_MAX / 2, 30 * 1000 * 1000);
+                /* Streamed: the text arrives as it is generated. */
+                cr_assert_eq(jobs_client_submit(c, &(struct jobs_submission) {
+                        .id = i,
+                        .skill = "textgen",
+                        .inputs = in,
+                        .max_price = UINT64_MAX / 2,
+                        .deadline_usec = 30 * 1000 * 1000,
+                        .stream = true,
+                }), 0);
                 swarm_values_free(in);
         }
+        jobs_client_on_chunk(c, on_textgen_chunk, streamed);
         for (unsigned done = 0; done < 4; done++) {
                 struct jobs_result res = {};
                 const char *text, *finish;
@@ -379,6 +509,9 @@ Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
                 cr_assert_eq(swarm_values_get_string(res.outputs, "finish_reason", &finish), 0);
                 cr_assert_eq(swarm_values_get_int(res.outputs, "generated_tokens_count", &n), 0);
                 cr_assert(n == 12 || strcmp(finish, "stop") == 0, "%lld tokens, finish %s", (long long) n, finish);
+                cr_assert_lt(res.id, 4);
+                cr_assert_str_eq(streamed[res.id].text, text, "streamed text is not the verified text: [%s] vs [%s]", streamed[res.id].text, text);
+                cr_assert_eq(streamed[res.id].restarts, 0);
                 jobs_result_done(&res);
         }
         jobs_client_free(c);

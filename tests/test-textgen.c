@@ -458,6 +458,35 @@ Test(textgen, generated_bytes_that_are_not_utf8_become_replacement_characters) {
         }
 }
 
+/* The streamed previews are sanitised piece by piece, cut where
+ * utf8_stable_prefix() says: together they must be the sanitised whole,
+ * for any bytes a model may produce and any way generation splits them. */
+Test(textgen, text_sanitised_in_stable_pieces_equals_the_whole_sanitised) {
+        uint64_t x = 0x9e3779b97f4a7c15u;
+
+        for (int round = 0; round < 2000; round++) {
+                char raw[64], whole[3 * 64], pieces[3 * 64];
+                size_t n = 1 + round % 63, emitted = 0, w = 0, w_whole;
+
+                for (size_t i = 0; i < n; i++) {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        /* Mostly UTF-8-ish bytes, so that sequences form. */
+                        raw[i] = (char) (x % 3 == 0 ? 0xc0 + x % 0x36 : x % 3 == 1 ? 0x80 + x % 0x40 : x % 0x80);
+                }
+                w_whole = utf8_sanitize(raw, n, whole);
+                /* Grows as tokens come, a few bytes at a time. */
+                for (size_t upto = 0; upto <= n; upto += 1 + (x >> (upto % 40)) % 3) {
+                        size_t p = emitted + utf8_stable_prefix(raw + emitted, upto - emitted);
+
+                        w += utf8_sanitize(raw + emitted, p - emitted, pieces + w);
+                        emitted = p;
+                }
+                w += utf8_sanitize(raw + emitted, n - emitted, pieces + w);
+                cr_assert_eq(w, w_whole, "round %d", round);
+                cr_assert_eq(memcmp(pieces, whole, w), 0, "round %d", round);
+        }
+}
+
 Test(textgen, a_verifier_with_a_smaller_context_does_not_blame_the_provider) {
         const char *path = model_path("a.gguf", 1, TINY_TOKENIZER_SPM);
         struct swarm_values *c = swarm_values_new(), *in = prompt_inputs("Once upon a time", 40);

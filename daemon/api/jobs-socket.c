@@ -26,7 +26,9 @@
 #define RECV_BURST 64
 /* Replies queued for a client that does not read them: one per job in
  * flight plus some error replies; beyond that it is dropped. */
-#define QUEUE_MAX (JOBS_PER_CLIENT_MAX + 64u)
+#define QUEUE_MAX (JOBS_PER_CLIENT_MAX + 64u + STREAM_QUEUE_MAX)
+/* Streamed chunks waiting for a slow reader, over all its jobs. */
+#define STREAM_QUEUE_MAX 16384u
 #define SKILL_NAME_MAX 63u
 
 struct client;
@@ -292,11 +294,34 @@ static void on_job_done(uint64_t id, struct job_outcome *o, void *userdata) {
         client_reply(cl, &m);
 }
 
+static void on_job_chunk(uint64_t id, const struct job_chunk *c, void *userdata) {
+        struct job *j = userdata;
+        struct client *cl = j->client;
+        struct wmsg m;
+
+        if (!cl || cl->broken)
+                return;
+        m = (struct wmsg) {
+                .type = JOBS_MSG_CHUNK,
+                .job_id = j->client_id,
+                .number = c->seq,
+                .status = c->restart ? 1 : 0,
+        };
+        if (c->name) {
+                m.values[0] = swarm_values_new();
+                if (!m.values[0] || swarm_values_set_bytes(m.values[0], c->name, c->data, c->size) < 0) {
+                        wmsg_done(&m);
+                        return;         /* a preview: the result still holds it */
+                }
+        }
+        client_reply(cl, &m);
+}
+
 /* Checks a SUBMIT and hands it to the requester; every refusal is a reply. */
 static void client_submit(struct client *cl, struct wmsg *m) {
         struct jobs_socket *js = cl->owner;
         const char *skill = m->text[JOBS_TEXT_SKILL];
-        int64_t deadline_ms = 0, hedge = 0;
+        int64_t deadline_ms = 0, hedge = 0, stream = 0;
         struct job_spec spec;
         struct job *j;
         int r;
@@ -313,6 +338,10 @@ static void client_submit(struct client *cl, struct wmsg *m) {
                 if (r < 0 && r != -ENOENT)
                         return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be an integer",
                                                   JOBS_OPTION_HEDGE);
+                r = swarm_values_get_int(m->values[1], JOBS_OPTION_STREAM, &stream);
+                if (r < 0 && r != -ENOENT)
+                        return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be an integer",
+                                                  JOBS_OPTION_STREAM);
         }
         if (deadline_ms < 0 || deadline_ms > JOBS_MAX_DEADLINE_MS)
                 return client_reply_error(cl, m->job_id, -EINVAL, "deadline %" PRId64 " ms is out of range (0 to %d)",
@@ -351,6 +380,7 @@ static void client_submit(struct client *cl, struct wmsg *m) {
                 .max_price = m->number,
                 .deadline_usec = now(CLOCK_MONOTONIC) + (uint64_t) deadline_ms * 1000u,
                 .hedge = hedge != 0,
+                .chunk = stream ? on_job_chunk : NULL,
         };
         r = requester_submit(js->requester, &spec, on_job_done, j, &j->id);
         if (r < 0) {

@@ -179,10 +179,60 @@ int job_result_check(const Swarm__JobResult *r, const char **reason) {
                 *reason = "result device is not UTF-8 of at most 256 bytes";
                 return -EBADMSG;
         }
+        if (r->stream_digest.len != 0 && (r->stream_digest.len != JOB_STREAM_DIGEST_SIZE || !r->stream_digest.data)) {
+                *reason = "result stream_digest is neither empty nor 32 bytes";
+                return -EBADMSG;
+        }
         k = values_check(r->outputs, r->n_outputs, "outputs", reason);
         if (k < 0)
                 return k;
         return values_check(r->proof, r->n_proof, "proof", reason);
+}
+
+int job_chunk_check(const Swarm__JobChunk *c, const char **reason) {
+        const char *dummy;
+
+        if (!reason)
+                reason = &dummy;
+        if (!c) {
+                *reason = "chunk missing";
+                return -EBADMSG;
+        }
+        if (c->job_id.len != JOB_ID_SIZE || !c->job_id.data) {
+                *reason = "chunk job_id is not 16 bytes";
+                return -EBADMSG;
+        }
+        if (!c->name || !swarm_value_name_valid(c->name)) {
+                *reason = "chunk name is not 1-63 characters of [a-z0-9_.-]";
+                return -EBADMSG;
+        }
+        if (c->data.len > JOB_CHUNK_MAX || (c->data.len > 0 && !c->data.data)) {
+                *reason = "chunk data is over 4,096 bytes";
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+void job_stream_digest_init(struct job_stream_digest *d) {
+        crypto_generichash_init(&d->state, NULL, 0, JOB_STREAM_DIGEST_SIZE);
+        d->chunks = 0;
+}
+
+void job_stream_digest_add(struct job_stream_digest *d, const char *name, const void *data, size_t size) {
+        uint8_t len[8];
+        uint64_t n = size;
+
+        for (size_t i = 0; i < 8; i++)
+                len[i] = (uint8_t) (n >> (8 * i));
+        crypto_generichash_update(&d->state, (const uint8_t *) name, strlen(name) + 1);
+        crypto_generichash_update(&d->state, len, sizeof(len));
+        if (size > 0)
+                crypto_generichash_update(&d->state, data, size);
+        d->chunks++;
+}
+
+void job_stream_digest_final(struct job_stream_digest *d, uint8_t out[JOB_STREAM_DIGEST_SIZE]) {
+        crypto_generichash_final(&d->state, out, JOB_STREAM_DIGEST_SIZE);
 }
 
 static int signed_result_check(const Swarm__SignedResult *s, size_t max_size, const char **reason) {
@@ -238,6 +288,10 @@ static int envelope_check(const Swarm__JobEnvelope *e, size_t max_size, const ch
                 if (!e->opinions)
                         break;
                 return opinion_batch_check(e->opinions, reason);
+        case SWARM__JOB_ENVELOPE__BODY_CHUNK:
+                if (!e->chunk)
+                        break;
+                return job_chunk_check(e->chunk, reason);
         default:
                 break;
         }

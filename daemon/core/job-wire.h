@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sodium.h>
 
 #include "skill-name.h"
 #include "swarm-host.h"
@@ -71,6 +72,19 @@ static inline void job_result_freep(Swarm__JobResult **r) {
  * in memory (0 or -EBADMSG with *reason). */
 int job_request_check(const Swarm__JobRequest *q, const char **reason);
 int job_result_check(const Swarm__JobResult *r, const char **reason);
+int job_chunk_check(const Swarm__JobChunk *c, const char **reason);
+
+/* JobResult.stream_digest: what binds the streamed chunks to the signed
+ * result (see proto/swarm.proto), computed alike on both ends. */
+#define JOB_STREAM_DIGEST_SIZE 32
+#define JOB_CHUNK_MAX 4096u             /* SWARM_JOB_CHUNK_MAX */
+struct job_stream_digest {
+        crypto_generichash_state state;
+        uint32_t chunks;
+};
+void job_stream_digest_init(struct job_stream_digest *d);
+void job_stream_digest_add(struct job_stream_digest *d, const char *name, const void *data, size_t size);
+void job_stream_digest_final(struct job_stream_digest *d, uint8_t out[JOB_STREAM_DIGEST_SIZE]);
 
 /* swarm_values → JobValue array (deep copies; free with
  * job_values_free_wire()). */

@@ -47,3 +47,23 @@ int job_send_error(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE],
         r.error = (char *) (error ?: "");
         return job_send_result(network, to, &r, max_message_size);
 }
+
+int job_send_chunk(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *job_id, uint32_t seq,
+                   const char *name, const void *data, size_t size, uint64_t max_message_size) {
+        Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
+        Swarm__JobChunk c = SWARM__JOB_CHUNK__INIT;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t n;
+        int k;
+
+        c.job_id = (ProtobufCBinaryData) { .len = JOB_ID_SIZE, .data = (uint8_t *) job_id };
+        c.seq = seq;
+        c.name = (char *) name;
+        c.data = (ProtobufCBinaryData) { .len = size, .data = (uint8_t *) data };
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_CHUNK;
+        e.chunk = &c;
+        k = job_encode(&e, max_message_size, &buf, &n);
+        if (k < 0)
+                return k;
+        return network_send_job(network, to, buf, n);
+}

@@ -27,3 +27,8 @@ int job_send_pack_result(struct network *network, const Swarm__JobResult *r, uin
  * and nothing else.  job_id may be NULL (sent empty). */
 int job_send_error(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *job_id,
                     int status, const char *error, uint64_t max_message_size);
+
+/* A JobChunk of a running job, unsigned (the final result's stream_digest
+ * covers it). */
+int job_send_chunk(struct network *network, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *job_id, uint32_t seq,
+                   const char *name, const void *data, size_t size, uint64_t max_message_size);

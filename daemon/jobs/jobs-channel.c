@@ -26,6 +26,8 @@ struct jobs_channel {
         void *request_userdata;
         jobs_result_handler_fn on_result;
         void *result_userdata;
+        jobs_chunk_handler_fn on_chunk;
+        void *chunk_userdata;
         struct accounts *accounts;
         uint64_t max_message_size;
         uint64_t reply_window_start;
@@ -86,6 +88,10 @@ static void on_job_message(struct network *n, const uint8_t from[WIRE_NODE_ID_SI
                 else
                         log_debug("Dropping a job result: this node has no requester.");
                 return;
+        case SWARM__JOB_ENVELOPE__BODY_CHUNK:
+                if (c->on_chunk)
+                        c->on_chunk(c->chunk_userdata, from, e->chunk);
+                return;
         case SWARM__JOB_ENVELOPE__BODY_CHEQUE:
                 accounts_handle_cheque(c->accounts, from, e->cheque);
                 return;
@@ -132,6 +138,13 @@ void jobs_channel_on_result(struct jobs_channel *c, jobs_result_handler_fn fn, v
                 return;
         c->on_result = fn;
         c->result_userdata = userdata;
+}
+
+void jobs_channel_on_chunk(struct jobs_channel *c, jobs_chunk_handler_fn fn, void *userdata) {
+        if (!c)
+                return;
+        c->on_chunk = fn;
+        c->chunk_userdata = userdata;
 }
 
 void jobs_channel_set_accounts(struct jobs_channel *c, struct accounts *accounts) {

@@ -30,6 +30,8 @@ typedef void (*jobs_request_handler_fn)(void *userdata, const uint8_t from[WIRE_
                                         Swarm__JobRequest *request);
 typedef void (*jobs_result_handler_fn)(void *userdata, const uint8_t from[WIRE_NODE_ID_SIZE],
                                        const Swarm__SignedResult *result);
+typedef void (*jobs_chunk_handler_fn)(void *userdata, const uint8_t from[WIRE_NODE_ID_SIZE],
+                                      const Swarm__JobChunk *chunk);
 
 /* Installs itself as network's job handler (network_set_job_handler()).
  * The network must outlive the channel. */
@@ -42,5 +44,7 @@ struct jobs_channel *jobs_channel_free(struct jobs_channel *c);
  * userdata must outlive the channel or be unset first. */
 void jobs_channel_on_request(struct jobs_channel *c, jobs_request_handler_fn fn, void *userdata);
 void jobs_channel_on_result(struct jobs_channel *c, jobs_result_handler_fn fn, void *userdata);
+/* Streamed chunks of running jobs (the requester's); NULL drops them. */
+void jobs_channel_on_chunk(struct jobs_channel *c, jobs_chunk_handler_fn fn, void *userdata);
 /* Cheques and opinions go here; NULL drops them. */
 void jobs_channel_set_accounts(struct jobs_channel *c, struct accounts *accounts);

@@ -54,6 +54,9 @@ struct provider_job {
         uint64_t price;
         uint64_t price_usec;            /* receipt → priced */
         bool executing;
+        /* What was streamed to the requester, for the signed result. */
+        struct job_stream_digest stream;
+        uint32_t stream_seq;
 };
 
 struct provider {
@@ -63,6 +66,7 @@ struct provider {
         struct lending *lending;
         uint64_t max_message_size;
         bool corrupt_results;
+        bool corrupt_stream;
         provider_event_fn event_fn;
         void *event_userdata;
         struct provider_job *jobs;
@@ -223,6 +227,7 @@ static void job_answer(struct provider_job *j, struct network *network, uint64_t
         char clean[JOB_ERROR_MAX], buf[JOB_ERROR_MAX];
         const char *device = NULL;
         const struct skill_info *info = j->pool ? skill_pool_info(j->pool) : NULL;
+        uint8_t stream_digest[JOB_STREAM_DIGEST_SIZE];
         int k;
 
         if (status == 0 && res) {
@@ -252,6 +257,11 @@ static void job_answer(struct provider_job *j, struct network *network, uint64_t
                 r.n_proof = n_proof;
         }
         r.price = status == 0 ? j->price : 0;
+        if (j->stream_seq > 0) {
+                job_stream_digest_final(&j->stream, stream_digest);
+                r.stream_digest = (ProtobufCBinaryData) { .len = sizeof(stream_digest), .data = stream_digest };
+                r.stream_chunks = j->stream_seq;
+        }
         if (res) {
                 r.queue_us = j->price_usec + res->queue_usec;
                 r.exec_us = res->exec_usec;
@@ -319,6 +329,29 @@ static void on_execute_done(struct pool_request *req, struct pool_result *res, v
         job_free(j);
 }
 
+/* A chunk the skill emitted: on to the requester at once, and into the
+ * digest the signed result will carry. */
+static void on_chunk(struct pool_request *req, const char *name, const void *data, size_t size, void *userdata) {
+        struct provider_job *j = userdata;
+        struct provider *p = j->provider;
+        uint8_t lie[JOB_CHUNK_MAX];
+        const void *sent = data;
+        int r;
+
+        if (!p || size > JOB_CHUNK_MAX)
+                return;
+        if (p->corrupt_stream && size > 0) {
+                /* testing.corrupt_stream: not what the digest says. */
+                memcpy(lie, data, size);
+                lie[0] ^= 0x20;
+                sent = lie;
+        }
+        job_stream_digest_add(&j->stream, name, data, size);
+        r = job_send_chunk(p->network, j->from, j->job_id, j->stream_seq++, name, sent, size, p->max_message_size);
+        if (r < 0)
+                log_debug_errno(r, "Failed to stream a chunk of job %s to %.12s: %m", j->job_hex, j->requester_hex);
+}
+
 static void on_price_done(struct pool_request *req, struct pool_result *res, void *userdata) {
         struct provider_job *j = userdata;
         struct provider *p = j->provider;
@@ -365,6 +398,8 @@ static void on_price_done(struct pool_request *req, struct pool_result *res, voi
                         snprintf(error, sizeof(error), "skill %s cannot take the job: %s", j->skill, strerror(-r));
                 goto refuse;
         }
+        job_stream_digest_init(&j->stream);
+        skill_pool_request_on_chunk(j->request, on_chunk, j);
         j->executing = true;
         p->executing++;
         job_emit(j, false, 0, 0);
@@ -488,6 +523,11 @@ void provider_handle_request(struct provider *p, const uint8_t from[32], Swarm__
         j->provider = p;
         LIST_PREPEND(jobs, p->jobs, j);
         j = NULL;       /* the list owns it */
+}
+
+void provider_set_corrupt_stream(struct provider *p, bool corrupt) {
+        if (p)
+                p->corrupt_stream = corrupt;
 }
 
 int provider_set_allowed_requesters(struct provider *p, char *const *ids) {

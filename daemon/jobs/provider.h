@@ -50,6 +50,10 @@ struct provider *provider_free(struct provider *p);
 /* Takes jobs only from these requesters (node ids as swarmd
  * --show-identity prints them); NULL or empty: from anyone.  -EINVAL for a
  * malformed id. */
+/* testing.corrupt_stream: stream other chunks than the signed result's
+ * stream_digest vouches for (fault injection). */
+void provider_set_corrupt_stream(struct provider *p, bool corrupt);
+
 int provider_set_allowed_requesters(struct provider *p, char *const *ids);
 
 /* Refuses requesters whose unpaid debt passes ledger.debt_limit (-EDQUOT,

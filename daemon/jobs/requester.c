@@ -37,6 +37,8 @@
 #define HEDGE_MIN_USEC (50 * USEC_PER_MSEC)
 /* A job submitted without a deadline gets this much time. */
 #define DEFAULT_BUDGET_USEC (60 * USEC_PER_SEC)
+/* Streamed bytes kept per attempt for a replay (text: about 250k tokens). */
+#define STREAM_KEEP_MAX (1024u * 1024u)
 #define EXPLORATION 0.05
 #define EXPLORE_BELOW 3
 
@@ -78,6 +80,20 @@ struct attempt {
         uint64_t queue_usec, exec_usec;         /* as the provider reported them */
         sd_event_source *timer;
         struct pool_call *call;         /* local EXECUTE or VERIFY */
+        /* What this attempt streamed: checked against its signed result's
+         * stream_digest, and kept (up to STREAM_KEEP_MAX) to replay to the
+         * client if this attempt takes the stream over. */
+        struct job_stream_digest stream;
+        uint32_t stream_seq;
+        struct stream_chunk *chunks;
+        size_t n_chunks, chunk_bytes;
+        bool chunks_dropped;            /* over STREAM_KEEP_MAX: no replay */
+};
+
+struct stream_chunk {
+        char *name;
+        void *data;
+        size_t size;
 };
 
 struct job {
@@ -95,6 +111,11 @@ struct job {
         uint8_t pinned_id[WIRE_NODE_ID_SIZE];
         job_done_fn done;
         void *userdata;
+        /* Streaming to the submitter: one attempt's chunks at a time. */
+        job_chunk_fn chunk;
+        struct attempt *stream_owner;   /* whose chunks the submitter sees */
+        uint32_t stream_out_seq;        /* chunks passed on, restarts included */
+        bool stream_restart;            /* the next chunk passed on starts over */
 
         struct skill_pool *pool;        /* prices and verifies */
         struct pool_call *price_call;
@@ -253,7 +274,19 @@ static void pool_call_free(struct pool_call *c) {
 
 static int on_job_defer(sd_event_source *s, void *userdata);
 
+static void attempt_chunks_free(struct attempt *a) {
+        for (size_t i = 0; i < a->n_chunks; i++) {
+                free(a->chunks[i].name);
+                free(a->chunks[i].data);
+        }
+        free(a->chunks);
+        a->chunks = NULL;
+        a->n_chunks = a->chunk_bytes = 0;
+}
+
 static void job_free(struct job *job) {
+        for (size_t i = 0; i < job->n_attempts; i++)
+                attempt_chunks_free(&job->attempts[i]);
         accounts_payment_forget(job->payment);
         job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
         job->defer = sd_event_source_disable_unref(job->defer);
@@ -396,6 +429,102 @@ static void attempt_release(struct attempt *a) {
                 pool_call_detach(TAKE_PTR(a->call));
 }
 
+/* ---- Streaming ---- */
+
+/* Passes one chunk on to the submitter, marking a restart when the stream
+ * changed hands since the last one. */
+static void stream_pass(struct job *job, const char *name, const void *data, size_t size) {
+        struct job_chunk c = {
+                .seq = job->stream_out_seq++,
+                .restart = job->stream_restart,
+                .name = name,
+                .data = data,
+                .size = size,
+        };
+
+        job->stream_restart = false;
+        job->chunk(job->id, &c, job->userdata);
+}
+
+/* a takes the stream over: the submitter is told to start again, and gets
+ * what a streamed so far. */
+static void stream_take_over(struct job *job, struct attempt *a) {
+        if (job->stream_owner == a)
+                return;
+        if (job->stream_out_seq > 0)
+                job->stream_restart = true;
+        job->stream_owner = a;
+        for (size_t i = 0; i < a->n_chunks; i++)
+                stream_pass(job, a->chunks[i].name, a->chunks[i].data, a->chunks[i].size);
+}
+
+/* The owner of the stream is gone: the next live attempt that streamed
+ * takes over, else the first to stream from now on. */
+static void stream_owner_lost(struct job *job, struct attempt *a) {
+        if (job->stream_owner != a)
+                return;
+        job->stream_owner = NULL;
+        if (job->stream_out_seq > 0)
+                job->stream_restart = true;
+        for (size_t i = 0; i < job->n_attempts; i++) {
+                struct attempt *o = &job->attempts[i];
+
+                if (o != a && attempt_state_is_live(o->state) && o->stream_seq > 0 && !o->chunks_dropped) {
+                        stream_take_over(job, o);
+                        return;
+                }
+        }
+}
+
+/* A chunk from attempt a, in order (seq is checked by the caller for
+ * remote attempts). */
+static void stream_chunk_add(struct job *job, struct attempt *a, const char *name, const void *data, size_t size) {
+        job_stream_digest_add(&a->stream, name, data, size);
+        a->stream_seq++;
+        if (!job->chunk)
+                return;
+        if (!job->stream_owner)
+                stream_take_over(job, a);
+        if (job->stream_owner == a)
+                stream_pass(job, name, data, size);
+
+        /* Kept for a replay, should a take over the stream later. */
+        if (!a->chunks_dropped && a->chunk_bytes + size <= STREAM_KEEP_MAX) {
+                struct stream_chunk *grown = reallocarray(a->chunks, a->n_chunks + 1, sizeof(*grown));
+                struct stream_chunk k = { .name = strdup(name), .data = size ? malloc(size) : NULL, .size = size };
+
+                if (!grown || !k.name || (size && !k.data)) {
+                        free(k.name);
+                        free(k.data);
+                        if (grown)
+                                a->chunks = grown;
+                        a->chunks_dropped = true;
+                        return;
+                }
+                a->chunks = grown;
+                if (size)
+                        memcpy(k.data, data, size);
+                a->chunks[a->n_chunks++] = k;
+                a->chunk_bytes += size;
+        } else
+                a->chunks_dropped = true;
+}
+
+/* At the end, the submitter's stream must be the winner's: if another
+ * attempt's chunks were shown, start over with the winner's. */
+static void stream_settle(struct job *job, struct attempt *winner) {
+        if (!job->chunk || job->stream_owner == winner || job->stream_out_seq == 0)
+                return;
+        job->stream_owner = NULL;
+        job->stream_restart = true;
+        if (winner->chunks_dropped)
+                return;         /* the outputs hold everything anyway */
+        stream_take_over(job, winner);
+        if (job->stream_restart)
+                /* The winner streamed nothing: still say the shown text is void. */
+                stream_pass(job, NULL, NULL, 0);
+}
+
 /* The attempt failed: the failure is the provider's unless said
  * otherwise; the job goes on with the next candidate unless another
  * attempt is still running or the job itself is bad. */
@@ -410,6 +539,7 @@ static void attempt_fail(struct attempt *a, int status, bool blame, const char *
                 return;
         attempt_release(a);
         (void) attempt_move(a, ATTEMPT_EVENT_FAIL);
+        stream_owner_lost(job, a);
         provider_name(job->r, job->ids[a->cand], c->local, who);
         va_start(ap, fmt);
         vsnprintf(what, sizeof(what), fmt, ap);
@@ -471,6 +601,14 @@ static int attempt_send_remote(struct attempt *a, uint64_t now) {
         return network_send_job(job->r->network, job->ids[a->cand], buf, size);
 }
 
+static void on_local_chunk(struct pool_request *req, const char *name, const void *data, size_t size,
+                           void *userdata) {
+        struct attempt *a = userdata;
+
+        if (a->state == ATTEMPT_ASKED && !a->job->finished)
+                stream_chunk_add(a->job, a, name, data, size);
+}
+
 static int attempt_run_local(struct attempt *a) {
         struct job *job = a->job;
         struct skill_pool *pool = job->r->skills ? skills_get(job->r->skills, job->skill) : NULL;
@@ -491,6 +629,7 @@ static int attempt_run_local(struct attempt *a) {
                 free(c);
                 return r;
         }
+        skill_pool_request_on_chunk(c->req, on_local_chunk, a);
         a->call = c;
         return 0;
 }
@@ -508,6 +647,7 @@ static bool attempt_start(struct job *job, uint64_t at) {
 
         *a = (struct attempt) { .job = job, .cand = job->next_cand++, .started_usec = at, .state = ATTEMPT_ASKED,
                                 .sent_clock_usec = now(CLOCK_MONOTONIC) };
+        job_stream_digest_init(&a->stream);
         c = &job->cands[a->cand];
         expected = router_expected_usec(c, &job->params);
         timeout = expected * ATTEMPT_TIME_FACTOR < 1e15 ? (uint64_t) (expected * ATTEMPT_TIME_FACTOR) : (uint64_t) 1e15;
@@ -674,6 +814,7 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         }
         stats_record(job->r, job->ids[a->cand], job->skill, true, a->latency_usec);
         (void) attempt_move(a, ATTEMPT_EVENT_ACCEPT);
+        stream_settle(job, a);
         provider_name(job->r, job->ids[a->cand], cand->local, job->outcome.provider);
         memcpy(job->outcome.provider_id, job->ids[a->cand], WIRE_NODE_ID_SIZE);
         job->outcome.price = c->price;
@@ -933,6 +1074,36 @@ static void late_result_handle(struct requester *r, const uint8_t from[32], cons
         }
 }
 
+static bool stream_digest_matches(struct attempt *a, const Swarm__JobResult *res) {
+        uint8_t digest[JOB_STREAM_DIGEST_SIZE];
+        struct job_stream_digest copy = a->stream;
+
+        if (res->stream_digest.len != JOB_STREAM_DIGEST_SIZE)
+                return false;
+        job_stream_digest_final(&copy, digest);
+        return sodium_memcmp(digest, res->stream_digest.data, JOB_STREAM_DIGEST_SIZE) == 0;
+}
+
+void requester_handle_chunk(struct requester *r, const uint8_t from[32], const Swarm__JobChunk *c) {
+        struct attempt *a;
+        struct job *job;
+
+        for (job = r->jobs; job; job = job->jobs_next)
+                if (memcmp(job->job_id, c->job_id.data, JOB_ID_SIZE) == 0)
+                        break;
+        if (!job || job->finished)
+                return;         /* late, or not ours */
+        a = attempt_of(job, from);
+        if (!a)
+                return;
+        if (c->seq != a->stream_seq) {
+                attempt_fail(a, -EBADMSG, true, "streamed chunk %" PRIu32 " where %" PRIu32 " was due", c->seq,
+                             a->stream_seq);
+                return;
+        }
+        stream_chunk_add(job, a, c->name, c->data.data, c->data.len);
+}
+
 void requester_handle_result(struct requester *r, const uint8_t from[32], const Swarm__SignedResult *s) {
         _cleanup_(job_result_freep) Swarm__JobResult *res = NULL;
         struct swarm_values *outputs = NULL, *proof = NULL;
@@ -994,6 +1165,14 @@ void requester_handle_result(struct requester *r, const uint8_t from[32], const 
         if (res->price > job->max_price) {
                 attempt_fail(a, -EBADMSG, true, "charged %" PRIu64 ", above the max price %" PRIu64, res->price,
                              job->max_price);
+                return;
+        }
+        if (res->stream_chunks != a->stream_seq || (a->stream_seq > 0 && !stream_digest_matches(a, res))) {
+                /* What it streamed (and we passed on) is not what it
+                 * signs for: a lie, or chunks lost on the way. */
+                job->rejected++;
+                attempt_fail(a, -EBADMSG, true, "its stream (%" PRIu32 " chunks) is not the one its signed "
+                             "result vouches for (%" PRIu32 " chunks)", a->stream_seq, res->stream_chunks);
                 return;
         }
         k = job_values_from_wire(res->outputs, res->n_outputs, shm_allocate, &outputs, &reason);
@@ -1147,6 +1326,7 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
         }
         job->done = done;
         job->userdata = userdata;
+        job->chunk = spec->chunk;
         for (size_t i = 0; i < JOB_ID_SIZE; i += 8) {
                 uint64_t x = r->rng(r->rng_userdata);
                 memcpy(job->job_id + i, &x, 8);
@@ -1222,6 +1402,11 @@ static void on_result(void *userdata, const uint8_t from[WIRE_NODE_ID_SIZE], con
         requester_handle_result(userdata, from, result);
 }
 
+static void on_chunk(void *userdata, const uint8_t from[WIRE_NODE_ID_SIZE], const Swarm__JobChunk *chunk) {
+        requester_handle_chunk(userdata, from, chunk);
+}
+
 void requester_attach(struct requester *r, struct jobs_channel *channel) {
         jobs_channel_on_result(channel, r ? on_result : NULL, r);
+        jobs_channel_on_chunk(channel, r ? on_chunk : NULL, r);
 }

@@ -31,7 +31,25 @@ struct network;
 struct skills;
 struct provider;
 
+/* A piece of a running job's output, as the provider streams it: text as
+ * it is generated.  A preview: the outputs of the verified result hold all
+ * of it.  seq counts the chunks passed on for this job (0, 1, …).  When the
+ * stream changes hands (the provider that was streaming failed, another
+ * took over, or another's result won), restart is set on the next chunk:
+ * what was shown of this job so far is void and the stream starts again.
+ * name NULL (and size 0) is a restart with nothing new yet. */
+struct job_chunk {
+        uint32_t seq;
+        bool restart;
+        const char *name;
+        const void *data;
+        size_t size;
+};
+
+typedef void (*job_chunk_fn)(uint64_t job, const struct job_chunk *c, void *userdata);
+
 struct job_spec {
+        job_chunk_fn chunk;                     /* NULL: no streaming; else called with done's userdata */
         const char *skill;
         const struct swarm_values *inputs;      /* borrowed until done is called */
         uint64_t max_price;                     /* micro-credits */
@@ -80,6 +98,8 @@ void requester_cancel(struct requester *r, uint64_t job);
 
 /* The jobs channel hands SignedResults here, once requester_attach()ed;
  * NULL r detaches whatever requester the channel had. */
+/* A JobChunk from a provider (the jobs channel calls it). */
+void requester_handle_chunk(struct requester *r, const uint8_t from[32], const Swarm__JobChunk *c);
 void requester_handle_result(struct requester *r, const uint8_t from[32], const Swarm__SignedResult *res);
 void requester_attach(struct requester *r, struct jobs_channel *channel);
 

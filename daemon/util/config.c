@@ -407,6 +407,12 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "testing.corrupt_stream",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, testing_corrupt_stream),
+                .needs_restart = true,
+        },
+        {
                 .path = "testing.withhold_payments",
                 .type = CONF_BOOL,
                 .offset = offsetof(struct config, testing_withhold_payments),

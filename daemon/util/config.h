@@ -79,6 +79,7 @@ struct config {
 
         /* testing: (need a restart) */
         bool testing_corrupt_results;   /* testing.corrupt_results: return wrong results (fault injection) */
+        bool testing_corrupt_stream;    /* testing.corrupt_stream: stream other chunks than signed */
         uint64_t testing_throughput_factor;     /* testing.throughput_factor: advertise N× the throughput */
         bool testing_withhold_payments; /* testing.withhold_payments: never pay (a freeloader) */
 

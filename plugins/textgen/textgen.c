@@ -705,12 +705,25 @@ static size_t copy_text_bytes(char *dst, const char *src, size_t n) {
 }
 
 /* Emits text[*emitted, upto) as preview chunks (swarm_job_emit), so that a
- * listener prints tokens as they come. */
-static void emit_text(struct swarm_job *job, const char *text, size_t *emitted, size_t upto) {
-        while (*emitted < upto) {
-                size_t n = upto - *emitted < SWARM_JOB_CHUNK_MAX ? upto - *emitted : SWARM_JOB_CHUNK_MAX;
+ * listener prints tokens as they come.  Sanitised as the final text is, and
+ * cut only where that gives the same bytes (utf8_stable_prefix(); at the
+ * end, final, everything), so the chunks add up to the returned text. */
+static void emit_text(struct swarm_job *job, const char *text, size_t *emitted, size_t upto, bool final) {
+        /* Pieces of at most a chunk after sanitising (which can triple). */
+        const size_t piece_max = SWARM_JOB_CHUNK_MAX / 3;
+        char clean[SWARM_JOB_CHUNK_MAX];
 
-                if (swarm_job_emit(job, "text", text + *emitted, n) < 0)
+        if (!final)
+                upto = *emitted + utf8_stable_prefix(text + *emitted, upto - *emitted);
+        while (*emitted < upto) {
+                size_t n = upto - *emitted < piece_max ? upto - *emitted : piece_max, cut, w;
+
+                /* Not inside a character, unless nothing else fits. */
+                cut = utf8_stable_prefix(text + *emitted, n);
+                if (cut > 0 && *emitted + n < upto)
+                        n = cut;
+                w = utf8_sanitize(text + *emitted, n, clean);
+                if (swarm_job_emit(job, "text", clean, w) < 0)
                         return;         /* a preview: the outputs have it all */
                 *emitted += n;
         }
@@ -845,7 +858,7 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                         }
                 }
                 if (text_len > hold)
-                        emit_text(job, text, &emitted, text_len - hold);
+                        emit_text(job, text, &emitted, text_len - hold, false);
                 if (n_gen == max_gen)
                         break;
                 r = llama_eval(t->ctx, &tok, 1, false, &logits);
@@ -854,7 +867,7 @@ static int textgen_execute(void *state, struct swarm_job *job) {
         }
         t2 = now_usec();
         if (text)
-                emit_text(job, text, &emitted, text_len);
+                emit_text(job, text, &emitted, text_len, true);
 
         struct swarm_tensor tt;
         uint64_t shape[1] = { n_gen };

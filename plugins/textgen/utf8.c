@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -63,4 +64,30 @@ size_t utf8_sanitize(const char *src, size_t n, char *dst) {
                 }
         }
         return w;
+}
+
+/* The bytes a lead byte announces, or 0 when it leads nothing. */
+static size_t announced(uint8_t b) {
+        return b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+}
+
+size_t utf8_stable_prefix(const char *src, size_t n) {
+        const uint8_t *s = (const uint8_t *) src;
+        size_t i = 0;
+
+        while (i < n) {
+                size_t len = valid_sequence(s + i, n - i), want = announced(s[i]);
+
+                if (len == 0 && want > n - i) {
+                        /* Cut short: more bytes may still make it valid. */
+                        bool could = true;
+
+                        for (size_t k = i + 1; k < n; k++)
+                                could = could && (s[k] & 0xc0) == 0x80;
+                        if (could)
+                                return i;
+                }
+                i += len ? len : 1;
+        }
+        return n;
 }

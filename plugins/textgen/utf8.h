@@ -16,3 +16,9 @@
 size_t utf8_sanitize(const char *src, size_t n, char *dst);
 /* The length utf8_sanitize() would return, without writing. */
 size_t utf8_sanitized_len(const char *src, size_t n);
+
+/* How much of src[0..n) sanitises the same whatever bytes follow: all of
+ * it but a trailing sequence cut short.  Sanitising a text piece by piece
+ * at such points gives the same bytes as sanitising it whole, which is
+ * what lets a stream of text (the previews) equal the final result. */
+size_t utf8_stable_prefix(const char *src, size_t n);

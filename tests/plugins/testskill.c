@@ -44,6 +44,7 @@
 /* One skill per worker process: a global is the worker's state. */
 static int64_t price_per_element = 1;
 static int64_t throughput = 1000000;
+static int64_t crash_after_stream;
 
 static int test_init(const struct swarm_values *config, void **state) {
         int64_t fail = 0;
@@ -55,6 +56,7 @@ static int test_init(const struct swarm_values *config, void **state) {
         }
         (void) swarm_values_get_int(config, "price", &price_per_element);
         (void) swarm_values_get_int(config, "throughput", &throughput);
+        (void) swarm_values_get_int(config, "crash-after-stream", &crash_after_stream);
         if (price_per_element < 1)
                 price_per_element = 1;
         *state = NULL;
@@ -138,6 +140,11 @@ static int test_execute(void *state, struct swarm_job *job) {
                     swarm_job_emit(job, "text", big, sizeof(big)) != -E2BIG ||
                     swarm_job_emit(job, "Bad Name", "x", 1) != -EINVAL)
                         return -EIO;
+                /* A provider that dies mid-stream (skill option). */
+                if (crash_after_stream) {
+                        signal(SIGSEGV, SIG_DFL);
+                        raise(SIGSEGV);
+                }
         }
 
         if (swarm_values_get_tensor(in, "x", &x) < 0 || x.dtype != SWARM_DTYPE_F32) {

@@ -65,6 +65,8 @@ struct batch {
         size_t n_inputs;
         uint64_t max_price, deadline_usec;
         bool hedge;
+        bool no_stream;                 /* --no-stream */
+        bool streamed;                  /* text went to stdout: end it with a newline */
         const char *output;
         bool batch_mode, verbose, quiet;
         const char *batch_file;         /* --batch, for messages */
@@ -522,6 +524,11 @@ static void record(struct batch *b, struct jobs_result *res) {
         j->finished = true;
         j->status = res->status;
         b->in_flight--;
+        if (b->streamed) {
+                /* The streamed text ends; the verified result follows. */
+                printf("\n");
+                b->streamed = false;
+        }
         if (res->rerouted > 0)
                 b->rerouted_jobs++;
         b->rerouted_total += res->rerouted;
@@ -653,6 +660,8 @@ static int submit_one(struct batch *b, struct jobs_client *c, size_t i) {
                 .max_price = j->max_price,
                 .deadline_usec = j->deadline_usec,
                 .hedge = j->hedge,
+                /* One job: its text on stdout as it is made. */
+                .stream = !b->batch_mode && !b->no_stream,
         });
         /* The memfds went with the message: ours can go. */
         swarm_values_free(inputs);
@@ -670,6 +679,25 @@ static int submit_one(struct batch *b, struct jobs_client *c, size_t i) {
         return 0;
 }
 
+/* Streamed text to stdout as it comes (other chunks, progress say, are
+ * not for a terminal); a restart is said on stderr, so that what stdout
+ * holds before it is known to be void. */
+static void print_chunk(const struct jobs_chunk *k, void *userdata) {
+        struct batch *b = userdata;
+
+        if (k->restart) {
+                fflush(stdout);
+                fprintf(stderr, "%s[the stream restarted on another provider: the text above is void]\n",
+                        b->streamed ? "\n" : "");
+                b->streamed = false;
+        }
+        if (!k->name || strcmp(k->name, "text") != 0 || k->size == 0)
+                return;
+        fwrite(k->data, 1, k->size, stdout);
+        fflush(stdout);
+        b->streamed = true;
+}
+
 static int run_batch(struct batch *b, const char *socket_path) {
         struct jobs_client *c = NULL;
         uint64_t start = now(CLOCK_MONOTONIC);
@@ -683,6 +711,7 @@ static int run_batch(struct batch *b, const char *socket_path) {
                 return 3;
         }
         load_peer_names(b, socket_path);
+        jobs_client_on_chunk(c, print_chunk, b);
         b->tty = isatty(STDERR_FILENO) > 0;
         if (b->batch_mode && !b->quiet)
                 fprintf(stderr, "Submitting %zu jobs, at most %u in flight, through %s.\n", b->n_jobs, b->parallel,
@@ -743,6 +772,7 @@ static void help(void) {
                "  -p, --max-price N       at most N micro-credits per job (default: no limit)\n"
                "  -d, --deadline D        give up after D (30s, 500ms; default 60s)\n"
                "      --hedge             ask a second provider when the first is slow\n"
+               "      --no-stream         do not print text as the provider makes it (one job)\n"
                "  -o, --output-dir DIR    write outputs there (.npy for tensors, raw bytes);\n"
                "                          batch: DIR/INDEX/ for jobs without output:\n"
                "  -b, --batch FILE        a YAML list of jobs {skill, inputs: {NAME: SPEC}, max_price,\n"
@@ -792,6 +822,7 @@ int verb_submit(int argc, char *argv[]) {
                 { "max-price", required_argument, NULL, 'p' },
                 { "deadline", required_argument, NULL, 'd' },
                 { "hedge", no_argument, NULL, 'H' },
+                { "no-stream", no_argument, NULL, 'S' },
                 { "output-dir", required_argument, NULL, 'o' },
                 { "batch", required_argument, NULL, 'b' },
                 { "parallel", required_argument, NULL, 'j' },
@@ -829,6 +860,9 @@ int verb_submit(int argc, char *argv[]) {
                         break;
                 case 'H':
                         b.hedge = true;
+                        break;
+                case 'S':
+                        b.no_stream = true;
                         break;
                 case 'o': {
                         size_t n = strlen(optarg);
