@@ -38,7 +38,7 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "needs root (debootstrap, chroot)"
 command -v debootstrap >/dev/null || skip "debootstrap is not installed (tools/install-deps.sh)"
 
-key=$(printf '%s\n' "$suite" "$mirror" "$os_packages" "$deb_depends" | sha256sum | cut -c1-16)
+key=$({ printf '%s\n' "$suite" "$mirror"; cat "$0"; } | sha256sum | cut -c1-16)
 
 mkdir -p "$dir"
 exec 9>"$dir.lock"
@@ -66,7 +66,8 @@ nice -n 10 timeout 900 debootstrap --variant=minbase --include="$os_packages" \
 	exit 1
 }
 # debootstrap leaves the package lists of $suite main; fetch the
-# dependencies into apt's cache against them.
+# dependencies into apt's cache against them, and only those.
+chroot "$dir/root.new" apt-get clean
 # shellcheck disable=SC2086
 timeout 600 chroot "$dir/root.new" apt-get install -y -qq --download-only --no-install-recommends \
 	$deb_depends >>"$dir/debootstrap.log" 2>&1 || {
