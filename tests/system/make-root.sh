@@ -11,11 +11,17 @@
 # network-less container, where apt takes the dependencies from that cache,
 # so only what the Depends name gets installed.
 #
-# Usage: make-root.sh DIR
+# Usage: make-root.sh [--probe] DIR
 # Exit status: 0 ready, 77 cannot be made here (not root, no debootstrap,
-# no network to the mirror: the reason is on stderr), 1 failed.
+# no network to the mirror: the reason is on stderr), 1 failed.  With
+# --probe it only says, in seconds, whether it would be ready or 77.
 set -eu
 
+probe=false
+if [ "$1" = --probe ]; then
+	probe=true
+	shift
+fi
 dir=$1
 mirror=${SWARM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
@@ -40,17 +46,25 @@ command -v debootstrap >/dev/null || skip "debootstrap is not installed (tools/i
 
 key=$({ printf '%s\n' "$suite" "$mirror"; cat "$0"; } | sha256sum | cut -c1-16)
 
+cached() {
+	[ -d "$dir/root" ] && [ "$(cat "$dir/key" 2>/dev/null)" = "$key" ]
+}
+
 mkdir -p "$dir"
 exec 9>"$dir.lock"
-flock 9
-
-if [ -d "$dir/root" ] && [ "$(cat "$dir/key" 2>/dev/null)" = "$key" ]; then
-	exit 0
+if $probe; then
+	# Made already, or being made (locked): the caller waits for it.
+	cached && exit 0
+	flock -n 9 || exit 0
+else
+	flock 9
+	cached && exit 0
 fi
 
 command -v wget >/dev/null || skip "wget is not installed (debootstrap needs it)"
 wget -q -T 10 -t 1 -O /dev/null "$mirror/dists/$suite/Release" \
 	|| skip "the Debian mirror $mirror cannot be reached (set SWARM_DEBIAN_MIRROR)"
+$probe && exit 0
 
 # A debootstrap that was killed may have left /proc and /sys mounted in
 # its root.

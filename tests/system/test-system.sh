@@ -67,6 +67,14 @@ unmet=$(cd "$src" && dpkg-checkbuilddeps 2>&1) ||
 
 mkdir -p "$work"
 rm -rf "$machine"
+# Before minutes of building: can the root be made at all?
+rc=0
+"$here/make-root.sh" --probe "$build/system-root" 2>"$work/make-root.log" || rc=$?
+case $rc in
+0) ;;
+77) skip "$(sed -n 's/^make-root: skipped: //p' "$work/make-root.log")" ;;
+*) fail "make-root.sh --probe failed: $(cat "$work/make-root.log")" ;;
+esac
 
 # The root, cached; usually made already by the background call in
 # tools/test.sh (then this only waits for it), else while the packages
