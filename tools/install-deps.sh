@@ -11,7 +11,7 @@ PACKAGES="
 	libzmq3-dev protobuf-c-compiler libprotobuf-c-dev libclang-rt-14-dev
 	libcriterion-dev libsqlite3-dev libjson-c-dev
 	systemd dbus
-	debhelper dpkg-dev lintian chrpath debootstrap systemd-container
+	debhelper dpkg-dev lintian debootstrap systemd-container
 "
 
 missing=""
