@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,11 +373,47 @@ Test(identity, refuses_key_owned_by_another_user) {
 
         create_identity(&id);
         before = read_blob(key_path);
-        cr_assert_eq(chown(key_path, 65534, 65534), 0);
 
-        cr_assert_eq(identity_load(state_dir, &loaded), -EPERM);
-        cr_assert_eq(identity_load_or_create(state_dir, &loaded, NULL), -EPERM);
-        cr_assert_null(loaded);
+        /* A swarmd running as uid 65533 that can read a key uid 65534
+         * owns (through their group) refuses it... */
+        cr_assert_eq(chmod(tmpdir, 0755), 0);
+        cr_assert_eq(chown(state_dir, 65533, 65533), 0);
+        cr_assert_eq(chown(key_path, 65534, 65533), 0);
+        cr_assert_eq(chmod(key_path, 0640), 0);
+        {
+                char said[1024] = "";
+                int status, pipefd[2];
+                ssize_t n;
+                pid_t pid;
+
+                cr_assert_eq(pipe(pipefd), 0);
+                pid = fork();
+                cr_assert_geq(pid, 0);
+                if (pid == 0) {
+                        struct identity *child = NULL;
+
+                        if (dup2(pipefd[1], STDERR_FILENO) < 0 || setgroups(0, NULL) < 0 || setgid(65533) < 0 ||
+                            setuid(65533) < 0)
+                                _exit(2);
+                        _exit(identity_load(state_dir, &child) == -EPERM &&
+                              identity_load_or_create(state_dir, &child, NULL) == -EPERM && !child ? 0 : 1);
+                }
+                close(pipefd[1]);
+                cr_assert_eq(waitpid(pid, &status, 0), pid);
+                n = read(pipefd[0], said, sizeof(said) - 1);
+                close(pipefd[0]);
+                said[n > 0 ? n : 0] = '\0';
+                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a key another user owns was used: %s",
+                          said);
+                cr_assert(strstr(said, "is owned by uid 65534, not by uid 65533"), "refused for another reason: %s",
+                          said);
+        }
+
+        /* ...while root may use the service's key (swarmd --show-identity
+         * as root on a packaged install), once its mode is right. */
+        cr_assert_eq(chmod(key_path, 0600), 0);
+        cr_assert_eq(identity_load(state_dir, &loaded), 0);
+        cr_assert_str_eq(loaded->node_id, id->node_id);
 
         after = read_blob(key_path);
         assert_blob_eq(&before, &after);

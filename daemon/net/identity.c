@@ -109,12 +109,15 @@ static int identity_open(const char *path, int *ret_fd) {
                                        "%s is %s, not a regular file; refusing to use it as the node identity. "
                                        "Remove it to create a new identity.",
                                        path, file_type_to_string(st.st_mode));
-        if (st.st_uid != geteuid())
+        /* Root may use the service's key (swarmd --show-identity as root on
+         * a packaged install, where the key belongs to the swarmd user):
+         * nothing another user controls is beyond root anyway. */
+        if (st.st_uid != geteuid() && geteuid() != 0)
                 return log_error_errno(EPERM,
                                        "%s is owned by uid %u, not by uid %u that swarmd runs as; refusing a key "
-                                       "another user controls. chown it to uid %u if it is this node's key, or "
-                                       "remove it to create a new identity.",
-                                       path, (unsigned) st.st_uid, (unsigned) geteuid(), (unsigned) geteuid());
+                                       "another user controls. If it is this node's key, run swarmd as uid %u "
+                                       "(or as root); else remove it to create a new identity.",
+                                       path, (unsigned) st.st_uid, (unsigned) geteuid(), (unsigned) st.st_uid);
         if (st.st_mode & 044)
                 return log_error_errno(EPERM,
                                        "%s is readable by group or others (mode %04o); refusing to use a leaked key. "
