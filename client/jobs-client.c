@@ -95,6 +95,12 @@ static uint64_t metric(const struct swarm_values *v, const char *name) {
         return x > 0 ? (uint64_t) x : 0;
 }
 
+int jobs_client_cancel(struct jobs_client *c, uint64_t id) {
+        struct wmsg m = { .type = JOBS_MSG_CANCEL, .job_id = id };
+
+        return wmsg_send(c->fd, &m);
+}
+
 void jobs_client_on_chunk(struct jobs_client *c, jobs_chunk_fn fn, void *userdata) {
         c->chunk = fn;
         c->chunk_userdata = userdata;

@@ -71,6 +71,10 @@ int jobs_client_fd(const struct jobs_client *c);
  * elsewhere, -ECONNRESET when swarmd went away. */
 int jobs_client_submit(struct jobs_client *c, const struct jobs_submission *s);
 
+/* Cancels job id: its reply still comes, with status -ECANCELED (unless
+ * it had finished).  0, or -errno of the send. */
+int jobs_client_cancel(struct jobs_client *c, uint64_t id);
+
 /* Waits up to timeout_ms (-1: for ever) for the next reply.  0 and *ret
  * filled (jobs_result_done() it); -ETIMEDOUT; -ECONNRESET when swarmd
  * went away; -EBADMSG for a malformed reply. */

@@ -44,6 +44,9 @@
  * the job so far is void (the stream restarted on another provider),
  * values[0] = one value (bytes): the piece, absent for a bare restart. */
 #define JOBS_MSG_CHUNK WMSG_CHUNK
+/* client → swarmd: job_id; the job is cancelled (not paid for) and gets
+ * its one reply, status -ECANCELED.  An id not in flight is ignored. */
+#define JOBS_MSG_CANCEL WMSG_CANCEL
 #define JOBS_TEXT_ERROR WMSG_TEXT_ERROR
 #define JOBS_TEXT_SKILL WMSG_TEXT_NAME
 

@@ -30,8 +30,10 @@ LAYERS = {
     'daemon/api': ['basic', 'core', 'util', 'host', 'net', 'market', 'lending', 'jobs', 'client', 'api'],
     'daemon': ['basic', 'core', 'util', 'host', 'net', 'market', 'lending', 'jobs', 'client', 'api', 'daemon'],
     'tools/swarmctl': ['basic', 'core', 'util', 'host', 'client', 'swarmctl'],
+    # The OpenAI gateway: a client of swarmd, as swarmctl.
+    'gateway': ['basic', 'util', 'host', 'client', 'gateway'],
 }
-FOLDER_OF = {'daemon': 'daemon', 'client': 'client', 'swarmctl': 'tools/swarmctl'}
+FOLDER_OF = {'daemon': 'daemon', 'client': 'client', 'swarmctl': 'tools/swarmctl', 'gateway': 'gateway'}
 # Headers from outside the layers: generated protocol code, the SDK, the
 # build configuration.
 OUTSIDE = re.compile(r'^(swarm\.pb-c|control\.pb-c|swarm-host|swarm/skill|build-config)\.h$')

@@ -317,6 +317,16 @@ static void on_job_chunk(uint64_t id, const struct job_chunk *c, void *userdata)
         client_reply(cl, &m);
 }
 
+/* A client gives up on one of its jobs (an HTTP client went away, say):
+ * the requester ends it with -ECANCELED, which is its reply. */
+static void client_cancel(struct client *cl, uint64_t client_id) {
+        LIST_FOREACH(jobs, j, cl->jobs)
+                if (j->client_id == client_id && j->started) {
+                        requester_cancel(cl->owner->requester, j->id);
+                        return;
+                }
+}
+
 /* Checks a SUBMIT and hands it to the requester; every refusal is a reply. */
 static void client_submit(struct client *cl, struct wmsg *m) {
         struct jobs_socket *js = cl->owner;
@@ -425,6 +435,8 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 }
                 if (m.type == JOBS_MSG_SUBMIT)
                         client_submit(cl, &m);
+                else if (m.type == JOBS_MSG_CANCEL)
+                        client_cancel(cl, m.job_id);
                 else
                         client_reply_error(cl, m.job_id, -EBADMSG, "expected a submit message, not %s",
                                            wmsg_type_to_string(m.type));

@@ -337,8 +337,9 @@ int wire_record_check(const Swarm__NodeRecord *r, const char **reason) {
                         return -EBADMSG;
                 }
                 if (!string_is_valid(o->version) || !string_is_valid(o->unit) || !string_is_valid(o->device) ||
-                    !string_is_valid(o->variant)) {
-                        *reason = "record skill version, unit or device is not UTF-8 of at most WIRE_STRING_MAX bytes";
+                    !string_is_valid(o->variant) || !string_is_valid(o->model)) {
+                        *reason = "record skill version, unit, device, variant or model is not UTF-8 of at most "
+                                  "WIRE_STRING_MAX bytes";
                         return -EBADMSG;
                 }
         }

@@ -47,6 +47,7 @@ const char *wmsg_type_to_string(enum wmsg_type t) {
                 [WMSG_SUBMIT] = "submit",
                 [WMSG_SUBMIT_REPLY] = "submit-reply",
                 [WMSG_CHUNK] = "chunk",
+                [WMSG_CANCEL] = "cancel",
         };
         if ((unsigned) t >= _WMSG_TYPE_MAX || !names[t])
                 return "unknown";

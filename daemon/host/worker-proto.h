@@ -50,6 +50,7 @@ enum wmsg_type {
         WMSG_SUBMIT,
         WMSG_SUBMIT_REPLY,
         WMSG_CHUNK,
+        WMSG_CANCEL,                    /* the jobs socket only: a client cancels one job */
         _WMSG_TYPE_MAX,
 };
 

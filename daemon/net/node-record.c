@@ -20,6 +20,7 @@ static void skill_offers_free(Swarm__SkillOffer **offers, size_t n) {
                 free(o->device);
                 free(o->price_unit);
                 free(o->variant);
+                free(o->model);
                 free(o);
         }
         free(offers);
@@ -111,9 +112,10 @@ int node_record_update(Swarm__NodeRecord *r, struct skills *skills, bool lending
                 o->price = pricing_apply(o->list_price, o->demand);
                 o->price_unit = advert_string(info->advert, "price-unit");
                 o->variant = advert_string(info->advert, "variant");
+                o->model = advert_string(info->advert, "model");
                 o->workers = skill_pool_workers_alive(p);
                 offers[k++] = o;
-                if (!o->name || !o->version || !o->unit || !o->device || !o->price_unit || !o->variant)
+                if (!o->name || !o->version || !o->unit || !o->device || !o->price_unit || !o->variant || !o->model)
                         break;
         }
 
