@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,13 @@ void openai_request_done(struct openai_request *r) {
         *r = (struct openai_request) {};
 }
 
-static int fail(char *err, size_t n, const char **param, const char *field, const char *format, const char *what) {
-        snprintf(err, n, format, what ?: field);
+__attribute__((format(printf, 5, 6)))
+static int fail(char *err, size_t n, const char **param, const char *field, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(err, n, format, ap);
+        va_end(ap);
         *param = field;
         return -EINVAL;
 }

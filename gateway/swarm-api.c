@@ -68,7 +68,10 @@ struct request {
         /* The job, once submitted. */
         struct openai_request job;
         uint64_t id;                    /* jobs-client id */
-        bool submitted, finished, suspended, gone;
+        bool submitted, finished, suspended, gone, cancelled;
+        /* While suspended MHD does not watch the socket: we do, so that a
+         * client that goes away cancels its job at once. */
+        sd_event_source *hangup;
         char cid[48];
         int64_t created;
 
@@ -130,6 +133,38 @@ static int on_kick(sd_event_source *s, void *userdata) {
 /* After a resume: MHD must run to notice it. */
 static void kick(struct gateway *g) {
         (void) sd_event_source_set_enabled(g->kick, SD_EVENT_ONESHOT);
+}
+
+static void request_cancel(struct request *q) {
+        if (!q->submitted || q->finished || q->cancelled || !q->g->jobs)
+                return;
+        q->cancelled = true;
+        log_info("Client of %s went away before its job finished; cancelling it.", q->cid);
+        (void) jobs_client_cancel(q->g->jobs, q->id);
+}
+
+/* The client closed its end while we waited for the swarm: its job is
+ * cancelled now (and so not paid for); its reply, -ECANCELED, lets MHD
+ * find the closed socket and end the request. */
+static int on_hangup(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct request *q = userdata;
+
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        request_cancel(q);
+        return 0;
+}
+
+static void request_suspend(struct request *q) {
+        const union MHD_ConnectionInfo *info;
+
+        q->suspended = true;
+        MHD_suspend_connection(q->conn);
+        if (!q->hangup) {
+                info = MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                if (info)
+                        (void) sd_event_add_io(q->g->event, &q->hangup, info->connect_fd, EPOLLRDHUP, on_hangup, q);
+        } else
+                (void) sd_event_source_set_enabled(q->hangup, SD_EVENT_ON);
 }
 
 static void request_resume(struct request *q) {
@@ -246,8 +281,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         if (q->stream_done)
                 return MHD_CONTENT_READER_END_OF_STREAM;
         /* Nothing yet: wait without spinning until a chunk comes. */
-        q->suspended = true;
-        MHD_suspend_connection(q->conn);
+        request_suspend(q);
         return 0;
 }
 
@@ -299,8 +333,10 @@ static void job_finished(struct request *q, struct jobs_result *res) {
                         (void) stream_append(q, openai_stream_event(q->job.kind, &r, NULL, 0, !q->sent_first, false,
                                                                     true, q->job.include_usage));
                 else {
-                        char *e = openai_error(res->error, (status_of(res->status, &type, &code), type), NULL, code),
-                             *event = NULL;
+                        char *e, *event = NULL;
+
+                        (void) status_of(res->status, &type, &code);
+                        e = openai_error(res->error, type, NULL, code);
 
                         if (e && asprintf(&event, "data: %s\n\n", e) < 0)
                                 event = NULL;
@@ -440,8 +476,7 @@ static enum MHD_Result submit(struct request *q) {
                 return ret;
         }
         /* Answered when the job ends (job_finished()). */
-        q->suspended = true;
-        MHD_suspend_connection(q->conn);
+        request_suspend(q);
         return MHD_YES;
 }
 
@@ -633,10 +668,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 return;
         *con_cls = NULL;
         q->gone = true;
-        if (q->submitted && !q->finished && g->jobs) {
-                log_info("Client of %s went away before its job finished; cancelling it.", q->cid);
-                (void) jobs_client_cancel(g->jobs, q->id);
-        }
+        q->hangup = sd_event_source_disable_unref(q->hangup);
+        request_cancel(q);
         if (q->streaming)
                 g->streams--;
         LIST_REMOVE(requests, g->requests, q);

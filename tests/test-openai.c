@@ -4,6 +4,8 @@
 
 #include <criterion/criterion.h>
 #include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "openai.h"
