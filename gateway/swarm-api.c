@@ -105,10 +105,19 @@ struct gateway {
 /* ---- MHD in the sd-event loop ---- */
 
 static void mhd_run(struct gateway *g) {
-        MHD_UNSIGNED_LONG_LONG ms;
+        MHD_UNSIGNED_LONG_LONG ms = 0;
+        enum MHD_Result have = MHD_NO;
 
-        MHD_run(g->mhd);
-        if (MHD_get_timeout(g->mhd, &ms) == MHD_YES) {
+        /* A run can leave work for the next (a connection resumed in it is
+         * only processed in the run after): on while MHD says there is
+         * work now. */
+        for (int i = 0; i < 8; i++) {
+                MHD_run(g->mhd);
+                have = MHD_get_timeout(g->mhd, &ms);
+                if (have != MHD_YES || ms > 0)
+                        break;
+        }
+        if (have == MHD_YES) {
                 (void) sd_event_source_set_time_relative(g->mhd_timer, ms * USEC_PER_MSEC);
                 (void) sd_event_source_set_enabled(g->mhd_timer, SD_EVENT_ONESHOT);
         } else
