@@ -227,6 +227,24 @@ note "systemd-analyze security: $exposure"
 # should be a decision, not an accident.
 check "exposure score at most 3.0" awk -v s="${exposure%% *}" 'BEGIN { exit !(s != "" && s <= 3.0) }'
 
+# --- the OpenAI gateway, socket-activated ---------------------------------------
+
+check "swarm-api.socket is installed, not enabled (opt-in)" eq "$(systemctl is-enabled swarm-api.socket 2>&1)" disabled
+check "systemctl start swarm-api.socket" timeout 30 systemctl start swarm-api.socket
+# bash's /dev/tcp: the minimal system has no curl.
+models=$(timeout 20 bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 &&
+	printf "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" >&3 && cat <&3' 2>&1 || true)
+note "GET /v1/models: $(printf '%s' "$models" | head -1)"
+check "the first connection starts swarm-api, which answers GET /v1/models with 200" \
+	sh -c 'printf "%s" "$1" | head -1 | grep -q "^HTTP/1.1 200"' - "$models"
+check "... a JSON list" sh -c 'printf "%s" "$1" | grep -q "\"object\":\"list\""' - "$models"
+check "swarm-api.service runs as a dynamic user in the swarmd group" \
+	eq "$(systemctl show -P DynamicUser swarm-api.service)/$(systemctl show -P SupplementaryGroups swarm-api.service)" yes/swarmd
+api_exposure=$(systemd-analyze security swarm-api.service 2>/dev/null | tail -1 | awk '{ print $(NF-1), $NF }')
+note "systemd-analyze security swarm-api.service: $api_exposure"
+check "swarm-api's exposure score at most 2.0" awk -v s="${api_exposure%% *}" 'BEGIN { exit !(s != "" && s <= 2.0) }'
+timeout 30 systemctl stop swarm-api.socket swarm-api.service
+
 # --- crash and restart --------------------------------------------------------
 pid=$(unit MainPID)
 systemctl kill -s SEGV --kill-who=main swarmd.service
