@@ -77,6 +77,8 @@ int jobs_client_submit(struct jobs_client *c, const struct jobs_submission *s) {
                 r = swarm_values_set_int(options, JOBS_OPTION_HEDGE, 1);
         if (r >= 0 && s->stream)
                 r = swarm_values_set_int(options, JOBS_OPTION_STREAM, 1);
+        if (r >= 0 && s->key)
+                r = swarm_values_set_string(options, JOBS_OPTION_KEY, s->key);
         if (r >= 0) {
                 /* wmsg_send only reads; the casts lend, they do not give. */
                 m.text[JOBS_TEXT_SKILL] = (char *) s->skill;
@@ -183,6 +185,7 @@ int jobs_client_wait(struct jobs_client *c, int timeout_ms, struct jobs_result *
                 ret->rerouted = (unsigned) metric(m.values[1], JOBS_METRIC_REROUTED);
                 ret->rejected = (unsigned) metric(m.values[1], JOBS_METRIC_REJECTED);
                 ret->latency_usec = metric(m.values[1], JOBS_METRIC_LATENCY_US);
+                ret->kept = metric(m.values[1], JOBS_METRIC_KEPT) != 0;
         }
         if (ret->status < 0 && !ret->error)
                 ret->error = strdup(strerror(-ret->status));

@@ -21,6 +21,7 @@ struct jobs_submission {
         uint64_t deadline_usec;                 /* relative; 0: the daemon's default */
         bool hedge;
         bool stream;                            /* chunks to jobs_client_on_chunk()'s callback */
+        const char *key;                        /* exactly-once: see JOBS_OPTION_KEY; NULL: none */
 };
 
 /* A piece of a streamed job's output (see jobs-proto.h): restart says that
@@ -50,6 +51,7 @@ struct jobs_result {
         uint64_t price;
         unsigned attempts, rerouted, rejected;
         uint64_t latency_usec;
+        bool kept;                      /* the kept result of an earlier submission of its key */
 };
 
 /* Frees what r holds and zeroes it. */

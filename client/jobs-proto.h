@@ -54,6 +54,12 @@
 #define JOBS_OPTION_DEADLINE_MS "deadline-ms"   /* relative; absent or 0: JOBS_DEFAULT_DEADLINE_MS */
 #define JOBS_OPTION_HEDGE "hedge"               /* nonzero: hedged requests */
 #define JOBS_OPTION_STREAM "stream"             /* nonzero: send JOBS_MSG_CHUNK as output is made */
+/* string, 1-128 bytes: exactly-once delivery.  The verified result is kept
+ * for this user (by uid) under the key, durably with its payment, for 24 h;
+ * a SUBMIT with a key done before is answered with that result (metric
+ * JOBS_METRIC_KEPT) and runs and pays nothing. */
+#define JOBS_OPTION_KEY "key"
+#define JOBS_KEY_MAX 128
 
 /* values[1] of SUBMIT_REPLY. */
 #define JOBS_METRIC_PROVIDER "provider"         /* string: node id, or "local" */
@@ -62,6 +68,7 @@
 #define JOBS_METRIC_REROUTED "rerouted"
 #define JOBS_METRIC_REJECTED "rejected"
 #define JOBS_METRIC_LATENCY_US "latency-us"
+#define JOBS_METRIC_KEPT "kept"                 /* 1: a kept result, from an earlier submission of its key */
 
 #define JOBS_DEFAULT_DEADLINE_MS (60 * 1000)
 #define JOBS_MAX_DEADLINE_MS (24 * 3600 * 1000)

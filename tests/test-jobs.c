@@ -1311,6 +1311,63 @@ Test(jobs, swarmctl_finds_a_daemon_started_by_hand_through_swarm_state_dir) {
         unsetenv("SWARM_STATE_DIR");
 }
 
+static bool same_file(const char *a, const char *b) {
+        char x[4096], y[4096];
+        FILE *f = fopen(a, "re"), *g = fopen(b, "re");
+        size_t n = f ? fread(x, 1, sizeof(x), f) : 0, m = g ? fread(y, 1, sizeof(y), g) : 0;
+
+        if (f)
+                fclose(f);
+        if (g)
+                fclose(g);
+        return f && g && n == m && n > 0 && memcmp(x, y, n) == 0;
+}
+
+/* Exactly-once delivery: a verified result submitted under a key is kept,
+ * durably with its payment, and the same key gets it back — also after
+ * the requester was killed and restarted — without a second job or a
+ * second payment; another key is a new job. */
+Test(credits, a_kept_result_comes_back_for_its_key_without_a_second_payment) {
+        char out[16384], sock[200], first[200], again[200], a[260], b[260];
+        const char *submit[] = { "submit", "--socket", sock, "--skill", "testskill", "--input", "x=random:f32:4:7",
+                                 "--input", "mode=str:echo", "--key", "batch-7", "-o", NULL, NULL };
+
+        start_swarm(1, NULL, NULL);
+        snprintf(sock, sizeof(sock), "%s/jobs.sock", nodes[0].state);
+        snprintf(first, sizeof(first), "%s/first", root);
+        snprintf(again, sizeof(again), "%s/again", root);
+
+        submit[12] = first;
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out), submit), 0, "%s", out);
+        cr_assert(strstr(out, "job         verified\n"), "%s", out);
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0);
+        cr_assert(strstr(out, "\"jobs_paid\": 1,"), "%s", out);
+
+        /* The requester dies and comes back: the kept result is still there. */
+        kill_node(0);
+        start_node(0);
+        for (long long deadline = monotonic_usec() + WAIT_MS * 1000LL; providers_seen() < 1;) {
+                cr_assert_lt(monotonic_usec(), deadline, "the restarted requester did not find the provider");
+                usleep(50 * 1000);
+        }
+        submit[12] = again;
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out), submit), 0, "%s", out);
+        cr_assert(strstr(out, "verified earlier: its kept result"), "%s", out);
+        snprintf(a, sizeof(a), "%s/y.npy", first);
+        snprintf(b, sizeof(b), "%s/y.npy", again);
+        cr_assert(same_file(a, b), "the kept result is not the result");
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0);
+        cr_assert(strstr(out, "\"jobs_paid\": 1,"), "paid twice for one key: %s", out);
+
+        /* Another key: a new job, paid. */
+        submit[10] = "batch-8";
+        submit[11] = NULL;      /* no -o */
+        cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out), submit), 0, "%s", out);
+        cr_assert(strstr(out, "job         verified\n"), "%s", out);
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0);
+        cr_assert(strstr(out, "\"jobs_paid\": 2,"), "%s", out);
+}
+
 /* The demand multiplier node 0 sees in provider i's gossiped offer of
  * testskill (0 when it sees none), and the price with it. */
 static double demand_seen(int i, uint64_t *price) {

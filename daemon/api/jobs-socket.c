@@ -56,6 +56,7 @@ struct client {
         LIST_FIELDS(struct client, clients);
         int fd;
         pid_t pid;
+        uid_t uid;                      /* whose kept results it may collect */
         sd_event_source *io, *defer_free;
         struct job *jobs;
         unsigned n_jobs;
@@ -332,6 +333,7 @@ static void client_submit(struct client *cl, struct wmsg *m) {
         struct jobs_socket *js = cl->owner;
         const char *skill = m->text[JOBS_TEXT_SKILL];
         int64_t deadline_ms = 0, hedge = 0, stream = 0;
+        const char *key = NULL;
         struct job_spec spec;
         struct job *j;
         int r;
@@ -352,6 +354,13 @@ static void client_submit(struct client *cl, struct wmsg *m) {
                 if (r < 0 && r != -ENOENT)
                         return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be an integer",
                                                   JOBS_OPTION_STREAM);
+                r = swarm_values_get_string(m->values[1], JOBS_OPTION_KEY, &key);
+                if (r < 0 && r != -ENOENT)
+                        return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be a string",
+                                                  JOBS_OPTION_KEY);
+                if (key && (!key[0] || strlen(key) > JOBS_KEY_MAX))
+                        return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be 1 to %d bytes",
+                                                  JOBS_OPTION_KEY, JOBS_KEY_MAX);
         }
         if (deadline_ms < 0 || deadline_ms > JOBS_MAX_DEADLINE_MS)
                 return client_reply_error(cl, m->job_id, -EINVAL, "deadline %" PRId64 " ms is out of range (0 to %d)",
@@ -369,6 +378,23 @@ static void client_submit(struct client *cl, struct wmsg *m) {
         if (!js->requester)
                 return client_reply_error(cl, m->job_id, -EOPNOTSUPP,
                                           "this swarmd does not route jobs (is network.enabled false?)");
+        /* A key done before: its kept result, not a second job or payment. */
+        if (key) {
+                struct job_outcome kept = {};
+
+                if (requester_kept_result(js->requester, (uint32_t) cl->uid, key, &kept) >= 0) {
+                        struct wmsg reply = { .type = JOBS_MSG_SUBMIT_REPLY, .job_id = m->job_id };
+
+                        log_debug("Job %" PRIu64 " from pid %d: key \"%s\" was done before; its kept result.",
+                                  m->job_id, (int) cl->pid, key);
+                        reply.values[0] = TAKE_PTR(kept.outputs);
+                        reply.values[1] = metrics_of(&kept);
+                        if (reply.values[1])
+                                (void) swarm_values_set_int(reply.values[1], JOBS_METRIC_KEPT, 1);
+                        client_reply(cl, &reply);
+                        return;
+                }
+        }
 
         j = calloc(1, sizeof(*j));
         if (!j)
@@ -391,6 +417,8 @@ static void client_submit(struct client *cl, struct wmsg *m) {
                 .deadline_usec = now(CLOCK_MONOTONIC) + (uint64_t) deadline_ms * 1000u,
                 .hedge = hedge != 0,
                 .chunk = stream ? on_job_chunk : NULL,
+                .keep_key = key,
+                .keep_owner = (uint32_t) cl->uid,
         };
         r = requester_submit(js->requester, &spec, on_job_done, j, &j->id);
         if (r < 0) {
@@ -470,8 +498,10 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 }
                 cl->owner = js;
                 cl->fd = cfd;
-                if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &l) == 0)
+                if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &l) == 0) {
                         cl->pid = cred.pid;
+                        cl->uid = cred.uid;
+                }
                 if (sd_event_add_io(js->event, &cl->io, cfd, EPOLLIN, on_client_io, cl) < 0) {
                         close(cfd);
                         free(cl);

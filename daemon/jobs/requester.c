@@ -14,6 +14,8 @@
 #include "attempt.h"
 #include "identity.h"
 #include "job-wire.h"
+#include "ledger.h"
+#include "pb-util.h"
 #include "jobs-channel.h"
 #include "list.h"
 #include "log.h"
@@ -111,6 +113,9 @@ struct job {
         uint8_t pinned_id[WIRE_NODE_ID_SIZE];
         job_done_fn done;
         void *userdata;
+        char *keep_key;                 /* kept for its submitter under this key, or NULL */
+        uint32_t keep_owner;
+        uint64_t submitted_clock_usec;
         /* Streaming to the submitter: one attempt's chunks at a time. */
         job_chunk_fn chunk;
         struct attempt *stream_owner;   /* whose chunks the submitter sees */
@@ -296,6 +301,7 @@ static void job_free(struct job *job) {
         free(job->cands);
         free(job->ids);
         free(job->skill);
+        free(job->keep_key);
         free(job);
 }
 
@@ -790,6 +796,28 @@ static void on_paid(int status, void *userdata) {
                 deliver(job);
 }
 
+/* A verified result as kept for its submitter (Swarm__KeptResult). */
+static int kept_result_pack(struct job *job, const struct swarm_values *outputs, uint64_t price, uint8_t **ret,
+                            size_t *ret_size) {
+        Swarm__KeptResult k = SWARM__KEPT_RESULT__INIT;
+        Swarm__JobValue **values = NULL;
+        size_t n = 0;
+        int r;
+
+        r = job_values_to_wire(outputs, &values, &n);
+        if (r < 0)
+                return r;
+        k.outputs = values;
+        k.n_outputs = n;
+        k.provider = job->outcome.provider;
+        k.price = price;
+        k.latency_us = now(CLOCK_MONOTONIC) - job->submitted_clock_usec;
+        k.attempts = (uint32_t) job->n_attempts;
+        r = pb_pack_alloc(&k.base, LEDGER_KEEP_RESULT_MAX, ret, ret_size);
+        job_values_free_wire(values, n);
+        return r;
+}
+
 static void on_verified(struct attempt *a, struct pool_call *c, const struct pool_result *res) {
         struct job *job = a->job;
         struct router_candidate *cand = &job->cands[a->cand];
@@ -824,10 +852,23 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         /* Verified: now it is paid for (our own node does not pay itself),
          * and handed over once the payment is durable (job_finish() waits
          * for on_paid()). */
-        if (!cand->local && c->price > 0 && job->r->accounts &&
-            accounts_pay(job->r->accounts, job->job_id, job->skill, job->ids[a->cand], c->price, on_paid, job,
-                         &job->payment) < 0)
-                job->payment = NULL;
+        {
+                /* With a key, the result is kept for its submitter, durably
+                 * with the payment (exactly-once delivery: requester.h). */
+                _cleanup_free_ uint8_t *kept = NULL;
+                struct accounts_keep keep = { .owner = job->keep_owner, .key = job->keep_key };
+                bool paying = !cand->local && c->price > 0 && job->r->accounts;
+
+                if (job->keep_key && job->r->accounts &&
+                    kept_result_pack(job, c->outputs, c->price, &kept, &keep.size) >= 0)
+                        keep.result = kept;
+                if (paying && accounts_pay_and_keep(job->r->accounts, job->job_id, job->skill, job->ids[a->cand],
+                                                    c->price, keep.result ? &keep : NULL, on_paid, job,
+                                                    &job->payment) < 0)
+                        job->payment = NULL;
+                if (!paying && keep.result && accounts_keep(job->r->accounts, &keep, job->job_id) < 0)
+                        log_warning("Job %" PRIu64 ": cannot keep its result for its submitter.", job->id);
+        }
         job->outcome.outputs = TAKE_PTR(c->outputs);
         job_finish(job, 0, NULL);
 }
@@ -1327,6 +1368,15 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
         job->done = done;
         job->userdata = userdata;
         job->chunk = spec->chunk;
+        job->submitted_clock_usec = now(CLOCK_MONOTONIC);
+        job->keep_owner = spec->keep_owner;
+        if (spec->keep_key) {
+                job->keep_key = strdup(spec->keep_key);
+                if (!job->keep_key) {
+                        job_free(job);
+                        return -ENOMEM;
+                }
+        }
         for (size_t i = 0; i < JOB_ID_SIZE; i += 8) {
                 uint64_t x = r->rng(r->rng_userdata);
                 memcpy(job->job_id + i, &x, 8);
@@ -1409,4 +1459,35 @@ static void on_chunk(void *userdata, const uint8_t from[WIRE_NODE_ID_SIZE], cons
 void requester_attach(struct requester *r, struct jobs_channel *channel) {
         jobs_channel_on_result(channel, r ? on_result : NULL, r);
         jobs_channel_on_chunk(channel, r ? on_chunk : NULL, r);
+}
+
+int requester_kept_result(struct requester *r, uint32_t owner, const char *key, struct job_outcome *ret) {
+        _cleanup_free_ void *blob = NULL;
+        Swarm__KeptResult *k = NULL;
+        const char *reason = NULL;
+        size_t size;
+        int q;
+
+        if (!r || !r->accounts || !key || !ret)
+                return -ENOENT;
+        q = accounts_kept_result(r->accounts, owner, key, &blob, &size);
+        if (q < 0)
+                return q;
+        /* Our own ledger's bytes; the values are still checked below. */
+        k = swarm__kept_result__unpack(NULL, size, blob);
+        if (!k)
+                return log_warning_errno(EBADMSG, "The result kept under key \"%s\" does not decode; ignoring it.",
+                                         key);
+        *ret = (struct job_outcome) {
+                .price = k->price,
+                .attempts = k->attempts,
+                .latency_usec = k->latency_us,
+        };
+        snprintf(ret->provider, sizeof(ret->provider), "%s", k->provider ?: "");
+        q = job_values_from_wire(k->outputs, k->n_outputs, shm_allocate, &ret->outputs, &reason);
+        protobuf_c_message_free_unpacked(&k->base, NULL);
+        if (q < 0)
+                return log_warning_errno(q, "The result kept under key \"%s\" does not decode (%s); ignoring it.",
+                                         key, reason ?: "?");
+        return 0;
 }

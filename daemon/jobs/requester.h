@@ -56,6 +56,12 @@ struct job_spec {
         uint64_t deadline_usec;                 /* CLOCK_MONOTONIC, absolute */
         bool hedge;
         const uint8_t *provider;                /* 32 bytes: only this node may run it (a challenge); NULL: any */
+        /* Exactly-once delivery: the verified result is kept (with its
+         * payment, in one transaction) for the local user keep_owner under
+         * keep_key, so that the same key comes back to it instead of a
+         * second job (requester_kept_result()).  NULL: not kept. */
+        const char *keep_key;
+        uint32_t keep_owner;
 };
 
 struct job_outcome {
@@ -131,3 +137,8 @@ size_t requester_active_jobs(const struct requester *r);
 void requester_set_accounts(struct requester *r, struct accounts *accounts);
 /* Where the router's counts come from (the accounts' or the private one). */
 struct reputation *requester_reputation(struct requester *r);
+
+/* The result kept for owner under key (see job_spec.keep_key), into *ret
+ * (outputs in shared memory; the caller frees them); -ENOENT when none or
+ * expired. */
+int requester_kept_result(struct requester *r, uint32_t owner, const char *key, struct job_outcome *ret);

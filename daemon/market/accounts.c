@@ -225,10 +225,19 @@ struct accounts_payment {
         accounts_paid_fn paid;          /* OP_PAY, OP_SERVED; NULL once forgotten */
         void *userdata;
         int status;
+        /* OP_PAY with a result to keep (data, size) for its submitter. */
+        char *keep_key;
+        uint32_t keep_owner;
 };
+
+static char *mfree_str(char *p) {
+        free(p);
+        return NULL;
+}
 
 static void op_free(struct accounts_payment *op) {
         free(op->data);
+        free(op->keep_key);
         free(op);
 }
 
@@ -262,6 +271,14 @@ static void op_run(struct accounts *a, struct accounts_payment *op, uint64_t now
                         op->status = 0;         /* paid before: not twice */
                 if (op->status < 0)
                         log_error_errno(op->status, "Cannot pay %s for a %s job: %m", who, op->skill);
+                /* In the same transaction: kept if and only if paid. */
+                if (op->status == 0 && op->keep_key) {
+                        int k = ledger_keep_result(a->ledger, op->keep_owner, op->keep_key, op->job_id, op->data,
+                                                   op->size, now, now + ACCOUNTS_KEEP_USEC);
+                        if (k < 0)
+                                log_warning_errno(k, "Cannot keep the result of a %s job for its submitter: %m",
+                                                  op->skill);
+                }
                 break;
         case OP_SERVED:
                 op->status = ledger_served(a->ledger, op->job_id, op->skill, op->peer, op->price, now);
@@ -409,6 +426,57 @@ int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill
         if (ret)
                 *ret = op;
         return enqueue(a, op);
+}
+
+int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
+                          uint64_t price, const struct accounts_keep *keep, accounts_paid_fn paid, void *userdata,
+                          struct accounts_payment **ret) {
+        struct accounts_payment *op = NULL;
+        int r;
+
+        if (!keep)
+                return accounts_pay(a, job_id, skill, payee, price, paid, userdata, ret);
+        if (!a || !keep->key || (!keep->result && keep->size > 0))
+                return -EINVAL;
+        if (a->config.withhold_payments) {
+                /* Not paid: kept on its own (a freeloader's results still
+                 * come back once). */
+                (void) accounts_keep(a, keep, job_id);
+                return -EALREADY;
+        }
+        r = accounts_pay(a, job_id, skill, payee, price, paid, userdata, &op);
+        if (r < 0)
+                return r;
+        op->keep_key = strdup(keep->key);
+        op->data = keep->size ? malloc(keep->size) : NULL;
+        if (!op->keep_key || (keep->size && !op->data)) {
+                /* The payment stands; the result is not kept. */
+                op->keep_key = mfree_str(op->keep_key);
+                log_warning("Out of memory: the result of a %s job is not kept for its submitter.", skill);
+        } else {
+                if (keep->size)
+                        memcpy(op->data, keep->result, keep->size);
+                op->size = keep->size;
+                op->keep_owner = keep->owner;
+        }
+        if (ret)
+                *ret = op;
+        return r;
+}
+
+int accounts_keep(struct accounts *a, const struct accounts_keep *keep, const uint8_t job_id[16]) {
+        uint64_t now = accounts_now();
+
+        if (!a || !keep || !job_id)
+                return -EINVAL;
+        return ledger_keep_result(a->ledger, keep->owner, keep->key, job_id, keep->result, keep->size, now,
+                                  now + ACCOUNTS_KEEP_USEC);
+}
+
+int accounts_kept_result(struct accounts *a, uint32_t owner, const char *key, void **ret, size_t *ret_size) {
+        if (!a)
+                return -ENOENT;
+        return ledger_kept_result(a->ledger, owner, key, accounts_now(), ret, ret_size);
 }
 
 void accounts_payment_forget(struct accounts_payment *p) {

@@ -80,6 +80,27 @@ int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill
                  uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret);
 void accounts_payment_forget(struct accounts_payment *p);
 
+/* A verified result to keep for its submitter (see ledger_keep_result()):
+ * the local user owner gave it key; result is its encoding
+ * (Swarm__KeptResult).  Kept ACCOUNTS_KEEP_USEC. */
+#define ACCOUNTS_KEEP_USEC (24ull * 3600 * 1000 * 1000)
+struct accounts_keep {
+        uint32_t owner;
+        const char *key;
+        const void *result;
+        size_t size;
+};
+/* accounts_pay(), and the result kept in the same transaction as the
+ * payment: a result that was paid for is kept, and one that is kept was
+ * paid for.  keep NULL: accounts_pay(). */
+int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
+                          uint64_t price, const struct accounts_keep *keep, accounts_paid_fn paid, void *userdata,
+                          struct accounts_payment **ret);
+/* Keeps a result that is not paid for (run locally, or free), durably now. */
+int accounts_keep(struct accounts *a, const struct accounts_keep *keep, const uint8_t job_id[16]);
+/* The kept result of owner's key (malloc'd encoding); -ENOENT. */
+int accounts_kept_result(struct accounts *a, uint32_t owner, const char *key, void **ret, size_t *ret_size);
+
 /* Writes what is queued now (accounts_free() does too). */
 void accounts_flush(struct accounts *a);
 

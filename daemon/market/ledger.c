@@ -96,6 +96,19 @@ static const char *const migrations[] = {
         "  INSERT INTO served_totals (peer, amount, jobs) VALUES (NEW.peer, NEW.price, 1)"
         "    ON CONFLICT (peer) DO UPDATE SET amount = amount + NEW.price, jobs = jobs + 1;"
         "END;",
+        /* 3: verified results kept for their submitter, by the key it gave
+         * (exactly-once delivery: written with the payment, handed back
+         * instead of a second job when the key comes again). */
+        "CREATE TABLE kept_results ("
+        "  owner INTEGER NOT NULL,"
+        "  key TEXT NOT NULL,"
+        "  job_id BLOB NOT NULL CHECK (length(job_id) = 16),"
+        "  result BLOB NOT NULL,"
+        "  at INTEGER NOT NULL,"
+        "  expires_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (owner, key)"
+        ");"
+        "CREATE INDEX kept_results_by_expiry ON kept_results (expires_at);",
 };
 
 enum {
@@ -124,6 +137,9 @@ enum {
         STMT_HISTORY_PEER,
         STMT_REPUTATION_PUT,
         STMT_REPUTATION_ALL,
+        STMT_KEEP_PUT,
+        STMT_KEEP_GET,
+        STMT_KEEP_EXPIRE,
         _STMT_MAX,
 };
 
@@ -191,6 +207,13 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_REPUTATION_ALL] =
                 "SELECT peer, skill, successes, failures, latency, ratio, updated_at FROM reputation "
                 "ORDER BY peer, skill",
+        [STMT_KEEP_PUT] =
+                "INSERT INTO kept_results (owner, key, job_id, result, at, expires_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                "ON CONFLICT (owner, key) DO UPDATE SET job_id = excluded.job_id, result = excluded.result, "
+                "at = excluded.at, expires_at = excluded.expires_at",
+        [STMT_KEEP_GET] = "SELECT result FROM kept_results WHERE owner = ?1 AND key = ?2 AND expires_at > ?3",
+        [STMT_KEEP_EXPIRE] = "DELETE FROM kept_results WHERE expires_at <= ?1",
 };
 
 struct ledger {
@@ -1218,4 +1241,78 @@ void ledger_batch_abort(struct ledger *l) {
                 return;
         l->batch = false;
         ledger_rollback(l);
+}
+
+/* ---- Kept results ---- */
+
+static bool keep_key_is_valid(const char *key) {
+        size_t n = key ? strnlen(key, LEDGER_KEEP_KEY_MAX + 1) : 0;
+
+        return n > 0 && n <= LEDGER_KEEP_KEY_MAX && utf8_valid(key, n);
+}
+
+int ledger_keep_result(struct ledger *l, uint32_t owner, const char *key, const uint8_t job_id[CHEQUE_JOB_SIZE],
+                       const void *result, size_t size, uint64_t now, uint64_t expires_at) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        int r, rc;
+
+        if (!l || !keep_key_is_valid(key) || !job_id || (!result && size > 0) || size > LEDGER_KEEP_RESULT_MAX ||
+            now > INT64_MAX || expires_at > INT64_MAX)
+                return -EINVAL;
+        r = ledger_begin(l, true);
+        if (r < 0)
+                return r;
+        txn = l;
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_KEEP_PUT];
+
+                sqlite3_bind_int64(s, 1, owner);
+                sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+                bind_blob(s, 3, job_id, CHEQUE_JOB_SIZE);
+                sqlite3_bind_blob(s, 4, size ? result : "", (int) size, SQLITE_STATIC);
+                sqlite3_bind_int64(s, 5, (sqlite3_int64) now);
+                sqlite3_bind_int64(s, 6, (sqlite3_int64) expires_at);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "keeping a result");
+        }
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_KEEP_EXPIRE];
+
+                sqlite3_bind_int64(s, 1, (sqlite3_int64) now);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "dropping expired results");
+        }
+        txn = NULL;
+        return ledger_commit(l);
+}
+
+int ledger_kept_result(struct ledger *l, uint32_t owner, const char *key, uint64_t now, void **ret, size_t *ret_size) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        const void *p;
+        int rc, n;
+
+        if (!l || !keep_key_is_valid(key) || !ret || !ret_size || now > INT64_MAX)
+                return -EINVAL;
+        s = l->stmts[STMT_KEEP_GET];
+        sqlite3_bind_int64(s, 1, owner);
+        sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64) now);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        if (rc != SQLITE_ROW)
+                return ledger_fail(l, rc, "looking up a kept result");
+        p = sqlite3_column_blob(s, 0);
+        n = sqlite3_column_bytes(s, 0);
+        if (n < 0 || (n > 0 && !p))
+                return ledger_bad_row(l, "kept_results");
+        *ret = malloc(n > 0 ? (size_t) n : 1);
+        if (!*ret)
+                return -ENOMEM;
+        if (n > 0)
+                memcpy(*ret, p, (size_t) n);
+        *ret_size = (size_t) n;
+        return 0;
 }

@@ -88,6 +88,22 @@ int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uin
 /* What requester owes us: served − received, 0 when it paid ahead. */
 int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
 
+/* ---- Kept results (requester side) ---- */
+
+/* A verified result kept for the local user (owner, a uid) who submitted
+ * it under key, so that the same key gets it back instead of a second job
+ * and payment: exactly-once delivery from the submitter's view.  Inside a
+ * batch with the payment it is durable with it or not at all.  Results
+ * past expires_at are dropped on the next keep.  -EINVAL for a key that is
+ * not 1-128 bytes of UTF-8 or a result over LEDGER_KEEP_RESULT_MAX. */
+#define LEDGER_KEEP_KEY_MAX 128
+#define LEDGER_KEEP_RESULT_MAX (256u * 1024u * 1024u)
+int ledger_keep_result(struct ledger *l, uint32_t owner, const char *key, const uint8_t job_id[CHEQUE_JOB_SIZE],
+                       const void *result, size_t size, uint64_t now, uint64_t expires_at);
+/* The kept result (malloc'd) of owner's key, unless expired by now;
+ * -ENOENT. */
+int ledger_kept_result(struct ledger *l, uint32_t owner, const char *key, uint64_t now, void **ret, size_t *ret_size);
+
 /* ---- Group commit ---- */
 
 /* Every ledger_pay(), ledger_served() and ledger_accept_cheque() between

@@ -66,6 +66,7 @@ struct batch {
         uint64_t max_price, deadline_usec;
         bool hedge;
         bool no_stream;                 /* --no-stream */
+        const char *key;                /* --key: exactly-once (one job: KEY; batch: KEY/INDEX) */
         bool streamed;                  /* text went to stdout: end it with a newline */
         const char *output;
         bool batch_mode, verbose, quiet;
@@ -571,7 +572,11 @@ static void record(struct batch *b, struct jobs_result *res) {
         }
 
         if (!b->batch_mode) {
-                printf("job         verified\n");
+                if (res->kept)
+                        printf("job         verified earlier: its kept result (--key %s), not run or paid again\n",
+                               b->key);
+                else
+                        printf("job         verified\n");
                 printf("provider    %s\n", provider_name(b, res->provider, name, sizeof(name)));
                 printf("price       %" PRIu64 " µcredits\n", res->price);
                 printf("latency     %.3f ms\n", (double) res->latency_usec / 1e3);
@@ -624,7 +629,17 @@ static void print_summary(struct batch *b, uint64_t elapsed_usec) {
 static int submit_one(struct batch *b, struct jobs_client *c, size_t i) {
         struct job *j = &b->jobs[i];
         struct swarm_values *inputs = swarm_values_new();
+        char key_buf[160];
+        const char *job_key = NULL;
         int r = 0;
+
+        if (b->key) {
+                if (b->batch_mode)
+                        snprintf(key_buf, sizeof(key_buf), "%s/%zu", b->key, i);
+                else
+                        snprintf(key_buf, sizeof(key_buf), "%s", b->key);
+                job_key = key_buf;
+        }
 
         if (!inputs)
                 return log_oom();
@@ -662,6 +677,7 @@ static int submit_one(struct batch *b, struct jobs_client *c, size_t i) {
                 .hedge = j->hedge,
                 /* One job: its text on stdout as it is made. */
                 .stream = !b->batch_mode && !b->no_stream,
+                .key = job_key,
         });
         /* The memfds went with the message: ours can go. */
         swarm_values_free(inputs);
@@ -773,6 +789,8 @@ static void help(void) {
                "  -d, --deadline D        give up after D (30s, 500ms; default 60s)\n"
                "      --hedge             ask a second provider when the first is slow\n"
                "      --no-stream         do not print text as the provider makes it (one job)\n"
+               "      --key KEY           exactly once: a KEY done before (by you, within 24 h) gets its\n"
+               "                          kept result, not a second run and payment (batch: KEY/INDEX)\n"
                "  -o, --output-dir DIR    write outputs there (.npy for tensors, raw bytes);\n"
                "                          batch: DIR/INDEX/ for jobs without output:\n"
                "  -b, --batch FILE        a YAML list of jobs {skill, inputs: {NAME: SPEC}, max_price,\n"
@@ -823,6 +841,7 @@ int verb_submit(int argc, char *argv[]) {
                 { "deadline", required_argument, NULL, 'd' },
                 { "hedge", no_argument, NULL, 'H' },
                 { "no-stream", no_argument, NULL, 'S' },
+                { "key", required_argument, NULL, 'K' },
                 { "output-dir", required_argument, NULL, 'o' },
                 { "batch", required_argument, NULL, 'b' },
                 { "parallel", required_argument, NULL, 'j' },
@@ -863,6 +882,13 @@ int verb_submit(int argc, char *argv[]) {
                         break;
                 case 'S':
                         b.no_stream = true;
+                        break;
+                case 'K':
+                        if (!optarg[0] || strlen(optarg) > 100) {
+                                log_error("--key %s: expected 1 to 100 bytes", optarg);
+                                return 2;
+                        }
+                        b.key = optarg;
                         break;
                 case 'o': {
                         size_t n = strlen(optarg);
