@@ -1035,7 +1035,7 @@ Test(credits, books_balance_after_kill_9_at_random_points, .timeout = 300) {
  * status. */
 static int swarmctl_on(int i, bool nobody, char *out, size_t size, const char *const *args) {
         const char *binary = getenv("SWARMCTL");
-        const char *argv[16] = { binary };
+        const char *argv[24] = { binary };
         char out_path[200];
         size_t k = 1, n;
         pid_t pid;
@@ -1043,7 +1043,7 @@ static int swarmctl_on(int i, bool nobody, char *out, size_t size, const char *c
         FILE *f;
 
         cr_assert_not_null(binary, "SWARMCTL not set (run through meson test)");
-        for (; *args && k < 13; args++)
+        for (; *args && k < 20; args++)
                 argv[k++] = *args;
         if (i >= 0) {
                 argv[k++] = "--socket";

@@ -411,8 +411,8 @@ Test(ledger, schema_1_is_migrated_with_its_history) {
         ledger_free(l);
         db_path("a.db", path, sizeof(path));
         cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-        cr_assert_eq(sqlite3_exec(db, "DROP TRIGGER served_totals_add; DROP TABLE served_totals; "
-                                      "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(db, "DROP TABLE kept_results; DROP TRIGGER served_totals_add; "
+                                      "DROP TABLE served_totals; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
 
         l = open_as("a.db", &A, ALLOWANCE);
@@ -873,4 +873,38 @@ Test(ledger, killed_mid_payment_leaves_jobs_and_cheques_consistent, .timeout = 9
         /* The kills did land among writes. */
         cr_log_info("%" PRIu64 " jobs committed across %u kills", jobs_seen, CRASH_ROUNDS);
         cr_assert_gt(jobs_seen, CRASH_ROUNDS);
+}
+
+/* Kept results: per owner and key, replaced by a later keep of the same
+ * key, gone once expired, durable across a reopen; bad keys refused. */
+Test(ledger, kept_results_by_owner_and_key_expire_and_survive_a_reopen) {
+        struct ledger *l = open_as("a.db", &A, ALLOWANCE);
+        const uint8_t job[16] = { 1 };
+        void *blob = NULL;
+        size_t size = 0;
+        char long_key[200];
+
+        cr_assert_eq(ledger_keep_result(l, 1000, "k", job, "first", 5, 100, 200), 0);
+        cr_assert_eq(ledger_keep_result(l, 1000, "k", job, "second", 6, 110, 200), 0);
+        cr_assert_eq(ledger_keep_result(l, 2000, "k", job, "other", 5, 110, 300), 0);
+        cr_assert_eq(ledger_kept_result(l, 1000, "k", 150, &blob, &size), 0);
+        cr_assert(size == 6 && memcmp(blob, "second", 6) == 0);
+        free(blob);
+        cr_assert_eq(ledger_kept_result(l, 3000, "k", 150, &blob, &size), -ENOENT, "another user's key");
+        cr_assert_eq(ledger_kept_result(l, 1000, "k", 200, &blob, &size), -ENOENT, "expired");
+
+        ledger_free(l);
+        l = open_as("a.db", &A, ALLOWANCE);
+        cr_assert_eq(ledger_kept_result(l, 2000, "k", 250, &blob, &size), 0);
+        cr_assert(size == 5 && memcmp(blob, "other", 5) == 0);
+        free(blob);
+        /* A later keep drops what has expired. */
+        cr_assert_eq(ledger_keep_result(l, 1, "x", job, "", 0, 400, 500), 0);
+        cr_assert_eq(ledger_kept_result(l, 2000, "k", 0, &blob, &size), -ENOENT);
+
+        memset(long_key, 'a', sizeof(long_key) - 1);
+        long_key[sizeof(long_key) - 1] = '\0';
+        cr_assert_eq(ledger_keep_result(l, 1, long_key, job, "", 0, 1, 2), -EINVAL);
+        cr_assert_eq(ledger_keep_result(l, 1, "", job, "", 0, 1, 2), -EINVAL);
+        ledger_free(l);
 }

@@ -811,7 +811,7 @@ static int kept_result_pack(struct job *job, const struct swarm_values *outputs,
         k.n_outputs = n;
         k.provider = job->outcome.provider;
         k.price = price;
-        k.latency_us = now(CLOCK_MONOTONIC) - job->submitted_clock_usec;
+        k.latency_us = now_usec(job->r) - job->submitted_clock_usec;
         k.attempts = (uint32_t) job->n_attempts;
         r = pb_pack_alloc(&k.base, LEDGER_KEEP_RESULT_MAX, ret, ret_size);
         job_values_free_wire(values, n);
@@ -1368,7 +1368,7 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
         job->done = done;
         job->userdata = userdata;
         job->chunk = spec->chunk;
-        job->submitted_clock_usec = now(CLOCK_MONOTONIC);
+        job->submitted_clock_usec = now_usec(r);
         job->keep_owner = spec->keep_owner;
         if (spec->keep_key) {
                 job->keep_key = strdup(spec->keep_key);
