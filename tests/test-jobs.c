@@ -62,6 +62,9 @@ static char textgen_other_model[256];
  * the name they offer it under. */
 static const char *enabled_skill = "testskill";
 static const char *offered_skill = "testskill";
+/* A seed for node 0 (ID@ENDPOINT), so that a restarted requester rejoins
+ * at once instead of waiting to be pinged; empty: none. */
+static char node0_seed[200];
 
 /* Node 0 requests (lends nothing); the others provide testskill.  extra is
  * appended under skills: (options) or as top-level sections. */
@@ -77,6 +80,8 @@ static void write_config(int i, const char *skill_options, bool cheat) {
                 i == 0 ? seed_port : 0);
         if (i != 0)
                 fprintf(f, "  seeds: [\"%s@tcp://127.0.0.1:%d\"]\n", nodes[0].identity->node_id, seed_port);
+        else if (node0_seed[0])
+                fprintf(f, "  seeds: [\"%s\"]\n", node0_seed);
         if (textgen_model[0]) {
                 fprintf(f, "skills:\n  directory: \"%s\"\n", getenv("SKILL_BUILD_DIR"));
                 if (i != 0)
@@ -151,6 +156,7 @@ static void setup(void) {
 static void teardown(void) {
         textgen_model[0] = '\0';
         textgen_other_model[0] = '\0';
+        node0_seed[0] = '\0';
         for (int i = 0; i < NODES_MAX; i++) {
                 extra_config[i] = NULL;
                 struct node *n = &nodes[i];
@@ -889,6 +895,83 @@ static void check_books(int providers, uint64_t delivered_jobs, uint64_t deliver
 }
 
 static const char *const fast_gossip = "reputation:\n  gossip_interval: 300ms\n";
+
+static bool file_has(const char *path, const char *what) {
+        char buf[65536];
+        FILE *f = fopen(path, "re");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+        if (f)
+                fclose(f);
+        buf[n] = '\0';
+        return strstr(buf, what) != NULL;
+}
+
+static void wait_file_has(const char *path, const char *what) {
+        for (long long deadline = monotonic_usec() + WAIT_MS * 1000LL; !file_has(path, what);) {
+                cr_assert_lt(monotonic_usec(), deadline, "no \"%s\" in %s", what, path);
+                usleep(100 * 1000);
+        }
+}
+
+static void restart_requester(void) {
+        char log[65536], *p;
+        FILE *f = fopen(nodes[1].log, "re");
+        size_t n = f ? fread(log, 1, sizeof(log) - 1, f) : 0;
+        int port;
+
+        if (f)
+                fclose(f);
+        log[n] = '\0';
+        /* Node 1 as node 0's seed: it rejoins at once. */
+        p = strstr(log, "Listening on tcp://127.0.0.1:");
+        cr_assert_not_null(p, "node 1 did not say where it listens");
+        port = atoi(p + strlen("Listening on tcp://127.0.0.1:"));
+        snprintf(node0_seed, sizeof(node0_seed), "%s@tcp://127.0.0.1:%d", nodes[1].identity->node_id, port);
+        kill_node(0);
+        write_config(0, NULL, false);
+        start_node(0);
+        for (long long deadline = monotonic_usec() + 3 * WAIT_MS * 1000LL; providers_seen() < 1;) {
+                cr_assert_lt(monotonic_usec(), deadline, "the restarted requester did not find the provider");
+                usleep(50 * 1000);
+        }
+}
+
+/* A requester killed with results it had not paid for comes back (another
+ * boot_id): the provider writes off that unpaid work — it is not debt that
+ * counts against the requester for ever — but no more than debt_limit a
+ * day, so that restarting is no way to work for free.  (The requester here
+ * never pays, testing.withhold_payments, so that the unpaid work is
+ * exactly known: 10 jobs of 64 µcredits.) */
+Test(credits, a_requester_restart_writes_off_its_unpaid_work_up_to_a_daily_cap) {
+        unsigned rerouted = 0, rejected = 0;
+        struct ledger *prov;
+        struct jobs_client *c;
+        uint64_t debt;
+
+        extra_config[0] = "reputation:\n  gossip_interval: 300ms\ntesting:\n  withhold_payments: true\n";
+        extra_config[1] = "reputation:\n  gossip_interval: 300ms\nledger:\n  debt_limit: 1000\n";
+        start_swarm(1, NULL, NULL);
+        c = connect_requester();
+        run_jobs(c, 10, "echo", 0, 0, 0, &rerouted, &rejected, NULL);
+        jobs_client_free(c);
+
+        restart_requester();
+        wait_file_has(nodes[1].log, "restarted: 640 µcredits of work it was served and never paid for");
+
+        /* Again: 640 more unpaid, but only 360 left of the day's 1000. */
+        c = connect_requester();
+        run_jobs(c, 10, "echo", 0, 0, 0, &rerouted, &rejected, NULL);
+        jobs_client_free(c);
+        restart_requester();
+        wait_file_has(nodes[1].log, "restarted: 360 µcredits");
+
+        stop_node(1);
+        prov = open_ledger(1);
+        cr_assert_eq(ledger_debt(prov, nodes[0].identity->public_key, &debt), 0);
+        cr_assert_eq(debt, 280, "debt after the capped write-off: %llu", (unsigned long long) debt);
+        ledger_free(prov);
+}
 
 Test(credits, verified_jobs_are_paid_by_cheque_exactly_once) {
         uint64_t delivered = 0, credits = 0;

@@ -411,7 +411,7 @@ Test(ledger, schema_1_is_migrated_with_its_history) {
         ledger_free(l);
         db_path("a.db", path, sizeof(path));
         cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-        cr_assert_eq(sqlite3_exec(db, "DROP TABLE kept_results; DROP TRIGGER served_totals_add; "
+        cr_assert_eq(sqlite3_exec(db, "DROP TABLE kept_results; DROP TABLE write_offs; DROP TRIGGER served_totals_add; "
                                       "DROP TABLE served_totals; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
 
@@ -906,5 +906,38 @@ Test(ledger, kept_results_by_owner_and_key_expire_and_survive_a_reopen) {
         long_key[sizeof(long_key) - 1] = '\0';
         cr_assert_eq(ledger_keep_result(l, 1, long_key, job, "", 0, 1, 2), -EINVAL);
         cr_assert_eq(ledger_keep_result(l, 1, "", job, "", 0, 1, 2), -EINVAL);
+        ledger_free(l);
+}
+
+/* A restarted requester's unpaid work is written off: only what it was
+ * served lately (older debt stays), never what its cheques cover, and at
+ * most the daily cap in 24 hours. */
+Test(ledger, write_offs_take_only_recent_unpaid_work_up_to_a_daily_cap) {
+        struct ledger *l = open_as("a.db", &A, ALLOWANCE);
+        uint64_t amount, total;
+
+        served(l, &B, 1, 100, 1000);            /* old debt */
+        served(l, &B, 2, 30, 5000000);          /* recent */
+        served(l, &B, 3, 20, 5000001);
+        cr_assert_eq(debt(l, &B), 150);
+        cr_assert_eq(ledger_served_total(l, B.pk, &total), 0);
+        cr_assert_eq(total, 150);
+
+        cr_assert_eq(ledger_write_off(l, B.pk, &(struct ledger_write_off_rule) {
+                .served_before = total, .served_since = 4000000, .daily_cap = 1000 }, 5000002, &amount), 0);
+        cr_assert_eq(amount, 50, "only the recent work: %llu", (unsigned long long) amount);
+        cr_assert_eq(debt(l, &B), 100, "the old debt stays");
+
+        /* Again at once: nothing more (already written off). */
+        cr_assert_eq(ledger_write_off(l, B.pk, &(struct ledger_write_off_rule) {
+                .served_before = total, .served_since = 4000000, .daily_cap = 1000 }, 5000003, &amount), 0);
+        cr_assert_eq(amount, 0);
+
+        /* The cap: 50 written off today already, a cap of 60 leaves 10. */
+        served(l, &B, 4, 40, 6000000);
+        cr_assert_eq(ledger_write_off(l, B.pk, &(struct ledger_write_off_rule) {
+                .served_before = 190, .served_since = 5500000, .daily_cap = 60 }, 6000001, &amount), 0);
+        cr_assert_eq(amount, 10);
+        cr_assert_eq(debt(l, &B), 130);
         ledger_free(l);
 }

@@ -348,6 +348,10 @@ int wire_record_check(const Swarm__NodeRecord *r, const char **reason) {
                 *reason = "record name is not UTF-8 of at most WIRE_STRING_MAX bytes";
                 return -EBADMSG;
         }
+        if (r->boot_id.len != 0 && r->boot_id.len != WIRE_BOOT_ID_SIZE) {
+                *reason = "record boot_id is neither empty nor 16 bytes";
+                return -EBADMSG;
+        }
 
         return 0;
 }

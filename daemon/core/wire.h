@@ -21,6 +21,7 @@
 #define WIRE_VERSION 1
 
 #define WIRE_NODE_ID_SIZE 32            /* Ed25519 public key */
+#define WIRE_BOOT_ID_SIZE 16            /* NodeRecord.boot_id: random per start */
 #define WIRE_SIGNATURE_SIZE 64          /* Ed25519 signature */
 
 #define WIRE_MESSAGE_MAX (256u * 1024u)         /* one envelope, encoded */

@@ -44,6 +44,22 @@ struct payee {
         bool due;                       /* paid since: a cheque is owed at the next tick */
 };
 
+/* A requester's boot, as its node record says (boot_id): when another
+ * appears it restarted, and what it had been served by then and not paid
+ * is written off once its cheques have had time to come (RESTART_GRACE
+ * gossip rounds: it resends its latest ones every round). */
+struct boot_seen {
+        uint8_t id[32];
+        uint8_t boot[WIRE_BOOT_ID_SIZE];
+        uint64_t served_before;         /* served total when the restart was seen */
+        uint64_t seen_at;               /* accounts_now() then */
+        uint64_t settle_usec;           /* CLOCK_MONOTONIC; 0: nothing pending */
+};
+#define RESTART_GRACE 3
+/* What a restart may leave unpaid: work served this long before it was
+ * seen (results in flight and payments in their group commit). */
+#define RESTART_WINDOW_USEC (120ull * 1000 * 1000)
+
 struct accounts {
         sd_event *event;
         struct accounts_config config;
@@ -65,6 +81,8 @@ struct accounts {
         bool trust_dirty;
 
         sd_event_source *save_timer, *gossip_timer;
+        struct boot_seen *boots;
+        size_t n_boots;
 };
 
 uint64_t accounts_now(void) {
@@ -523,11 +541,27 @@ void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Sw
         (void) enqueue(a, op);
 }
 
+static struct boot_seen *boot_note(struct accounts *a, const uint8_t id[32], const Swarm__NodeRecord *record,
+                                   bool *added);
+
+/* The boot of a requester we serve is noted as we serve it, so that a
+ * restart right after (before the next gossip round) is still seen. */
+static void boot_note_requester(struct accounts *a, const uint8_t requester[32]) {
+        struct member_info m;
+        bool added;
+
+        if (a->network && membership_find(network_membership(a->network), requester, &m) >= 0)
+                (void) boot_note(a, requester, m.record, &added);
+}
+
 int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t price, char *error, size_t size) {
         uint64_t debt;
         int r;
 
-        if (!a || a->config.debt_limit == 0)
+        if (!a)
+                return 0;
+        boot_note_requester(a, requester);
+        if (a->config.debt_limit == 0)
                 return 0;
         r = ledger_debt(a->ledger, requester, &debt);
         if (r < 0) {
@@ -718,6 +752,83 @@ static void gossip_opinions(struct accounts *a) {
 
 /* ---- Timers ---- */
 
+/* The boot of requester id we know, added (as its record says now) when
+ * new; NULL without memory or a boot_id in its record. */
+static struct boot_seen *boot_note(struct accounts *a, const uint8_t id[32], const Swarm__NodeRecord *record,
+                                   bool *added) {
+        struct boot_seen *grown;
+
+        *added = false;
+        for (size_t k = 0; k < a->n_boots; k++)
+                if (memcmp(a->boots[k].id, id, 32) == 0)
+                        return &a->boots[k];
+        if (!record || record->boot_id.len != WIRE_BOOT_ID_SIZE)
+                return NULL;
+        grown = reallocarray(a->boots, a->n_boots + 1, sizeof(*grown));
+        if (!grown)
+                return NULL;
+        a->boots = grown;
+        grown = &a->boots[a->n_boots++];
+        *grown = (struct boot_seen) {};
+        memcpy(grown->id, id, 32);
+        memcpy(grown->boot, record->boot_id.data, WIRE_BOOT_ID_SIZE);
+        *added = true;
+        return grown;
+}
+
+/* Provider: notices requesters that restarted (another boot_id in their
+ * record) and, RESTART_GRACE rounds later, writes off what they had been
+ * served by then and did not pay: delivered to a process that died before
+ * paying, never to be paid, so not debt (it would count against their
+ * debt limit for ever). */
+static void reconcile_restarts(struct accounts *a, uint64_t now_mono) {
+        struct membership *ms = a->network ? network_membership(a->network) : NULL;
+
+        for (size_t i = 0; ms && i < membership_count(ms); i++) {
+                struct member_info m;
+                struct boot_seen *b = NULL;
+
+                if (membership_get(ms, i, &m) < 0 || m.self || m.record->boot_id.len != WIRE_BOOT_ID_SIZE)
+                        continue;
+
+                bool added;
+
+                b = boot_note(a, m.id, m.record, &added);
+                if (!b || added)
+                        continue;       /* first sight: nothing to compare with */
+                if (memcmp(b->boot, m.record->boot_id.data, WIRE_BOOT_ID_SIZE) != 0) {
+                        memcpy(b->boot, m.record->boot_id.data, WIRE_BOOT_ID_SIZE);
+                        b->seen_at = accounts_now();
+                        if (ledger_served_total(a->ledger, b->id, &b->served_before) >= 0 && b->served_before > 0)
+                                b->settle_usec = now_mono + RESTART_GRACE * a->config.gossip_interval_usec;
+                }
+        }
+
+        for (size_t k = 0; k < a->n_boots; k++) {
+                struct boot_seen *b = &a->boots[k];
+                uint64_t amount = 0;
+                char who[13];
+                int r;
+
+                if (b->settle_usec == 0 || now_mono < b->settle_usec)
+                        continue;
+                b->settle_usec = 0;
+                r = ledger_write_off(a->ledger, b->id, &(struct ledger_write_off_rule) {
+                                             .served_before = b->served_before,
+                                             .served_since = b->seen_at > RESTART_WINDOW_USEC ?
+                                                             b->seen_at - RESTART_WINDOW_USEC : 0,
+                                             /* No debt limit: nothing to protect. */
+                                             .daily_cap = a->config.debt_limit ?: UINT64_MAX,
+                                     }, accounts_now(), &amount);
+                short_id(b->id, who);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot write off what %s left unpaid when it restarted: %m", who);
+                else if (amount > 0)
+                        log_info("Requester %s restarted: %" PRIu64 " µcredits of work it was served and never paid "
+                                 "for (its results died with it) written off; it is not debt.", who, amount);
+        }
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         struct accounts *a = userdata;
         uint64_t interval;
@@ -732,6 +843,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 }
                 gossip_opinions(a);
                 resend_cheques(a);
+                reconcile_restarts(a, usec);
                 interval = a->config.gossip_interval_usec;
         } else
                 return 0;
@@ -846,6 +958,7 @@ struct accounts *accounts_free(struct accounts *a) {
         a->flush_timer = sd_event_source_disable_unref(a->flush_timer);
         a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
         free(a->payees);
+        free(a->boots);
         a->save_timer = sd_event_source_disable_unref(a->save_timer);
         a->gossip_timer = sd_event_source_disable_unref(a->gossip_timer);
         for (size_t i = 0; i < a->n_relay; i++) {

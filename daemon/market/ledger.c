@@ -108,7 +108,16 @@ static const char *const migrations[] = {
         "  expires_at INTEGER NOT NULL,"
         "  PRIMARY KEY (owner, key)"
         ");"
-        "CREATE INDEX kept_results_by_expiry ON kept_results (expires_at);",
+        "CREATE INDEX kept_results_by_expiry ON kept_results (expires_at);"
+        /* What a requester was served and will never pay: it restarted,
+         * and what it had not paid for died with it (its results too). */
+        "ALTER TABLE served_totals ADD COLUMN written_off INTEGER NOT NULL DEFAULT 0 CHECK (written_off >= 0);"
+        "CREATE TABLE write_offs ("
+        "  peer BLOB NOT NULL CHECK (length(peer) = 32),"
+        "  amount INTEGER NOT NULL CHECK (amount > 0),"
+        "  at INTEGER NOT NULL"
+        ");"
+        "CREATE INDEX write_offs_by_peer ON write_offs (peer, at);",
 };
 
 enum {
@@ -140,6 +149,11 @@ enum {
         STMT_KEEP_PUT,
         STMT_KEEP_GET,
         STMT_KEEP_EXPIRE,
+        STMT_WRITE_OFF_GET,
+        STMT_WRITE_OFF_ADD,
+        STMT_WRITE_OFF_LOG,
+        STMT_WRITE_OFF_RECENT,
+        STMT_SERVED_SINCE,
         _STMT_MAX,
 };
 
@@ -168,7 +182,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "at = excluded.at",
         /* One statement, so one snapshot. */
         [STMT_DEBT] =
-                "SELECT COALESCE((SELECT amount FROM served_totals WHERE peer = ?1), 0), "
+                "SELECT COALESCE((SELECT amount - written_off FROM served_totals WHERE peer = ?1), 0), "
                 "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
         [STMT_ISSUED_AMOUNTS] = "SELECT amount FROM cheques_issued",
         [STMT_PAYEES] = "SELECT payee FROM cheques_issued ORDER BY at DESC",
@@ -177,7 +191,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "SELECT (SELECT COUNT(*) FROM jobs WHERE role = 0), (SELECT COUNT(*) FROM jobs WHERE role = 1)",
         [STMT_OWED] =
                 "SELECT s.served - COALESCE(r.amount, 0) "
-                "FROM (SELECT peer, amount AS served FROM served_totals) AS s "
+                "FROM (SELECT peer, amount - written_off AS served FROM served_totals) AS s "
                 "LEFT JOIN cheques_received AS r ON r.payer = s.peer "
                 "WHERE s.served > COALESCE(r.amount, 0)",
         [STMT_PEERS] =
@@ -214,6 +228,14 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "at = excluded.at, expires_at = excluded.expires_at",
         [STMT_KEEP_GET] = "SELECT result FROM kept_results WHERE owner = ?1 AND key = ?2 AND expires_at > ?3",
         [STMT_KEEP_EXPIRE] = "DELETE FROM kept_results WHERE expires_at <= ?1",
+        [STMT_WRITE_OFF_GET] =
+                "SELECT COALESCE((SELECT amount FROM served_totals WHERE peer = ?1), 0), "
+                "COALESCE((SELECT written_off FROM served_totals WHERE peer = ?1), 0), "
+                "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
+        [STMT_WRITE_OFF_ADD] = "UPDATE served_totals SET written_off = written_off + ?2 WHERE peer = ?1",
+        [STMT_WRITE_OFF_LOG] = "INSERT INTO write_offs (peer, amount, at) VALUES (?1, ?2, ?3)",
+        [STMT_WRITE_OFF_RECENT] = "SELECT COALESCE(SUM(amount), 0) FROM write_offs WHERE peer = ?1 AND at >= ?2",
+        [STMT_SERVED_SINCE] = "SELECT COALESCE(SUM(price), 0) FROM jobs WHERE role = 1 AND peer = ?1 AND at >= ?2",
 };
 
 struct ledger {
@@ -1314,5 +1336,104 @@ int ledger_kept_result(struct ledger *l, uint32_t owner, const char *key, uint64
         if (n > 0)
                 memcpy(*ret, p, (size_t) n);
         *ret_size = (size_t) n;
+        return 0;
+}
+
+/* ---- Write-offs (provider side) ---- */
+
+int ledger_served_total(struct ledger *l, const uint8_t requester[32], uint64_t *ret) {
+        if (!l || !requester || !ret)
+                return -EINVAL;
+        return served_sum(l, requester, ret);
+}
+
+static int sum_since(struct ledger *l, unsigned id, const uint8_t peer[32], uint64_t since, uint64_t *ret) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[id];
+        int rc;
+
+        bind_blob(s, 1, peer, 32);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64) since);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW)
+                return ledger_fail(l, rc, "adding up recent amounts");
+        return column_u64(s, 0, ret) < 0 ? ledger_bad_row(l, "jobs or write_offs") : 0;
+}
+
+int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct ledger_write_off_rule *rule,
+                     uint64_t now, uint64_t *ret) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        uint64_t served, written_off, received, covered, recent, recent_written_off, today, amount = 0;
+        int r, rc;
+
+        if (!l || !requester || !rule || !ret || now > INT64_MAX || rule->served_since > INT64_MAX)
+                return -EINVAL;
+        r = ledger_begin(l, true);
+        if (r < 0)
+                return r;
+        txn = l;
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_WRITE_OFF_GET];
+
+                bind_blob(s, 1, requester, 32);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_ROW)
+                        return ledger_fail(l, rc, "reading what a peer owes");
+                if (column_u64(s, 0, &served) < 0 || column_u64(s, 1, &written_off) < 0 ||
+                    column_u64(s, 2, &received) < 0)
+                        return ledger_bad_row(l, "served_totals or cheques_received");
+        }
+        r = sum_since(l, STMT_SERVED_SINCE, requester, rule->served_since, &recent);
+        /* What was written off of that recent work already. */
+        if (r >= 0)
+                r = sum_since(l, STMT_WRITE_OFF_RECENT, requester, rule->served_since, &recent_written_off);
+        if (r >= 0)
+                r = sum_since(l, STMT_WRITE_OFF_RECENT, requester, now > 24ull * 3600 * 1000000 ?
+                              now - 24ull * 3600 * 1000000 : 0, &today);
+        if (r < 0)
+                return r;
+
+        /* Of what it was served up to its restart, what neither a cheque
+         * nor an earlier write-off covers ... */
+        {
+                uint64_t before = rule->served_before < served ? rule->served_before : served;
+
+                covered = written_off + received < written_off ? UINT64_MAX : written_off + received;
+                if (before > covered)
+                        amount = before - covered;
+        }
+        /* ... and only what it was served lately: an honest requester
+         * pays within moments of a result, so what it had not paid when it
+         * died is recent; older debt stays debt.  At most daily_cap a day:
+         * restarting is no way to work for free. */
+        recent = recent > recent_written_off ? recent - recent_written_off : 0;
+        if (amount > recent)
+                amount = recent;
+        if (today >= rule->daily_cap)
+                amount = 0;
+        else if (amount > rule->daily_cap - today)
+                amount = rule->daily_cap - today;
+        if (amount > INT64_MAX)
+                amount = INT64_MAX;
+        if (amount > 0) {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_WRITE_OFF_ADD];
+                _cleanup_reset_ sqlite3_stmt *t = l->stmts[STMT_WRITE_OFF_LOG];
+
+                bind_blob(s, 1, requester, 32);
+                sqlite3_bind_int64(s, 2, (sqlite3_int64) amount);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "writing off a debt");
+                bind_blob(t, 1, requester, 32);
+                sqlite3_bind_int64(t, 2, (sqlite3_int64) amount);
+                sqlite3_bind_int64(t, 3, (sqlite3_int64) now);
+                rc = sqlite3_step(t);
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "logging a write-off");
+        }
+        txn = NULL;
+        r = ledger_commit(l);
+        if (r < 0)
+                return r;
+        *ret = amount;
         return 0;
 }

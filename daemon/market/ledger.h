@@ -85,8 +85,26 @@ int ledger_served(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const
  * an amount over INT64_MAX. */
 int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uint64_t now, const char **reason);
 
-/* What requester owes us: served − received, 0 when it paid ahead. */
+/* What requester owes us: served − written off − received, 0 when it paid
+ * ahead. */
 int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
+
+/* Everything we served requester, in micro-credits. */
+int ledger_served_total(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
+/* requester restarted: of what it had been served by then, what its
+ * cheques and earlier write-offs do not cover will never be paid (its
+ * results died with it) and is written off, durably — but no more than it
+ * was served since served_since (an honest requester's unpaid work is
+ * recent; older debt stays debt), nor past daily_cap in 24 hours (so that
+ * restarting is no way to work for free).  *ret: how much (0: nothing).
+ * now: µs since the epoch, as the jobs' times. */
+struct ledger_write_off_rule {
+        uint64_t served_before;         /* ledger_served_total() when the restart was seen */
+        uint64_t served_since;          /* µs since the epoch */
+        uint64_t daily_cap;             /* micro-credits */
+};
+int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct ledger_write_off_rule *rule,
+                     uint64_t now, uint64_t *ret);
 
 /* ---- Kept results (requester side) ---- */
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "macro.h"
 #include "node-record.h"
@@ -34,6 +35,7 @@ void node_record_free(Swarm__NodeRecord *r) {
                 free(r->endpoints[i]);
         free(r->endpoints);
         free(r->name);
+        free(r->boot_id.data);
         free(r);
 }
 
@@ -53,6 +55,11 @@ Swarm__NodeRecord *node_record_new(const uint8_t public_key[WIRE_NODE_ID_SIZE], 
         r->incarnation = now(CLOCK_REALTIME) / 1000u;      /* ms: a restart always outranks */
         r->issued_at = now(CLOCK_REALTIME);
         r->lending = true;
+        r->boot_id.data = malloc(WIRE_BOOT_ID_SIZE);
+        if (r->boot_id.data) {
+                randombytes_buf(r->boot_id.data, WIRE_BOOT_ID_SIZE);
+                r->boot_id.len = WIRE_BOOT_ID_SIZE;
+        }
         r->endpoints = calloc(1, sizeof(char *));
         r->name = strdup(name ?: "");
         if (!r->endpoints || !r->name || !(r->endpoints[0] = strdup(endpoint))) {
