@@ -85,6 +85,11 @@ struct request {
         size_t out_len, out_off;
         bool sent_first, stream_done;
         uint64_t last_event_usec;
+        /* The text streamed since the last restart: at the end it must be
+         * the verified text, else the client is told to start over and gets
+         * the verified text whole. */
+        char *shown;
+        size_t shown_len;
 };
 
 struct gateway {
@@ -234,6 +239,11 @@ static unsigned status_of(int status, const char **type, const char **code) {
         case -EAGAIN:
                 *type = "rate_limit_error";
                 return MHD_HTTP_TOO_MANY_REQUESTS;
+        case -EOPNOTSUPP:
+        case -ESHUTDOWN:
+        case -ECONNRESET:
+                *type = "service_unavailable";
+                return MHD_HTTP_SERVICE_UNAVAILABLE;
         default:
                 *type = "api_error";
                 return MHD_HTTP_BAD_GATEWAY;
@@ -303,6 +313,18 @@ static struct request *request_by_id(struct gateway *g, uint64_t id) {
         return NULL;
 }
 
+static int shown_add(struct request *q, const void *data, size_t size) {
+        char *grown = realloc(q->shown, q->shown_len + size + 1);
+
+        if (!grown)
+                return -ENOMEM;
+        memcpy(grown + q->shown_len, data, size);
+        q->shown = grown;
+        q->shown_len += size;
+        q->shown[q->shown_len] = '\0';
+        return 0;
+}
+
 static void on_chunk(const struct jobs_chunk *k, void *userdata) {
         struct gateway *g = userdata;
         struct request *q = request_by_id(g, k->id);
@@ -311,9 +333,13 @@ static void on_chunk(const struct jobs_chunk *k, void *userdata) {
         if (!q || !q->streaming || q->gone)
                 return;
         h = result_head(q);
-        if (k->restart)
+        if (k->restart) {
                 (void) stream_append(q, openai_stream_event(q->job.kind, &h, NULL, 0, false, true, false, false));
+                q->shown_len = 0;
+        }
         if (!k->name || strcmp(k->name, "text") != 0 || k->size == 0)
+                return;
+        if (shown_add(q, k->data, k->size) < 0)
                 return;
         (void) stream_append(q, openai_stream_event(q->job.kind, &h, k->data, k->size, !q->sent_first, false,
                                                     false, false));
@@ -338,9 +364,26 @@ static void job_finished(struct request *q, struct jobs_result *res) {
                 r.provider = res->provider;
         }
         if (q->streaming) {
-                if (res->status == 0)
+                if (res->status == 0) {
+                        const char *text = r.text ?: "";
+                        size_t n = strlen(text);
+
+                        /* The stream must add up to the verified text (a
+                         * provider that streams none, or other text): if
+                         * not, start over with the verified text whole. */
+                        if (q->shown_len != n || (n > 0 && memcmp(q->shown ?: "", text, n) != 0)) {
+                                if (q->shown_len > 0)
+                                        (void) stream_append(q, openai_stream_event(q->job.kind, &r, NULL, 0, false,
+                                                                                    true, false, false));
+                                if (n > 0)
+                                        (void) stream_append(q, openai_stream_event(q->job.kind, &r, text, n,
+                                                                                    !q->sent_first, false, false,
+                                                                                    false));
+                                q->sent_first = true;
+                        }
                         (void) stream_append(q, openai_stream_event(q->job.kind, &r, NULL, 0, !q->sent_first, false,
                                                                     true, q->job.include_usage));
+                }
                 else {
                         char *e, *event = NULL;
 
@@ -466,7 +509,7 @@ static enum MHD_Result submit(struct request *q) {
         if (r < 0)
                 return queue_error(q->conn, r == -E2BIG ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_GATEWAY,
                                    r == -E2BIG ? "the request is too large for a job" : "cannot hand the job to swarmd",
-                                   "invalid_request_error", NULL, NULL);
+                                   r == -E2BIG ? "invalid_request_error" : "api_error", NULL, NULL);
         q->submitted = true;
 
         if (q->job.stream) {
@@ -686,6 +729,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(q->body);
         free(q->reply);
         free(q->out);
+        free(q->shown);
         free(q);
 }
 
@@ -871,7 +915,8 @@ int main(int argc, char *argv[]) {
                 case ARG_DEADLINE:
                         errno = 0;
                         x = strtoul(optarg, &end, 10);
-                        if (errno || *end || x == 0 || x > (c == ARG_BODY ? 64ul << 20 : 1000000ul)) {
+                        if (errno || *end || x == 0 ||
+                            x > (c == ARG_BODY ? 64ul << 20 : c == ARG_DEADLINE ? 86400ul : 1000000ul)) {
                                 log_error("--%s %s: expected a positive number%s", options[c - ARG_JOBS + 1].name,
                                           optarg, c == ARG_BODY ? " of bytes up to 64 MiB" : "");
                                 return 2;

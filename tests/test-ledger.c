@@ -924,19 +924,19 @@ Test(ledger, write_offs_take_only_recent_unpaid_work_up_to_a_daily_cap) {
         cr_assert_eq(total, 150);
 
         cr_assert_eq(ledger_write_off(l, B.pk, &(struct ledger_write_off_rule) {
-                .served_before = total, .served_since = 4000000, .daily_cap = 1000 }, 5000002, &amount), 0);
+                .served_since = 4000000, .served_until = 5000002, .daily_cap = 1000 }, 5000002, &amount), 0);
         cr_assert_eq(amount, 50, "only the recent work: %llu", (unsigned long long) amount);
         cr_assert_eq(debt(l, &B), 100, "the old debt stays");
 
         /* Again at once: nothing more (already written off). */
         cr_assert_eq(ledger_write_off(l, B.pk, &(struct ledger_write_off_rule) {
-                .served_before = total, .served_since = 4000000, .daily_cap = 1000 }, 5000003, &amount), 0);
+                .served_since = 4000000, .served_until = 5000002, .daily_cap = 1000 }, 5000003, &amount), 0);
         cr_assert_eq(amount, 0);
 
         /* The cap: 50 written off today already, a cap of 60 leaves 10. */
         served(l, &B, 4, 40, 6000000);
         cr_assert_eq(ledger_write_off(l, B.pk, &(struct ledger_write_off_rule) {
-                .served_before = 190, .served_since = 5500000, .daily_cap = 60 }, 6000001, &amount), 0);
+                .served_since = 5500000, .served_until = 6000001, .daily_cap = 60 }, 6000001, &amount), 0);
         cr_assert_eq(amount, 10);
         cr_assert_eq(debt(l, &B), 130);
         ledger_free(l);

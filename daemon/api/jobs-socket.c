@@ -18,6 +18,7 @@
 #include "macro.h"
 #include "socket-path.h"
 #include "requester.h"
+#include "utf8-valid.h"
 #include "time-util.h"
 #include "worker-proto.h"
 
@@ -358,8 +359,8 @@ static void client_submit(struct client *cl, struct wmsg *m) {
                 if (r < 0 && r != -ENOENT)
                         return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be a string",
                                                   JOBS_OPTION_KEY);
-                if (key && (!key[0] || strlen(key) > JOBS_KEY_MAX))
-                        return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be 1 to %d bytes",
+                if (key && (!key[0] || strlen(key) > JOBS_KEY_MAX || !utf8_valid(key, strlen(key))))
+                        return client_reply_error(cl, m->job_id, -EINVAL, "option %s must be 1 to %d bytes of UTF-8",
                                                   JOBS_OPTION_KEY, JOBS_KEY_MAX);
         }
         if (deadline_ms < 0 || deadline_ms > JOBS_MAX_DEADLINE_MS)

@@ -346,10 +346,16 @@ static void on_chunk(struct pool_request *req, const char *name, const void *dat
                 lie[0] ^= 0x20;
                 sent = lie;
         }
-        job_stream_digest_add(&j->stream, name, data, size);
-        r = job_send_chunk(p->network, j->from, j->job_id, j->stream_seq++, name, sent, size, p->max_message_size);
-        if (r < 0)
+        /* Only what went out counts: a chunk the network could not take
+         * (its queue to that peer full) is neither sent nor vouched for;
+         * the result still holds it. */
+        r = job_send_chunk(p->network, j->from, j->job_id, j->stream_seq, name, sent, size, p->max_message_size);
+        if (r < 0) {
                 log_debug_errno(r, "Failed to stream a chunk of job %s to %.12s: %m", j->job_hex, j->requester_hex);
+                return;
+        }
+        j->stream_seq++;
+        job_stream_digest_add(&j->stream, name, data, size);
 }
 
 static void on_price_done(struct pool_request *req, struct pool_result *res, void *userdata) {

@@ -489,7 +489,8 @@ static void stream_chunk_add(struct job *job, struct attempt *a, const char *nam
         a->stream_seq++;
         if (!job->chunk)
                 return;
-        if (!job->stream_owner)
+        /* Only an attempt whose chunks are all kept can be replayed whole. */
+        if (!job->stream_owner && !a->chunks_dropped)
                 stream_take_over(job, a);
         if (job->stream_owner == a)
                 stream_pass(job, name, data, size);
@@ -523,11 +524,12 @@ static void stream_settle(struct job *job, struct attempt *winner) {
                 return;
         job->stream_owner = NULL;
         job->stream_restart = true;
-        if (winner->chunks_dropped)
-                return;         /* the outputs hold everything anyway */
-        stream_take_over(job, winner);
+        if (!winner->chunks_dropped)
+                stream_take_over(job, winner);
         if (job->stream_restart)
-                /* The winner streamed nothing: still say the shown text is void. */
+                /* Nothing of the winner's to show (it streamed nothing, or
+                 * too much to replay): still say the shown text is void;
+                 * the outputs hold the result. */
                 stream_pass(job, NULL, NULL, 0);
 }
 
@@ -859,9 +861,15 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
                 struct accounts_keep keep = { .owner = job->keep_owner, .key = job->keep_key };
                 bool paying = !cand->local && c->price > 0 && job->r->accounts;
 
-                if (job->keep_key && job->r->accounts &&
-                    kept_result_pack(job, c->outputs, c->price, &kept, &keep.size) >= 0)
-                        keep.result = kept;
+                if (job->keep_key && job->r->accounts) {
+                        int k = kept_result_pack(job, c->outputs, c->price, &kept, &keep.size);
+
+                        if (k < 0)
+                                log_warning_errno(k, "Job %" PRIu64 ": its result cannot be kept for its "
+                                                  "submitter (key \"%s\"): %m", job->id, job->keep_key);
+                        else
+                                keep.result = kept;
+                }
                 if (paying && accounts_pay_and_keep(job->r->accounts, job->job_id, job->skill, job->ids[a->cand],
                                                     c->price, keep.result ? &keep : NULL, on_paid, job,
                                                     &job->payment) < 0)

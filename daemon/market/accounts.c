@@ -449,12 +449,11 @@ int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill
 int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
                           uint64_t price, const struct accounts_keep *keep, accounts_paid_fn paid, void *userdata,
                           struct accounts_payment **ret) {
-        struct accounts_payment *op = NULL;
-        int r;
+        struct accounts_payment *op;
 
         if (!keep)
                 return accounts_pay(a, job_id, skill, payee, price, paid, userdata, ret);
-        if (!a || !keep->key || (!keep->result && keep->size > 0))
+        if (!a || !job_id || !skill || !payee || !keep->key || (!keep->result && keep->size > 0))
                 return -EINVAL;
         if (a->config.withhold_payments) {
                 /* Not paid: kept on its own (a freeloader's results still
@@ -462,9 +461,12 @@ int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const ch
                 (void) accounts_keep(a, keep, job_id);
                 return -EALREADY;
         }
-        r = accounts_pay(a, job_id, skill, payee, price, paid, userdata, &op);
-        if (r < 0)
-                return r;
+        /* Whole before it is queued: a full queue is written at once. */
+        op = op_new(OP_PAY, job_id, skill, payee, price);
+        if (!op)
+                return -ENOMEM;
+        op->paid = paid;
+        op->userdata = userdata;
         op->keep_key = strdup(keep->key);
         op->data = keep->size ? malloc(keep->size) : NULL;
         if (!op->keep_key || (keep->size && !op->data)) {
@@ -479,7 +481,7 @@ int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const ch
         }
         if (ret)
                 *ret = op;
-        return r;
+        return enqueue(a, op);
 }
 
 int accounts_keep(struct accounts *a, const struct accounts_keep *keep, const uint8_t job_id[16]) {
@@ -814,9 +816,9 @@ static void reconcile_restarts(struct accounts *a, uint64_t now_mono) {
                         continue;
                 b->settle_usec = 0;
                 r = ledger_write_off(a->ledger, b->id, &(struct ledger_write_off_rule) {
-                                             .served_before = b->served_before,
                                              .served_since = b->seen_at > RESTART_WINDOW_USEC ?
                                                              b->seen_at - RESTART_WINDOW_USEC : 0,
+                                             .served_until = b->seen_at,
                                              /* No debt limit: nothing to protect. */
                                              .daily_cap = a->config.debt_limit ?: UINT64_MAX,
                                      }, accounts_now(), &amount);

@@ -235,7 +235,8 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_WRITE_OFF_ADD] = "UPDATE served_totals SET written_off = written_off + ?2 WHERE peer = ?1",
         [STMT_WRITE_OFF_LOG] = "INSERT INTO write_offs (peer, amount, at) VALUES (?1, ?2, ?3)",
         [STMT_WRITE_OFF_RECENT] = "SELECT COALESCE(SUM(amount), 0) FROM write_offs WHERE peer = ?1 AND at >= ?2",
-        [STMT_SERVED_SINCE] = "SELECT COALESCE(SUM(price), 0) FROM jobs WHERE role = 1 AND peer = ?1 AND at >= ?2",
+        [STMT_SERVED_SINCE] =
+                "SELECT COALESCE(SUM(price), 0) FROM jobs WHERE role = 1 AND peer = ?1 AND at >= ?2 AND at < ?3",
 };
 
 struct ledger {
@@ -243,6 +244,7 @@ struct ledger {
         char *path;
         uint8_t self[32];
         uint64_t allowance;
+        uint64_t window_until;          /* ledger_write_off(): the end of the window summed */
         bool sync_full;                 /* what PRAGMA synchronous is now */
         bool batch;                     /* in ledger_batch_begin(): operations are savepoints */
         sqlite3_stmt *stmts[_STMT_MAX];
@@ -1353,6 +1355,8 @@ static int sum_since(struct ledger *l, unsigned id, const uint8_t peer[32], uint
 
         bind_blob(s, 1, peer, 32);
         sqlite3_bind_int64(s, 2, (sqlite3_int64) since);
+        if (id == STMT_SERVED_SINCE)
+                sqlite3_bind_int64(s, 3, (sqlite3_int64) l->window_until);
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW)
                 return ledger_fail(l, rc, "adding up recent amounts");
@@ -1365,7 +1369,8 @@ int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct
         uint64_t served, written_off, received, covered, recent, recent_written_off, today, amount = 0;
         int r, rc;
 
-        if (!l || !requester || !rule || !ret || now > INT64_MAX || rule->served_since > INT64_MAX)
+        if (!l || !requester || !rule || !ret || now > INT64_MAX || rule->served_since > INT64_MAX ||
+            rule->served_until > INT64_MAX)
                 return -EINVAL;
         r = ledger_begin(l, true);
         if (r < 0)
@@ -1382,6 +1387,7 @@ int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct
                     column_u64(s, 2, &received) < 0)
                         return ledger_bad_row(l, "served_totals or cheques_received");
         }
+        l->window_until = rule->served_until;
         r = sum_since(l, STMT_SERVED_SINCE, requester, rule->served_since, &recent);
         /* What was written off of that recent work already. */
         if (r >= 0)
@@ -1392,18 +1398,15 @@ int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct
         if (r < 0)
                 return r;
 
-        /* Of what it was served up to its restart, what neither a cheque
-         * nor an earlier write-off covers ... */
-        {
-                uint64_t before = rule->served_before < served ? rule->served_before : served;
-
-                covered = written_off + received < written_off ? UINT64_MAX : written_off + received;
-                if (before > covered)
-                        amount = before - covered;
-        }
-        /* ... and only what it was served lately: an honest requester
-         * pays within moments of a result, so what it had not paid when it
-         * died is recent; older debt stays debt.  At most daily_cap a day:
+        /* What it owes now (neither a cheque nor an earlier write-off
+         * covers it) ... */
+        covered = written_off + received < written_off ? UINT64_MAX : written_off + received;
+        if (served > covered)
+                amount = served - covered;
+        /* ... but no more than it was served just before the restart: an
+         * honest requester pays within moments of a result, so what it had
+         * not paid when it died is recent; older debt stays debt, and work
+         * since the restart is its new life's.  At most daily_cap a day:
          * restarting is no way to work for free. */
         recent = recent > recent_written_off ? recent - recent_written_off : 0;
         if (amount > recent)

@@ -91,16 +91,17 @@ int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
 
 /* Everything we served requester, in micro-credits. */
 int ledger_served_total(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
-/* requester restarted: of what it had been served by then, what its
- * cheques and earlier write-offs do not cover will never be paid (its
- * results died with it) and is written off, durably — but no more than it
- * was served since served_since (an honest requester's unpaid work is
- * recent; older debt stays debt), nor past daily_cap in 24 hours (so that
- * restarting is no way to work for free).  *ret: how much (0: nothing).
- * now: µs since the epoch, as the jobs' times. */
+/* requester restarted: what it owes (what its cheques and earlier
+ * write-offs do not cover) is written off, durably, as never to be paid
+ * (its results died with it) — but no more than it was served in the
+ * window just before the restart (an honest requester's unpaid work is
+ * recent; older debt stays debt, later work is its new life's), less what
+ * was already written off of that window, nor past daily_cap in 24 hours
+ * (so that restarting is no way to work for free).  *ret: how much (0:
+ * nothing).  now: µs since the epoch, as the jobs' times. */
 struct ledger_write_off_rule {
-        uint64_t served_before;         /* ledger_served_total() when the restart was seen */
-        uint64_t served_since;          /* µs since the epoch */
+        uint64_t served_since;          /* the window of work it may have left unpaid: */
+        uint64_t served_until;          /* [since, until), µs since the epoch; until: the restart */
         uint64_t daily_cap;             /* micro-credits */
 };
 int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct ledger_write_off_rule *rule,
