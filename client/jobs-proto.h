@@ -57,7 +57,8 @@
 /* string, 1-128 bytes: exactly-once delivery.  The verified result is kept
  * for this user (by uid) under the key, durably with its payment, for 24 h;
  * a SUBMIT with a key done before is answered with that result (metric
- * JOBS_METRIC_KEPT) and runs and pays nothing. */
+ * JOBS_METRIC_KEPT) and runs and pays nothing; one with a key running now
+ * (another connection of the same user) is refused with -EALREADY. */
 #define JOBS_OPTION_KEY "key"
 #define JOBS_KEY_MAX 128
 

@@ -1437,13 +1437,39 @@ Test(credits, a_kept_result_comes_back_for_its_key_without_a_second_payment) {
         cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0);
         cr_assert(strstr(out, "\"jobs_paid\": 1,"), "paid twice for one key: %s", out);
 
+        /* One job per key at a time: a second submission of a key running
+         * on another connection is refused, not run and paid twice. */
+        {
+                struct jobs_client *c1 = connect_requester(), *c2 = connect_requester();
+                struct swarm_values *in = make_inputs(1.0f, 4, "slow", 500);
+                struct jobs_result res = {};
+
+                cr_assert_eq(jobs_client_submit(c1, &(struct jobs_submission) {
+                        .id = 1, .skill = "testskill", .inputs = in, .max_price = UINT64_MAX / 2,
+                        .deadline_usec = 20 * 1000 * 1000, .key = "running" }), 0);
+                usleep(100 * 1000);
+                cr_assert_eq(jobs_client_submit(c2, &(struct jobs_submission) {
+                        .id = 2, .skill = "testskill", .inputs = in, .max_price = UINT64_MAX / 2,
+                        .deadline_usec = 20 * 1000 * 1000, .key = "running" }), 0);
+                wait_result(c2, &res);
+                cr_assert_eq(res.status, -EALREADY, "%s", res.error);
+                cr_assert(res.error && strstr(res.error, "is running"), "%s", res.error);
+                jobs_result_done(&res);
+                wait_result(c1, &res);
+                cr_assert_eq(res.status, 0, "%s", res.error);
+                jobs_result_done(&res);
+                swarm_values_free(in);
+                jobs_client_free(c1);
+                jobs_client_free(c2);
+        }
+
         /* Another key: a new job, paid. */
         submit[10] = "batch-8";
         submit[11] = NULL;      /* no -o */
         cr_assert_eq(swarmctl_on(-1, false, out, sizeof(out), submit), 0, "%s", out);
         cr_assert(strstr(out, "job         verified\n"), "%s", out);
         cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0);
-        cr_assert(strstr(out, "\"jobs_paid\": 2,"), "%s", out);
+        cr_assert(strstr(out, "\"jobs_paid\": 3,"), "%s", out);
 }
 
 /* The demand multiplier node 0 sees in provider i's gossiped offer of

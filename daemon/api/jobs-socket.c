@@ -45,6 +45,8 @@ struct job {
         uint64_t id;                    /* the requester's */
         bool started;                   /* requester_submit() accepted it */
         struct swarm_values *inputs;    /* lent to the requester until done */
+        char *key;                      /* JOBS_OPTION_KEY, or NULL */
+        uid_t uid;
 };
 
 struct reply {
@@ -85,6 +87,7 @@ static void job_free(struct job *j) {
         if (!j)
                 return;
         swarm_values_free(j->inputs);
+        free(j->key);
         free(j);
 }
 
@@ -319,6 +322,17 @@ static void on_job_chunk(uint64_t id, const struct job_chunk *c, void *userdata)
         client_reply(cl, &m);
 }
 
+static bool key_running(struct jobs_socket *js, uid_t uid, const char *key) {
+        LIST_FOREACH(clients, c, js->clients)
+                LIST_FOREACH(jobs, j, c->jobs)
+                        if (j->key && j->uid == uid && strcmp(j->key, key) == 0)
+                                return true;
+        LIST_FOREACH(jobs, j, js->orphans)
+                if (j->key && j->uid == uid && strcmp(j->key, key) == 0)
+                        return true;
+        return false;
+}
+
 /* A client gives up on one of its jobs (an HTTP client went away, say):
  * the requester ends it with -ECANCELED, which is its reply. */
 static void client_cancel(struct client *cl, uint64_t client_id) {
@@ -379,6 +393,11 @@ static void client_submit(struct client *cl, struct wmsg *m) {
         if (!js->requester)
                 return client_reply_error(cl, m->job_id, -EOPNOTSUPP,
                                           "this swarmd does not route jobs (is network.enabled false?)");
+        /* A key running now (another connection of this user): one job per
+         * key, or both would run and be paid for. */
+        if (key && key_running(js, cl->uid, key))
+                return client_reply_error(cl, m->job_id, -EALREADY, "a job with key \"%s\" is running; "
+                                          "its result will be kept: submit it again when it ends", key);
         /* A key done before: its kept result, not a second job or payment. */
         if (key) {
                 struct job_outcome kept = {};
@@ -405,6 +424,11 @@ static void client_submit(struct client *cl, struct wmsg *m) {
         j->inputs = TAKE_PTR(m->values[0]) ?: swarm_values_new();
         if (!j->inputs) {
                 free(j);
+                return client_reply_error(cl, m->job_id, -ENOMEM, "out of memory");
+        }
+        j->uid = cl->uid;
+        if (key && !(j->key = strdup(key))) {
+                job_free(j);
                 return client_reply_error(cl, m->job_id, -ENOMEM, "out of memory");
         }
         j->client = cl;
