@@ -52,13 +52,6 @@ static struct node nodes[2];
 static pid_t api_pid;
 static int seed_port, api_port;
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
-}
-
 static int cmp_u64(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
         return x < y ? -1 : x > y;
@@ -206,7 +199,7 @@ static char *http_read_all(int fd, size_t *events) {
 }
 
 static uint64_t http_request(const char *body, size_t *events, bool *ok) {
-        uint64_t t0 = now_usec();
+        uint64_t t0 = (uint64_t) monotonic_usec();
         int fd = http_connect();
         char *resp;
 
@@ -218,7 +211,7 @@ static uint64_t http_request(const char *body, size_t *events, bool *ok) {
         if (!*ok)
                 fprintf(stderr, "bench-api: %.200s\n", resp ?: "(no response)");
         free(resp);
-        return now_usec() - t0;
+        return (uint64_t) monotonic_usec() - t0;
 }
 
 /* ---- The same jobs over the jobs socket ---- */
@@ -232,7 +225,7 @@ static void on_chunk(const struct jobs_chunk *c, void *userdata) {
 static uint64_t socket_job(struct jobs_client *c, uint64_t id, unsigned max_tokens, bool stream, bool *ok) {
         struct swarm_values *in = swarm_values_new();
         struct jobs_result res = {};
-        uint64_t t0 = now_usec(), t;
+        uint64_t t0 = (uint64_t) monotonic_usec(), t;
 
         swarm_values_set_string(in, "prompt", "Once upon a time");
         swarm_values_set_int(in, "max_tokens", max_tokens);
@@ -242,7 +235,7 @@ static uint64_t socket_job(struct jobs_client *c, uint64_t id, unsigned max_toke
                     .deadline_usec = 60 * 1000 * 1000, .stream = stream }) < 0 ||
             jobs_client_wait(c, 60000, &res) < 0)
                 die("a job over the jobs socket failed");
-        t = now_usec() - t0;
+        t = (uint64_t) monotonic_usec() - t0;
         *ok = res.status == 0;
         jobs_result_done(&res);
         swarm_values_free(in);

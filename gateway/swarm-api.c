@@ -664,7 +664,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 LIST_PREPEND(requests, g->requests, q);
                 *con_cls = q;
                 if (bad_method)
-                        q->route = ROUTE_NONE, q->too_big = false, q->status = MHD_HTTP_METHOD_NOT_ALLOWED;
+                        q->status = MHD_HTTP_METHOD_NOT_ALLOWED;
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {

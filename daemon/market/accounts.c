@@ -51,7 +51,6 @@ struct payee {
 struct boot_seen {
         uint8_t id[32];
         uint8_t boot[WIRE_BOOT_ID_SIZE];
-        uint64_t served_before;         /* served total when the restart was seen */
         uint64_t seen_at;               /* accounts_now() then */
         uint64_t settle_usec;           /* CLOCK_MONOTONIC; 0: nothing pending */
 };
@@ -424,42 +423,23 @@ static struct accounts_payment *op_new(enum op_kind kind, const uint8_t *job_id,
         return op;
 }
 
-int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
-                 uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret) {
-        struct accounts_payment *op;
-        char who[13];
-
-        if (!a || !job_id || !skill || !payee)
-                return -EINVAL;
-        if (a->config.withhold_payments) {
-                short_id(payee, who);
-                log_debug("Not paying %s for a %s job: testing.withhold_payments.", who, skill);
-                return -EALREADY;       /* nothing to wait for */
-        }
-        op = op_new(OP_PAY, job_id, skill, payee, price);
-        if (!op)
-                return -ENOMEM;
-        op->paid = paid;
-        op->userdata = userdata;
-        if (ret)
-                *ret = op;
-        return enqueue(a, op);
-}
 
 int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
                           uint64_t price, const struct accounts_keep *keep, accounts_paid_fn paid, void *userdata,
                           struct accounts_payment **ret) {
         struct accounts_payment *op;
+        char who[13];
 
-        if (!keep)
-                return accounts_pay(a, job_id, skill, payee, price, paid, userdata, ret);
-        if (!a || !job_id || !skill || !payee || !keep->key || (!keep->result && keep->size > 0))
+        if (!a || !job_id || !skill || !payee || (keep && (!keep->key || (!keep->result && keep->size > 0))))
                 return -EINVAL;
         if (a->config.withhold_payments) {
+                short_id(payee, who);
+                log_debug("Not paying %s for a %s job: testing.withhold_payments.", who, skill);
                 /* Not paid: kept on its own (a freeloader's results still
                  * come back once). */
-                (void) accounts_keep(a, keep, job_id);
-                return -EALREADY;
+                if (keep)
+                        (void) accounts_keep(a, keep, job_id);
+                return -EALREADY;       /* nothing to wait for */
         }
         /* Whole before it is queued: a full queue is written at once. */
         op = op_new(OP_PAY, job_id, skill, payee, price);
@@ -467,21 +447,28 @@ int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const ch
                 return -ENOMEM;
         op->paid = paid;
         op->userdata = userdata;
-        op->keep_key = strdup(keep->key);
-        op->data = keep->size ? malloc(keep->size) : NULL;
-        if (!op->keep_key || (keep->size && !op->data)) {
-                /* The payment stands; the result is not kept. */
-                op->keep_key = mfree_str(op->keep_key);
-                log_warning("Out of memory: the result of a %s job is not kept for its submitter.", skill);
-        } else {
-                if (keep->size)
-                        memcpy(op->data, keep->result, keep->size);
-                op->size = keep->size;
-                op->keep_owner = keep->owner;
+        if (keep) {
+                op->keep_key = strdup(keep->key);
+                op->data = keep->size ? malloc(keep->size) : NULL;
+                if (!op->keep_key || (keep->size && !op->data)) {
+                        /* The payment stands; the result is not kept. */
+                        op->keep_key = mfree_str(op->keep_key);
+                        log_warning("Out of memory: the result of a %s job is not kept for its submitter.", skill);
+                } else {
+                        if (keep->size)
+                                memcpy(op->data, keep->result, keep->size);
+                        op->size = keep->size;
+                        op->keep_owner = keep->owner;
+                }
         }
         if (ret)
                 *ret = op;
         return enqueue(a, op);
+}
+
+int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
+                 uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret) {
+        return accounts_pay_and_keep(a, job_id, skill, payee, price, NULL, paid, userdata, ret);
 }
 
 int accounts_keep(struct accounts *a, const struct accounts_keep *keep, const uint8_t job_id[16]) {
@@ -800,8 +787,11 @@ static void reconcile_restarts(struct accounts *a, uint64_t now_mono) {
                         continue;       /* first sight: nothing to compare with */
                 if (memcmp(b->boot, m.record->boot_id.data, WIRE_BOOT_ID_SIZE) != 0) {
                         memcpy(b->boot, m.record->boot_id.data, WIRE_BOOT_ID_SIZE);
+                        uint64_t served;
+
                         b->seen_at = accounts_now();
-                        if (ledger_served_total(a->ledger, b->id, &b->served_before) >= 0 && b->served_before > 0)
+                        /* Only a requester we ever served can owe us. */
+                        if (ledger_served_total(a->ledger, b->id, &served) >= 0 && served > 0)
                                 b->settle_usec = now_mono + RESTART_GRACE * a->config.gossip_interval_usec;
                 }
         }

@@ -234,7 +234,8 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
         [STMT_WRITE_OFF_ADD] = "UPDATE served_totals SET written_off = written_off + ?2 WHERE peer = ?1",
         [STMT_WRITE_OFF_LOG] = "INSERT INTO write_offs (peer, amount, at) VALUES (?1, ?2, ?3)",
-        [STMT_WRITE_OFF_RECENT] = "SELECT COALESCE(SUM(amount), 0) FROM write_offs WHERE peer = ?1 AND at >= ?2",
+        [STMT_WRITE_OFF_RECENT] =
+                "SELECT COALESCE(SUM(amount), 0) FROM write_offs WHERE peer = ?1 AND at >= ?2 AND at < ?3",
         [STMT_SERVED_SINCE] =
                 "SELECT COALESCE(SUM(price), 0) FROM jobs WHERE role = 1 AND peer = ?1 AND at >= ?2 AND at < ?3",
 };
@@ -244,7 +245,6 @@ struct ledger {
         char *path;
         uint8_t self[32];
         uint64_t allowance;
-        uint64_t window_until;          /* ledger_write_off(): the end of the window summed */
         bool sync_full;                 /* what PRAGMA synchronous is now */
         bool batch;                     /* in ledger_batch_begin(): operations are savepoints */
         sqlite3_stmt *stmts[_STMT_MAX];
@@ -1349,14 +1349,16 @@ int ledger_served_total(struct ledger *l, const uint8_t requester[32], uint64_t 
         return served_sum(l, requester, ret);
 }
 
-static int sum_since(struct ledger *l, unsigned id, const uint8_t peer[32], uint64_t since, uint64_t *ret) {
+/* A sum over [since, until) of peer's rows (STMT_SERVED_SINCE: jobs served;
+ * STMT_WRITE_OFF_RECENT: write-offs). */
+static int sum_since(struct ledger *l, unsigned id, const uint8_t peer[32], uint64_t since, uint64_t until,
+                     uint64_t *ret) {
         _cleanup_reset_ sqlite3_stmt *s = l->stmts[id];
         int rc;
 
         bind_blob(s, 1, peer, 32);
         sqlite3_bind_int64(s, 2, (sqlite3_int64) since);
-        if (id == STMT_SERVED_SINCE)
-                sqlite3_bind_int64(s, 3, (sqlite3_int64) l->window_until);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64) until);
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW)
                 return ledger_fail(l, rc, "adding up recent amounts");
@@ -1387,14 +1389,14 @@ int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct
                     column_u64(s, 2, &received) < 0)
                         return ledger_bad_row(l, "served_totals or cheques_received");
         }
-        l->window_until = rule->served_until;
-        r = sum_since(l, STMT_SERVED_SINCE, requester, rule->served_since, &recent);
+        r = sum_since(l, STMT_SERVED_SINCE, requester, rule->served_since, rule->served_until, &recent);
         /* What was written off of that recent work already. */
         if (r >= 0)
-                r = sum_since(l, STMT_WRITE_OFF_RECENT, requester, rule->served_since, &recent_written_off);
+                r = sum_since(l, STMT_WRITE_OFF_RECENT, requester, rule->served_since, INT64_MAX,
+                              &recent_written_off);
         if (r >= 0)
                 r = sum_since(l, STMT_WRITE_OFF_RECENT, requester, now > 24ull * 3600 * 1000000 ?
-                              now - 24ull * 3600 * 1000000 : 0, &today);
+                              now - 24ull * 3600 * 1000000 : 0, INT64_MAX, &today);
         if (r < 0)
                 return r;
 
