@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nn-conv.h"
 #include "nn-type.h"
 
 /* A weight matrix of rows × cols in type (a vector is one row). */
@@ -78,6 +79,26 @@ struct nn_backend_ops {
         void (*add)(struct nn_backend *be, float *y, const float *x, size_t n);
         /* dst[i] = src[i] (within the backend's memory). */
         void (*copy)(struct nn_backend *be, float *dst, const float *src, size_t n);
+
+        /* The ops of convolutional networks (UNet, VAE), on NCHW tensors in
+         * the backend's memory, weights included: f32, written once with
+         * write().  See nn-conv.h for the layouts.
+         * y = act(conv(x, w) + bias): x [n][c][h][w], w [k][c/groups][r][s],
+         * bias [k] or NULL → y [n][k][oh][ow].  p is valid
+         * (nn_conv2d_validate). */
+        void (*conv2d)(struct nn_backend *be, const struct nn_conv2d *p, const float *x, const float *w,
+                       const float *bias, float *y);
+        /* GroupNorm (Wu & He): x [n][c][hw] in groups of c/groups channels,
+         * each normalised by its own mean and variance over (c/groups)·hw
+         * values, then · gamma[c] + beta[c] (NULL: 1 and 0), then SiLU when
+         * silu.  groups divides c. */
+        void (*group_norm)(struct nn_backend *be, float *y, const float *x, size_t n, size_t c, size_t hw,
+                           size_t groups, const float *gamma, const float *beta, float eps, bool silu);
+        /* Nearest-neighbour upsampling by 2: x [planes][h][w] → y [planes][2h][2w]. */
+        void (*upsample2x)(struct nn_backend *be, float *y, const float *x, size_t planes, size_t h, size_t w);
+        /* The libraries doing the work, for adverts: "OpenBLAS 0.3.21 …",
+         * "cuBLAS 12.4.5, cuDNN 9.1.0" (cuDNN once a convolution loaded it). */
+        const char *(*libraries)(struct nn_backend *be);
         /* 0, or the negative errno of a device error since the backend was
          * made (-ENODEV, -EIO): the results of the ops since are garbage. */
         int (*status)(struct nn_backend *be);

@@ -20,13 +20,26 @@
  *
  * Ordering.  Everything runs on one stream, in call order; read() and
  * status() wait for it.  Nothing here is tuned: matrix products go to
- * cuBLAS, the rest are plain kernels written to be read. */
+ * cuBLAS, convolutions to cuDNN, the rest are plain kernels written to be
+ * read.
+ *
+ * cuDNN is dlopen()ed at the first convolution, so that a machine without
+ * it still runs every other op (textgen needs none).  Its algorithm for
+ * each convolution shape is chosen once, by timing the candidates
+ * (cudnnFindConvolutionForwardAlgorithmEx) within a bounded workspace, and
+ * cached.  Only algorithms whose outputs are sums of products of the inputs
+ * are candidates (implicit GEMM, GEMM, direct): Winograd and FFT round
+ * differently, past the error bound the conv2d skill's verification
+ * checks, so a provider using them would fail honest checks. */
 
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +57,39 @@ extern "C" {
 #define UPLOAD_CHUNK_ELEMS ((size_t) 1 << 22)  /* f16 elements staged per copy: 8 MiB */
 #define ROPE_MAX_HALF 256               /* θ table passed by value: 2 KiB of kernel parameters */
 #define F16_MAX 65504.0f
+#define CONV_WORKSPACE_MAX ((size_t) 256 << 20)        /* for a convolution algorithm's scratch */
+#define CONV_ALGOS_CACHED 32
+
+/* cuDNN's entry points, from dlopen(): the module does not link cuDNN. */
+struct cudnn_api {
+        decltype(&cudnnGetVersion) GetVersion;
+        decltype(&cudnnGetErrorString) GetErrorString;
+        decltype(&cudnnCreate) Create;
+        decltype(&cudnnDestroy) Destroy;
+        decltype(&cudnnSetStream) SetStream;
+        decltype(&cudnnCreateTensorDescriptor) CreateTensorDescriptor;
+        decltype(&cudnnDestroyTensorDescriptor) DestroyTensorDescriptor;
+        decltype(&cudnnSetTensor4dDescriptor) SetTensor4dDescriptor;
+        decltype(&cudnnCreateFilterDescriptor) CreateFilterDescriptor;
+        decltype(&cudnnDestroyFilterDescriptor) DestroyFilterDescriptor;
+        decltype(&cudnnSetFilter4dDescriptor) SetFilter4dDescriptor;
+        decltype(&cudnnCreateConvolutionDescriptor) CreateConvolutionDescriptor;
+        decltype(&cudnnDestroyConvolutionDescriptor) DestroyConvolutionDescriptor;
+        decltype(&cudnnSetConvolution2dDescriptor) SetConvolution2dDescriptor;
+        decltype(&cudnnSetConvolutionGroupCount) SetConvolutionGroupCount;
+        decltype(&cudnnSetConvolutionMathType) SetConvolutionMathType;
+        decltype(&cudnnFindConvolutionForwardAlgorithmEx) FindConvolutionForwardAlgorithmEx;
+        decltype(&cudnnConvolutionForward) ConvolutionForward;
+};
+
+/* A convolution shape and the algorithm chosen for it. */
+struct conv_algo {
+        struct nn_conv2d shape;         /* act cleared: it is not cuDNN's */
+        cudnnConvolutionFwdAlgo_t algo;
+        cudnnMathType_t math;
+        size_t workspace;
+        bool used;
+};
 
 struct cuda_backend {
         struct nn_backend base;
@@ -68,6 +114,14 @@ struct cuda_backend {
         size_t ints_cap;
         float *scores;                  /* attention scores, one row per (token, head) */
         size_t scores_cap;
+
+        /* Convolutions: made at the first one. */
+        cudnnHandle_t dnn;
+        void *conv_ws;                  /* the chosen algorithm's workspace */
+        size_t conv_ws_cap;
+        struct conv_algo algos[CONV_ALGOS_CACHED];
+        unsigned algo_next;             /* the cache's next victim, round robin */
+        char libraries[160];
 };
 
 static struct cuda_backend *cuda(struct nn_backend *be) {
@@ -753,6 +807,310 @@ static void cuda_add(struct nn_backend *be, float *y, const float *x, size_t n) 
         op_launched(c, "add");
 }
 
+/* ---- Convolutional ops ---- */
+
+static struct cudnn_api dnn_api;
+static int dnn_loaded;                  /* 0, or the negative errno of loading */
+static char dnn_why[256];
+static pthread_once_t dnn_once = PTHREAD_ONCE_INIT;
+
+static void dnn_load(void) {
+        static const char *const names[] = { "libcudnn.so.9", "libcudnn.so.8", "libcudnn.so" };
+        void *lib = NULL;
+
+        for (size_t i = 0; !lib && i < sizeof(names) / sizeof(names[0]); i++)
+                lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+        if (!lib) {
+                snprintf(dnn_why, sizeof(dnn_why), "cannot load cuDNN: %s", dlerror());
+                dnn_loaded = -ENODEV;
+                return;
+        }
+#define SYM(f)                                                                                  \
+        do {                                                                                    \
+                dnn_api.f = (decltype(dnn_api.f)) dlsym(lib, "cudnn" #f);                        \
+                if (!dnn_api.f) {                                                               \
+                        snprintf(dnn_why, sizeof(dnn_why), "cuDNN lacks cudnn%s", #f);           \
+                        dnn_loaded = -ENODEV;                                                   \
+                        return;                                                                 \
+                }                                                                               \
+        } while (0)
+        SYM(GetVersion);
+        SYM(GetErrorString);
+        SYM(Create);
+        SYM(Destroy);
+        SYM(SetStream);
+        SYM(CreateTensorDescriptor);
+        SYM(DestroyTensorDescriptor);
+        SYM(SetTensor4dDescriptor);
+        SYM(CreateFilterDescriptor);
+        SYM(DestroyFilterDescriptor);
+        SYM(SetFilter4dDescriptor);
+        SYM(CreateConvolutionDescriptor);
+        SYM(DestroyConvolutionDescriptor);
+        SYM(SetConvolution2dDescriptor);
+        SYM(SetConvolutionGroupCount);
+        SYM(SetConvolutionMathType);
+        SYM(FindConvolutionForwardAlgorithmEx);
+        SYM(ConvolutionForward);
+#undef SYM
+}
+
+static void fail_dnn(struct cuda_backend *c, cudnnStatus_t s, const char *what) {
+        (void) cudaGetLastError();
+        fail_msg(c, s == CUDNN_STATUS_ALLOC_FAILED ? -ENOMEM : -EIO, what, dnn_api.GetErrorString(s));
+}
+
+/* cudnnGetVersion(): major·10000 + minor·100 + patch from cuDNN 9 on,
+ * major·1000 + minor·100 + patch before. */
+static void version_string(size_t v, bool major_10000, char *buf, size_t size) {
+        size_t major = major_10000 ? v / 10000 : v / 1000, rest = major_10000 ? v % 10000 : v % 1000;
+
+        snprintf(buf, size, "%zu.%zu.%zu", major, rest / 100, rest % 100);
+}
+
+static bool dnn_begin(struct cuda_backend *c) {
+        cudnnStatus_t s;
+        char version[32];
+
+        if (c->dnn)
+                return true;
+        pthread_once(&dnn_once, dnn_load);
+        if (dnn_loaded < 0) {
+                fail_msg(c, dnn_loaded, "conv2d", dnn_why);
+                return false;
+        }
+        s = dnn_api.Create(&c->dnn);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.SetStream(c->dnn, c->stream);
+        if (s != CUDNN_STATUS_SUCCESS) {
+                fail_dnn(c, s, "starting cuDNN");
+                return false;
+        }
+        version_string(dnn_api.GetVersion(), dnn_api.GetVersion() >= 90000, version, sizeof(version));
+        snprintf(c->libraries + strlen(c->libraries), sizeof(c->libraries) - strlen(c->libraries), ", cuDNN %s",
+                 version);
+        return true;
+}
+
+struct conv_descs {
+        cudnnTensorDescriptor_t x, y;
+        cudnnFilterDescriptor_t w;
+        cudnnConvolutionDescriptor_t conv;
+};
+
+static void conv_descs_done(struct conv_descs *d) {
+        if (d->x)
+                dnn_api.DestroyTensorDescriptor(d->x);
+        if (d->y)
+                dnn_api.DestroyTensorDescriptor(d->y);
+        if (d->w)
+                dnn_api.DestroyFilterDescriptor(d->w);
+        if (d->conv)
+                dnn_api.DestroyConvolutionDescriptor(d->conv);
+}
+
+static cudnnStatus_t conv_descs_make(const struct nn_conv2d *p, struct conv_descs *d) {
+        cudnnStatus_t s;
+
+        s = dnn_api.CreateTensorDescriptor(&d->x);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.CreateTensorDescriptor(&d->y);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.CreateFilterDescriptor(&d->w);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.CreateConvolutionDescriptor(&d->conv);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.SetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int) p->n, (int) p->c,
+                                                  (int) p->h, (int) p->w);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.SetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int) p->n, (int) p->k,
+                                                  (int) nn_conv2d_out_h(p), (int) nn_conv2d_out_w(p));
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.SetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int) p->k,
+                                                  (int) (p->c / p->groups), (int) p->r, (int) p->s);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.SetConvolution2dDescriptor(d->conv, (int) p->pad_h, (int) p->pad_w, (int) p->stride_h,
+                                                       (int) p->stride_w, (int) p->dilation_h, (int) p->dilation_w,
+                                                       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT);
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.SetConvolutionGroupCount(d->conv, (int) p->groups);
+        /* Without allow_tf32, FMAs only: CUDNN_DEFAULT_MATH would let f32
+         * convolutions round their inputs to TF32 on Ampere and later. */
+        if (s == CUDNN_STATUS_SUCCESS)
+                s = dnn_api.SetConvolutionMathType(d->conv, p->allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+        return s;
+}
+
+static bool algo_allowed(cudnnConvolutionFwdAlgo_t a) {
+        return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+               a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
+}
+
+/* The cached algorithm for p, or one chosen now by timing the allowed
+ * candidates on x, w and y (y is overwritten, which is fine: it is the
+ * convolution's output). */
+static const struct conv_algo *conv_algo_for(struct cuda_backend *c, const struct nn_conv2d *p,
+                                             const struct conv_descs *d, const float *x, const float *w, float *y) {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        struct nn_conv2d key = *p;
+        struct conv_algo *slot;
+        int returned = 0;
+        cudnnStatus_t s;
+
+        key.act = NN_ACT_NONE;
+        for (unsigned i = 0; i < CONV_ALGOS_CACHED; i++)
+                if (c->algos[i].used && memcmp(&c->algos[i].shape, &key, sizeof(key)) == 0)
+                        return &c->algos[i];
+
+        /* The candidates may use up to CONV_WORKSPACE_MAX (or what the
+         * device has); cudnnFind… skips those that need more. */
+        if (!scratch_reserve(c, &c->conv_ws, &c->conv_ws_cap, CONV_WORKSPACE_MAX, "conv2d (workspace)")) {
+                if (c->error != -ENOMEM)
+                        return NULL;
+                c->error = 0;
+                if (!scratch_reserve(c, &c->conv_ws, &c->conv_ws_cap, CONV_WORKSPACE_MAX / 8, "conv2d (workspace)"))
+                        return NULL;
+        }
+        s = dnn_api.FindConvolutionForwardAlgorithmEx(c->dnn, d->x, x, d->w, w, d->conv, d->y, y,
+                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf,
+                                                      c->conv_ws, c->conv_ws_cap);
+        if (s != CUDNN_STATUS_SUCCESS) {
+                fail_dnn(c, s, "conv2d (choosing an algorithm)");
+                return NULL;
+        }
+        /* perf is sorted fastest first; a deterministic algorithm is
+         * preferred, so that the same job gives the same bits. */
+        for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i < returned; i++) {
+                        if (perf[i].status != CUDNN_STATUS_SUCCESS || !algo_allowed(perf[i].algo) ||
+                            perf[i].memory > c->conv_ws_cap ||
+                            (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC))
+                                continue;
+                        slot = &c->algos[c->algo_next];
+                        c->algo_next = (c->algo_next + 1) % CONV_ALGOS_CACHED;
+                        slot->shape = key;
+                        slot->algo = perf[i].algo;
+                        slot->math = perf[i].mathType;
+                        slot->workspace = perf[i].memory;
+                        slot->used = true;
+                        return slot;
+                }
+        fail_msg(c, -EIO, "conv2d", "cuDNN has no GEMM-family algorithm for this convolution");
+        return NULL;
+}
+
+/* y = act(y + bias[k]) over [n][k][pixels]. */
+__global__ void k_bias_act(float *y, const float *bias, size_t k, size_t pixels, size_t total, int act) {
+        GRID_STRIDE(i, total) {
+                float v = y[i] + (bias ? bias[(i / pixels) % k] : 0.0f);
+                y[i] = act == NN_ACT_SILU ? v / (1.0f + expf(-v)) : v;
+        }
+}
+
+static void cuda_conv2d(struct nn_backend *be, const struct nn_conv2d *p, const float *x, const float *w,
+                        const float *bias, float *y) {
+        struct cuda_backend *c = cuda(be);
+        struct conv_descs d = {};
+        const struct conv_algo *a;
+        const float alpha = 1.0f, beta = 0.0f;
+        size_t pixels = (size_t) nn_conv2d_out_h(p) * nn_conv2d_out_w(p), total = nn_conv2d_y_elems(p);
+        cudnnStatus_t s;
+
+        if (!op_begin(c) || !dnn_begin(c))
+                return;
+        if (nn_conv2d_x_elems(p) > INT32_MAX || total > INT32_MAX) {
+                fail_msg(c, -EIO, "conv2d", "a tensor of more than 2^31 elements");
+                return;
+        }
+        s = conv_descs_make(p, &d);
+        if (s != CUDNN_STATUS_SUCCESS) {
+                fail_dnn(c, s, "conv2d (describing the convolution)");
+                conv_descs_done(&d);
+                return;
+        }
+        a = conv_algo_for(c, p, &d, x, w, y);
+        if (a) {
+                s = dnn_api.SetConvolutionMathType(d.conv, a->math);
+                if (s == CUDNN_STATUS_SUCCESS && !scratch_reserve(c, &c->conv_ws, &c->conv_ws_cap, a->workspace,
+                                                                  "conv2d (workspace)"))
+                        s = CUDNN_STATUS_ALLOC_FAILED;
+                if (s == CUDNN_STATUS_SUCCESS)
+                        s = dnn_api.ConvolutionForward(c->dnn, &alpha, d.x, x, d.w, w, d.conv, a->algo, c->conv_ws,
+                                                       a->workspace, &beta, d.y, y);
+                if (s != CUDNN_STATUS_SUCCESS)
+                        fail_dnn(c, s, "conv2d (cudnnConvolutionForward)");
+        }
+        conv_descs_done(&d);
+        if (c->error != 0 || (!bias && p->act == NN_ACT_NONE))
+                return;
+        k_bias_act<<<blocks_for(total), THREADS, 0, c->stream>>>(y, bias, p->k, pixels, total, (int) p->act);
+        op_launched(c, "conv2d (bias and activation)");
+}
+
+/* One block per (image, group): the mean, then the variance around it,
+ * both summed in double as on the CPU. */
+__global__ void k_group_norm(float *y, const float *x, size_t c, size_t hw, size_t groups, const float *gamma,
+                             const float *beta, float eps, bool silu) {
+        __shared__ double red[THREADS];
+        size_t cg = c / groups, len = cg * hw, c0 = (blockIdx.x % groups) * cg;
+        const float *xg = x + blockIdx.x * len;
+        float *yg = y + blockIdx.x * len;
+        double sum = 0, var = 0;
+
+        for (size_t i = threadIdx.x; i < len; i += THREADS)
+                sum += xg[i];
+        float mean = (float) (block_sum_f64(sum, red) / (double) len);
+        for (size_t i = threadIdx.x; i < len; i += THREADS)
+                var += ((double) xg[i] - mean) * ((double) xg[i] - mean);
+        float inv = (float) (1.0 / sqrt(block_sum_f64(var, red) / (double) len + eps));
+        for (size_t i = threadIdx.x; i < len; i += THREADS) {
+                size_t ch = c0 + i / hw;
+                float v = (xg[i] - mean) * inv * (gamma ? gamma[ch] : 1.0f) + (beta ? beta[ch] : 0.0f);
+                yg[i] = silu ? v / (1.0f + expf(-v)) : v;
+        }
+}
+
+static void cuda_group_norm(struct nn_backend *be, float *y, const float *x, size_t n, size_t c, size_t hw,
+                            size_t groups, const float *gamma, const float *beta, float eps, bool silu) {
+        struct cuda_backend *cb = cuda(be);
+        size_t units;
+
+        if (n == 0 || hw == 0 || groups == 0 || !op_begin(cb))
+                return;
+        if (!size_mul(n, groups, &units) || units > INT32_MAX) {
+                fail_msg(cb, -EIO, "group_norm", "too many groups for one grid");
+                return;
+        }
+        k_group_norm<<<(unsigned) units, THREADS, 0, cb->stream>>>(y, x, c, hw, groups, gamma, beta, eps, silu);
+        op_launched(cb, "group_norm");
+}
+
+__global__ void k_upsample2x(float *y, const float *x, size_t h, size_t w, size_t total) {
+        GRID_STRIDE(i, total) {
+                size_t ow = 2 * w, plane = 4 * h * w;
+                size_t pl = i / plane, r = (i % plane) / ow, col = i % ow;
+                y[i] = x[(pl * h + r / 2) * w + col / 2];
+        }
+}
+
+static void cuda_upsample2x(struct nn_backend *be, float *y, const float *x, size_t planes, size_t h, size_t w) {
+        struct cuda_backend *c = cuda(be);
+        size_t total;
+
+        if (planes == 0 || h == 0 || w == 0 || !op_begin(c))
+                return;
+        if (!size_mul(planes, 4 * h * w, &total)) {
+                fail_msg(c, -EIO, "upsample2x", "the output is too large");
+                return;
+        }
+        k_upsample2x<<<blocks_for(total), THREADS, 0, c->stream>>>(y, x, h, w, total);
+        op_launched(c, "upsample2x");
+}
+
+static const char *cuda_libraries(struct nn_backend *be) {
+        return cuda(be)->libraries;
+}
+
 /* Waits for the queued work, so that a fault in the last kernels is
  * reported with the step that queued them. */
 static int cuda_status(struct nn_backend *be) {
@@ -779,6 +1137,9 @@ static void cuda_free(struct nn_backend *be) {
         (void) cudaFree(c->x16);
         (void) cudaFree(c->ints);
         (void) cudaFree(c->scores);
+        (void) cudaFree(c->conv_ws);
+        if (c->dnn)
+                (void) dnn_api.Destroy(c->dnn);
         if (c->blas)
                 (void) cublasDestroy(c->blas);
         if (c->stream)
@@ -848,6 +1209,14 @@ extern "C" __attribute__((visibility("default"))) int nn_cuda_backend_open(size_
                 cuda_free(&c->base);
                 return s == CUBLAS_STATUS_ALLOC_FAILED ? -ENOMEM : -EIO;
         }
+        {
+                int v = 0;
+                char version[32] = "unknown";
+
+                if (cublasGetVersion(c->blas, &v) == CUBLAS_STATUS_SUCCESS)
+                        version_string((size_t) v, true, version, sizeof(version));
+                snprintf(c->libraries, sizeof(c->libraries), "cuBLAS %s", version);
+        }
 
         c->ops.name = c->name;
         c->ops.free = cuda_free;
@@ -865,6 +1234,10 @@ extern "C" __attribute__((visibility("default"))) int nn_cuda_backend_open(size_
         c->ops.silu_mul = cuda_silu_mul;
         c->ops.add = cuda_add;
         c->ops.copy = cuda_copy;
+        c->ops.conv2d = cuda_conv2d;
+        c->ops.group_norm = cuda_group_norm;
+        c->ops.upsample2x = cuda_upsample2x;
+        c->ops.libraries = cuda_libraries;
         c->ops.status = cuda_status;
         c->base.ops = &c->ops;
         *ret = &c->base;
