@@ -30,12 +30,14 @@ double conv_check_tolerance(uint64_t dot_len, uint32_t k_per_group, double input
         double L = (double) dot_len, u_in = input_roundoff;
         double rho = (2 * u_in + u_in * u_in) + gamma_n(L + 3) * (1 + u_in) * (1 + u_in);
 
-        return (CONV_CHECK_SIGMA * rho + gamma_n(L + 1)) * (1 + 2 * gamma_n(L)) * (h + bias_abs) +
-               k_per_group * 0x1p-52 * y_abs +
-               k_per_group * CONV_CHECK_SIGMA * (L + 2) * FLT_MIN + L * FLT_MIN;
+        return (CONV_CHECK_SIGMA * rho + gamma_n(L + 1) + 2 * gamma_n(k_per_group)) * (1 + 2 * gamma_n(L)) *
+               (h + bias_abs) +
+               2 * gamma_n((double) k_per_group + 1) * y_abs +
+               k_per_group * CONV_CHECK_SIGMA * (L + 2) * FLT_MIN + (L + k_per_group) * FLT_MIN;
 }
 
 struct group_proj {
+        float *u;               /* [rounds][k/groups]: the signs, ±1 */
         float *wu;              /* [rounds][L]: uᵀ·W_g */
         float *wabs;            /* [L]: Σ_k |W_kq| */
         double *bu;             /* [rounds]: uᵀ·b_g */
@@ -56,11 +58,20 @@ struct check_task {
         _Atomic int error;      /* -ENOMEM from a thread */
 };
 
+/* A thread's buffers for one unit. */
+struct unit_scratch {
+        float *col;             /* [rows][tile]: im2col, then |im2col| */
+        float *z;               /* [rounds][tile]: (uᵀ·W)·im2col */
+        float *lhs;             /* [rounds][tile]: uᵀ·y */
+        float *h;               /* [tile]: (Σ|W|)·|im2col| */
+        float *y_abs;           /* [tile]: Σ_k |y| */
+};
+
 static bool sign_negative(const uint64_t *signs, uint64_t k, unsigned round) {
         return (signs[k] >> round) & 1;
 }
 
-static void check_unit(struct check_task *t, uint64_t u, float *col, float *z, float *h) {
+static void check_unit(struct check_task *t, uint64_t u, struct unit_scratch *sc) {
         const struct nn_conv2d *p = t->p;
         const unsigned rounds = t->params->rounds;
         uint32_t image = (uint32_t) (u / ((uint64_t) p->groups * t->tiles));
@@ -78,35 +89,39 @@ static void check_unit(struct check_task *t, uint64_t u, float *col, float *z, f
                 uint64_t q1 = q0 + rows < t->L ? q0 + rows : t->L, nq = q1 - q0;
                 float beta = q0 == 0 ? 0.0f : 1.0f;
 
-                nn_conv2d_im2col(p, t->x, image, group, q0, q1, p0, p1, col, np, false);
+                nn_conv2d_im2col(p, t->x, image, group, q0, q1, p0, p1, sc->col, np, false);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rounds, (int) np, (int) nq, 1.0f,
-                            g->wu + q0, (int) t->L, col, (int) np, beta, z, (int) np);
+                            g->wu + q0, (int) t->L, sc->col, (int) np, beta, sc->z, (int) np);
                 for (uint64_t i = 0; i < nq * np; i++)
-                        col[i] = fabsf(col[i]);
-                cblas_sgemv(CblasRowMajor, CblasTrans, (int) nq, (int) np, 1.0f, col, (int) np, g->wabs + q0, 1,
-                            beta, h, 1);
+                        sc->col[i] = fabsf(sc->col[i]);
+                cblas_sgemv(CblasRowMajor, CblasTrans, (int) nq, (int) np, 1.0f, sc->col, (int) np, g->wabs + q0, 1,
+                            beta, sc->h, 1);
+        }
+        /* uᵀ·y for every round, as a product with the ±1 matrix, and Σ|y|,
+         * both reading y's rows in order. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rounds, (int) np, (int) t->kg, 1.0f, g->u,
+                    (int) t->kg, yg + p0, (int) t->pixels, 0.0f, sc->lhs, (int) np);
+        memset(sc->y_abs, 0, np * sizeof(float));
+        for (uint64_t k = 0; k < t->kg; k++) {
+                const float *yk = yg + k * t->pixels + p0;
+
+                for (uint64_t i = 0; i < np; i++)
+                        sc->y_abs[i] += fabsf(yk[i]);
         }
 
         for (uint64_t i = 0; i < np; i++) {
-                uint64_t pix = p0 + i;
-                double y_abs = 0, tol;
+                double tol = conv_check_tolerance(t->L, (uint32_t) t->kg, t->params->input_roundoff, sc->h[i], g->babs,
+                                                  sc->y_abs[i]);
 
-                for (uint64_t k = 0; k < t->kg; k++)
-                        y_abs += fabs((double) yg[k * t->pixels + pix]);
-                tol = conv_check_tolerance(t->L, (uint32_t) t->kg, t->params->input_roundoff, h[i], g->babs, y_abs);
                 for (unsigned r = 0; r < rounds; r++) {
-                        double lhs = 0, rhs = (double) z[r * np + i] + g->bu[r];
+                        double lhs = sc->lhs[r * np + i], rhs = (double) sc->z[r * np + i] + g->bu[r];
 
-                        for (uint64_t k = 0; k < t->kg; k++) {
-                                double v = yg[k * t->pixels + pix];
-                                lhs += sign_negative(t->signs, group * t->kg + k, r) ? -v : v;
-                        }
                         if (!(fabs(lhs - rhs) <= tol)) {
                                 uint64_t seen = atomic_load(&t->first_bad);
 
                                 t->reports[u] = (struct conv_check_report) {
                                         .verdict = CONV_CHECK_MISMATCH, .image = image, .group = group,
-                                        .pixel = pix, .round = r, .lhs = lhs, .rhs = rhs, .tolerance = tol,
+                                        .pixel = p0 + i, .round = r, .lhs = lhs, .rhs = rhs, .tolerance = tol,
                                 };
                                 while (u < seen && !atomic_compare_exchange_weak(&t->first_bad, &seen, u))
                                         ;
@@ -119,10 +134,15 @@ static void check_unit(struct check_task *t, uint64_t u, float *col, float *z, f
 static void check_worker(void *arg, unsigned ith, unsigned nth) {
         struct check_task *t = arg;
         const unsigned rounds = t->params->rounds;
-        float *col = malloc(TILE_FLOATS * sizeof(float)), *z = malloc(rounds * t->tile * sizeof(float));
-        float *h = malloc(t->tile * sizeof(float));
+        struct unit_scratch sc = {
+                .col = malloc(TILE_FLOATS * sizeof(float)),
+                .z = malloc(rounds * t->tile * sizeof(float)),
+                .lhs = malloc(rounds * t->tile * sizeof(float)),
+                .h = malloc(t->tile * sizeof(float)),
+                .y_abs = malloc(t->tile * sizeof(float)),
+        };
 
-        if (!col || !z || !h)
+        if (!sc.col || !sc.z || !sc.lhs || !sc.h || !sc.y_abs)
                 atomic_store(&t->error, -ENOMEM);
         else
                 /* Units are dealt round robin: a stretch of bad output
@@ -130,11 +150,13 @@ static void check_worker(void *arg, unsigned ith, unsigned nth) {
                 for (uint64_t u = ith; u < t->units && atomic_load(&t->error) == 0; u += nth) {
                         if (u > atomic_load(&t->first_bad))
                                 break;
-                        check_unit(t, u, col, z, h);
+                        check_unit(t, u, &sc);
                 }
-        free(col);
-        free(z);
-        free(h);
+        free(sc.col);
+        free(sc.z);
+        free(sc.lhs);
+        free(sc.h);
+        free(sc.y_abs);
 }
 
 static bool all_finite(const float *v, uint64_t n) {
@@ -165,6 +187,7 @@ static void proj_free(struct group_proj *proj, uint32_t groups) {
         if (!proj)
                 return;
         for (uint32_t g = 0; g < groups; g++) {
+                free(proj[g].u);
                 free(proj[g].wu);
                 free(proj[g].wabs);
                 free(proj[g].bu);
@@ -172,57 +195,51 @@ static void proj_free(struct group_proj *proj, uint32_t groups) {
         free(proj);
 }
 
-/* uᵀ·W_g, Σ|W_g|, uᵀ·b_g and Σ|b_g|, in double and then rounded once. */
+/* Per group: the signs as a ±1 matrix U, U·W_g (by sgemm: rounds/(k/g)
+ * of the convolution's work, so it must run at sgemm's speed), Σ|W_g|
+ * rounded up, and uᵀ·b_g and Σ|b_g| in double. */
 static int project(const struct nn_conv2d *p, const float *w, const float *bias, const uint64_t *signs,
                    unsigned rounds, uint64_t L, struct group_proj **ret) {
         uint64_t kg = p->k / p->groups;
         struct group_proj *proj = calloc(p->groups, sizeof(*proj));
-        double *acc = calloc((rounds + 1) * L, sizeof(double));
+        /* Σ|W| in float errs by at most γ(k_g) relatively: raised by twice that. */
+        float up = (float) (1 + 2 * gamma_n((double) kg));
 
-        if (!proj || !acc) {
-                free(proj);
-                free(acc);
+        if (!proj)
                 return -ENOMEM;
-        }
         for (uint32_t g = 0; g < p->groups; g++) {
                 struct group_proj *gp = &proj[g];
+                const float *wg = w + (uint64_t) g * kg * L;
 
+                gp->u = malloc(rounds * kg * sizeof(float));
                 gp->wu = malloc(rounds * L * sizeof(float));
-                gp->wabs = malloc(L * sizeof(float));
+                gp->wabs = calloc(L, sizeof(float));
                 gp->bu = calloc(rounds, sizeof(double));
-                if (!gp->wu || !gp->wabs || !gp->bu) {
+                if (!gp->u || !gp->wu || !gp->wabs || !gp->bu) {
                         proj_free(proj, p->groups);
-                        free(acc);
                         return -ENOMEM;
                 }
-                memset(acc, 0, (rounds + 1) * L * sizeof(double));
-                for (uint64_t k = g * kg; k < (g + 1) * kg; k++) {
-                        const float *wk = w + k * L;
+                for (unsigned r = 0; r < rounds; r++)
+                        for (uint64_t k = 0; k < kg; k++) {
+                                bool neg = sign_negative(signs, g * kg + k, r);
 
-                        for (unsigned r = 0; r < rounds; r++) {
-                                double *a = acc + r * L;
-
-                                if (sign_negative(signs, k, r))
-                                        for (uint64_t q = 0; q < L; q++)
-                                                a[q] -= wk[q];
-                                else
-                                        for (uint64_t q = 0; q < L; q++)
-                                                a[q] += wk[q];
+                                gp->u[r * kg + k] = neg ? -1.0f : 1.0f;
                                 if (bias)
-                                        gp->bu[r] += sign_negative(signs, k, r) ? -(double) bias[k] : bias[k];
+                                        gp->bu[r] += neg ? -(double) bias[g * kg + k] : bias[g * kg + k];
                         }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rounds, (int) L, (int) kg, 1.0f, gp->u,
+                            (int) kg, wg, (int) L, 0.0f, gp->wu, (int) L);
+                for (uint64_t k = 0; k < kg; k++) {
+                        const float *wk = wg + k * L;
+
                         for (uint64_t q = 0; q < L; q++)
-                                acc[rounds * L + q] += fabs((double) wk[q]);
+                                gp->wabs[q] += fabsf(wk[q]);
                         if (bias)
-                                gp->babs += fabs((double) bias[k]);
+                                gp->babs += fabs((double) bias[g * kg + k]);
                 }
-                for (uint64_t i = 0; i < rounds * L; i++)
-                        gp->wu[i] = (float) acc[i];
-                /* Rounded up, so that h computed from it stays an upper bound. */
                 for (uint64_t q = 0; q < L; q++)
-                        gp->wabs[q] = nextafterf((float) acc[rounds * L + q], INFINITY);
+                        gp->wabs[q] = nextafterf(gp->wabs[q] * up, INFINITY);
         }
-        free(acc);
         *ret = proj;
         return 0;
 }

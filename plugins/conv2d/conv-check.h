@@ -16,11 +16,11 @@
  * rounding of the inputs if allowed): |ŷ_kp − y_kp| ≤ ρ·(h_kp + |b_k|) +
  * (L + 2)·FLT_MIN, with h_kp = Σ_q |w_kq|·|col_qp| and ρ as gemm's
  * freivalds_element_bound(L + 1, u_in).  Summed over the group's channels
- * with any signs, and with the check's own rounding (the projection in
- * float, h and the product in float, the sums of y in double):
+ * with any signs, and with the check's own rounding (the projection, h,
+ * the product, uᵀ·y and S all in float, by sgemm):
  *
- *     tol_p = (σ·ρ + γ(L + 1))·(1 + 2γ(L))·(h_p + B) + k_g·2^-52·S_p
- *             + k_g·σ·(L + 2)·FLT_MIN + L·FLT_MIN
+ *     tol_p = (σ·ρ + γ(L + 1) + 2γ(k_g))·(1 + 2γ(L))·(h_p + B) + 2γ(k_g + 1)·S_p
+ *             + k_g·σ·(L + 2)·FLT_MIN + (L + k_g)·FLT_MIN
  *
  * where h_p = Σ_k h_kp = Σ_q (Σ_k |w_kq|)·|col_qp|, B = Σ_k |b_k|, S_p =
  * Σ_k |ŷ_kp|, k_g = k/groups, σ = 2 and γ(j) = j·2^-24 / (1 − j·2^-24).

@@ -353,9 +353,9 @@ static int job_parse(const struct conv_state *s, const struct swarm_values *inpu
 
 /* ---- Running ---- */
 
-/* One convolution on the backend: the inputs written, the op, the output
- * read back into y (host memory).  Images one at a time, so that a
- * cancelled job stops between them. */
+/* One convolution on the backend: on a GPU the inputs written to it, the
+ * op, the output read back into y (host memory).  Images one at a time, so
+ * that a cancelled job stops between them. */
 static int run_conv(struct conv_state *s, const struct nn_conv2d *p, const float *x, const float *w,
                     const float *bias, float *y, struct swarm_job *job) {
         struct nn_backend *be = s->be;
@@ -365,6 +365,18 @@ static int run_conv(struct conv_state *s, const struct nn_conv2d *p, const float
         int r = 0;
 
         one.n = 1;
+        if (!s->on_gpu) {
+                /* The CPU backend's memory is the process's: it reads the
+                 * job's tensors and writes the result where they are. */
+                for (uint32_t i = 0; i < p->n; i++) {
+                        if (job && swarm_job_cancelled(job)) {
+                                swarm_job_set_error(job, "cancelled after %" PRIu32 " of %" PRIu32 " images", i, p->n);
+                                return -ECANCELED;
+                        }
+                        be->ops->conv2d(be, &one, x + i * x_one, w, bias, y + i * y_one);
+                }
+                return be->ops->status(be);
+        }
         dx = be->ops->alloc(be, x_one);
         dw = be->ops->alloc(be, nn_conv2d_w_elems(p));
         db = bias ? be->ops->alloc(be, p->k) : NULL;

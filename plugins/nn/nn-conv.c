@@ -131,13 +131,26 @@ void nn_conv2d_im2col(const struct nn_conv2d *p, const float *x, uint32_t image,
                         } else {
                                 const float *xr = xc + (uint64_t) ih * p->w;
                                 float *o = out + (pix - p0);
+                                int64_t iw0 = (int64_t) ow * p->stride_w + col_off, sw = p->stride_w;
+                                /* Taps t in [lo, hi) fall inside the row:
+                                 * 0 ≤ iw0 + t·sw < w. */
+                                int64_t lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+                                int64_t hi = iw0 >= (int64_t) p->w ? 0 : ((int64_t) p->w - iw0 + sw - 1) / sw;
 
-                                for (uint64_t t = 0; t < run; t++) {
-                                        int64_t iw = (int64_t) (ow + t) * p->stride_w + col_off;
-                                        float v = iw >= 0 && iw < (int64_t) p->w ? xr[iw] : 0.0f;
+                                if (hi > (int64_t) run)
+                                        hi = (int64_t) run;
+                                if (lo > hi)
+                                        lo = hi;
+                                memset(o, 0, (size_t) lo * sizeof(float));
+                                if (sw == 1 && !abs_value)
+                                        memcpy(o + lo, xr + iw0 + lo, (size_t) (hi - lo) * sizeof(float));
+                                else
+                                        for (int64_t t = lo; t < hi; t++) {
+                                                float v = xr[iw0 + t * sw];
 
-                                        o[t] = abs_value ? fabsf(v) : v;
-                                }
+                                                o[t] = abs_value ? fabsf(v) : v;
+                                        }
+                                memset(o + hi, 0, (size_t) ((int64_t) run - hi) * sizeof(float));
                         }
                         pix += run;
                 }
