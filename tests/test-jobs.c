@@ -62,6 +62,8 @@ static char textgen_other_model[256];
  * the name they offer it under. */
 static const char *enabled_skill = "testskill";
 static const char *offered_skill = "testskill";
+/* enabled_skill is one of the shipped plugins (conv2d). */
+static bool shipped_skill;
 /* A seed for node 0 (ID@ENDPOINT), so that a restarted requester rejoins
  * at once instead of waiting to be pinged; empty: none. */
 static char node0_seed[200];
@@ -89,7 +91,9 @@ static void write_config(int i, const char *skill_options, bool cheat) {
                 fprintf(f, "  options: [\"textgen.model=%s\", \"textgen.threads=1\"]\n",
                         i == 2 && textgen_other_model[0] ? textgen_other_model : textgen_model);
         } else {
-                fprintf(f, "skills:\n  directory: \"%s\"\n", plugins);
+                /* The shipped skills are in the build's plugins/NAME/NAME.so,
+                 * the test skills in tests/. */
+                fprintf(f, "skills:\n  directory: \"%s\"\n", shipped_skill ? getenv("SKILL_BUILD_DIR") : plugins);
                 if (i != 0)
                         fprintf(f, "  enabled: [%s]\n  workers: 2\n  kill_grace: 200ms\n", enabled_skill);
                 if (skill_options)
@@ -561,6 +565,91 @@ Test(jobs, cheating_provider_is_caught_and_no_wrong_result_accepted) {
         cr_assert_eq(per_node[1], 30);
         cr_log_info("%u results rejected by verification, %u reroutes", rejected, rerouted);
         jobs_client_free(c);
+}
+
+/* y = conv(x, w) + bias with stride 1, padding 1, 3×3, in double. */
+static double conv_reference(const float *x, const float *w, const float *b, uint32_t c, uint32_t h, uint32_t wd,
+                             uint32_t k, uint32_t i, uint32_t j) {
+        double s = b[k];
+
+        for (uint32_t ci = 0; ci < c; ci++)
+                for (int r = 0; r < 3; r++)
+                        for (int t = 0; t < 3; t++) {
+                                int ih = (int) i - 1 + r, iw = (int) j - 1 + t;
+
+                                if (ih >= 0 && ih < (int) h && iw >= 0 && iw < (int) wd)
+                                        s += (double) x[(ci * h + (uint32_t) ih) * wd + (uint32_t) iw] *
+                                             w[((k * c + ci) * 3 + (uint32_t) r) * 3 + (uint32_t) t];
+                        }
+        return s;
+}
+
+/* The shipped conv2d skill end to end: providers run it on the engine, the
+ * requester checks each result with the Freivalds check on the im2col form,
+ * and a provider returning wrong convolutions gets none accepted. */
+Test(jobs, conv2d_runs_on_providers_and_a_cheats_convolutions_are_rejected) {
+        const bool cheat[] = { false, false, true };
+        const char *const options[] = { NULL, "\"conv2d.threads=1\"", "\"conv2d.threads=1\"" };
+        const uint32_t c = 6, h = 9, wd = 11, k = 5;
+        unsigned per_node[NODES_MAX] = {}, rejected = 0;
+        struct jobs_client *cl;
+
+        enabled_skill = offered_skill = "conv2d";
+        shipped_skill = true;
+        start_swarm(2, options, cheat);
+        cl = connect_requester();
+        for (unsigned id = 0; id < 12; id++) {
+                struct swarm_values *in = swarm_values_new();
+                struct swarm_tensor t;
+
+                swarm_values_set_allocator(in, shm_allocate, NULL);
+                cr_assert_eq(swarm_values_add_tensor(in, "x", SWARM_DTYPE_F32, 4, (uint64_t[]) { 1, c, h, wd }, &t), 0);
+                for (uint64_t i = 0; i < t.n_elements; i++)
+                        ((float *) t.data)[i] = (float) ((i * 31 + id * 7) % 17) / 8.0f - 1.0f;
+                cr_assert_eq(swarm_values_add_tensor(in, "w", SWARM_DTYPE_F32, 4, (uint64_t[]) { k, c, 3, 3 }, &t), 0);
+                for (uint64_t i = 0; i < t.n_elements; i++)
+                        ((float *) t.data)[i] = (float) ((i * 13 + id) % 11) / 5.0f - 1.0f;
+                cr_assert_eq(swarm_values_add_tensor(in, "bias", SWARM_DTYPE_F32, 1, (uint64_t[]) { k }, &t), 0);
+                for (uint64_t i = 0; i < k; i++)
+                        ((float *) t.data)[i] = (float) i - 2.0f;
+                cr_assert_eq(swarm_values_set_int(in, "padding", 1), 0);
+                submit(cl, id, "conv2d", in, UINT64_MAX / 2, 20 * 1000 * 1000);
+                swarm_values_free(in);
+        }
+        for (unsigned done = 0; done < 12; done++) {
+                struct jobs_result res = {};
+                struct swarm_tensor y;
+                float x[6 * 9 * 11], w[5 * 6 * 9], b[5];
+
+                wait_result(cl, &res);
+                cr_assert_eq(res.status, 0, "job %llu failed: %s", (unsigned long long) res.id, res.error);
+                cr_assert_eq(swarm_values_get_tensor(res.outputs, "y", &y), 0);
+                cr_assert_eq(y.n_elements, (uint64_t) k * h * wd);
+                for (uint64_t i = 0; i < c * h * wd; i++)
+                        x[i] = (float) ((i * 31 + res.id * 7) % 17) / 8.0f - 1.0f;
+                for (uint64_t i = 0; i < k * c * 9; i++)
+                        w[i] = (float) ((i * 13 + res.id) % 11) / 5.0f - 1.0f;
+                for (uint32_t i = 0; i < k; i++)
+                        b[i] = (float) i - 2.0f;
+                for (uint32_t kk = 0; kk < k; kk++)
+                        for (uint32_t i = 0; i < h; i++)
+                                for (uint32_t j = 0; j < wd; j++)
+                                        cr_assert_float_eq(((float *) y.data)[(kk * h + i) * wd + j],
+                                                           conv_reference(x, w, b, c, h, wd, kk, i, j), 1e-3,
+                                                           "job %llu: y(%u, %u, %u)", (unsigned long long) res.id,
+                                                           kk, i, j);
+                for (int n = 0; n < NODES_MAX; n++)
+                        if (is_node(res.provider, n))
+                                per_node[n]++;
+                rejected += res.rejected;
+                jobs_result_done(&res);
+        }
+        cr_assert_eq(per_node[2], 0, "%u convolutions of the cheat were accepted", per_node[2]);
+        cr_assert_eq(per_node[1], 12);
+        /* A burst of 12 is spread over both providers (routing counts the
+         * jobs in flight), so the cheat is asked and caught. */
+        cr_assert_geq(rejected, 1, "the cheat was never asked: the test proves nothing");
+        jobs_client_free(cl);
 }
 
 Test(jobs, no_provider_for_skill_and_expired_deadline_are_clear_errors) {

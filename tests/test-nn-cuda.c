@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The CUDA backend against the CPU backend on tiny random-weight models:
  * logits at every position within f16 rounding, the same greedy tokens,
- * KV-cache decoding equal to a full recompute.  Where there is no GPU (CI,
+ * KV-cache decoding equal to a full recompute; convolutions (cuDNN), GroupNorm
+ * and upsampling against the CPU's.  Where there is no GPU (CI,
  * most build machines) nn_cuda_backend_new() says -ENODEV and every test of
  * the nn_cuda suite is skipped with its reason; the nn_cuda_loader suite
  * checks the loader's refusals, which need no GPU. */
@@ -227,6 +228,153 @@ Test(nn_cuda, the_backend_names_its_device) {
         cr_assert(strncmp(be->ops->name, "cuda:", 5) == 0 && strlen(be->ops->name) > 5, "%s", be->ops->name);
         cr_assert_eq(be->ops->status(be), 0);
         nn_backend_free(be);
+}
+
+/* ---- Convolutional ops: the same inputs on both backends ---- */
+
+static float conv_rng(uint64_t *state) {
+        *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return (float) ((*state >> 40) & 0xffffff) / (float) 0x1000000 * 2.0f - 1.0f;
+}
+
+/* y on the CPU and on the GPU for one convolution; returns the largest
+ * difference relative to Σ|w·x| + |bias| (computed on the host). */
+static double conv_max_rel_diff(struct nn_backend *gpu, const struct nn_conv2d *p) {
+        struct nn_backend *cpu;
+        uint64_t nx = nn_conv2d_x_elems(p), nw = nn_conv2d_w_elems(p), ny = nn_conv2d_y_elems(p), st = 42;
+        float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float)), *b = malloc(p->k * sizeof(float));
+        float *yc = malloc(ny * sizeof(float)), *yg = malloc(ny * sizeof(float));
+        float *wabs = malloc(nw * sizeof(float)), *xabs = malloc(nx * sizeof(float));
+        float *yabs = malloc(ny * sizeof(float)), *babs = malloc(p->k * sizeof(float));
+        struct nn_backend *bes[2];
+        float *outs[2] = { yc, yg };
+        double worst = 0;
+
+        cr_assert_eq(nn_cpu_backend_new(2, &cpu), 0);
+        bes[0] = cpu;
+        bes[1] = gpu;
+        for (uint64_t i = 0; i < nx; i++)
+                xabs[i] = fabsf(x[i] = conv_rng(&st));
+        for (uint64_t i = 0; i < nw; i++)
+                wabs[i] = fabsf(w[i] = conv_rng(&st));
+        for (uint64_t i = 0; i < p->k; i++)
+                babs[i] = fabsf(b[i] = conv_rng(&st));
+        for (int i = 0; i < 2; i++) {
+                struct nn_backend *be = bes[i];
+                float *dx = be->ops->alloc(be, nx), *dw = be->ops->alloc(be, nw), *db = be->ops->alloc(be, p->k);
+                float *dy = be->ops->alloc(be, ny);
+
+                cr_assert(dx && dw && db && dy);
+                be->ops->write(be, dx, x, nx);
+                be->ops->write(be, dw, w, nw);
+                be->ops->write(be, db, b, p->k);
+                be->ops->conv2d(be, p, dx, dw, db, dy);
+                be->ops->read(be, outs[i], dy, ny);
+                cr_assert_eq(be->ops->status(be), 0, "conv2d on %s", be->ops->name);
+                if (i == 0) {
+                        /* Σ|w·x| + |bias| by the same op on the CPU. */
+                        struct nn_conv2d plain = *p;
+
+                        plain.act = NN_ACT_NONE;
+                        be->ops->write(be, dx, xabs, nx);
+                        be->ops->write(be, dw, wabs, nw);
+                        be->ops->write(be, db, babs, p->k);
+                        be->ops->conv2d(be, &plain, dx, dw, db, dy);
+                        be->ops->read(be, yabs, dy, ny);
+                }
+                be->ops->release(be, dx);
+                be->ops->release(be, dw);
+                be->ops->release(be, db);
+                be->ops->release(be, dy);
+        }
+        for (uint64_t i = 0; i < ny; i++) {
+                double d = fabs((double) yc[i] - yg[i]) / (yabs[i] + 1e-30);
+                worst = d > worst ? d : worst;
+        }
+        nn_backend_free(cpu);
+        free(x);
+        free(w);
+        free(b);
+        free(yc);
+        free(yg);
+        free(wabs);
+        free(xabs);
+        free(yabs);
+        free(babs);
+        return worst;
+}
+
+Test(nn_cuda, conv2d_on_cudnn_matches_the_cpu) {
+        static const struct nn_conv2d shapes[] = {
+                { .n = 2, .c = 8, .h = 13, .w = 11, .k = 6, .r = 3, .s = 3, .stride_h = 1, .stride_w = 1,
+                  .pad_h = 1, .pad_w = 1, .dilation_h = 1, .dilation_w = 1, .groups = 1 },
+                { .n = 1, .c = 16, .h = 17, .w = 17, .k = 16, .r = 3, .s = 3, .stride_h = 2, .stride_w = 2,
+                  .pad_h = 1, .pad_w = 1, .dilation_h = 2, .dilation_w = 2, .groups = 4, .act = NN_ACT_SILU },
+                { .n = 1, .c = 32, .h = 9, .w = 9, .k = 32, .r = 3, .s = 3, .stride_h = 1, .stride_w = 1,
+                  .pad_h = 1, .pad_w = 1, .dilation_h = 1, .dilation_w = 1, .groups = 32 },
+                { .n = 1, .c = 64, .h = 16, .w = 16, .k = 48, .r = 1, .s = 1, .stride_h = 1, .stride_w = 1,
+                  .dilation_h = 1, .dilation_w = 1, .groups = 1 },
+        };
+        struct nn_backend *gpu = cuda_or_skip();
+
+        for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+                struct nn_conv2d tf32 = shapes[i];
+                double f32 = conv_max_rel_diff(gpu, &shapes[i]), t;
+
+                tf32.allow_tf32 = true;
+                t = conv_max_rel_diff(gpu, &tf32);
+                /* f32 with FMAs: the sums' rounding only (γ(L) ≈ L·2^-24);
+                 * TF32: inputs rounded to 10 bits. */
+                cr_assert_lt(f32, 1e-4, "shape %zu: f32 differs from the CPU by %g of Σ|w·x|", i, f32);
+                cr_assert_lt(t, 4e-3, "shape %zu: tf32 differs from the CPU by %g of Σ|w·x|", i, t);
+        }
+        cr_assert_not_null(strstr(gpu->ops->libraries(gpu), "cuDNN"), "%s", gpu->ops->libraries(gpu));
+        nn_backend_free(gpu);
+}
+
+Test(nn_cuda, group_norm_and_upsample_match_the_cpu) {
+        const size_t n = 2, c = 32, hw = 50, groups = 8, total = n * c * hw;
+        struct nn_backend *gpu = cuda_or_skip(), *cpu, *bes[2];
+        float *x = malloc(total * sizeof(float)), *g = malloc(c * sizeof(float)), *b = malloc(c * sizeof(float));
+        float *out[2] = { malloc(4 * total * sizeof(float)), malloc(4 * total * sizeof(float)) };
+        uint64_t st = 7;
+
+        cr_assert_eq(nn_cpu_backend_new(2, &cpu), 0);
+        bes[0] = cpu;
+        bes[1] = gpu;
+        for (size_t i = 0; i < total; i++)
+                x[i] = 10.0f + conv_rng(&st);
+        for (size_t i = 0; i < c; i++) {
+                g[i] = conv_rng(&st);
+                b[i] = conv_rng(&st);
+        }
+        for (int i = 0; i < 2; i++) {
+                struct nn_backend *be = bes[i];
+                float *dx = be->ops->alloc(be, total), *dy = be->ops->alloc(be, 4 * total);
+                float *dg = be->ops->alloc(be, c), *db = be->ops->alloc(be, c);
+
+                be->ops->write(be, dx, x, total);
+                be->ops->write(be, dg, g, c);
+                be->ops->write(be, db, b, c);
+                be->ops->group_norm(be, dx, dx, n, c, hw, groups, dg, db, 1e-5f, true);
+                /* hw = 50 as 5 rows of 10. */
+                be->ops->upsample2x(be, dy, dx, n * c, 5, 10);
+                be->ops->read(be, out[i], dy, 4 * total);
+                cr_assert_eq(be->ops->status(be), 0);
+                be->ops->release(be, dx);
+                be->ops->release(be, dy);
+                be->ops->release(be, dg);
+                be->ops->release(be, db);
+        }
+        for (size_t i = 0; i < 4 * total; i++)
+                cr_assert_float_eq(out[0][i], out[1][i], 1e-4, "element %zu", i);
+        nn_backend_free(cpu);
+        nn_backend_free(gpu);
+        free(x);
+        free(g);
+        free(b);
+        free(out[0]);
+        free(out[1]);
 }
 
 /* ---- The loader, which needs no GPU ---- */
