@@ -358,6 +358,86 @@ static void set_consistent_outputs(struct swarm_job *j, const char *model, const
         gguf_close(g);
 }
 
+/* The job's proof, but claiming model-id id: what a provider serving
+ * another model under this one's name sends. */
+static void claim_model(struct swarm_job *j, const uint8_t id[32]) {
+        struct swarm_values *proof = swarm_values_new(), *old = swarm_job_proof(j);
+        struct swarm_tensor src, dst;
+        int64_t ctx;
+
+        cr_assert_eq(swarm_values_set_bytes(proof, "model-id", id, 32), 0);
+        cr_assert_eq(swarm_values_get_int(old, "context", &ctx), 0);
+        cr_assert_eq(swarm_values_set_int(proof, "context", ctx), 0);
+        for (int i = 0; i < 2; i++) {
+                const char *name = i == 0 ? "commit-ids" : "commit-logits";
+
+                cr_assert_eq(swarm_values_get_tensor(old, name, &src), 0);
+                cr_assert_eq(swarm_values_add_tensor(proof, name, src.dtype, src.ndim, src.shape, &dst), 0);
+                memcpy(dst.data, src.data, src.size);
+        }
+        swarm_values_free(old);
+        j->proof = proof;
+}
+
+/* A copy of the same weights quantised to Q4_0, run under the F16 file's
+ * model-id: greedy decoding often picks the very same tokens, so checking
+ * the tokens alone may pass; the committed logits do not. */
+Test(textgen, verify_rejects_a_quantised_copy_claiming_the_original) {
+        struct tiny_model_spec spec = tiny_model_spec_default();
+        char f16_path[256], q4_path[256], err[512];
+        struct swarm_values *in = prompt_inputs("Once upon a time", 24);
+        const void *id;
+        size_t id_size;
+        uint8_t f16_id[32];
+        struct swarm_job j;
+        void *f16, *q4;
+
+        spec.weight_type = spec.embd_type = NN_TYPE_F16;
+        snprintf(f16_path, sizeof(f16_path), "%s/f16.gguf", dir);
+        cr_assert_eq(tiny_model_write(&spec, f16_path, err, sizeof(err)), 0, "%s", err);
+        spec.weight_type = NN_TYPE_Q4_0;
+        snprintf(q4_path, sizeof(q4_path), "%s/q4.gguf", dir);
+        cr_assert_eq(tiny_model_write(&spec, q4_path, err, sizeof(err)), 0, "%s", err);
+        f16 = start(f16_path, 0);
+        q4 = start(q4_path, 0);
+        cr_assert(f16 && q4);
+
+        cr_assert_eq(run(f16, &j, in, NULL, 0), 0);
+        cr_assert_eq(skill->verify(f16, &j), 0, "%s", swarm_job_error(&j));
+        cr_assert_eq(swarm_values_get_bytes(swarm_job_proof(&j), "model-id", &id, &id_size), 0);
+        memcpy(f16_id, id, 32);
+        swarm_job_done(&j);
+
+        cr_assert_eq(run(q4, &j, in, NULL, 0), 0);
+        claim_model(&j, f16_id);
+        cr_assert_eq(skill->verify(f16, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "does not match this model"), "%s", swarm_job_error(&j));
+        swarm_job_done(&j);
+
+        /* An honest result with one committed logit nudged past the
+         * tolerance, and one without commitments. */
+        cr_assert_eq(run(f16, &j, in, NULL, 0), 0);
+        {
+                struct swarm_tensor t;
+
+                cr_assert_eq(swarm_values_get_tensor(swarm_job_proof(&j), "commit-logits", &t), 0);
+                ((float *) t.data)[7 * 4 + 2] += 0.25f;
+        }
+        cr_assert_eq(skill->verify(f16, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "generated token 7"), "%s", swarm_job_error(&j));
+        swarm_values_free(swarm_job_proof(&j));
+        j.proof = swarm_values_new();
+        swarm_values_set_bytes(j.proof, "model-id", f16_id, 32);
+        swarm_values_set_int(j.proof, "context", 256);
+        cr_assert_eq(skill->verify(f16, &j), -EBADMSG);
+        cr_assert(strstr(swarm_job_error(&j), "no commitments"), "%s", swarm_job_error(&j));
+        swarm_job_done(&j);
+
+        swarm_values_free(in);
+        skill->fini(f16);
+        skill->fini(q4);
+}
+
 Test(textgen, verify_rejects_tampered_tokens_another_model_and_another_prompt) {
         char a_path[256], b_path[256];
         snprintf(a_path, sizeof(a_path), "%s", model_path("a.gguf", 1, TINY_TOKENIZER_SPM));
@@ -416,12 +496,9 @@ Test(textgen, verify_rejects_tampered_tokens_another_model_and_another_prompt) {
          * result of another model is a provider's fault. */
         cr_assert_eq(skill->verify(a, &j), -EBADMSG);
         cr_assert(strstr(swarm_job_error(&j), "chosen for"), "%s", swarm_job_error(&j));
-        swarm_values_free(swarm_job_proof(&j));
-        j.proof = swarm_values_new();
-        swarm_values_set_bytes(j.proof, "model-id", id_copy, 32);
-        swarm_values_set_int(j.proof, "context", 256);
+        claim_model(&j, id_copy);
         cr_assert_eq(skill->verify(a, &j), -EBADMSG);
-        cr_assert(strstr(swarm_job_error(&j), "could have chosen"), "%s", swarm_job_error(&j));
+        cr_assert(strstr(swarm_job_error(&j), "does not match this model"), "%s", swarm_job_error(&j));
         swarm_job_done(&j);
 
         /* Another prompt's output for this prompt. */

@@ -13,6 +13,8 @@
  *          price-per-ktoken (int, micro-credits per 1000 tokens of prompt +
  *          max_tokens; default 1 per 100M parameters, at least 1),
  *          verify-tolerance-milli (int, logits × 1000; default 500),
+ *          commit-tolerance-milli (int, logits × 1000; default 100: how far
+ *          a committed logit may be from the verifier's),
  *          chat-template ("llama2", "llama3", "chatml", "mistral": overrides
  *          what the file's tokenizer.chat_template says).
  * Inputs:  prompt (string) | prompt_tokens (i32 tensor, used as given) |
@@ -26,12 +28,17 @@
  *          prompt_tokens_count (int), finish_reason ("stop", "length"),
  *          prefill_usec and decode_usec (ints).
  * Proof:   model-id (bytes, SHA-256 of the whole GGUF file), context (int,
- *          the provider's context size: where "length" stopped).
+ *          the provider's context size: where "length" stopped), and the
+ *          commitments of commit.h: commit-ids (i32 tensor n×COMMIT_K) and
+ *          commit-logits (f32 tensor n×COMMIT_K), the largest raw logits at
+ *          each generated position.
  * Verify:  teacher-forced: one batched forward pass over prompt + output on
  *          the verifier's copy of the same model (same identity), checking
  *          that each generated token is one the sampling rule could pick
  *          (greedy: the argmax within the tolerance; sampled: inside top-k /
- *          top-p / min-p), and that the text is what the tokens decode to. */
+ *          top-p / min-p), that each position's commitment matches the
+ *          verifier's logits, and that the text is what the tokens decode
+ *          to. */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -49,6 +56,7 @@
 #include <swarm/skill.h>
 
 #include "chat-template.h"
+#include "commit.h"
 #include "gguf.h"
 #include "llama.h"
 #include "nn-quant.h"
@@ -60,6 +68,11 @@
 #define DEFAULT_BATCH           64
 #define DEFAULT_MAX_TOKENS      128
 #define DEFAULT_TOLERANCE_MILLI 500
+/* Measured on tiny random-weight models (tests/test-commit.c): honest CPU
+ * runs differ by under 10^-5 logits, a Q4_0 copy of an F16 model by at
+ * least 0.33 in every 32 tokens, other weights by several logits.  A GPU's
+ * f16 activations move logits by about 2^-11 relatively: well inside. */
+#define DEFAULT_COMMIT_TOLERANCE_MILLI 100
 #define MAX_STOPS               4
 #define STOP_MAX_LEN            64
 #define BENCH_TOKENS            16
@@ -88,9 +101,15 @@ struct textgen {
         const char *quant;
         uint64_t price_per_ktoken;
         float tolerance;
+        float commit_tolerance;
         uint64_t tokens_per_sec;        /* measured decode speed */
         uint64_t memory;                /* weights + context, bytes */
         float *scratch;                 /* n_vocab floats for verify */
+        /* The last execute()'s commitments, for prove(): COMMIT_K per
+         * generated token. */
+        int32_t *commit_ids;
+        float *commit_logits;
+        size_t commit_n;
 };
 
 /* A job's inputs, validated. */
@@ -194,6 +213,8 @@ static void textgen_fini(void *state) {
         if (!t)
                 return;
         free(t->scratch);
+        free(t->commit_ids);
+        free(t->commit_logits);
         tokenizer_free(t->tok);
         llama_context_free(t->ctx);
         llama_model_free(t->model);
@@ -206,7 +227,7 @@ static int textgen_init(const struct swarm_values *config, void **state) {
         struct textgen *t;
         const char *path, *device = "cpu", *tmpl_name = NULL;
         char err[512];
-        int64_t threads, ctx, batch, limit, price, tol, gpu;
+        int64_t threads, ctx, batch, limit, price, tol, commit_tol, gpu;
         struct gguf_string s;
         uint64_t data_size;
         const void *data;
@@ -240,7 +261,9 @@ static int textgen_init(const struct swarm_values *config, void **state) {
             (r = config_int(config, "batch", 1, 4096, DEFAULT_BATCH, &batch)) < 0 ||
             (r = config_int(config, "memory-limit", 1, INT64_MAX, 0, &limit)) < 0 ||
             (r = config_int(config, "price-per-ktoken", 1, INT64_MAX, 0, &price)) < 0 ||
-            (r = config_int(config, "verify-tolerance-milli", 0, 100000, DEFAULT_TOLERANCE_MILLI, &tol)) < 0)
+            (r = config_int(config, "verify-tolerance-milli", 0, 100000, DEFAULT_TOLERANCE_MILLI, &tol)) < 0 ||
+            (r = config_int(config, "commit-tolerance-milli", 0, 100000, DEFAULT_COMMIT_TOLERANCE_MILLI,
+                            &commit_tol)) < 0)
                 return r;
 
         t = calloc(1, sizeof(*t));
@@ -327,6 +350,7 @@ static int textgen_init(const struct swarm_values *config, void **state) {
         }
         t->quant = dominant_type(t->file);
         t->tolerance = (float) tol / 1000.0f;
+        t->commit_tolerance = (float) commit_tol / 1000.0f;
         t->price_per_ktoken = price > 0 ? (uint64_t) price
                                         : (llama_model_n_params(t->model) + 99999999) / 100000000;
 
@@ -788,7 +812,12 @@ static int textgen_execute(void *state, struct swarm_job *job) {
 
         history = malloc((req.n_prompt + max_gen + 1) * sizeof(int32_t));
         lg = malloc(hp->n_vocab * sizeof(float));
-        if (!history || !lg) {
+        free(t->commit_ids);
+        free(t->commit_logits);
+        t->commit_n = 0;
+        t->commit_ids = malloc((max_gen ?: 1) * COMMIT_K * sizeof(int32_t));
+        t->commit_logits = malloc((max_gen ?: 1) * COMMIT_K * sizeof(float));
+        if (!history || !lg || !t->commit_ids || !t->commit_logits) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -819,6 +848,10 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                         r = -ECANCELED;
                         goto out;
                 }
+                /* The raw logits, before penalties and temperature. */
+                commit_topk(logits, hp->n_vocab, COMMIT_K, t->commit_ids + n_gen * COMMIT_K,
+                            t->commit_logits + n_gen * COMMIT_K);
+                t->commit_n = n_gen + 1;
                 memcpy(lg, logits, hp->n_vocab * sizeof(float));
                 tok = sampler_sample(smp, lg, history, req.n_prompt + n_gen);
                 gen[n_gen++] = tok;
@@ -904,15 +937,35 @@ out:
 }
 
 static int textgen_prove(void *state, struct swarm_job *job) {
-        const struct textgen *t = state;
+        struct textgen *t = state;
+        struct swarm_values *proof = swarm_job_proof(job);
+        /* No token, no commitment; tensors cannot be empty, so one row of
+         * nothing stands for none. */
+        uint64_t shape[2] = { t->commit_n ?: 1, COMMIT_K };
+        struct swarm_tensor ids, logits;
         int r;
 
-        r = swarm_values_set_bytes(swarm_job_proof(job), "model-id", t->model_id, sizeof(t->model_id));
+        r = swarm_values_set_bytes(proof, "model-id", t->model_id, sizeof(t->model_id));
         if (r < 0)
                 return r;
         /* Where "length" stops depends on the provider's context, not the
          * verifier's. */
-        return swarm_values_set_int(swarm_job_proof(job), "context", (int64_t) llama_context_n_ctx(t->ctx));
+        r = swarm_values_set_int(proof, "context", (int64_t) llama_context_n_ctx(t->ctx));
+        if (r < 0)
+                return r;
+        r = swarm_values_add_tensor(proof, "commit-ids", SWARM_DTYPE_I32, 2, shape, &ids);
+        if (r >= 0)
+                r = swarm_values_add_tensor(proof, "commit-logits", SWARM_DTYPE_F32, 2, shape, &logits);
+        if (r < 0)
+                return r;
+        if (t->commit_n == 0) {
+                memset(ids.data, 0xff, ids.size);       /* -1: none */
+                memset(logits.data, 0, logits.size);
+        } else {
+                memcpy(ids.data, t->commit_ids, ids.size);
+                memcpy(logits.data, t->commit_logits, logits.size);
+        }
+        return 0;
 }
 
 
@@ -954,7 +1007,8 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         const struct llama_hparams *hp = llama_model_hparams(t->model);
         const struct swarm_values *out = swarm_job_outputs(job), *proof = swarm_job_proof(job);
         const char *text, *finish;
-        struct swarm_tensor tt;
+        struct swarm_tensor tt, commit_ids, commit_logits;
+        struct commit_mismatch why;
         struct request req;
         const void *id;
         size_t id_size, n_seq, decoded_len, batch = llama_context_n_batch(t->ctx);
@@ -979,6 +1033,15 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         }
         if (swarm_values_get_int(proof, "context", &provider_ctx) < 0 || provider_ctx < 1) {
                 swarm_job_set_error(job, "the proof has no context size");
+                return -EBADMSG;
+        }
+        if (swarm_values_get_tensor(proof, "commit-ids", &commit_ids) < 0 ||
+            swarm_values_get_tensor(proof, "commit-logits", &commit_logits) < 0 ||
+            commit_ids.dtype != SWARM_DTYPE_I32 || commit_logits.dtype != SWARM_DTYPE_F32 ||
+            commit_ids.ndim != 2 || commit_logits.ndim != 2 || commit_ids.shape[1] != COMMIT_K ||
+            commit_logits.shape[1] != COMMIT_K || commit_ids.shape[0] != commit_logits.shape[0]) {
+                swarm_job_set_error(job, "the proof has no commitments (commit-ids and commit-logits, i32 and f32 "
+                                    "tensors of n×%d)", COMMIT_K);
                 return -EBADMSG;
         }
         if (swarm_values_get_tensor(out, "tokens", &tt) < 0 || tt.dtype != SWARM_DTYPE_I32 || tt.ndim != 1 ||
@@ -1007,6 +1070,12 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         if (n_gen_i < 0 || n_gen > max_gen || tt.n_elements != (n_gen ?: 1)) {
                 swarm_job_set_error(job, "%" PRIi64 " tokens generated for at most %zu (tensor of %" PRIu64 ")",
                                     n_gen_i, max_gen, tt.n_elements);
+                r = -EBADMSG;
+                goto out;
+        }
+        if (commit_ids.shape[0] != (n_gen ?: 1)) {
+                swarm_job_set_error(job, "the proof commits to %" PRIu64 " positions for %zu generated tokens",
+                                    commit_ids.shape[0], n_gen);
                 r = -EBADMSG;
                 goto out;
         }
@@ -1102,10 +1171,23 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                         size_t p = i + j;       /* logits at p predict seq[p + 1] */
                         if (p + 1 < req.n_prompt)
                                 continue;
+                        size_t g = p + 1 - req.n_prompt;        /* which generated token */
+
+                        if (commit_check(logits + j * hp->n_vocab, hp->n_vocab, COMMIT_K,
+                                         (const int32_t *) commit_ids.data + g * COMMIT_K,
+                                         (const float *) commit_logits.data + g * COMMIT_K, t->commit_tolerance,
+                                         &why) < 0) {
+                                swarm_job_set_error(job, "the commitment at generated token %zu does not match this "
+                                                    "model: %s (token %" PRIi32 ": committed %.4g, here %.4g; "
+                                                    "tolerance %.3g)", g, commit_fault_to_string(why.fault), why.id,
+                                                    why.committed, why.actual, t->commit_tolerance);
+                                r = -EBADMSG;
+                                goto out;
+                        }
                         if (!sampler_admits(&req.sp, logits + j * hp->n_vocab, hp->n_vocab, seq, p + 1, seq[p + 1],
                                             t->tolerance, t->scratch)) {
                                 swarm_job_set_error(job, "generated token %zu (%" PRIi32 ") is not one the model "
-                                                    "could have chosen there", p + 1 - req.n_prompt, seq[p + 1]);
+                                                    "could have chosen there", g, seq[p + 1]);
                                 r = -EBADMSG;
                                 goto out;
                         }
