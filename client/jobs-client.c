@@ -186,6 +186,7 @@ int jobs_client_wait(struct jobs_client *c, int timeout_ms, struct jobs_result *
                 ret->rejected = (unsigned) metric(m.values[1], JOBS_METRIC_REJECTED);
                 ret->latency_usec = metric(m.values[1], JOBS_METRIC_LATENCY_US);
                 ret->kept = metric(m.values[1], JOBS_METRIC_KEPT) != 0;
+                ret->unchecked = metric(m.values[1], JOBS_METRIC_UNCHECKED) != 0;
         }
         if (ret->status < 0 && !ret->error)
                 ret->error = strdup(strerror(-ret->status));

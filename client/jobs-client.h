@@ -52,6 +52,7 @@ struct jobs_result {
         unsigned attempts, rerouted, rejected;
         uint64_t latency_usec;
         bool kept;                      /* the kept result of an earlier submission of its key */
+        bool unchecked;                 /* accepted without a check (sampled verification) */
 };
 
 /* Frees what r holds and zeroes it. */

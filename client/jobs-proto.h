@@ -70,6 +70,9 @@
 #define JOBS_METRIC_REJECTED "rejected"
 #define JOBS_METRIC_LATENCY_US "latency-us"
 #define JOBS_METRIC_KEPT "kept"                 /* 1: a kept result, from an earlier submission of its key */
+/* 1: accepted without a check, its skill being verified by sampling
+ * (verification.sampled_skills) and this result not drawn. */
+#define JOBS_METRIC_UNCHECKED "unchecked"
 
 #define JOBS_DEFAULT_DEADLINE_MS (60 * 1000)
 #define JOBS_MAX_DEADLINE_MS (24 * 3600 * 1000)

@@ -26,6 +26,7 @@
 #include "network.h"
 #include "provider.h"
 #include "requester.h"
+#include "check-sampling.h"
 #include "skills.h"
 #include "time-util.h"
 
@@ -357,6 +358,8 @@ static void daemon_done(struct daemon *d) {
          * (the jobs socket) must be freed after this. */
         d->challenge = challenge_free(d->challenge);
         requester_stop(d->requester);
+        if (d->control)
+                control_set_requester(d->control, NULL);
         d->requester = requester_free(d->requester);
         d->jobs_socket = jobs_socket_free(d->jobs_socket);
         provider_stop(d->provider);
@@ -497,6 +500,20 @@ int daemon_run(const struct daemon_options *options) {
                 goto out;
         }
         requester_set_accounts(d.requester, d.accounts);
+        r = requester_set_check_policy(d.requester, &(struct check_policy) {
+                .percent = (unsigned) d.config.verification_check_percent,
+                .after_failure_percent = (unsigned) d.config.verification_after_failure_percent,
+                .measured_at = (double) d.config.verification_measured_at,
+                /* A failure decays with reputation.half_life: half a
+                 * failure left means one within about a half-life. */
+                .recent_failures = 0.5,
+        }, d.config.verification_sampled_skills);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up sampled verification: %m");
+                goto out;
+        }
+        if (d.control)
+                control_set_requester(d.control, d.requester);
         if (d.jobs_channel)
                 requester_attach(d.requester, d.jobs_channel);
         r = challenge_new(d.event, d.requester, d.network, d.config.reputation_challenge_interval,

@@ -536,6 +536,51 @@ Test(jobs, textgen_runs_on_a_provider_and_is_verified_by_teacher_forcing) {
         jobs_client_free(c);
 }
 
+/* Sampled verification (verification.*): textgen results from a provider
+ * are all checked until it has 3 verified results, then (check_percent 0)
+ * none; a cheat is never measured, so every result of its is checked and
+ * none accepted.  The counts show in swarmctl peers. */
+Test(jobs, textgen_results_are_checked_until_the_provider_is_measured_then_sampled) {
+        const bool cheat[] = { false, false, true };
+        struct tiny_model_spec spec = tiny_model_spec_default();
+        unsigned unchecked = 0, from_cheat = 0, rejected = 0;
+        struct jobs_client *c;
+        char err[256], out[16384];
+
+        snprintf(textgen_model, sizeof(textgen_model), "%s/tiny.gguf", root);
+        cr_assert_eq(tiny_model_write(&spec, textgen_model, err, sizeof(err)), 0, "%s", err);
+        extra_config[0] = "verification:\n  check_percent: 0\n  after_failure_percent: 100\n  measured_at: 3\n";
+        start_swarm(2, NULL, cheat);
+        c = connect_requester();
+
+        /* One at a time, so each verified result counts before the next. */
+        for (unsigned i = 0; i < 10; i++) {
+                struct swarm_values *in = swarm_values_new();
+                struct jobs_result res = {};
+
+                swarm_values_set_allocator(in, shm_allocate, NULL);
+                cr_assert_eq(swarm_values_set_string(in, "prompt", "Once upon a time"), 0);
+                cr_assert_eq(swarm_values_set_int(in, "max_tokens", 4), 0);
+                cr_assert_eq(swarm_values_set_string(in, "temperature", "0"), 0);
+                submit(c, i, "textgen", in, UINT64_MAX / 2, 30 * 1000 * 1000);
+                swarm_values_free(in);
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "job %u failed: %s", i, res.error);
+                from_cheat += is_node(res.provider, 2);
+                unchecked += res.unchecked;
+                rejected += res.rejected;
+                jobs_result_done(&res);
+        }
+        cr_assert_eq(from_cheat, 0, "%u results of the cheat were accepted", from_cheat);
+        cr_assert_eq(unchecked, 10 - 3, "%u of 10 accepted unchecked; after 3 checked, none should be checked",
+                     unchecked);
+        cr_log_info("%u results of the cheat rejected", rejected);
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "peers", NULL }), 0, "%s", out);
+        cr_assert(strstr(out, "checks 0%: 3 passed, 0 failed, 7 unchecked"), "%s", out);
+        cr_assert(strstr(out, "checks 100%: 0 passed,"), "the cheat is always checked: %s", out);
+        jobs_client_free(c);
+}
+
 Test(jobs, provider_killed_mid_job_jobs_complete_elsewhere) {
         unsigned rerouted = 0, rejected = 0, per_node[NODES_MAX] = {};
         struct jobs_client *c;

@@ -21,6 +21,7 @@
 #include "socket-path.h"
 #include "membership.h"
 #include "network.h"
+#include "requester.h"
 #include "time-util.h"
 
 #define REQUEST_MAX 4096
@@ -59,11 +60,17 @@ struct control {
         sd_event_source *io;
         struct network *network;
         struct accounts *accounts;
+        struct requester *requester;
         struct client *clients;
         size_t n_clients;
         uint64_t evictions_logged_usec;
         unsigned evictions_unlogged;
 };
+
+void control_set_requester(struct control *c, struct requester *requester) {
+        if (c)
+                c->requester = requester;
+}
 
 void control_set_accounts(struct control *c, struct accounts *accounts) {
         if (c)
@@ -116,7 +123,7 @@ static void reply_storage_done(struct reply_storage *st, Swarm__ControlReply *re
 
 /* This node's view of what peer p offers, skill by skill (none for
  * ourselves: we do not rate ourselves).  views has room for them. */
-static size_t fill_reputation(struct reputation *rep, const struct member_info *mi, uint64_t now,
+static size_t fill_reputation(struct reputation *rep, struct requester *req, const struct member_info *mi, uint64_t now,
                               Swarm__PeerSkillView *views, Swarm__PeerSkillView **ptrs) {
         size_t n = 0;
 
@@ -138,6 +145,16 @@ static size_t fill_reputation(struct reputation *rep, const struct member_info *
                 o->trust = v.trust;
                 o->latency_ms = v.latency_ewma_usec / 1e3;
                 o->throughput_ratio = v.throughput_ratio;
+                if (req) {
+                        struct requester_checks ch;
+
+                        requester_get_checks(req, mi->id, skill, &ch);
+                        o->checked = ch.checked;
+                        o->unchecked = ch.unchecked;
+                        o->check_failed = ch.failed;
+                        o->check_percent = ch.percent;
+                        o->sampled = ch.sampled;
+                }
                 ptrs[n++] = o;
         }
         return n;
@@ -189,7 +206,7 @@ static int build_peers(struct control *c, Swarm__ControlReply *reply, struct rep
                  * cannot have grown since. */
                 if (used + mi.record->n_skills <= n_views) {
                         p->reputation = &st->view_ptrs[used];
-                        p->n_reputation = fill_reputation(rep, &mi, wall, &st->views[used], &st->view_ptrs[used]);
+                        p->n_reputation = fill_reputation(rep, c->requester, &mi, wall, &st->views[used], &st->view_ptrs[used]);
                         used += p->n_reputation;
                 }
                 reply->peers[k++] = p;

@@ -22,6 +22,9 @@ struct control *control_free(struct control *c);
 /* The ledger and reputation behind balance, ledger and peers views; NULL
  * until set (those views then say the ledger is not open).  Borrowed. */
 void control_set_accounts(struct control *c, struct accounts *accounts);
+/* Its checks of each peer's results show in peers (requester_get_checks()). */
+struct requester;
+void control_set_requester(struct control *c, struct requester *requester);
 
 /* Where the control socket lives: $RUNTIME_DIRECTORY (systemd) else the
  * state directory; malloc'd. */

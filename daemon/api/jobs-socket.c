@@ -266,6 +266,8 @@ static struct swarm_values *metrics_of(const struct job_outcome *o) {
                 r = swarm_values_set_int(v, JOBS_METRIC_REJECTED, o->rejected);
         if (r >= 0)
                 r = swarm_values_set_int(v, JOBS_METRIC_LATENCY_US, (int64_t) o->latency_usec);
+        if (r >= 0 && o->unchecked)
+                r = swarm_values_set_int(v, JOBS_METRIC_UNCHECKED, 1);
         if (r < 0) {
                 swarm_values_free(v);
                 return NULL;

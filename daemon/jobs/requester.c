@@ -12,6 +12,7 @@
 
 #include "accounts.h"
 #include "attempt.h"
+#include "check-sampling.h"
 #include "identity.h"
 #include "job-wire.h"
 #include "ledger.h"
@@ -142,6 +143,13 @@ struct job {
         char error[512];
 };
 
+/* What this requester checked of one provider's results for one skill. */
+struct check_count {
+        uint8_t id[WIRE_NODE_ID_SIZE];
+        char *skill;
+        uint64_t checked, unchecked, failed;
+};
+
 struct requester {
         sd_event *event;
         struct network *network;
@@ -157,6 +165,14 @@ struct requester {
         struct accounts *accounts;
         struct late_result *late;
         bool stopping;                  /* requester_stop(): the loop is not coming back */
+
+        /* Sampled verification: the skills it applies to, the policy, and
+         * the secret the draws are keyed with (never leaves this process). */
+        char **sampled;
+        struct check_policy check;
+        uint8_t check_secret[CHECK_SECRET_SIZE];
+        struct check_count *counts;
+        size_t n_counts;
 };
 
 static uint64_t default_rng(void *userdata) {
@@ -206,6 +222,75 @@ static void stats_record(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZE
         (void) reputation_observe(rep(r), id, skill, success, now);
         if (success)
                 (void) reputation_observe_latency(rep(r), id, skill, (double) (latency_usec ?: 1), now);
+}
+
+static bool skill_sampled(struct requester *r, const char *skill) {
+        for (char **s = r->sampled; s && *s; s++)
+                if (strcmp(*s, skill) == 0)
+                        return true;
+        return false;
+}
+
+/* The counters for (id, skill), made on first use; NULL without memory. */
+static struct check_count *check_count_of(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZE],
+                                          const char *skill, bool create) {
+        struct check_count *c;
+
+        for (size_t i = 0; i < r->n_counts; i++)
+                if (memcmp(r->counts[i].id, id, WIRE_NODE_ID_SIZE) == 0 && strcmp(r->counts[i].skill, skill) == 0)
+                        return &r->counts[i];
+        if (!create)
+                return NULL;
+        c = reallocarray(r->counts, r->n_counts + 1, sizeof(*c));
+        if (!c)
+                return NULL;
+        r->counts = c;
+        c = &r->counts[r->n_counts];
+        *c = (struct check_count) {};
+        memcpy(c->id, id, WIRE_NODE_ID_SIZE);
+        c->skill = strdup(skill);
+        if (!c->skill)
+                return NULL;
+        r->n_counts++;
+        return c;
+}
+
+int requester_set_check_policy(struct requester *r, const struct check_policy *policy, char *const *sampled) {
+        size_t n = 0;
+        char **copy;
+
+        while (sampled && sampled[n])
+                n++;
+        copy = calloc(n + 1, sizeof(char *));
+        if (!copy)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (!(copy[i] = strdup(sampled[i]))) {
+                        strv_free(copy);
+                        return -ENOMEM;
+                }
+        strv_free(r->sampled);
+        r->sampled = copy;
+        r->check = *policy;
+        return 0;
+}
+
+void requester_get_checks(struct requester *r, const uint8_t id[32], const char *skill,
+                          struct requester_checks *ret) {
+        struct check_count *c = check_count_of(r, id, skill, false);
+        struct reputation_view v;
+
+        *ret = (struct requester_checks) { .percent = 100 };
+        if (c) {
+                ret->checked = c->checked;
+                ret->unchecked = c->unchecked;
+                ret->failed = c->failed;
+        }
+        if (skill_sampled(r, skill)) {
+                ret->sampled = true;
+                reputation_get(rep(r), id, skill, accounts_now(), &v);
+                ret->percent = check_percent_for(&r->check, v.own_successes, v.own_failures);
+        }
 }
 
 struct reputation *requester_reputation(struct requester *r) {
@@ -752,6 +837,8 @@ static int on_attempt_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* A result in hand (remote or local): the skill's verify() decides. */
+static void attempt_accept(struct attempt *a, struct pool_call *c, bool checked);
+
 static void attempt_verify(struct attempt *a, struct swarm_values *outputs, struct swarm_values *proof,
                            uint64_t price) {
         struct job *job = a->job;
@@ -768,6 +855,21 @@ static void attempt_verify(struct attempt *a, struct swarm_values *outputs, stru
         }
         *c = (struct pool_call) { .job = job, .attempt = a, .op = POOL_VERIFY, .outputs = outputs,
                                   .proof = proof, .price = price };
+        if (!job->cands[a->cand].local && skill_sampled(job->r, job->skill)) {
+                struct reputation_view v;
+                enum check_reason why;
+
+                reputation_get(rep(job->r), job->ids[a->cand], job->skill, accounts_now(), &v);
+                why = check_decide(&job->r->check, job->r->check_secret, job->job_id, sizeof(job->job_id),
+                                   v.own_successes, v.own_failures);
+                log_debug("Job %" PRIu64 ": %s.", job->id, check_reason_to_string(why));
+                if (!check_reason_checks(why)) {
+                        (void) attempt_move(a, ATTEMPT_EVENT_RESULT);
+                        attempt_accept(a, c, false);
+                        pool_call_free(c);
+                        return;
+                }
+        }
         r = skill_pool_submit(job->pool, POOL_VERIFY, job->inputs, c->outputs, c->proof, job->deadline_usec,
                               on_pool_done, c, &c->req);
         if (r < 0) {
@@ -822,9 +924,11 @@ static int kept_result_pack(struct job *job, const struct swarm_values *outputs,
 
 static void on_verified(struct attempt *a, struct pool_call *c, const struct pool_result *res) {
         struct job *job = a->job;
-        struct router_candidate *cand = &job->cands[a->cand];
+        struct check_count *cc = NULL;
 
         a->call = NULL;
+        if (!job->cands[a->cand].local && skill_sampled(job->r, job->skill))
+                cc = check_count_of(job->r, job->ids[a->cand], job->skill, true);
         if (res->status == -ETIMEDOUT || res->status == -ECANCELED || res->status == -ESHUTDOWN ||
             res->status == -EOPNOTSUPP) {
                 /* Our verifier ran out of time or was stopped, or cannot
@@ -838,11 +942,35 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         }
         if (res->status < 0) {
                 job->rejected++;
+                if (cc)
+                        cc->failed++;
                 attempt_fail(a, res->status, true, "result failed verification: %s",
                              res->error ?: strerror(-res->status));
                 return;
         }
+        if (cc)
+                cc->checked++;
         stats_record(job->r, job->ids[a->cand], job->skill, true, a->latency_usec);
+        attempt_accept(a, c, true);
+}
+
+/* A result taken: verified (checked), or drawn out of sampled verification
+ * (not checked: not counted as a success either, so a provider is
+ * "measured" by checked results only).  Paid, kept, handed over. */
+static void attempt_accept(struct attempt *a, struct pool_call *c, bool checked) {
+        struct job *job = a->job;
+        struct router_candidate *cand = &job->cands[a->cand];
+
+        if (!checked) {
+                struct check_count *cc = check_count_of(job->r, job->ids[a->cand], job->skill, true);
+
+                if (cc)
+                        cc->unchecked++;
+                job->outcome.unchecked = true;
+                /* How fast it answered is known whether or not it lied. */
+                (void) reputation_observe_latency(rep(job->r), job->ids[a->cand], job->skill,
+                                                  (double) (a->latency_usec ?: 1), accounts_now());
+        }
         (void) attempt_move(a, ATTEMPT_EVENT_ACCEPT);
         stream_settle(job, a);
         provider_name(job->r, job->ids[a->cand], cand->local, job->outcome.provider);
@@ -1262,6 +1390,8 @@ int requester_new(sd_event *event, struct network *network, struct skills *skill
         r->max_message_size = max_message_size;
         r->rng = default_rng;
         r->next_id = 1;
+        randombytes_buf(r->check_secret, sizeof(r->check_secret));
+        r->check = (struct check_policy) { .percent = 100, .after_failure_percent = 100 };
         {
                 struct reputation_params rp;
                 int k;
@@ -1341,6 +1471,10 @@ struct requester *requester_free(struct requester *r) {
                 free(l);
         }
         reputation_free(r->own_reputation);
+        for (size_t i = 0; i < r->n_counts; i++)
+                free(r->counts[i].skill);
+        free(r->counts);
+        strv_free(r->sampled);
         sd_event_unref(r->event);
         free(r);
         return NULL;

@@ -76,6 +76,9 @@ struct job_outcome {
         unsigned attempts;              /* providers asked */
         unsigned rerouted;              /* of which after a failure */
         unsigned rejected;              /* results that failed verification */
+        /* Accepted without a check: a skill verified by sampling
+         * (requester_set_check_policy()) whose result was not drawn. */
+        bool unchecked;
         uint64_t latency_usec;          /* submit → verified result */
 };
 
@@ -118,6 +121,25 @@ void requester_attach(struct requester *r, struct jobs_channel *channel);
 /* Randomness for job ids and the router's choices; NULL restores
  * libsodium's randombytes. */
 void requester_set_random(struct requester *r, uint64_t (*rng)(void *userdata), void *userdata);
+
+/* Sampled verification (check-sampling.h) for the skills named in
+ * sampled (NULL-terminated; copied): a remote provider's result for one of
+ * them is checked only when drawn, and accepted unchecked otherwise; an
+ * unchecked result is paid but not counted as a success of the provider.
+ * Other skills' results are always verified.  Without a call: none
+ * sampled. */
+struct check_policy;
+int requester_set_check_policy(struct requester *r, const struct check_policy *policy, char *const *sampled);
+
+/* This requester's checks of a provider's results for a skill, since it
+ * started; percent: the share it checks now (100 for skills not sampled). */
+struct requester_checks {
+        uint64_t checked, unchecked, failed;
+        unsigned percent;
+        bool sampled;                   /* the skill is verified by sampling here */
+};
+void requester_get_checks(struct requester *r, const uint8_t id[32], const char *skill,
+                          struct requester_checks *ret);
 
 /* What the router knows of a provider for a skill (id NULL: this node). */
 struct requester_stats {

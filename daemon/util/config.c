@@ -366,6 +366,33 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "verification.check_percent",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, verification_check_percent),
+                .max = 100,
+                .needs_restart = true,
+        },
+        {
+                .path = "verification.after_failure_percent",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, verification_after_failure_percent),
+                .max = 100,
+                .needs_restart = true,
+        },
+        {
+                .path = "verification.measured_at",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, verification_measured_at),
+                .max = 1000000,
+                .needs_restart = true,
+        },
+        {
+                .path = "verification.sampled_skills",
+                .type = CONF_STRV,
+                .offset = offsetof(struct config, verification_sampled_skills),
+                .needs_restart = true,
+        },
+        {
                 .path = "lending.policy",
                 .type = CONF_ENUM,
                 .offset = offsetof(struct config, lending_policy),
@@ -468,6 +495,9 @@ int config_init(struct config *c) {
                 .pricing_max_step = 12,
                 .pricing_floor = 50,
                 .pricing_cap = 1000,
+                .verification_check_percent = 10,
+                .verification_after_failure_percent = 50,
+                .verification_measured_at = 5,
                 .testing_throughput_factor = 1,
                 .lending_policy = LENDING_POLICY_ALWAYS,
                 .lending_gpu_check = true,
@@ -486,11 +516,14 @@ int config_init(struct config *c) {
         c->network_beacon_address = strdup("255.255.255.255");
         c->lending_schedule = calloc(1, sizeof(char *));
         c->jobs_allowed_requesters = calloc(1, sizeof(char *));
+        c->verification_sampled_skills = calloc(2, sizeof(char *));
+        if (c->verification_sampled_skills)
+                c->verification_sampled_skills[0] = strdup("textgen");
         c->dbus_admin_group = strdup("");
         if (!c->node_name || !c->state_directory || !c->skills_directory ||
             !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
             !c->network_seeds || !c->network_beacon_address || !c->lending_schedule || !c->dbus_admin_group ||
-            !c->jobs_allowed_requesters) {
+            !c->jobs_allowed_requesters || !c->verification_sampled_skills || !c->verification_sampled_skills[0]) {
                 config_done(c);
                 return -ENOMEM;
         }

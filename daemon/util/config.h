@@ -67,6 +67,12 @@ struct config {
         uint64_t pricing_floor;         /* pricing.floor: percent of the base price */
         uint64_t pricing_cap;           /* pricing.cap: percent of the base price */
 
+        /* verification: (need a restart) */
+        uint64_t verification_check_percent;    /* verification.check_percent: results checked */
+        uint64_t verification_after_failure_percent; /* verification.after_failure_percent */
+        uint64_t verification_measured_at;      /* verification.measured_at: verified results */
+        char **verification_sampled_skills;     /* verification.sampled_skills: skills checked by sampling */
+
         /* lending: (live) */
         int lending_policy;             /* lending.policy: enum lending_policy_config */
         char **lending_schedule;        /* lending.schedule: "[DAYS ]HH:MM-HH:MM" windows */

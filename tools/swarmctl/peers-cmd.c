@@ -48,9 +48,12 @@ static void print_reputation_json(const Swarm__PeerSkillView *v) {
                 printf("null");
         printf(", \"throughput_ratio\": ");
         if (v->throughput_ratio > 0)
-                printf("%.4f}", v->throughput_ratio);
+                printf("%.4f", v->throughput_ratio);
         else
-                printf("null}");
+                printf("null");
+        printf(", \"checked\": %" PRIu64 ", \"unchecked\": %" PRIu64 ", \"check_failed\": %" PRIu64
+               ", \"check_percent\": %" PRIu32 ", \"sampled\": %s}", v->checked, v->unchecked, v->check_failed,
+               v->check_percent, v->sampled ? "true" : "false");
 }
 
 static void print_json(const Swarm__ControlReply *reply) {
@@ -131,7 +134,13 @@ static void print_table(const Swarm__ControlReply *reply) {
                                 if (v->throughput_ratio > 0)
                                         snprintf(ratio, sizeof(ratio), "%.2fx", v->throughput_ratio);
                         }
-                        printf("  %-22.22s %-34s %-6s %-15s %s\n", skill, price, mean, counts, ratio);
+                        printf("  %-22.22s %-34s %-6s %-15s %s", skill, price, mean, counts, ratio);
+                        /* Sampled verification (verification.sampled_skills):
+                         * what this node checked of the peer's results. */
+                        if (v && (v->sampled || v->checked || v->unchecked || v->check_failed))
+                                printf("  checks %" PRIu32 "%%: %" PRIu64 " passed, %" PRIu64 " failed, %" PRIu64
+                                       " unchecked", v->check_percent, v->checked, v->check_failed, v->unchecked);
+                        putchar('\n');
                 }
         }
 }

@@ -575,6 +575,9 @@ static void record(struct batch *b, struct jobs_result *res) {
                 if (res->kept)
                         printf("job         verified earlier: its kept result (--key %s), not run or paid again\n",
                                b->key);
+                else if (res->unchecked)
+                        printf("job         accepted without a check (its skill is verified by sampling, and this "
+                               "result was not drawn: verification.check_percent)\n");
                 else
                         printf("job         verified\n");
                 printf("provider    %s\n", provider_name(b, res->provider, name, sizeof(name)));
