@@ -16,7 +16,19 @@
  * 50 of the honest providers (a swarm node both lends and submits), so
  * trust can flow to them as it does in the swarm.  Each requester, with
  * probability CHALLENGE per job, runs the hardware challenge on one of
- * its ten best-ranked candidates that it has not measured yet. */
+ * its ten best-ranked candidates that it has not measured yet.
+ *
+ * With --llm the skill is text generation, whose check (a teacher-forced
+ * pass) costs VERIFY_SHARE of the generation, so requesters verify by
+ * sampling with the real check-sampling.c at its defaults (10% of a
+ * measured provider's results, 50% after a failure, all until 5 verified
+ * results; a secret per requester): a checked wrong result is caught as
+ * above, an unchecked one is accepted and paid.  The cheaters are of four
+ * kinds, as tests/test-jobs.c and test-textgen.c catch them when checked:
+ * a substituted model, one that ignores the prompt, random tokens (each
+ * always wrong), and truncation (wrong on the half of jobs long enough to
+ * cut).  Printed: the cheaters' share of first attempts, the wrong results
+ * accepted unchecked, and the verification work as a share of all work. */
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +41,7 @@
 #include <time.h>
 
 #include "challenge-verdict.h"
+#include "check-sampling.h"
 #include "pricing.h"
 #include "reputation.h"
 #include "router.h"
@@ -53,6 +66,14 @@
 #define BUCKET_USEC (100 * SEC)
 #define FALLBACKS 8
 #define T0 (1700000000ull * SEC)
+/* --llm: a teacher-forced check costs this share of the generation (a
+ * CPU's figure from bench-textgen; a GPU's is far lower). */
+#define VERIFY_SHARE 0.6
+
+enum cheat { SUBSTITUTE, IGNORES_PROMPT, RANDOM_TOKENS, TRUNCATES, N_CHEATS };
+static const char *const cheat_name[N_CHEATS] = { "substituted model", "ignores the prompt", "random tokens",
+                                                  "truncates" };
+static const double cheat_rate[N_CHEATS] = { 1.0, 1.0, 1.0, 0.5 };
 
 enum kind { HONEST, CHEATER, LIAR, N_KINDS };
 static const char *const kind_name[N_KINDS] = { "honest", "cheater", "liar" };
@@ -63,6 +84,7 @@ struct provider {
         double real_throughput, advertised;
         unsigned long long base_price;
         double multiplier;
+        enum cheat cheat;               /* --llm, a cheater: how */
         uint64_t free_at[WORKERS];
         unsigned in_system;
         double area;                    /* ∫ in_system dt over the pricing interval, µs */
@@ -74,6 +96,7 @@ struct requester {
         uint32_t node;                  /* its provider index */
         struct reputation *rep;
         uint64_t version;
+        uint8_t secret[CHECK_SECRET_SIZE];      /* --llm: keys its draws */
 };
 
 struct job {
@@ -92,6 +115,9 @@ struct event {
 struct bucket {
         uint64_t first[N_KINDS];        /* first attempts per kind */
         uint64_t jobs, done, failed_attempts;
+        /* --llm */
+        uint64_t wrong_accepted, checked, unchecked;
+        double work, verify_work;       /* units of work */
 };
 
 struct market {
@@ -109,6 +135,9 @@ struct market {
         size_t n_buckets;
         uint64_t n_kind[N_KINDS];
         uint64_t dropped;
+        bool llm;
+        struct check_policy check;
+        uint64_t cheat_first[N_CHEATS], cheat_wrong_accepted[N_CHEATS], n_cheat[N_CHEATS];
 };
 
 
@@ -300,6 +329,8 @@ static void job_submit(struct market *m, uint32_t requester) {
         }
         b->jobs++;
         b->first[m->p[j->order[0]].kind]++;
+        if (m->llm && m->p[j->order[0]].kind == CHEATER)
+                m->cheat_first[m->p[j->order[0]].cheat]++;
         j->sent_at = m->now;
         heap_push(m, provider_run(m, j->order[0]), ji);
 }
@@ -310,10 +341,35 @@ static void job_attempt_done(struct market *m, uint32_t ji) {
         struct provider *p = &m->p[j->order[j->attempt]];
         struct bucket *b = &m->buckets[(m->now - T0) / BUCKET_USEC < m->n_buckets ? (m->now - T0) / BUCKET_USEC
                                                                                   : m->n_buckets - 1];
-        bool ok = p->kind != CHEATER || uniform(&m->rng) >= CHEAT_RATE;
+        bool ok = p->kind != CHEATER || uniform(&m->rng) >= (m->llm ? cheat_rate[p->cheat] : CHEAT_RATE);
 
         area_update(m, p);
         p->in_system--;
+        if (m->llm) {
+                struct reputation_view v;
+                uint64_t id[2] = { ji, j->attempt };
+                bool checked;
+
+                b->work += JOB_UNITS;
+                reputation_get(q->rep, p->id, "gemm", m->now, &v);
+                checked = check_reason_checks(check_decide(&m->check, q->secret, (const uint8_t *) id, sizeof(id),
+                                                           v.own_successes, v.own_failures));
+                if (!checked) {
+                        /* Accepted and paid as it is; no reputation earned. */
+                        b->unchecked++;
+                        (void) reputation_observe_latency(q->rep, p->id, "gemm", (double) (m->now - j->sent_at),
+                                                          m->now);
+                        p->earnings += (double) j->price[j->attempt];
+                        b->done++;
+                        if (!ok) {
+                                b->wrong_accepted++;
+                                m->cheat_wrong_accepted[p->cheat]++;
+                        }
+                        return;
+                }
+                b->checked++;
+                b->verify_work += JOB_UNITS * VERIFY_SHARE;
+        }
         (void) reputation_observe(q->rep, p->id, "gemm", ok, m->now);
         if (ok) {
                 (void) reputation_observe_latency(q->rep, p->id, "gemm", (double) (m->now - j->sent_at), m->now);
@@ -339,19 +395,32 @@ struct market_result {
         double t_below[2];              /* s until the share stays below 1%, -1: never */
         double earnings[N_KINDS];       /* per provider */
         double run_s;
+        /* --llm */
+        double verify_share;            /* verification work ÷ all work */
+        double wrong_accepted_share[64];        /* of the bucket's accepted results */
+        uint64_t wrong_accepted;
 };
 
-static void market_run(uint64_t seed, double seconds, double rate, struct market_result *res) {
+static void market_run(uint64_t seed, double seconds, double rate, bool llm, struct market_result *res) {
         struct market *m = calloc(1, sizeof(*m));
         struct reputation_params rp;
         uint64_t end, next_arrival, next_gossip, next_pricing, interval;
         double t_start = now_s();
         size_t requesters = 0;
 
+        /* What only --llm draws comes from a stream of its own, so that
+         * the other market runs exactly as it did without it. */
+        uint64_t llm_rng = seed ^ 0x11e4d5a3c0ffee11ull;
+
+        memset(res, 0, sizeof(*res));
         if (!m)
                 exit(EXIT_FAILURE);
         m->rng = seed;
         m->now = T0;
+        m->llm = llm;
+        /* swarmd's defaults (etc/swarmd.yaml, verification). */
+        m->check = (struct check_policy) { .percent = 10, .after_failure_percent = 50, .measured_at = 5,
+                                           .recent_failures = 0.5 };
         pricing_params_default(&m->pricing);
         m->router = (struct router_params) { .units = JOB_UNITS, .exploration = 0.05, .explore_below = 3 };
         m->cands = xreallocarray(NULL, N_PROVIDERS, sizeof(*m->cands));
@@ -378,11 +447,19 @@ static void market_run(uint64_t seed, double seconds, double rate, struct market
                 p->multiplier = 1.0;
                 p->area_since = T0;
                 m->n_kind[p->kind]++;
+                if (p->kind == CHEATER) {
+                        p->cheat = (enum cheat) (rng_next(&llm_rng) % N_CHEATS);
+                        m->n_cheat[p->cheat]++;
+                }
         }
         reputation_params_default(&rp);
         for (size_t i = 0; i < N_PROVIDERS && requesters < N_REQUESTERS; i++)
                 if (m->p[i].kind == HONEST) {
                         m->q[requesters].node = (uint32_t) i;
+                        for (size_t k = 0; k < CHECK_SECRET_SIZE; k += 8) {
+                                uint64_t r = rng_next(&llm_rng);
+                                memcpy(m->q[requesters].secret + k, &r, 8);
+                        }
                         if (reputation_new(m->p[i].id, &rp, &m->q[requesters].rep) < 0)
                                 exit(EXIT_FAILURE);
                         requesters++;
@@ -445,22 +522,59 @@ static void market_run(uint64_t seed, double seconds, double rate, struct market
         for (size_t k = 0; k < N_KINDS; k++)
                 res->earnings[k] /= m->n_kind[k] ? (double) m->n_kind[k] : 1;
 
-        printf("market: %d providers (%llu honest, %llu cheaters at %.0f%% wrong, %llu liars at %.0fx), "
+        printf("market%s: %d providers (%llu honest, %llu cheaters %s, %llu liars at %.0fx), "
                "%d requesters,\n  %.0f jobs/s for %.0f s of virtual time, challenge p=%.2f, gossip every %llu s to "
-               "%d, pricing every %llu s\n\n",
-               N_PROVIDERS, (unsigned long long) m->n_kind[HONEST], (unsigned long long) m->n_kind[CHEATER],
-               CHEAT_RATE * 100, (unsigned long long) m->n_kind[LIAR], LIAR_FACTOR, N_REQUESTERS, rate,
+               "%d, pricing every %llu s\n",
+               m->llm ? " (text generation, verified by sampling)" : "", N_PROVIDERS,
+               (unsigned long long) m->n_kind[HONEST], (unsigned long long) m->n_kind[CHEATER],
+               m->llm ? "of four kinds (below)" : "30% wrong", (unsigned long long) m->n_kind[LIAR], LIAR_FACTOR,
+               N_REQUESTERS, rate,
                (double) (end - T0) / SEC, CHALLENGE, (unsigned long long) (GOSSIP_USEC / SEC), GOSSIP_FANOUT,
                (unsigned long long) (PRICING_USEC / SEC));
-        printf("%9s %9s %9s %9s %9s %9s\n", "t (s)", "jobs", "cheaters", "liars", "reroutes", "done");
-        for (size_t i = 0; i < m->n_buckets; i++) {
-                const struct bucket *b = &m->buckets[i];
+        if (m->llm)
+                printf("  checks: %u%% of a measured provider's results, %u%% after a failure, all until %.0f "
+                       "verified\n", m->check.percent, m->check.after_failure_percent, m->check.measured_at);
+        putchar('\n');
+        printf("%9s %9s %9s %9s %9s %9s", "t (s)", "jobs", "cheaters", "liars", "reroutes", "done");
+        if (m->llm)
+                printf(" %9s %9s %9s", "checked", "wrong ok", "verify");
+        putchar('\n');
+        {
+                double work = 0, verify = 0;
 
-                printf("%4llu-%-4llu %9llu %8.2f%% %8.2f%% %9llu %9llu\n",
-                       (unsigned long long) (i * (BUCKET_USEC / SEC)),
-                       (unsigned long long) ((i + 1) * (BUCKET_USEC / SEC)), (unsigned long long) b->jobs, res->share[0][i] * 100,
-                       res->share[1][i] * 100, (unsigned long long) b->failed_attempts,
-                       (unsigned long long) b->done);
+                for (size_t i = 0; i < m->n_buckets; i++) {
+                        const struct bucket *b = &m->buckets[i];
+
+                        printf("%4llu-%-4llu %9llu %8.2f%% %8.2f%% %9llu %9llu",
+                               (unsigned long long) (i * (BUCKET_USEC / SEC)),
+                               (unsigned long long) ((i + 1) * (BUCKET_USEC / SEC)), (unsigned long long) b->jobs,
+                               res->share[0][i] * 100, res->share[1][i] * 100,
+                               (unsigned long long) b->failed_attempts, (unsigned long long) b->done);
+                        res->wrong_accepted_share[i] = b->done ? (double) b->wrong_accepted / (double) b->done : 0;
+                        if (m->llm)
+                                printf(" %8.1f%% %8.3f%% %8.2f%%",
+                                       100.0 * (double) b->checked / (double) (b->checked + b->unchecked ?: 1),
+                                       100.0 * res->wrong_accepted_share[i],
+                                       100.0 * b->verify_work / (b->work + b->verify_work > 0 ? b->work + b->verify_work
+                                                                                              : 1));
+                        putchar('\n');
+                        work += b->work;
+                        verify += b->verify_work;
+                        res->wrong_accepted += b->wrong_accepted;
+                }
+                res->verify_share = work + verify > 0 ? verify / (work + verify) : 0;
+        }
+        if (m->llm) {
+                printf("(checked: share of results verified, by sampling; wrong ok: wrong results accepted "
+                       "unchecked, of\n those accepted; verify: the checks' work (%.0f%% of a generation each) of "
+                       "all work)\n", VERIFY_SHARE * 100);
+                printf("verification work in all: %.2f%% of all work; wrong results accepted unchecked: %llu\n",
+                       100.0 * res->verify_share, (unsigned long long) res->wrong_accepted);
+                for (size_t k = 0; k < N_CHEATS; k++)
+                        printf("  %-20s %3llu providers, %7llu first attempts, %5llu wrong results accepted\n",
+                               cheat_name[k], (unsigned long long) m->n_cheat[k],
+                               (unsigned long long) m->cheat_first[k],
+                               (unsigned long long) m->cheat_wrong_accepted[k]);
         }
         printf("(shares: first attempts; providers: %.0f%% cheaters, %.0f%% liars)\n",
                100.0 * (double) m->n_kind[CHEATER] / N_PROVIDERS, 100.0 * (double) m->n_kind[LIAR] / N_PROVIDERS);
@@ -546,12 +660,13 @@ int main(int argc, char **argv) {
                 { "rate", required_argument, NULL, 'r' },
                 { "seed", required_argument, NULL, 's' },
                 { "check", no_argument, NULL, 'C' },
+                { "llm", no_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         uint64_t seed = 0x5eed5eed12345678ull;
         double seconds = 0, rate = 60;
-        bool check = false, ok = true;
+        bool check = false, llm = false, ok = true;
         struct market_result mr;
         struct price_result pr;
         struct pricing_params pp;
@@ -579,15 +694,22 @@ int main(int argc, char **argv) {
                 case 'C':
                         check = true;
                         break;
+                case 'L':
+                        llm = true;
+                        break;
                 case 'h':
-                        printf("%s [-t SECONDS] [-r RATE] [-s SEED] [--check]\n\n"
+                        printf("%s [-t SECONDS] [-r RATE] [-s SEED] [--llm] [--check]\n\n"
                                "Simulates a market of 1,000 providers (10%% cheaters, 5%% liars) and 50\n"
                                "requesters in virtual time: RATE jobs/s (default 60) for SECONDS (default\n"
                                "1500, --check 800), routed by router.c, judged by reputation.c, priced by\n"
                                "pricing.c; then a single provider's price response to a step in demand.\n"
                                "--check: exit 1 unless cheaters get under 1%% of first attempts by the end\n"
                                "and earn less than honest providers, liars get under 1%% by the end, and the\n"
-                               "price settles with under 5%% overshoot.\n",
+                               "price settles with under 5%% overshoot.\n"
+                               "--llm: text generation verified by sampling (check-sampling.c's defaults), with\n"
+                               "four kinds of cheaters; --check then also wants wrong results accepted\n"
+                               "unchecked under 0.1%% of the last interval's and verification under 5%% of\n"
+                               "the work at the end.\n",
                                argv[0]);
                         return EXIT_SUCCESS;
                 default:
@@ -596,7 +718,7 @@ int main(int argc, char **argv) {
         if (seconds == 0)
                 seconds = check ? 800 : 1500;
 
-        market_run(seed, seconds, rate, &mr);
+        market_run(seed, seconds, rate, llm, &mr);
         pricing_params_default(&pp);
         price_run(&pp, &pr);
         fprintf(stderr, "market simulation %.1f s (wall clock)\n", mr.run_s);
@@ -616,6 +738,11 @@ int main(int argc, char **argv) {
                 }
                 if (!(mr.earnings[CHEATER] < mr.earnings[HONEST])) {
                         fprintf(stderr, "check: cheaters earn as much as honest providers\n");
+                        ok = false;
+                }
+                if (llm && mr.wrong_accepted_share[mr.n_buckets - 1] >= 0.001) {
+                        fprintf(stderr, "check: %.3f%% of the results accepted at the end were wrong\n",
+                                mr.wrong_accepted_share[mr.n_buckets - 1] * 100);
                         ok = false;
                 }
                 if (pr.overshoot > 0.05 || pr.settle < 0) {
