@@ -57,6 +57,8 @@ static const char *extra_config[NODES_MAX];
 static char textgen_model[256];
 /* When set, node 2 hosts this other model instead. */
 static char textgen_other_model[256];
+/* A node's skills.options instead of the model above on one thread. */
+static char textgen_options[NODES_MAX][600];
 
 /* What providers are configured with (a file name or a skill's name), and
  * the name they offer it under. */
@@ -88,8 +90,11 @@ static void write_config(int i, const char *skill_options, bool cheat) {
                 fprintf(f, "skills:\n  directory: \"%s\"\n", getenv("SKILL_BUILD_DIR"));
                 if (i != 0)
                         fprintf(f, "  enabled: [textgen]\n  workers: 1\n");
-                fprintf(f, "  options: [\"textgen.model=%s\", \"textgen.threads=1\"]\n",
-                        i == 2 && textgen_other_model[0] ? textgen_other_model : textgen_model);
+                if (textgen_options[i][0])
+                        fprintf(f, "  options: [%s]\n", textgen_options[i]);
+                else
+                        fprintf(f, "  options: [\"textgen.model=%s\", \"textgen.threads=1\"]\n",
+                                i == 2 && textgen_other_model[0] ? textgen_other_model : textgen_model);
         } else {
                 /* The shipped skills are in the build's plugins/NAME/NAME.so,
                  * the test skills in tests/. */
@@ -160,6 +165,7 @@ static void setup(void) {
 static void teardown(void) {
         textgen_model[0] = '\0';
         textgen_other_model[0] = '\0';
+        memset(textgen_options, 0, sizeof(textgen_options));
         node0_seed[0] = '\0';
         for (int i = 0; i < NODES_MAX; i++) {
                 extra_config[i] = NULL;
@@ -579,6 +585,71 @@ Test(jobs, textgen_results_are_checked_until_the_provider_is_measured_then_sampl
         cr_assert(strstr(out, "checks 0%: 3 passed, 0 failed, 7 unchecked"), "%s", out);
         cr_assert(strstr(out, "checks 100%: 0 passed,"), "the cheat is always checked: %s", out);
         jobs_client_free(c);
+}
+
+/* Providers of textgen that lie, each as test-textgen's checks catch: node 1
+ * honest (on 2 threads, the requester verifies on 1), nodes 2 and 3 each
+ * with a cheat (textgen's testing-cheat, or testing-claim-model: a Q4_0 copy
+ * of the model announced as the F16 file).  Every job is run and verified;
+ * none is accepted from a cheat, and the cheats were asked. */
+static void textgen_cheats(const char *cheat2, const char *cheat3) {
+        struct tiny_model_spec spec = tiny_model_spec_default();
+        const char *cheats[] = { NULL, NULL, cheat2, cheat3 };
+        unsigned from_cheat = 0, rejected = 0;
+        char q4[256], err[256];
+        struct jobs_client *c;
+
+        snprintf(textgen_model, sizeof(textgen_model), "%s/f16.gguf", root);
+        snprintf(q4, sizeof(q4), "%s/q4.gguf", root);
+        spec.weight_type = spec.embd_type = NN_TYPE_F16;
+        cr_assert_eq(tiny_model_write(&spec, textgen_model, err, sizeof(err)), 0, "%s", err);
+        spec.weight_type = NN_TYPE_Q4_0;
+        cr_assert_eq(tiny_model_write(&spec, q4, err, sizeof(err)), 0, "%s", err);
+        snprintf(textgen_options[1], sizeof(textgen_options[1]), "\"textgen.model=%s\", \"textgen.threads=2\"",
+                 textgen_model);
+        for (int i = 2; i <= 3; i++) {
+                if (strcmp(cheats[i], "substitute") == 0)
+                        snprintf(textgen_options[i], sizeof(textgen_options[i]), "\"textgen.model=%s\", "
+                                 "\"textgen.threads=1\", \"textgen.testing-claim-model=%s\"", q4, textgen_model);
+                else
+                        snprintf(textgen_options[i], sizeof(textgen_options[i]), "\"textgen.model=%s\", "
+                                 "\"textgen.threads=1\", \"textgen.testing-cheat=%s\"", textgen_model, cheats[i]);
+        }
+        start_swarm(3, NULL, NULL);
+        c = connect_requester();
+        for (unsigned i = 0; i < 24; i++) {
+                struct swarm_values *in = swarm_values_new();
+                char prompt[64];
+
+                snprintf(prompt, sizeof(prompt), "Once upon a time there were %u", i);
+                swarm_values_set_allocator(in, shm_allocate, NULL);
+                cr_assert_eq(swarm_values_set_string(in, "prompt", prompt), 0);
+                cr_assert_eq(swarm_values_set_int(in, "max_tokens", 8), 0);
+                cr_assert_eq(swarm_values_set_string(in, "temperature", i % 3 ? "0" : "0.8"), 0);
+                cr_assert_eq(swarm_values_set_int(in, "seed", i), 0);
+                submit(c, i, "textgen", in, UINT64_MAX / 2, 30 * 1000 * 1000);
+                swarm_values_free(in);
+        }
+        for (unsigned done = 0; done < 24; done++) {
+                struct jobs_result res = {};
+
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "job %llu failed: %s", (unsigned long long) res.id, res.error);
+                from_cheat += is_node(res.provider, 2) || is_node(res.provider, 3);
+                rejected += res.rejected;
+                jobs_result_done(&res);
+        }
+        cr_assert_eq(from_cheat, 0, "%u results of the cheats (%s, %s) were accepted", from_cheat, cheat2, cheat3);
+        cr_assert_geq(rejected, 2, "the cheats were asked %u times: the test proves little", rejected);
+        jobs_client_free(c);
+}
+
+Test(jobs, textgen_a_substituted_model_and_random_tokens_are_caught) {
+        textgen_cheats("substitute", "random-tokens");
+}
+
+Test(jobs, textgen_an_ignored_prompt_and_a_truncated_answer_are_caught) {
+        textgen_cheats("ignore-prompt", "truncate");
 }
 
 Test(jobs, provider_killed_mid_job_jobs_complete_elsewhere) {

@@ -16,7 +16,10 @@
  *          commit-tolerance-milli (int, logits × 1000; default 100: how far
  *          a committed logit may be from the verifier's),
  *          chat-template ("llama2", "llama3", "chatml", "mistral": overrides
- *          what the file's tokenizer.chat_template says).
+ *          what the file's tokenizer.chat_template says),
+ *          testing-cheat and testing-claim-model (for tests only: a
+ *          provider that cheats in one of the ways verification must catch;
+ *          see enum cheat).
  * Inputs:  prompt (string) | prompt_tokens (i32 tensor, used as given) |
  *          messages (string, a JSON list of {"role", "content"}), and
  *          optionally max_tokens (int, default 128), temperature, top_p,
@@ -70,7 +73,7 @@
 #define DEFAULT_TOLERANCE_MILLI 500
 /* Measured on tiny random-weight models (tests/test-commit.c): honest CPU
  * runs differ by under 10^-5 logits, a Q4_0 copy of an F16 model by at
- * least 0.33 in every 32 tokens, other weights by several logits.  A GPU's
+ * least 0.28 in every 16 tokens, other weights by several logits.  A GPU's
  * f16 activations move logits by about 2^-11 relatively: well inside. */
 #define DEFAULT_COMMIT_TOLERANCE_MILLI 100
 #define MAX_STOPS               4
@@ -84,8 +87,18 @@
  * max_tokens (the next token's text would not have fitted). */
 #define TEXT_MARGIN             4096
 
+/* How a provider configured to cheat (testing-cheat, testing-claim-model)
+ * lies, so that tests on real daemons can show each is caught. */
+enum cheat {
+        CHEAT_NONE,
+        CHEAT_IGNORE_PROMPT,    /* generates from the first prompt token alone */
+        CHEAT_RANDOM_TOKENS,    /* returns random tokens (text to match) */
+        CHEAT_TRUNCATE,         /* stops after half the tokens, saying "stop" */
+};
+
 struct textgen {
         struct gguf *file;
+        enum cheat cheat;
         struct nn_backend *be;
         struct llama_model *model;
         struct llama_context *ctx;
@@ -228,6 +241,8 @@ static int textgen_init(const struct swarm_values *config, void **state) {
         const char *path, *device = "cpu", *tmpl_name = NULL;
         char err[512];
         int64_t threads, ctx, batch, limit, price, tol, commit_tol, gpu;
+        const char *cheat_name = NULL, *claim_path = NULL;
+        enum cheat cheat = CHEAT_NONE;
         struct gguf_string s;
         uint64_t data_size;
         const void *data;
@@ -255,6 +270,26 @@ static int textgen_init(const struct swarm_values *config, void **state) {
                 swarm_log(LOG_ERR, "textgen: setting \"chat-template\" must be a string");
                 return -EINVAL;
         }
+        r = swarm_values_get_string(config, "testing-cheat", &cheat_name);
+        if (r >= 0) {
+                if (strcmp(cheat_name, "ignore-prompt") == 0)
+                        cheat = CHEAT_IGNORE_PROMPT;
+                else if (strcmp(cheat_name, "random-tokens") == 0)
+                        cheat = CHEAT_RANDOM_TOKENS;
+                else if (strcmp(cheat_name, "truncate") == 0)
+                        cheat = CHEAT_TRUNCATE;
+                else {
+                        swarm_log(LOG_ERR, "textgen: testing-cheat \"%s\" is not one of ignore-prompt, "
+                                  "random-tokens, truncate", cheat_name);
+                        return -EINVAL;
+                }
+                swarm_log(LOG_WARNING, "textgen: testing-cheat=%s: this provider returns wrong results on purpose",
+                          cheat_name);
+        }
+        r = swarm_values_get_string(config, "testing-claim-model", &claim_path);
+        if (r >= 0)
+                swarm_log(LOG_WARNING, "textgen: testing-claim-model: this provider claims to serve %s, which it "
+                          "does not", claim_path);
         if ((r = config_int(config, "threads", 0, 1024, 0, &threads)) < 0 ||
             (r = config_int(config, "gpu", 0, 1023, 0, &gpu)) < 0 ||
             (r = config_int(config, "ctx", 16, 1 << 20, DEFAULT_CTX, &ctx)) < 0 ||
@@ -335,8 +370,23 @@ static int textgen_init(const struct swarm_values *config, void **state) {
 
         /* The model's identity: what two providers of "the same model" must
          * agree on, whatever the file is called. */
-        data = gguf_file_bytes(t->file, &data_size);
-        crypto_hash_sha256(t->model_id, data, data_size);
+        if (claim_path) {
+                /* The lie of testing-claim-model: another file's identity. */
+                struct gguf *claimed;
+
+                r = gguf_open(claim_path, &claimed, err, sizeof(err));
+                if (r < 0) {
+                        swarm_log(LOG_ERR, "textgen: testing-claim-model: %s", err);
+                        goto fail;
+                }
+                data = gguf_file_bytes(claimed, &data_size);
+                crypto_hash_sha256(t->model_id, data, data_size);
+                gguf_close(claimed);
+        } else {
+                data = gguf_file_bytes(t->file, &data_size);
+                crypto_hash_sha256(t->model_id, data, data_size);
+        }
+        t->cheat = cheat;
         sodium_bin2hex(t->model_id_hex, sizeof(t->model_id_hex), t->model_id, sizeof(t->model_id));
 
         if (gguf_get_string(t->file, "general.name", &s) == 0 && s.len > 0) {
@@ -832,9 +882,12 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                 if (strlen(req.stops[i]) - 1 > hold)
                         hold = strlen(req.stops[i]) - 1;
 
+        if (t->cheat == CHEAT_TRUNCATE && max_gen > 1)
+                max_gen /= 2;
         t0 = now_usec();
         llama_context_rewind(t->ctx, 0);
-        r = prefill(t, job, req.prompt, req.n_prompt, &logits);
+        /* CHEAT_IGNORE_PROMPT reads one token of it. */
+        r = prefill(t, job, req.prompt, t->cheat == CHEAT_IGNORE_PROMPT ? 1 : req.n_prompt, &logits);
         if (r < 0)
                 goto out;
         t1 = now_usec();
@@ -854,6 +907,10 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                 t->commit_n = n_gen + 1;
                 memcpy(lg, logits, hp->n_vocab * sizeof(float));
                 tok = sampler_sample(smp, lg, history, req.n_prompt + n_gen);
+                if (t->cheat == CHEAT_RANDOM_TOKENS)
+                        do
+                                tok = (int32_t) (((uint64_t) tok * 7919 + n_gen * 104729 + 13) % hp->n_vocab);
+                        while (tokenizer_is_eog(t->tok, tok));
                 gen[n_gen++] = tok;
                 if (tokenizer_is_eog(t->tok, tok)) {
                         finish = "stop";
@@ -899,6 +956,8 @@ static int textgen_execute(void *state, struct swarm_job *job) {
                         goto out;
         }
         t2 = now_usec();
+        if (t->cheat == CHEAT_TRUNCATE)
+                finish = "stop";
         if (text)
                 emit_text(job, text, &emitted, text_len, true);
 
