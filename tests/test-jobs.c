@@ -644,6 +644,64 @@ static void textgen_cheats(const char *cheat2, const char *cheat3) {
         jobs_client_free(c);
 }
 
+/* A requester without the model: each result is checked by a check job on
+ * another provider of the same variant, which returns its verdict and
+ * commitments; nodes 1 and 2 are honest, node 3 serves a Q4_0 copy under
+ * the F16 file's identity.  Its results are rejected (an honest checker
+ * disagrees, and so does the third asked), and when it is the checker of an
+ * honest result, its disagreement goes to a third provider, which sides
+ * with the producer. */
+Test(jobs, a_requester_without_the_model_has_results_checked_by_other_providers) {
+        struct tiny_model_spec spec = tiny_model_spec_default();
+        unsigned from_cheat = 0, rejected = 0;
+        char q4[256], err[256], out[16384];
+        struct jobs_client *c;
+
+        snprintf(textgen_model, sizeof(textgen_model), "%s/f16.gguf", root);
+        snprintf(q4, sizeof(q4), "%s/q4.gguf", root);
+        spec.weight_type = spec.embd_type = NN_TYPE_F16;
+        cr_assert_eq(tiny_model_write(&spec, textgen_model, err, sizeof(err)), 0, "%s", err);
+        spec.weight_type = NN_TYPE_Q4_0;
+        cr_assert_eq(tiny_model_write(&spec, q4, err, sizeof(err)), 0, "%s", err);
+        snprintf(textgen_options[0], sizeof(textgen_options[0]), "\"textgen.threads=1\"");
+        snprintf(textgen_options[1], sizeof(textgen_options[1]), "\"textgen.model=%s\", \"textgen.threads=1\"",
+                 textgen_model);
+        snprintf(textgen_options[2], sizeof(textgen_options[2]), "\"textgen.model=%s\", \"textgen.threads=2\"",
+                 textgen_model);
+        snprintf(textgen_options[3], sizeof(textgen_options[3]), "\"textgen.model=%s\", \"textgen.threads=1\", "
+                 "\"textgen.testing-claim-model=%s\"", q4, textgen_model);
+        extra_config[0] = "verification:\n  check_percent: 100\n";
+        start_swarm(3, NULL, NULL);
+        c = connect_requester();
+        for (unsigned i = 0; i < 12; i++) {
+                struct swarm_values *in = swarm_values_new();
+                char prompt[64];
+
+                snprintf(prompt, sizeof(prompt), "It was a dark and stormy night %u", i);
+                swarm_values_set_allocator(in, shm_allocate, NULL);
+                cr_assert_eq(swarm_values_set_string(in, "prompt", prompt), 0);
+                cr_assert_eq(swarm_values_set_int(in, "max_tokens", 8), 0);
+                cr_assert_eq(swarm_values_set_string(in, "temperature", "0"), 0);
+                submit(c, i, "textgen", in, UINT64_MAX / 2, 30 * 1000 * 1000);
+                swarm_values_free(in);
+        }
+        for (unsigned done = 0; done < 12; done++) {
+                struct jobs_result res = {};
+
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "job %llu failed: %s", (unsigned long long) res.id, res.error);
+                cr_assert(!res.unchecked, "a result accepted without its check");
+                from_cheat += is_node(res.provider, 3);
+                rejected += res.rejected;
+                jobs_result_done(&res);
+        }
+        cr_assert_eq(from_cheat, 0, "%u results of the substituted model were accepted", from_cheat);
+        cr_assert_geq(rejected, 1, "the substitute was never asked: the test proves little");
+        /* Everyone was paid for something: the checks are jobs. */
+        cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "peers", NULL }), 0, "%s", out);
+        jobs_client_free(c);
+}
+
 Test(jobs, textgen_a_substituted_model_and_random_tokens_are_caught) {
         textgen_cheats("substitute", "random-tokens");
 }

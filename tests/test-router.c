@@ -244,6 +244,13 @@ Test(router, consider_skips_other_variants_and_offers_over_the_max_price) {
         cr_assert_eq(price, 150);
         cr_assert_eq(router_consider(&job, &(struct router_offer) { .variant = "model-b", .price = 1 }, &price),
                      ROUTER_OTHER_VARIANT);
+        {
+                struct router_job any = { .any_variant = true, .local_price = 100, .list_price = 10,
+                                          .max_price = 150 };
+
+                cr_assert_eq(router_consider(&any, &(struct router_offer) { .variant = "model-b", .price = 10 },
+                                             &price), ROUTER_CANDIDATE, "any variant, when results are checked");
+        }
         cr_assert_eq(router_consider(&job, &(struct router_offer) { .variant = NULL, .price = 1 }, &price),
                      ROUTER_OTHER_VARIANT);
         /* Ourselves: our own price, whatever the list says. */

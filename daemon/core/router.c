@@ -256,7 +256,7 @@ uint64_t router_estimate_price(uint64_t local_price, uint64_t local_list, uint64
 enum router_verdict router_consider(const struct router_job *job, const struct router_offer *o, uint64_t *ret_price) {
         uint64_t est;
 
-        if (strcmp(o->variant ?: "", job->variant ?: "") != 0)
+        if (!job->any_variant && strcmp(o->variant ?: "", job->variant ?: "") != 0)
                 return ROUTER_OTHER_VARIANT;
         est = o->local ? job->local_price : router_estimate_price(job->local_price, job->list_price, o->price);
         if (est > job->max_price)

@@ -62,6 +62,7 @@ double router_expected_usec(const struct router_candidate *c, const struct route
 /* The job, as our own instance of the skill priced it. */
 struct router_job {
         const char *variant;            /* our verifier's "variant" advert (textgen: the model); NULL: none */
+        bool any_variant;               /* every variant: results are checked by check jobs, on their variant */
         uint64_t local_price;           /* what our instance asks for this job, micro-credits */
         uint64_t list_price;            /* our instance's list price per price unit */
         uint64_t max_price;             /* the most the requester pays */

@@ -391,6 +391,12 @@ struct skill_pool *skills_verifier(struct skills *s, const char *name) {
         h.name = strdup(name);
         if (options_for(s->options, name, &h.options) < 0)
                 h.options = NULL;
+        /* Tells the skill this worker only verifies (textgen then starts
+         * without a model and has results checked by check jobs). */
+        if (h.options && swarm_values_set_int(h.options, "verify-only", 1) < 0) {
+                swarm_values_free(h.options);
+                h.options = NULL;
+        }
         grown = reallocarray(s->verifiers, s->n_verifiers + 1, sizeof(*grown));
         if (grown)
                 s->verifiers = grown;

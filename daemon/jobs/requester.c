@@ -72,8 +72,11 @@ struct pool_call {
         uint64_t price;                 /* VERIFY: what the provider charges */
 };
 
+struct check_call;
+
 struct attempt {
         struct job *job;
+        struct check_call *check;       /* a check job running for this attempt's result */
         size_t cand;                    /* index in job->cands */
         enum attempt_state state;       /* moved only by attempt_move() */
         uint64_t started_usec, deadline_usec;   /* loop time */
@@ -141,6 +144,26 @@ struct job {
         sd_event_source *defer;
         struct job_outcome outcome;
         char error[512];
+
+        /* Check jobs (see requester.h): whom not to ask, which variant. */
+        uint8_t (*exclude)[WIRE_NODE_ID_SIZE];
+        size_t n_exclude;
+        char *variant;
+        bool is_check;                  /* this job checks another's result */
+};
+
+/* A check job run for an attempt's result.  Outlives the attempt when the
+ * job ends first (the check is cancelled, its done comes later). */
+struct check_call {
+        struct job *job;                /* NULL once the attempt is gone */
+        struct attempt *attempt;
+        uint64_t child;                 /* the check job's id */
+        struct swarm_values *inputs;    /* the check job's: owned */
+        struct swarm_values *outputs, *proof;   /* the producer's result: owned */
+        uint64_t price;                 /* the producer's */
+        uint8_t checkers[2][WIRE_NODE_ID_SIZE];
+        unsigned n_checkers;            /* checks done */
+        bool child_running;
 };
 
 /* What this requester checked of one provider's results for one skill. */
@@ -346,6 +369,15 @@ static void attempt_release(struct attempt *a);
 static void job_start_next(struct job *job);
 static int on_attempt_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
+static void check_call_free(struct check_call *cc) {
+        if (!cc)
+                return;
+        swarm_values_free(cc->inputs);
+        swarm_values_free(cc->outputs);
+        swarm_values_free(cc->proof);
+        free(cc);
+}
+
 static void pool_call_detach(struct pool_call *c) {
         if (!c)
                 return;
@@ -377,6 +409,8 @@ static void attempt_chunks_free(struct attempt *a) {
 static void job_free(struct job *job) {
         for (size_t i = 0; i < job->n_attempts; i++)
                 attempt_chunks_free(&job->attempts[i]);
+        free(job->exclude);
+        free(job->variant);
         accounts_payment_forget(job->payment);
         job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
         job->defer = sd_event_source_disable_unref(job->defer);
@@ -518,6 +552,16 @@ static void attempt_release(struct attempt *a) {
         a->timer = sd_event_source_disable_unref(a->timer);
         if (a->call)
                 pool_call_detach(TAKE_PTR(a->call));
+        if (a->check) {
+                struct check_call *cc = TAKE_PTR(a->check);
+
+                cc->job = NULL;
+                cc->attempt = NULL;
+                if (cc->child_running)
+                        requester_cancel(a->job->r, cc->child);         /* its done frees it */
+                else
+                        check_call_free(cc);
+        }
 }
 
 /* ---- Streaming ---- */
@@ -839,6 +883,178 @@ static int on_attempt_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 /* A result in hand (remote or local): the skill's verify() decides. */
 static void attempt_accept(struct attempt *a, struct pool_call *c, bool checked);
 
+/* ---- Check jobs ---- */
+
+/* Copies src's values into dst, each name prefixed (prefix "" for none);
+ * only those in names (a comma-separated list) when names is not NULL.
+ * Names that would pass the limit are left out. */
+static int values_copy(struct swarm_values *dst, const struct swarm_values *src, const char *prefix,
+                       const char *names) {
+        struct swarm_value v;
+
+        for (size_t i = 0; swarm_values_at(src, i, &v) >= 0; i++) {
+                char name[64];
+                int r = 0;
+
+                if (names) {
+                        size_t l = strlen(v.name);
+                        const char *p = names;
+                        bool listed = false;
+
+                        while ((p = strstr(p, v.name))) {
+                                if ((p == names || p[-1] == ',') && (p[l] == ',' || p[l] == '\0'))
+                                        listed = true;
+                                p += l;
+                        }
+                        if (!listed)
+                                continue;
+                }
+                if ((size_t) snprintf(name, sizeof(name), "%s%s", prefix, v.name) >= sizeof(name))
+                        continue;
+                switch (v.type) {
+                case SWARM_VALUE_TENSOR: {
+                        struct swarm_tensor t;
+
+                        r = swarm_values_add_tensor(dst, name, v.tensor.dtype, v.tensor.ndim, v.tensor.shape, &t);
+                        if (r >= 0)
+                                memcpy(t.data, v.tensor.data, v.tensor.size);
+                        break;
+                }
+                case SWARM_VALUE_STRING:
+                        r = swarm_values_set_string(dst, name, v.string);
+                        break;
+                case SWARM_VALUE_INT:
+                        r = swarm_values_set_int(dst, name, v.integer);
+                        break;
+                case SWARM_VALUE_BYTES:
+                        r = swarm_values_set_bytes(dst, name, v.data, v.size);
+                        break;
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static struct swarm_values *values_new_shm(void) {
+        struct swarm_values *v = swarm_values_new();
+
+        if (v)
+                swarm_values_set_allocator(v, shm_allocate, NULL);
+        return v;
+}
+
+static int job_submit(struct requester *r, const struct job_spec *spec, bool is_check, job_done_fn done,
+                      void *userdata, uint64_t *ret_job);
+static void on_check_done(uint64_t id, struct job_outcome *o, void *userdata);
+
+/* The variant provider id offers skill under, as gossiped; NULL if none. */
+static const char *offer_variant(struct requester *r, const uint8_t id[WIRE_NODE_ID_SIZE], const char *skill) {
+        struct membership *ms = members(r);
+        struct member_info m;
+
+        for (size_t i = 0; ms && i < membership_count(ms); i++) {
+                if (membership_get(ms, i, &m) < 0 || memcmp(m.id, id, WIRE_NODE_ID_SIZE) != 0)
+                        continue;
+                for (size_t s = 0; s < m.record->n_skills; s++)
+                        if (m.record->skills[s]->name && strcmp(m.record->skills[s]->name, skill) == 0)
+                                return m.record->skills[s]->variant && m.record->skills[s]->variant[0]
+                                               ? m.record->skills[s]->variant : NULL;
+        }
+        return NULL;
+}
+
+/* Asks a provider other than the producer and the checkers so far to check
+ * the producer's result (cc holds it). */
+static int check_start(struct attempt *a, struct check_call *cc) {
+        struct job *job = a->job;
+        const char *names = advert_str(skill_pool_info(job->pool), "check-inputs");
+        uint8_t exclude[3][WIRE_NODE_ID_SIZE];
+        int r;
+
+        if (!names)
+                return -EOPNOTSUPP;
+        swarm_values_free(cc->inputs);
+        cc->inputs = values_new_shm();
+        if (!cc->inputs)
+                return -ENOMEM;
+        r = values_copy(cc->inputs, job->inputs, "", NULL);
+        if (r >= 0)
+                r = values_copy(cc->inputs, cc->outputs, "check.", names);
+        if (r < 0)
+                return r;
+        memcpy(exclude[0], job->ids[a->cand], WIRE_NODE_ID_SIZE);
+        memcpy(exclude + 1, cc->checkers, cc->n_checkers * WIRE_NODE_ID_SIZE);
+        a->check = cc;
+        cc->job = job;
+        cc->attempt = a;
+        r = job_submit(job->r, &(struct job_spec) {
+                .skill = job->skill,
+                .inputs = cc->inputs,
+                .max_price = job->max_price,
+                .deadline_usec = job->deadline_usec,
+                .exclude = (const uint8_t (*)[32]) exclude,
+                .n_exclude = 1 + cc->n_checkers,
+                .variant = offer_variant(job->r, job->ids[a->cand], job->skill),
+        }, true, on_check_done, cc, &cc->child);
+        if (r < 0) {
+                a->check = NULL;
+                return r;
+        }
+        cc->child_running = true;
+        log_debug("Job %" PRIu64 ": its result goes to check job %" PRIu64 ".", job->id, cc->child);
+        return 0;
+}
+
+/* A check job ended: its outputs go into the producer's proof as check.*,
+ * and the verifier judges the producer's result again. */
+static void on_check_done(uint64_t id, struct job_outcome *o, void *userdata) {
+        struct check_call *cc = userdata;
+        struct attempt *a = cc->attempt;
+        struct job *job = cc->job;
+        struct pool_call *c;
+        int r;
+
+        cc->child_running = false;
+        if (!job || !a || a->check != cc) {
+                check_call_free(cc);    /* the attempt ended without it */
+                return;
+        }
+        if (o->status < 0) {
+                a->check = NULL;
+                attempt_fail(a, -EREMOTE, false, "no independent provider could check the result: %s",
+                             o->error ?: strerror(-o->status));
+                check_call_free(cc);
+                return;
+        }
+        if (cc->n_checkers < 2)
+                memcpy(cc->checkers[cc->n_checkers++], o->provider_id, WIRE_NODE_ID_SIZE);
+        c = calloc(1, sizeof(*c));
+        if (c) {
+                *c = (struct pool_call) { .job = job, .attempt = a, .op = POOL_VERIFY, .price = cc->price,
+                                          .outputs = values_new_shm(), .proof = values_new_shm() };
+                r = c->outputs && c->proof ? 0 : -ENOMEM;
+                if (r >= 0)
+                        r = values_copy(c->outputs, cc->outputs, "", NULL);
+                if (r >= 0)
+                        r = values_copy(c->proof, cc->proof, "", NULL);
+                if (r >= 0 && o->outputs)
+                        r = values_copy(c->proof, o->outputs, "check.", NULL);
+                if (r >= 0)
+                        r = skill_pool_submit(job->pool, POOL_VERIFY, job->inputs, c->outputs, c->proof,
+                                              job->deadline_usec, on_pool_done, c, &c->req);
+        } else
+                r = -ENOMEM;
+        if (r < 0) {
+                pool_call_free(c);
+                a->check = NULL;
+                attempt_fail(a, r, false, "cannot judge the checked result: %s", strerror(-r));
+                check_call_free(cc);
+                return;
+        }
+        a->call = c;
+}
+
 static void attempt_verify(struct attempt *a, struct swarm_values *outputs, struct swarm_values *proof,
                            uint64_t price) {
         struct job *job = a->job;
@@ -855,7 +1071,7 @@ static void attempt_verify(struct attempt *a, struct swarm_values *outputs, stru
         }
         *c = (struct pool_call) { .job = job, .attempt = a, .op = POOL_VERIFY, .outputs = outputs,
                                   .proof = proof, .price = price };
-        if (!job->cands[a->cand].local && skill_sampled(job->r, job->skill)) {
+        if (!job->cands[a->cand].local && !job->is_check && skill_sampled(job->r, job->skill)) {
                 struct reputation_view v;
                 enum check_reason why;
 
@@ -925,12 +1141,55 @@ static int kept_result_pack(struct job *job, const struct swarm_values *outputs,
 static void on_verified(struct attempt *a, struct pool_call *c, const struct pool_result *res) {
         struct job *job = a->job;
         struct check_count *cc = NULL;
+        struct check_call *chk = a->check;      /* judged again after a check job */
+        int r;
 
         a->call = NULL;
-        if (!job->cands[a->cand].local && skill_sampled(job->r, job->skill))
+        if (!job->cands[a->cand].local && !job->is_check && skill_sampled(job->r, job->skill))
                 cc = check_count_of(job->r, job->ids[a->cand], job->skill, true);
+        if (res->status == -EREMOTE && !chk) {
+                /* This node cannot judge it: another provider checks it. */
+                chk = calloc(1, sizeof(*chk));
+                r = chk ? 0 : -ENOMEM;
+                if (chk) {
+                        chk->outputs = TAKE_PTR(c->outputs);
+                        chk->proof = TAKE_PTR(c->proof);
+                        chk->price = c->price;
+                        r = check_start(a, chk);
+                }
+                if (r < 0) {
+                        check_call_free(chk);
+                        attempt_fail(a, r, false, "this node cannot verify the result (%s), and cannot have it "
+                                     "checked: %s", res->error ?: "no model", strerror(-r));
+                }
+                return;
+        }
+        if (chk && res->status == -EBADMSG && chk->n_checkers == 1) {
+                /* The checker disagrees: a third provider decides. */
+                log_info("Job %" PRIu64 ": a checker disagrees with the result (%s); asking another.", job->id,
+                         res->error ?: "");
+                r = check_start(a, chk);
+                if (r < 0) {
+                        a->check = NULL;
+                        check_call_free(chk);
+                        attempt_fail(a, r, false, "a checker disagrees with the result and no other could be "
+                                     "asked: %s", strerror(-r));
+                }
+                return;
+        }
+        if (chk) {
+                /* Decided: the producer is right (a first checker that
+                 * disagreed was wrong), or wrong. */
+                if (res->status == 0 && chk->n_checkers == 2) {
+                        log_info("Job %" PRIu64 ": a second checker agrees with the result; the first was wrong.",
+                                 job->id);
+                        stats_record(job->r, chk->checkers[0], job->skill, false, 0);
+                }
+                a->check = NULL;
+                check_call_free(chk);
+        }
         if (res->status == -ETIMEDOUT || res->status == -ECANCELED || res->status == -ESHUTDOWN ||
-            res->status == -EOPNOTSUPP) {
+            res->status == -EOPNOTSUPP || res->status == -EREMOTE) {
                 /* Our verifier ran out of time or was stopped, or cannot
                  * judge this result here (textgen: the generation is longer
                  * than this node's context): not the provider's fault. */
@@ -1111,6 +1370,13 @@ static int add_candidate(struct job *job, const uint8_t *id, bool local, uint64_
         return 0;
 }
 
+static bool is_excluded(const struct job *job, const uint8_t id[WIRE_NODE_ID_SIZE]) {
+        for (size_t i = 0; i < job->n_exclude; i++)
+                if (memcmp(job->exclude[i], id, WIRE_NODE_ID_SIZE) == 0)
+                        return true;
+        return false;
+}
+
 static void on_priced(struct job *job, const struct pool_result *res) {
         struct requester *r = job->r;
         const struct skill_info *info = skill_pool_info(job->pool);
@@ -1134,12 +1400,15 @@ static void on_priced(struct job *job, const struct pool_result *res) {
         /* A skill whose instances differ (textgen: which model) is routed
          * only to providers of the variant our verifier holds: another one's
          * results could not be checked here. */
-        variant = advert_str(info, "variant");
+        variant = job->variant ?: advert_str(info, "variant");
         list_price = advert_uint(info, "price");
         price_unit = advert_str(info, "price-unit");
         unit = advert_str(info, "unit");
         rj = (struct router_job) {
                 .variant = variant,
+                /* A verifier without a variant that has results checked
+                 * elsewhere (textgen without the model) takes any. */
+                .any_variant = !variant && advert_str(info, "check-inputs"),
                 .local_price = local_price,
                 .list_price = list_price,
                 .max_price = job->max_price,
@@ -1178,6 +1447,8 @@ static void on_priced(struct job *job, const struct pool_result *res) {
                                 continue;
                         o = offer_of(&m, job->skill);
                         if (!o || (m.self && !can_run_locally(r, job->skill)))
+                                continue;
+                        if (is_excluded(job, m.id))
                                 continue;
                         offering++;
                         offer = (struct router_offer) { .local = m.self, .variant = o->variant, .price = o->price };
@@ -1482,6 +1753,11 @@ struct requester *requester_free(struct requester *r) {
 
 int requester_submit(struct requester *r, const struct job_spec *spec, job_done_fn done, void *userdata,
                      uint64_t *ret_job) {
+        return job_submit(r, spec, false, done, userdata, ret_job);
+}
+
+static int job_submit(struct requester *r, const struct job_spec *spec, bool is_check, job_done_fn done,
+                      void *userdata, uint64_t *ret_job) {
         struct job *job;
         uint64_t now = now_usec(r);
         struct pool_call *c;
@@ -1512,6 +1788,20 @@ int requester_submit(struct requester *r, const struct job_spec *spec, job_done_
         job->chunk = spec->chunk;
         job->submitted_clock_usec = now_usec(r);
         job->keep_owner = spec->keep_owner;
+        job->is_check = is_check;
+        if (spec->n_exclude > 0) {
+                job->exclude = calloc(spec->n_exclude, sizeof(*job->exclude));
+                if (!job->exclude) {
+                        job_free(job);
+                        return -ENOMEM;
+                }
+                memcpy(job->exclude, spec->exclude, spec->n_exclude * sizeof(*job->exclude));
+                job->n_exclude = spec->n_exclude;
+        }
+        if (spec->variant && !(job->variant = strdup(spec->variant))) {
+                job_free(job);
+                return -ENOMEM;
+        }
         if (spec->keep_key) {
                 job->keep_key = strdup(spec->keep_key);
                 if (!job->keep_key) {

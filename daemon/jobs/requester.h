@@ -14,7 +14,18 @@
  * wins.  The local node is a candidate like any other when it hosts the
  * skill and lends.
  *
- * A result that fails verification is never returned. */
+ * A result that fails verification is never returned.
+ *
+ * Check jobs.  A verifier that cannot judge a result here (textgen on a
+ * node without the model) says so with -EREMOTE.  The requester then asks
+ * another provider of the same variant, not the producer, to check it: a
+ * job of the same skill whose inputs are the original ones plus check.<name>
+ * for each output the skill's advert lists in check-inputs.  The checker's
+ * outputs come back into the producer's proof as check.<name>, and the
+ * verifier judges again, now by comparing.  A disagreement goes to a third
+ * provider: the side it agrees with wins; a checker found wrong is counted
+ * a failure, a producer found wrong is not paid and the job moves on.
+ * Checkers are paid for their checks like any job. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -62,6 +73,12 @@ struct job_spec {
          * second job (requester_kept_result()).  NULL: not kept. */
         const char *keep_key;
         uint32_t keep_owner;
+        /* Not these providers (32 bytes each), and only providers offering
+         * this variant (NULL: the one our verifier holds, if any).  For
+         * check jobs. */
+        const uint8_t (*exclude)[32];
+        size_t n_exclude;
+        const char *variant;
 };
 
 struct job_outcome {

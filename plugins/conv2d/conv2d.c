@@ -74,6 +74,7 @@ static void state_free(struct conv_state *s) {
 
 static const char *const config_keys[] = {
         "verify-rounds", "memory-budget", "device", "threads", "price-per-gflop",
+        "verify-only",          /* set by the host for a worker that only verifies */
 };
 
 static int config_int(const struct swarm_values *config, const char *key, int64_t min, int64_t max, int64_t *ret) {

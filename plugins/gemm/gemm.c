@@ -95,6 +95,7 @@ static void state_freep(struct gemm_state **s) {
 
 static const char *const config_keys[] = {
         "verify-rounds", "memory-budget", "device", "threads", "price-per-gflop",
+        "verify-only",          /* set by the host for a worker that only verifies */
 };
 
 /* An optional integer setting in [min, max]: 0 and *ret untouched when

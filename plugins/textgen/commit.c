@@ -101,3 +101,55 @@ const char *commit_fault_to_string(enum commit_fault f) {
         }
         return "unknown";
 }
+
+static int slot_of(const int32_t *ids, unsigned k, int32_t id) {
+        for (unsigned j = 0; j < k; j++)
+                if (ids[j] == id)
+                        return (int) j;
+        return -1;
+}
+
+/* One direction of commit_compare(): what a lists, b must agree with. */
+static int compare_one_way(unsigned k, const int32_t *ids_a, const float *values_a, const int32_t *ids_b,
+                           const float *values_b, float tol, bool swapped, struct commit_mismatch *why) {
+        float smallest_b = INFINITY;
+
+        for (unsigned j = 0; j < k; j++)
+                smallest_b = fminf(smallest_b, values_b[j]);
+        for (unsigned j = 0; j < k; j++) {
+                int other = slot_of(ids_b, k, ids_a[j]);
+
+                if (!isfinite(values_a[j])) {
+                        *why = (struct commit_mismatch) { .fault = COMMIT_NOT_FINITE, .slot = j, .id = ids_a[j] };
+                        return -EBADMSG;
+                }
+                if (other >= 0 && !(fabsf(values_a[j] - values_b[other]) <= 2 * tol)) {
+                        *why = (struct commit_mismatch) { .fault = COMMIT_VALUE, .slot = j, .id = ids_a[j],
+                                                          .committed = swapped ? values_b[other] : values_a[j],
+                                                          .actual = swapped ? values_a[j] : values_b[other] };
+                        return -EBADMSG;
+                }
+                if (other < 0 && values_a[j] > smallest_b + 2 * tol) {
+                        *why = (struct commit_mismatch) { .fault = COMMIT_MISSING, .slot = j, .id = ids_a[j],
+                                                          .committed = swapped ? smallest_b : values_a[j],
+                                                          .actual = swapped ? values_a[j] : smallest_b };
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
+int commit_compare(unsigned k, const int32_t *ids_a, const float *values_a, const int32_t *ids_b,
+                   const float *values_b, float tol, struct commit_mismatch *why) {
+        *why = (struct commit_mismatch) { .fault = COMMIT_OK };
+        for (unsigned j = 0; j < k; j++)
+                if (ids_a[j] < 0 || ids_b[j] < 0 || slot_of(ids_a, j, ids_a[j]) >= 0 ||
+                    slot_of(ids_b, j, ids_b[j]) >= 0) {
+                        *why = (struct commit_mismatch) { .fault = COMMIT_BAD_ID, .slot = j,
+                                                          .id = ids_a[j] < 0 ? ids_a[j] : ids_b[j] };
+                        return -EBADMSG;
+                }
+        if (compare_one_way(k, ids_a, values_a, ids_b, values_b, tol, false, why) < 0)
+                return -EBADMSG;
+        return compare_one_way(k, ids_b, values_b, ids_a, values_a, tol, true, why);
+}

@@ -54,3 +54,12 @@ int commit_check(const float *logits, size_t n_vocab, unsigned k, const int32_t 
 float commit_distance(const float *logits, size_t n_vocab, unsigned k, const int32_t *ids, const float *values);
 
 const char *commit_fault_to_string(enum commit_fault f);
+
+/* Compares two commitments to the same position, neither side's logits at
+ * hand (a requester without the model comparing a provider's with a
+ * checker's): each committed value is within tol of the truth, so the two
+ * must agree within 2·tol on every id both list, and an id one lists above
+ * the other's smallest value by more than 2·tol must be in the other's
+ * list.  0, or -EBADMSG with *why (committed: a's value, actual: b's). */
+int commit_compare(unsigned k, const int32_t *ids_a, const float *values_a, const int32_t *ids_b,
+                   const float *values_b, float tol, struct commit_mismatch *why);

@@ -44,6 +44,7 @@
  *          to. */
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -243,6 +244,7 @@ static int textgen_init(const struct swarm_values *config, void **state) {
         int64_t threads, ctx, batch, limit, price, tol, commit_tol, gpu;
         const char *cheat_name = NULL, *claim_path = NULL;
         enum cheat cheat = CHEAT_NONE;
+        int64_t verify_only = 0;
         struct gguf_string s;
         uint64_t data_size;
         const void *data;
@@ -251,7 +253,12 @@ static int textgen_init(const struct swarm_values *config, void **state) {
         if (sodium_init() < 0)
                 return -EIO;
         r = swarm_values_get_string(config, "model", &path);
-        if (r < 0) {
+        if (r == -ENOENT && swarm_values_get_int(config, "verify-only", &verify_only) == 0 && verify_only == 1)
+                /* A worker the host started only to verify, on a node
+                 * without the model: results are checked by check jobs on
+                 * other providers of it (verify_by_check()). */
+                path = NULL;
+        else if (r < 0) {
                 swarm_log(LOG_ERR, "textgen: setting \"model\" (the path of a .gguf file) is %s",
                           r == -ENOENT ? "missing" : "not a string");
                 return -EINVAL;
@@ -304,6 +311,15 @@ static int textgen_init(const struct swarm_values *config, void **state) {
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
+        t->tolerance = (float) tol / 1000.0f;
+        t->commit_tolerance = (float) commit_tol / 1000.0f;
+        if (!path) {
+                snprintf(t->name, sizeof(t->name), "(no model)");
+                swarm_log(LOG_INFO, "textgen: no model here: results from the swarm are checked by other providers "
+                          "of their model (check jobs)");
+                *state = t;
+                return 0;
+        }
 
         r = gguf_open(path, &t->file, err, sizeof(err));
         if (r < 0) {
@@ -399,8 +415,6 @@ static int textgen_init(const struct swarm_values *config, void **state) {
                 snprintf(t->name, sizeof(t->name), "%s", base ? base + 1 : path);
         }
         t->quant = dominant_type(t->file);
-        t->tolerance = (float) tol / 1000.0f;
-        t->commit_tolerance = (float) commit_tol / 1000.0f;
         t->price_per_ktoken = price > 0 ? (uint64_t) price
                                         : (llama_model_n_params(t->model) + 99999999) / 100000000;
 
@@ -448,8 +462,23 @@ fail:
 
 static int textgen_advertise(void *state, struct swarm_values *advert) {
         const struct textgen *t = state;
-        const struct llama_hparams *hp = llama_model_hparams(t->model);
+        const struct llama_hparams *hp;
         int r;
+
+        /* What a check job needs of a result (check.<name> inputs). */
+        r = swarm_values_set_string(advert, "check-inputs", "tokens,text,finish_reason,generated_tokens_count");
+        if (r < 0)
+                return r;
+        if (!t->model) {
+                /* Verify-only: no variant, so routing is by the job's
+                 * "model" input; prices per ktoken, as providers'. */
+                if ((r = swarm_values_set_string(advert, "unit", "token")) < 0 ||
+                    (r = swarm_values_set_int(advert, "price", 1)) < 0 ||
+                    (r = swarm_values_set_string(advert, "price-unit", "ktoken")) < 0)
+                        return r;
+                return 0;
+        }
+        hp = llama_model_hparams(t->model);
 
         /* "cpu", or "cuda:<device name>". */
         if ((r = swarm_values_set_string(advert, "device", t->be->ops->name)) < 0 ||
@@ -754,6 +783,24 @@ static int textgen_price(void *state, const struct swarm_values *inputs, uint64_
         uint64_t tokens, p;
         int r;
 
+        if (!t->model) {
+                /* No tokenizer: at most a token per byte of the prompt. */
+                const char *s;
+                struct swarm_tensor pt;
+                int64_t max_tokens = DEFAULT_MAX_TOKENS;
+
+                tokens = 0;
+                if (swarm_values_get_string(inputs, "prompt", &s) == 0 ||
+                    swarm_values_get_string(inputs, "messages", &s) == 0)
+                        tokens = strlen(s) + 1;
+                else if (swarm_values_get_tensor(inputs, "prompt_tokens", &pt) == 0)
+                        tokens = pt.n_elements;
+                (void) swarm_values_get_int(inputs, "max_tokens", &max_tokens);
+                tokens += max_tokens > 0 ? (uint64_t) max_tokens : 0;
+                *price = (tokens + 999) / 1000 ?: 1;
+                return 0;
+        }
+
         r = parse_request(t, inputs, NULL, &req);
         if (r < 0)
                 return r;
@@ -836,8 +883,23 @@ static size_t find_stop(const struct request *req, const char *text, size_t len,
         return best;
 }
 
+static int execute_check(struct textgen *t, struct swarm_job *job);
+static int generate(struct textgen *t, struct swarm_job *job);
+
 static int textgen_execute(void *state, struct swarm_job *job) {
         struct textgen *t = state;
+        struct swarm_tensor checked;
+
+        if (!t->model) {
+                swarm_job_set_error(job, "this worker holds no model: it only verifies (verify-only)");
+                return -ENODEV;
+        }
+        if (swarm_values_get_tensor(swarm_job_inputs(job), "check.tokens", &checked) == 0)
+                return execute_check(t, job);
+        return generate(t, job);
+}
+
+static int generate(struct textgen *t, struct swarm_job *job) {
         const struct llama_hparams *hp = llama_model_hparams(t->model);
         struct swarm_values *out = swarm_job_outputs(job);
         struct sampler *smp = NULL;
@@ -1061,12 +1123,37 @@ static int decode_pieces(const struct textgen *t, const int32_t *tokens, size_t 
         return 0;
 }
 
-static int textgen_verify(void *state, struct swarm_job *job) {
-        struct textgen *t = state;
+/* Where a verification's reasons go: the job's error, and (a checker's)
+ * a buffer that becomes its verdict. */
+struct verdict {
+        struct swarm_job *job;
+        char text[512];
+};
+
+static void verdict_set(struct verdict *v, const char *format, ...) SWARM_PRINTF(2, 3);
+static void verdict_set(struct verdict *v, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(v->text, sizeof(v->text), format, ap);
+        va_end(ap);
+        swarm_job_set_error(v->job, "%s", v->text);
+}
+
+/* Checks outputs `out` of a job with inputs `in` against this model,
+ * teacher forced.  proof NULL: a checker's run (check jobs), which sees no
+ * proof: the model-id and commitment checks are left out, the context is
+ * this node's.  own, when not NULL, receives this model's commitments at
+ * each generated position (COMMIT_K per token, room for the outputs'
+ * generated_tokens_count).  0, -EBADMSG (why in v), -EOPNOTSUPP when this
+ * node cannot judge it, or another error. */
+static int verify_values(struct textgen *t, struct verdict *v, const struct swarm_values *in,
+                         const struct swarm_values *out, const struct swarm_values *proof, int32_t *own_ids,
+                         float *own_logits) {
+        struct swarm_job *job = v->job;
         const struct llama_hparams *hp = llama_model_hparams(t->model);
-        const struct swarm_values *out = swarm_job_outputs(job), *proof = swarm_job_proof(job);
         const char *text, *finish;
-        struct swarm_tensor tt, commit_ids, commit_logits;
+        struct swarm_tensor tt, commit_ids = {}, commit_logits = {};
         struct commit_mismatch why;
         struct request req;
         const void *id;
@@ -1078,20 +1165,22 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         char provider_hex[2 * MODEL_ID_SIZE + 1];
         int r;
 
+        if (!proof)
+                goto proof_done;
         if (swarm_values_get_bytes(proof, "model-id", &id, &id_size) < 0 || id_size != MODEL_ID_SIZE) {
-                swarm_job_set_error(job, "the proof has no model-id");
+                verdict_set(v, "the proof has no model-id");
                 return -EBADMSG;
         }
         /* Requesters route textgen only to providers advertising their
          * own model (the "variant"): one that ran another is not honest. */
         if (memcmp(id, t->model_id, MODEL_ID_SIZE) != 0) {
                 sodium_bin2hex(provider_hex, sizeof(provider_hex), id, MODEL_ID_SIZE);
-                swarm_job_set_error(job, "the provider ran model-id %.16s…, not %s (%.16s…) that it was chosen for",
+                verdict_set(v, "the provider ran model-id %.16s…, not %s (%.16s…) that it was chosen for",
                                     provider_hex, t->name, t->model_id_hex);
                 return -EBADMSG;
         }
         if (swarm_values_get_int(proof, "context", &provider_ctx) < 0 || provider_ctx < 1) {
-                swarm_job_set_error(job, "the proof has no context size");
+                verdict_set(v, "the proof has no context size");
                 return -EBADMSG;
         }
         if (swarm_values_get_tensor(proof, "commit-ids", &commit_ids) < 0 ||
@@ -1099,25 +1188,28 @@ static int textgen_verify(void *state, struct swarm_job *job) {
             commit_ids.dtype != SWARM_DTYPE_I32 || commit_logits.dtype != SWARM_DTYPE_F32 ||
             commit_ids.ndim != 2 || commit_logits.ndim != 2 || commit_ids.shape[1] != COMMIT_K ||
             commit_logits.shape[1] != COMMIT_K || commit_ids.shape[0] != commit_logits.shape[0]) {
-                swarm_job_set_error(job, "the proof has no commitments (commit-ids and commit-logits, i32 and f32 "
+                verdict_set(v, "the proof has no commitments (commit-ids and commit-logits, i32 and f32 "
                                     "tensors of n×%d)", COMMIT_K);
                 return -EBADMSG;
         }
+proof_done:
+        if (!proof)
+                provider_ctx = (int64_t) llama_context_n_ctx(t->ctx);
         if (swarm_values_get_tensor(out, "tokens", &tt) < 0 || tt.dtype != SWARM_DTYPE_I32 || tt.ndim != 1 ||
             swarm_values_get_int(out, "generated_tokens_count", &n_gen_i) < 0 ||
             swarm_values_get_string(out, "text", &text) < 0 ||
             swarm_values_get_string(out, "finish_reason", &finish) < 0) {
-                swarm_job_set_error(job, "the result lacks tokens, generated_tokens_count, text or finish_reason");
+                verdict_set(v, "the result lacks tokens, generated_tokens_count, text or finish_reason");
                 return -EBADMSG;
         }
-        r = parse_request(t, swarm_job_inputs(job), job, &req);
+        r = parse_request(t, in, job, &req);
         if (r == -E2BIG)
                 return -EOPNOTSUPP;     /* our context is smaller than the provider's: not its fault */
         if (r < 0)
                 return r;
 
         if ((uint64_t) provider_ctx <= req.n_prompt) {
-                swarm_job_set_error(job, "the provider's context (%" PRIi64 ") cannot hold the prompt (%zu tokens)",
+                verdict_set(v, "the provider's context (%" PRIi64 ") cannot hold the prompt (%zu tokens)",
                                     provider_ctx, req.n_prompt);
                 r = -EBADMSG;
                 goto out;
@@ -1127,13 +1219,13 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         size_t n_gen = (size_t) n_gen_i;
         gen = tt.data;
         if (n_gen_i < 0 || n_gen > max_gen || tt.n_elements != (n_gen ?: 1)) {
-                swarm_job_set_error(job, "%" PRIi64 " tokens generated for at most %zu (tensor of %" PRIu64 ")",
+                verdict_set(v, "%" PRIi64 " tokens generated for at most %zu (tensor of %" PRIu64 ")",
                                     n_gen_i, max_gen, tt.n_elements);
                 r = -EBADMSG;
                 goto out;
         }
-        if (commit_ids.shape[0] != (n_gen ?: 1)) {
-                swarm_job_set_error(job, "the proof commits to %" PRIu64 " positions for %zu generated tokens",
+        if (proof && commit_ids.shape[0] != (n_gen ?: 1)) {
+                verdict_set(v, "the proof commits to %" PRIu64 " positions for %zu generated tokens",
                                     commit_ids.shape[0], n_gen);
                 r = -EBADMSG;
                 goto out;
@@ -1141,7 +1233,7 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         bool eog_end = n_gen > 0 && tokenizer_is_eog(t->tok, gen[n_gen - 1]);
         for (size_t i = 0; i < n_gen; i++)
                 if (gen[i] < 0 || (uint32_t) gen[i] >= hp->n_vocab || (i + 1 < n_gen && tokenizer_is_eog(t->tok, gen[i]))) {
-                        swarm_job_set_error(job, "generated token %zu (%" PRIi32 ") ends or leaves the vocabulary "
+                        verdict_set(v, "generated token %zu (%" PRIi32 ") ends or leaves the vocabulary "
                                             "before the last", i, gen[i]);
                         r = -EBADMSG;
                         goto out;
@@ -1149,7 +1241,7 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         bool at_text_max = utf8_sanitized_len(text, strlen(text)) + TEXT_MARGIN > TEXT_MAX;
         if (strcmp(finish, "length") == 0 ? (n_gen != max_gen && !at_text_max) || eog_end
                                           : strcmp(finish, "stop") != 0) {
-                swarm_job_set_error(job, "finish_reason \"%.16s\" does not fit %zu tokens of at most %zu", finish,
+                verdict_set(v, "finish_reason \"%.16s\" does not fit %zu tokens of at most %zu", finish,
                                     n_gen, max_gen);
                 r = -EBADMSG;
                 goto out;
@@ -1164,12 +1256,12 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         bool stop_cut = false;
         expect_len = find_stop(&req, decoded, decoded_len, &stop_cut);
         if (!eog_end && strcmp(finish, "stop") == 0 && !stop_cut) {
-                swarm_job_set_error(job, "finish_reason \"stop\" without an end token or a stop string");
+                verdict_set(v, "finish_reason \"stop\" without an end token or a stop string");
                 r = -EBADMSG;
                 goto out;
         }
         if ((eog_end || strcmp(finish, "length") == 0) && stop_cut) {
-                swarm_job_set_error(job, "the text holds a stop string, but generation went on past it");
+                verdict_set(v, "the text holds a stop string, but generation went on past it");
                 r = -EBADMSG;
                 goto out;
         }
@@ -1180,12 +1272,12 @@ static int textgen_verify(void *state, struct swarm_job *job) {
         }
         expect_len = utf8_sanitize(decoded, expect_len, expected);
         if (text_len != expect_len) {
-                swarm_job_set_error(job, "the text is %zu bytes, its tokens decode to %zu", text_len, expect_len);
+                verdict_set(v, "the text is %zu bytes, its tokens decode to %zu", text_len, expect_len);
                 r = -EBADMSG;
                 goto out;
         }
         if (memcmp(text, expected, text_len) != 0) {
-                swarm_job_set_error(job, "the text is not what its tokens decode to");
+                verdict_set(v, "the text is not what its tokens decode to");
                 r = -EBADMSG;
                 goto out;
         }
@@ -1198,7 +1290,7 @@ static int textgen_verify(void *state, struct swarm_job *job) {
          * token), checking at each position the token that followed. */
         n_seq = req.n_prompt + n_gen - 1;
         if (n_seq > llama_context_n_ctx(t->ctx)) {
-                swarm_job_set_error(job, "prompt and output (%zu tokens) do not fit this node's context (%zu)",
+                verdict_set(v, "prompt and output (%zu tokens) do not fit this node's context (%zu)",
                                     n_seq, llama_context_n_ctx(t->ctx));
                 r = -EOPNOTSUPP;        /* not the provider's fault */
                 goto out;
@@ -1232,11 +1324,15 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                                 continue;
                         size_t g = p + 1 - req.n_prompt;        /* which generated token */
 
-                        if (commit_check(logits + j * hp->n_vocab, hp->n_vocab, COMMIT_K,
+                        if (own_ids)
+                                commit_topk(logits + j * hp->n_vocab, hp->n_vocab, COMMIT_K, own_ids + g * COMMIT_K,
+                                            own_logits + g * COMMIT_K);
+                        if (proof &&
+                            commit_check(logits + j * hp->n_vocab, hp->n_vocab, COMMIT_K,
                                          (const int32_t *) commit_ids.data + g * COMMIT_K,
                                          (const float *) commit_logits.data + g * COMMIT_K, t->commit_tolerance,
                                          &why) < 0) {
-                                swarm_job_set_error(job, "the commitment at generated token %zu does not match this "
+                                verdict_set(v, "the commitment at generated token %zu does not match this "
                                                     "model: %s (token %" PRIi32 ": committed %.4g, here %.4g; "
                                                     "tolerance %.3g)", g, commit_fault_to_string(why.fault), why.id,
                                                     why.committed, why.actual, t->commit_tolerance);
@@ -1245,7 +1341,7 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                         }
                         if (!sampler_admits(&req.sp, logits + j * hp->n_vocab, hp->n_vocab, seq, p + 1, seq[p + 1],
                                             t->tolerance, t->scratch)) {
-                                swarm_job_set_error(job, "generated token %zu (%" PRIi32 ") is not one the model "
+                                verdict_set(v, "generated token %zu (%" PRIi32 ") is not one the model "
                                                     "could have chosen there", g, seq[p + 1]);
                                 r = -EBADMSG;
                                 goto out;
@@ -1258,6 +1354,173 @@ out:
         free(seq);
         free(decoded);
         free(expected);
+        return r;
+}
+
+/* The result of a check job, as a requester without the model sees it:
+ * well formed, a verdict and one commitment per generated position.  It is
+ * trusted only as far as its commitments agree with the producer's
+ * (verify_by_check()). */
+static int verify_check_result(struct swarm_job *job, const struct swarm_values *in, const struct swarm_values *out) {
+        struct swarm_tensor checked, ids, logits;
+        const char *verdict;
+
+        if (swarm_values_get_tensor(in, "check.tokens", &checked) < 0 ||
+            swarm_values_get_string(out, "check-verdict", &verdict) < 0 ||
+            swarm_values_get_tensor(out, "commit-ids", &ids) < 0 ||
+            swarm_values_get_tensor(out, "commit-logits", &logits) < 0 || ids.dtype != SWARM_DTYPE_I32 ||
+            logits.dtype != SWARM_DTYPE_F32 || ids.ndim != 2 || logits.ndim != 2 || ids.shape[1] != COMMIT_K ||
+            logits.shape[1] != COMMIT_K || ids.shape[0] != checked.n_elements ||
+            logits.shape[0] != checked.n_elements) {
+                swarm_job_set_error(job, "the check's result lacks check-verdict, or commitments (n×%d) to each "
+                                    "of the %" PRIu64 " tokens checked", COMMIT_K, checked.n_elements);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+/* A producer's result on a node without the model: it needs a check by
+ * another provider of the model (-EREMOTE: the requester runs a check job
+ * and comes back with its outputs in the proof as check.*), then agrees
+ * with the check or not. */
+static int verify_by_check(struct textgen *t, struct swarm_job *job, const struct swarm_values *out,
+                           const struct swarm_values *proof) {
+        struct swarm_tensor tokens, checked, ids, logits, check_ids, check_logits;
+        struct commit_mismatch why;
+        const char *verdict;
+
+        if (swarm_values_get_string(proof, "check.check-verdict", &verdict) < 0) {
+                swarm_job_set_error(job, "this node holds no copy of the model: another provider of it must check "
+                                    "the result");
+                return -EREMOTE;
+        }
+        if (strcmp(verdict, "ok") != 0) {
+                swarm_job_set_error(job, "an independent check of the result failed: %s", verdict);
+                return -EBADMSG;
+        }
+        if (swarm_values_get_tensor(out, "tokens", &tokens) < 0 ||
+            swarm_values_get_tensor(proof, "check.tokens", &checked) < 0 || tokens.size != checked.size ||
+            memcmp(tokens.data, checked.data, tokens.size) != 0) {
+                swarm_job_set_error(job, "the check was of other tokens than the result's");
+                return -EBADMSG;
+        }
+        if (swarm_values_get_tensor(proof, "commit-ids", &ids) < 0 ||
+            swarm_values_get_tensor(proof, "commit-logits", &logits) < 0 ||
+            swarm_values_get_tensor(proof, "check.commit-ids", &check_ids) < 0 ||
+            swarm_values_get_tensor(proof, "check.commit-logits", &check_logits) < 0 ||
+            ids.dtype != SWARM_DTYPE_I32 || logits.dtype != SWARM_DTYPE_F32 || ids.ndim != 2 ||
+            ids.shape[1] != COMMIT_K || ids.size != check_ids.size || logits.size != check_logits.size ||
+            ids.shape[0] * COMMIT_K * sizeof(float) != logits.size) {
+                swarm_job_set_error(job, "the proof's commitments (commit-ids, commit-logits) are missing or do not "
+                                    "match the check's in shape");
+                return -EBADMSG;
+        }
+        for (uint64_t g = 0; g < ids.shape[0]; g++) {
+                const int32_t *a = (const int32_t *) ids.data + g * COMMIT_K;
+
+                if (a[0] < 0)
+                        continue;       /* no token generated: nothing committed */
+                if (commit_compare(COMMIT_K, a, (const float *) logits.data + g * COMMIT_K,
+                                   (const int32_t *) check_ids.data + g * COMMIT_K,
+                                   (const float *) check_logits.data + g * COMMIT_K, t->commit_tolerance, &why) < 0) {
+                        swarm_job_set_error(job, "at generated token %" PRIu64 " the provider's commitment disagrees "
+                                            "with an independent checker's: %s (token %" PRIi32 ": %.4g vs %.4g)", g,
+                                            why.fault == COMMIT_VALUE ? "a logit both list differs by more than "
+                                                                        "twice the tolerance"
+                                            : why.fault == COMMIT_MISSING ? "a token one lists above the other's "
+                                                                            "smallest is missing from the other's"
+                                            : commit_fault_to_string(why.fault),
+                                            why.id, why.committed, why.actual);
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
+static int textgen_verify(void *state, struct swarm_job *job) {
+        struct textgen *t = state;
+        struct verdict v = { .job = job };
+        const struct swarm_values *in = swarm_job_inputs(job);
+        struct swarm_tensor checked;
+
+        if (swarm_values_get_tensor(in, "check.tokens", &checked) == 0)
+                return verify_check_result(job, in, swarm_job_outputs(job));
+        if (!t->model)
+                return verify_by_check(t, job, swarm_job_outputs(job), swarm_job_proof(job));
+        return verify_values(t, &v, in, swarm_job_outputs(job), swarm_job_proof(job), NULL, NULL);
+}
+
+/* A check job (inputs check.*: another provider's result): this model's
+ * verdict on it, teacher forced, and this model's commitments at each of
+ * its positions, for the requester to compare with the producer's.  The
+ * producer's own commitments are not given, so they cannot be copied. */
+static int execute_check(struct textgen *t, struct swarm_job *job) {
+        const struct swarm_values *in = swarm_job_inputs(job);
+        struct swarm_values *claimed = swarm_values_new(), *out = swarm_job_outputs(job);
+        struct verdict v = { .job = job };
+        struct swarm_tensor tokens, t_out, ids, logits;
+        const char *text = "", *finish = "length";
+        int64_t n_gen = 0;
+        uint64_t rows;
+        int32_t *own_ids = NULL;
+        float *own_logits = NULL;
+        uint64_t t0 = now_usec();
+        int r;
+
+        if (!claimed)
+                return -ENOMEM;
+        if (swarm_values_get_tensor(in, "check.tokens", &tokens) < 0 || tokens.dtype != SWARM_DTYPE_I32 ||
+            tokens.ndim != 1 || swarm_values_get_int(in, "check.generated_tokens_count", &n_gen) < 0 || n_gen < 0 ||
+            (uint64_t) n_gen > tokens.n_elements || swarm_values_get_string(in, "check.text", &text) < 0 ||
+            swarm_values_get_string(in, "check.finish_reason", &finish) < 0) {
+                swarm_job_set_error(job, "a check needs check.tokens (i32), check.generated_tokens_count, check.text "
+                                    "and check.finish_reason: the result to check");
+                r = -EINVAL;
+                goto out;
+        }
+        rows = tokens.n_elements;
+        own_ids = malloc(rows * COMMIT_K * sizeof(int32_t));
+        own_logits = calloc(rows * COMMIT_K, sizeof(float));
+        if (!own_ids || !own_logits) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memset(own_ids, 0xff, rows * COMMIT_K * sizeof(int32_t));
+        if ((r = swarm_values_add_tensor(claimed, "tokens", SWARM_DTYPE_I32, 1, tokens.shape, &t_out)) < 0 ||
+            (r = swarm_values_set_int(claimed, "generated_tokens_count", n_gen)) < 0 ||
+            (r = swarm_values_set_string(claimed, "text", text)) < 0 ||
+            (r = swarm_values_set_string(claimed, "finish_reason", finish)) < 0)
+                goto out;
+        memcpy(t_out.data, tokens.data, tokens.size);
+
+        r = verify_values(t, &v, in, claimed, NULL, own_ids, own_logits);
+        if (r < 0 && r != -EBADMSG)
+                goto out;       /* could not judge: the check job fails, another checker is asked */
+        /* A verdict against the result is this job's success. */
+        swarm_job_set_error(job, "%s", "");
+        if ((r = swarm_values_set_string(out, "check-verdict", r == 0 ? "ok" : v.text)) < 0 ||
+            (r = swarm_values_add_tensor(out, "commit-ids", SWARM_DTYPE_I32, 2, (const uint64_t[]) { rows, COMMIT_K },
+                                         &ids)) < 0 ||
+            (r = swarm_values_add_tensor(out, "commit-logits", SWARM_DTYPE_F32, 2,
+                                         (const uint64_t[]) { rows, COMMIT_K }, &logits)) < 0 ||
+            (r = swarm_values_set_string(out, "text", text)) < 0 ||
+            (r = swarm_values_add_tensor(out, "tokens", SWARM_DTYPE_I32, 1, tokens.shape, &t_out)) < 0 ||
+            (r = swarm_values_set_int(out, "prompt_tokens_count", 0)) < 0 ||
+            (r = swarm_values_set_int(out, "generated_tokens_count", n_gen)) < 0 ||
+            (r = swarm_values_set_string(out, "finish_reason", "check")) < 0 ||
+            (r = swarm_values_set_int(out, "prefill_usec", (int64_t) (now_usec() - t0))) < 0 ||
+            (r = swarm_values_set_int(out, "decode_usec", 0)) < 0)
+                goto out;
+        memcpy(ids.data, own_ids, ids.size);
+        memcpy(logits.data, own_logits, logits.size);
+        memcpy(t_out.data, tokens.data, tokens.size);
+        /* prove() commits to nothing for a check. */
+        t->commit_n = 0;
+        r = 0;
+out:
+        swarm_values_free(claimed);
+        free(own_ids);
+        free(own_logits);
         return r;
 }
 
@@ -1278,6 +1541,15 @@ static const struct swarm_param textgen_inputs[] = {
         { "repeat_penalty", 0, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "penalty for repeated tokens, a number" },
         { "seed", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "sampler seed: same seed, same text" },
         { "stop", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "stop before this text" },
+        /* A check job: another provider's result to judge (the names the
+         * advert's check-inputs lists, prefixed). */
+        { "check.tokens", SWARM_VALUE_TENSOR, SWARM_DTYPE_I32, 1, "n", SWARM_PARAM_OPTIONAL,
+          "check job: the generated tokens to check" },
+        { "check.text", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "check job: the text to check" },
+        { "check.finish_reason", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "check job: the finish_reason to check" },
+        { "check.generated_tokens_count", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "check job: the generated_tokens_count to check" },
         {}
 };
 
@@ -1289,6 +1561,12 @@ static const struct swarm_param textgen_outputs[] = {
         { "finish_reason", SWARM_VALUE_STRING, 0, 0, NULL, 0, "stop (an end token or the stop text) or length" },
         { "prefill_usec", SWARM_VALUE_INT, 0, 0, NULL, 0, "time to read the prompt" },
         { "decode_usec", SWARM_VALUE_INT, 0, 0, NULL, 0, "time to generate" },
+        { "check-verdict", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "check job: \"ok\", or why the result checked is wrong" },
+        { "commit-ids", SWARM_VALUE_TENSOR, SWARM_DTYPE_I32, 2, "n×4", SWARM_PARAM_OPTIONAL,
+          "check job: this model's top-4 token ids at each position checked" },
+        { "commit-logits", SWARM_VALUE_TENSOR, SWARM_DTYPE_F32, 2, "n×4", SWARM_PARAM_OPTIONAL,
+          "check job: their logits" },
         {}
 };
 

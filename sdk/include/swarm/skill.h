@@ -203,8 +203,17 @@ struct swarm_skill {
 
         /* Per-worker set-up, once, before any job: open the device, load a
          * model, measure throughput.  config holds the skill's settings from
-         * swarmd.yaml (may be empty).  *state is handed to every other
-         * callback.  May take seconds.  Optional. */
+         * swarmd.yaml (may be empty), plus verify-only = 1 (an int) in a
+         * worker the host starts only to verify results of a skill it does
+         * not host.  *state is handed to every other callback.  May take
+         * seconds.  Optional.
+         *
+         * A verify() that cannot judge a result on this node but another
+         * provider of the skill could returns -EREMOTE: the requester then
+         * runs a check job (the original inputs plus check.<name> for each
+         * output named in the advert's comma-separated "check-inputs") on
+         * another provider, puts the checker's outputs in the proof as
+         * check.<name> and calls verify() again. */
         int (*init)(const struct swarm_values *config, void **state);
 
         /* Releases what init() made.  Optional. */
