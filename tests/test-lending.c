@@ -1303,3 +1303,41 @@ Test(lending_memory, idle_policy_sees_a_foreign_gpu_process) {
         nvml_set("compute %d %" PRIu64 "\n", (int) getpid(), GIB);
         cr_assert(run_until_lending(true, 3 * SEC), "lending did not resume once it left");
 }
+
+/* Not lending from the start (policy never): a skill still loading when
+ * the grace period ends is released once it is up. */
+Test(lending_memory, a_skill_still_starting_is_released_once_up) {
+        const char *dir = getenv("TEST_PLUGIN_DIR");
+        struct skill_pool *p;
+        uint64_t end;
+
+        cr_assert(dir, "TEST_PLUGIN_DIR not set (run through meson test)");
+        strv_free(config.skills_enabled);
+        config.skills_enabled = calloc(2, sizeof(char *));
+        config.skills_enabled[0] = strdup("testskill");
+        free(config.skills_directory);
+        config.skills_directory = strdup(dir);
+        config.skills_workers = 1;
+        config.skills_cgroups = SKILLS_CGROUPS_OFF;
+        config.lending_policy = LENDING_POLICY_NEVER;
+        set_release("immediately");
+        cr_assert_eq(skills_new(event, &config, NULL, NULL, &skills), 0);
+        p = skills_pool(skills, 0);
+        cr_assert_gt(skill_pool_worker_pid(p, 0), 0);
+        /* Still loading: not on the GPU yet. */
+        nvml_set("%s", "");
+        cr_assert_eq(lending_new(event, NULL, &config, skills, NULL, &lending), 0);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_null(skill_pool_info(p), "the worker came up too soon to test this");
+        cr_assert_not(skill_pool_released(p));
+
+        /* Up, and holding its model. */
+        end = now_usec() + 10 * SEC;
+        while (!skill_pool_info(p) && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert_not_null(skill_pool_info(p));
+        nvml_set("compute %d %" PRIu64 "\n", (int) skill_pool_worker_pid(p, 0), GIB);
+        cr_assert(run_until_stopped(p, 5 * SEC), "the worker that came up was not released");
+        cr_assert(skill_pool_released(p));
+        expect_release_reported(GIB);
+}

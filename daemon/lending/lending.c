@@ -30,6 +30,9 @@
  * released workers' memory is gone. */
 #define MEMORY_CONFIRM_USEC (20 * 1000)
 #define MEMORY_CONFIRM_MAX_USEC (5 * 1000 * 1000)
+/* A release that had to wait (a pool still starting, requests queued) is
+ * tried again no sooner than this, whatever the grace period. */
+#define MEMORY_RETRY_USEC (1000 * 1000)
 
 /* ---- Pure parts ---- */
 
@@ -469,11 +472,14 @@ static bool pool_holds_device_memory(const struct lending_pool *lp) {
 
 static int on_release_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
-/* Arms the release timer for the grace period's end, or stops it. */
-static void memory_arm(struct lending *l) {
+/* Arms the release timer for the grace period's end (not before
+ * not_before), or stops it. */
+static void memory_arm_after(struct lending *l, uint64_t not_before) {
         uint64_t deadline = lending_memory_deadline(&l->memory);
         int r;
 
+        if (deadline != UINT64_MAX && deadline < not_before)
+                deadline = not_before;
         if (deadline == UINT64_MAX) {
                 l->release_timer = sd_event_source_disable_unref(l->release_timer);
                 return;
@@ -490,6 +496,10 @@ static void memory_arm(struct lending *l) {
         }
         if (r < 0)
                 log_warning_errno(r, "Failed to schedule giving the GPU memory back: %m");
+}
+
+static void memory_arm(struct lending *l) {
+        memory_arm_after(l, 0);
 }
 
 static void release_report(struct lending *l, bool confirmed) {
@@ -590,8 +600,14 @@ static void memory_release(struct lending *l) {
                 size_t first = l->n_released_pids;
                 int r;
 
-                if (lp->released || !pool_holds_device_memory(lp))
+                if (lp->released)
                         continue;
+                if (!pool_holds_device_memory(lp)) {
+                        /* A skill still loading may hold memory once up. */
+                        if (!skill_pool_info(lp->pool))
+                                waiting = true;
+                        continue;
+                }
                 /* Their pids before they go, for NVML to confirm. */
                 for (unsigned w = 0; w < skill_pool_workers_max(lp->pool); w++)
                         if (skill_pool_worker_pid(lp->pool, w) > 0)
@@ -628,7 +644,7 @@ static void memory_release(struct lending *l) {
         }
         if (waiting) {
                 lending_memory_woken(&l->memory, now(CLOCK_MONOTONIC));
-                memory_arm(l);
+                memory_arm_after(l, now(CLOCK_MONOTONIC) + MEMORY_RETRY_USEC);
         }
         if (n == 0) {
                 log_debug("Lending: no skill's workers hold device memory%s; nothing to give back.",
