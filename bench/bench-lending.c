@@ -12,7 +12,13 @@
  *   - kill (preempt: kill), both ways;
  *   - the reference, measured on the same workers in the same run: a bare
  *     kill(2) SIGSTOP loop over their PIDs, waiting until /proc shows each
- *     stopped.
+ *     stopped;
+ *   - with a GPU (NVML loads): the device memory give-back, with
+ *     lending.release_device_memory "immediately": from the decision to
+ *     stop lending until NVML (read by this program, apart from swarmd's
+ *     own reading) lists none of the workers that held memory; then the
+ *     warm-up, from lending again until a worker is up.  "no GPU"
+ *     otherwise.
  *
  * The jobs are testskill's "hang" (sleeping in pause()) or, with gemm.so,
  * a large matrix product resubmitted whenever one ends, so that the
@@ -38,6 +44,7 @@
 #include "lending.h"
 #include "log.h"
 #include "macro.h"
+#include "nvml.h"
 #include "shm.h"
 #include "skill-pool.h"
 #include "skills.h"
@@ -308,6 +315,104 @@ static void cgroup_leave(void) {
         (void) rmdir(cgroup_scratch);
 }
 
+/* Whether NVML lists one of pids. */
+static bool nvml_lists(struct nvml *n, const pid_t *pids, size_t n_pids) {
+        _cleanup_free_ struct nvml_process *procs = NULL;
+        size_t count = 0;
+
+        if (nvml_list_processes(n, &procs, &count) < 0)
+                return false;
+        for (size_t i = 0; i < count; i++)
+                for (size_t k = 0; k < n_pids; k++)
+                        if (procs[i].pid == pids[k])
+                                return true;
+        return false;
+}
+
+/* Lend off → the workers' device memory freed, as NVML sees it; then lend
+ * on → a worker up again. */
+static void measure_device_memory(void) {
+        _cleanup_(nvml_freep) struct nvml *n = NULL;
+        unsigned total = rounds > 5 ? 5 : rounds;
+        uint64_t *off = calloc(total, sizeof(uint64_t)), *warm = calloc(total, sizeof(uint64_t));
+        uint64_t held = 0, lending_usec = 0, lending_bytes = 0;
+        size_t n_off = 0, n_warm = 0;
+        struct skill_pool *p;
+        char label[128];
+        int r;
+
+        if (!off || !warm)
+                die("setup", -ENOMEM);
+        r = nvml_new(&n);
+        if (r < 0) {
+                printf("%-48s no GPU (NVML: %s)\n", "device memory, lend off → freed", strerror(-r));
+                goto finish;
+        }
+        free(config.lending_release_device_memory);
+        config.lending_release_device_memory = strdup("immediately");
+        if (!config.lending_release_device_memory)
+                die("setup", -ENOMEM);
+        start(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_FREEZE);
+        p = skills_pool(skills, 0);
+
+        for (unsigned i = 0; i < total; i++) {
+                pid_t pids[MAX_WORKERS];
+                uint64_t t, end = now_usec() + 10 * 1000 * 1000;
+                size_t k = 0;
+
+                /* Until the workers hold device memory (read every 5 s). */
+                while ((lending_skill_device_memory(lending, p, &held) < 0 || held == 0) && now_usec() < end)
+                        run_for(10 * 1000);
+                if (held == 0) {
+                        printf("%-48s %s holds no GPU memory (its CPU path?)\n", "device memory, lend off → freed",
+                               is_gemm ? "gemm" : "testskill");
+                        break;
+                }
+                for (unsigned w = 0; w < skill_pool_workers_max(p); w++)
+                        if (skill_pool_worker_pid(p, w) > 0)
+                                pids[k++] = skill_pool_worker_pid(p, w);
+
+                stopping = true;        /* the killed jobs are not resubmitted */
+                t = now_usec();
+                if (lending_set_policy(lending, LENDING_POLICY_NEVER) < 0)
+                        die("policy never", -EIO);
+                end = t + 30 * 1000 * 1000;
+                while ((!skill_pool_stopped(p) || nvml_lists(n, pids, k)) && now_usec() < end)
+                        if (sd_event_run(event, 1000) < 0)
+                                die("event loop", -EIO);
+                off[n_off++] = now_usec() - t;
+
+                t = now_usec();
+                if (lending_set_policy(lending, LENDING_POLICY_ALWAYS) < 0)
+                        die("policy always", -EIO);
+                end = t + 60 * 1000 * 1000;
+                while (skill_pool_workers_alive(p) == 0 && now_usec() < end)
+                        if (sd_event_run(event, 1000) < 0)
+                                die("event loop", -EIO);
+                warm[n_warm++] = now_usec() - t;
+                stopping = false;
+                for (size_t j = 0; j < n_workers; j++)
+                        if (!jobs[j])
+                                submit_job(j);
+                wait_all_busy();
+        }
+        (void) lending_last_memory_release(lending, &lending_usec, &lending_bytes);
+        stop();
+        if (n_off == 0)
+                goto finish;
+        snprintf(label, sizeof(label), "device memory, lend off → freed (NVML)");
+        report(label, off, n_off);
+        report("  warm-up: lend on → a worker up", warm, n_warm);
+        if (lending_bytes == UINT64_MAX)
+                printf("  swarmd's own figure: %" PRIu64 " µs, bytes unknown\n", lending_usec);
+        else
+                printf("  swarmd's own figure: %" PRIu64 " µs, %" PRIu64 " MiB given back\n", lending_usec,
+                       lending_bytes >> 20);
+finish:
+        free(off);
+        free(warm);
+}
+
 int main(int argc, char *argv[]) {
         uint64_t *v, *wall;
         const char *no_cgroup, *base;
@@ -345,6 +450,11 @@ int main(int argc, char *argv[]) {
         if (!config.skills_enabled || !(config.skills_enabled[0] = strdup(argv[1])))
                 die("setup", -ENOMEM);
         config.skills_workers = n_workers;
+        /* The freeze rows measure freezing alone. */
+        free(config.lending_release_device_memory);
+        config.lending_release_device_memory = strdup("never");
+        if (!config.lending_release_device_memory)
+                die("setup", -ENOMEM);
         inputs = make_inputs();
         v = calloc(rounds, sizeof(uint64_t));
         wall = calloc(rounds, sizeof(uint64_t));
@@ -388,6 +498,8 @@ int main(int argc, char *argv[]) {
                 stop();
                 cgroup_leave();
         }
+
+        measure_device_memory();
 
         r = 0;
         swarm_values_free(inputs);

@@ -635,6 +635,14 @@ Test(dbus, properties_are_read_by_busctl) {
         cr_assert(strstr(out, "a(sssttsuut) 1 \"testskill\" \"ready\" \"0.0.1\" ") == out, "Skills: %s", out);
         cr_assert(strstr(out, " 1 0 0"), "one worker, none busy, none served: %s", out);
 
+        /* Its GPU memory: unknown without NVML, 0 with a driver (testskill
+         * runs on the CPU). */
+        snprintf(command, sizeof(command), "busctl --address='%s' get-property " NAME " " PATH " " IFACE
+                 " SkillDeviceMemory 2>&1", address);
+        out = run_capture(command);
+        cr_assert(strcmp(out, "a(sx) 1 \"testskill\" -1\n") == 0 || strcmp(out, "a(sx) 1 \"testskill\" 0\n") == 0,
+                  "SkillDeviceMemory: %s", out);
+
         /* A fresh node has exactly its configured allowance. */
         snprintf(command, sizeof(command), "busctl --address='%s' get-property " NAME " " PATH " " IFACE
                  " Balance 2>&1", address);
@@ -825,10 +833,13 @@ Test(dbus, set_lending_false_emits_properties_changed_and_swarmctl_shows_it) {
         cr_assert(strstr(out, "\"lending\": false") && strstr(out, "\"policy\": \"never\""), "%s", out);
         cr_assert(strstr(out, nodes[0].identity->node_id), "%s", out);
         cr_assert(strstr(out, "\"balance\": " ALLOWANCE ","), "%s", out);
+        /* GPU memory: null without NVML (0 on a machine with a driver). */
+        cr_assert(strstr(out, "\"device_memory\": null}") || strstr(out, "\"device_memory\": 0}"), "%s", out);
         cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "jobs", "--json", NULL }), 0);
         cr_assert(json_valid(out), "not JSON: %s", out);
         cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "status", NULL }), 0);
         cr_assert(strstr(out, "Lending: no") && strstr(out, "testskill"), "%s", out);
+        cr_assert(strstr(out, "GPU MEMORY"), "%s", out);
         sd_bus_flush_close_unref(bus);
 }
 

@@ -9,7 +9,13 @@
  *                    dbus-daemon (skipped where dbus-daemon is missing);
  *   lending_jobs     real swarm-worker processes hosting testskill in mode
  *                    "sleep": freeze (signals, and the cgroup freezer as
- *                    root where cgroup2 is writable), kill and finish.
+ *                    root where cgroup2 is writable), kill and finish;
+ *   lending_memory   lending.release_device_memory with a fake NVML
+ *                    (tests/fake-nvml.c, loaded through SWARM_NVML_LIBRARY)
+ *                    that says the workers hold GPU memory: freeze first,
+ *                    release after the grace period, start again on
+ *                    resume; and the idle policy's GPU check against the
+ *                    same fake.
  *
  * Every wait is bounded; teardown stops the workers and the bus daemon and
  * removes the scratch cgroup even when an assertion failed. */
@@ -17,6 +23,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +196,125 @@ Test(lending_pure, policy_verdicts) {
         cr_assert_not(lending_decide(LENDING_POLICY_SCHEDULE, true, &off));
 }
 
+#define SEC (1000u * 1000u)
+
+Test(lending_pure, release_setting_parses_and_rejects_with_a_reason) {
+        uint64_t usec = 1;
+        char error[256] = "";
+
+        cr_assert_eq(config_parse_release("immediately", &usec, error, sizeof(error)), 0);
+        cr_assert_eq(usec, 0);
+        cr_assert_eq(config_parse_release("never", &usec, error, sizeof(error)), 0);
+        cr_assert_eq(usec, CONFIG_RELEASE_NEVER);
+        cr_assert_eq(config_parse_release("after 10s", &usec, error, sizeof(error)), 0);
+        cr_assert_eq(usec, 10 * SEC);
+        cr_assert_eq(config_parse_release("after 2min", &usec, error, sizeof(error)), 0);
+        cr_assert_eq(usec, 120 * (uint64_t) SEC);
+        cr_assert_eq(config_parse_release("after 250ms", &usec, error, sizeof(error)), 0);
+        cr_assert_eq(usec, 250 * 1000);
+        cr_assert_eq(config_parse_release(CONFIG_RELEASE_DEFAULT, &usec, error, sizeof(error)), 0);
+
+        cr_assert_eq(config_parse_release("later", &usec, error, sizeof(error)), -EINVAL);
+        cr_assert(strstr(error, "\"immediately\", \"after DURATION\""), "%s", error);
+        cr_assert_eq(config_parse_release("after soon", &usec, error, sizeof(error)), -EINVAL);
+        cr_assert(strstr(error, "\"soon\" is not a duration"), "%s", error);
+        cr_assert_eq(config_parse_release("after", &usec, error, sizeof(error)), -EINVAL);
+        cr_assert_eq(config_parse_release("10s", &usec, error, sizeof(error)), -EINVAL);
+}
+
+Test(lending_pure, memory_is_held_during_the_grace_period_then_released_and_restored) {
+        struct lending_memory m;
+
+        lending_memory_init(&m, 10 * SEC);
+        cr_assert_eq(lending_memory_deadline(&m), UINT64_MAX, "lending: nothing to release");
+        cr_assert_not(lending_memory_due(&m, 1000 * SEC));
+
+        lending_memory_stop(&m, 100 * SEC);
+        cr_assert_eq(m.state, LENDING_MEMORY_GRACE);
+        cr_assert_eq(lending_memory_deadline(&m), 110 * SEC);
+        cr_assert_not(lending_memory_due(&m, 110 * SEC - 1));
+        cr_assert_eq(m.state, LENDING_MEMORY_GRACE);
+        cr_assert(lending_memory_due(&m, 110 * SEC));
+        cr_assert_eq(m.state, LENDING_MEMORY_RELEASED);
+        cr_assert_not(lending_memory_due(&m, 200 * SEC), "released once");
+
+        /* Stopping again while released changes nothing. */
+        lending_memory_stop(&m, 300 * SEC);
+        cr_assert_eq(m.state, LENDING_MEMORY_RELEASED);
+
+        cr_assert(lending_memory_start(&m), "released workers start again on resume");
+        cr_assert_eq(m.state, LENDING_MEMORY_HELD);
+        cr_assert_not(lending_memory_start(&m));
+}
+
+Test(lending_pure, lending_again_within_the_grace_period_keeps_the_memory) {
+        struct lending_memory m;
+
+        lending_memory_init(&m, 10 * SEC);
+        lending_memory_stop(&m, 0);
+        cr_assert_not(lending_memory_start(&m), "nothing was released");
+        cr_assert_eq(lending_memory_deadline(&m), UINT64_MAX);
+        cr_assert_not(lending_memory_due(&m, 20 * SEC));
+}
+
+Test(lending_pure, immediately_releases_at_the_stop_and_never_not_at_all) {
+        struct lending_memory m;
+
+        lending_memory_init(&m, 0);
+        lending_memory_stop(&m, 5 * SEC);
+        cr_assert(lending_memory_due(&m, 5 * SEC));
+
+        lending_memory_init(&m, CONFIG_RELEASE_NEVER);
+        lending_memory_stop(&m, 5 * SEC);
+        cr_assert_eq(m.state, LENDING_MEMORY_HELD);
+        cr_assert_eq(lending_memory_deadline(&m), UINT64_MAX);
+        cr_assert_not(lending_memory_due(&m, UINT64_MAX - 1));
+        cr_assert_not(lending_memory_start(&m));
+}
+
+Test(lending_pure, a_new_setting_applies_to_the_grace_period_under_way) {
+        struct lending_memory m;
+
+        lending_memory_init(&m, 60 * SEC);
+        lending_memory_stop(&m, 100 * SEC);
+        /* Shorter: counted from the stop, so it may be over at once. */
+        lending_memory_set_after(&m, 10 * SEC, 130 * SEC);
+        cr_assert_eq(lending_memory_deadline(&m), 110 * SEC);
+        cr_assert(lending_memory_due(&m, 130 * SEC));
+
+        /* never while in grace: held; then a duration again: from now. */
+        lending_memory_init(&m, 60 * SEC);
+        lending_memory_stop(&m, 100 * SEC);
+        lending_memory_set_after(&m, CONFIG_RELEASE_NEVER, 101 * SEC);
+        cr_assert_eq(m.state, LENDING_MEMORY_HELD);
+        lending_memory_set_after(&m, 10 * SEC, 200 * SEC);
+        cr_assert_eq(lending_memory_deadline(&m), 210 * SEC);
+
+        /* While lending, a setting only waits for the next stop. */
+        lending_memory_init(&m, 60 * SEC);
+        lending_memory_set_after(&m, 0, 5 * SEC);
+        cr_assert_eq(lending_memory_deadline(&m), UINT64_MAX);
+        lending_memory_stop(&m, 7 * SEC);
+        cr_assert(lending_memory_due(&m, 7 * SEC));
+}
+
+Test(lending_pure, workers_woken_while_released_get_a_new_grace_period) {
+        struct lending_memory m;
+
+        lending_memory_init(&m, 10 * SEC);
+        lending_memory_stop(&m, 0);
+        cr_assert(lending_memory_due(&m, 10 * SEC));
+        lending_memory_woken(&m, 50 * SEC);
+        cr_assert_eq(m.state, LENDING_MEMORY_GRACE);
+        cr_assert_eq(lending_memory_deadline(&m), 60 * SEC);
+        cr_assert(lending_memory_due(&m, 60 * SEC));
+
+        /* Lending: a wake-up is no grace period. */
+        cr_assert(lending_memory_start(&m));
+        lending_memory_woken(&m, 70 * SEC);
+        cr_assert_eq(m.state, LENDING_MEMORY_HELD);
+}
+
 /* ---- The object ---- */
 
 static sd_event *event;
@@ -208,6 +335,9 @@ static void setup(void) {
         cr_assert_eq(sd_event_new(&event), 0);
         cr_assert_eq(config_init(&config), 0);
         n_changed = 0;
+        /* No NVML unless a test loads the fake: a real driver on the test
+         * machine must not change what these tests see. */
+        setenv("SWARM_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1", 1);
 }
 
 static void teardown(void) {
@@ -714,7 +844,7 @@ static bool scratch_frozen(void) {
         return strstr(buf, "frozen 1") != NULL;
 }
 
-static void skills_start(int cgroups, int preempt) {
+static void skills_up(int cgroups, int preempt) {
         const char *dir = getenv("TEST_PLUGIN_DIR");
         uint64_t end = now_usec() + 10 * 1000 * 1000;
         struct skill_pool *p;
@@ -736,6 +866,10 @@ static void skills_start(int cgroups, int preempt) {
         while (!skill_pool_info(p) && now_usec() < end)
                 cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
         cr_assert_not_null(skill_pool_info(p), "no worker came up: %s", skill_pool_last_error(p) ?: "?");
+}
+
+static void skills_start(int cgroups, int preempt) {
+        skills_up(cgroups, preempt);
         cr_assert_eq(lending_new(event, NULL, &config, skills, NULL, &lending), 0);
 }
 
@@ -915,4 +1049,295 @@ Test(lending_jobs, idle_workers_are_not_frozen) {
         job_start();
         cr_assert_eq(lending_last_giveback_usec(lending), 0);
         job_cancel_and_expect_answer();
+}
+
+/* ---- Device memory, with a fake NVML ---- */
+
+#define GIB (UINT64_C(1) << 30)
+
+static char nvml_state[64];
+
+/* What the fake driver lists from now on: lines "compute PID BYTES". */
+_printf_(1, 2) static void nvml_set(const char *format, ...) {
+        char tmp[80];
+        va_list ap;
+        FILE *f;
+
+        snprintf(tmp, sizeof(tmp), "%s.new", nvml_state);
+        f = fopen(tmp, "we");
+        cr_assert_not_null(f);
+        va_start(ap, format);
+        vfprintf(f, format, ap);
+        va_end(ap);
+        cr_assert_eq(fclose(f), 0);
+        cr_assert_eq(rename(tmp, nvml_state), 0);
+}
+
+static void memory_setup(void) {
+        const char *library = getenv("FAKE_NVML");
+        int fd;
+
+        jobs_setup();
+        cr_assert(library, "FAKE_NVML not set (run through meson test)");
+        snprintf(nvml_state, sizeof(nvml_state), "/tmp/test-lending-nvml-XXXXXX");
+        fd = mkstemp(nvml_state);
+        cr_assert_geq(fd, 0);
+        close(fd);
+        setenv("SWARM_NVML_LIBRARY", library, 1);
+        setenv("SWARM_FAKE_NVML_STATE", nvml_state, 1);
+}
+
+static void memory_teardown(void) {
+        char tmp[80];
+
+        jobs_teardown();
+        snprintf(tmp, sizeof(tmp), "%s.new", nvml_state);
+        (void) unlink(tmp);
+        (void) unlink(nvml_state);
+}
+
+static void set_release(const char *value) {
+        free(config.lending_release_device_memory);
+        config.lending_release_device_memory = strdup(value);
+}
+
+/* testskill's worker, up, with the fake saying it holds 1 GiB. */
+static struct skill_pool *memory_start(int preempt, const char *release) {
+        struct skill_pool *p;
+        uint64_t bytes = 0;
+
+        set_release(release);
+        skills_up(SKILLS_CGROUPS_OFF, preempt);
+        p = skills_pool(skills, 0);
+        cr_assert_gt(skill_pool_worker_pid(p, 0), 0);
+        nvml_set("compute %d %" PRIu64 "\n", (int) skill_pool_worker_pid(p, 0), GIB);
+        cr_assert_eq(lending_new(event, NULL, &config, skills, NULL, &lending), 0);
+        cr_assert_eq(lending_skill_device_memory(lending, p, &bytes), 0, "NVML's figure was not read");
+        cr_assert_eq(bytes, GIB);
+        return p;
+}
+
+static bool run_until_stopped(struct skill_pool *p, uint64_t timeout_usec) {
+        uint64_t end = now_usec() + timeout_usec;
+
+        while (!skill_pool_stopped(p) && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        return skill_pool_stopped(p);
+}
+
+/* The worker exited: the "driver" forgets it, and lending sees it gone. */
+static void expect_release_reported(uint64_t bytes) {
+        uint64_t end = now_usec() + 5 * SEC, usec = 0, got = 0;
+
+        nvml_set("%s", "");
+        while (lending_last_memory_release(lending, &usec, &got) < 0 && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert_eq(lending_last_memory_release(lending, &usec, &got), 0, "the release was not reported");
+        cr_assert_eq(got, bytes);
+        cr_assert_gt(usec, 0);
+        cr_assert_lt(usec, 5 * SEC);
+}
+
+TestSuite(lending_memory, .init = memory_setup, .fini = memory_teardown, .timeout = 60);
+
+Test(lending_memory, frozen_first_then_released_after_the_grace_period) {
+        struct skill_pool *p = memory_start(LENDING_PREEMPT_FREEZE, "after 400ms");
+        uint64_t stopped, bytes = 1;
+        pid_t pid = job_start();
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        stopped = now_usec();
+        cr_assert(wait_state(pid, true), "the job was not frozen first");
+        cr_assert_not(skill_pool_released(p), "released before the grace period");
+
+        /* Within the grace period nothing more happens. */
+        run_for(200 * 1000);
+        cr_assert_not(skill_pool_released(p));
+        cr_assert_not(job_done);
+        cr_assert_eq(proc_state(pid), 'T');
+
+        /* Then the frozen job is stopped, and its worker with it. */
+        cr_assert(run_until_stopped(p, 5 * SEC), "the worker did not go");
+        cr_assert_geq(now_usec() - stopped, 400 * 1000, "released before the grace period ended");
+        cr_assert(skill_pool_released(p));
+        cr_assert(job_done, "the frozen job was not answered");
+        cr_assert_eq(job_status, -EAGAIN, "status %d: a requester must reroute it without blame", job_status);
+        cr_assert(kill(pid, 0) < 0 && errno == ESRCH, "worker %d survived", (int) pid);
+        expect_release_reported(GIB);
+        cr_assert_eq(lending_skill_device_memory(lending, p, &bytes), 0);
+        cr_assert_eq(bytes, 0);
+        cr_assert_eq(skill_pool_workers_alive(p), 0);
+        cr_assert_eq(skill_pool_restarts(p), 0, "a released worker is not restarted");
+}
+
+Test(lending_memory, idle_workers_run_fini_and_go_at_once_with_immediately) {
+        struct skill_pool *p = memory_start(LENDING_PREEMPT_FREEZE, "immediately");
+        pid_t pid = skill_pool_worker_pid(p, 0);
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert(skill_pool_released(p));
+        cr_assert(run_until_stopped(p, 5 * SEC), "the idle worker did not stop");
+        cr_assert(kill(pid, 0) < 0 && errno == ESRCH);
+        expect_release_reported(GIB);
+}
+
+Test(lending_memory, resume_starts_the_workers_again_and_shows_the_warm_up) {
+        struct skill_pool *p = memory_start(LENDING_PREEMPT_FREEZE, "immediately");
+        uint64_t end;
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert(run_until_stopped(p, 5 * SEC));
+        expect_release_reported(GIB);
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        cr_assert_not(skill_pool_released(p));
+        cr_assert(skill_pool_warming(p) || skill_pool_workers_alive(p) > 0);
+        cr_assert_gt(skill_pool_worker_pid(p, 0), 0, "no worker started");
+        end = now_usec() + 10 * SEC;
+        while (skill_pool_workers_alive(p) == 0 && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert_eq(skill_pool_workers_alive(p), 1, "the worker did not come back");
+        cr_assert_not(skill_pool_warming(p));
+        /* And it serves. */
+        job_start();
+        job_cancel_and_expect_answer();
+}
+
+Test(lending_memory, lending_again_within_the_grace_period_keeps_the_workers) {
+        struct skill_pool *p = memory_start(LENDING_PREEMPT_FREEZE, "after 300ms");
+        pid_t pid = skill_pool_worker_pid(p, 0);
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        run_for(100 * 1000);
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_ALWAYS), 0);
+        run_for(500 * 1000);
+        cr_assert_not(skill_pool_released(p));
+        cr_assert_eq(skill_pool_worker_pid(p, 0), pid, "the worker was replaced");
+        cr_assert_eq(lending_last_memory_release(lending, NULL, NULL), -ENODATA);
+}
+
+Test(lending_memory, never_keeps_the_memory) {
+        struct skill_pool *p = memory_start(LENDING_PREEMPT_FREEZE, "never");
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        run_for(300 * 1000);
+        cr_assert_not(skill_pool_released(p));
+        cr_assert_eq(skill_pool_workers_alive(p), 1);
+}
+
+Test(lending_memory, a_skill_without_gpu_memory_is_not_released) {
+        struct skill_pool *p;
+        uint64_t bytes = 1;
+
+        set_release("immediately");
+        skills_up(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_FREEZE);
+        p = skills_pool(skills, 0);
+        /* NVML works, and lists only someone else. */
+        nvml_set("compute %d %" PRIu64 "\n", (int) getppid(), GIB);
+        cr_assert_eq(lending_new(event, NULL, &config, skills, NULL, &lending), 0);
+        cr_assert_eq(lending_skill_device_memory(lending, p, &bytes), 0);
+        cr_assert_eq(bytes, 0);
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        run_for(200 * 1000);
+        cr_assert_not(skill_pool_released(p));
+        cr_assert_eq(skill_pool_workers_alive(p), 1);
+}
+
+Test(lending_memory, without_nvml_memory_is_unknown_and_a_cpu_skill_is_kept) {
+        struct skill_pool *p;
+        uint64_t bytes;
+
+        setenv("SWARM_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1", 1);
+        set_release("immediately");
+        skills_start(SKILLS_CGROUPS_OFF, LENDING_PREEMPT_FREEZE);
+        p = skills_pool(skills, 0);
+        cr_assert_eq(lending_skill_device_memory(lending, p, &bytes), -ENODATA);
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        run_for(200 * 1000);
+        cr_assert_not(skill_pool_released(p), "testskill advertises device \"cpu\"");
+}
+
+Test(lending_memory, a_local_request_wakes_released_workers_and_they_go_again) {
+        struct skill_pool *p = memory_start(LENDING_PREEMPT_FREEZE, "after 300ms");
+        uint64_t end;
+
+        cr_assert_eq(lending_set_policy(lending, LENDING_POLICY_NEVER), 0);
+        cr_assert(run_until_stopped(p, 5 * SEC));
+        cr_assert(skill_pool_released(p));
+
+        /* The owner's own request (local, or verifying a result) waits for
+         * the workers instead of failing. */
+        job_start();
+        cr_assert_not(skill_pool_released(p));
+        job_cancel_and_expect_answer();
+        nvml_set("compute %d %" PRIu64 "\n", (int) skill_pool_worker_pid(p, 0), GIB);
+
+        /* Still not lending: released again after another grace period. */
+        end = now_usec() + 5 * SEC;
+        while (!skill_pool_released(p) && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert(skill_pool_released(p), "the woken workers were not released again");
+        cr_assert(run_until_stopped(p, 5 * SEC));
+}
+
+/* The idle policy with NVML (the fake): our own processes on the GPU are
+ * no reason to stop, another one is, within the poll (1 s). */
+Test(lending_memory, idle_policy_sees_a_foreign_gpu_process) {
+        struct idle_source *session, *gpu;
+        uint64_t started;
+
+        nvml_set("compute %d %" PRIu64 "\n", (int) getpid(), GIB);
+        config.lending_policy = LENDING_POLICY_IDLE;
+        cr_assert_eq(lending_new(event, NULL, &config, NULL, NULL, &lending), 0);
+        cr_assert_eq(idle_fake_new(IDLE_SOURCE_IDLE, NULL, NULL, &session), 0);
+        cr_assert_eq(idle_nvml_new(NULL, NULL, &gpu), 0, "the fake NVML did not load");
+        lending_set_idle_sources(lending, session, gpu);
+        cr_assert(lending_is_lending(lending), "swarmd's own GPU use counted: %s", lending_reason(lending));
+
+        nvml_set("compute %d %" PRIu64 "\ngraphics %d 268435456\n", (int) getpid(), GIB, (int) getppid());
+        started = now_usec();
+        cr_assert(run_until_lending(false, 3 * SEC), "a foreign GPU process did not stop lending");
+        cr_assert_lt(now_usec() - started, 1500 * 1000, "slower than the 1 s poll");
+        cr_assert_str_eq(lending_reason(lending), "idle policy: another process uses the GPU");
+
+        nvml_set("compute %d %" PRIu64 "\n", (int) getpid(), GIB);
+        cr_assert(run_until_lending(true, 3 * SEC), "lending did not resume once it left");
+}
+
+/* Not lending from the start (policy never): a skill still loading when
+ * the grace period ends is released once it is up. */
+Test(lending_memory, a_skill_still_starting_is_released_once_up) {
+        const char *dir = getenv("TEST_PLUGIN_DIR");
+        struct skill_pool *p;
+        uint64_t end;
+
+        cr_assert(dir, "TEST_PLUGIN_DIR not set (run through meson test)");
+        strv_free(config.skills_enabled);
+        config.skills_enabled = calloc(2, sizeof(char *));
+        config.skills_enabled[0] = strdup("testskill");
+        free(config.skills_directory);
+        config.skills_directory = strdup(dir);
+        config.skills_workers = 1;
+        config.skills_cgroups = SKILLS_CGROUPS_OFF;
+        config.lending_policy = LENDING_POLICY_NEVER;
+        set_release("immediately");
+        cr_assert_eq(skills_new(event, &config, NULL, NULL, &skills), 0);
+        p = skills_pool(skills, 0);
+        cr_assert_gt(skill_pool_worker_pid(p, 0), 0);
+        /* Still loading: not on the GPU yet. */
+        nvml_set("%s", "");
+        cr_assert_eq(lending_new(event, NULL, &config, skills, NULL, &lending), 0);
+        cr_assert_not(lending_is_lending(lending));
+        cr_assert_null(skill_pool_info(p), "the worker came up too soon to test this");
+        cr_assert_not(skill_pool_released(p));
+
+        /* Up, and holding its model. */
+        end = now_usec() + 10 * SEC;
+        while (!skill_pool_info(p) && now_usec() < end)
+                cr_assert_geq(sd_event_run(event, 10 * 1000), 0);
+        cr_assert_not_null(skill_pool_info(p));
+        nvml_set("compute %d %" PRIu64 "\n", (int) skill_pool_worker_pid(p, 0), GIB);
+        cr_assert(run_until_stopped(p, 5 * SEC), "the worker that came up was not released");
+        cr_assert(skill_pool_released(p));
+        expect_release_reported(GIB);
 }

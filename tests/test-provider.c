@@ -384,6 +384,40 @@ Test(provider, node_not_lending_refuses) {
         assert_hash_of_abc();
 }
 
+static bool hash_warm(void) {
+        return skill_pool_workers_alive(skills_get(skills, "hash")) > 0;
+}
+
+/* Workers released while not lending (lending.release_device_memory) and
+ * started again: the swarm's jobs are refused, with a reason, until one is
+ * up — then served. */
+Test(provider, released_or_warming_skill_refuses_until_a_worker_is_up) {
+        struct skill_pool *pool = skills_get(skills, "hash");
+        struct request r;
+        Swarm__JobResult *res;
+
+        cr_assert_not_null(pool);
+        cr_assert_eq(skill_pool_release(pool, true), 1);
+        cr_assert(skill_pool_released(pool));
+        request_hash(&r, "abc");
+        res = submit(&r);
+        cr_assert_eq(res->status, -EAGAIN);
+        cr_assert(strstr(res->error, "skill hash is warming up"), "%s", res->error);
+        cr_assert(skill_pool_released(pool), "a swarm job must not wake released workers");
+
+        cr_assert_eq(skill_pool_warm(pool), 1);
+        cr_assert(skill_pool_warming(pool));
+        if (skill_pool_workers_alive(pool) == 0) {
+                request_hash(&r, "abc");
+                res = submit(&r);
+                cr_assert_eq(res->status, -EAGAIN);
+                cr_assert(strstr(res->error, "try another provider"), "%s", res->error);
+        }
+        run_until(hash_warm, 10 * 1000 * 1000, "the hash worker to warm up");
+        cr_assert_not(skill_pool_warming(pool));
+        assert_hash_of_abc();
+}
+
 Test(provider, missing_or_tiny_deadline_is_refused) {
         struct request r;
         Swarm__JobResult *res;

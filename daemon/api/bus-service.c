@@ -29,6 +29,7 @@ struct bus_snapshot {
         char *schedule;                 /* windows joined with '\n' */
         bool paused;
         char *skills;                   /* every field of Skills, serialised */
+        char *memory;                   /* SkillDeviceMemory, serialised */
         unsigned peers;
         unsigned active_jobs;
 };
@@ -77,8 +78,12 @@ static void bus_call_free(struct bus_call *c) {
 /* ---- Reading the state ---- */
 
 static const char *skill_state(struct skill_pool *p) {
+        if (skill_pool_released(p))
+                return "released";
         if (skill_pool_workers_alive(p) > 0)
                 return "ready";
+        if (skill_pool_warming(p))
+                return "warming";
         if (skill_pool_last_error(p))
                 return "failed";
         return "starting";
@@ -156,6 +161,32 @@ static char *strv_join_lines(char *const *l) {
         return out;
 }
 
+/* A skill's device memory in bytes, -1 when unknown (no NVML). */
+static int64_t skill_device_memory(const struct bus_service *s, size_t i) {
+        uint64_t bytes;
+
+        if (!s->lending || lending_skill_device_memory(s->lending, skills_pool(s->skills, i), &bytes) < 0 ||
+            bytes > INT64_MAX)
+                return -1;
+        return (int64_t) bytes;
+}
+
+static char *memory_serialise(const struct bus_service *s) {
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                return NULL;
+        for (size_t i = 0; s->skills && i < skills_count(s->skills); i++)
+                fprintf(f, "%s\t%lld\n", skills_name(s->skills, i), (long long) skill_device_memory(s, i));
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
 static char *skills_serialise(const struct bus_service *s) {
         struct skills *skills = s->skills;
         char *buf = NULL;
@@ -184,6 +215,7 @@ static void bus_snapshot_done(struct bus_snapshot *b) {
         free(b->reason);
         free(b->schedule);
         free(b->skills);
+        free(b->memory);
         *b = (struct bus_snapshot) {};
 }
 
@@ -199,7 +231,8 @@ static int bus_snapshot_take(const struct bus_service *s, struct bus_snapshot *r
         b.reason = strdup(s->lending ? lending_reason(s->lending) ?: "" : "");
         b.schedule = strv_join_lines(s->lending ? lending_get_schedule(s->lending) : NULL);
         b.skills = skills_serialise(s);
-        if (!b.reason || !b.schedule || !b.skills) {
+        b.memory = memory_serialise(s);
+        if (!b.reason || !b.schedule || !b.skills || !b.memory) {
                 bus_snapshot_done(&b);
                 return -ENOMEM;
         }
@@ -279,6 +312,23 @@ static int property_get_skills(sd_bus *bus, const char *path, const char *interf
                 skill_row_get(s, i, &row);
                 r = sd_bus_message_append(reply, "(sssttsuut)", row.name, row.state, row.version, row.price,
                                           row.list_price, row.price_unit, row.workers, row.busy, row.jobs_served);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_skill_device_memory(sd_bus *bus, const char *path, const char *interface,
+                                           const char *property, sd_bus_message *reply, void *userdata,
+                                           sd_bus_error *error) {
+        struct bus_service *s = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sx)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; s->skills && i < skills_count(s->skills); i++) {
+                r = sd_bus_message_append(reply, "(sx)", skills_name(s->skills, i), skill_device_memory(s, i));
                 if (r < 0)
                         return r;
         }
@@ -525,6 +575,8 @@ static const sd_bus_vtable swarm_vtable[] = {
         SD_BUS_PROPERTY("Schedule", "as", property_get_schedule, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("JobsPaused", "b", property_get_paused, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Skills", "a(sssttsuut)", property_get_skills, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("SkillDeviceMemory", "a(sx)", property_get_skill_device_memory, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Peers", "u", property_get_peers, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ActiveJobs", "u", property_get_active_jobs, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         /* No change signal: the balance moves with every job, and a signal
@@ -548,7 +600,7 @@ static const sd_bus_vtable swarm_vtable[] = {
 
 void bus_service_check_changes(struct bus_service *s) {
         struct bus_snapshot now;
-        const char *changed[8];
+        const char *changed[10];
         size_t n = 0;
         int r;
 
@@ -571,6 +623,8 @@ void bus_service_check_changes(struct bus_service *s) {
                 changed[n++] = "JobsPaused";
         if (strcmp(now.skills, s->last.skills) != 0)
                 changed[n++] = "Skills";
+        if (strcmp(now.memory, s->last.memory) != 0)
+                changed[n++] = "SkillDeviceMemory";
         if (now.peers != s->last.peers)
                 changed[n++] = "Peers";
         if (now.active_jobs != s->last.active_jobs)

@@ -25,12 +25,16 @@
 #define WORKER_CONTROL_FD 4
 #define CHILD_EXIT_CGROUP 125
 #define STOP_TIMEOUT_USEC (1000u * 1000u)
+/* skill_pool_release(): how long a worker asked to stop has to run its
+ * skill's fini() (a CUDA context and a model to free) before SIGKILL. */
+#define RELEASE_STOP_TIMEOUT_USEC (5u * 1000u * 1000u)
 
 enum worker_state {
         WORKER_DOWN,            /* not running; maybe a restart timer */
         WORKER_STARTING,        /* INIT sent, waiting for HELLO */
         WORKER_IDLE,
         WORKER_BUSY,
+        WORKER_STOPPING,        /* released: told to stop (socket closed), not yet exited */
 };
 
 struct worker {
@@ -46,6 +50,7 @@ struct worker {
         struct shm_block *control;      /* first word: the cancel flag */
         struct pool_request *current;
         bool killed_for_deadline;
+        bool stop_killed;               /* released, and killed: it did not stop in time, or its job was frozen */
 };
 
 struct pool_request {
@@ -88,6 +93,12 @@ struct skill_pool {
         unsigned restarts;
         uint64_t jobs_done;             /* EXECUTE requests that succeeded */
         uint64_t next_id;
+        /* skill_pool_release(): the workers were stopped on purpose and
+         * are not restarted until skill_pool_warm() or a request. */
+        bool released;
+        bool warming;                   /* since skill_pool_warm(), until a worker is up */
+        pool_event_fn state_fn;
+        void *state_userdata;
 };
 
 /* Something skill_pool_workers_alive(), _busy(), _jobs_done() or
@@ -105,6 +116,13 @@ static void set_last_error(struct skill_pool *p, const char *text) {
                 p->last_error = copy;
         }
         pool_changed(p);
+}
+
+/* Released and every worker gone, or woken again: tell the lending
+ * switch. */
+static void pool_state_changed(struct skill_pool *p) {
+        if (p->state_fn)
+                p->state_fn(p, p->state_userdata);
 }
 
 static const char *op_to_string(enum pool_op op) {
@@ -188,6 +206,8 @@ static void request_fail(struct pool_request *r, int status, const char *error) 
 
 static void worker_schedule_restart(struct worker *w, bool immediately);
 static void pool_dispatch(struct skill_pool *p);
+static void worker_stop(struct worker *w);
+static int worker_start(struct worker *w);
 
 static void worker_kill(struct worker *w) {
         if (w->pid > 0)
@@ -198,6 +218,11 @@ static void worker_became_idle(struct worker *w) {
         w->state = WORKER_IDLE;
         sd_event_source_disable_unref(w->kill_timer);
         w->kill_timer = NULL;
+        if (w->pool->released) {
+                /* A job that was left to finish: now its worker goes too. */
+                worker_stop(w);
+                return;
+        }
         pool_dispatch(w->pool);
 }
 
@@ -254,6 +279,10 @@ static void handle_hello(struct worker *w, struct wmsg *m) {
         }
         log_debug("Worker %u of %s (pid %d) ready.", w->index, p->log_name, (int) w->pid);
         p->consecutive_failures = 0;
+        if (p->warming) {
+                p->warming = false;
+                log_info("Skill %s is warm again: worker %u is up.", p->log_name, w->index);
+        }
         worker_became_idle(w);
 }
 
@@ -384,7 +413,8 @@ static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdat
         struct skill_pool *p = w->pool;
         struct pool_request *r = w->current;
         bool was_starting = w->state == WORKER_STARTING;
-        bool for_deadline = w->killed_for_deadline;
+        bool for_deadline = w->killed_for_deadline, was_stopping = w->state == WORKER_STOPPING;
+        bool stop_killed = w->stop_killed, for_release = r && r->stop_reason == -EAGAIN;
         char how[64], error[256];
 
         describe_exit(si, how, sizeof(how));
@@ -392,9 +422,13 @@ static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdat
                 cgroup_forget(p->config.cgroups, w->pid);
         worker_close(w);
         w->killed_for_deadline = false;
+        w->stop_killed = false;
 
         if (r) {
-                if (r->stop_reason == -ECANCELED)
+                if (r->stop_reason == -EAGAIN)
+                        request_fail(r, -EAGAIN, "job stopped: the provider stopped lending and gave its GPU "
+                                     "memory back (lending.release_device_memory)");
+                else if (r->stop_reason == -ECANCELED)
                         request_fail(r, -ECANCELED, "job cancelled; its worker was killed");
                 else if (r->stop_reason == -ETIMEDOUT || for_deadline) {
                         snprintf(error, sizeof(error), "job did not stop within %.1fs of its deadline; "
@@ -408,6 +442,11 @@ static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdat
                         set_last_error(p, error);
                         request_fail(r, -ECONNABORTED, error);
                 }
+        } else if (was_stopping) {
+                if (stop_killed)
+                        log_debug("Worker %u of %s was killed to release it.", w->index, p->log_name);
+                else
+                        log_debug("Worker %u of %s stopped to release it (%s).", w->index, p->log_name, how);
         } else if (!p->shutting_down) {
                 log_warning("Worker %u of %s %s%s.", w->index, p->log_name, how,
                             was_starting ? " while starting" : "");
@@ -417,10 +456,22 @@ static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdat
                 }
         }
 
-        if (!p->shutting_down) {
-                p->restarts++;
-                worker_schedule_restart(w, for_deadline);
+        if (p->shutting_down)
+                return 0;
+        if (p->released) {
+                /* Stays down; the last one out says so. */
+                if (skill_pool_stopped(p))
+                        pool_state_changed(p);
+                return 0;
         }
+        if (was_stopping || for_release) {
+                /* Woken while it was stopping: start again at once. */
+                if (worker_start(w) < 0)
+                        worker_schedule_restart(w, false);
+                return 0;
+        }
+        p->restarts++;
+        worker_schedule_restart(w, for_deadline);
         return 0;
 }
 
@@ -565,6 +616,125 @@ static void worker_schedule_restart(struct worker *w, bool immediately) {
                                           on_restart_timer, w);
 }
 
+/* ---- Releasing the workers ---- */
+
+static int on_stop_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct worker *w = userdata;
+
+        w->kill_timer = sd_event_source_disable_unref(w->kill_timer);
+        log_warning("Worker %u of %s (pid %d) did not stop within %.0fs of being asked to give its resources "
+                    "back; killing it.", w->index, w->pool->log_name, (int) w->pid,
+                    (double) RELEASE_STOP_TIMEOUT_USEC / 1e6);
+        w->stop_killed = true;
+        worker_kill(w);
+        return 0;
+}
+
+/* Asks a worker between jobs (or still starting) to stop: the end of its
+ * socket ends its loop, and it runs the skill's fini() on the way out; the
+ * child handler sees it exit. */
+static void worker_stop(struct worker *w) {
+        w->io = sd_event_source_disable_unref(w->io);
+        if (w->fd >= 0)
+                close(w->fd);
+        w->fd = -1;
+        w->state = WORKER_STOPPING;
+        w->kill_timer = sd_event_source_disable_unref(w->kill_timer);
+        if (sd_event_add_time_relative(w->pool->event, &w->kill_timer, CLOCK_MONOTONIC,
+                                       RELEASE_STOP_TIMEOUT_USEC, 10 * 1000, on_stop_timer, w) < 0)
+                worker_kill(w);
+        pool_changed(w->pool);
+}
+
+int skill_pool_release(struct skill_pool *p, bool kill_busy) {
+        if (!p)
+                return -EINVAL;
+        if (p->shutting_down)
+                return -ESHUTDOWN;
+        if (p->n_queued > 0)
+                return -EBUSY;
+        if (p->released)
+                return 0;
+        p->released = true;
+        p->warming = false;
+        for (unsigned i = 0; i < p->n_workers; i++) {
+                struct worker *w = &p->workers[i];
+
+                w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
+                switch (w->state) {
+                case WORKER_DOWN:
+                case WORKER_STOPPING:
+                        break;
+                case WORKER_STARTING:
+                case WORKER_IDLE:
+                        worker_stop(w);
+                        break;
+                case WORKER_BUSY:
+                        if (!kill_busy || !w->current)
+                                break;  /* it stops once its job is done */
+                        /* A frozen job cannot see a cancel flag: it dies
+                         * (SIGKILL reaches frozen and stopped processes). */
+                        w->current->stop_reason = -EAGAIN;
+                        w->stop_killed = true;
+                        worker_kill(w);
+                        break;
+                }
+        }
+        pool_changed(p);
+        if (skill_pool_stopped(p))
+                pool_state_changed(p);
+        return 1;
+}
+
+int skill_pool_warm(struct skill_pool *p) {
+        if (!p)
+                return -EINVAL;
+        if (!p->released)
+                return 0;
+        p->released = false;
+        p->warming = true;
+        for (unsigned i = 0; i < p->n_workers; i++) {
+                struct worker *w = &p->workers[i];
+
+                /* Those still stopping start again when they have exited. */
+                if (w->state != WORKER_DOWN || w->restart_timer)
+                        continue;
+                if (worker_start(w) < 0)
+                        worker_schedule_restart(w, false);
+        }
+        pool_changed(p);
+        pool_state_changed(p);
+        return 1;
+}
+
+bool skill_pool_released(const struct skill_pool *p) {
+        return p->released;
+}
+
+bool skill_pool_warming(const struct skill_pool *p) {
+        return p->warming;
+}
+
+bool skill_pool_stopped(const struct skill_pool *p) {
+        for (unsigned i = 0; i < p->n_workers; i++)
+                if (p->workers[i].pid > 0)
+                        return false;
+        return true;
+}
+
+unsigned skill_pool_workers_max(const struct skill_pool *p) {
+        return p->n_workers;
+}
+
+pid_t skill_pool_worker_pid(const struct skill_pool *p, unsigned i) {
+        return i < p->n_workers ? p->workers[i].pid : 0;
+}
+
+void skill_pool_set_state_callback(struct skill_pool *p, pool_event_fn fn, void *userdata) {
+        p->state_fn = fn;
+        p->state_userdata = userdata;
+}
+
 /* ---- Dispatch ---- */
 
 static void request_send(struct worker *w, struct pool_request *r) {
@@ -655,6 +825,13 @@ int skill_pool_submit(struct skill_pool *p, enum pool_op op,
                 return -ESHUTDOWN;
         if (p->config.queue_max > 0 && p->n_queued >= p->config.queue_max)
                 return -EBUSY;
+        if (p->released) {
+                /* Not lending (or the owner's own request would not be
+                 * here): the request waits for the workers to warm up. */
+                log_info("Skill %s: a local %s request starts its workers again (they gave their resources "
+                         "back while this node was not lending).", p->log_name, op_to_string(op));
+                (void) skill_pool_warm(p);
+        }
 
         r = calloc(1, sizeof(*r));
         if (!r)

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include "swarm-host.h"
@@ -99,6 +100,38 @@ unsigned skill_pool_queued(const struct skill_pool *p);
 unsigned skill_pool_restarts(const struct skill_pool *p);
 /* Jobs (EXECUTE requests) that completed successfully since the pool started. */
 uint64_t skill_pool_jobs_done(const struct skill_pool *p);
+
+/* Gives back what the workers hold (device memory above all: a model, a
+ * CUDA context), for the lending switch: every worker between jobs (or
+ * still starting) is asked to stop — its socket is closed, so it leaves its
+ * loop and runs the skill's fini() — and killed if it has not exited 5 s
+ * later; a busy worker is killed at once with kill_busy (its request fails
+ * with -EAGAIN, "the provider gave its GPU memory back": a frozen job
+ * cannot be asked), else it stops once its job is done.  Released workers
+ * are not restarted.  Returns 1 when releasing, 0 when already released,
+ * -EBUSY (nothing done) while requests are queued, -ESHUTDOWN.
+ *
+ * A request submitted to a released pool starts its workers again (as
+ * skill_pool_warm()) and waits for them: released pools serve the owner's
+ * own requests (local jobs, verification); the swarm's are refused before
+ * they get here (provider.c). */
+int skill_pool_release(struct skill_pool *p, bool kill_busy);
+/* Starts the workers of a released pool again: warming until one is up.
+ * 1 when it was released, 0 when not. */
+int skill_pool_warm(struct skill_pool *p);
+/* Between skill_pool_release() and skill_pool_warm() (or a request). */
+bool skill_pool_released(const struct skill_pool *p);
+/* Since skill_pool_warm() (or a request woke it), until a worker is up. */
+bool skill_pool_warming(const struct skill_pool *p);
+/* No worker process exists (all exited). */
+bool skill_pool_stopped(const struct skill_pool *p);
+/* Called when a released pool's last worker has exited, and when a
+ * released pool is woken (skill_pool_warm() or a request). */
+void skill_pool_set_state_callback(struct skill_pool *p, pool_event_fn fn, void *userdata);
+/* The configured number of workers, and worker i's pid (0 when down): to
+ * match the processes NVML lists. */
+unsigned skill_pool_workers_max(const struct skill_pool *p);
+pid_t skill_pool_worker_pid(const struct skill_pool *p, unsigned i);
 
 /* Queues a request.  inputs (and, for VERIFY, outputs and proof) are
  * borrowed until done is called; deadline_usec is CLOCK_MONOTONIC, 0 for

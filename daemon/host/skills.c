@@ -310,6 +310,8 @@ const char *skills_describe(struct skills *s) {
                 unsigned alive = skill_pool_workers_alive(h->pool);
                 used += (size_t) snprintf(b + used, size - used, "%s%s (%u worker%s%s)", i ? ", " : ": ",
                                           h->name, alive, alive == 1 ? "" : "s",
+                                          skill_pool_released(h->pool) ? ", released while not lending" :
+                                          skill_pool_warming(h->pool) && alive == 0 ? ", warming up" :
                                           skill_pool_info(h->pool) ? "" : ", not started");
         }
         if (n_failed && used < size) {

@@ -473,7 +473,14 @@ void provider_handle_request(struct provider *p, const uint8_t from[32], Swarm__
                 snprintf(error, sizeof(error), "skill %s is not offered by this node", req->skill);
                 r = -ENOENT;
         } else if (p->lending && !lending_is_lending(p->lending)) {
-                snprintf(error, sizeof(error), "this node is not lending right t");
+                snprintf(error, sizeof(error), "this node is not lending right now");
+                r = -EAGAIN;
+        } else if (skill_pool_released(pool) || (skill_pool_warming(pool) && skill_pool_workers_alive(pool) == 0)) {
+                /* Refused rather than queued: a model can take many seconds
+                 * to load, and the requester is better served by another
+                 * provider at once than by waiting on this one's deadline. */
+                snprintf(error, sizeof(error), "skill %s is warming up: this node gave its GPU memory back while "
+                         "it was not lending and is starting its workers again; try another provider", req->skill);
                 r = -EAGAIN;
         } else if (req->deadline_ms == 0) {
                 snprintf(error, sizeof(error), "the job has no deadline (deadline_ms is 0)");

@@ -10,7 +10,7 @@
 
 /* Polls between two reads of IdleHint besides following its signals:
  * logind does not signal idleness it derives from TTY access times. */
-#define LOGIND_REFRESH_POLLS 5
+#define LOGIND_REFRESH_POLLS 10
 
 #define LOGIND_SERVICE "org.freedesktop.login1"
 #define LOGIND_PATH "/org/freedesktop/login1"

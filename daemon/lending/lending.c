@@ -14,12 +14,25 @@
 #include "log.h"
 #include "macro.h"
 #include "network.h"
+#include "nvml.h"
 #include "skill-pool.h"
 #include "skills.h"
 #include "time-util.h"
 
-/* How often the idle policy polls its sources (idle-source.h). */
-#define IDLE_POLL_USEC (2 * 1000 * 1000)
+/* How often the idle policy polls its sources (idle-source.h): the GPU
+ * check sees another process on the GPU within a second, as soon as the
+ * owner's session becoming active reaches us through logind's signal. */
+#define IDLE_POLL_USEC (1000 * 1000)
+
+/* How often the device memory of the skills' workers is read (with NVML). */
+#define MEMORY_POLL_USEC (5 * 1000 * 1000)
+/* After a release, how often and how long NVML is asked whether the
+ * released workers' memory is gone. */
+#define MEMORY_CONFIRM_USEC (20 * 1000)
+#define MEMORY_CONFIRM_MAX_USEC (5 * 1000 * 1000)
+/* A release that had to wait (a pool still starting, requests queued) is
+ * tried again no sooner than this, whatever the grace period. */
+#define MEMORY_RETRY_USEC (1000 * 1000)
 
 /* ---- Pure parts ---- */
 
@@ -174,7 +187,70 @@ bool lending_decide(enum lending_policy_config policy, bool gpu_check, const str
         return false;
 }
 
+void lending_memory_init(struct lending_memory *m, uint64_t release_after) {
+        *m = (struct lending_memory) { .state = LENDING_MEMORY_HELD, .release_after = release_after, .lending = true };
+}
+
+void lending_memory_stop(struct lending_memory *m, uint64_t now) {
+        m->lending = false;
+        if (m->state == LENDING_MEMORY_RELEASED)
+                return;
+        m->state = m->release_after == CONFIG_RELEASE_NEVER ? LENDING_MEMORY_HELD : LENDING_MEMORY_GRACE;
+        m->since = now;
+}
+
+bool lending_memory_start(struct lending_memory *m) {
+        bool released = m->state == LENDING_MEMORY_RELEASED;
+
+        m->lending = true;
+        m->state = LENDING_MEMORY_HELD;
+        return released;
+}
+
+void lending_memory_set_after(struct lending_memory *m, uint64_t release_after, uint64_t now) {
+        bool was_never = m->release_after == CONFIG_RELEASE_NEVER;
+
+        m->release_after = release_after;
+        if (m->lending || m->state == LENDING_MEMORY_RELEASED)
+                return;
+        if (release_after == CONFIG_RELEASE_NEVER)
+                m->state = LENDING_MEMORY_HELD;
+        else if (m->state == LENDING_MEMORY_HELD || was_never) {
+                m->state = LENDING_MEMORY_GRACE;
+                m->since = now;
+        }
+}
+
+void lending_memory_woken(struct lending_memory *m, uint64_t now) {
+        if (m->lending)
+                return;
+        m->state = m->release_after == CONFIG_RELEASE_NEVER ? LENDING_MEMORY_HELD : LENDING_MEMORY_GRACE;
+        m->since = now;
+}
+
+uint64_t lending_memory_deadline(const struct lending_memory *m) {
+        if (m->state != LENDING_MEMORY_GRACE)
+                return UINT64_MAX;
+        return m->since > UINT64_MAX - m->release_after ? UINT64_MAX : m->since + m->release_after;
+}
+
+bool lending_memory_due(struct lending_memory *m, uint64_t now) {
+        if (m->state != LENDING_MEMORY_GRACE || now < lending_memory_deadline(m))
+                return false;
+        m->state = LENDING_MEMORY_RELEASED;
+        return true;
+}
+
 /* ---- The switch ---- */
+
+/* What lending knows of one hosted skill's device memory. */
+struct lending_pool {
+        struct skill_pool *pool;
+        uint64_t memory;                /* bytes its workers hold, as NVML last said */
+        bool memory_known;
+        bool released;                  /* we released it; started again when lending resumes */
+        bool releasing;                 /* ... and its workers have not all exited yet */
+};
 
 struct lending {
         sd_event *event;
@@ -205,6 +281,21 @@ struct lending {
         bool paused;                    /* PauseJobs() */
         uint64_t giveback_usec;
         char reason[128];
+
+        /* Device memory (lending.release_device_memory). */
+        struct lending_memory memory;
+        struct lending_pool *pools;     /* one per hosted skill, in skills order */
+        size_t n_pools;
+        struct nvml *nvml;              /* NULL: memory figures unknown */
+        sd_event_source *release_timer, *memory_timer, *confirm_timer;
+        uint64_t release_started;
+        pid_t *released_pids;           /* the workers released last, for NVML to confirm */
+        size_t n_released_pids;
+        uint64_t released_bytes;        /* what they held; UINT64_MAX unknown */
+        char released_names[256];
+        bool release_done;
+        bool in_release;                /* memory_release() is asking the pools */
+        uint64_t release_usec;
 
         lending_changed_fn changed;
         void *userdata;
@@ -301,6 +392,371 @@ static void reason_update(struct lending *l) {
         snprintf(l->reason, sizeof(l->reason), "%s", r);
 }
 
+/* ---- Device memory ---- */
+
+static void notify_changed(struct lending *l);
+
+static void format_bytes(char *buf, size_t n, uint64_t bytes) {
+        if (bytes >= (UINT64_C(1) << 30))
+                snprintf(buf, n, "%.1f GiB", (double) bytes / (double) (UINT64_C(1) << 30));
+        else if (bytes >= (UINT64_C(1) << 20))
+                snprintf(buf, n, "%.0f MiB", (double) bytes / (double) (UINT64_C(1) << 20));
+        else
+                snprintf(buf, n, "%" PRIu64 " bytes", bytes);
+}
+
+static struct lending_pool *pool_of(const struct lending *l, const struct skill_pool *p) {
+        for (size_t i = 0; i < l->n_pools; i++)
+                if (l->pools[i].pool == p)
+                        return &l->pools[i];
+        return NULL;
+}
+
+/* Reads every pool's device memory from NVML; true when a figure changed. */
+static bool memory_measure(struct lending *l) {
+        _cleanup_free_ struct nvml_process *procs = NULL;
+        size_t n_procs = 0;
+        bool changed = false, listed = false;
+
+        if (l->nvml) {
+                int r = nvml_list_processes(l->nvml, &procs, &n_procs);
+                if (r < 0)
+                        log_debug_errno(r, "NVML could not list the GPU's processes: %m");
+                listed = r >= 0;
+        }
+        for (size_t i = 0; i < l->n_pools; i++) {
+                struct lending_pool *lp = &l->pools[i];
+                uint64_t bytes = 0;
+                bool known = listed;
+
+                for (unsigned w = 0; known && w < skill_pool_workers_max(lp->pool); w++) {
+                        pid_t pid = skill_pool_worker_pid(lp->pool, w);
+
+                        for (size_t k = 0; pid > 0 && k < n_procs; k++)
+                                if (procs[k].pid == pid) {
+                                        if (procs[k].memory == NVML_MEMORY_UNKNOWN)
+                                                known = false;
+                                        else
+                                                bytes += procs[k].memory;
+                                }
+                }
+                if (!known)
+                        bytes = 0;
+                if (known != lp->memory_known || bytes != lp->memory)
+                        changed = true;
+                lp->memory = bytes;
+                lp->memory_known = known;
+        }
+        return changed;
+}
+
+static const char *advert_device(struct skill_pool *p) {
+        const struct skill_info *info = skill_pool_info(p);
+        const char *device = NULL;
+
+        if (info && info->advert)
+                (void) swarm_values_get_string(info->advert, "device", &device);
+        return device;
+}
+
+/* Whether releasing the pool gives device memory back: what NVML measured,
+ * else what the skill says it runs on. */
+static bool pool_holds_device_memory(const struct lending_pool *lp) {
+        const char *device;
+
+        if (lp->memory_known)
+                return lp->memory > 0;
+        device = advert_device(lp->pool);
+        return device && device[0] && strcmp(device, "cpu") != 0;
+}
+
+static int on_release_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Arms the release timer for the grace period's end (not before
+ * not_before), or stops it. */
+static void memory_arm_after(struct lending *l, uint64_t not_before) {
+        uint64_t deadline = lending_memory_deadline(&l->memory);
+        int r;
+
+        if (deadline != UINT64_MAX && deadline < not_before)
+                deadline = not_before;
+        if (deadline == UINT64_MAX) {
+                l->release_timer = sd_event_source_disable_unref(l->release_timer);
+                return;
+        }
+        if (l->release_timer) {
+                r = sd_event_source_set_time(l->release_timer, deadline);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(l->release_timer, SD_EVENT_ONESHOT);
+        } else {
+                r = sd_event_add_time(l->event, &l->release_timer, CLOCK_MONOTONIC, deadline, 10 * 1000,
+                                      on_release_timer, l);
+                if (r >= 0)
+                        (void) sd_event_source_set_description(l->release_timer, "lending-release");
+        }
+        if (r < 0)
+                log_warning_errno(r, "Failed to schedule giving the GPU memory back: %m");
+}
+
+static void memory_arm(struct lending *l) {
+        memory_arm_after(l, 0);
+}
+
+static void release_report(struct lending *l, bool confirmed) {
+        char took[32], bytes[32];
+
+        l->release_usec = now(CLOCK_MONOTONIC) - l->release_started;
+        l->release_done = true;
+        l->confirm_timer = sd_event_source_disable_unref(l->confirm_timer);
+        format_usec(took, sizeof(took), l->release_usec);
+        if (l->released_bytes == UINT64_MAX)
+                log_notice("Lending: stopped the workers of %s in %s to give their GPU memory back (how much is "
+                           "unknown: %s).", l->released_names, took,
+                           l->nvml ? "NVML gives no figure for them" : "NVML is not available");
+        else {
+                format_bytes(bytes, sizeof(bytes), l->released_bytes);
+                log_notice("Lending: gave %s of GPU memory back in %s (workers of %s stopped%s).", bytes, took,
+                           l->released_names, confirmed ? "" : "; NVML still lists them");
+        }
+        (void) memory_measure(l);
+        notify_changed(l);
+}
+
+/* Whether NVML still lists one of the released workers. */
+static bool released_still_listed(struct lending *l) {
+        _cleanup_free_ struct nvml_process *procs = NULL;
+        size_t n = 0;
+
+        if (!l->nvml || nvml_list_processes(l->nvml, &procs, &n) < 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < l->n_released_pids; k++)
+                        if (procs[i].pid == l->released_pids[k])
+                                return true;
+        return false;
+}
+
+static int on_confirm_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct lending *l = userdata;
+
+        if (!released_still_listed(l)) {
+                release_report(l, true);
+                return 0;
+        }
+        if (now(CLOCK_MONOTONIC) - l->release_started >= MEMORY_CONFIRM_MAX_USEC) {
+                release_report(l, false);
+                return 0;
+        }
+        (void) sd_event_source_set_time_relative(s, MEMORY_CONFIRM_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* A released pool's workers have all exited: once every pool's have, and
+ * NVML no longer lists them, the memory is back. */
+static void release_check_done(struct lending *l) {
+        if (l->in_release)
+                return;
+        for (size_t i = 0; i < l->n_pools; i++)
+                if (l->pools[i].releasing)
+                        return;
+        if (!released_still_listed(l)) {
+                release_report(l, true);
+                return;
+        }
+        if (!l->confirm_timer &&
+            sd_event_add_time_relative(l->event, &l->confirm_timer, CLOCK_MONOTONIC, MEMORY_CONFIRM_USEC, 1000,
+                                       on_confirm_timer, l) < 0)
+                release_report(l, false);
+}
+
+/* The grace period is over: the pools whose workers hold device memory
+ * stop them.  Frozen jobs would hold theirs for as long as lending is off:
+ * they are killed (their requesters reroute them). */
+static void memory_release(struct lending *l) {
+        bool kill_busy = l->frozen_by_lending, waiting = false;
+        size_t n = 0, used = 0, max_pids = 0;
+        pid_t *pids;
+
+        if (l->n_pools == 0)
+                return;
+        (void) memory_measure(l);
+        for (size_t i = 0; i < l->n_pools; i++)
+                max_pids += skill_pool_workers_max(l->pools[i].pool);
+        pids = reallocarray(l->released_pids, max_pids + 1, sizeof(pid_t));
+        if (!pids) {
+                log_oom();
+                return;
+        }
+        l->released_pids = pids;
+        l->n_released_pids = 0;
+        l->released_bytes = 0;
+        l->released_names[0] = '\0';
+        l->release_started = now(CLOCK_MONOTONIC);
+        l->confirm_timer = sd_event_source_disable_unref(l->confirm_timer);
+
+        l->in_release = true;
+        for (size_t i = 0; i < l->n_pools; i++) {
+                struct lending_pool *lp = &l->pools[i];
+                size_t first = l->n_released_pids;
+                int r;
+
+                if (lp->released)
+                        continue;
+                if (!pool_holds_device_memory(lp)) {
+                        /* A skill still loading may hold memory once up. */
+                        if (!skill_pool_info(lp->pool))
+                                waiting = true;
+                        continue;
+                }
+                /* Their pids before they go, for NVML to confirm. */
+                for (unsigned w = 0; w < skill_pool_workers_max(lp->pool); w++)
+                        if (skill_pool_worker_pid(lp->pool, w) > 0)
+                                l->released_pids[l->n_released_pids++] = skill_pool_worker_pid(lp->pool, w);
+                lp->released = lp->releasing = true;
+                r = skill_pool_release(lp->pool, kill_busy);
+                if (r < 0) {
+                        lp->released = lp->releasing = false;
+                        l->n_released_pids = first;
+                        if (r == -EBUSY)
+                                /* Requests are queued (the owner's own): later. */
+                                waiting = true;
+                        else
+                                log_warning_errno(r, "Failed to release the workers of %s: %m",
+                                                  skills_name(l->skills, i));
+                        continue;
+                }
+                n++;
+                if (!lp->memory_known || l->released_bytes == UINT64_MAX)
+                        l->released_bytes = UINT64_MAX;
+                else
+                        l->released_bytes += lp->memory;
+                used += (size_t) snprintf(l->released_names + used, sizeof(l->released_names) - used, "%s%s",
+                                          used ? ", " : "", skills_name(l->skills, i));
+                if (used >= sizeof(l->released_names))
+                        used = sizeof(l->released_names) - 1;
+        }
+        l->in_release = false;
+        if (kill_busy) {
+                /* The frozen jobs are dead: thaw, so that the workers asked
+                 * to stop can run their fini(). */
+                l->frozen_by_lending = false;
+                (void) jobs_sync(l);
+        }
+        if (waiting) {
+                lending_memory_woken(&l->memory, now(CLOCK_MONOTONIC));
+                memory_arm_after(l, now(CLOCK_MONOTONIC) + MEMORY_RETRY_USEC);
+        }
+        if (n == 0) {
+                log_debug("Lending: no skill's workers hold device memory%s; nothing to give back.",
+                          waiting ? " that could be released yet" : "");
+                return;
+        }
+        notify_changed(l);
+        release_check_done(l);
+}
+
+static int on_release_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct lending *l = userdata;
+
+        if (lending_memory_due(&l->memory, now(CLOCK_MONOTONIC)))
+                memory_release(l);
+        else
+                memory_arm(l);
+        return 0;
+}
+
+/* After a change of lending or of the setting: release now if due, else
+ * wait for the deadline. */
+static void memory_update(struct lending *l) {
+        if (lending_memory_due(&l->memory, now(CLOCK_MONOTONIC))) {
+                l->release_timer = sd_event_source_disable_unref(l->release_timer);
+                memory_release(l);
+        } else
+                memory_arm(l);
+}
+
+/* Lending resumed: the released pools start their workers again. */
+static void memory_restore(struct lending *l) {
+        bool released = lending_memory_start(&l->memory);
+
+        l->release_timer = sd_event_source_disable_unref(l->release_timer);
+        if (!released)
+                return;
+        l->confirm_timer = sd_event_source_disable_unref(l->confirm_timer);
+        for (size_t i = 0; i < l->n_pools; i++) {
+                struct lending_pool *lp = &l->pools[i];
+
+                if (!lp->released)
+                        continue;
+                lp->released = lp->releasing = false;
+                if (skill_pool_warm(lp->pool) > 0)
+                        log_info("Skill %s: starting its workers again (warming up).", skills_name(l->skills, i));
+        }
+}
+
+/* From a pool: its released workers have all exited, or it was woken. */
+static void on_pool_state(struct skill_pool *p, void *userdata) {
+        struct lending *l = userdata;
+        struct lending_pool *lp = pool_of(l, p);
+
+        if (!lp)
+                return;
+        if (skill_pool_released(p)) {
+                if (lp->releasing && skill_pool_stopped(p)) {
+                        lp->releasing = false;
+                        release_check_done(l);
+                }
+                return;
+        }
+        if (!lp->released)
+                return;
+        /* Woken by a local request while not lending: released again
+         * after another grace period. */
+        lp->released = lp->releasing = false;
+        lending_memory_woken(&l->memory, now(CLOCK_MONOTONIC));
+        memory_arm(l);
+        notify_changed(l);
+}
+
+static int on_memory_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct lending *l = userdata;
+
+        if (memory_measure(l))
+                notify_changed(l);
+        (void) sd_event_source_set_time_relative(s, MEMORY_POLL_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+/* The pools to watch, and NVML to watch them with. */
+static int memory_setup(struct lending *l) {
+        size_t n = skills_count(l->skills);
+        int r;
+
+        if (n == 0)
+                return 0;
+        l->pools = calloc(n, sizeof(*l->pools));
+        if (!l->pools)
+                return -ENOMEM;
+        l->n_pools = n;
+        for (size_t i = 0; i < n; i++) {
+                l->pools[i].pool = skills_pool(l->skills, i);
+                skill_pool_set_state_callback(l->pools[i].pool, on_pool_state, l);
+        }
+        r = nvml_new(&l->nvml);
+        if (r < 0) {
+                log_info("No NVML (%s): the skills' GPU memory is unknown; when lending stops, the workers of "
+                         "skills that advertise a device other than \"cpu\" give theirs back.", nvml_library());
+                return 0;
+        }
+        (void) memory_measure(l);
+        r = sd_event_add_time_relative(l->event, &l->memory_timer, CLOCK_MONOTONIC, MEMORY_POLL_USEC,
+                                       100 * 1000, on_memory_timer, l);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start reading the GPU memory: %m");
+        (void) sd_event_source_set_description(l->memory_timer, "lending-memory");
+        return 0;
+}
+
 static void lend_stop(struct lending *l, uint64_t decided) {
         char took[32] = "", jobs[96] = "no jobs were running";
         size_t busy = jobs_running(l);
@@ -354,6 +810,9 @@ static void lend_stop(struct lending *l, uint64_t decided) {
                 break;
         }
         log_notice("Lending stopped: %s (%s).", l->reason, jobs);
+
+        lending_memory_stop(&l->memory, decided);
+        memory_update(l);
 }
 
 static void lend_start(struct lending *l) {
@@ -364,6 +823,7 @@ static void lend_start(struct lending *l) {
          * deadline passed meanwhile. */
         l->frozen_by_lending = false;
         (void) jobs_sync(l);
+        memory_restore(l);
         if (l->network) {
                 r = network_update_record(l->network, l->skills, true);
                 if (r < 0)
@@ -410,6 +870,10 @@ static void lending_update(struct lending *l, bool force_notify) {
                         int r = network_update_record(l->network, l->skills, false);
                         if (r < 0)
                                 log_warning_errno(r, "Failed to publish that we do not lend: %m");
+                }
+                if (!lend) {
+                        lending_memory_stop(&l->memory, decided);
+                        memory_update(l);
                 }
                 notify_changed(l);
                 return;
@@ -594,10 +1058,15 @@ static bool preempt_valid(int p) {
 int lending_apply_config(struct lending *l, const struct config *config) {
         char error[256];
         bool schedule_changed = false, policy_changed;
+        uint64_t release_after;
         int r;
 
         if (!l || !config || !policy_valid(config->lending_policy) || !preempt_valid(config->lending_preempt))
                 return -EINVAL;
+        r = config_parse_release(config->lending_release_device_memory, &release_after, error, sizeof(error));
+        if (r < 0)
+                return log_error_errno(r, "lending.release_device_memory: %s; keeping the lending settings as "
+                                       "they were.", error);
 
         r = schedule_set(l, config->lending_schedule, error, sizeof(error), &schedule_changed);
         if (r == -EINVAL)
@@ -611,9 +1080,11 @@ int lending_apply_config(struct lending *l, const struct config *config) {
                 l->inputs.gpu_busy = false;
         l->gpu_check = config->lending_gpu_check;
         l->preempt = config->lending_preempt;
+        lending_memory_set_after(&l->memory, release_after, now(CLOCK_MONOTONIC));
 
         r = watchers_update(l);
         lending_update(l, policy_changed || schedule_changed);
+        memory_update(l);
         return r;
 }
 
@@ -640,6 +1111,12 @@ int lending_new(sd_event *event, sd_bus *bus, const struct config *config, struc
                 lending_free(l);
                 return -ENOMEM;
         }
+        lending_memory_init(&l->memory, CONFIG_RELEASE_NEVER);
+        r = memory_setup(l);
+        if (r < 0) {
+                lending_free(l);
+                return r;
+        }
 
         r = lending_apply_config(l, config);
         if (r < 0) {
@@ -663,6 +1140,14 @@ struct lending *lending_free(struct lending *l) {
                 return NULL;
         sd_event_source_disable_unref(l->idle_timer);
         sd_event_source_disable_unref(l->schedule_timer);
+        sd_event_source_disable_unref(l->release_timer);
+        sd_event_source_disable_unref(l->memory_timer);
+        sd_event_source_disable_unref(l->confirm_timer);
+        for (size_t i = 0; i < l->n_pools; i++)
+                skill_pool_set_state_callback(l->pools[i].pool, NULL, NULL);
+        free(l->pools);
+        free(l->released_pids);
+        nvml_free(l->nvml);
         idle_source_free(l->session);
         idle_source_free(l->gpu);
         sd_bus_unref(l->bus);
@@ -763,6 +1248,25 @@ bool lending_jobs_paused(const struct lending *l) {
 
 uint64_t lending_last_giveback_usec(const struct lending *l) {
         return l ? l->giveback_usec : 0;
+}
+
+int lending_skill_device_memory(const struct lending *l, const struct skill_pool *pool, uint64_t *ret) {
+        const struct lending_pool *lp = l ? pool_of(l, pool) : NULL;
+
+        if (!lp || !lp->memory_known)
+                return -ENODATA;
+        *ret = lp->memory;
+        return 0;
+}
+
+int lending_last_memory_release(const struct lending *l, uint64_t *ret_usec, uint64_t *ret_bytes) {
+        if (!l || !l->release_done)
+                return -ENODATA;
+        if (ret_usec)
+                *ret_usec = l->release_usec;
+        if (ret_bytes)
+                *ret_bytes = l->released_bytes;
+        return 0;
 }
 
 void lending_set_idle_sources(struct lending *l, struct idle_source *session, struct idle_source *gpu) {

@@ -23,6 +23,7 @@
 #include "config.h"
 
 struct lending;
+struct skill_pool;
 struct skills;
 struct network;
 
@@ -53,6 +54,43 @@ struct lending_inputs {
 /* The policy's verdict. */
 bool lending_decide(enum lending_policy_config policy, bool gpu_check, const struct lending_inputs *in);
 
+/* Device memory while not lending (lending.release_device_memory).  Held
+ * while lending; when lending stops, a grace period starts (the jobs are
+ * frozen or killed at once, as lending.preempt says), at whose end the
+ * workers that hold device memory are stopped: released.  Lending again
+ * starts them again.  release_after is in µs, CONFIG_RELEASE_NEVER for
+ * never, 0 for at once; now is CLOCK_MONOTONIC µs, given by the caller. */
+enum lending_memory_state {
+        LENDING_MEMORY_HELD,            /* lending, or kept while not lending (never) */
+        LENDING_MEMORY_GRACE,           /* not lending: released at the deadline */
+        LENDING_MEMORY_RELEASED,        /* the workers holding it were stopped */
+};
+
+struct lending_memory {
+        enum lending_memory_state state;
+        uint64_t release_after;
+        bool lending;
+        uint64_t since;                 /* when the grace period started */
+};
+
+void lending_memory_init(struct lending_memory *m, uint64_t release_after);
+/* Lending stopped at now. */
+void lending_memory_stop(struct lending_memory *m, uint64_t now);
+/* Lending resumed; true when released workers are to be started again. */
+bool lending_memory_start(struct lending_memory *m);
+/* A new lending.release_device_memory: a grace period under way keeps its
+ * start (a shorter one may be over at once); one starts now where memory is
+ * held while not lending; released memory stays released. */
+void lending_memory_set_after(struct lending_memory *m, uint64_t release_after, uint64_t now);
+/* While released, something started the workers again (a local request),
+ * or could not be released yet: a new grace period from now. */
+void lending_memory_woken(struct lending_memory *m, uint64_t now);
+/* When the grace period ends (CLOCK_MONOTONIC µs); UINT64_MAX outside one. */
+uint64_t lending_memory_deadline(const struct lending_memory *m);
+/* True when the workers are to be released at now; the state is then
+ * released. */
+bool lending_memory_due(struct lending_memory *m, uint64_t now);
+
 /* ---- The switch ---- */
 
 typedef void (*lending_changed_fn)(struct lending *l, void *userdata);
@@ -66,12 +104,20 @@ typedef void (*lending_changed_fn)(struct lending *l, void *userdata);
  * (asynchronously, then following its PropertiesChanged signal and
  * re-reading every 10 s), lends only once logind has answered, and treats
  * a bus without logind like no bus.  With lending.gpu_check it also polls
- * NVML (libnvidia-ml.so.1, dlopen()ed at run time) every 2 s for GPU
- * processes that are not swarmd's descendants; without NVML it sees none.
+ * NVML (libnvidia-ml.so.1, dlopen()ed at run time; nvml.h) every second
+ * for GPU processes that are not swarmd's descendants; without NVML it
+ * sees none.
  *
  * When lending stops, the record is republished first; then, with preempt
  * freeze or kill, running jobs are frozen or killed (idle workers are left
- * alone, so local requests still run); with finish they run on. */
+ * alone, so local requests still run); with finish they run on.  Then,
+ * after lending.release_device_memory's grace period, the pools whose
+ * workers hold device memory — as NVML measures it; without NVML, those
+ * whose skill advertises a device other than "cpu" — are released
+ * (skill_pool_release(): frozen jobs are killed, their requesters reroute;
+ * jobs left to finish end first), and a log line says how much memory came
+ * back and how long it took.  When lending resumes, released pools start
+ * their workers again (their Skills state is "warming" until one is up). */
 int lending_new(sd_event *event, sd_bus *bus, const struct config *config, struct skills *skills,
                 struct network *network, struct lending **ret);
 /* The goodbye: thaws whatever lending froze (jobs are never left frozen
@@ -110,6 +156,19 @@ bool lending_jobs_paused(const struct lending *l);
 /* For benchmarks and tests: CLOCK_MONOTONIC µs between the last decision
  * to stop lending and every job being frozen or killed (0 if none yet). */
 uint64_t lending_last_giveback_usec(const struct lending *l);
+
+/* The device memory the workers of pool hold, in bytes, as NVML reports it
+ * (refreshed every few seconds, and around a release): 0, or -ENODATA when
+ * unknown (no NVML, or it gives no figure). */
+int lending_skill_device_memory(const struct lending *l, const struct skill_pool *pool, uint64_t *ret);
+
+/* The last release of device memory (lending.release_device_memory): how
+ * long from its start (the end of the grace period; with "immediately",
+ * the decision to stop lending) until the released workers had all exited
+ * and, with NVML, NVML listed none of them any more; and how many bytes
+ * NVML saw them hold before (UINT64_MAX: unknown).  -ENODATA before the
+ * first completed release. */
+int lending_last_memory_release(const struct lending *l, uint64_t *ret_usec, uint64_t *ret_bytes);
 
 struct idle_source;
 

@@ -316,6 +316,12 @@ static int parse_with_unit(const char *s, const struct conf_unit *units, size_t 
         return -EINVAL;
 }
 
+int conf_parse_duration(const char *s, uint64_t *ret) {
+        if (!s || !ret)
+                return -EINVAL;
+        return parse_with_unit(s, duration_units, ELEMENTSOF(duration_units), "s", ret);
+}
+
 /* The shortest exact spelling of v in units: 90000000 µs is "90s", 3 MiB is
  * "3M".  For the bounds in range messages. */
 static void conf_format_number(enum conf_type type, uint64_t v, char *buf, size_t size) {

@@ -66,6 +66,11 @@ int conf_load(const struct conf_key *keys, size_t n_keys, void *target,
 /* Frees the strings and string lists target holds for keys (not target). */
 void conf_free_values(const struct conf_key *keys, size_t n_keys, void *target);
 
+/* A duration as CONF_DURATION spells it ("250ms", "30s", "5min"; a bare
+ * number is seconds), in µs, for keys whose value holds a duration among
+ * other words.  -EINVAL when malformed, -ERANGE on overflow. */
+int conf_parse_duration(const char *s, uint64_t *ret);
+
 bool conf_value_equal(const struct conf_key *key, const void *a, const void *b);
 
 /* Moves key's value from src into dst, freeing what dst held and leaving

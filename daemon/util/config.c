@@ -106,6 +106,46 @@ static bool check_ipv4(const char *s, char *error, size_t size) {
         return false;
 }
 
+int config_parse_release(const char *s, uint64_t *ret_usec, char *error, size_t n) {
+        uint64_t usec;
+        int r;
+
+        if (!s || !ret_usec)
+                return -EINVAL;
+        if (strcmp(s, "immediately") == 0) {
+                *ret_usec = 0;
+                return 0;
+        }
+        if (strcmp(s, "never") == 0) {
+                *ret_usec = CONFIG_RELEASE_NEVER;
+                return 0;
+        }
+        if (strncmp(s, "after ", 6) != 0) {
+                if (error && n > 0)
+                        snprintf(error, n, "\"%.80s\" is not \"immediately\", \"after DURATION\" (e.g. "
+                                 "\"after 10s\") or \"never\"", s);
+                return -EINVAL;
+        }
+        s += 6;
+        while (*s == ' ')
+                s++;
+        r = conf_parse_duration(s, &usec);
+        if (r < 0 || usec == CONFIG_RELEASE_NEVER) {
+                if (error && n > 0)
+                        snprintf(error, n, "\"%.80s\" is not a duration (a number followed by ms, s, min, "
+                                 "h or d)", s);
+                return -EINVAL;
+        }
+        *ret_usec = usec;
+        return 0;
+}
+
+static bool check_release(const char *s, char *error, size_t size) {
+        uint64_t usec;
+
+        return config_parse_release(s, &usec, error, size) >= 0;
+}
+
 /* Every key here is documented, with its default, in etc/swarmd.yaml. */
 const struct conf_key config_keys[] = {
         {
@@ -415,6 +455,12 @@ const struct conf_key config_keys[] = {
                 .names = lending_preempt_names,
         },
         {
+                .path = "lending.release_device_memory",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, lending_release_device_memory),
+                .check = check_release,
+        },
+        {
                 .path = "dbus.bus",
                 .type = CONF_ENUM,
                 .offset = offsetof(struct config, dbus_bus),
@@ -515,6 +561,7 @@ int config_init(struct config *c) {
         c->network_seeds = calloc(1, sizeof(char *));
         c->network_beacon_address = strdup("255.255.255.255");
         c->lending_schedule = calloc(1, sizeof(char *));
+        c->lending_release_device_memory = strdup(CONFIG_RELEASE_DEFAULT);
         c->jobs_allowed_requesters = calloc(1, sizeof(char *));
         c->verification_sampled_skills = calloc(2, sizeof(char *));
         if (c->verification_sampled_skills)
@@ -522,7 +569,8 @@ int config_init(struct config *c) {
         c->dbus_admin_group = strdup("");
         if (!c->node_name || !c->state_directory || !c->skills_directory ||
             !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
-            !c->network_seeds || !c->network_beacon_address || !c->lending_schedule || !c->dbus_admin_group ||
+            !c->network_seeds || !c->network_beacon_address || !c->lending_schedule ||
+            !c->lending_release_device_memory || !c->dbus_admin_group ||
             !c->jobs_allowed_requesters || !c->verification_sampled_skills || !c->verification_sampled_skills[0]) {
                 config_done(c);
                 return -ENOMEM;

@@ -6,6 +6,7 @@
  * etc/swarmd.yaml; a test checks that file parses to exactly these defaults. */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "conf-parser.h"
 #include "log.h"
@@ -78,6 +79,8 @@ struct config {
         char **lending_schedule;        /* lending.schedule: "[DAYS ]HH:MM-HH:MM" windows */
         bool lending_gpu_check;         /* lending.gpu_check: idle means no other GPU process too */
         int lending_preempt;            /* lending.preempt: enum lending_preempt_config */
+        char *lending_release_device_memory;    /* lending.release_device_memory: "immediately",
+                                                 * "after DURATION" or "never" (config_parse_release()) */
 
         /* dbus: (need a restart) */
         int dbus_bus;                   /* dbus.bus: enum dbus_bus_config */
@@ -119,6 +122,17 @@ enum dbus_bus_config {
         DBUS_BUS_SESSION,
         DBUS_BUS_NONE,
 };
+
+/* lending.release_device_memory's default: freeze at once, give the GPU's
+ * memory back 10 s later (see etc/swarmd.yaml for why 10 s). */
+#define CONFIG_RELEASE_DEFAULT "after 10s"
+/* "never": the workers keep their device memory while not lending. */
+#define CONFIG_RELEASE_NEVER UINT64_MAX
+
+/* Parses a lending.release_device_memory value: "immediately" (0), "after
+ * DURATION" (e.g. "after 30s", "after 2min": its µs) or "never"
+ * (CONFIG_RELEASE_NEVER).  -EINVAL with a reason in error (size n). */
+int config_parse_release(const char *s, uint64_t *ret_usec, char *error, size_t n);
 
 extern const char *const lending_policy_names[];
 extern const char *const lending_preempt_names[];

@@ -166,6 +166,12 @@ struct skill_status {
         const char *name, *state, *version, *price_unit;
         uint64_t price, list_price, jobs_served;
         uint32_t workers, busy;
+        int64_t device_memory;          /* bytes; -1 unknown (no NVML, or a swarmd before SkillDeviceMemory) */
+};
+
+struct skill_memory {
+        const char *name;
+        int64_t bytes;
 };
 
 struct swarm_status {
@@ -175,6 +181,8 @@ struct swarm_status {
         char **schedule;
         struct skill_status *skills;
         size_t n_skills;
+        struct skill_memory *memory;    /* SkillDeviceMemory, matched to skills by name */
+        size_t n_memory;
         uint32_t peers, active_jobs;
         bool has_balance;               /* Balance is private: absent for most users */
         int64_t balance;
@@ -184,6 +192,7 @@ static void swarm_status_done(struct swarm_status *s) {
         sd_bus_message_unref(s->reply);
         strv_free(s->schedule);
         free(s->skills);
+        free(s->memory);
         *s = (struct swarm_status) {};
 }
 
@@ -206,11 +215,41 @@ static int read_skills(sd_bus_message *m, struct swarm_status *s) {
                         return r;
                 if (r == 0)
                         break;
+                k.device_memory = -1;
                 grown = realloc(s->skills, (s->n_skills + 1) * sizeof(*s->skills));
                 if (!grown)
                         return -ENOMEM;
                 s->skills = grown;
                 s->skills[s->n_skills++] = k;
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int read_memory(sd_bus_message *m, struct swarm_status *s) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "a(sx)");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(m, 'a', "(sx)");
+        if (r < 0)
+                return r;
+        for (;;) {
+                struct skill_memory k, *grown;
+
+                r = sd_bus_message_read(m, "(sx)", &k.name, &k.bytes);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                grown = realloc(s->memory, (s->n_memory + 1) * sizeof(*s->memory));
+                if (!grown)
+                        return -ENOMEM;
+                s->memory = grown;
+                s->memory[s->n_memory++] = k;
         }
         r = sd_bus_message_exit_container(m);
         if (r < 0)
@@ -246,6 +285,8 @@ static int read_property(sd_bus_message *m, const char *name, struct swarm_statu
         }
         if (strcmp(name, "Skills") == 0)
                 return read_skills(m, s);
+        if (strcmp(name, "SkillDeviceMemory") == 0)
+                return read_memory(m, s);
         return sd_bus_message_skip(m, "v");        /* newer than us */
 }
 
@@ -280,6 +321,10 @@ static int swarm_status_get(sd_bus *bus, struct swarm_status *ret) {
         /* Explicit, so not in GetAll; refused unless we may read the ledger. */
         s.has_balance = sd_bus_get_property_trivial(bus, BUS_SERVICE_NAME, BUS_SERVICE_PATH, BUS_SERVICE_INTERFACE,
                                                     "Balance", NULL, 'x', &s.balance) >= 0;
+        for (size_t i = 0; i < s.n_skills; i++)
+                for (size_t k = 0; k < s.n_memory; k++)
+                        if (strcmp(s.skills[i].name, s.memory[k].name) == 0)
+                                s.skills[i].device_memory = s.memory[k].bytes;
         if (!s.schedule)
                 s.schedule = calloc(1, sizeof(char *));
         if (!s.schedule) {
@@ -309,6 +354,20 @@ static const char *ansi(const char *code) {
 #define ANSI_RED "\033[0;31m"
 #define ANSI_BOLD "\033[1m"
 #define ANSI_NORMAL "\033[0m"
+
+/* "5.2 GiB", "310 MiB", "0", "unknown" (no NVML). */
+static void format_device_memory(int64_t bytes, char *buf, size_t n) {
+        if (bytes < 0)
+                snprintf(buf, n, "unknown");
+        else if (bytes >= (INT64_C(1) << 30))
+                snprintf(buf, n, "%.1f GiB", (double) bytes / (double) (INT64_C(1) << 30));
+        else if (bytes >= (INT64_C(1) << 20))
+                snprintf(buf, n, "%.0f MiB", (double) bytes / (double) (INT64_C(1) << 20));
+        else if (bytes > 0)
+                snprintf(buf, n, "%" PRId64 " B", bytes);
+        else
+                snprintf(buf, n, "0");
+}
 
 static void print_status_json(const struct swarm_status *s) {
         printf("{\"node_id\": ");
@@ -343,8 +402,12 @@ static void print_status_json(const struct swarm_status *s) {
                 printf(", \"price\": %" PRIu64 ", \"list_price\": %" PRIu64 ", \"price_unit\": ", k->price,
                        k->list_price);
                 json_string(k->price_unit);
-                printf(", \"workers\": %" PRIu32 ", \"active_jobs\": %" PRIu32 ", \"jobs_served\": %" PRIu64 "}",
+                printf(", \"workers\": %" PRIu32 ", \"active_jobs\": %" PRIu32 ", \"jobs_served\": %" PRIu64,
                        k->workers, k->busy, k->jobs_served);
+                if (k->device_memory >= 0)
+                        printf(", \"device_memory\": %" PRId64 "}", k->device_memory);
+                else
+                        printf(", \"device_memory\": null}");
         }
         printf("]}\n");
 }
@@ -372,15 +435,16 @@ static void print_status(const struct swarm_status *s) {
                 printf("     Skills: none\n");
                 return;
         }
-        printf("\n%s%-16s %-9s %-10s %-34s %-8s %-7s %s%s\n", ansi(ANSI_BOLD), "SKILL", "STATE", "VERSION", "PRICE NOW",
-               "WORKERS", "ACTIVE", "SERVED", ansi(ANSI_NORMAL));
+        printf("\n%s%-16s %-9s %-10s %-34s %-8s %-7s %-7s %s%s\n", ansi(ANSI_BOLD), "SKILL", "STATE", "VERSION",
+               "PRICE NOW", "WORKERS", "ACTIVE", "SERVED", "GPU MEMORY", ansi(ANSI_NORMAL));
         for (size_t i = 0; i < s->n_skills; i++) {
                 const struct skill_status *k = &s->skills[i];
-                char price[PRICE_MAX];
+                char price[PRICE_MAX], memory[32];
 
                 format_price(k->price, k->list_price, k->price_unit, price, sizeof(price));
-                printf("%-16s %-9s %-10s %-34s %-8" PRIu32 " %-7" PRIu32 " %" PRIu64 "\n", k->name, k->state,
-                       k->version[0] ? k->version : "-", price, k->workers, k->busy, k->jobs_served);
+                format_device_memory(k->device_memory, memory, sizeof(memory));
+                printf("%-16s %-9s %-10s %-34s %-8" PRIu32 " %-7" PRIu32 " %-7" PRIu64 " %s\n", k->name, k->state,
+                       k->version[0] ? k->version : "-", price, k->workers, k->busy, k->jobs_served, memory);
         }
 }
 
