@@ -531,6 +531,18 @@ Test(job_wire, validly_signed_but_malformed_body_is_refused) {
         s.body = bin(body, size);
         cr_assert_eq(job_result_open(&s, pk, MAX_SIZE, &opened, &reason), -EBADMSG);
         cr_assert(strstr(reason, "status"));
+
+        /* Nor a number below any errno: a requester negates the status
+         * of a refusal without an error text (strerror(-status)), which
+         * for INT_MIN is undefined.  Found by fuzz-requester. */
+        res.status = INT32_MIN;
+        free(body);
+        body = pack_raw(&res.base, &size);
+        crypto_sign_detached(sig, NULL, body, size, sk);
+        s.body = bin(body, size);
+        cr_assert_eq(job_result_open(&s, pk, MAX_SIZE, &opened, &reason), -EBADMSG);
+        cr_assert(strstr(reason, "status"));
+        cr_assert_eq(job_result_sign(&res, sk, &s), -EINVAL, "the signer refuses to sign it");
 }
 
 /* ---- Hostile bytes ----------------------------------------------------- */

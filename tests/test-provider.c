@@ -190,8 +190,8 @@ TestSuite(provider, .init = setup, .fini = teardown, .timeout = 60);
 struct request {
         Swarm__JobEnvelope e;
         Swarm__JobRequest q;
-        Swarm__JobValue v[2];
-        Swarm__JobValue *vp[2];
+        Swarm__JobValue v[4];
+        Swarm__JobValue *vp[4];
         Swarm__Tensor t;
         uint64_t shape[1];
         float x[4];
@@ -210,7 +210,7 @@ static void request_init(struct request *r, const char *skill) {
         r->q.inputs = r->vp;
         r->e.body_case = SWARM__JOB_ENVELOPE__BODY_REQUEST;
         r->e.request = &r->q;
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < ELEMENTSOF(r->v); i++) {
                 swarm__job_value__init(&r->v[i]);
                 r->vp[i] = &r->v[i];
         }
@@ -311,6 +311,36 @@ static void assert_hash_of_abc(void) {
 Test(provider, hash_of_abc_comes_back_correct_and_signed) {
         assert_hash_of_abc();
         cr_assert_eq(provider_active_jobs(provider), 0);
+}
+
+/* A skill refusing a job with an error text that is not UTF-8 (its own
+ * bytes, say in Latin-1): the result could not be encoded, and the
+ * requester got -EPROTO ("produced a result that cannot be sent") —
+ * blaming the provider and rerouting — instead of the skill's -EINVAL.
+ * Found by fuzz-provider. */
+Test(provider, skill_error_text_that_is_not_utf8_keeps_the_skill_status) {
+        static const char latin1[] = "caf\xe9 is not a number";
+        struct request r;
+        Swarm__JobResult *res;
+
+        request_testskill(&r, "status");
+        r.v[2].name = "status";
+        r.v[2].value_case = SWARM__JOB_VALUE__VALUE_INTEGER;
+        r.v[2].integer = -EINVAL;
+        r.v[3].name = "error";
+        r.v[3].value_case = SWARM__JOB_VALUE__VALUE_DATA;
+        r.v[3].data = (ProtobufCBinaryData) { .len = strlen(latin1), .data = (uint8_t *) latin1 };
+        r.q.n_inputs = 4;
+        res = submit(&r);
+        cr_assert_eq(res->status, -EINVAL, "%d %s", res->status, res->error);
+        cr_assert_str_eq(res->error, "caf? is not a number");
+
+        /* And a plugin's status below any errno reads as a protocol error. */
+        r.v[2].integer = INT32_MIN;
+        r.q.n_inputs = 3;
+        randombytes_buf(r.id, sizeof(r.id));
+        res = submit(&r);
+        cr_assert_eq(res->status, -EPROTO, "%d %s", res->status, res->error);
 }
 
 Test(provider, skill_not_hosted_is_refused) {

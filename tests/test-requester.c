@@ -222,6 +222,21 @@ Test(requester, invalid_inputs_fail_the_job_without_blame, .init = hosting, .fin
         swarm_values_free(in);
 }
 
+/* A plugin returning INT_MIN: the host negated it (strerror(-status) in
+ * the pool, the provider and the requester), which is undefined.  It
+ * reads as a protocol error instead.  Found by fuzz-provider. */
+Test(requester, a_status_that_is_not_an_errno_fails_the_job_as_a_protocol_error, .init = hosting,
+     .fini = teardown) {
+        struct swarm_values *in = make_inputs("status", 4);
+        struct outcome o;
+
+        cr_assert_eq(swarm_values_set_int(in, "status", INT32_MIN), 0);
+        o = run_job("testskill", in, 1000, 10 * 1000 * 1000);
+        cr_assert_eq(o.status, -EPROTO, "%d %s", o.status, o.error);
+        cr_assert_null(o.outputs);
+        swarm_values_free(in);
+}
+
 Test(requester, deadline_passes, .init = hosting, .fini = teardown) {
         struct swarm_values *in = make_inputs("sleep", 4);
         uint64_t t0 = now_usec();

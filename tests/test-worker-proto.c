@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "shm.h"
 #include "worker-proto.h"
 
@@ -86,6 +87,24 @@ Test(worker_proto, round_trip_of_every_value_type) {
 
         wmsg_done(&got);
         wmsg_done(&m);
+}
+
+/* A plugin may return any negative number, and the worker passes it on;
+ * the host negates what it gets (strerror(-status), a JobResult), which
+ * for INT_MIN is undefined.  Found by fuzz-provider. */
+Test(worker_proto, a_status_that_is_not_an_errno_is_received_as_a_protocol_error) {
+        static const int32_t statuses[] = { INT32_MIN, -ERRNO_MAX - 1, -ERRNO_MAX, -EINVAL, 0 };
+        static const int32_t expected[] = { -EPROTO, -EPROTO, -ERRNO_MAX, -EINVAL, 0 };
+        const char *reason;
+
+        for (size_t i = 0; i < ELEMENTSOF(statuses); i++) {
+                struct wmsg m = { .type = WMSG_EXECUTE_REPLY, .job_id = 1, .status = statuses[i] }, got;
+
+                cr_assert_eq(wmsg_send(pair[0], &m), 0);
+                cr_assert_eq(wmsg_recv(pair[1], &got, &reason), 0, "reason: %s", reason);
+                cr_assert_eq(got.status, expected[i], "%d read as %d", statuses[i], got.status);
+                wmsg_done(&got);
+        }
 }
 
 Test(worker_proto, shared_memory_tensors_are_passed_not_copied) {

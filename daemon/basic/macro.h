@@ -16,6 +16,11 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
+/* The largest errno, as the kernel's MAX_ERRNO: a status "0 or a negative
+ * errno" lies in [-ERRNO_MAX, 0], so that -status and strerror(-status)
+ * are defined. */
+#define ERRNO_MAX 4095
+
 /* Returns *p and leaves NULL behind, so the cleanup handler of the old owner
  * does nothing. */
 #define TAKE_PTR(p)                             \

@@ -167,8 +167,8 @@ int job_result_check(const Swarm__JobResult *r, const char **reason) {
                 *reason = "result requester is not 32 bytes";
                 return -EBADMSG;
         }
-        if (r->status > 0) {
-                *reason = "result status is positive (must be 0 or a negative errno)";
+        if (r->status > 0 || r->status < -ERRNO_MAX) {
+                *reason = "result status is not 0 or a negative errno";
                 return -EBADMSG;
         }
         if (!string_is_valid(r->error, JOB_ERROR_MAX)) {

@@ -575,7 +575,10 @@ int wmsg_recv(int fd, struct wmsg *m, const char **reason) {
 
         m->type = h.type;
         m->job_id = h.job_id;
-        m->status = h.status;
+        /* Whatever the plugin returned, passed on: the SDK says a
+         * negative errno, and the host negates it (strerror(), a peer's
+         * JobResult).  Anything else reads as a protocol error. */
+        m->status = h.status < -ERRNO_MAX ? -EPROTO : h.status;
         m->number = h.number;
         for (size_t i = 0; i < WMSG_TEXTS; i++) {
                 r = get_text(&d, &m->text[i]);

@@ -21,8 +21,9 @@
  *   SUBMIT (skill, max price,  SUBMIT_REPLY (status, error, verified
  *     inputs, options)           outputs, metrics)
  *
- * Every reply carries the callback's status (0 or a negative errno) and its
- * error text.  A worker handles one request at a time; cancellation goes
+ * Every reply carries the callback's status (0 or a negative errno; a
+ * number below -ERRNO_MAX a plugin returned is received as -EPROTO) and
+ * its error text.  A worker handles one request at a time; cancellation goes
  * through a shared page (see worker-control), not through the socket, so a
  * busy worker sees it without reading.
  *

@@ -30,6 +30,7 @@
 #include "pricing.h"
 #include "skills.h"
 #include "time-util.h"
+#include "utf8-valid.h"
 
 /* The share of the requester's budget kept for the answer's way back, and
  * the least execution time worth starting a job for. */
@@ -121,15 +122,27 @@ static void job_emit(struct provider_job *j, bool finished, int status, uint64_t
 }
 
 /* Control characters would break the one-line promise; the length, the
- * codec's limit. */
+ * codec's limit; and the codec takes UTF-8 only: a character cut at the
+ * limit goes, and a text that is not UTF-8 (a plugin's own bytes, which
+ * the worker protocol passes on as they are) comes out as ASCII — else
+ * the whole answer could not be sent, and the requester would get
+ * -EPROTO instead of the skill's status and reason. */
 static void error_sanitize(const char *in, char *out, size_t size, bool ascii_only) {
         size_t n = 0;
 
-        for (; in && *in && n + 1 < size && n + 1 < JOB_ERROR_MAX; in++) {
-                unsigned char c = (unsigned char) *in;
+        for (const char *i = in; i && *i && n + 1 < size && n + 1 < JOB_ERROR_MAX; i++) {
+                unsigned char c = (unsigned char) *i;
                 out[n++] = c < 0x20 || c == 0x7f ? ' ' : (ascii_only && c >= 0x80) ? '?' : (char) c;
         }
         out[n] = '\0';
+        if (ascii_only || utf8_valid(out, n))
+                return;
+        for (size_t cut = 1; cut <= 3 && cut <= n; cut++)
+                if (utf8_valid(out, n - cut)) {
+                        out[n - cut] = '\0';
+                        return;
+                }
+        error_sanitize(in, out, size, true);
 }
 
 /* The lie of testing.corrupt_results: one output changed after the job

@@ -7,7 +7,7 @@
  *   meson compile -C build fuzz-corpus
  *
  * Usage: gen-corpus DIR (writes DIR/envelope, DIR/record, DIR/worker-proto,
- * DIR/job, DIR/credits). */
+ * DIR/job, DIR/credits, DIR/provider, DIR/requester). */
 
 #include <errno.h>
 #include <stdio.h>
@@ -349,6 +349,334 @@ static void credit_messages(void) {
         opinion_signed_clear(&so);
 }
 
+/* ---- The state-machine targets: sequences of records (fuzz-provider.c,
+ * fuzz-requester.c): an op byte, a 16-bit little-endian length, the
+ * payload. */
+
+struct input {
+        uint8_t data[16384];
+        size_t size;
+};
+
+static void in_raw(struct input *in, const void *p, size_t n) {
+        if (in->size + n > sizeof(in->data)) {
+                fprintf(stderr, "seed too long\n");
+                exit(EXIT_FAILURE);
+        }
+        memcpy(in->data + in->size, p, n);
+        in->size += n;
+}
+
+static void in_op(struct input *in, uint8_t op, const void *p, size_t n) {
+        uint8_t h[3] = { op, (uint8_t) (n & 0xff), (uint8_t) (n >> 8) };
+
+        in_raw(in, h, sizeof(h));
+        in_raw(in, p, n);
+}
+
+static struct input in_new(uint8_t h0, uint8_t h1) {
+        struct input in = { .data = { h0, h1 }, .size = 2 };
+
+        return in;
+}
+
+/* A pool answer (world_parse_answer()): request i, status index s, price,
+ * flags (outputs kind, proof, error text), data. */
+static void in_answer_bytes(struct input *in, uint8_t op, uint8_t i, uint8_t s, uint32_t price, uint8_t flags,
+                            const void *data, size_t n) {
+        uint8_t p[7 + 8192] = { i, s };
+
+        if (n > sizeof(p) - 7)
+                exit(EXIT_FAILURE);
+        memcpy(p + 2, &price, sizeof(price));
+        p[6] = flags;
+        if (n)
+                memcpy(p + 7, data, n);
+        in_op(in, op, p, 7 + n);
+}
+
+static void in_answer(struct input *in, uint8_t op, uint8_t i, uint8_t s, uint32_t price, uint8_t flags,
+                      const char *text) {
+        in_answer_bytes(in, op, i, s, price, flags, text, text ? strlen(text) : 0);
+}
+
+/* A JobRequest envelope, as a requester sends it, from peer. */
+static void in_request(struct input *in, uint8_t peer, uint8_t id, const char *skill, uint64_t max_price,
+                       uint64_t deadline_ms) {
+        uint8_t job_id[JOB_ID_SIZE], msg[1024];
+        Swarm__JobValue v = SWARM__JOB_VALUE__INIT, *vp[] = { &v };
+        Swarm__JobRequest q = SWARM__JOB_REQUEST__INIT;
+        Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size;
+
+        memset(job_id, id, sizeof(job_id));
+        v.name = "data", v.value_case = SWARM__JOB_VALUE__VALUE_DATA;
+        v.data = (ProtobufCBinaryData) { .len = 3, .data = (uint8_t *) "abc" };
+        q.job_id = (ProtobufCBinaryData) { .len = JOB_ID_SIZE, .data = job_id };
+        q.skill = (char *) skill;
+        q.inputs = vp;
+        q.n_inputs = 1;
+        q.max_price = max_price;
+        q.deadline_ms = deadline_ms;
+        e.body_case = SWARM__JOB_ENVELOPE__BODY_REQUEST;
+        e.request = &q;
+        check(job_encode(&e, 1024 * 1024, &buf, &size), "request");
+        msg[0] = peer;
+        memcpy(msg + 1, buf, size);
+        in_op(in, 0, msg, size + 1);
+}
+
+static void provider_inputs(void) {
+        static const uint8_t garbage[] = { 0, 0x08, 0x07, 0x1a, 0x03, 'x' };
+        struct input in;
+
+        /* Admitted, priced, streamed, answered. */
+        in = in_new(0x01, 0);
+        in_request(&in, 0, 1, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 5, 0, NULL);
+        in_op(&in, 3, (uint8_t[]) { 0 }, 1);
+        in_op(&in, 2, (uint8_t[]) { 0, 0, 'h', 'e', 'l' }, 5);
+        in_op(&in, 2, (uint8_t[]) { 0, 1, 'l', 'o' }, 4);
+        in_answer(&in, 1, 0, 0, 0, 0 | 8, "proof");
+        write_file("provider", "run-stream", in.data, in.size);
+
+        /* Every refusal before a job exists, and a price over the max. */
+        in = in_new(0x08, 0);
+        in_request(&in, 3, 2, "hash", 1000, 5000);
+        in_request(&in, 0, 3, "nope", 1000, 5000);
+        in_request(&in, 0, 4, "cold", 1000, 5000);
+        in_request(&in, 0, 5, "hash", 1000, 0);
+        in_request(&in, 0, 6, "hash", 1000, 1);
+        in_op(&in, 0, garbage, sizeof(garbage));
+        in_request(&in, 1, 7, "text", 0, 5000);
+        in_answer(&in, 1, 0, 0, 9, 0, NULL);
+        write_file("provider", "refusals", in.data, in.size);
+
+        /* Not lending, then lending. */
+        in = in_new(0x02, 0);
+        in_request(&in, 1, 8, "hash", 1000, 5000);
+        in_op(&in, 6, (uint8_t[]) { 1 }, 1);
+        in_request(&in, 1, 9, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 7, 0, NULL);
+        in_answer(&in, 1, 0, 0, 0, 1, "out");
+        write_file("provider", "lending", in.data, in.size);
+
+        /* A debt limit of 40: the second job would pass it; the first is
+         * recorded before it is answered. */
+        in = in_new(0x05, 1 << 2);
+        in_request(&in, 0, 10, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 30, 0, NULL);
+        in_answer(&in, 1, 0, 0, 0, 3, "12345678");
+        in_request(&in, 0, 11, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 30, 0, NULL);
+        in_op(&in, 5, (uint8_t[]) { 0 }, 1);
+        in_request(&in, 2, 12, "hash", 1000, 5000);
+        in_op(&in, 5, (uint8_t[]) { 2 | 4 }, 1);
+        in_answer(&in, 1, 0, 0, 30, 0, NULL);
+        in_answer(&in, 1, 0, 0, 0, 1, "x");
+        write_file("provider", "debt", in.data, in.size);
+
+        /* testing.corrupt_results and corrupt_stream, with demand. */
+        in = in_new(0x01 | 0x10 | 0x20 | 0x40, 2 << 5);
+        in_request(&in, 0, 13, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 5, 0, NULL);
+        in_op(&in, 2, (uint8_t[]) { 0, 0, 'h', 'i' }, 4);
+        in_answer_bytes(&in, 1, 0, 0, 0, 4, (const float[]) { 1.0f, 2.0f }, 2 * sizeof(float));
+        write_file("provider", "corrupt", in.data, in.size);
+
+        /* A queue of one: busy; then the goodbye with jobs in flight. */
+        in = in_new(0x80, 0);
+        in_request(&in, 0, 14, "hash", 1000, 5000);
+        in_request(&in, 1, 15, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 5, 0, NULL);
+        in_request(&in, 2, 16, "text", 1000, 5000);
+        in_op(&in, 3, (uint8_t[]) { 0 }, 1);
+        in_op(&in, 2, (uint8_t[]) { 0, 2, '.' }, 3);
+        write_file("provider", "busy-shutdown", in.data, in.size);
+
+        /* network.max_message_size 4096: a result too big to send, and
+         * one the codec refuses (a string that is not UTF-8). */
+        in = in_new(0x00, 3);
+        in_request(&in, 0, 17, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 5, 0, NULL);
+        {
+                uint8_t big[5000];
+
+                memset(big, 'z', sizeof(big));
+                in_answer_bytes(&in, 1, 0, 0, 0, 1, big, sizeof(big));
+        }
+        in_request(&in, 0, 18, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 5, 0, NULL);
+        in_answer(&in, 1, 0, 0, 0, 2, "\xff\xfe");
+        write_file("provider", "unsendable", in.data, in.size);
+
+        /* The network refuses a chunk, then the result; worker errors
+         * (an errno with its text, a cancel, any negative number). */
+        in = in_new(0x00, 0);
+        in_request(&in, 0, 19, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 5, 0, NULL);
+        in_op(&in, 7, (uint8_t[]) { 0x80 }, 1);
+        in_op(&in, 2, (uint8_t[]) { 0, 0, 'a' }, 3);
+        in_op(&in, 7, (uint8_t[]) { 0 }, 1);
+        in_op(&in, 2, (uint8_t[]) { 0, 0, 'b' }, 3);
+        in_answer(&in, 1, 0, 1, 0, 16, "input 'a' is\nnot a matrix");
+        in_request(&in, 1, 20, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 3, 0, 0, NULL);
+        in_request(&in, 1, 21, "hash", 1000, 5000);
+        in_answer(&in, 1, 0, 0, 5, 0, NULL);
+        in_answer(&in, 1, 0, 0xff, 0x80000000u, 0, NULL);
+        write_file("provider", "errors", in.data, in.size);
+}
+
+/* A JobResult body as a provider signs it (fuzz-requester.c puts in the
+ * job id, the requester and the stream digest). */
+static size_t result_body(int status, const char *error, uint64_t price, const char *out, uint8_t *buf,
+                          size_t size) {
+        Swarm__JobValue v = SWARM__JOB_VALUE__INIT, *vp[] = { &v };
+        Swarm__JobResult r = SWARM__JOB_RESULT__INIT;
+        size_t n;
+
+        r.status = status;
+        r.error = (char *) (error ?: "");
+        r.price = price;
+        r.device = "cpu";
+        r.queue_us = 10;
+        r.exec_us = 20;
+        if (out) {
+                v.name = "out", v.value_case = SWARM__JOB_VALUE__VALUE_DATA;
+                v.data = (ProtobufCBinaryData) { .len = strlen(out), .data = (uint8_t *) out };
+                r.outputs = vp;
+                r.n_outputs = 1;
+        }
+        n = protobuf_c_message_get_packed_size(&r.base);
+        if (n > size)
+                exit(EXIT_FAILURE);
+        return protobuf_c_message_pack(&r.base, buf);
+}
+
+static void in_result(struct input *in, uint8_t sel, uint8_t flags, int status, const char *error, uint64_t price,
+                      const char *out) {
+        uint8_t p[2 + 1024] = { sel, flags };
+
+        in_op(in, 3, p, 2 + result_body(status, error, price, out, p + 2, sizeof(p) - 2));
+}
+
+/* A job: skill index (fuzz-requester.c's submit()), flags, pinned peer,
+ * max price. */
+static void in_submit(struct input *in, uint8_t skill, uint8_t flags, uint8_t pin, uint32_t max_price) {
+        uint8_t p[8] = { skill, flags, pin };
+
+        memcpy(p + 3, &max_price, sizeof(max_price));
+        p[7] = 'x';
+        in_op(in, 0, p, sizeof(p));
+}
+
+static void requester_inputs(void) {
+        static const uint8_t loop[1] = { 0 };
+        struct input in;
+
+        /* Priced, asked, answered, verified, handed over. */
+        in = in_new(0x01, 0);
+        in_submit(&in, 0, 0, 0, 1000);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_result(&in, 0, 0, 0, NULL, 10, "digest");
+        in_answer(&in, 1, 0, 0, 0, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "remote", in.data, in.size);
+
+        /* Streamed: two chunks, the result vouching for them. */
+        in = in_new(0x01, 0);
+        in_submit(&in, 2, 8, 0, 1000);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_op(&in, 4, (uint8_t[]) { 0, 0, 0, 0, 'h', 'e', 'l' }, 7);
+        in_op(&in, 4, (uint8_t[]) { 0, 0, 0, 0, 'l', 'o' }, 6);
+        in_result(&in, 0, 0, 0, NULL, 10, "hello");
+        in_answer(&in, 1, 0, 0, 0, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "stream", in.data, in.size);
+
+        /* A refusal, a lie caught by verification, a third provider. */
+        in = in_new(0x01, 7);
+        in_submit(&in, 0, 8, 0, 100000);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_op(&in, 4, (uint8_t[]) { 0, 0, 1, 0, 'x' }, 5);
+        in_result(&in, 0, 0, -EBUSY, "busy", 0, NULL);
+        in_result(&in, 1, 0, 0, NULL, 10, "wrong");
+        in_answer(&in, 1, 0, 1, 0, 16, "result failed verification");
+        in_result(&in, 2, 0, 0, NULL, 10, "right");
+        in_answer(&in, 1, 0, 0, 0, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "reroute", in.data, in.size);
+
+        /* No network, a provider here: run in the local pool, streamed. */
+        in = in_new(0x02, 0);
+        in_submit(&in, 0, 8, 0, 1000);
+        in_answer(&in, 1, 0, 0, 1, 0, NULL);
+        in_op(&in, 2, (uint8_t[]) { 0, 0, 'h', 'i' }, 4);
+        in_answer(&in, 1, 0, 0, 0, 0, NULL);
+        in_answer(&in, 1, 0, 0, 0, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "local", in.data, in.size);
+
+        /* Hedged, kept under a key, paid through the accounts. */
+        in = in_new(0x07, 0);
+        in_submit(&in, 0, 1 | 4, 0, 1000);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_result(&in, 0, 0, 0, NULL, 10, "digest");
+        in_answer(&in, 1, 0, 0, 0, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        in_op(&in, 7, (uint8_t[]) { 0 }, 1);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "paid", in.data, in.size);
+
+        /* Forgeries: another signer, another requester, another sender,
+         * over the max price, garbage; chunks out of order. */
+        in = in_new(0x01, 0);
+        in_submit(&in, 1, 0, 0, 1000);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_result(&in, 0, 8, 0, NULL, 10, "a");
+        in_result(&in, 0, 16, 0, NULL, 10, "b");
+        in_result(&in, 0, 2, 0, NULL, 10, "c");
+        in_result(&in, 0, 0, 0, NULL, 100000, "d");
+        in_op(&in, 5, (uint8_t[]) { 0, 0x08, 0x01 }, 3);
+        in_op(&in, 4, (uint8_t[]) { 0, 1, 0, 5, 'x' }, 5);
+        write_file("requester", "forged", in.data, in.size);
+
+        /* Cancelled, a provider dead, a job pinned, another variant. */
+        in = in_new(0x01, 0);
+        in_submit(&in, 0, 0, 0, 1000);
+        in_submit(&in, 2, 2, 1, 1000);
+        in_submit(&in, 1, 2, 2, 1000);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_op(&in, 8, (uint8_t[]) { 0 }, 1);
+        in_op(&in, 9, (uint8_t[]) { 2, 2 }, 2);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "cancel-pin", in.data, in.size);
+
+        /* Jobs that cannot start. */
+        in = in_new(0x03, 0);
+        in_submit(&in, 5, 0, 0, 1000);
+        in_submit(&in, 4, 0, 0, 1000);
+        in_submit(&in, 3, 0, 0, 1000);
+        in_submit(&in, 0, 16, 0, 1000);
+        in_submit(&in, 0, 0, 0, 0);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "cannot-start", in.data, in.size);
+
+        /* A refusal whose status is not an errno, without a text (the
+         * codec refuses it: a requester would negate INT_MIN). */
+        in = in_new(0x01, 0);
+        in_submit(&in, 0, 0, 0, 1000);
+        in_answer(&in, 1, 0, 0, 10, 0, NULL);
+        in_result(&in, 0, 0, INT32_MIN, NULL, 0, NULL);
+        in_op(&in, 6, loop, 0);
+        write_file("requester", "status-not-errno", in.data, in.size);
+}
+
 int main(int argc, char *argv[]) {
         if (argc != 2) {
                 fprintf(stderr, "Usage: %s DIR\n", argv[0]);
@@ -365,5 +693,7 @@ int main(int argc, char *argv[]) {
         worker_messages();
         job_messages();
         credit_messages();
+        provider_inputs();
+        requester_inputs();
         return EXIT_SUCCESS;
 }

@@ -1,7 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs one libFuzzer target for a bounded time, as a test.
-# Usage: run-fuzzer.sh FUZZER SEED_DIR SECONDS ARTIFACT_DIR
+# Usage: run-fuzzer.sh FUZZER SEED_DIR SECONDS ARTIFACT_DIR [RUNS]
+#
+# RUNS (default SECONDS × 60,000, what the decoders do in SECONDS) bounds
+# the run; 4 × SECONDS only caps it on a slow or busy machine.
 #
 # libFuzzer writes the inputs it finds into its first corpus directory, so
 # that is a fresh temporary one and the committed seeds (read-only as far as
@@ -14,6 +17,7 @@ fuzzer=$1
 seeds=$2
 seconds=$3
 artifacts=$4
+runs=${5:-$((seconds * 60000))}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/swarm-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -25,7 +29,7 @@ status=0
 # seeds by hand, e.g. SWARM_FUZZ_SEED=0 (random) and a longer time.
 "$fuzzer" \
 	-seed="${SWARM_FUZZ_SEED:-1}" \
-	-runs=$((seconds * 60000)) \
+	-runs="$runs" \
 	-max_total_time=$((seconds * 4)) \
 	-rss_limit_mb=1024 \
 	-timeout=10 \

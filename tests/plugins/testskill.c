@@ -15,6 +15,9 @@
  *          the worker protocol carries)
  *   stream like echo after emitting the chunks "text" = "one ", "two ",
  *          "three" and "progress" = 3 bytes (swarm_job_emit)
+ *   status returns input int "status" (default -EIO), whatever it is (a
+ *          plugin that breaks the SDK's negative-errno rule), with input
+ *          bytes "error", whatever they are, as its error text
  * Config int "fail-init" makes init() fail; config int "price" (default 1)
  * is the list price per element, advertised and charged, so tests can make
  * one provider dearer than another. */
@@ -129,6 +132,16 @@ static int test_execute(void *state, struct swarm_job *job) {
         if (strcmp(mode, "hang") == 0)
                 for (;;)
                         pause();
+        if (strcmp(mode, "status") == 0) {
+                int64_t status = -EIO;
+                const void *error;
+                size_t n;
+
+                (void) swarm_values_get_int(in, "status", &status);
+                if (swarm_values_get_bytes(in, "error", &error, &n) >= 0)
+                        swarm_job_set_error(job, "%.*s", (int) n, (const char *) error);
+                return (int) status;
+        }
         if (strcmp(mode, "stream") == 0) {
                 static const char *const words[] = { "one ", "two ", "three" };
                 char big[SWARM_JOB_CHUNK_MAX + 1] = { 0 };
