@@ -296,6 +296,16 @@ unsigned skill_pool_workers_alive(const struct skill_pool *p) {
         return p->ready ? 2 : 0;
 }
 
+/* Lending's release of device memory (issue 23) is not part of this world:
+ * a pool is never released. */
+bool skill_pool_released(const struct skill_pool *p) {
+        return false;
+}
+
+bool skill_pool_warming(const struct skill_pool *p) {
+        return false;
+}
+
 unsigned skill_pool_workers_busy(const struct skill_pool *p) {
         unsigned n = 0;
 
