@@ -58,7 +58,7 @@ static char textgen_model[256];
 /* When set, node 2 hosts this other model instead. */
 static char textgen_other_model[256];
 /* A node's skills.options instead of the model above on one thread. */
-static char textgen_options[NODES_MAX][600];
+static char textgen_options[NODES_MAX][1200];
 
 /* What providers are configured with (a file name or a skill's name), and
  * the name they offer it under. */
@@ -647,11 +647,12 @@ static void textgen_cheats(const char *cheat2, const char *cheat3) {
 /* A requester without the model: each result is checked by a check job on
  * another provider of the same variant, which returns its verdict and
  * commitments; nodes 1 and 2 are honest, node 3 serves a Q4_0 copy under
- * the F16 file's identity.  Its results are rejected (an honest checker
- * disagrees, and so does the third asked), and when it is the checker of an
- * honest result, its disagreement goes to a third provider, which sides
- * with the producer. */
-Test(jobs, a_requester_without_the_model_has_results_checked_by_other_providers) {
+ * the F16 file's identity, and either puts a forged "check" in its proofs
+ * or commits to nothing.  Its results are rejected (a forgery is dropped,
+ * an honest checker disagrees, and so does the third asked), and when it is the
+ * checker of an honest result, its disagreement goes to a third provider,
+ * which sides with the producer.  A submitter may not use check.* names. */
+static void checked_elsewhere(const char *cheat) {
         struct tiny_model_spec spec = tiny_model_spec_default();
         unsigned from_cheat = 0, rejected = 0;
         char q4[256], err[256], out[16384];
@@ -668,8 +669,10 @@ Test(jobs, a_requester_without_the_model_has_results_checked_by_other_providers)
                  textgen_model);
         snprintf(textgen_options[2], sizeof(textgen_options[2]), "\"textgen.model=%s\", \"textgen.threads=2\"",
                  textgen_model);
+        /* The substitute also forges a check of its own into its proofs
+         * and commits to nothing: neither may get it accepted. */
         snprintf(textgen_options[3], sizeof(textgen_options[3]), "\"textgen.model=%s\", \"textgen.threads=1\", "
-                 "\"textgen.testing-claim-model=%s\"", q4, textgen_model);
+                 "\"textgen.testing-claim-model=%s\", \"textgen.testing-cheat=%s\"", q4, textgen_model, cheat);
         extra_config[0] = "verification:\n  check_percent: 100\n";
         start_swarm(3, NULL, NULL);
         c = connect_requester();
@@ -697,9 +700,34 @@ Test(jobs, a_requester_without_the_model_has_results_checked_by_other_providers)
         }
         cr_assert_eq(from_cheat, 0, "%u results of the substituted model were accepted", from_cheat);
         cr_assert_geq(rejected, 1, "the substitute was never asked: the test proves little");
-        /* Everyone was paid for something: the checks are jobs. */
+        {
+                struct swarm_values *in = swarm_values_new();
+                struct jobs_result res = {};
+                struct swarm_tensor t;
+
+                swarm_values_set_allocator(in, shm_allocate, NULL);
+                cr_assert_eq(swarm_values_set_string(in, "prompt", "Hello"), 0);
+                cr_assert_eq(swarm_values_add_tensor(in, "check.tokens", SWARM_DTYPE_I32, 1, (uint64_t[]) { 1 }, &t),
+                             0);
+                submit(c, 99, "textgen", in, UINT64_MAX / 2, 30 * 1000 * 1000);
+                swarm_values_free(in);
+                wait_result(c, &res);
+                cr_assert_eq(res.status, -EINVAL);
+                cr_assert(strstr(res.error, "reserved for check jobs"), "%s", res.error);
+                jobs_result_done(&res);
+        }
         cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "peers", NULL }), 0, "%s", out);
         jobs_client_free(c);
+}
+
+Test(jobs, a_requester_without_the_model_has_results_checked_by_other_providers) {
+        checked_elsewhere("forge-check");
+}
+
+/* Commitments of -1 everywhere would leave nothing to compare: a
+ * substitute whose greedy tokens agree would pass the checker's verdict. */
+Test(jobs, a_result_that_commits_to_nothing_fails_its_check) {
+        checked_elsewhere("blank-commitments");
 }
 
 Test(jobs, textgen_a_substituted_model_and_random_tokens_are_caught) {

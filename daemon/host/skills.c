@@ -395,7 +395,8 @@ struct skill_pool *skills_verifier(struct skills *s, const char *name) {
                 h.options = NULL;
         /* Tells the skill this worker only verifies (textgen then starts
          * without a model and has results checked by check jobs). */
-        if (h.options && swarm_values_set_int(h.options, "verify-only", 1) < 0) {
+        if (h.options && swarm_values_set_int(h.options, "verify-only", 1) < 0 &&
+            swarm_values_get_int(h.options, "verify-only", &(int64_t) { 0 }) < 0) {
                 swarm_values_free(h.options);
                 h.options = NULL;
         }

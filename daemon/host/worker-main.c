@@ -45,7 +45,8 @@ static void worker_log(int level, const char *message, void *userdata) {
 static char *error_text(int r, const struct swarm_job *job) {
         const char *e = job ? swarm_job_error(job) : NULL;
 
-        return strdup(e ? e : strerror(-r));
+        /* A plugin may return any negative number; -INT_MIN is undefined. */
+        return strdup(e ? e : strerror(r < -ERRNO_MAX ? EPROTO : -r));
 }
 
 struct worker {

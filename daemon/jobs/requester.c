@@ -150,6 +150,7 @@ struct job {
         size_t n_exclude;
         char *variant;
         bool is_check;                  /* this job checks another's result */
+        bool any_variant;               /* routed to every variant (router_job.any_variant) */
 };
 
 /* A check job run for an attempt's result.  Outlives the attempt when the
@@ -688,7 +689,10 @@ static void attempt_fail(struct attempt *a, int status, bool blame, const char *
         if (blame)
                 stats_record(job->r, job->ids[a->cand], job->skill, false, 0);
 
-        if (is_job_error(status)) {
+        /* Routed to every variant (results checked elsewhere), a provider
+         * of another model refusing the job ("not the model asked for")
+         * says nothing of the job: the next may serve it. */
+        if (is_job_error(status) && !job->any_variant) {
                 job_finish(job, status, "%s", job->last_error);
                 return;
         }
@@ -885,6 +889,27 @@ static void attempt_accept(struct attempt *a, struct pool_call *c, bool checked)
 
 /* ---- Check jobs ---- */
 
+/* Adds value v to dst under name. */
+static int values_copy_one(struct swarm_values *dst, const char *name, const struct swarm_value *v) {
+        struct swarm_tensor t;
+        int r;
+
+        switch (v->type) {
+        case SWARM_VALUE_TENSOR:
+                r = swarm_values_add_tensor(dst, name, v->tensor.dtype, v->tensor.ndim, v->tensor.shape, &t);
+                if (r >= 0)
+                        memcpy(t.data, v->tensor.data, v->tensor.size);
+                return r;
+        case SWARM_VALUE_STRING:
+                return swarm_values_set_string(dst, name, v->string);
+        case SWARM_VALUE_INT:
+                return swarm_values_set_int(dst, name, v->integer);
+        case SWARM_VALUE_BYTES:
+                return swarm_values_set_bytes(dst, name, v->data, v->size);
+        }
+        return -EINVAL;
+}
+
 /* Copies src's values into dst, each name prefixed (prefix "" for none);
  * only those in names (a comma-separated list) when names is not NULL.
  * Names that would pass the limit are left out. */
@@ -894,7 +919,7 @@ static int values_copy(struct swarm_values *dst, const struct swarm_values *src,
 
         for (size_t i = 0; swarm_values_at(src, i, &v) >= 0; i++) {
                 char name[64];
-                int r = 0;
+                int r;
 
                 if (names) {
                         size_t l = strlen(v.name);
@@ -911,25 +936,7 @@ static int values_copy(struct swarm_values *dst, const struct swarm_values *src,
                 }
                 if ((size_t) snprintf(name, sizeof(name), "%s%s", prefix, v.name) >= sizeof(name))
                         continue;
-                switch (v.type) {
-                case SWARM_VALUE_TENSOR: {
-                        struct swarm_tensor t;
-
-                        r = swarm_values_add_tensor(dst, name, v.tensor.dtype, v.tensor.ndim, v.tensor.shape, &t);
-                        if (r >= 0)
-                                memcpy(t.data, v.tensor.data, v.tensor.size);
-                        break;
-                }
-                case SWARM_VALUE_STRING:
-                        r = swarm_values_set_string(dst, name, v.string);
-                        break;
-                case SWARM_VALUE_INT:
-                        r = swarm_values_set_int(dst, name, v.integer);
-                        break;
-                case SWARM_VALUE_BYTES:
-                        r = swarm_values_set_bytes(dst, name, v.data, v.size);
-                        break;
-                }
+                r = values_copy_one(dst, name, &v);
                 if (r < 0)
                         return r;
         }
@@ -942,6 +949,44 @@ static struct swarm_values *values_new_shm(void) {
         if (v)
                 swarm_values_set_allocator(v, shm_allocate, NULL);
         return v;
+}
+
+/* Whether v holds a value named check.*: those are this requester's to
+ * add, after a check job (a producer that sent its own would vouch for
+ * itself), and its submitters' inputs may not use them. */
+static bool has_check_values(const struct swarm_values *v) {
+        struct swarm_value x;
+
+        for (size_t i = 0; v && swarm_values_at(v, i, &x) >= 0; i++)
+                if (strncmp(x.name, "check.", 6) == 0)
+                        return true;
+        return false;
+}
+
+/* *v without its check.* values. */
+static int values_drop_check(struct swarm_values **v) {
+        struct swarm_values *clean;
+        struct swarm_value x;
+
+        if (!has_check_values(*v))
+                return 0;
+        clean = values_new_shm();
+        if (!clean)
+                return -ENOMEM;
+        for (size_t i = 0; swarm_values_at(*v, i, &x) >= 0; i++) {
+                int r;
+
+                if (strncmp(x.name, "check.", 6) == 0)
+                        continue;
+                r = values_copy_one(clean, x.name, &x);
+                if (r < 0) {
+                        swarm_values_free(clean);
+                        return r;
+                }
+        }
+        swarm_values_free(*v);
+        *v = clean;
+        return 0;
 }
 
 static int job_submit(struct requester *r, const struct job_spec *spec, bool is_check, job_done_fn done,
@@ -969,40 +1014,65 @@ static const char *offer_variant(struct requester *r, const uint8_t id[WIRE_NODE
 static int check_start(struct attempt *a, struct check_call *cc) {
         struct job *job = a->job;
         const char *names = advert_str(skill_pool_info(job->pool), "check-inputs");
-        uint8_t exclude[3][WIRE_NODE_ID_SIZE];
+        const char *variant = offer_variant(job->r, job->ids[a->cand], job->skill);
+        _cleanup_free_ uint8_t (*exclude)[WIRE_NODE_ID_SIZE] = NULL;
+        size_t n_exclude = 0;
+        uint64_t child = 0;
         int r;
 
         if (!names)
                 return -EOPNOTSUPP;
+        /* The checker must hold the producer's variant: one that left
+         * (its offer forgotten) cannot be checked here. */
+        if (!variant)
+                return -EHOSTUNREACH;
         swarm_values_free(cc->inputs);
         cc->inputs = values_new_shm();
         if (!cc->inputs)
                 return -ENOMEM;
+        /* The outputs and proof values the skill names (textgen: the
+         * tokens, the text, the provider's context), never commitments. */
         r = values_copy(cc->inputs, job->inputs, "", NULL);
         if (r >= 0)
                 r = values_copy(cc->inputs, cc->outputs, "check.", names);
+        if (r >= 0)
+                r = values_copy(cc->inputs, cc->proof, "check.", names);
         if (r < 0)
                 return r;
-        memcpy(exclude[0], job->ids[a->cand], WIRE_NODE_ID_SIZE);
-        memcpy(exclude + 1, cc->checkers, cc->n_checkers * WIRE_NODE_ID_SIZE);
+        /* Not the producer, nor anyone else this job asked (a hedged rival
+         * would gain by disagreeing), nor an earlier checker. */
+        exclude = calloc(job->n_attempts + cc->n_checkers + 1, sizeof(*exclude));
+        if (!exclude)
+                return -ENOMEM;
+        for (size_t i = 0; i < job->n_attempts; i++)
+                memcpy(exclude[n_exclude++], job->ids[job->attempts[i].cand], WIRE_NODE_ID_SIZE);
+        for (unsigned i = 0; i < cc->n_checkers; i++)
+                memcpy(exclude[n_exclude++], cc->checkers[i], WIRE_NODE_ID_SIZE);
         a->check = cc;
         cc->job = job;
         cc->attempt = a;
+        cc->child_running = true;
         r = job_submit(job->r, &(struct job_spec) {
                 .skill = job->skill,
                 .inputs = cc->inputs,
                 .max_price = job->max_price,
                 .deadline_usec = job->deadline_usec,
                 .exclude = (const uint8_t (*)[32]) exclude,
-                .n_exclude = 1 + cc->n_checkers,
-                .variant = offer_variant(job->r, job->ids[a->cand], job->skill),
-        }, true, on_check_done, cc, &cc->child);
+                .n_exclude = n_exclude,
+                .variant = variant,
+        }, true, on_check_done, cc, &child);
         if (r < 0) {
+                cc->child_running = false;
                 a->check = NULL;
                 return r;
         }
-        cc->child_running = true;
-        log_debug("Job %" PRIu64 ": its result goes to check job %" PRIu64 ".", job->id, cc->child);
+        /* Its done may have come already (a job that could not even start,
+         * delivered at once when the loop cannot be asked): then cc is
+         * gone. */
+        if (a->check == cc && cc->child_running) {
+                cc->child = child;
+                log_debug("Job %" PRIu64 ": its result goes to check job %" PRIu64 ".", job->id, child);
+        }
         return 0;
 }
 
@@ -1063,10 +1133,16 @@ static void attempt_verify(struct attempt *a, struct swarm_values *outputs, stru
 
         a->latency_usec = now(CLOCK_MONOTONIC) - a->sent_clock_usec;
         a->timer = sd_event_source_disable_unref(a->timer);
-        if (!c) {
+        /* check.* values are ours to add after a check job: a producer
+         * that sent its own would vouch for itself. */
+        r = c ? values_drop_check(&outputs) : -ENOMEM;
+        if (r >= 0)
+                r = values_drop_check(&proof);
+        if (r < 0) {
+                free(c);
                 swarm_values_free(outputs);
                 swarm_values_free(proof);
-                attempt_fail(a, -ENOMEM, false, "out of memory");
+                attempt_fail(a, r, false, "out of memory");
                 return;
         }
         *c = (struct pool_call) { .job = job, .attempt = a, .op = POOL_VERIFY, .outputs = outputs,
@@ -1209,7 +1285,10 @@ static void on_verified(struct attempt *a, struct pool_call *c, const struct poo
         }
         if (cc)
                 cc->checked++;
-        stats_record(job->r, job->ids[a->cand], job->skill, true, a->latency_usec);
+        /* A check's result is only well formed here; whether it was right
+         * is decided by comparison, so it earns the checker nothing yet. */
+        if (!job->is_check)
+                stats_record(job->r, job->ids[a->cand], job->skill, true, a->latency_usec);
         attempt_accept(a, c, true);
 }
 
@@ -1408,7 +1487,7 @@ static void on_priced(struct job *job, const struct pool_result *res) {
                 .variant = variant,
                 /* A verifier without a variant that has results checked
                  * elsewhere (textgen without the model) takes any. */
-                .any_variant = !variant && advert_str(info, "check-inputs"),
+                .any_variant = (job->any_variant = !variant && advert_str(info, "check-inputs")),
                 .local_price = local_price,
                 .list_price = list_price,
                 .max_price = job->max_price,
@@ -1826,6 +1905,10 @@ static int job_submit(struct requester *r, const struct job_spec *spec, bool is_
         if (ret_job)
                 *ret_job = job->id;
 
+        if (!is_check && has_check_values(spec->inputs)) {
+                job_finish(job, -EINVAL, "input names beginning with \"check.\" are reserved for check jobs");
+                return 0;
+        }
         /* A skill is routed by its descriptor's name, not its file's. */
         named = r->skills ? skills_file_of(r->skills, job->skill) : NULL;
         if (named) {

@@ -95,6 +95,8 @@ enum cheat {
         CHEAT_IGNORE_PROMPT,    /* generates from the first prompt token alone */
         CHEAT_RANDOM_TOKENS,    /* returns random tokens (text to match) */
         CHEAT_TRUNCATE,         /* stops after half the tokens, saying "stop" */
+        CHEAT_FORGE_CHECK,      /* adds a check of its own ("ok", its own commitments) to its proof */
+        CHEAT_BLANK_COMMITMENTS,        /* commits to nothing: ids -1 on every row */
 };
 
 struct textgen {
@@ -285,9 +287,13 @@ static int textgen_init(const struct swarm_values *config, void **state) {
                         cheat = CHEAT_RANDOM_TOKENS;
                 else if (strcmp(cheat_name, "truncate") == 0)
                         cheat = CHEAT_TRUNCATE;
+                else if (strcmp(cheat_name, "forge-check") == 0)
+                        cheat = CHEAT_FORGE_CHECK;
+                else if (strcmp(cheat_name, "blank-commitments") == 0)
+                        cheat = CHEAT_BLANK_COMMITMENTS;
                 else {
                         swarm_log(LOG_ERR, "textgen: testing-cheat \"%s\" is not one of ignore-prompt, "
-                                  "random-tokens, truncate", cheat_name);
+                                  "random-tokens, truncate, forge-check, blank-commitments", cheat_name);
                         return -EINVAL;
                 }
                 swarm_log(LOG_WARNING, "textgen: testing-cheat=%s: this provider returns wrong results on purpose",
@@ -466,7 +472,8 @@ static int textgen_advertise(void *state, struct swarm_values *advert) {
         int r;
 
         /* What a check job needs of a result (check.<name> inputs). */
-        r = swarm_values_set_string(advert, "check-inputs", "tokens,text,finish_reason,generated_tokens_count");
+        r = swarm_values_set_string(advert, "check-inputs",
+                                    "tokens,text,finish_reason,generated_tokens_count,context");
         if (r < 0)
                 return r;
         if (!t->model) {
@@ -1018,6 +1025,9 @@ static int generate(struct textgen *t, struct swarm_job *job) {
                         goto out;
         }
         t2 = now_usec();
+        /* A token generated but not kept (its text would not fit) has no
+         * place in the result, nor its commitment. */
+        t->commit_n = n_gen;
         if (t->cheat == CHEAT_TRUNCATE)
                 finish = "stop";
         if (text)
@@ -1079,12 +1089,28 @@ static int textgen_prove(void *state, struct swarm_job *job) {
                 r = swarm_values_add_tensor(proof, "commit-logits", SWARM_DTYPE_F32, 2, shape, &logits);
         if (r < 0)
                 return r;
-        if (t->commit_n == 0) {
+        if (t->commit_n == 0 || t->cheat == CHEAT_BLANK_COMMITMENTS) {
                 memset(ids.data, 0xff, ids.size);       /* -1: none */
                 memset(logits.data, 0, logits.size);
         } else {
                 memcpy(ids.data, t->commit_ids, ids.size);
                 memcpy(logits.data, t->commit_logits, logits.size);
+        }
+        if (t->cheat == CHEAT_FORGE_CHECK) {
+                /* The lie: a check that no checker made. */
+                struct swarm_tensor tokens, copy;
+
+                if ((r = swarm_values_set_string(proof, "check.check-verdict", "ok")) < 0 ||
+                    (r = swarm_values_get_tensor(swarm_job_outputs(job), "tokens", &tokens)) < 0 ||
+                    (r = swarm_values_add_tensor(proof, "check.tokens", SWARM_DTYPE_I32, 1, tokens.shape, &copy)) < 0)
+                        return r;
+                memcpy(copy.data, tokens.data, tokens.size);
+                if ((r = swarm_values_add_tensor(proof, "check.commit-ids", SWARM_DTYPE_I32, 2, shape, &copy)) < 0)
+                        return r;
+                memcpy(copy.data, ids.data, ids.size);
+                if ((r = swarm_values_add_tensor(proof, "check.commit-logits", SWARM_DTYPE_F32, 2, shape, &copy)) < 0)
+                        return r;
+                memcpy(copy.data, logits.data, logits.size);
         }
         return 0;
 }
@@ -1148,8 +1174,8 @@ static void verdict_set(struct verdict *v, const char *format, ...) {
  * generated_tokens_count).  0, -EBADMSG (why in v), -EOPNOTSUPP when this
  * node cannot judge it, or another error. */
 static int verify_values(struct textgen *t, struct verdict *v, const struct swarm_values *in,
-                         const struct swarm_values *out, const struct swarm_values *proof, int32_t *own_ids,
-                         float *own_logits) {
+                         const struct swarm_values *out, const struct swarm_values *proof, int64_t claimed_ctx,
+                         int32_t *own_ids, float *own_logits) {
         struct swarm_job *job = v->job;
         const struct llama_hparams *hp = llama_model_hparams(t->model);
         const char *text, *finish;
@@ -1193,8 +1219,9 @@ static int verify_values(struct textgen *t, struct verdict *v, const struct swar
                 return -EBADMSG;
         }
 proof_done:
+        /* A checker judges "length" by the producer's context, as given. */
         if (!proof)
-                provider_ctx = (int64_t) llama_context_n_ctx(t->ctx);
+                provider_ctx = claimed_ctx > 0 ? claimed_ctx : (int64_t) llama_context_n_ctx(t->ctx);
         if (swarm_values_get_tensor(out, "tokens", &tt) < 0 || tt.dtype != SWARM_DTYPE_I32 || tt.ndim != 1 ||
             swarm_values_get_int(out, "generated_tokens_count", &n_gen_i) < 0 ||
             swarm_values_get_string(out, "text", &text) < 0 ||
@@ -1387,7 +1414,8 @@ static int verify_by_check(struct textgen *t, struct swarm_job *job, const struc
                            const struct swarm_values *proof) {
         struct swarm_tensor tokens, checked, ids, logits, check_ids, check_logits;
         struct commit_mismatch why;
-        const char *verdict;
+        const char *verdict, *text, *finish;
+        int64_t n_gen;
 
         if (swarm_values_get_string(proof, "check.check-verdict", &verdict) < 0) {
                 swarm_job_set_error(job, "this node holds no copy of the model: another provider of it must check "
@@ -1398,8 +1426,17 @@ static int verify_by_check(struct textgen *t, struct swarm_job *job, const struc
                 swarm_job_set_error(job, "an independent check of the result failed: %s", verdict);
                 return -EBADMSG;
         }
-        if (swarm_values_get_tensor(out, "tokens", &tokens) < 0 ||
-            swarm_values_get_tensor(proof, "check.tokens", &checked) < 0 || tokens.size != checked.size ||
+        /* What needs no model: the result's own shape. */
+        if (swarm_values_get_tensor(out, "tokens", &tokens) < 0 || tokens.dtype != SWARM_DTYPE_I32 ||
+            tokens.ndim != 1 || swarm_values_get_int(out, "generated_tokens_count", &n_gen) < 0 || n_gen < 0 ||
+            tokens.n_elements != (uint64_t) (n_gen ?: 1) || swarm_values_get_string(out, "text", &text) < 0 ||
+            swarm_values_get_string(out, "finish_reason", &finish) < 0 ||
+            (strcmp(finish, "stop") != 0 && strcmp(finish, "length") != 0)) {
+                swarm_job_set_error(job, "the result is malformed: tokens (i32, one per generated token), "
+                                    "generated_tokens_count, text and finish_reason (stop or length) do not agree");
+                return -EBADMSG;
+        }
+        if (swarm_values_get_tensor(proof, "check.tokens", &checked) < 0 || tokens.size != checked.size ||
             memcmp(tokens.data, checked.data, tokens.size) != 0) {
                 swarm_job_set_error(job, "the check was of other tokens than the result's");
                 return -EBADMSG;
@@ -1409,17 +1446,16 @@ static int verify_by_check(struct textgen *t, struct swarm_job *job, const struc
             swarm_values_get_tensor(proof, "check.commit-ids", &check_ids) < 0 ||
             swarm_values_get_tensor(proof, "check.commit-logits", &check_logits) < 0 ||
             ids.dtype != SWARM_DTYPE_I32 || logits.dtype != SWARM_DTYPE_F32 || ids.ndim != 2 ||
-            ids.shape[1] != COMMIT_K || ids.size != check_ids.size || logits.size != check_logits.size ||
-            ids.shape[0] * COMMIT_K * sizeof(float) != logits.size) {
+            ids.shape[1] != COMMIT_K || ids.shape[0] != (uint64_t) (n_gen ?: 1) || ids.size != check_ids.size ||
+            logits.size != check_logits.size || ids.shape[0] * COMMIT_K * sizeof(float) != logits.size) {
                 swarm_job_set_error(job, "the proof's commitments (commit-ids, commit-logits) are missing or do not "
                                     "match the check's in shape");
                 return -EBADMSG;
         }
-        for (uint64_t g = 0; g < ids.shape[0]; g++) {
+        /* No token generated: one placeholder row, nothing committed. */
+        for (uint64_t g = 0; g < (uint64_t) n_gen; g++) {
                 const int32_t *a = (const int32_t *) ids.data + g * COMMIT_K;
 
-                if (a[0] < 0)
-                        continue;       /* no token generated: nothing committed */
                 if (commit_compare(COMMIT_K, a, (const float *) logits.data + g * COMMIT_K,
                                    (const int32_t *) check_ids.data + g * COMMIT_K,
                                    (const float *) check_logits.data + g * COMMIT_K, t->commit_tolerance, &why) < 0) {
@@ -1447,7 +1483,7 @@ static int textgen_verify(void *state, struct swarm_job *job) {
                 return verify_check_result(job, in, swarm_job_outputs(job));
         if (!t->model)
                 return verify_by_check(t, job, swarm_job_outputs(job), swarm_job_proof(job));
-        return verify_values(t, &v, in, swarm_job_outputs(job), swarm_job_proof(job), NULL, NULL);
+        return verify_values(t, &v, in, swarm_job_outputs(job), swarm_job_proof(job), 0, NULL, NULL);
 }
 
 /* A check job (inputs check.*: another provider's result): this model's
@@ -1460,7 +1496,7 @@ static int execute_check(struct textgen *t, struct swarm_job *job) {
         struct verdict v = { .job = job };
         struct swarm_tensor tokens, t_out, ids, logits;
         const char *text = "", *finish = "length";
-        int64_t n_gen = 0;
+        int64_t n_gen = 0, context;
         uint64_t rows;
         int32_t *own_ids = NULL;
         float *own_logits = NULL;
@@ -1493,7 +1529,9 @@ static int execute_check(struct textgen *t, struct swarm_job *job) {
                 goto out;
         memcpy(t_out.data, tokens.data, tokens.size);
 
-        r = verify_values(t, &v, in, claimed, NULL, own_ids, own_logits);
+        if (swarm_values_get_int(in, "check.context", &context) < 0)
+                context = 0;
+        r = verify_values(t, &v, in, claimed, NULL, context, own_ids, own_logits);
         if (r < 0 && r != -EBADMSG)
                 goto out;       /* could not judge: the check job fails, another checker is asked */
         /* A verdict against the result is this job's success. */
@@ -1550,6 +1588,8 @@ static const struct swarm_param textgen_inputs[] = {
           "check job: the finish_reason to check" },
         { "check.generated_tokens_count", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
           "check job: the generated_tokens_count to check" },
+        { "check.context", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "check job: the producer's context size (where \"length\" stopped)" },
         {}
 };
 

@@ -241,9 +241,11 @@ struct swarm_skill {
 
         /* Requester side: checks swarm_job_outputs() (and the proof) against
          * the inputs, much more cheaply than execute().  Returns 0 when the
-         * result is accepted, -EBADMSG when it is wrong.  May be called in a
-         * worker that never ran init() for execution: state is still what
-         * init() returned. */
+         * result is accepted, -EBADMSG when it is wrong, -EOPNOTSUPP when
+         * this node cannot judge it (not the provider's fault), -EREMOTE
+         * when another provider of the skill must check it (see init():
+         * check jobs).  May be called in a worker that never ran init() for
+         * execution: state is still what init() returned. */
         int (*verify)(void *state, struct swarm_job *job);
 
         /* ABI 1.2: what jobs hold and what results hold, as lists ended
