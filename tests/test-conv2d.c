@@ -93,7 +93,7 @@ static double gamma_n(double n) {
 
 /* Odd sizes, 1×1, 3×3, 5×5 and 1×7 kernels, strides, padding, dilation,
  * groups and depthwise, a batch, and a dot product longer than one im2col
- * tile (4096·9 > 2^18 / 32 rows: split along the rows). */
+ * tile (4096·9 > 2^20 / 32 rows: split along the rows). */
 static const struct nn_conv2d shapes[] = {
         SHAPE(1, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1),
         SHAPE(2, 8, 11, 13, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1),        /* pointwise: no im2col */

@@ -39,10 +39,12 @@ struct cpu_backend {
         float **cols;
 };
 
-/* A convolution's im2col tile per thread: 1 MiB of f32, which keeps the
- * tile in L2 while sgemm packs it (bench-conv2d measured 2^16 … 2^20
- * floats within a few per cent of each other on SD-UNet shapes). */
-#define CONV_TILE_FLOATS ((size_t) 1 << 18)
+/* A convolution's im2col tile per thread: 4 MiB of f32.  bench-conv2d on
+ * SD-UNet shapes, 2 threads, GFLOP/s for 2^16 / 2^18 / 2^20 floats:
+ * 320×64² 3×3 153 / 174 / 184, 640×32² 137 / 132 / 172, 1280×16² 131 / 135
+ * / 113, 1×1 173 / 166 / 192: wider tiles give sgemm wider panels, except
+ * where few pixels leave a thread with less to do (1280×16²: 256). */
+#define CONV_TILE_FLOATS ((size_t) 1 << 20)
 /* Output pixels per tile at least, so that sgemm gets a useful width even
  * where a tile of the im2col rows must be split. */
 #define CONV_PIXELS_MIN 32
