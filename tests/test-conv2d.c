@@ -242,6 +242,10 @@ Test(conv_engine, group_norm_matches_its_definition) {
         be->ops->read(be, y, dx, total);
         for (size_t i = 0; i < total; i++)
                 cr_assert(fabsf(y[i]) < 3.0f, "normalised values of uniform inputs lie within ±√3");
+        be->ops->release(be, dx);
+        be->ops->release(be, dy);
+        be->ops->release(be, dg);
+        be->ops->release(be, db);
         nn_backend_free(be);
         free(x);
         free(gamma);
@@ -264,6 +268,8 @@ Test(conv_engine, upsample2x_repeats_each_pixel_twice_each_way) {
                 for (size_t i = 0; i < 2 * h; i++)
                         for (size_t j = 0; j < 2 * w; j++)
                                 cr_assert_eq(y[(p * 2 * h + i) * 2 * w + j], x[(p * h + i / 2) * w + j / 2]);
+        be->ops->release(be, dx);
+        be->ops->release(be, dy);
         nn_backend_free(be);
         free(x);
         free(y);
