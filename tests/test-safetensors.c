@@ -13,6 +13,7 @@
 
 #include "nn-type.h"
 #include "safetensors.h"
+#include "sd-tiny.h"
 
 static char dir[] = "/tmp/test-safetensors-XXXXXX";
 
@@ -202,4 +203,68 @@ Test(safetensors, truncated_and_oversized_files_are_refused) {
                 snprintf(path, sizeof(path), "%s/missing.safetensors", dir);
                 cr_assert_eq(safetensors_open(path, &s, err, sizeof(err)), -ENOENT);
         }
+}
+
+/* The random-weight SD 1.x checkpoint reads back with the names and shapes
+ * of v1-5-pruned-emaonly.safetensors (as functions of the widths). */
+Test(safetensors, a_tiny_sd_checkpoint_has_the_sd15_layout) {
+        struct sd_tiny_spec spec = sd_tiny_spec_default();
+        const uint64_t c = spec.model_channels, v = spec.vae_channels, d = spec.context_dim;
+        const struct {
+                const char *name;
+                uint32_t ndim;
+                uint64_t shape[4];
+        } expect[] = {
+                { "model.diffusion_model.time_embed.0.weight", 2, { 4 * c, c } },
+                { "model.diffusion_model.input_blocks.0.0.weight", 4, { c, 4, 3, 3 } },
+                { "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", 2, { c, d } },
+                { "model.diffusion_model.input_blocks.3.0.op.weight", 4, { c, c, 3, 3 } },
+                { "model.diffusion_model.input_blocks.4.0.skip_connection.weight", 4, { 2 * c, c, 1, 1 } },
+                { "model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.weight", 2,
+                  { 32 * c, 4 * c } },
+                { "model.diffusion_model.input_blocks.11.0.out_layers.3.weight", 4, { 4 * c, 4 * c, 3, 3 } },
+                { "model.diffusion_model.middle_block.1.proj_in.weight", 4, { 4 * c, 4 * c, 1, 1 } },
+                { "model.diffusion_model.output_blocks.0.0.in_layers.0.weight", 1, { 8 * c } },
+                { "model.diffusion_model.output_blocks.2.1.conv.weight", 4, { 4 * c, 4 * c, 3, 3 } },
+                { "model.diffusion_model.output_blocks.5.2.conv.weight", 4, { 4 * c, 4 * c, 3, 3 } },
+                { "model.diffusion_model.output_blocks.8.2.conv.weight", 4, { 2 * c, 2 * c, 3, 3 } },
+                { "model.diffusion_model.output_blocks.11.0.skip_connection.weight", 4, { c, 2 * c, 1, 1 } },
+                { "model.diffusion_model.out.2.weight", 4, { 4, c, 3, 3 } },
+                { "first_stage_model.decoder.conv_in.weight", 4, { 4 * v, 4, 3, 3 } },
+                { "first_stage_model.decoder.up.3.upsample.conv.weight", 4, { 4 * v, 4 * v, 3, 3 } },
+                { "first_stage_model.decoder.up.1.block.0.nin_shortcut.weight", 4, { 2 * v, 4 * v, 1, 1 } },
+                { "first_stage_model.decoder.mid.attn_1.q.weight", 4, { 4 * v, 4 * v, 1, 1 } },
+                { "first_stage_model.decoder.conv_out.weight", 4, { 3, v, 3, 3 } },
+                { "first_stage_model.encoder.down.1.block.0.nin_shortcut.weight", 4, { 2 * v, v, 1, 1 } },
+                { "first_stage_model.post_quant_conv.weight", 4, { 4, 4, 1, 1 } },
+                { "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", 2,
+                  { spec.vocab, d } },
+                { "cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc1.weight", 2, { spec.text_ff, d } },
+                { "cond_stage_model.transformer.text_model.final_layer_norm.bias", 1, { d } },
+        };
+        struct safetensors *s;
+        char path[256], err[256];
+        size_t n;
+
+        snprintf(path, sizeof(path), "%s/sd-tiny.safetensors", dir);
+        cr_assert_eq(sd_tiny_write(&spec, path, &n, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(safetensors_open(path, &s, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(safetensors_count(s), n);
+        for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+                const struct st_tensor *t = safetensors_find(s, expect[i].name);
+
+                cr_assert_not_null(t, "no %s", expect[i].name);
+                cr_assert_eq(t->dtype, ST_F16);
+                cr_assert_eq(t->ndim, expect[i].ndim, "%s", expect[i].name);
+                for (uint32_t k = 0; k < t->ndim; k++)
+                        cr_assert_eq(t->shape[k], expect[i].shape[k], "%s: dimension %u is %llu", expect[i].name, k,
+                                     (unsigned long long) t->shape[k]);
+        }
+        cr_assert_eq(safetensors_find(s, "cond_stage_model.transformer.text_model.embeddings.position_ids")->dtype,
+                     ST_I64);
+        /* Blocks that SD 1.x does not have. */
+        cr_assert_null(safetensors_find(s, "model.diffusion_model.input_blocks.10.1.norm.weight"));
+        cr_assert_null(safetensors_find(s, "model.diffusion_model.output_blocks.11.1.conv.weight"));
+        cr_assert_null(safetensors_find(s, "first_stage_model.decoder.up.0.upsample.conv.weight"));
+        safetensors_close(s);
 }
