@@ -193,6 +193,10 @@ Test(conv_engine, validate_names_what_is_wrong) {
         p = SHAPE(1, 6, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1);
         p.w = NN_CONV_DIM_MAX + 1;
         cr_assert_eq(nn_conv2d_validate(&p, err, sizeof(err)), -E2BIG);
+        /* 131,073 × 32,769 output pixels: below 2^40, past BLAS's int. */
+        p = SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 1, 65536, 16384, 1, 1, 1);
+        cr_assert_eq(nn_conv2d_validate(&p, err, sizeof(err)), -E2BIG);
+        cr_assert_not_null(strstr(err, "2^31"), "%s", err);
 }
 
 Test(conv_engine, group_norm_matches_its_definition) {
@@ -339,7 +343,7 @@ static void honest_done(struct honest *h) {
 static double pixel_tolerance(const struct honest *h, uint32_t n, uint32_t g, uint64_t pix) {
         const struct nn_conv2d *p = &h->p;
         uint64_t pixels = (uint64_t) nn_conv2d_out_h(p) * nn_conv2d_out_w(p), kg = p->k / p->groups;
-        double habs = 0, babs = 0, yabs = 0;
+        double habs = 0, babs = 0, yabs = 0, wabs = 0;
 
         for (uint64_t k = g * kg; k < (g + 1) * kg; k++) {
                 uint64_t o = ((uint64_t) n * p->k + k) * pixels + pix;
@@ -347,8 +351,10 @@ static double pixel_tolerance(const struct honest *h, uint32_t n, uint32_t g, ui
                 habs += h->absref[o] - (h->b ? fabs(h->b[k]) : 0);
                 babs += h->b ? fabs(h->b[k]) : 0;
                 yabs += fabs(h->y[o]);
+                for (uint64_t q = 0; q < nn_conv2d_dot_len(p); q++)
+                        wabs += fabs(h->w[k * nn_conv2d_dot_len(p) + q]);
         }
-        return conv_check_tolerance(nn_conv2d_dot_len(p), (uint32_t) kg, 0, habs, babs, yabs);
+        return conv_check_tolerance(nn_conv2d_dot_len(p), (uint32_t) kg, 0, habs, babs, yabs, wabs);
 }
 
 Test(conv_check, accepts_honest_results_on_every_shape_and_thread_count) {
@@ -458,6 +464,35 @@ Test(conv_check, rejects_wrong_bias_swapped_channels_and_a_shifted_image) {
         cr_assert_eq(conv_check(&p, h.x, h.w, NULL, h.y, &(struct conv_check_params) { .rounds = 8 }, NULL), -EBADMSG);
         cr_assert_eq(conv_check(&p, h.x, h.w, h.b, h.y, &(struct conv_check_params) { .rounds = 8 }, NULL), 0);
         free(copy);
+        honest_done(&h);
+}
+
+/* Outputs no input could give: every value FLT_MAX (which would make
+ * float sums of |y| infinite, and so the tolerance), or one output past
+ * the largest possible; and inputs so large the check's sums could
+ * overflow are refused. */
+Test(conv_check, rejects_outputs_larger_than_the_inputs_allow) {
+        const struct nn_conv2d p = SHAPE(1, 4, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2);
+        struct conv_check_report rep;
+        struct honest h;
+
+        rng_state = 13;
+        honest_make(&h, &p, true, 1);
+        for (uint64_t i = 0; i < nn_conv2d_y_elems(&p); i++)
+                h.y[i] = FLT_MAX;
+        cr_assert_eq(conv_check(&p, h.x, h.w, h.b, h.y, &(struct conv_check_params) { .rounds = 4 }, &rep), -EBADMSG);
+        cr_assert_eq(rep.verdict, CONV_CHECK_TOO_LARGE);
+        honest_done(&h);
+
+        honest_make(&h, &p, true, 1);
+        h.y[17] = 1e6f;
+        cr_assert_eq(conv_check(&p, h.x, h.w, h.b, h.y, &(struct conv_check_params) { .rounds = 4 }, &rep), -EBADMSG);
+        cr_assert_eq(rep.verdict, CONV_CHECK_TOO_LARGE);
+        cr_assert_eq(rep.pixel, 17);
+        h.y[17] = 0;
+        h.w[0] = 1e37f;
+        cr_assert_eq(conv_check(&p, h.x, h.w, h.b, h.y, &(struct conv_check_params) { .rounds = 4 }, NULL), -ERANGE);
+        cr_assert_eq(conv_check_inputs_in_range(&p, h.x, h.w, h.b), -ERANGE);
         honest_done(&h);
 }
 

@@ -167,6 +167,25 @@ Test(safetensors, hostile_headers_are_refused_naming_what_is_wrong) {
         refused("{\"__metadata__\":[1]}", 0, "__metadata__ is not an object");
         refused("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "empty");
         refused("{\"a\":\"\xff\xfe\"}", 0, "not valid JSON");
+        refused("{\"a\":{\"dtype\":null,\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "unknown dtype \"null\"");
+        /* An empty tensor where another starts is no overlap. */
+        cr_assert_eq(parse_raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                               "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 8, true, err,
+                               sizeof(err)), 0, "%s", err);
+        /* Millions of entries are refused before they are parsed. */
+        {
+                size_t n = SAFETENSORS_TENSORS_MAX + 1, len = 0;
+                char *h = malloc(n * 40 + 16);
+
+                cr_assert_not_null(h);
+                len += (size_t) sprintf(h, "{");
+                for (size_t i = 0; i < n; i++)
+                        len += (size_t) sprintf(h + len, "%s\"%zx\":{\"data_offsets\":0}", i ? "," : "", i);
+                sprintf(h + len, "}");
+                cr_assert_eq(parse_raw(h, 0, true, err, sizeof(err)), -E2BIG);
+                cr_assert_not_null(strstr(err, "more than 200000 tensors"), "%s", err);
+                free(h);
+        }
 }
 
 Test(safetensors, truncated_and_oversized_files_are_refused) {

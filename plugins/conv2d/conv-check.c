@@ -26,14 +26,15 @@ static double gamma_n(double n) {
 }
 
 double conv_check_tolerance(uint64_t dot_len, uint32_t k_per_group, double input_roundoff, double h, double bias_abs,
-                            double y_abs) {
+                            double y_abs, double w_abs) {
         double L = (double) dot_len, u_in = input_roundoff;
         double rho = (2 * u_in + u_in * u_in) + gamma_n(L + 3) * (1 + u_in) * (1 + u_in);
 
         return (CONV_CHECK_SIGMA * rho + gamma_n(L + 1) + 2 * gamma_n(k_per_group)) * (1 + 2 * gamma_n(L)) *
                (h + bias_abs) +
                2 * gamma_n((double) k_per_group + 1) * y_abs +
-               k_per_group * CONV_CHECK_SIGMA * (L + 2) * FLT_MIN + (L + k_per_group) * FLT_MIN;
+               k_per_group * CONV_CHECK_SIGMA * (L + 2) * FLT_MIN + (L + k_per_group) * FLT_MIN +
+               CONV_CHECK_SIGMA * FLT_MIN * w_abs;
 }
 
 struct group_proj {
@@ -42,6 +43,7 @@ struct group_proj {
         float *wabs;            /* [L]: Σ_k |W_kq| */
         double *bu;             /* [rounds]: uᵀ·b_g */
         double babs;            /* Σ_k |b_k| */
+        double wsum;            /* Σ |W_g|: subnormal inputs a device flushes can move an output by FLT_MIN each */
 };
 
 struct check_task {
@@ -64,7 +66,7 @@ struct unit_scratch {
         float *z;               /* [rounds][tile]: (uᵀ·W)·im2col */
         float *lhs;             /* [rounds][tile]: uᵀ·y */
         float *h;               /* [tile]: (Σ|W|)·|im2col| */
-        float *y_abs;           /* [tile]: Σ_k |y| */
+        double *y_abs;          /* [tile]: Σ_k |y| */
 };
 
 static bool sign_negative(const uint64_t *signs, uint64_t k, unsigned round) {
@@ -85,6 +87,9 @@ static void check_unit(struct check_task *t, uint64_t u, struct unit_scratch *sc
                 rows = t->L;
         if (rows == 0)
                 rows = 1;
+        /* beta 0 need not read them, but an implementation may (0·NaN). */
+        memset(sc->h, 0, np * sizeof(float));
+        memset(sc->z, 0, rounds * np * sizeof(float));
         for (uint64_t q0 = 0; q0 < t->L; q0 += rows) {
                 uint64_t q1 = q0 + rows < t->L ? q0 + rows : t->L, nq = q1 - q0;
                 float beta = q0 == 0 ? 0.0f : 1.0f;
@@ -101,7 +106,7 @@ static void check_unit(struct check_task *t, uint64_t u, struct unit_scratch *sc
          * both reading y's rows in order. */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rounds, (int) np, (int) t->kg, 1.0f, g->u,
                     (int) t->kg, yg + p0, (int) t->pixels, 0.0f, sc->lhs, (int) np);
-        memset(sc->y_abs, 0, np * sizeof(float));
+        memset(sc->y_abs, 0, np * sizeof(double));
         for (uint64_t k = 0; k < t->kg; k++) {
                 const float *yk = yg + k * t->pixels + p0;
 
@@ -111,7 +116,7 @@ static void check_unit(struct check_task *t, uint64_t u, struct unit_scratch *sc
 
         for (uint64_t i = 0; i < np; i++) {
                 double tol = conv_check_tolerance(t->L, (uint32_t) t->kg, t->params->input_roundoff, sc->h[i], g->babs,
-                                                  sc->y_abs[i]);
+                                                  sc->y_abs[i], g->wsum);
 
                 for (unsigned r = 0; r < rounds; r++) {
                         double lhs = sc->lhs[r * np + i], rhs = (double) sc->z[r * np + i] + g->bu[r];
@@ -139,7 +144,7 @@ static void check_worker(void *arg, unsigned ith, unsigned nth) {
                 .z = malloc(rounds * t->tile * sizeof(float)),
                 .lhs = malloc(rounds * t->tile * sizeof(float)),
                 .h = malloc(t->tile * sizeof(float)),
-                .y_abs = malloc(t->tile * sizeof(float)),
+                .y_abs = malloc(t->tile * sizeof(double)),
         };
 
         if (!sc.col || !sc.z || !sc.lhs || !sc.h || !sc.y_abs)
@@ -166,6 +171,24 @@ static bool all_finite(const float *v, uint64_t n) {
         for (uint64_t i = 0; i < n; i++)
                 probe += v[i] * 0.0f;
         return !isnan(probe);
+}
+
+static float max_abs(const float *v, uint64_t n) {
+        float m = 0;
+
+        for (uint64_t i = 0; i < n; i++)
+                m = fmaxf(m, fabsf(v[i]));
+        return m;
+}
+
+int conv_check_inputs_in_range(const struct nn_conv2d *p, const float *x, const float *w, const float *bias) {
+        double L = (double) nn_conv2d_dot_len(p), kg = (double) (p->k / p->groups);
+        double bound = L * (double) max_abs(x, nn_conv2d_x_elems(p)) * (double) max_abs(w, nn_conv2d_w_elems(p)) +
+                       (bias ? (double) max_abs(bias, p->k) : 0);
+
+        /* The check sums k/groups outputs, and projections of k/groups
+         * weights over L inputs, in float: none may overflow. */
+        return bound * (kg + 1) * 4 < FLT_MAX ? 0 : -ERANGE;
 }
 
 static int draw_signs(uint64_t *signs, uint64_t n) {
@@ -237,8 +260,10 @@ static int project(const struct nn_conv2d *p, const float *w, const float *bias,
                         if (bias)
                                 gp->babs += fabs((double) bias[g * kg + k]);
                 }
-                for (uint64_t q = 0; q < L; q++)
+                for (uint64_t q = 0; q < L; q++) {
                         gp->wabs[q] = nextafterf(gp->wabs[q] * up, INFINITY);
+                        gp->wsum += gp->wabs[q];
+                }
         }
         *ret = proj;
         return 0;
@@ -264,6 +289,28 @@ int conv_check(const struct nn_conv2d *p, const float *x, const float *w, const 
         if (!all_finite(x, nn_conv2d_x_elems(p)) || !all_finite(w, nn_conv2d_w_elems(p)) ||
             (bias && !all_finite(bias, p->k)))
                 return -EDOM;
+        if (conv_check_inputs_in_range(p, x, w, bias) < 0)
+                return -ERANGE;
+        /* No honest output is larger than L·max|x|·max|w| + max|b| (and
+         * its rounding): a larger one is wrong, whatever the rounds say
+         * (and would overflow the check's float sums). */
+        {
+                double L = (double) t.L;
+                double bound = (L * (double) max_abs(x, nn_conv2d_x_elems(p)) * (double) max_abs(w, nn_conv2d_w_elems(p)) +
+                                (bias ? (double) max_abs(bias, p->k) : 0)) * (1 + 4 * gamma_n(L + 3)) +
+                               (L + 2) * FLT_MIN;
+
+                for (uint64_t i = 0; i < nn_conv2d_y_elems(p); i++)
+                        if (fabs((double) y[i]) > bound) {
+                                ret->verdict = CONV_CHECK_TOO_LARGE;
+                                ret->image = (uint32_t) (i / (p->k * t.pixels));
+                                ret->channel = (uint32_t) ((i / t.pixels) % p->k);
+                                ret->pixel = i % t.pixels;
+                                ret->rhs = y[i];
+                                ret->tolerance = bound;
+                                return -EBADMSG;
+                        }
+        }
         if (!all_finite(y, nn_conv2d_y_elems(p))) {
                 for (uint64_t i = 0; i < nn_conv2d_y_elems(p); i++)
                         if (!isfinite(y[i])) {

@@ -25,6 +25,10 @@
  * where h_p = Σ_k h_kp = Σ_q (Σ_k |w_kq|)·|col_qp|, B = Σ_k |b_k|, S_p =
  * Σ_k |ŷ_kp|, k_g = k/groups, σ = 2 and γ(j) = j·2^-24 / (1 − j·2^-24).
  *
+ * Before any round, an output larger than any these inputs can give
+ * (L·max|x|·max|w| + max|b|, with rounding) is rejected, and inputs that
+ * large are refused: the float sums below cannot overflow.
+ *
  * What it catches: one output off by |δ| > 2·tol_p is rejected in every
  * round; outputs off in ways that cancel in one round are rejected with
  * probability ≥ 1 − 2^-rounds.  An honest result is never rejected (the
@@ -48,6 +52,7 @@ enum conv_check_verdict {
         CONV_CHECK_ACCEPTED,
         CONV_CHECK_MISMATCH,    /* |lhs − rhs| > tolerance at (image, group, pixel), round */
         CONV_CHECK_NOT_FINITE,  /* y(image, channel, pixel) is NaN or infinite */
+        CONV_CHECK_TOO_LARGE,   /* y(image, channel, pixel) is larger than any output of these inputs (tolerance) */
 };
 
 struct conv_check_report {
@@ -74,11 +79,20 @@ struct conv_check_params {
 /* x, w, bias (NULL: none) and y in the layouts of nn-conv.h; p valid.
  * 0 when y is accepted; -EBADMSG when rejected (*ret, if not NULL, says
  * where and why); -EDOM when x, w or bias holds a NaN or infinity;
- * -EINVAL for bad parameters (no rounds, a dot product longer than
- * CONV_CHECK_DOT_MAX); -ENOMEM; a getrandom() error. */
+ * -ERANGE when x, w and bias are so large that the check's float sums
+ * could overflow (conv_check_inputs_in_range()); -EINVAL for bad
+ * parameters (no rounds, a dot product longer than CONV_CHECK_DOT_MAX);
+ * -ENOMEM; a getrandom() error. */
 int conv_check(const struct nn_conv2d *p, const float *x, const float *w, const float *bias, const float *y,
                const struct conv_check_params *params, struct conv_check_report *ret);
 
-/* tol_p above, from h_p, B and S_p: for tests, which compute h_p exactly. */
+/* tol_p above, from h_p, B, S_p and Σ|W_g| (for subnormal inputs a
+ * device flushes to zero: σ·FLT_MIN·Σ|W_g| more): for tests, which
+ * compute h_p exactly. */
 double conv_check_tolerance(uint64_t dot_len, uint32_t k_per_group, double input_roundoff, double h, double bias_abs,
-                            double y_abs);
+                            double y_abs, double w_abs);
+
+/* 0 when the check's float sums cannot overflow for these inputs
+ * (L·max|x|·max|w| + max|b|, times (k/groups + 1), times 4, below
+ * FLT_MAX); else -ERANGE.  A provider refuses such jobs up front. */
+int conv_check_inputs_in_range(const struct nn_conv2d *p, const float *x, const float *w, const float *bias);

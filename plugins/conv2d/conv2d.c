@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The conv2d skill: y = conv2d(x, w) + bias for f32 NCHW tensors on the
  * shared engine (OpenBLAS on the CPU, cuDNN on a GPU), checked by the
- * requester with a Freivalds check on the im2col form (conv-check.h) in a
- * few per cent of the convolution's work.  See README.md for the inputs,
- * outputs and settings. */
+ * requester with a Freivalds check on the im2col form (conv-check.h), whose
+ * arithmetic is rounds/(k/groups) of the convolution's (it measures a
+ * quarter to three quarters of its time on a CPU: README.md).  See README.md
+ * for the inputs, outputs and settings. */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -340,8 +341,13 @@ static int job_parse(const struct conv_state *s, const struct swarm_values *inpu
         /* x, w, bias and y, each once on the device (CPU: copies of the
          * job's memory) and y once more in the result.  Each count is below
          * 2^40 (nn_conv2d_validate), so the sum fits. */
-        bytes = (nn_conv2d_x_elems(&j->p) + nn_conv2d_w_elems(&j->p) + j->p.k + 2 * nn_conv2d_y_elems(&j->p)) *
-                sizeof(float);
+        /* Plus what the check holds: the projected weights (rounds per
+         * group input), the signs, a report per tile of 32 pixels. */
+        bytes = (nn_conv2d_x_elems(&j->p) + nn_conv2d_w_elems(&j->p) + j->p.k + 2 * nn_conv2d_y_elems(&j->p) +
+                 (uint64_t) s->verify_rounds * (nn_conv2d_w_elems(&j->p) / (j->p.k / j->p.groups) + j->p.k)) *
+                        sizeof(float) +
+                (uint64_t) j->p.n * j->p.groups *
+                        (((uint64_t) nn_conv2d_out_h(&j->p) * nn_conv2d_out_w(&j->p) + 31) / 32) * 64;
         if (bytes > s->memory_budget) {
                 snprintf(err, err_size, "x (%" PRIu32 "x%" PRIu32 "x%" PRIu32 "x%" PRIu32 "), w and y (%" PRIu32
                          "x%" PRIu32 "x%" PRIu32 "x%" PRIu32 ") need %" PRIu64 " bytes, over this worker's memory "
@@ -404,6 +410,23 @@ static int run_conv(struct conv_state *s, const struct nn_conv2d *p, const float
         r = be->ops->status(be);
         if (r < 0 && job)
                 swarm_job_set_error(job, "the convolution failed on %s: %s", be->ops->name, strerror(-r));
+        if (r < 0) {
+                /* A CUDA backend's errors are sticky: start afresh for the
+                 * next job, or have the worker restarted if that fails. */
+                char why[256];
+
+                for (float **d = (float *[]) { dx, dw, db, dy }, **end = d + 4; d < end; d++)
+                        if (*d)
+                                be->ops->release(be, *d);
+                dx = dw = db = dy = NULL;
+                nn_backend_free(s->be);
+                s->be = NULL;
+                if (nn_cuda_backend_new(s->cuda_index, &s->be, why, sizeof(why)) < 0) {
+                        swarm_log(LOG_ERR, "conv2d: the GPU cannot be used again (%s): exiting", why);
+                        exit(EXIT_FAILURE);
+                }
+                return r;
+        }
 done:
         if (dx)
                 be->ops->release(be, dx);
@@ -577,6 +600,11 @@ static int conv_execute(void *state, struct swarm_job *job) {
                 r = check_finite("w", j.w.data, j.w.n_elements, err, sizeof(err));
         if (r >= 0 && j.has_bias)
                 r = check_finite("bias", j.bias.data, j.bias.n_elements, err, sizeof(err));
+        if (r >= 0 && conv_check_inputs_in_range(&j.p, j.x.data, j.w.data, j.has_bias ? j.bias.data : NULL) < 0) {
+                snprintf(err, sizeof(err), "x, w and bias are too large to verify in float (their products could "
+                         "overflow): scale them down");
+                r = -EINVAL;
+        }
         if (r < 0) {
                 swarm_job_set_error(job, "%s", err);
                 return r;
@@ -628,10 +656,18 @@ static int conv_verify(void *state, struct swarm_job *job) {
 
         r = conv_check(&j.p, j.x.data, j.w.data, j.has_bias ? j.bias.data : NULL, y.data,
                        &(struct conv_check_params) {
-                               .rounds = s->verify_rounds,
-                               .input_roundoff = j.p.allow_tf32 ? 0x1p-11 : 0,
+                               /* With one output channel per group uᵀ·y is ±y:
+                                * one round compares every output exactly. */
+                               .rounds = j.p.k == j.p.groups ? 1 : s->verify_rounds,
+                               /* TF32 may truncate rather than round: 10 bits. */
+                               .input_roundoff = j.p.allow_tf32 ? 0x1p-10 : 0,
                                .pool = s->pool,
                        }, &report);
+        if (r == -ERANGE) {
+                swarm_job_set_error(job, "x, w and bias are too large to verify in float (their products could "
+                                    "overflow)");
+                return -EINVAL;
+        }
         if (r == -EDOM) {
                 r = check_finite("x", j.x.data, j.x.n_elements, err, sizeof(err));
                 if (r >= 0)
@@ -646,6 +682,10 @@ static int conv_verify(void *state, struct swarm_job *job) {
                         swarm_job_set_error(job, "the result's y(%" PRIu32 ", %" PRIu32 ", pixel %" PRIu64 ") is %s",
                                             report.image, report.channel, report.pixel,
                                             isnan(report.rhs) ? "NaN" : "infinite");
+                else if (report.verdict == CONV_CHECK_TOO_LARGE)
+                        swarm_job_set_error(job, "the result's y(%" PRIu32 ", %" PRIu32 ", pixel %" PRIu64 ") is %.9g, "
+                                            "larger than any output of these inputs (at most %.9g)", report.image,
+                                            report.channel, report.pixel, report.rhs, report.tolerance);
                 else
                         swarm_job_set_error(job, "image %" PRIu32 ", group %" PRIu32 ", pixel %" PRIu64 " (row %" PRIu64
                                             ", column %" PRIu64 "), round %u of %u: uᵀ·y = %.9g but (uᵀ·w)·x + "

@@ -100,6 +100,12 @@ int nn_conv2d_validate(const struct nn_conv2d *p, char *err, size_t err_size) {
             mul4(nn_conv2d_out_h(p), nn_conv2d_out_w(p), 1, 1) >= ELEMS_MAX)
                 return nn_error(err, err_size, -E2BIG, "the tensors of this convolution have more than 2^40 "
                                 "elements");
+        /* BLAS and cuDNN take their dimensions as int. */
+        if (mul4(nn_conv2d_out_h(p), nn_conv2d_out_w(p), 1, 1) > INT32_MAX ||
+            mul4(p->c / p->groups, p->r, p->s, 1) > INT32_MAX || p->k / p->groups > (uint32_t) INT32_MAX)
+                return nn_error(err, err_size, -E2BIG, "the output has %" PRIu64 " pixels, or each output sums %"
+                                PRIu64 " products: over the 2^31 − 1 the libraries index with",
+                                (uint64_t) nn_conv2d_out_h(p) * nn_conv2d_out_w(p), nn_conv2d_dot_len(p));
         return 0;
 }
 

@@ -36,7 +36,9 @@ struct nn_conv2d {
         bool allow_tf32;
 };
 
-/* Each dimension and their products fit what the backends index with. */
+/* Each dimension at most this; element counts below 2^40, and output
+ * pixels and dot products below 2^31 (BLAS and cuDNN index with int):
+ * nn_conv2d_validate(). */
 #define NN_CONV_DIM_MAX (UINT32_C(1) << 20)
 
 /* 0 when p describes a convolution the engine can run; else -EINVAL (or

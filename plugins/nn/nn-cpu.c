@@ -34,8 +34,8 @@ struct cpu_backend {
         /* Per-thread rows of f16/bf16 weights widened to f32 for sgemm. */
         float **tiles;
         size_t tile_len;
-        /* Per-thread im2col tiles of CONV_TILE_FLOATS, made with the
-         * backend so that a convolution cannot fail. */
+        /* Per-thread im2col tiles of CONV_TILE_FLOATS, made at the first
+         * convolution (textgen's backends never need them). */
         float **cols;
 };
 
@@ -463,6 +463,11 @@ static void cpu_conv2d(struct nn_backend *be, const struct nn_conv2d *p, const f
                        const float *bias, float *y) {
         struct cpu_backend *c = cpu(be);
         unsigned nth = nn_pool_threads(c->pool);
+
+        /* As for the attention scores: ops cannot fail. */
+        for (unsigned i = 0; i < nth; i++)
+                if (!c->cols[i] && !(c->cols[i] = malloc(CONV_TILE_FLOATS * sizeof(float))))
+                        abort();
         struct conv_task t = {
                 .p = p, .cols = c->cols, .x = x, .w = w, .bias = bias, .y = y,
                 .pixels = (uint64_t) nn_conv2d_out_h(p) * nn_conv2d_out_w(p),
@@ -637,13 +642,6 @@ int nn_cpu_backend_new(unsigned n_threads, struct nn_backend **ret) {
         c->scores = calloc(n_threads, sizeof(float *));
         c->tiles = calloc(n_threads, sizeof(float *));
         c->cols = calloc(n_threads, sizeof(float *));
-        for (unsigned i = 0; c->cols && i < n_threads; i++) {
-                c->cols[i] = cpu_alloc(&c->base, CONV_TILE_FLOATS);
-                if (!c->cols[i]) {
-                        cpu_free(&c->base);
-                        return -ENOMEM;
-                }
-        }
         if (!c->scores || !c->tiles || !c->cols) {
                 cpu_free(&c->base);
                 return -ENOMEM;

@@ -941,6 +941,14 @@ static cudnnStatus_t conv_descs_make(const struct nn_conv2d *p, struct conv_desc
         return s;
 }
 
+/* Field by field: a struct's padding bytes are not part of the shape. */
+static bool same_shape(const struct nn_conv2d *a, const struct nn_conv2d *b) {
+        return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w && a->k == b->k && a->r == b->r &&
+               a->s == b->s && a->stride_h == b->stride_h && a->stride_w == b->stride_w && a->pad_h == b->pad_h &&
+               a->pad_w == b->pad_w && a->dilation_h == b->dilation_h && a->dilation_w == b->dilation_w &&
+               a->groups == b->groups && a->allow_tf32 == b->allow_tf32;
+}
+
 static bool algo_allowed(cudnnConvolutionFwdAlgo_t a) {
         return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
                a == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || a == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
@@ -959,17 +967,34 @@ static const struct conv_algo *conv_algo_for(struct cuda_backend *c, const struc
 
         key.act = NN_ACT_NONE;
         for (unsigned i = 0; i < CONV_ALGOS_CACHED; i++)
-                if (c->algos[i].used && memcmp(&c->algos[i].shape, &key, sizeof(key)) == 0)
+                if (c->algos[i].used && same_shape(&c->algos[i].shape, &key))
                         return &c->algos[i];
 
-        /* The candidates may use up to CONV_WORKSPACE_MAX (or what the
-         * device has); cudnnFind… skips those that need more. */
-        if (!scratch_reserve(c, &c->conv_ws, &c->conv_ws_cap, CONV_WORKSPACE_MAX, "conv2d (workspace)")) {
-                if (c->error != -ENOMEM)
+        /* The candidates may use up to CONV_WORKSPACE_MAX, or an eighth or
+         * a 64th of it on a device with less free; cudnnFind… skips those
+         * that need more. */
+        if (c->conv_ws_cap < CONV_WORKSPACE_MAX / 64) {
+                cudaError_t e = cudaStreamSynchronize(c->stream);
+
+                if (e != cudaSuccess) {
+                        fail_cuda(c, e, "conv2d (workspace)");
                         return NULL;
-                c->error = 0;
-                if (!scratch_reserve(c, &c->conv_ws, &c->conv_ws_cap, CONV_WORKSPACE_MAX / 8, "conv2d (workspace)"))
+                }
+                (void) cudaFree(c->conv_ws);
+                c->conv_ws = NULL;
+                c->conv_ws_cap = 0;
+                for (size_t size = CONV_WORKSPACE_MAX; size >= CONV_WORKSPACE_MAX / 64; size /= 8) {
+                        if (cudaMalloc(&c->conv_ws, size) == cudaSuccess) {
+                                c->conv_ws_cap = size;
+                                break;
+                        }
+                        (void) cudaGetLastError();      /* out of memory: not sticky */
+                        c->conv_ws = NULL;
+                }
+                if (!c->conv_ws) {
+                        fail_msg(c, -ENOMEM, "conv2d", "no device memory for a convolution's workspace");
                         return NULL;
+                }
         }
         s = dnn_api.FindConvolutionForwardAlgorithmEx(c->dnn, d->x, x, d->w, w, d->conv, d->y, y,
                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf,

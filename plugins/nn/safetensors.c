@@ -122,7 +122,7 @@ static int parse_tensor(struct safetensors *s, const char *key, json_object *o, 
         if (!json_object_is_type(dtype, json_type_string) ||
             dtype_from_name(json_object_get_string(dtype), &t->dtype) < 0)
                 return nn_error(err, err_size, -EBADMSG, "%s: tensor \"%.100s\" has an unknown dtype \"%.40s\"",
-                                s->name, key, json_object_get_string(dtype));
+                                s->name, key, json_object_get_string(dtype) ?: "null");
         if (!json_object_is_type(shape, json_type_array) ||
             json_object_array_length(shape) > SAFETENSORS_DIMS_MAX)
                 return nn_error(err, err_size, -EBADMSG, "%s: tensor \"%.100s\": shape is not a list of at most %d "
@@ -183,13 +183,16 @@ static int parse_metadata(struct safetensors *s, json_object *o, char *err, size
 static int cmp_offset(const void *a, const void *b) {
         const struct st_tensor *x = a, *y = b;
 
-        return (x->offset > y->offset) - (x->offset < y->offset);
+        /* An empty tensor at an offset comes before one that starts there. */
+        if (x->offset != y->offset)
+                return (x->offset > y->offset) - (x->offset < y->offset);
+        return (x->size > y->size) - (x->size < y->size);
 }
 
-static const struct safetensors *sort_ctx;
+static int cmp_name(const void *a, const void *b, void *userdata) {
+        const struct safetensors *s = userdata;
 
-static int cmp_name(const void *a, const void *b) {
-        return strcmp(sort_ctx->tensors[*(const size_t *) a].name, sort_ctx->tensors[*(const size_t *) b].name);
+        return strcmp(s->tensors[*(const size_t *) a].name, s->tensors[*(const size_t *) b].name);
 }
 
 static int parse(struct safetensors *s, const uint8_t *p, size_t size, char *err, size_t err_size) {
@@ -217,6 +220,18 @@ static int parse(struct safetensors *s, const uint8_t *p, size_t size, char *err
                         return nn_error(err, err_size, -EBADMSG, "%s: the header holds a NUL byte", s->name);
         s->data = p + 8 + n;
         s->data_size = size - 8 - n;
+        /* A header of millions of tiny entries would take gigabytes as
+         * JSON objects before any is checked: count them first (a model
+         * has thousands). */
+        {
+                size_t entries = 0;
+
+                for (const uint8_t *q = p + 8, *end = p + 8 + used;
+                     (q = memmem(q, (size_t) (end - q), "data_offsets", 12)); q += 12)
+                        if (++entries > SAFETENSORS_TENSORS_MAX)
+                                return nn_error(err, err_size, -E2BIG, "%s: more than %d tensors", s->name,
+                                                SAFETENSORS_TENSORS_MAX);
+        }
 
         tok = json_tokener_new();
         if (!tok)
@@ -282,9 +297,7 @@ static int parse(struct safetensors *s, const uint8_t *p, size_t size, char *err
         }
         for (size_t k = 0; k < s->n_tensors; k++)
                 s->by_name[k] = k;
-        sort_ctx = s;
-        qsort(s->by_name, s->n_tensors, sizeof(size_t), cmp_name);
-        sort_ctx = NULL;
+        qsort_r(s->by_name, s->n_tensors, sizeof(size_t), cmp_name, s);
         /* Names with an escaped NUL (\u0000) can end up equal as C strings. */
         for (size_t k = 1; k < s->n_tensors; k++)
                 if (strcmp(s->tensors[s->by_name[k - 1]].name, s->tensors[s->by_name[k]].name) == 0) {
