@@ -728,7 +728,7 @@ size_t transfer_book_pending(const struct transfer_book *b, const uint8_t accoun
 
         if (!a)
                 return 0;
-        if (ids && max > 0)
+        if (ids && max > 0 && a->n_pending > 0)
                 memcpy(ids, a->pending_ids, (max < a->n_pending ? max : a->n_pending) * TRANSFER_ID_SIZE);
         return a->n_pending;
 }

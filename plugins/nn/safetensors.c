@@ -489,7 +489,8 @@ int safetensors_writer_add(struct safetensors_writer *w, const char *name, enum 
         w->tensors = t;
         t = &w->tensors[w->n_tensors];
         *t = (struct writer_tensor) { .dtype = dtype, .ndim = ndim, .size = n * st_dtype_size(dtype) };
-        memcpy(t->shape, shape, ndim * sizeof(uint64_t));
+        if (ndim > 0)
+                memcpy(t->shape, shape, ndim * sizeof(uint64_t));
         t->name = strdup(name);
         t->data = malloc(t->size ?: 1);
         if (!t->name || !t->data) {
@@ -497,7 +498,8 @@ int safetensors_writer_add(struct safetensors_writer *w, const char *name, enum 
                 free(t->data);
                 return -ENOMEM;
         }
-        memcpy(t->data, data, t->size);
+        if (t->size > 0)
+                memcpy(t->data, data, t->size);
         w->n_tensors++;
         return 0;
 }
