@@ -173,22 +173,39 @@ static bool all_finite(const float *v, uint64_t n) {
         return !isnan(probe);
 }
 
+/* The largest |v[i]| (NaNs ignored), in 16 lanes so that it vectorises. */
 static float max_abs(const float *v, uint64_t n) {
-        float m = 0;
+        float lane[16] = {}, m = 0;
+        uint64_t i = 0;
 
-        for (uint64_t i = 0; i < n; i++)
-                m = fmaxf(m, fabsf(v[i]));
+        for (; i + 16 <= n; i += 16)
+                for (unsigned t = 0; t < 16; t++) {
+                        float a = fabsf(v[i + t]);
+
+                        lane[t] = a > lane[t] ? a : lane[t];
+                }
+        for (; i < n; i++)
+                m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+        for (unsigned t = 0; t < 16; t++)
+                m = lane[t] > m ? lane[t] : m;
         return m;
 }
 
-int conv_check_inputs_in_range(const struct nn_conv2d *p, const float *x, const float *w, const float *bias) {
-        double L = (double) nn_conv2d_dot_len(p), kg = (double) (p->k / p->groups);
-        double bound = L * (double) max_abs(x, nn_conv2d_x_elems(p)) * (double) max_abs(w, nn_conv2d_w_elems(p)) +
-                       (bias ? (double) max_abs(bias, p->k) : 0);
+/* The largest output these inputs can give: L·max|x|·max|w| + max|b|. */
+static double output_bound(const struct nn_conv2d *p, const float *x, const float *w, const float *bias) {
+        return (double) nn_conv2d_dot_len(p) * (double) max_abs(x, nn_conv2d_x_elems(p)) *
+                       (double) max_abs(w, nn_conv2d_w_elems(p)) +
+               (bias ? (double) max_abs(bias, p->k) : 0);
+}
 
+static int bound_in_range(const struct nn_conv2d *p, double bound) {
         /* The check sums k/groups outputs, and projections of k/groups
          * weights over L inputs, in float: none may overflow. */
-        return bound * (kg + 1) * 4 < FLT_MAX ? 0 : -ERANGE;
+        return bound * ((double) (p->k / p->groups) + 1) * 4 < FLT_MAX ? 0 : -ERANGE;
+}
+
+int conv_check_inputs_in_range(const struct nn_conv2d *p, const float *x, const float *w, const float *bias) {
+        return bound_in_range(p, output_bound(p, x, w, bias));
 }
 
 static int draw_signs(uint64_t *signs, uint64_t n) {
@@ -289,18 +306,18 @@ int conv_check(const struct nn_conv2d *p, const float *x, const float *w, const 
         if (!all_finite(x, nn_conv2d_x_elems(p)) || !all_finite(w, nn_conv2d_w_elems(p)) ||
             (bias && !all_finite(bias, p->k)))
                 return -EDOM;
-        if (conv_check_inputs_in_range(p, x, w, bias) < 0)
-                return -ERANGE;
         /* No honest output is larger than L·max|x|·max|w| + max|b| (and
          * its rounding): a larger one is wrong, whatever the rounds say
          * (and would overflow the check's float sums). */
         {
-                double L = (double) t.L;
-                double bound = (L * (double) max_abs(x, nn_conv2d_x_elems(p)) * (double) max_abs(w, nn_conv2d_w_elems(p)) +
-                                (bias ? (double) max_abs(bias, p->k) : 0)) * (1 + 4 * gamma_n(L + 3)) +
-                               (L + 2) * FLT_MIN;
+                double L = (double) t.L, bound = output_bound(p, x, w, bias);
 
-                for (uint64_t i = 0; i < nn_conv2d_y_elems(p); i++)
+                if (bound_in_range(p, bound) < 0)
+                        return -ERANGE;
+                bound = bound * (1 + 4 * gamma_n(L + 3)) + (L + 2) * FLT_MIN;
+                /* Where, only when there is one. */
+                for (uint64_t i = 0, n = (double) max_abs(y, nn_conv2d_y_elems(p)) > bound ? nn_conv2d_y_elems(p) : 0;
+                     i < n; i++)
                         if (fabs((double) y[i]) > bound) {
                                 ret->verdict = CONV_CHECK_TOO_LARGE;
                                 ret->image = (uint32_t) (i / (p->k * t.pixels));
