@@ -30,6 +30,7 @@
 #include "nn-backend.h"
 #include "nn-pool.h"
 #include "shm.h"
+#include "pool-harness.h"
 #include "skill-pool.h"
 
 static sd_event *event;
@@ -41,64 +42,22 @@ static uint64_t now_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
-static _Noreturn void die(const char *what, int r) {
-        fprintf(stderr, "bench-conv2d: %s: %s\n", what, strerror(r < 0 ? -r : r));
-        exit(EXIT_FAILURE);
+#define die pool_harness_die
+
+static struct pool_wait run(struct skill_pool *p, enum pool_op op, const struct swarm_values *in,
+                            const struct swarm_values *out) {
+        return pool_harness_run(event, p, op, in, out);
 }
 
-struct wait {
-        bool done;
-        struct pool_result copy;
-        struct swarm_values *outputs;
-};
-
-static void on_done(struct pool_request *req, struct pool_result *res, void *userdata) {
-        struct wait *w = userdata;
-
-        w->done = true;
-        w->copy = *res;
-        if (res->status < 0)
-                die(res->error ?: "request failed", res->status);
-        w->outputs = TAKE_PTR(res->outputs);
-}
-
-static struct wait run(struct skill_pool *p, enum pool_op op, const struct swarm_values *in,
-                       const struct swarm_values *out) {
-        struct wait w = {};
-        int r = skill_pool_submit(p, op, in, out, NULL, 0, on_done, &w, NULL);
-
-        if (r < 0)
-                die("submit", r);
-        while (!w.done)
-                if (sd_event_run(event, UINT64_MAX) < 0)
-                        die("event loop", -1);
-        return w;
-}
+/* The skill on the CPU, on threads threads.  The pool borrows its config
+ * (a worker that restarts is sent it again): freed after the pool. */
+static struct swarm_values *pool_config;
 
 static struct skill_pool *start_pool(const char *worker, const char *plugin, unsigned threads) {
-        struct swarm_values *config = swarm_values_new();
-        struct skill_pool_config c = {
-                .name = "bench",
-                .plugin_path = plugin,
-                .worker_path = worker,
-                .workers = 1,
-                .skill_config = config,
-        };
-        struct skill_pool *p;
-        int r;
-
-        swarm_values_set_string(config, "device", "cpu");
-        swarm_values_set_int(config, "threads", threads);
-        r = skill_pool_new(event, &c, &p);
-        if (r < 0)
-                die("pool", r);
-        while (!skill_pool_info(p)) {
-                if (skill_pool_restarts(p) > 0)
-                        die(skill_pool_last_error(p) ?: "worker failed to start", -1);
-                sd_event_run(event, 100 * 1000);
-        }
-        swarm_values_free(config);
-        return p;
+        pool_config = swarm_values_new();
+        swarm_values_set_string(pool_config, "device", "cpu");
+        swarm_values_set_int(pool_config, "threads", threads);
+        return pool_harness_start(event, worker, plugin, pool_config);
 }
 
 static void fill(float *v, uint64_t n, uint64_t seed) {
@@ -268,7 +227,7 @@ int main(int argc, char *argv[]) {
                 }
 
                 for (unsigned r = 0; r < reps; r++) {
-                        struct wait e = run(pool, POOL_EXECUTE, in, NULL), v;
+                        struct pool_wait e = run(pool, POOL_EXECUTE, in, NULL), v;
 
                         t_worker = e.copy.total_usec < t_worker ? e.copy.total_usec : t_worker;
                         t_exec = e.copy.exec_usec < t_exec ? e.copy.exec_usec : t_exec;
@@ -303,6 +262,7 @@ int main(int argc, char *argv[]) {
                 printf("GPU: none (%s)\n", why);
 
         skill_pool_free(pool);
+        swarm_values_free(pool_config);
         nn_pool_free(check_pool);
         nn_backend_free(cpu);
         nn_backend_free(gpu);

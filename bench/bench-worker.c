@@ -30,6 +30,7 @@
 #include "macro.h"
 #include "shm.h"
 #include "skill-loader.h"
+#include "pool-harness.h"
 #include "skill-pool.h"
 
 static sd_event *event;
@@ -59,59 +60,15 @@ static void report(const char *what, uint64_t *v, size_t n) {
                (double) v[0]);
 }
 
-static _Noreturn void die(const char *what, int r) {
-        fprintf(stderr, "bench-worker: %s: %s\n", what, strerror(r < 0 ? -r : r));
-        exit(EXIT_FAILURE);
-}
+#define die pool_harness_die
 
-struct wait {
-        bool done;
-        struct pool_result copy;
-        struct swarm_values *outputs;
-};
-
-static void on_done(struct pool_request *req, struct pool_result *res, void *userdata) {
-        struct wait *w = userdata;
-
-        w->done = true;
-        w->copy = *res;
-        if (res->status < 0)
-                die(res->error ?: "request failed", res->status);
-        w->outputs = TAKE_PTR(res->outputs);
-}
-
-static struct wait run(struct skill_pool *p, enum pool_op op, const struct swarm_values *in,
-                       const struct swarm_values *out) {
-        struct wait w = {};
-        int r = skill_pool_submit(p, op, in, out, NULL, 0, on_done, &w, NULL);
-
-        if (r < 0)
-                die("submit", r);
-        while (!w.done)
-                if (sd_event_run(event, UINT64_MAX) < 0)
-                        die("event loop", -1);
-        return w;
+static struct pool_wait run(struct skill_pool *p, enum pool_op op, const struct swarm_values *in,
+                            const struct swarm_values *out) {
+        return pool_harness_run(event, p, op, in, out);
 }
 
 static struct skill_pool *start_pool(const char *worker, const char *plugin, const struct swarm_values *config) {
-        struct skill_pool_config c = {
-                .name = "bench",
-                .plugin_path = plugin,
-                .worker_path = worker,
-                .workers = 1,
-                .skill_config = config,
-        };
-        struct skill_pool *p;
-        int r = skill_pool_new(event, &c, &p);
-
-        if (r < 0)
-                die("pool", r);
-        while (!skill_pool_info(p)) {
-                if (skill_pool_restarts(p) > 0)
-                        die(skill_pool_last_error(p) ?: "worker failed to start", -1);
-                sd_event_run(event, 100 * 1000);
-        }
-        return p;
+        return pool_harness_start(event, worker, plugin, config);
 }
 
 static struct swarm_values *bytes_input(size_t size) {
@@ -194,7 +151,7 @@ static void bench_hash(const char *worker, const char *plugin) {
         for (int i = 0; i < 100; i++)       /* warm up */
                 swarm_values_free(run(p, POOL_EXECUTE, tiny, NULL).outputs);
         for (int i = 0; i < ROUNDS; i++) {
-                struct wait w = run(p, POOL_EXECUTE, tiny, NULL);
+                struct pool_wait w = run(p, POOL_EXECUTE, tiny, NULL);
                 pooled[i] = w.copy.total_usec * 1000;
                 swarm_values_free(w.outputs);
         }
@@ -210,7 +167,7 @@ static void bench_hash(const char *worker, const char *plugin) {
                 __asm__ volatile("" : : "r"(dst) : "memory");
         }
         for (int i = 0; i < BIG_ROUNDS; i++) {
-                struct wait w = run(p, POOL_EXECUTE, large, NULL);
+                struct pool_wait w = run(p, POOL_EXECUTE, large, NULL);
                 big_overhead[i] = w.copy.total_usec - w.copy.exec_usec;
                 swarm_values_free(w.outputs);
         }
@@ -271,7 +228,7 @@ static void bench_gemm(const char *worker, const char *plugin) {
                  * (THREAD_TIMEOUT, ~0.1 s): let one process's threads settle
                  * before the other measures, or each steals from the other. */
                 for (unsigned r = 0; r < reps; r++) {
-                        struct wait e = run(p, POOL_EXECUTE, in, NULL), v;
+                        struct pool_wait e = run(p, POOL_EXECUTE, in, NULL), v;
 
                         best_worker = e.copy.total_usec < best_worker ? e.copy.total_usec : best_worker;
                         best_exec = e.copy.exec_usec < best_exec ? e.copy.exec_usec : best_exec;

@@ -164,7 +164,7 @@ static void check_worker(void *arg, unsigned ith, unsigned nth) {
         free(sc.y_abs);
 }
 
-static bool all_finite(const float *v, uint64_t n) {
+bool conv_check_all_finite(const float *v, uint64_t n) {
         float probe = 0;
 
         /* x·0 is NaN exactly when x is NaN or ±∞. */
@@ -303,8 +303,8 @@ int conv_check(const struct nn_conv2d *p, const float *x, const float *w, const 
         if (params->rounds < 1 || params->rounds > CONV_CHECK_ROUNDS_MAX || t.L > CONV_CHECK_DOT_MAX)
                 return -EINVAL;
 
-        if (!all_finite(x, nn_conv2d_x_elems(p)) || !all_finite(w, nn_conv2d_w_elems(p)) ||
-            (bias && !all_finite(bias, p->k)))
+        if (!conv_check_all_finite(x, nn_conv2d_x_elems(p)) || !conv_check_all_finite(w, nn_conv2d_w_elems(p)) ||
+            (bias && !conv_check_all_finite(bias, p->k)))
                 return -EDOM;
         /* No honest output is larger than L·max|x|·max|w| + max|b| (and
          * its rounding): a larger one is wrong, whatever the rounds say
@@ -328,7 +328,7 @@ int conv_check(const struct nn_conv2d *p, const float *x, const float *w, const 
                                 return -EBADMSG;
                         }
         }
-        if (!all_finite(y, nn_conv2d_y_elems(p))) {
+        if (!conv_check_all_finite(y, nn_conv2d_y_elems(p))) {
                 for (uint64_t i = 0; i < nn_conv2d_y_elems(p); i++)
                         if (!isfinite(y[i])) {
                                 ret->verdict = CONV_CHECK_NOT_FINITE;

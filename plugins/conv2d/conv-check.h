@@ -86,6 +86,9 @@ struct conv_check_params {
 int conv_check(const struct nn_conv2d *p, const float *x, const float *w, const float *bias, const float *y,
                const struct conv_check_params *params, struct conv_check_report *ret);
 
+/* Whether every v[i] is finite (one vectorised pass). */
+bool conv_check_all_finite(const float *v, uint64_t n);
+
 /* tol_p above, from h_p, B, S_p and Σ|W_g| (for subnormal inputs a
  * device flushes to zero: σ·FLT_MIN·Σ|W_g| more): for tests, which
  * compute h_p exactly. */

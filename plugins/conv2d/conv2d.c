@@ -238,17 +238,9 @@ static int input_int(const struct swarm_values *inputs, const char *name, int64_
         return 0;
 }
 
-static bool all_finite(const float *v, uint64_t n) {
-        float probe = 0;
-
-        for (uint64_t i = 0; i < n; i++)
-                probe += v[i] * 0.0f;
-        return !isnan(probe);
-}
-
 /* Names the first element of a tensor that is not finite. */
 static int check_finite(const char *name, const float *v, uint64_t n, char *err, size_t err_size) {
-        if (all_finite(v, n))
+        if (conv_check_all_finite(v, n))
                 return 0;
         for (uint64_t i = 0; i < n; i++)
                 if (!isfinite(v[i])) {
@@ -621,7 +613,7 @@ static int conv_execute(void *state, struct swarm_job *job) {
         r = run_conv(s, &j.p, j.x.data, j.w.data, j.has_bias ? j.bias.data : NULL, y.data, job);
         if (r < 0)
                 return r;
-        if (!all_finite(y.data, y.n_elements)) {
+        if (!conv_check_all_finite(y.data, y.n_elements)) {
                 swarm_job_set_error(job, "the convolution overflows float32 (y holds an infinity)");
                 return -ERANGE;
         }
