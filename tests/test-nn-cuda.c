@@ -377,6 +377,65 @@ Test(nn_cuda, group_norm_and_upsample_match_the_cpu) {
         free(out[1]);
 }
 
+/* The transformer ops (SD's attention blocks, CLIP, the VAE's attention):
+ * the same inputs through both backends. */
+Test(nn_cuda, transformer_ops_match_the_cpu) {
+        const size_t n = 150, heads = 4, hd = 16, dim = heads * hd, ctx = 9;
+        struct nn_backend *gpu = cuda_or_skip(), *cpu, *bes[2];
+        float *x = malloc(n * 2 * dim * sizeof(float)), *w = malloc(dim * dim * sizeof(float));
+        float *b = malloc(2 * dim * sizeof(float)), *out[2];
+        uint64_t st = 11;
+
+        cr_assert_eq(nn_cpu_backend_new(2, &cpu), 0);
+        bes[0] = cpu;
+        bes[1] = gpu;
+        for (size_t i = 0; i < n * 2 * dim; i++)
+                x[i] = conv_rng(&st);
+        for (size_t i = 0; i < dim * dim; i++)
+                w[i] = conv_rng(&st) * 0.2f;
+        for (size_t i = 0; i < 2 * dim; i++)
+                b[i] = conv_rng(&st);
+        for (int i = 0; i < 2; i++) {
+                struct nn_backend *be = bes[i];
+                float *dx = be->ops->alloc(be, n * 2 * dim), *dw = be->ops->alloc(be, dim * dim);
+                float *db = be->ops->alloc(be, 2 * dim), *t1 = be->ops->alloc(be, n * 2 * dim);
+                float *t2 = be->ops->alloc(be, n * 2 * dim), *t3 = be->ops->alloc(be, n * 2 * dim);
+
+                out[i] = malloc(n * 2 * dim * sizeof(float));
+                be->ops->write(be, dx, x, n * 2 * dim);
+                be->ops->write(be, dw, w, dim * dim);
+                be->ops->write(be, db, b, 2 * dim);
+                be->ops->layer_norm(be, t1, dx, n, dim, db, db + dim, 1e-5f);
+                be->ops->linear(be, t2, t1, n, dim, dim, dw, db);
+                /* Self-attention of t2 (as q, k and v), causal; then
+                 * cross-attention of those outputs to ctx rows of t1. */
+                be->ops->attention_full(be, t3, t2, t2, t2, n, n, heads, hd, true);
+                be->ops->attention_full(be, t2, t3, t1, t1, n, ctx, heads, hd, false);
+                be->ops->quick_gelu(be, t2, n * dim);
+                be->ops->scale(be, t2, n * dim, 0.5f);
+                be->ops->transpose(be, t3, t2, n, dim);
+                be->ops->geglu(be, t1, dx, n, dim);
+                be->ops->add(be, t3, t1, n * dim);
+                be->ops->read(be, out[i], t3, n * dim);
+                cr_assert_eq(be->ops->status(be), 0);
+                be->ops->release(be, dx);
+                be->ops->release(be, dw);
+                be->ops->release(be, db);
+                be->ops->release(be, t1);
+                be->ops->release(be, t2);
+                be->ops->release(be, t3);
+        }
+        for (size_t i = 0; i < n * dim; i++)
+                cr_assert_float_eq(out[0][i], out[1][i], 1e-4, "element %zu", i);
+        nn_backend_free(cpu);
+        nn_backend_free(gpu);
+        free(x);
+        free(w);
+        free(b);
+        free(out[0]);
+        free(out[1]);
+}
+
 /* ---- The loader, which needs no GPU ---- */
 
 TestSuite(nn_cuda_loader, .timeout = 60);

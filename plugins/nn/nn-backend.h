@@ -13,6 +13,7 @@
  * model calls at load time, and a device error during the ops (a GPU that
  * went away) is sticky and reported by status() after the step. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -96,6 +97,31 @@ struct nn_backend_ops {
                            size_t groups, const float *gamma, const float *beta, float eps, bool silu);
         /* Nearest-neighbour upsampling by 2: x [planes][h][w] → y [planes][2h][2w]. */
         void (*upsample2x)(struct nn_backend *be, float *y, const float *x, size_t planes, size_t h, size_t w);
+        /* The ops of transformers on f32 weights in the backend's memory
+         * (SD's UNet attention blocks, the CLIP text encoder, the VAE's
+         * attention).  y [n][out] = x [n][in] · wᵀ + bias: w [out][in],
+         * bias [out] or NULL. */
+        void (*linear)(struct nn_backend *be, float *y, const float *x, size_t n, size_t in, size_t out,
+                       const float *w, const float *bias);
+        /* LayerNorm of each row of dim: y[t] = (x[t] − mean) / sqrt(var + eps)
+         * · gamma + beta. */
+        void (*layer_norm)(struct nn_backend *be, float *y, const float *x, size_t n, size_t dim,
+                           const float *gamma, const float *beta, float eps);
+        /* Multi-head attention without a cache: q [n_q][n_heads][head_dim],
+         * k and v [n_kv][n_heads][head_dim] → out [n_q][n_heads][head_dim] =
+         * softmax(q·kᵀ/√head_dim)·v per head; when causal (n_q == n_kv)
+         * query i sees keys 0 … i only.  out does not overlap q, k or v. */
+        void (*attention_full)(struct nn_backend *be, float *out, const float *q, const float *k, const float *v,
+                               size_t n_q, size_t n_kv, size_t n_heads, size_t head_dim, bool causal);
+        /* GEGLU: x [n][2·dim] → y [n][dim] = x[t][0:dim] · gelu(x[t][dim:2·dim]),
+         * the exact (erf) GELU. */
+        void (*geglu)(struct nn_backend *be, float *y, const float *x, size_t n, size_t dim);
+        /* x[i] ← x[i] · sigmoid(1.702 · x[i]) (CLIP's quick GELU). */
+        void (*quick_gelu)(struct nn_backend *be, float *x, size_t n);
+        /* y [cols][rows] = the transpose of x [rows][cols] (NCHW ↔ tokens). */
+        void (*transpose)(struct nn_backend *be, float *y, const float *x, size_t rows, size_t cols);
+        /* x[i] ← x[i] · a. */
+        void (*scale)(struct nn_backend *be, float *x, size_t n, float a);
         /* The libraries doing the work, for adverts: "OpenBLAS 0.3.21 …",
          * "cuBLAS 12.4.5, cuDNN 9.1.0" (cuDNN once a convolution loaded it). */
         const char *(*libraries)(struct nn_backend *be);

@@ -570,6 +570,262 @@ static void cpu_upsample2x(struct nn_backend *be, float *y, const float *x, size
         nn_pool_run(cpu(be)->pool, upsample_worker, &t);
 }
 
+/* ---- Transformer ops ---- */
+
+/* Rows of queries per unit of attention_full: the unit's scores are
+ * ATTN_QBLOCK × n_kv floats (1 MiB at SD's 4,096 latent pixels). */
+#define ATTN_QBLOCK 64
+
+/* Tokens per unit of linear: enough width for sgemm's panels. */
+#define LINEAR_ROWS 64
+
+struct linear_task {
+        float *y;
+        const float *x, *w, *bias;
+        size_t n, in, out;
+};
+
+/* Units are blocks of tokens when there are enough of them, otherwise
+ * stretches of output features, each one single-threaded sgemm. */
+static void linear_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct linear_task *t = arg;
+        size_t a, b;
+
+        if (t->n >= (size_t) nth * LINEAR_ROWS / 2) {
+                split_range(t->n, ith, nth, &a, &b);
+                if (a == b)
+                        return;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) (b - a), (int) t->out, (int) t->in,
+                            1.0f, t->x + a * t->in, (int) t->in, t->w, (int) t->in, 0.0f, t->y + a * t->out,
+                            (int) t->out);
+                if (t->bias)
+                        for (size_t r = a; r < b; r++)
+                                for (size_t i = 0; i < t->out; i++)
+                                        t->y[r * t->out + i] += t->bias[i];
+        } else {
+                split_range(t->out, ith, nth, &a, &b);
+                if (a == b)
+                        return;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) t->n, (int) (b - a), (int) t->in,
+                            1.0f, t->x, (int) t->in, t->w + a * t->in, (int) t->in, 0.0f, t->y + a,
+                            (int) t->out);
+                if (t->bias)
+                        for (size_t r = 0; r < t->n; r++)
+                                for (size_t i = a; i < b; i++)
+                                        t->y[r * t->out + i] += t->bias[i];
+        }
+}
+
+static void cpu_linear(struct nn_backend *be, float *y, const float *x, size_t n, size_t in, size_t out,
+                       const float *w, const float *bias) {
+        struct linear_task t = { .y = y, .x = x, .w = w, .bias = bias, .n = n, .in = in, .out = out };
+
+        if (n == 0 || out == 0)
+                return;
+        if (in == 0) {
+                for (size_t r = 0; r < n; r++)
+                        for (size_t i = 0; i < out; i++)
+                                y[r * out + i] = bias ? bias[i] : 0.0f;
+                return;
+        }
+        nn_pool_run(cpu(be)->pool, linear_worker, &t);
+}
+
+struct layer_norm_task {
+        float *y;
+        const float *x, *gamma, *beta;
+        size_t n, dim;
+        float eps;
+};
+
+static void layer_norm_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct layer_norm_task *t = arg;
+        size_t r0, r1;
+
+        split_range(t->n, ith, nth, &r0, &r1);
+        for (size_t r = r0; r < r1; r++) {
+                const float *xr = t->x + r * t->dim;
+                float *yr = t->y + r * t->dim;
+                double sum = 0, var = 0;
+                float mean, inv;
+
+                /* Two passes in double, as group_norm. */
+                for (size_t i = 0; i < t->dim; i++)
+                        sum += xr[i];
+                mean = (float) (sum / (double) t->dim);
+                for (size_t i = 0; i < t->dim; i++)
+                        var += ((double) xr[i] - mean) * ((double) xr[i] - mean);
+                inv = (float) (1.0 / sqrt(var / (double) t->dim + t->eps));
+                for (size_t i = 0; i < t->dim; i++)
+                        yr[i] = (xr[i] - mean) * inv * t->gamma[i] + t->beta[i];
+        }
+}
+
+static void cpu_layer_norm(struct nn_backend *be, float *y, const float *x, size_t n, size_t dim,
+                           const float *gamma, const float *beta, float eps) {
+        struct layer_norm_task t = { .y = y, .x = x, .gamma = gamma, .beta = beta, .n = n, .dim = dim, .eps = eps };
+
+        if (n == 0 || dim == 0)
+                return;
+        nn_pool_run(cpu(be)->pool, layer_norm_worker, &t);
+}
+
+struct attention_full_task {
+        struct cpu_backend *be;
+        float *out;
+        const float *q, *k, *v;
+        size_t n_q, n_kv, n_heads, head_dim, blocks;
+        bool causal;
+};
+
+/* A unit is (head, block of ATTN_QBLOCK queries): the block's scores by
+ * one sgemm against all keys, a softmax per row, and the block's outputs
+ * by a second sgemm against the values. */
+static void attention_full_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct attention_full_task *t = arg;
+        size_t hd = t->head_dim, stride = t->n_heads * hd, u0, u1;
+        float scale = 1.0f / sqrtf((float) hd);
+        float *s = t->be->scores[ith];
+
+        split_range(t->n_heads * t->blocks, ith, nth, &u0, &u1);
+        for (size_t u = u0; u < u1; u++) {
+                size_t h = u / t->blocks, q0 = (u % t->blocks) * ATTN_QBLOCK;
+                size_t m = t->n_q - q0 < ATTN_QBLOCK ? t->n_q - q0 : ATTN_QBLOCK;
+                size_t keys = t->causal ? q0 + m : t->n_kv;
+
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) keys, (int) hd, scale,
+                            t->q + q0 * stride + h * hd, (int) stride, t->k + h * hd, (int) stride, 0.0f, s,
+                            (int) keys);
+                for (size_t i = 0; i < m; i++) {
+                        float *row = s + i * keys, max = -INFINITY, sum = 0;
+                        size_t len = t->causal ? q0 + i + 1 : keys;
+
+                        for (size_t j = 0; j < len; j++)
+                                if (row[j] > max)
+                                        max = row[j];
+                        for (size_t j = 0; j < len; j++) {
+                                row[j] = expf(row[j] - max);
+                                sum += row[j];
+                        }
+                        for (size_t j = 0; j < len; j++)
+                                row[j] /= sum;
+                        for (size_t j = len; j < keys; j++)
+                                row[j] = 0;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) m, (int) hd, (int) keys, 1.0f, s,
+                            (int) keys, t->v + h * hd, (int) stride, 0.0f, t->out + q0 * stride + h * hd,
+                            (int) stride);
+        }
+}
+
+static void cpu_attention_full(struct nn_backend *be, float *out, const float *q, const float *k, const float *v,
+                               size_t n_q, size_t n_kv, size_t n_heads, size_t head_dim, bool causal) {
+        struct cpu_backend *c = cpu(be);
+        size_t need = ATTN_QBLOCK * n_kv;
+
+        if (n_q == 0 || n_heads == 0 || head_dim == 0)
+                return;
+        if (n_kv == 0) {
+                memset(out, 0, n_q * n_heads * head_dim * sizeof(float));
+                return;
+        }
+        if (need > c->scores_len) {
+                /* As in cpu_attention: the ops cannot fail. */
+                for (unsigned i = 0; i < nn_pool_threads(c->pool); i++) {
+                        float *p = realloc(c->scores[i], need * sizeof(float));
+                        if (!p)
+                                abort();
+                        c->scores[i] = p;
+                }
+                c->scores_len = need;
+        }
+
+        struct attention_full_task t = {
+                .be = c, .out = out, .q = q, .k = k, .v = v, .n_q = n_q, .n_kv = n_kv, .n_heads = n_heads,
+                .head_dim = head_dim, .blocks = (n_q + ATTN_QBLOCK - 1) / ATTN_QBLOCK, .causal = causal,
+        };
+        nn_pool_run(c->pool, attention_full_worker, &t);
+}
+
+struct elementwise_task {
+        float *y;
+        const float *x;
+        size_t n, dim;
+        float a;
+};
+
+static void geglu_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct elementwise_task *t = arg;
+        size_t r0, r1;
+
+        split_range(t->n, ith, nth, &r0, &r1);
+        for (size_t r = r0; r < r1; r++) {
+                const float *xr = t->x + r * 2 * t->dim, *gate = xr + t->dim;
+                float *yr = t->y + r * t->dim;
+
+                for (size_t i = 0; i < t->dim; i++)
+                        yr[i] = xr[i] * (0.5f * gate[i] * (1.0f + erff(gate[i] * (float) M_SQRT1_2)));
+        }
+}
+
+static void cpu_geglu(struct nn_backend *be, float *y, const float *x, size_t n, size_t dim) {
+        struct elementwise_task t = { .y = y, .x = x, .n = n, .dim = dim };
+
+        if (n == 0 || dim == 0)
+                return;
+        nn_pool_run(cpu(be)->pool, geglu_worker, &t);
+}
+
+static void quick_gelu_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct elementwise_task *t = arg;
+        size_t i0, i1;
+
+        split_range(t->n, ith, nth, &i0, &i1);
+        for (size_t i = i0; i < i1; i++)
+                t->y[i] = t->y[i] / (1.0f + expf(-1.702f * t->y[i]));
+}
+
+static void cpu_quick_gelu(struct nn_backend *be, float *x, size_t n) {
+        struct elementwise_task t = { .y = x, .n = n };
+
+        if (n == 0)
+                return;
+        nn_pool_run(cpu(be)->pool, quick_gelu_worker, &t);
+}
+
+/* Tiles of 32 × 32, so that both the rows read and the rows written stay
+ * in cache. */
+#define TRANSPOSE_TILE 32
+
+static void transpose_worker(void *arg, unsigned ith, unsigned nth) {
+        const struct elementwise_task *t = arg;
+        size_t rows = t->n, cols = t->dim, b0, b1;
+
+        split_range((rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE, ith, nth, &b0, &b1);
+        for (size_t r0 = b0 * TRANSPOSE_TILE; r0 < rows && r0 < b1 * TRANSPOSE_TILE; r0 += TRANSPOSE_TILE)
+                for (size_t c0 = 0; c0 < cols; c0 += TRANSPOSE_TILE) {
+                        size_t r1 = r0 + TRANSPOSE_TILE < rows ? r0 + TRANSPOSE_TILE : rows;
+                        size_t c1 = c0 + TRANSPOSE_TILE < cols ? c0 + TRANSPOSE_TILE : cols;
+
+                        for (size_t r = r0; r < r1; r++)
+                                for (size_t c = c0; c < c1; c++)
+                                        t->y[c * rows + r] = t->x[r * cols + c];
+                }
+}
+
+static void cpu_transpose(struct nn_backend *be, float *y, const float *x, size_t rows, size_t cols) {
+        struct elementwise_task t = { .y = y, .x = x, .n = rows, .dim = cols };
+
+        if (rows == 0 || cols == 0)
+                return;
+        nn_pool_run(cpu(be)->pool, transpose_worker, &t);
+}
+
+static void cpu_scale(struct nn_backend *be, float *x, size_t n, float a) {
+        for (size_t i = 0; i < n; i++)
+                x[i] *= a;
+}
+
 static const char *cpu_libraries(struct nn_backend *be) {
         return openblas_get_config();
 }
@@ -618,6 +874,13 @@ static const struct nn_backend_ops cpu_ops = {
         .conv2d = cpu_conv2d,
         .group_norm = cpu_group_norm,
         .upsample2x = cpu_upsample2x,
+        .linear = cpu_linear,
+        .layer_norm = cpu_layer_norm,
+        .attention_full = cpu_attention_full,
+        .geglu = cpu_geglu,
+        .quick_gelu = cpu_quick_gelu,
+        .transpose = cpu_transpose,
+        .scale = cpu_scale,
         .libraries = cpu_libraries,
         .status = cpu_status,
 };

@@ -1132,6 +1132,204 @@ static void cuda_upsample2x(struct nn_backend *be, float *y, const float *x, siz
         op_launched(c, "upsample2x");
 }
 
+/* ---- Transformer ops ---- */
+
+/* Attention scores per chunk of queries: at most this many floats (64 MiB),
+ * whatever the number of pixels (SD's 4,096 × 4,096 per head would be
+ * 512 MiB for 8 heads at once). */
+#define ATTN_SCORES_MAX ((size_t) 1 << 24)
+
+static void cuda_linear(struct nn_backend *be, float *y, const float *x, size_t n, size_t in, size_t out,
+                        const float *w, const float *bias) {
+        struct cuda_backend *c = cuda(be);
+        const float one = 1.0f, zero = 0.0f;
+        cublasStatus_t s;
+
+        if (n == 0 || out == 0 || in == 0 || !op_begin(c))
+                return;
+        if (n > INT32_MAX || in > INT32_MAX || out > INT32_MAX) {
+                fail_msg(c, -EIO, "linear", "the matrices are too large for cuBLAS");
+                return;
+        }
+        /* Row-major y [n][out] = x · wᵀ is column-major yᵀ = wᵀᵀ · xᵀ. */
+        s = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int) out, (int) n, (int) in, &one, w, (int) in, x,
+                        (int) in, &zero, y, (int) out);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+                fail_blas(c, s, "linear (cublasSgemm)");
+                return;
+        }
+        if (bias) {
+                k_add_bias<<<blocks_for(n * out), THREADS, 0, c->stream>>>(y, bias, n, out);
+                op_launched(c, "linear");
+        }
+}
+
+/* One block per row, as k_rmsnorm; y may be x. */
+__global__ void k_layer_norm(float *y, const float *x, size_t dim, const float *g, const float *b, float eps) {
+        __shared__ double red[THREADS];
+        const float *xt = x + blockIdx.x * dim;
+        float *yt = y + blockIdx.x * dim;
+        double sum = 0, var = 0;
+
+        for (size_t i = threadIdx.x; i < dim; i += THREADS)
+                sum += xt[i];
+        float mean = (float) (block_sum_f64(sum, red) / (double) dim);
+        for (size_t i = threadIdx.x; i < dim; i += THREADS)
+                var += ((double) xt[i] - mean) * ((double) xt[i] - mean);
+        float inv = (float) (1.0 / sqrt(block_sum_f64(var, red) / (double) dim + eps));
+        for (size_t i = threadIdx.x; i < dim; i += THREADS)
+                yt[i] = (xt[i] - mean) * inv * g[i] + b[i];
+}
+
+static void cuda_layer_norm(struct nn_backend *be, float *y, const float *x, size_t n, size_t dim,
+                            const float *gamma, const float *beta, float eps) {
+        struct cuda_backend *c = cuda(be);
+
+        if (n == 0 || dim == 0 || !op_begin(c))
+                return;
+        if (n > INT32_MAX) {
+                fail_msg(c, -EIO, "layer_norm", "too many rows for one grid");
+                return;
+        }
+        k_layer_norm<<<(unsigned) n, THREADS, 0, c->stream>>>(y, x, dim, gamma, beta, eps);
+        op_launched(c, "layer_norm");
+}
+
+/* One block per row of scores (head, query of the chunk): softmax in place
+ * over the keys the query sees, zeros past them. */
+__global__ void k_softmax_rows(float *s, size_t m, size_t n_kv, size_t q0, bool causal) {
+        __shared__ float red[THREADS];
+        size_t i = blockIdx.x % m;
+        float *row = s + (size_t) blockIdx.x * n_kv;
+        size_t len = causal ? q0 + i + 1 : n_kv;
+        float max = -INFINITY, sum = 0;
+
+        for (size_t j = threadIdx.x; j < len; j += THREADS)
+                max = fmaxf(max, row[j]);
+        max = block_max(max, red);
+        for (size_t j = threadIdx.x; j < len; j += THREADS) {
+                float e = expf(row[j] - max);
+                row[j] = e;
+                sum += e;
+        }
+        sum = block_sum(sum, red);
+        for (size_t j = threadIdx.x; j < n_kv; j += THREADS)
+                row[j] = j < len ? row[j] / sum : 0.0f;
+}
+
+static void cuda_attention_full(struct nn_backend *be, float *out, const float *q, const float *k, const float *v,
+                                size_t n_q, size_t n_kv, size_t n_heads, size_t head_dim, bool causal) {
+        struct cuda_backend *c = cuda(be);
+        size_t stride, chunk, per_query;
+        const float one = 1.0f, zero = 0.0f, scale = 1.0f / sqrtf((float) head_dim);
+        cublasStatus_t s;
+
+        if (n_q == 0 || n_heads == 0 || head_dim == 0 || !op_begin(c))
+                return;
+        if (n_kv == 0) {
+                cudaError_t e = cudaMemsetAsync(out, 0, n_q * n_heads * head_dim * sizeof(float), c->stream);
+                if (e != cudaSuccess)
+                        fail_cuda(c, e, "attention_full");
+                return;
+        }
+        if (!size_mul(n_heads, head_dim, &stride) || !size_mul(n_heads, n_kv, &per_query) ||
+            stride > INT32_MAX || n_kv > INT32_MAX || n_q > INT32_MAX || per_query > ATTN_SCORES_MAX) {
+                fail_msg(c, -EIO, "attention_full", "the heads or the keys are too many");
+                return;
+        }
+        chunk = ATTN_SCORES_MAX / per_query;
+        if (chunk > n_q)
+                chunk = n_q;
+        if (!scratch_reserve(c, (void **) &c->scores, &c->scores_cap, chunk * per_query * sizeof(float),
+                             "attention_full"))
+                return;
+        for (size_t q0 = 0; q0 < n_q; q0 += chunk) {
+                size_t m = n_q - q0 < chunk ? n_q - q0 : chunk;
+
+                /* Per head, column-major: scoresᵀ [n_kv][m] = K_h · Q_hᵀ. */
+                s = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int) n_kv, (int) m,
+                                              (int) head_dim, &scale, k, (int) stride, (long long) head_dim,
+                                              q + q0 * stride, (int) stride, (long long) head_dim, &zero, c->scores,
+                                              (int) n_kv, (long long) (m * n_kv), (int) n_heads);
+                if (s != CUBLAS_STATUS_SUCCESS) {
+                        fail_blas(c, s, "attention_full (scores)");
+                        return;
+                }
+                k_softmax_rows<<<(unsigned) (m * n_heads), THREADS, 0, c->stream>>>(c->scores, m, n_kv, q0,
+                                                                                    causal);
+                op_launched(c, "attention_full");
+                /* out_hᵀ [head_dim][m] = V_hᵀ · Pᵀ. */
+                s = cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int) head_dim, (int) m,
+                                              (int) n_kv, &one, v, (int) stride, (long long) head_dim, c->scores,
+                                              (int) n_kv, (long long) (m * n_kv), &zero, out + q0 * stride,
+                                              (int) stride, (long long) head_dim, (int) n_heads);
+                if (s != CUBLAS_STATUS_SUCCESS) {
+                        fail_blas(c, s, "attention_full (values)");
+                        return;
+                }
+        }
+}
+
+__global__ void k_geglu(float *y, const float *x, size_t n, size_t dim) {
+        GRID_STRIDE(i, n * dim) {
+                size_t r = i / dim, col = i % dim;
+                float a = x[r * 2 * dim + col], g = x[r * 2 * dim + dim + col];
+                y[i] = a * (0.5f * g * (1.0f + erff(g * 0.70710678118654752f)));
+        }
+}
+
+static void cuda_geglu(struct nn_backend *be, float *y, const float *x, size_t n, size_t dim) {
+        struct cuda_backend *c = cuda(be);
+
+        if (n == 0 || dim == 0 || !op_begin(c))
+                return;
+        k_geglu<<<blocks_for(n * dim), THREADS, 0, c->stream>>>(y, x, n, dim);
+        op_launched(c, "geglu");
+}
+
+__global__ void k_quick_gelu(float *x, size_t n) {
+        GRID_STRIDE(i, n)
+                x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+static void cuda_quick_gelu(struct nn_backend *be, float *x, size_t n) {
+        struct cuda_backend *c = cuda(be);
+
+        if (n == 0 || !op_begin(c))
+                return;
+        k_quick_gelu<<<blocks_for(n), THREADS, 0, c->stream>>>(x, n);
+        op_launched(c, "quick_gelu");
+}
+
+/* Indexed by the output, so the writes coalesce. */
+__global__ void k_transpose(float *y, const float *x, size_t rows, size_t cols) {
+        GRID_STRIDE(i, rows * cols)
+                y[i] = x[(i % rows) * cols + i / rows];
+}
+
+static void cuda_transpose(struct nn_backend *be, float *y, const float *x, size_t rows, size_t cols) {
+        struct cuda_backend *c = cuda(be);
+
+        if (rows == 0 || cols == 0 || !op_begin(c))
+                return;
+        k_transpose<<<blocks_for(rows * cols), THREADS, 0, c->stream>>>(y, x, rows, cols);
+        op_launched(c, "transpose");
+}
+
+__global__ void k_scale(float *x, size_t n, float a) {
+        GRID_STRIDE(i, n)
+                x[i] *= a;
+}
+
+static void cuda_scale(struct nn_backend *be, float *x, size_t n, float a) {
+        struct cuda_backend *c = cuda(be);
+
+        if (n == 0 || !op_begin(c))
+                return;
+        k_scale<<<blocks_for(n), THREADS, 0, c->stream>>>(x, n, a);
+        op_launched(c, "scale");
+}
+
 static const char *cuda_libraries(struct nn_backend *be) {
         return cuda(be)->libraries;
 }
@@ -1262,6 +1460,13 @@ extern "C" __attribute__((visibility("default"))) int nn_cuda_backend_open(size_
         c->ops.conv2d = cuda_conv2d;
         c->ops.group_norm = cuda_group_norm;
         c->ops.upsample2x = cuda_upsample2x;
+        c->ops.linear = cuda_linear;
+        c->ops.layer_norm = cuda_layer_norm;
+        c->ops.attention_full = cuda_attention_full;
+        c->ops.geglu = cuda_geglu;
+        c->ops.quick_gelu = cuda_quick_gelu;
+        c->ops.transpose = cuda_transpose;
+        c->ops.scale = cuda_scale;
         c->ops.libraries = cuda_libraries;
         c->ops.status = cuda_status;
         c->base.ops = &c->ops;
