@@ -795,7 +795,7 @@ Test(vae, png_encoding_refuses_bad_keys_text_and_sizes) {
         char err[256];
         const char *bad_keys[] = { "", " lead", "trail ", "two  spaces", "tab\there",
                                    "k\xc3\xa9y",
-                                   "0123456789012345678901234567890123456789012345678901234567890123456789012345678" "9" };
+                                   "01234567890123456789012345678901234567890123456789012345678901234567890123456789" };
 
         for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
                 struct sd_png_text t = { bad_keys[i], "x" };
