@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
+#include <png.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,6 +537,7 @@ Test(vae, decoder_matches_the_reference_on_sd_tiny_with_1_and_2_threads) {
         struct safetensors *file;
         char path[256], err[256];
         float latent[4 * 3 * 4], *rgb1 = malloc(sizeof(float) * rn), *rgb2 = malloc(sizeof(float) * rn);
+        float *again = malloc(sizeof(float) * rn);
         double z[4 * 3 * 4], *ref = malloc(sizeof(double) * rn), spread = 0;
 
         path_in_dir(path, sizeof(path), "tiny.safetensors");
@@ -547,6 +549,9 @@ Test(vae, decoder_matches_the_reference_on_sd_tiny_with_1_and_2_threads) {
         }
         engine_decode(path, 1, latent, h, w, rgb1);
         engine_decode(path, 2, latent, h, w, rgb2);
+        engine_decode(path, 2, latent, h, w, again);
+        cr_assert_eq(memcmp(rgb2, again, sizeof(float) * rn), 0, "the same latent, threads and backend: the same "
+                     "image");
 
         cr_assert_eq(safetensors_open(path, &file, err, sizeof(err)), 0, "%s", err);
         ref_decoder(file, z, h, w, ref);
@@ -561,6 +566,7 @@ Test(vae, decoder_matches_the_reference_on_sd_tiny_with_1_and_2_threads) {
         cr_assert_gt(spread / (double) rn, 0.01, "the image is not all zero");
         free(rgb1);
         free(rgb2);
+        free(again);
         free(ref);
 }
 
@@ -856,6 +862,49 @@ Test(vae, png_decoding_refuses_what_is_not_a_whole_png) {
         cr_assert_eq(memcmp(img.rgb, rgb, sizeof(rgb)), 0);
         sd_png_image_free(&img);
         free(buf);
+}
+
+/* PNGs in other formats, written with libpng's simplified API. */
+static void *foreign_png(uint32_t w, uint32_t h, uint32_t format, const void *pixels, size_t *size) {
+        png_image image = { .version = PNG_IMAGE_VERSION, .width = w, .height = h, .format = format };
+        void *buf;
+
+        cr_assert(png_image_write_get_memory_size(image, *size, 0, pixels, 0, NULL), "%s", image.message);
+        buf = malloc(*size);
+        cr_assert(png_image_write_to_memory(&image, buf, size, 0, pixels, 0, NULL), "%s", image.message);
+        return buf;
+}
+
+Test(vae, png_decoding_makes_8_bit_rgb_of_grey_alpha_and_16_bit_images) {
+        uint8_t ga[5 * 3 * 2];
+        uint16_t grey16[5 * 3];
+        struct sd_png_image img;
+        char err[256];
+        size_t size;
+        void *png;
+
+        for (size_t i = 0; i < 15; i++) {
+                ga[2 * i] = (uint8_t) (i * 17);
+                ga[2 * i + 1] = (uint8_t) (255 - i);
+                grey16[i] = (uint16_t) (i * 4000 + 255);
+        }
+        png = foreign_png(5, 3, PNG_FORMAT_GA, ga, &size);
+        cr_assert_eq(sd_png_decode(png, size, &img, err, sizeof(err)), 0, "%s", err);
+        cr_assert(img.width == 5 && img.height == 3);
+        for (size_t i = 0; i < 15; i++)
+                for (size_t c = 0; c < 3; c++)
+                        cr_assert_eq(img.rgb[3 * i + c], i * 17, "grey and alpha: pixel %zu", i);
+        sd_png_image_free(&img);
+        free(png);
+
+        /* Linear 16-bit grey: the samples' high bytes, no gamma applied. */
+        png = foreign_png(5, 3, PNG_FORMAT_LINEAR_Y, grey16, &size);
+        cr_assert_eq(sd_png_decode(png, size, &img, err, sizeof(err)), 0, "%s", err);
+        for (size_t i = 0; i < 15; i++)
+                cr_assert_eq(img.rgb[3 * i], grey16[i] >> 8, "16-bit: pixel %zu is %u, expected %u", i,
+                             img.rgb[3 * i], grey16[i] >> 8);
+        sd_png_image_free(&img);
+        free(png);
 }
 
 Test(vae, a_decoded_latent_becomes_a_png_of_the_same_pixels) {

@@ -187,12 +187,12 @@ int sd_png_encode(const uint8_t *rgb, uint32_t width, uint32_t height, const str
                 r = nn_error(err, err_size, -ENOMEM, "out of memory for a PNG");
                 goto finish;
         }
+        /* libpng reads the rows and the texts, never writes them. */
         for (uint32_t y = 0; y < height; y++)
                 rows[y] = (png_bytep) (rgb + (size_t) y * width * 3);
         for (size_t i = 0; i < n_text; i++) {
                 bool ascii = utf8_kind(text[i].value) == 1;
 
-                /* libpng copies them and does not write through them. */
                 chunks[i] = (png_text) {
                         .compression = ascii ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE,
                         .key = (png_charp) text[i].key,
