@@ -299,3 +299,208 @@ Test(sd_blocks, downsample_and_upsample_match_the_reference) {
         be->ops->release(be, scratch);
         nn_backend_free(be);
 }
+
+/* ---- The SpatialTransformer ---- */
+
+static void ref_layer_norm(const double *x, size_t n, size_t dim, const float *g, const float *b, double *y) {
+        for (size_t t = 0; t < n; t++) {
+                double mean = 0, var = 0;
+
+                for (size_t i = 0; i < dim; i++)
+                        mean += x[t * dim + i];
+                mean /= (double) dim;
+                for (size_t i = 0; i < dim; i++)
+                        var += (x[t * dim + i] - mean) * (x[t * dim + i] - mean);
+                var /= (double) dim;
+                for (size_t i = 0; i < dim; i++)
+                        y[t * dim + i] = (x[t * dim + i] - mean) / sqrt(var + 1e-5) * g[i] + b[i];
+        }
+}
+
+/* y [n][out] = x [n][in] · wᵀ + b (b may be NULL). */
+static void ref_linear(const double *x, size_t n, size_t in, size_t out, const float *w, const float *b, double *y) {
+        for (size_t t = 0; t < n; t++)
+                for (size_t o = 0; o < out; o++) {
+                        double s = b ? b[o] : 0;
+
+                        for (size_t i = 0; i < in; i++)
+                                s += x[t * in + i] * w[o * in + i];
+                        y[t * out + o] = s;
+                }
+}
+
+static void ref_attention(const double *q, const double *k, const double *v, size_t nq, size_t nkv, size_t heads,
+                          size_t hd, double *out) {
+        double s[64];
+
+        for (size_t h = 0; h < heads; h++)
+                for (size_t i = 0; i < nq; i++) {
+                        double max = -INFINITY, sum = 0;
+
+                        for (size_t j = 0; j < nkv; j++) {
+                                double d = 0;
+
+                                for (size_t e = 0; e < hd; e++)
+                                        d += q[(i * heads + h) * hd + e] * k[(j * heads + h) * hd + e];
+                                s[j] = d / sqrt((double) hd);
+                                max = fmax(max, s[j]);
+                        }
+                        for (size_t j = 0; j < nkv; j++)
+                                sum += s[j] = exp(s[j] - max);
+                        for (size_t e = 0; e < hd; e++) {
+                                double o = 0;
+
+                                for (size_t j = 0; j < nkv; j++)
+                                        o += s[j] / sum * v[(j * heads + h) * hd + e];
+                                out[(i * heads + h) * hd + e] = o;
+                        }
+                }
+}
+
+Test(sd_blocks, spatial_transformer_matches_the_reference) {
+        enum { C = 32, CTX = 24, NCTX = 5, H = 4, W = 3, HW = H * W, HEADS = 2 };
+        struct ref_tensor parts[] = {
+                { "norm.weight", 1, { C }, 0.5, 0, NULL },                                       /* 0 */
+                { "norm.bias", 1, { C }, 0.5, 0, NULL },
+                { "proj_in.weight", 4, { C, C, 1, 1 }, 0.3, 0, NULL },
+                { "proj_in.bias", 1, { C }, 0.1, 0, NULL },
+                { "proj_out.weight", 2, { C, C }, 0.3, 0, NULL },                                /* SD 2.x: linear */
+                { "proj_out.bias", 1, { C }, 0.1, 0, NULL },                                    /* 5 */
+                { "transformer_blocks.0.norm1.weight", 1, { C }, 0.5, 0, NULL },
+                { "transformer_blocks.0.norm1.bias", 1, { C }, 0.5, 0, NULL },
+                { "transformer_blocks.0.norm2.weight", 1, { C }, 0.5, 0, NULL },
+                { "transformer_blocks.0.norm2.bias", 1, { C }, 0.5, 0, NULL },
+                { "transformer_blocks.0.norm3.weight", 1, { C }, 0.5, 0, NULL },                /* 10 */
+                { "transformer_blocks.0.norm3.bias", 1, { C }, 0.5, 0, NULL },
+                { "transformer_blocks.0.attn1.to_q.weight", 2, { C, C }, 0.3, 0, NULL },
+                { "transformer_blocks.0.attn1.to_k.weight", 2, { C, C }, 0.3, 0, NULL },
+                { "transformer_blocks.0.attn1.to_v.weight", 2, { C, C }, 0.3, 0, NULL },
+                { "transformer_blocks.0.attn1.to_out.0.weight", 2, { C, C }, 0.3, 0, NULL },    /* 15 */
+                { "transformer_blocks.0.attn1.to_out.0.bias", 1, { C }, 0.1, 0, NULL },
+                { "transformer_blocks.0.attn2.to_q.weight", 2, { C, C }, 0.3, 0, NULL },
+                { "transformer_blocks.0.attn2.to_k.weight", 2, { C, CTX }, 0.3, 0, NULL },
+                { "transformer_blocks.0.attn2.to_v.weight", 2, { C, CTX }, 0.3, 0, NULL },
+                { "transformer_blocks.0.attn2.to_out.0.weight", 2, { C, C }, 0.3, 0, NULL },    /* 20 */
+                { "transformer_blocks.0.attn2.to_out.0.bias", 1, { C }, 0.1, 0, NULL },
+                { "transformer_blocks.0.ff.net.0.proj.weight", 2, { 8 * C, C }, 0.3, 0, NULL },
+                { "transformer_blocks.0.ff.net.0.proj.bias", 1, { 8 * C }, 0.1, 0, NULL },
+                { "transformer_blocks.0.ff.net.2.weight", 2, { C, 4 * C }, 0.1, 0, NULL },
+                { "transformer_blocks.0.ff.net.2.bias", 1, { C }, 0.1, 0, NULL },               /* 25 */
+        };
+        const size_t n_parts = sizeof(parts) / sizeof(parts[0]);
+        struct safetensors_writer *wr;
+        struct safetensors *file;
+        struct nn_backend *be;
+        struct sd_transformer tr;
+        char path[256], name[160], err[256];
+        static float xf[C * HW], cf[NCTX * CTX], yf[C * HW];
+        static double x[C * HW], ctx[NCTX * CTX], t[HW * C], res[HW * C], a[HW * C], q[HW * C], k[HW * C],
+                v[HW * C], o[HW * C], ff[HW * 8 * C], g[HW * 4 * C];
+        float *dx, *dc, *dy, *scratch;
+
+        rng_state = 4242;
+        cr_assert_eq(safetensors_writer_new(&wr), 0);
+        for (size_t i = 0; i < n_parts; i++) {
+                uint64_t n = 1;
+                uint16_t *half;
+
+                for (uint32_t d = 0; d < parts[i].ndim; d++)
+                        n *= parts[i].shape[d];
+                parts[i].values = malloc(n * sizeof(float));
+                half = malloc(n * sizeof(uint16_t));
+                random_f16(n, parts[i].scale, parts[i].values, half);
+                if (strstr(parts[i].name, "norm") && strstr(parts[i].name, ".weight"))
+                        for (uint64_t e = 0; e < n; e++)
+                                parts[i].values[e] = nn_fp16_to_f32(half[e] = nn_f32_to_fp16(1.0f + parts[i].values[e]));
+                snprintf(name, sizeof(name), "st.%s", parts[i].name);
+                cr_assert_eq(safetensors_writer_add(wr, name, ST_F16, parts[i].ndim, parts[i].shape, half), 0);
+                free(half);
+        }
+        snprintf(path, sizeof(path), "%s/st.safetensors", dir);
+        cr_assert_eq(safetensors_writer_write(wr, path, err, sizeof(err)), 0, "%s", err);
+        safetensors_writer_free(wr);
+        cr_assert_eq(safetensors_open(path, &file, err, sizeof(err)), 0, "%s", err);
+        for (size_t i = 0; i < C * HW; i++)
+                x[i] = xf[i] = (float) (rng_uniform() * 2);
+        for (size_t i = 0; i < NCTX * CTX; i++)
+                ctx[i] = cf[i] = (float) rng_uniform();
+
+        /* The reference, as LDM's SpatialTransformer. */
+        {
+                double mean, var;
+                size_t cg = C / 32;
+
+                for (size_t grp = 0; grp < 32; grp++) {
+                        mean = var = 0;
+                        for (size_t i = grp * cg * HW; i < (grp + 1) * cg * HW; i++)
+                                mean += x[i];
+                        mean /= (double) (cg * HW);
+                        for (size_t i = grp * cg * HW; i < (grp + 1) * cg * HW; i++)
+                                var += (x[i] - mean) * (x[i] - mean);
+                        var /= (double) (cg * HW);
+                        for (size_t i = grp * cg * HW; i < (grp + 1) * cg * HW; i++)
+                                /* tokens: [hw][c] */
+                                t[(i % HW) * C + i / HW] = (x[i] - mean) / sqrt(var + 1e-6) * parts[0].values[i / HW] +
+                                                           parts[1].values[i / HW];
+                }
+        }
+        ref_linear(t, HW, C, C, parts[2].values, parts[3].values, res);
+        ref_layer_norm(res, HW, C, parts[6].values, parts[7].values, a);
+        ref_linear(a, HW, C, C, parts[12].values, NULL, q);
+        ref_linear(a, HW, C, C, parts[13].values, NULL, k);
+        ref_linear(a, HW, C, C, parts[14].values, NULL, v);
+        ref_attention(q, k, v, HW, HW, HEADS, C / HEADS, o);
+        ref_linear(o, HW, C, C, parts[15].values, parts[16].values, a);
+        for (size_t i = 0; i < HW * C; i++)
+                res[i] += a[i];
+        ref_layer_norm(res, HW, C, parts[8].values, parts[9].values, a);
+        ref_linear(a, HW, C, C, parts[17].values, NULL, q);
+        ref_linear(ctx, NCTX, CTX, C, parts[18].values, NULL, k);
+        ref_linear(ctx, NCTX, CTX, C, parts[19].values, NULL, v);
+        ref_attention(q, k, v, HW, NCTX, HEADS, C / HEADS, o);
+        ref_linear(o, HW, C, C, parts[20].values, parts[21].values, a);
+        for (size_t i = 0; i < HW * C; i++)
+                res[i] += a[i];
+        ref_layer_norm(res, HW, C, parts[10].values, parts[11].values, a);
+        ref_linear(a, HW, C, 8 * C, parts[22].values, parts[23].values, ff);
+        for (size_t i = 0; i < HW; i++)
+                for (size_t j = 0; j < 4 * C; j++) {
+                        double hv = ff[i * 8 * C + j], gate = ff[i * 8 * C + 4 * C + j];
+                        g[i * 4 * C + j] = hv * 0.5 * gate * (1 + erf(gate / sqrt(2.0)));
+                }
+        ref_linear(g, HW, 4 * C, C, parts[24].values, parts[25].values, a);
+        for (size_t i = 0; i < HW * C; i++)
+                res[i] += a[i];
+        ref_linear(res, HW, C, C, parts[4].values, parts[5].values, a);
+
+        for (unsigned threads = 1; threads <= 2; threads++) {
+                cr_assert_eq(nn_cpu_backend_new(threads, &be), 0);
+                cr_assert_eq(sd_transformer_load(be, file, "st.", C, CTX, HEADS, &tr, err, sizeof(err)), 0, "%s", err);
+                dx = be->ops->alloc(be, C * HW);
+                dc = be->ops->alloc(be, NCTX * CTX);
+                dy = be->ops->alloc(be, C * HW);
+                scratch = be->ops->alloc(be, sd_transformer_scratch(&tr, H, W, NCTX));
+                be->ops->write(be, dx, xf, C * HW);
+                be->ops->write(be, dc, cf, NCTX * CTX);
+                sd_transformer_forward(be, &tr, dx, dc, NCTX, H, W, dy, scratch);
+                be->ops->read(be, yf, dy, C * HW);
+                cr_assert_eq(be->ops->status(be), 0);
+                for (size_t ch = 0; ch < C; ch++)
+                        for (size_t p = 0; p < HW; p++) {
+                                double want = a[p * C + ch] + x[ch * HW + p];
+
+                                cr_assert_float_eq(yf[ch * HW + p], want, 2e-4 * (1 + fabs(want)),
+                                                   "%u threads: channel %zu pixel %zu is %g, expected %g", threads,
+                                                   ch, p, yf[ch * HW + p], want);
+                        }
+                sd_transformer_free(be, &tr);
+                be->ops->release(be, dx);
+                be->ops->release(be, dc);
+                be->ops->release(be, dy);
+                be->ops->release(be, scratch);
+                nn_backend_free(be);
+        }
+        safetensors_close(file);
+        for (size_t i = 0; i < n_parts; i++)
+                free(parts[i].values);
+}

@@ -15,6 +15,10 @@
 /* SD's GroupNorm: 32 groups, ε = 1e-5. */
 #define GN_GROUPS 32
 #define GN_EPS 1e-5f
+/* The SpatialTransformer's own GroupNorm (Normalize in LDM's attention.py)
+ * and BasicTransformerBlock's LayerNorms. */
+#define TR_GN_EPS 1e-6f
+#define LN_EPS 1e-5f
 
 int sd_weight_load(struct nn_backend *be, const struct safetensors *file, const char *name, uint64_t n,
                    struct sd_weight *ret, char *err, size_t err_size) {
@@ -181,4 +185,119 @@ void sd_upsample(struct nn_backend *be, const struct sd_weight *w, const struct 
 
         be->ops->upsample2x(be, scratch, x, c, h, wd);
         be->ops->conv2d(be, &p, scratch, w->data, bias->data, y);
+}
+
+int sd_transformer_load(struct nn_backend *be, const struct safetensors *file, const char *prefix, uint32_t ch,
+                        uint32_t ctx, uint32_t heads, struct sd_transformer *ret, char *err, size_t err_size) {
+        const uint64_t c = ch;
+        const struct {
+                const char *name;
+                uint64_t n;
+                struct sd_weight *w;
+        } parts[] = {
+                { "norm.weight", c, &ret->norm_g },
+                { "norm.bias", c, &ret->norm_b },
+                { "proj_in.weight", c * c, &ret->proj_in_w },
+                { "proj_in.bias", c, &ret->proj_in_b },
+                { "proj_out.weight", c * c, &ret->proj_out_w },
+                { "proj_out.bias", c, &ret->proj_out_b },
+                { "transformer_blocks.0.norm1.weight", c, &ret->n1_g },
+                { "transformer_blocks.0.norm1.bias", c, &ret->n1_b },
+                { "transformer_blocks.0.norm2.weight", c, &ret->n2_g },
+                { "transformer_blocks.0.norm2.bias", c, &ret->n2_b },
+                { "transformer_blocks.0.norm3.weight", c, &ret->n3_g },
+                { "transformer_blocks.0.norm3.bias", c, &ret->n3_b },
+                { "transformer_blocks.0.attn1.to_q.weight", c * c, &ret->q1 },
+                { "transformer_blocks.0.attn1.to_k.weight", c * c, &ret->k1 },
+                { "transformer_blocks.0.attn1.to_v.weight", c * c, &ret->v1 },
+                { "transformer_blocks.0.attn1.to_out.0.weight", c * c, &ret->o1_w },
+                { "transformer_blocks.0.attn1.to_out.0.bias", c, &ret->o1_b },
+                { "transformer_blocks.0.attn2.to_q.weight", c * c, &ret->q2 },
+                { "transformer_blocks.0.attn2.to_k.weight", c * ctx, &ret->k2 },
+                { "transformer_blocks.0.attn2.to_v.weight", c * ctx, &ret->v2 },
+                { "transformer_blocks.0.attn2.to_out.0.weight", c * c, &ret->o2_w },
+                { "transformer_blocks.0.attn2.to_out.0.bias", c, &ret->o2_b },
+                { "transformer_blocks.0.ff.net.0.proj.weight", 8 * c * c, &ret->ff1_w },
+                { "transformer_blocks.0.ff.net.0.proj.bias", 8 * c, &ret->ff1_b },
+                { "transformer_blocks.0.ff.net.2.weight", 4 * c * c, &ret->ff2_w },
+                { "transformer_blocks.0.ff.net.2.bias", c, &ret->ff2_b },
+        };
+        char name[512];
+        int r;
+
+        *ret = (struct sd_transformer) { .ch = ch, .ctx = ctx, .heads = heads };
+        if (ch % GN_GROUPS || heads == 0 || ch % heads)
+                return nn_error(err, err_size, -EINVAL, "%s: %" PRIu32 " channels are not a multiple of GroupNorm's "
+                                "%d groups and of %" PRIu32 " heads", prefix, ch, GN_GROUPS, heads);
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+                snprintf(name, sizeof(name), "%s%s", prefix, parts[i].name);
+                r = sd_weight_load(be, file, name, parts[i].n, parts[i].w, err, err_size);
+                if (r < 0) {
+                        sd_transformer_free(be, ret);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+void sd_transformer_free(struct nn_backend *be, struct sd_transformer *t) {
+        struct sd_weight *all[] = {
+                &t->norm_g, &t->norm_b, &t->proj_in_w, &t->proj_in_b, &t->proj_out_w, &t->proj_out_b,
+                &t->n1_g, &t->n1_b, &t->n2_g, &t->n2_b, &t->n3_g, &t->n3_b,
+                &t->q1, &t->k1, &t->v1, &t->o1_w, &t->o1_b, &t->q2, &t->k2, &t->v2, &t->o2_w, &t->o2_b,
+                &t->ff1_w, &t->ff1_b, &t->ff2_w, &t->ff2_b,
+        };
+
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+                sd_weight_free(be, all[i]);
+}
+
+size_t sd_transformer_scratch(const struct sd_transformer *t, uint32_t h, uint32_t w, size_t n_ctx) {
+        size_t hw = (size_t) h * w, c = t->ch, kv = hw > n_ctx ? hw : n_ctx;
+
+        /* a, b, the residual stream, q: hw·c each; k, v: kv·c each; the
+         * feed-forward's 8·c and 4·c per token. */
+        return 4 * hw * c + 2 * kv * c + 12 * hw * c;
+}
+
+void sd_transformer_forward(struct nn_backend *be, const struct sd_transformer *t, const float *x,
+                            const float *context, size_t n_ctx, uint32_t h, uint32_t w, float *y, float *scratch) {
+        size_t hw = (size_t) h * w, c = t->ch, kv = hw > n_ctx ? hw : n_ctx, hd = c / t->heads;
+        float *a = scratch, *b = a + hw * c, *res = b + hw * c, *q = res + hw * c;
+        float *k = q + hw * c, *v = k + kv * c, *ff = v + kv * c, *ff2 = ff + 8 * hw * c;
+
+        /* GroupNorm on the image, then tokens: [hw][c]. */
+        be->ops->group_norm(be, a, x, 1, c, hw, GN_GROUPS, t->norm_g.data, t->norm_b.data, TR_GN_EPS, false);
+        be->ops->transpose(be, b, a, c, hw);
+        be->ops->linear(be, res, b, hw, c, c, t->proj_in_w.data, t->proj_in_b.data);
+
+        /* Self-attention. */
+        be->ops->layer_norm(be, a, res, hw, c, t->n1_g.data, t->n1_b.data, LN_EPS);
+        be->ops->linear(be, q, a, hw, c, c, t->q1.data, NULL);
+        be->ops->linear(be, k, a, hw, c, c, t->k1.data, NULL);
+        be->ops->linear(be, v, a, hw, c, c, t->v1.data, NULL);
+        be->ops->attention_full(be, b, q, k, v, hw, hw, t->heads, hd, false);
+        be->ops->linear(be, a, b, hw, c, c, t->o1_w.data, t->o1_b.data);
+        be->ops->add(be, res, a, hw * c);
+
+        /* Cross-attention to the text. */
+        be->ops->layer_norm(be, a, res, hw, c, t->n2_g.data, t->n2_b.data, LN_EPS);
+        be->ops->linear(be, q, a, hw, c, c, t->q2.data, NULL);
+        be->ops->linear(be, k, context, n_ctx, t->ctx, c, t->k2.data, NULL);
+        be->ops->linear(be, v, context, n_ctx, t->ctx, c, t->v2.data, NULL);
+        be->ops->attention_full(be, b, q, k, v, hw, n_ctx, t->heads, hd, false);
+        be->ops->linear(be, a, b, hw, c, c, t->o2_w.data, t->o2_b.data);
+        be->ops->add(be, res, a, hw * c);
+
+        /* GEGLU feed-forward. */
+        be->ops->layer_norm(be, a, res, hw, c, t->n3_g.data, t->n3_b.data, LN_EPS);
+        be->ops->linear(be, ff, a, hw, c, 8 * c, t->ff1_w.data, t->ff1_b.data);
+        be->ops->geglu(be, ff2, ff, hw, 4 * c);
+        be->ops->linear(be, a, ff2, hw, 4 * c, c, t->ff2_w.data, t->ff2_b.data);
+        be->ops->add(be, res, a, hw * c);
+
+        /* Back to the image, plus the input. */
+        be->ops->linear(be, a, res, hw, c, c, t->proj_out_w.data, t->proj_out_b.data);
+        be->ops->transpose(be, y, a, hw, c);
+        be->ops->add(be, y, x, hw * c);
 }

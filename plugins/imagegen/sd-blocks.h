@@ -7,8 +7,10 @@
  * embedding, GroupNorm and SiLU again, a second 3×3 convolution, the skip
  * path), and the Downsample (a 3×3 convolution of stride 2) and Upsample
  * (nearest 2×, then a 3×3 convolution) blocks, as LDM's openaimodel.py
- * computes them.  The attention blocks, the VAE decoder, the text encoder
- * and the sampler that make the imagegen skill are the next steps.
+ * computes them, and the SpatialTransformer (GroupNorm, proj_in, one
+ * BasicTransformerBlock of self-attention, cross-attention to the text and
+ * a GEGLU feed-forward, each after a LayerNorm and added back, proj_out,
+ * the residual).
  *
  * Weights live in the backend's memory as f32 (read from a checkpoint with
  * sd_weight_load()); activations are NCHW with N = 1. */
@@ -61,3 +63,25 @@ void sd_downsample(struct nn_backend *be, const struct sd_weight *w, const struc
 /* y [c][2h][2w] = conv3×3(nearest 2×(x)) (output_blocks.N.M.conv); scratch: 4·c·h·w. */
 void sd_upsample(struct nn_backend *be, const struct sd_weight *w, const struct sd_weight *bias, uint32_t c,
                  const float *x, uint32_t h, uint32_t wd, float *y, float *scratch);
+
+/* A SpatialTransformer of depth 1 (SD 1.x and 2.x): prefix.norm,
+ * proj_in/proj_out (1×1 convolutions in SD 1.x, linear layers in 2.x: the
+ * same numbers), transformer_blocks.0.{attn1,attn2,ff,norm1-3}. */
+struct sd_transformer {
+        uint32_t ch, ctx, heads;
+        struct sd_weight norm_g, norm_b, proj_in_w, proj_in_b, proj_out_w, proj_out_b;
+        struct sd_weight n1_g, n1_b, n2_g, n2_b, n3_g, n3_b;
+        struct sd_weight q1, k1, v1, o1_w, o1_b;                /* attn1: self-attention */
+        struct sd_weight q2, k2, v2, o2_w, o2_b;                /* attn2: to the text's context [n][ctx] */
+        struct sd_weight ff1_w, ff1_b, ff2_w, ff2_b;            /* ff.net.0.proj [8·ch][ch], ff.net.2 [ch][4·ch] */
+};
+
+int sd_transformer_load(struct nn_backend *be, const struct safetensors *file, const char *prefix, uint32_t ch,
+                        uint32_t ctx, uint32_t heads, struct sd_transformer *ret, char *err, size_t err_size);
+void sd_transformer_free(struct nn_backend *be, struct sd_transformer *t);
+
+/* y [ch][h][w] = SpatialTransformer(x [ch][h][w], context [n_ctx][ctx]);
+ * y may not be x; scratch: sd_transformer_scratch() floats. */
+void sd_transformer_forward(struct nn_backend *be, const struct sd_transformer *t, const float *x,
+                            const float *context, size_t n_ctx, uint32_t h, uint32_t w, float *y, float *scratch);
+size_t sd_transformer_scratch(const struct sd_transformer *t, uint32_t h, uint32_t w, size_t n_ctx);
