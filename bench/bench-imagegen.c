@@ -96,7 +96,7 @@ static void model_open(struct model *m, const char *path, const char *vocab, con
         m->be = be;
         if (safetensors_open(path, &m->file, err, sizeof(err)) < 0 ||
             sd_unet_load(be, m->file, 8, &m->unet, err, sizeof(err)) < 0 ||
-            clip_text_load(be, m->file, &m->clip, err, sizeof(err)) < 0 ||
+            clip_text_load(be, m->file, 0, &m->clip, err, sizeof(err)) < 0 ||
             clip_tokenizer_load(vocab, merges, &m->tok, err, sizeof(err)) < 0 ||
             vae_decoder_load(be, m->file, "first_stage_model.", &m->vae, err, sizeof(err)) < 0)
                 die(path, err);
@@ -113,12 +113,11 @@ static void model_close(struct model *m) {
 /* µs to encode a prompt into ctx. */
 static uint64_t encode(struct model *m, const char *text, float *ctx) {
         int32_t ids[CLIP_CONTEXT];
-        char err[256];
         uint64_t t0 = now_usec();
 
         if (clip_tokenizer_encode_prompt(m->tok, text, strlen(text), clip_tokenizer_eos(m->tok), ids) < 0 ||
-            clip_text_encode(m->clip, ids, CLIP_CONTEXT, ctx, err, sizeof(err)) < 0)
-                die("the text encoder", err);
+            clip_text_encode(m->clip, ids, CLIP_CONTEXT, 0, ctx) < 0)
+                die("the text encoder", "failed");
         (void) m->be->ops->status(m->be);
         return now_usec() - t0;
 }

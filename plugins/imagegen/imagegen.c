@@ -45,6 +45,7 @@
  * requester without the model (a verify-only worker) asks another provider
  * of it for that check (a check job, as textgen's). */
 
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -62,6 +63,7 @@
 #include "clip-tokenizer.h"
 #include "denoiser.h"
 #include "nn-backend.h"
+#include "nn-error.h"
 #include "safetensors.h"
 #include "sampler.h"
 #include "sd-png.h"
@@ -211,7 +213,10 @@ static int encode_text(struct imagegen *t, const char *text, float *out, char *e
         if (n < 0)
                 return nn_error(err, err_size, n, "%s", n == -EILSEQ ? "the text is not valid UTF-8"
                                                                       : "cannot tokenize the text");
-        return clip_text_encode(t->clip, ids, CLIP_CONTEXT, out, err, err_size);
+        n = clip_text_encode(t->clip, ids, CLIP_CONTEXT, 0, out);
+        if (n < 0)
+                return nn_error(err, err_size, n, "the text encoder failed: %s", strerror(-n));
+        return 0;
 }
 
 /* Seconds per step, from BENCH_LATENT² latents: what adverts offer and
@@ -360,7 +365,7 @@ static int imagegen_init(const struct swarm_values *config, void **state) {
         }
         r = sd_unet_load(t->be, t->file, (uint32_t) heads, &t->unet, err, sizeof(err));
         if (r >= 0)
-                r = clip_text_load(t->be, t->file, &t->clip, err, sizeof(err));
+                r = clip_text_load(t->be, t->file, 0, &t->clip, err, sizeof(err));
         if (r >= 0)
                 r = vae_decoder_load(t->be, t->file, "first_stage_model.", &t->vae, err, sizeof(err));
         if (r < 0) {
@@ -375,7 +380,7 @@ static int imagegen_init(const struct swarm_values *config, void **state) {
                 goto fail;
         }
         if (clip_tokenizer_n_vocab(t->tok) > clip_text_vocab(t->clip)) {
-                swarm_log(LOG_ERR, "imagegen: the tokenizer has %zu tokens, the text encoder's embedding %zu",
+                swarm_log(LOG_ERR, "imagegen: the tokenizer has %zu tokens, the text encoder's embedding %" PRIu32,
                           clip_tokenizer_n_vocab(t->tok), clip_text_vocab(t->clip));
                 r = -EBADMSG;
                 goto fail;
