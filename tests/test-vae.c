@@ -231,7 +231,7 @@ static void ref_attention(const struct safetensors *f, const char *p, const doub
                           double *y) {
         double *hn = malloc(sizeof(double) * c * n), *q = malloc(sizeof(double) * c * n);
         double *k = malloc(sizeof(double) * c * n), *v = malloc(sizeof(double) * c * n);
-        double *o = malloc(sizeof(double) * c * n), *wrow = malloc(sizeof(double) * n);
+        double *o = calloc(c * n, sizeof(double)), *wrow = malloc(sizeof(double) * n);
         float *ng = ref_w(f, "%snorm.weight", p), *nb = ref_w(f, "%snorm.bias", p);
         float *qw = ref_w(f, "%sq.weight", p), *qb = ref_w(f, "%sq.bias", p);
         float *kw = ref_w(f, "%sk.weight", p), *kb = ref_w(f, "%sk.bias", p);
