@@ -20,8 +20,12 @@
  *   verify-tolerance-micro  the largest relative step error accepted, in
  *                  millionths (default 10000: 1 %; honest runs differ by
  *                  about 10^-6 on a CPU)
- *   price          micro-credits per megapixel-step (default: from the
- *                  UNet's size, 1 per 100M parameters)
+ *   price          micro-credits per million pixel-evaluations (default:
+ *                  from the UNet's size, 1 per 100M parameters).  A job's
+ *                  work in that unit is width × height × (steps × 2 with
+ *                  guidance, × 1 without, + the VAE's decode in UNet
+ *                  evaluations, measured at start); adverts give the
+ *                  throughput in it, so routers expect the right time
  *   testing-cheat  skip-steps, ignore-prompt or other-seed: wrong results
  *                  on purpose, for tests; testing-claim-model PATH: claims
  *                  another checkpoint's identity
@@ -109,8 +113,9 @@ struct imagegen {
         char name[256];
         uint32_t max_width, max_height, max_steps, verify_steps;
         double tolerance;
-        uint64_t price;                 /* per megapixel-step */
-        uint64_t throughput;            /* latent pixel-steps per second, measured */
+        uint64_t price;                 /* per million pixel-evaluations */
+        uint64_t throughput;            /* image pixel-evaluations of the UNet per second, measured */
+        uint32_t decode_evals;          /* the VAE's decode, in UNet evaluations of the same image */
         double sec_per_step_512;        /* estimated from the measurement */
 
         /* The text contexts [CLIP_CONTEXT][dim] in backend memory. */
@@ -205,6 +210,9 @@ static void model_identity(const struct safetensors *file, uint8_t out[MODEL_ID_
         crypto_generichash_final(&st, out, MODEL_ID_SIZE);
 }
 
+static int decode_latent(struct imagegen *t, const float *latent, uint32_t lh, uint32_t lw, uint8_t *rgb8,
+                         char *err, size_t err_size);
+
 static int encode_text(struct imagegen *t, const char *text, float *out, char *err, size_t err_size) {
         int32_t ids[CLIP_CONTEXT];
         int n;
@@ -219,35 +227,44 @@ static int encode_text(struct imagegen *t, const char *text, float *out, char *e
         return 0;
 }
 
-/* Seconds per step, from BENCH_LATENT² latents: what adverts offer and
- * routers divide jobs by (latent pixel-steps per second). */
+/* The UNet's speed on a BENCH_LATENT² latent (the first evaluation, which
+ * allocates, not timed) and the VAE's decode of it, in UNet evaluations:
+ * what adverts offer and routers divide a job's units by. */
 static void measure_speed(struct imagegen *t) {
         const uint32_t s = BENCH_LATENT;
         struct sd_denoiser *d = NULL;
         static struct sd_plan plan;
         size_t n = (size_t) SD_LATENT_CHANNELS * s * s;
         float *x = malloc(n * sizeof(float));
+        uint8_t *rgb = malloc((size_t) 64 * s * s * 3);
         char err[256];
-        uint64_t start, usec;
+        uint64_t start, usec, dec;
 
-        if (!x || sd_plan_make(SD_SAMPLER_EULER, 2, &plan) < 0 || sd_denoiser_new(t->be, t->unet, s, s, &d) < 0 ||
-            encode_text(t, "", t->cond, err, sizeof(err)) < 0)
+        t->throughput = 1;
+        t->decode_evals = 1;
+        if (!x || !rgb || sd_plan_make(SD_SAMPLER_EULER, 2, &plan) < 0 ||
+            sd_denoiser_new(t->be, t->unet, s, s, &d) < 0 || encode_text(t, "", t->cond, err, sizeof(err)) < 0)
                 goto out;
         sd_noise(0, x, n);
-        /* The first step allocates the UNet's scratch: not timed. */
         if (sd_denoiser_step(d, &plan, 0, t->cond, NULL, CLIP_CONTEXT, 1.0, x, x) < 0)
                 goto out;
         start = now_usec();
         if (sd_denoiser_step(d, &plan, 1, t->cond, NULL, CLIP_CONTEXT, 1.0, x, x) < 0)
                 goto out;
         usec = now_usec() - start ?: 1;
-        t->throughput = (uint64_t) s * s * 1000000 / usec ?: 1;
+        start = now_usec();
+        if (decode_latent(t, x, s, s, rgb, err, sizeof(err)) < 0)
+                goto out;
+        dec = now_usec() - start;
+        t->throughput = (uint64_t) 64 * s * s * 1000000 / usec ?: 1;
+        t->decode_evals = (uint32_t) ((dec + usec - 1) / usec) ?: 1;
         /* Convolutions scale with the pixels, self-attention faster: a
          * lower bound for 64² latents. */
         t->sec_per_step_512 = (double) usec / 1e6 * (64.0 * 64.0) / (double) (s * s);
 out:
         sd_denoiser_free(d);
         free(x);
+        free(rgb);
 }
 
 static int imagegen_init(const struct swarm_values *config, void **state) {
@@ -413,9 +430,10 @@ static int imagegen_init(const struct swarm_values *config, void **state) {
         }
         t->price = price > 0 ? (uint64_t) price : (sd_unet_parameters(t->unet) + 99999999) / 100000000;
         measure_speed(t);
-        swarm_log(LOG_INFO, "imagegen: %s (UNet %" PRIu64 "M parameters, text %zu wide), on %s, about %.2f s per step "
-                  "at 512²", t->name, sd_unet_parameters(t->unet) / 1000000, t->ctx_dim, t->be->ops->name,
-                  t->sec_per_step_512);
+        swarm_log(LOG_INFO, "imagegen: %s (UNet %" PRIu64 "M parameters, text %zu wide), on %s, about %.2f s per UNet "
+                  "evaluation at 512², a decode as %" PRIu32 " evaluations", t->name,
+                  sd_unet_parameters(t->unet) / 1000000, t->ctx_dim, t->be->ops->name, t->sec_per_step_512,
+                  t->decode_evals);
         *state = t;
         return 0;
 fail:
@@ -432,24 +450,25 @@ static int imagegen_advertise(void *state, struct swarm_values *advert) {
         if (r < 0)
                 return r;
         if (!t->unet) {
-                if ((r = swarm_values_set_string(advert, "unit", "latent-pixel-step")) < 0 ||
+                if ((r = swarm_values_set_string(advert, "unit", "pixel-eval")) < 0 ||
                     (r = swarm_values_set_int(advert, "price", 1)) < 0 ||
-                    (r = swarm_values_set_string(advert, "price-unit", "megapixel-step")) < 0)
+                    (r = swarm_values_set_string(advert, "price-unit", "mpixel-eval")) < 0)
                         return r;
                 return 0;
         }
         snprintf(limits, sizeof(limits), "%" PRIu32 "x%" PRIu32 ", %" PRIu32 " steps", t->max_width, t->max_height,
                  t->max_steps);
         if ((r = swarm_values_set_string(advert, "device", t->be->ops->name)) < 0 ||
-            (r = swarm_values_set_string(advert, "unit", "latent-pixel-step")) < 0 ||
+            (r = swarm_values_set_string(advert, "unit", "pixel-eval")) < 0 ||
             (r = swarm_values_set_int(advert, "throughput", (int64_t) t->throughput)) < 0 ||
             (r = swarm_values_set_int(advert, "price", (int64_t) t->price)) < 0 ||
-            (r = swarm_values_set_string(advert, "price-unit", "megapixel-step")) < 0 ||
+            (r = swarm_values_set_string(advert, "price-unit", "mpixel-eval")) < 0 ||
+            (r = swarm_values_set_int(advert, "decode-evals", t->decode_evals)) < 0 ||
             (r = swarm_values_set_string(advert, "model", t->name)) < 0 ||
             (r = swarm_values_set_string(advert, "model-id", t->model_id_hex)) < 0 ||
             (r = swarm_values_set_string(advert, "variant", t->model_id_hex)) < 0 ||
             (r = swarm_values_set_int(advert, "parameters", (int64_t) sd_unet_parameters(t->unet))) < 0 ||
-            (r = swarm_values_set_int(advert, "ms-per-step-512", (int64_t) (t->sec_per_step_512 * 1000))) < 0 ||
+            (r = swarm_values_set_int(advert, "ms-per-eval-512", (int64_t) (t->sec_per_step_512 * 1000))) < 0 ||
             (r = swarm_values_set_string(advert, "libraries", t->be->ops->libraries(t->be))) < 0)
                 return r;
         return swarm_values_set_string(advert, "limits", limits);
@@ -561,14 +580,18 @@ static int imagegen_price(void *state, const struct swarm_values *inputs, uint64
         const struct imagegen *t = state;
         struct request req;
         bool seeded;
-        uint64_t pixel_steps;
+        uint64_t units, p;
         int r;
 
         r = parse_request(t, inputs, NULL, &req, &seeded);
         if (r < 0)
                 return r;
-        pixel_steps = (uint64_t) req.width * req.height * req.steps * (req.guidance != 1.0 ? 2 : 1);
-        *price = (pixel_steps / 1000000 + 1) * (t->price ?: 1);
+        /* Below 2^64: 16384² pixels × (2 × 1000 steps + a decode). */
+        units = (uint64_t) req.width * req.height *
+                ((uint64_t) req.steps * (req.guidance != 1.0 ? 2 : 1) + (t->decode_evals ?: 1));
+        if (__builtin_mul_overflow(units, t->price ?: 1, &p))
+                p = UINT64_MAX - 999999;
+        *price = (p + 999999) / 1000000 ?: 1;
         return 0;
 }
 
