@@ -469,6 +469,11 @@ Test(clip_tokenizer, broken_files_are_refused_naming_the_place) {
         s = edited(&v, "\n}", "\n} x");
         expect_error(s, m.p, -EBADMSG, "vocab.json:524:3:", NULL);
         free(s);
+        expect_error("{\n\"a\": 1,\n", m.p, -EBADMSG, "vocab.json:3:1: not valid JSON", "ends inside");
+        s = edited(&v, "\"hell\": 514", "\"hello</w>\": 514");
+        expect_error(s, m.p, -EBADMSG, "vocab.json: the id of \"<|endoftext|>\", 521, is out of range",
+                     "a piece given twice");
+        free(s);
         expect_error("[1, 2]", m.p, -EBADMSG, "vocab.json", "not a JSON object");
         expect_error("{}", m.p, -EBADMSG, "vocab.json", "0 pieces");
         /* Entries: the piece is named. */
