@@ -9,7 +9,7 @@ PACKAGES="
 	meson ninja-build pkg-config gcc clang
 	libsystemd-dev libyaml-dev libsodium-dev libopenblas-dev make
 	libzmq3-dev protobuf-c-compiler libprotobuf-c-dev libclang-rt-14-dev
-	libcriterion-dev libsqlite3-dev libjson-c-dev libmicrohttpd-dev curl procps
+	libcriterion-dev libsqlite3-dev libjson-c-dev libmicrohttpd-dev libpng-dev curl procps
 	systemd dbus
 	debhelper dpkg-dev lintian debootstrap systemd-container
 "

@@ -425,6 +425,42 @@ fail:
         return -ENOMEM;
 }
 
+static double layer_flops(const struct sd_unet *u, const struct layer *l, uint32_t h, uint32_t w, size_t n_ctx) {
+        double hw = (double) (h >> l->level) * (w >> l->level), ci = l->c_in, co = l->c_out, x = (double) n_ctx;
+
+        switch (l->kind) {
+        case LAYER_RES:
+                return 2 * hw * 9 * (co * ci + co * co) + (ci != co ? 2 * hw * co * ci : 0) + 2 * co * u->emb;
+        case LAYER_ATTN:
+                /* proj_in/out, q k v o; self-attention's scores and sums;
+                 * cross-attention's q o, k v of the text, scores and sums;
+                 * GEGLU's 8c and 4c. */
+                return 2 * hw * ci * ci * 2 + 2 * hw * ci * ci * 4 + 2 * 2 * hw * hw * ci +
+                       2 * hw * ci * ci * 2 + 2 * x * u->ctx * ci * 2 + 2 * 2 * hw * x * ci + 2 * hw * ci * ci * 12;
+        case LAYER_DOWN:
+                return 2 * (hw / 4) * 9 * ci * ci;
+        case LAYER_UP:
+                return 2 * (hw * 4) * 9 * ci * ci;
+        }
+        return 0;
+}
+
+double sd_unet_flops(const struct sd_unet *u, uint32_t h, uint32_t w, size_t n_ctx) {
+        double f = 2.0 * h * w * 9 * u->ch * SD_LATENT_CHANNELS * 2;   /* conv_in, out.2 */
+        const struct block *all[N_INPUT + 1 + N_OUTPUT];
+        size_t n = 0;
+
+        for (size_t i = 1; i < N_INPUT; i++)
+                all[n++] = &u->input[i];
+        all[n++] = &u->middle;
+        for (size_t i = 0; i < N_OUTPUT; i++)
+                all[n++] = &u->output[i];
+        for (size_t b = 0; b < n; b++)
+                for (unsigned i = 0; i < all[b]->n; i++)
+                        f += layer_flops(u, &all[b]->layers[i], h, w, n_ctx);
+        return f;
+}
+
 static struct nn_conv2d conv3x3(uint32_t c, uint32_t h, uint32_t w, uint32_t k) {
         return (struct nn_conv2d) {
                 .n = 1, .c = c, .h = h, .w = w, .k = k, .r = 3, .s = 3, .stride_h = 1, .stride_w = 1,

@@ -33,6 +33,10 @@ uint32_t sd_unet_context_dim(const struct sd_unet *u);
 /* Parameters, for adverts and FLOP estimates. */
 uint64_t sd_unet_parameters(const struct sd_unet *u);
 
+/* Floating-point operations of one sd_unet_forward() at h × w with n_ctx
+ * text tokens (multiply-adds count two): what benchmarks divide by. */
+double sd_unet_flops(const struct sd_unet *u, uint32_t h, uint32_t w, size_t n_ctx);
+
 /* eps [4][h][w] = the predicted noise for latent x [4][h][w] at timestep t
  * (0 … 999) under the text context [n_ctx][context_dim]; all in backend
  * memory.  h and w are multiples of 8.  Scratch memory is kept between

@@ -34,13 +34,7 @@ int main(int argc, char *argv[]) {
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case 'F':
-                        spec.model_channels = 320;
-                        spec.context_dim = 768;
-                        spec.vae_channels = 128;
-                        spec.text_layers = 12;
-                        spec.text_heads = 12;
-                        spec.text_ff = 3072;
-                        spec.vocab = 49408;
+                        spec = sd_tiny_spec_full();
                         break;
                 case 'c':
                         spec.model_channels = (uint32_t) strtoul(optarg, NULL, 10);

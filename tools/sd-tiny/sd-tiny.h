@@ -31,6 +31,8 @@ struct sd_tiny_spec {
 
 /* Small enough for a test (about 14M parameters). */
 struct sd_tiny_spec sd_tiny_spec_default(void);
+/* SD 1.5's own widths (about 1.07 billion parameters). */
+struct sd_tiny_spec sd_tiny_spec_full(void);
 
 /* Writes the checkpoint; -errno with a message in err.  *n_tensors, when
  * not NULL, gets how many tensors it holds. */
