@@ -417,12 +417,12 @@ Test(clip_tokenizer, encode_writes_at_most_max_ids) {
 Test(clip_tokenizer, a_long_word_costs_its_length) {
         static const char *const merges[] = { "a a", "aa aa", "aaaa aaaa" };
         struct clip_tokenizer *t = tokenizer_with(merges, 3);
-        size_t n = 1 << 20;
+        size_t n = 1 << 18;
         char *text = malloc(n);
         int32_t ids[CLIP_CONTEXT];
 
-        /* A megabyte of one word: the O(n²) loop of the reference would
-         * take minutes; the heap's rounds take milliseconds. */
+        /* 256 KiB of one word: the reference's loop, O(n²), would take
+         * many minutes; the heap's rounds a fraction of a second. */
         memset(text, 'a', n);
         cr_assert_eq(clip_tokenizer_encode_prompt(t, text, n, 0, ids), CLIP_CONTEXT);
         for (size_t i = 1; i < 76; i++)
@@ -468,6 +468,11 @@ Test(clip_tokenizer, broken_files_are_refused_naming_the_place) {
         free(s);
         s = edited(&v, "\n}", "\n} x");
         expect_error(s, m.p, -EBADMSG, "vocab.json:524:3:", NULL);
+        free(s);
+        expect_error("{\n\"a\": 1,\n", m.p, -EBADMSG, "vocab.json:3:1: not valid JSON", "ends inside");
+        s = edited(&v, "\"hell\": 514", "\"hello</w>\": 514");
+        expect_error(s, m.p, -EBADMSG, "vocab.json: the id of \"<|endoftext|>\", 521, is out of range",
+                     "a piece given twice");
         free(s);
         expect_error("[1, 2]", m.p, -EBADMSG, "vocab.json", "not a JSON object");
         expect_error("{}", m.p, -EBADMSG, "vocab.json", "0 pieces");

@@ -337,9 +337,12 @@ static int parse_vocab(struct clip_tokenizer *t, const char *text, size_t size, 
         json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
         root = json_tokener_parse_ex(tok, text, (int) size);
         if (!root || json_tokener_get_error(tok) != json_tokener_success) {
+                enum json_tokener_error e = json_tokener_get_error(tok);
+
                 text_position(text, json_tokener_get_parse_end(tok), &line, &col);
                 r = nn_error(err, err_size, -EBADMSG, "%s:%zu:%zu: not valid JSON: %s", name, line, col,
-                             root ? "unfinished" : json_tokener_error_desc(json_tokener_get_error(tok)));
+                             e == json_tokener_continue || e == json_tokener_success ? "the file ends inside it"
+                                                                                   : json_tokener_error_desc(e));
                 goto out;
         }
         for (size_t k = json_tokener_get_parse_end(tok); k < size; k++)
@@ -387,8 +390,11 @@ static int parse_vocab(struct clip_tokenizer *t, const char *text, size_t size, 
                 }
                 id = json_object_get_int64(value);
                 if (id < 0 || (uint64_t) id >= t->n_vocab) {
+                        /* json-c keeps one of equal keys (and cuts keys at
+                         * a \u0000): a piece given twice shows here. */
                         r = nn_error(err, err_size, -EBADMSG, "%s: the id of \"%.64s\", %lld, is out of range "
-                                     "(0 to %zu, one per piece)", name, key, (long long) id, t->n_vocab - 1);
+                                     "(0 to %zu: one per piece, and a piece given twice counts once)", name, key,
+                                     (long long) id, t->n_vocab - 1);
                         goto out;
                 }
                 if (t->pieces[id]) {
@@ -405,8 +411,7 @@ static int parse_vocab(struct clip_tokenizer *t, const char *text, size_t size, 
                         ;
                 t->vocab_slots[slot] = (int32_t) id;
         }
-        /* n distinct ids below n: every id has its piece, and no piece was
-         * given twice (json-c would have kept the last). */
+        /* n distinct ids below n: every id has its piece. */
 out:
         json_object_put(root);
         json_tokener_free(tok);
