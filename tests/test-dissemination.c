@@ -735,3 +735,36 @@ Test(dissemination, broadcast_refuses_a_transfer_of_another_payer) {
         make(&t, 1, 2, 10, true);
         cr_assert_eq(dissemination_broadcast(sim.nodes[2].d, &t), -EINVAL);
 }
+
+Test(dissemination, node_that_was_away_catches_up_by_probing_one_peer) {
+        uint8_t ids[3][TRANSFER_ID_SIZE], keys[MAX_NODES][TRANSFER_KEY_SIZE];
+
+        sim_start(6, NULL, 0);
+        fund(5, 100);
+        /* Node 5 is away for every transfer: two mints, payments to it. */
+        sim.nodes[5].down = true;
+        {
+                _cleanup_(transfer_clear) struct transfer m = {};
+
+                make(&m, 0, 5, 40, false);
+                transfer_id(&m, ids[0]);
+                cr_assert_eq(dissemination_broadcast(sim.nodes[0].d, &m), 0);
+                sim_run(60 * 1000 * 1000);
+        }
+        pay(1, 5, 30, ids[1]);
+        pay(2, 3, 20, ids[2]);
+        sim.nodes[5].down = false;
+        cr_assert_eq(transfer_book_n_delivered(sim.nodes[5].book), 4);    /* the first four mints only */
+
+        for (size_t i = 0; i < sim.n; i++)
+                memcpy(keys[i], sim.nodes[i].pk, TRANSFER_KEY_SIZE);
+        for (int round = 0; round < 4; round++) {
+                dissemination_probe(sim.nodes[5].d, sim.nodes[1 + round % 4].pk,
+                                    (const uint8_t (*)[TRANSFER_KEY_SIZE]) keys, sim.n);
+                sim_run(60 * 1000 * 1000);
+        }
+        for (size_t k = 0; k < 3; k++)
+                cr_assert_eq(dissemination_state(sim.nodes[5].d, ids[k]), DISSEMINATION_DELIVERED, "transfer %zu", k);
+        cr_assert_eq(held(5, 5), 70);
+        assert_books_agree();
+}

@@ -794,6 +794,52 @@ refuse:
         return r;
 }
 
+void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_SIZE],
+                         const uint8_t (*payers)[TRANSFER_KEY_SIZE], size_t n) {
+        Swarm__TransferSlot slots[DISSEMINATION_WANT_MAX], *slot_ptrs[DISSEMINATION_WANT_MAX];
+        Swarm__CreditMessage m = SWARM__CREDIT_MESSAGE__INIT;
+        Swarm__TransferWant w = SWARM__TRANSFER_WANT__INIT;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t k = 0, size, depth;
+
+        if (n == 0)
+                return;
+        /* A node that was away may have missed several transfers of each
+         * payer: ask for a few seqs past its last, as many as fit. */
+        depth = DISSEMINATION_WANT_MAX / n;
+        if (depth < 1)
+                depth = 1;
+        if (depth > DISSEMINATION_PROBE_DEPTH)
+                depth = DISSEMINATION_PROBE_DEPTH;
+        for (size_t i = 0; i < n && k < DISSEMINATION_WANT_MAX; i++) {
+                struct transfer_account a;
+
+                transfer_book_account(d->book, payers[i], &a);
+                for (uint64_t seq = a.next_seq; seq < a.next_seq + depth && k < DISSEMINATION_WANT_MAX; seq++) {
+                        if (slot_find(d, payers[i], seq))
+                                continue;
+                        slots[k] = (Swarm__TransferSlot) SWARM__TRANSFER_SLOT__INIT;
+                        slots[k].payer = (ProtobufCBinaryData) { .len = TRANSFER_KEY_SIZE,
+                                                                 .data = (uint8_t *) payers[i] };
+                        slots[k].seq = seq;
+                        slot_ptrs[k] = &slots[k];
+                        k++;
+                }
+        }
+        if (k == 0)
+                return;
+        w.n_slots = k;
+        w.slots = slot_ptrs;
+        m.body_case = SWARM__CREDIT_MESSAGE__BODY_WANT;
+        m.want = &w;
+        if (encode_message(&m, &buf, &size) < 0) {
+                debug(d, NULL, -ENOMEM, "cannot encode a probe");
+                return;
+        }
+        d->stats.wants_sent++;
+        send_raw(d, to, buf, size);
+}
+
 /* ---- Time ---- */
 
 static bool slot_retrying(const struct dissemination *d, const struct slot *s) {

@@ -62,6 +62,7 @@
 
 #define DISSEMINATION_VERSION 1
 #define DISSEMINATION_WANT_MAX 64               /* slots, and ids, per WANT */
+#define DISSEMINATION_PROBE_DEPTH 16            /* seqs per payer a probe asks for */
 #define DISSEMINATION_MESSAGE_MAX (2 * TRANSFER_MAX_SIZE + 64)
 
 struct dissemination;
@@ -135,6 +136,16 @@ int dissemination_receive(struct dissemination *d, const uint8_t from[TRANSFER_K
  * payer and tells every peer.  0, or the errors of
  * transfer_fraud_proof_check(). */
 int dissemination_add_fraud_proof(struct dissemination *d, const struct transfer *a, const struct transfer *b);
+
+/* Anti-entropy: asks one peer for the next transfers of each of these
+ * payers (from the next seq this book expects, as many as fit in one WANT
+ * up to DISSEMINATION_PROBE_DEPTH, skipping those in flight here), at
+ * most DISSEMINATION_WANT_MAX slots per call.  What the peer has comes back
+ * as its READY; this node then echoes it to everyone, and those who
+ * delivered it answer with theirs: so a node that was away (a partition,
+ * a restart) catches up on every payer it knows of. */
+void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_SIZE],
+                         const uint8_t (*payers)[TRANSFER_KEY_SIZE], size_t n);
 
 /* Runs the retries that are due. */
 void dissemination_tick(struct dissemination *d);
