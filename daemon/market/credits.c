@@ -454,6 +454,13 @@ int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint6
         }
         if (ret_id)
                 transfer_id(&c->in_flight[c->n_in_flight - 1], ret_id);
+        /* To every member known now, not as of the last tick. */
+        {
+                _cleanup_free_ uint8_t (*peers)[TRANSFER_KEY_SIZE] = NULL;
+                size_t n_peers;
+
+                (void) refresh_peers(c, &peers, &n_peers);
+        }
         r = dissemination_broadcast(c->dissemination, &c->in_flight[c->n_in_flight - 1]);
         if (r < 0)
                 log_warning_errno(r, "credits: cannot broadcast our transfer #%" PRIu64 " (it is stored, and goes "
