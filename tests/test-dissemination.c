@@ -768,3 +768,32 @@ Test(dissemination, node_that_was_away_catches_up_by_probing_one_peer) {
         cr_assert_eq(held(5, 5), 70);
         assert_books_agree();
 }
+
+Test(dissemination, senders_without_credits_are_listed_only_up_to_max_voters) {
+        struct dissemination_config c;
+        struct dissemination *d = NULL;
+        struct dissemination_io io = { .userdata = &sim.nodes[1], .now_usec = io_now, .send = io_send };
+        _cleanup_(transfer_clear) struct transfer t = {};
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t n;
+
+        sim_start(4, NULL, 0);
+        fund_all(100);
+        dissemination_config_default(&c);
+        c.max_voters = 2;
+        /* A second dissemination over node 1's book, to drive by hand. */
+        cr_assert_eq(dissemination_new(&c, &io, sim.nodes[1].pk, sim.nodes[1].book, &d), 0);
+        make(&t, 2, 3, 10, true);
+        cr_assert_eq(dissemination_encode_transfer(DISSEMINATION_ECHO, &t, &buf, &n), 0);
+        for (int k = 0; k < 4; k++) {
+                uint8_t pk[32], sk[64];
+
+                crypto_sign_keypair(pk, sk);
+                /* Our own ECHO is the first listed: one Sybil more fits. */
+                cr_assert_eq(dissemination_receive(d, pk, buf, n), k < 1 ? 0 : -ENOBUFS, "sybil %d", k);
+        }
+        /* Holders of credits are always heard. */
+        cr_assert_eq(dissemination_receive(d, sim.nodes[3].pk, buf, n), 0);
+        cr_assert_eq(dissemination_receive(d, sim.nodes[2].pk, buf, n), 0);
+        dissemination_free(d);
+}

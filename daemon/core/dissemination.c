@@ -64,6 +64,7 @@ void dissemination_config_default(struct dissemination_config *c) {
                 .seq_window = 64,
                 .max_unfunded = 256,
                 .max_candidates = 4,
+                .max_voters = 1024,
         };
 }
 
@@ -465,6 +466,15 @@ static void settle(struct dissemination *d) {
         } while (moved);
 }
 
+/* What one message changed is one slot: evaluate it alone (a message must
+ * not cost a pass over every slot), and go round them all only when it was
+ * delivered, since weights changed. */
+static void settle_from(struct dissemination *d, struct slot *s) {
+        slot_evaluate(d, s);
+        if (slot_apply(d, s) > 0)
+                settle(d);
+}
+
 /* ---- Intake ---- */
 
 static int slot_new(struct dissemination *d, const uint8_t *from, const struct transfer *t, struct slot **ret) {
@@ -589,7 +599,15 @@ static int on_transfer(struct dissemination *d, const uint8_t *from, bool ready,
 
         if (!already_said(s, from, ready)) {
                 struct candidate *c = &s->cands[i];
+                size_t n = ready ? c->n_readies : c->n_echoes;
 
+                /* Senders who hold nothing here weigh nothing: past
+                 * max_voters, they are not even listed (Sybils cannot
+                 * fill memory).  Issuers count at W = 0. */
+                if (n >= d->config.max_voters && weight(d, from) == 0 && !payer_is_issuer(d, from)) {
+                        debug(d, from, -ENOBUFS, "ECHO/READY from a sender without credits past max_voters, ignored");
+                        return -ENOBUFS;
+                }
                 r = ready ? key_add(&c->readies, &c->n_readies, from) : key_add(&c->echoes, &c->n_echoes, from);
                 if (r < 0)
                         return r;
@@ -599,7 +617,7 @@ static int on_transfer(struct dissemination *d, const uint8_t *from, bool ready,
          * its payer is banned. */
         if (s->echoed < 0 && !s->refused && !dissemination_is_banned(d, t->payer))
                 slot_echo(d, s, i);
-        settle(d);
+        settle_from(d, s);
         return 0;
 }
 
@@ -898,7 +916,7 @@ int dissemination_new(const struct dissemination_config *config, const struct di
 
         if (!config || !io || !io->now_usec || !io->send || !self || !book || !ret)
                 return -EINVAL;
-        if (config->max_candidates < 2 || config->seq_window < 1 || config->max_slots < 1 ||
+        if (config->max_candidates < 2 || config->seq_window < 1 || config->max_slots < 1 || config->max_voters < 1 ||
             config->retry_interval_usec == 0)
                 return -EINVAL;
         d = calloc(1, sizeof(*d));

@@ -48,7 +48,8 @@
  * a payer's seqs or a dependency it never saw pulls them (WANT), answered
  * with the peer's READY.  Memory: at most max_slots undecided slots, at
  * most seq_window per payer, and at most max_unfunded for payers that hold
- * no credits in this node's book.
+ * no credits in this node's book; per transfer, the senders of ECHO and
+ * READY, of which at most max_voters hold nothing here.
  *
  * Pure: the clock and the transport come through struct dissemination_io;
  * nothing here logs.  The book is the caller's; only the dissemination
@@ -74,9 +75,12 @@ struct dissemination_config {
         size_t seq_window;              /* a slot's seq is below the payer's next + this, e.g. 64 */
         size_t max_unfunded;            /* slots of payers holding no credits here, e.g. 256 */
         size_t max_candidates;          /* distinct transfers tracked per slot, >= 2, e.g. 4 */
+        size_t max_voters;              /* ECHOs (READYs) listed per transfer from senders holding
+                                         * nothing here (weightless), e.g. 1024; weighted ones always are */
 };
 
-/* retry 1 s, 8 retries, 4096 slots, window 64, 256 unfunded, 4 candidates. */
+/* retry 1 s, 8 retries, 4096 slots, window 64, 256 unfunded, 4 candidates,
+ * 1024 voters. */
 void dissemination_config_default(struct dissemination_config *c);
 
 struct dissemination_io {
@@ -126,7 +130,7 @@ int dissemination_broadcast(struct dissemination *d, const struct transfer *t);
  * CreditMessage, a transfer that does not decode or whose signature does
  * not verify, a WANT with bad fields, a fraud proof that proves nothing),
  * -EPROTONOSUPPORT (another version), -ENOBUFS (no room: max_slots,
- * max_unfunded or max_candidates), -ERANGE (a seq at or beyond the
+ * max_unfunded, max_candidates, or max_voters for a weightless sender), -ERANGE (a seq at or beyond the
  * payer's next + seq_window), -ENOMEM; each reported to io->debug with
  * what was wrong. */
 int dissemination_receive(struct dissemination *d, const uint8_t from[TRANSFER_KEY_SIZE], const uint8_t *data,
