@@ -33,6 +33,8 @@ struct credits {
         size_t n_in_flight;
         sd_event_source *timer;
         uint64_t next_probe;
+        struct transfer *deferred;      /* at start: delivered rows the book could not take yet */
+        size_t n_deferred;
         bool loading;                   /* replaying the ledger: deliveries are stored already */
 };
 
@@ -242,6 +244,20 @@ static int load_transfer(const struct transfer *t, bool delivered, void *userdat
                 return 0;
         }
         r = transfer_book_deliver(c->book, t, NULL, &reason);
+        if (r == -EAGAIN) {
+                /* A delivery whose row was written before one it depends
+                 * on (a write lost, then fetched again): after the rest. */
+                struct transfer *f = reallocarray(c->deferred, c->n_deferred + 1, sizeof(*f));
+
+                if (!f)
+                        return -ENOMEM;
+                c->deferred = f;
+                r = transfer_copy(t, &c->deferred[c->n_deferred]);
+                if (r < 0)
+                        return r;
+                c->n_deferred++;
+                return 0;
+        }
         if (r < 0 && r != -EALREADY) {
                 char payer[NODE_ID_LEN + 1];
 
@@ -252,6 +268,33 @@ static int load_transfer(const struct transfer *t, bool delivered, void *userdat
                             "credits.issuers changed?).", NODE_ID_SHORT_LEN, payer, t->seq, reason);
         }
         return 0;
+}
+
+/* The deferred rows, until none more goes in; what is left is logged and
+ * left to the probes. */
+static void load_deferred(struct credits *c) {
+        bool moved = true;
+
+        while (moved) {
+                moved = false;
+                for (size_t i = 0; i < c->n_deferred;) {
+                        if (transfer_book_deliver(c->book, &c->deferred[i], NULL, NULL) == -EAGAIN) {
+                                i++;
+                                continue;
+                        }
+                        transfer_clear(&c->deferred[i]);
+                        c->deferred[i] = c->deferred[--c->n_deferred];
+                        moved = true;
+                }
+        }
+        if (c->n_deferred > 0)
+                log_warning("credits: %zu transfers of the ledger wait for transfers it lacks; the swarm is asked "
+                            "for them.", c->n_deferred);
+        for (size_t i = 0; i < c->n_deferred; i++)
+                transfer_clear(&c->deferred[i]);
+        free(c->deferred);
+        c->deferred = NULL;
+        c->n_deferred = 0;
 }
 
 static int load_fraud_proof(const struct transfer *a, const struct transfer *b, void *userdata) {
@@ -312,6 +355,8 @@ int credits_new(sd_event *event, const struct identity *identity, struct network
         c->loading = true;
         r = ledger_transfer_load(ledger, load_transfer, c);
         if (r >= 0)
+                load_deferred(c);
+        if (r >= 0)
                 r = ledger_fraud_proof_load(ledger, load_fraud_proof, c);
         c->loading = false;
         if (r < 0) {
@@ -362,6 +407,9 @@ struct credits *credits_free(struct credits *c) {
         for (size_t i = 0; i < c->n_in_flight; i++)
                 transfer_clear(&c->in_flight[i]);
         free(c->in_flight);
+        for (size_t i = 0; i < c->n_deferred; i++)
+                transfer_clear(&c->deferred[i]);
+        free(c->deferred);
         free(c->issuers);
         sd_event_unref(c->event);
         free(c);

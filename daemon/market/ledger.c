@@ -1647,7 +1647,6 @@ int ledger_transfer_load(struct ledger *l, ledger_transfer_fn fn, void *userdata
 int ledger_fraud_proof_add(struct ledger *l, const struct transfer *a, const struct transfer *b, uint64_t now) {
         _cleanup_transaction_ struct ledger *txn = NULL;
         _cleanup_free_ uint8_t *ba = NULL, *bb = NULL;
-        sqlite3_stmt *s;
         size_t na, nb;
         int r;
 
@@ -1663,9 +1662,8 @@ int ledger_fraud_proof_add(struct ledger *l, const struct transfer *a, const str
                 return r;
         txn = l;
         {
-                _cleanup_reset_ sqlite3_stmt *put = l->stmts[STMT_FRAUD_PUT];
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_FRAUD_PUT];
 
-                s = put;
                 bind_blob(s, 1, a->payer, 32);
                 bind_blob(s, 2, ba, na);
                 bind_blob(s, 3, bb, nb);
