@@ -11,6 +11,7 @@ PACKAGES="
 	libzmq3-dev protobuf-c-compiler libprotobuf-c-dev libclang-rt-14-dev
 	libcriterion-dev libsqlite3-dev libjson-c-dev libmicrohttpd-dev libpng-dev curl procps
 	systemd dbus
+	iproute2 iptables nftables
 	debhelper dpkg-dev lintian debootstrap systemd-container
 "
 
