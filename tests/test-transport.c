@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -557,4 +558,50 @@ Test(transport, follows_a_peer_to_its_new_endpoint) {
         cr_assert_eq(b2.seq[0], 2);
         node_stop(&b2);
         node_stop(&a);
+}
+
+/* A peer that dialled us is answered over its own connection (a relay and
+ * its NATed client): it reads what arrives on its DEALER, from us. */
+Test(transport, reply_travels_back_over_the_peers_own_connection) {
+        struct transport_config c = config_default();
+        struct node a, b;
+        uint32_t seq = 41;
+        struct iovec iov = { .iov_base = &seq, .iov_len = sizeof(seq) };
+
+        node_start(&a, &c);
+        node_start(&b, &c);
+        cr_assert_not(transport_can_reply(b.t, a.pk));
+        cr_assert_eq(transport_replyv(b.t, a.pk, &iov, 1), -ENOTCONN);
+
+        cr_assert_eq(send_seq(&a, &b, 7), 0);
+        cr_assert(run_until(&b.received, 1, 5 * SEC));
+        cr_assert(transport_can_reply(b.t, a.pk));
+        for (uint32_t i = 0; i < 10; i++) {
+                seq = 100 + i;
+                cr_assert_eq(transport_replyv(b.t, a.pk, &iov, 1), 0);
+        }
+        cr_assert(run_until(&a.received, 10, 5 * SEC));
+        for (uint32_t i = 0; i < 10; i++) {
+                cr_assert_eq(memcmp(a.from[i], b.pk, WIRE_NODE_ID_SIZE), 0);
+                cr_assert_eq(a.seq[i], 100 + i);
+        }
+        /* b never dialled a: nothing was sent but over a's connection. */
+        cr_assert_eq(transport_get_stats(a.t)->received, 10);
+        /* Up to the size limit, as a dialled connection carries. */
+        {
+                static uint8_t big[60 * 1024];
+                struct iovec big_iov = { .iov_base = big, .iov_len = sizeof(big) };
+
+                cr_assert_eq(transport_replyv(b.t, a.pk, &big_iov, 1), 0);
+                cr_assert(run_until(&a.received, 11, 5 * SEC));
+                cr_assert_eq(a.size[10], sizeof(big));
+        }
+
+        /* Once a is gone, b learns it at the next reply. */
+        node_stop(&a);
+        run_for(300 * MSEC);
+        seq = 1;
+        cr_assert_eq(transport_replyv(b.t, a.pk, &iov, 1), -EHOSTUNREACH);
+        cr_assert_not(transport_can_reply(b.t, a.pk));
+        node_stop(&b);
 }

@@ -353,6 +353,35 @@ int wire_record_check(const Swarm__NodeRecord *r, const char **reason) {
                 return -EBADMSG;
         }
 
+        if (r->reachability != SWARM__REACHABILITY__REACH_UNKNOWN &&
+            r->reachability != SWARM__REACHABILITY__REACH_PUBLIC &&
+            r->reachability != SWARM__REACHABILITY__REACH_PRIVATE &&
+            r->reachability != SWARM__REACHABILITY__REACH_CHECKING) {
+                *reason = "record reachability is not UNKNOWN, PUBLIC, PRIVATE or CHECKING";
+                return -EBADMSG;
+        }
+        if (r->n_relays > WIRE_RELAYS_MAX) {
+                *reason = "record has more than WIRE_RELAYS_MAX relays";
+                return -EBADMSG;
+        }
+        if (r->n_relays > 0 && (!r->relays || r->reachability != SWARM__REACHABILITY__REACH_PRIVATE)) {
+                *reason = "record lists relays but is not PRIVATE";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < r->n_relays; i++) {
+                const Swarm__RelayRef *rr = r->relays[i];
+
+                if (!rr || !node_id_is_valid(&rr->node_id) ||
+                    memcmp(rr->node_id.data, r->node_id.data, WIRE_NODE_ID_SIZE) == 0) {
+                        *reason = "record relay node_id is not 32 bytes, or is the node itself";
+                        return -EBADMSG;
+                }
+                if (!endpoint_is_valid(rr->endpoint) || strncmp(rr->endpoint, "tcp://", 6) != 0) {
+                        *reason = "record relay endpoint is not a tcp:// address of at most WIRE_STRING_MAX bytes";
+                        return -EBADMSG;
+                }
+        }
+
         return 0;
 }
 

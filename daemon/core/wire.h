@@ -31,6 +31,7 @@
 #define WIRE_DIGESTS_MAX 1024u                  /* per PushPull */
 #define WIRE_ENDPOINTS_MAX 8u                   /* per NodeRecord */
 #define WIRE_SKILLS_MAX 64u                     /* per NodeRecord */
+#define WIRE_RELAYS_MAX 4u                      /* per NodeRecord */
 #define WIRE_STRING_MAX 256u                    /* any string field */
 #define WIRE_UNKNOWN_FIELDS_MAX 8u              /* per message: fields of newer versions */
 #define WIRE_SKILL_NAME_MAX 63u                 /* SkillOffer.name, as the skill loader's */

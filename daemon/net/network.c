@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,16 @@
 #include "macro.h"
 #include "network.h"
 #include "node-record.h"
+#include "reachability.h"
+#include "relay-box.h"
+#include "relay.h"
 #include "time-util.h"
 #include "transport.h"
+
+/* Notices about misbehaving peers (a malformed relay frame, a peer over a
+ * relay quota) per window, so a flood cannot flood the journal too. */
+#define COMPLAINTS_PER_WINDOW 20
+#define COMPLAINT_WINDOW_USEC (10ull * 1000 * 1000)
 
 struct network {
         sd_event *event;
@@ -47,6 +56,16 @@ struct network {
         void *demand_userdata;
         network_members_fn members_fn;
         void *members_userdata;
+
+        /* Reaching and being reached through relays (issue 21). */
+        uint64_t max_message_size;
+        struct relay *relay;            /* NULL: relay.enabled off */
+        struct relay_box *box;          /* end-to-end boxes through relays */
+        struct reach *reach;            /* dial-back, and our relays when NATed */
+        sd_event_source *reach_timer;
+        unsigned complaints;
+        uint64_t complaints_window;
+        struct network_relay_stats relay_stats;
         uint64_t throughput_factor;     /* testing.throughput_factor */
         char description[128];
 };
@@ -80,6 +99,42 @@ static uint64_t io_random(void *userdata) {
         return x;
 }
 
+static int send_via_relay(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const Swarm__NodeRecord *rec,
+                          const struct iovec *iov, size_t n_iov);
+
+/* How a message to `to` travels (issue 21):
+ *   - back over its own connection to us when it is our relay client;
+ *   - through one of its relays when its record says PRIVATE and names some;
+ *   - back over its own connection when it is still CHECKING (or PRIVATE
+ *     with no relay yet) and has one to us: what lets a NATed node join
+ *     before it knows it is NATed;
+ *   - else directly, at endpoint (dialling it if need be). */
+static int send_routed(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
+                       const struct iovec *iov, size_t n_iov) {
+        struct member_info m;
+        bool known = membership_find(n->membership, to, &m) >= 0;
+        int r;
+
+        if (n->relay && relay_is_client(n->relay, to, now(CLOCK_MONOTONIC))) {
+                r = transport_replyv(n->transport, to, iov, n_iov);
+                if (r != -ENOTCONN && r != -EHOSTUNREACH)
+                        return r;
+        }
+        if (known && m.record->reachability == SWARM__REACHABILITY__REACH_PRIVATE && m.record->n_relays > 0) {
+                r = send_via_relay(n, to, m.record, iov, n_iov);
+                if (r >= 0 || r == -EAGAIN || r == -EMSGSIZE)
+                        return r;
+        }
+        if (known && (m.record->reachability == SWARM__REACHABILITY__REACH_CHECKING ||
+                      m.record->reachability == SWARM__REACHABILITY__REACH_PRIVATE) &&
+            transport_can_reply(n->transport, to)) {
+                r = transport_replyv(n->transport, to, iov, n_iov);
+                if (r != -ENOTCONN && r != -EHOSTUNREACH)
+                        return r;
+        }
+        return transport_sendv(n->transport, to, endpoint, iov, n_iov);
+}
+
 static int send_on(struct network *n, uint8_t channel, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
                    const uint8_t *data, size_t size) {
         struct iovec iov[2] = {
@@ -87,7 +142,7 @@ static int send_on(struct network *n, uint8_t channel, const uint8_t to[WIRE_NOD
                 { .iov_base = (void *) data, .iov_len = size },
         };
 
-        return transport_sendv(n->transport, to, endpoint, iov, 2);
+        return send_routed(n, to, endpoint, iov, 2);
 }
 
 static void io_send(void *userdata, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
@@ -152,12 +207,22 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void on_receive(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
-                       size_t size, void *userdata) {
-        struct network *n = userdata;
+static void on_relay_message(struct network *n, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
+                             size_t size);
+
+/* One message from the authenticated peer from, directly or out of a box
+ * a relay passed on (relayed: a relay message inside is refused, so boxes
+ * do not nest). */
+static void dispatch(struct network *n, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data, size_t size,
+                     bool relayed) {
         int r;
 
         /* The first byte says who the message is for. */
+        if (size >= 1 && data[0] == NETWORK_CHANNEL_RELAY) {
+                if (!relayed)
+                        on_relay_message(n, from, data + 1, size - 1);
+                return;
+        }
         if (size >= 1 && data[0] == NETWORK_CHANNEL_JOBS) {
                 if (n->job_handler)
                         n->job_handler(n, from, data + 1, size - 1, n->job_userdata);
@@ -181,6 +246,460 @@ static void on_receive(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE
                            strerror(-r));
         }
         rearm(n);
+}
+
+static void on_receive(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
+                       size_t size, void *userdata) {
+        dispatch(userdata, from, data, size, false);
+}
+
+/* ---- Relays and reachability (issue 21) ---- */
+
+static void complain(struct network *n, const uint8_t *peer, const char *format, ...)
+        _printf_(3, 4);
+
+/* A notice naming the peer, COMPLAINTS_PER_WINDOW per window at most (then
+ * debug): what a peer sends must not flood the journal either. */
+static void complain(struct network *n, const uint8_t *peer, const char *format, ...) {
+        uint64_t t = now(CLOCK_MONOTONIC);
+        char id[NODE_ID_LEN + 1], text[384];
+        va_list ap;
+
+        if (t >= n->complaints_window + COMPLAINT_WINDOW_USEC) {
+                n->complaints_window = t;
+                n->complaints = 0;
+        }
+        va_start(ap, format);
+        vsnprintf(text, sizeof(text), format, ap);
+        va_end(ap);
+        node_id_from_public_key(peer, id);
+        log_fields(n->complaints++ < COMPLAINTS_PER_WINDOW ? LOG_NOTICE : LOG_DEBUG,
+                   &(struct log_fields) { .peer = id }, "Peer %.*s: %s", NODE_ID_SHORT_LEN, id, text);
+}
+
+/* Encodes m and sends it on the relay channel: back over the peer's own
+ * connection (reply), directly to endpoint (a registration, a dial-back:
+ * they must take that path), or routed as any message. */
+enum relay_path {
+        RELAY_PATH_ROUTED,
+        RELAY_PATH_DIRECT,
+        RELAY_PATH_REPLY,
+};
+
+static int relay_send(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
+                      Swarm__RelayMessage *m, enum relay_path path) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint8_t channel = NETWORK_CHANNEL_RELAY;
+        size_t size;
+        int r;
+
+        r = relay_message_encode(m, n->max_message_size - 1, &buf, &size);
+        if (r < 0)
+                return r;
+        struct iovec iov[2] = {
+                { .iov_base = &channel, .iov_len = 1 },
+                { .iov_base = buf, .iov_len = size },
+        };
+        switch (path) {
+        case RELAY_PATH_REPLY:
+                r = transport_replyv(n->transport, to, iov, 2);
+                if (r != -ENOTCONN && r != -EHOSTUNREACH)
+                        return r;
+                return send_routed(n, to, endpoint, iov, 2);
+        case RELAY_PATH_ROUTED:
+                return send_routed(n, to, endpoint, iov, 2);
+        default:
+                return transport_sendv(n->transport, to, endpoint, iov, 2);
+        }
+}
+
+static const char *member_endpoint(struct network *n, const uint8_t *id) {
+        struct member_info m;
+
+        if (membership_find(n->membership, id, &m) >= 0 && m.record->n_endpoints > 0)
+                return m.record->endpoints[0];
+        return NULL;
+}
+
+/* Seals the message for `to` and hands it to the first of its relays that
+ * we do not think dead. */
+static int send_via_relay(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const Swarm__NodeRecord *rec,
+                          const struct iovec *iov, size_t n_iov) {
+        Swarm__RelayMessage m = SWARM__RELAY_MESSAGE__INIT;
+        Swarm__RelayForward f = SWARM__RELAY_FORWARD__INIT;
+        _cleanup_free_ uint8_t *box = NULL;
+        size_t box_size;
+        int r = -ENOTCONN;
+
+        for (size_t i = 0; i < rec->n_relays; i++) {
+                const Swarm__RelayRef *ref = rec->relays[i];
+                struct member_info relay;
+                const char *endpoint = ref->endpoint;
+
+                if (memcmp(ref->node_id.data, n->identity->public_key, WIRE_NODE_ID_SIZE) == 0)
+                        continue;       /* us: it is not our client (any more) */
+                if (membership_find(n->membership, ref->node_id.data, &relay) >= 0) {
+                        if (relay.state == MEMBER_DEAD || relay.state == MEMBER_LEFT)
+                                continue;
+                        if (relay.record->n_endpoints > 0)
+                                endpoint = relay.record->endpoints[0];
+                }
+                if (!box) {
+                        r = relay_box_seal(n->box, to, iov, n_iov, &box, &box_size);
+                        if (r < 0)
+                                return r;
+                }
+                f.peer.data = (uint8_t *) to;
+                f.peer.len = WIRE_NODE_ID_SIZE;
+                f.box.data = box;
+                f.box.len = box_size;
+                m.body_case = SWARM__RELAY_MESSAGE__BODY_FORWARD;
+                m.forward = &f;
+                r = relay_send(n, ref->node_id.data, endpoint, &m, RELAY_PATH_DIRECT);
+                if (r >= 0) {
+                        n->relay_stats.sent_relayed++;
+                        n->relay_stats.sent_relayed_bytes += box_size;
+                }
+                return r;
+        }
+        return r;
+}
+
+/* Our record says how we are reached: after a change of reachability or
+ * of the relays that confirmed us. */
+static void reach_publish(struct network *n) {
+        const uint8_t *ids[REACH_RELAYS_MAX];
+        const char *endpoints[REACH_RELAYS_MAX];
+        enum reach_state state = reach_get_state(n->reach);
+        size_t k = state == REACH_STATE_PRIVATE ? reach_get_relays(n->reach, ids, endpoints, REACH_RELAYS_MAX) : 0;
+        int r;
+
+        r = node_record_set_reach(n->self, (Swarm__Reachability) state, n->relay != NULL, ids, endpoints, k);
+        if (r <= 0)
+                return;
+        if (state == REACH_STATE_PRIVATE) {
+                char list[REACH_RELAYS_MAX * (NODE_ID_SHORT_LEN + 2) + 1] = "";
+                for (size_t i = 0; i < k; i++) {
+                        char id[NODE_ID_LEN + 1];
+                        node_id_from_public_key(ids[i], id);
+                        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%.*s", i ? ", " : "",
+                                 NODE_ID_SHORT_LEN, id);
+                }
+                if (k > 0)
+                        log_info("Not reachable at %s (peers could not dial it back): reached through relay%s %s.",
+                                 n->advertise, k == 1 ? "" : "s", list);
+                else
+                        log_notice("Not reachable at %s (peers could not dial it back), and no relay yet: peers "
+                                   "that we did not contact cannot reach us. Some peer must set relay.enabled.",
+                                   n->advertise);
+        } else if (state == REACH_STATE_PUBLIC)
+                log_info("Reachable at %s: peers dialled it back.", n->advertise);
+        (void) membership_update_self(n->membership, n->self);
+        rearm(n);
+}
+
+static uint64_t io_reach_random(void *userdata) {
+        return io_random(userdata);
+}
+
+static void io_send_dial_request(void *userdata, const uint8_t to[WIRE_NODE_ID_SIZE],
+                                 const uint8_t nonce[REACH_NONCE_SIZE]) {
+        struct network *n = userdata;
+        Swarm__RelayMessage m = SWARM__RELAY_MESSAGE__INIT;
+        Swarm__DialBackRequest d = SWARM__DIAL_BACK_REQUEST__INIT;
+        struct member_info self;
+
+        if (membership_find(n->membership, n->identity->public_key, &self) < 0)
+                return;
+        d.nonce.data = (uint8_t *) nonce;
+        d.nonce.len = REACH_NONCE_SIZE;
+        d.record = (Swarm__SignedRecord *) self.signed_record;
+        m.body_case = SWARM__RELAY_MESSAGE__BODY_DIAL_REQUEST;
+        m.dial_request = &d;
+        (void) relay_send(n, to, member_endpoint(n, to), &m, RELAY_PATH_ROUTED);
+}
+
+static void io_send_register(void *userdata, const uint8_t relay[WIRE_NODE_ID_SIZE], const char *endpoint,
+                             uint64_t seq) {
+        struct network *n = userdata;
+        Swarm__RelayMessage m = SWARM__RELAY_MESSAGE__INIT;
+        Swarm__RelayRegister reg = SWARM__RELAY_REGISTER__INIT;
+
+        reg.seq = seq;
+        m.body_case = SWARM__RELAY_MESSAGE__BODY_REGISTER;
+        m.register_ = &reg;
+        /* Over our own connection to it: the one it answers and relays on. */
+        (void) relay_send(n, relay, endpoint, &m, RELAY_PATH_DIRECT);
+}
+
+static void reach_rearm(struct network *n) {
+        uint64_t t = reach_next_deadline(n->reach), soon = now(CLOCK_MONOTONIC) + USEC_PER_SEC;
+
+        /* At least every second: the relay's leases expire on it too. */
+        (void) sd_event_source_set_time(n->reach_timer, t < soon ? t : soon);
+        (void) sd_event_source_set_enabled(n->reach_timer, SD_EVENT_ONESHOT);
+}
+
+static void reach_run(struct network *n) {
+        size_t count = membership_count(n->membership), k = 0;
+        _cleanup_free_ struct reach_peer *peers = calloc(count ? count : 1, sizeof(*peers));
+        uint64_t t = now(CLOCK_MONOTONIC);
+
+        if (!peers) {
+                log_oom();
+                return;
+        }
+        for (size_t i = 0; i < count; i++) {
+                struct member_info m;
+
+                if (membership_get(n->membership, i, &m) < 0 || m.self || m.state != MEMBER_ALIVE)
+                        continue;
+                peers[k++] = (struct reach_peer) {
+                        .id = m.id,
+                        .endpoint = m.record->n_endpoints > 0 ? m.record->endpoints[0] : NULL,
+                        .state = (enum reach_state) m.record->reachability,
+                        .relay_offered = m.record->relay_offered,
+                };
+        }
+        if (reach_tick(n->reach, t, peers, k) > 0)
+                reach_publish(n);
+        if (n->relay)
+                relay_expire(n->relay, t);
+}
+
+static int on_reach_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct network *n = userdata;
+
+        reach_run(n);
+        reach_rearm(n);
+        return 0;
+}
+
+static void relay_refuse(struct network *n, const uint8_t *sender, const uint8_t *peer, int status) {
+        Swarm__RelayMessage m = SWARM__RELAY_MESSAGE__INIT;
+        Swarm__RelayRefused f = SWARM__RELAY_REFUSED__INIT;
+
+        f.peer.data = (uint8_t *) peer;
+        f.peer.len = WIRE_NODE_ID_SIZE;
+        f.status = status;
+        m.body_case = SWARM__RELAY_MESSAGE__BODY_REFUSED;
+        m.refused = &f;
+        (void) relay_send(n, sender, member_endpoint(n, sender), &m, RELAY_PATH_REPLY);
+}
+
+/* A relay's side: passes a box on to its client, or says why not. */
+static void relay_pass_on(struct network *n, const uint8_t *from, const Swarm__RelayForward *f) {
+        Swarm__RelayMessage m = SWARM__RELAY_MESSAGE__INIT;
+        Swarm__RelayForward d = SWARM__RELAY_FORWARD__INIT;
+        char to_id[NODE_ID_LEN + 1];
+        int r;
+
+        if (!n->relay) {
+                complain(n, from, "asked us to relay, but relaying is off here (relay.enabled).");
+                relay_refuse(n, from, f->peer.data, -EPERM);
+                return;
+        }
+        r = relay_admit(n->relay, from, f->peer.data, f->box.len, now(CLOCK_MONOTONIC));
+        if (r == 0) {
+                d.peer.data = (uint8_t *) from;
+                d.peer.len = WIRE_NODE_ID_SIZE;
+                d.box = f->box;
+                m.body_case = SWARM__RELAY_MESSAGE__BODY_DELIVER;
+                m.deliver = &d;
+                r = relay_send(n, f->peer.data, NULL, &m, RELAY_PATH_REPLY);
+                if (r >= 0) {
+                        n->relay_stats.relayed++;
+                        n->relay_stats.relayed_bytes += f->box.len;
+                        return;
+                }
+                if (r == -ENOTCONN || r == -EHOSTUNREACH) {
+                        /* Its connection is gone: it registers again
+                         * (anew, or elsewhere) when it notices. */
+                        relay_unregister(n->relay, f->peer.data);
+                        r = -ENOENT;
+                }
+        }
+        node_id_from_public_key(f->peer.data, to_id);
+        if (r == -EDQUOT || r == -EUSERS)
+                complain(n, from, "refused to relay %zu bytes to %.*s: %s (relay.bandwidth, relay.burst, "
+                         "relay.max_circuits).", f->box.len, NODE_ID_SHORT_LEN, to_id,
+                         r == -EDQUOT ? "over the bandwidth quota" : "the client has too many peers through us");
+        else
+                log_debug_errno(r, "Did not relay to %.*s: %m", NODE_ID_SHORT_LEN, to_id);
+        if (r != -EAGAIN)
+                relay_refuse(n, from, f->peer.data, r < 0 ? r : -EIO);
+}
+
+/* A NATed node's side: a box a relay passed on from a peer. */
+static void relay_take_delivery(struct network *n, const uint8_t *relay, Swarm__RelayForward *f) {
+        uint8_t *plain;
+        size_t size;
+        int r;
+
+        if (!reach_is_relay(n->reach, relay)) {
+                complain(n, relay, "passed on a relayed message, but is not one of our relays; dropped.");
+                return;
+        }
+        /* Opened in place: the decoded message owns the bytes. */
+        r = relay_box_open(n->box, f->peer.data, f->box.data, f->box.len, &plain, &size);
+        if (r < 0) {
+                char src[NODE_ID_LEN + 1];
+                node_id_from_public_key(f->peer.data, src);
+                complain(n, relay, "passed on a box said to be from %.*s that %s; dropped.", NODE_ID_SHORT_LEN,
+                         src, r == -ESTALE ? "was a replay or of an older session" : "does not open (forged or altered)");
+                return;
+        }
+        n->relay_stats.received_relayed++;
+        dispatch(n, f->peer.data, plain, size, true);
+}
+
+static void on_relay_message(struct network *n, const uint8_t from[WIRE_NODE_ID_SIZE], const uint8_t *data,
+                             size_t size) {
+        _cleanup_(relay_message_freep) Swarm__RelayMessage *m = NULL;
+        const char *reason = NULL;
+        uint64_t t = now(CLOCK_MONOTONIC);
+        int r;
+
+        r = relay_message_decode(data, size, n->max_message_size, &m, &reason);
+        if (r < 0) {
+                complain(n, from, "sent a malformed relay message (%s); dropped.", reason ?: strerror(-r));
+                return;
+        }
+
+        switch (m->body_case) {
+        case SWARM__RELAY_MESSAGE__BODY_REGISTER: {
+                Swarm__RelayMessage a = SWARM__RELAY_MESSAGE__INIT;
+                Swarm__RelayRegistered reg = SWARM__RELAY_REGISTERED__INIT;
+
+                reg.seq = m->register_->seq;
+                if (!n->relay) {
+                        reg.status = -EPERM;
+                        reg.error = (char *) "relaying is off on this node (relay.enabled)";
+                } else if (transport_receiving_reverse(n->transport)) {
+                        /* We could not answer or relay on that path. */
+                        reg.status = -EPROTO;
+                        reg.error = (char *) "register over your own connection to the relay";
+                } else {
+                        r = relay_register(n->relay, from, t);
+                        if (r < 0) {
+                                reg.status = r;
+                                reg.error = (char *) (r == -EUSERS ? "this relay serves relay.max_clients nodes "
+                                                                     "already"
+                                                                   : "out of memory");
+                                complain(n, from, "asked us to relay for it: refused, %s.", reg.error);
+                        } else {
+                                reg.lease_ms = 15000;
+                                if (r > 0) {
+                                        char id[NODE_ID_LEN + 1];
+                                        node_id_from_public_key(from, id);
+                                        log_fields(LOG_INFO, &(struct log_fields) { .peer = id },
+                                                   "Relaying for %.*s from now on.", NODE_ID_SHORT_LEN, id);
+                                }
+                        }
+                }
+                a.body_case = SWARM__RELAY_MESSAGE__BODY_REGISTERED;
+                a.registered = &reg;
+                (void) relay_send(n, from, NULL, &a, RELAY_PATH_REPLY);
+                break;
+        }
+        case SWARM__RELAY_MESSAGE__BODY_REGISTERED:
+                r = reach_on_registered(n->reach, from, m->registered->seq, m->registered->status,
+                                        (uint64_t) m->registered->lease_ms * 1000, t);
+                if (r >= 0 && m->registered->status < 0)
+                        complain(n, from, "will not relay for us: %s.", m->registered->error);
+                if (r > 0)
+                        reach_publish(n);
+                reach_rearm(n);
+                break;
+        case SWARM__RELAY_MESSAGE__BODY_FORWARD:
+                relay_pass_on(n, from, m->forward);
+                break;
+        case SWARM__RELAY_MESSAGE__BODY_DELIVER:
+                relay_take_delivery(n, from, m->deliver);
+                break;
+        case SWARM__RELAY_MESSAGE__BODY_REFUSED: {
+                char id[NODE_ID_LEN + 1];
+
+                node_id_from_public_key(m->refused->peer.data, id);
+                log_debug_errno(m->refused->status, "Relay did not pass our message on to %.*s: %m",
+                                NODE_ID_SHORT_LEN, id);
+                n->relay_stats.refused++;
+                break;
+        }
+        case SWARM__RELAY_MESSAGE__BODY_DIAL_REQUEST: {
+                /* Dial the first endpoint of the record the asker signed,
+                 * never one named otherwise: no one can aim us elsewhere. */
+                Swarm__RelayMessage a = SWARM__RELAY_MESSAGE__INIT;
+                Swarm__DialBack d = SWARM__DIAL_BACK__INIT;
+                Swarm__NodeRecord *rec = NULL;
+
+                r = wire_record_open(m->dial_request->record, NULL, NULL, &rec, &reason);
+                if (r < 0 || memcmp(rec->node_id.data, from, WIRE_NODE_ID_SIZE) != 0 || rec->n_endpoints == 0 ||
+                    strncmp(rec->endpoints[0], "tcp://", 6) != 0) {
+                        complain(n, from, "asked to be dialled back with a record %s; ignored.",
+                                 r < 0 ? reason ?: "that does not open" : "not its own or without a tcp:// endpoint");
+                        wire_record_free(rec);
+                        break;
+                }
+                d.nonce = m->dial_request->nonce;
+                a.body_case = SWARM__RELAY_MESSAGE__BODY_DIAL_BACK;
+                a.dial_back = &d;
+                (void) relay_send(n, from, rec->endpoints[0], &a, RELAY_PATH_DIRECT);
+                wire_record_free(rec);
+                break;
+        }
+        case SWARM__RELAY_MESSAGE__BODY_DIAL_BACK:
+                /* Only a connection the peer opened to us proves anything. */
+                if (transport_receiving_reverse(n->transport))
+                        break;
+                if (reach_on_dial_back(n->reach, from, m->dial_back->nonce.data, m->dial_back->nonce.len, t) > 0)
+                        reach_publish(n);
+                reach_rearm(n);
+                break;
+        default:
+                break;
+        }
+}
+
+enum network_route network_route_of(struct network *n, const uint8_t id[WIRE_NODE_ID_SIZE], const uint8_t **via) {
+        struct member_info m;
+
+        *via = NULL;
+        if (n->relay && relay_is_client(n->relay, id, now(CLOCK_MONOTONIC)))
+                return NETWORK_ROUTE_BACK;
+        if (membership_find(n->membership, id, &m) < 0)
+                return NETWORK_ROUTE_DIRECT;
+        if (m.record->reachability == SWARM__REACHABILITY__REACH_PRIVATE && m.record->n_relays > 0)
+                for (size_t i = 0; i < m.record->n_relays; i++) {
+                        struct member_info relay;
+                        const uint8_t *rid = m.record->relays[i]->node_id.data;
+
+                        if (memcmp(rid, n->identity->public_key, WIRE_NODE_ID_SIZE) == 0 ||
+                            (membership_find(n->membership, rid, &relay) >= 0 &&
+                             (relay.state == MEMBER_DEAD || relay.state == MEMBER_LEFT)))
+                                continue;
+                        *via = rid;
+                        return NETWORK_ROUTE_RELAY;
+                }
+        if ((m.record->reachability == SWARM__REACHABILITY__REACH_CHECKING ||
+             m.record->reachability == SWARM__REACHABILITY__REACH_PRIVATE) &&
+            transport_can_reply(n->transport, id))
+                return NETWORK_ROUTE_BACK;
+        return NETWORK_ROUTE_DIRECT;
+}
+
+const char *network_reachability(const struct network *n) {
+        return reach_state_to_string(reach_get_state(n->reach));
+}
+
+const struct network_relay_stats *network_get_relay_stats(struct network *n) {
+        if (n->relay) {
+                struct relay_stats rs;
+                relay_get_stats(n->relay, now(CLOCK_MONOTONIC), &rs);
+                n->relay_stats.clients = rs.clients;
+                n->relay_stats.refused_quota = rs.refused_bandwidth + rs.refused_circuits + rs.refused_full;
+        }
+        return &n->relay_stats;
 }
 
 /* ---- Seeds ---- */
@@ -328,6 +847,50 @@ static int derive_advertise(const char *bound, char **ret) {
         return asprintf(ret, "tcp://%s%s", addr, port) < 0 ? -ENOMEM : 0;
 }
 
+/* Dial-back, relays we use, relaying we offer: from the config. */
+static int reach_setup(struct network *n, const struct config *c) {
+        struct reach_config rc;
+        struct reach_io io = {
+                .userdata = n,
+                .random_u64 = io_reach_random,
+                .send_dial_request = io_send_dial_request,
+                .send_register = io_send_register,
+        };
+        uint8_t random8[8];
+        int r;
+
+        randombytes_buf(random8, sizeof(random8));
+        r = relay_box_new(n->identity->secret_key, now(CLOCK_REALTIME), random8, &n->box);
+        if (r < 0)
+                return r;
+
+        reach_config_default(&rc);
+        rc.mode = c->network_reachability == NETWORK_REACHABILITY_PUBLIC    ? REACH_MODE_PUBLIC
+                  : c->network_reachability == NETWORK_REACHABILITY_PRIVATE ? REACH_MODE_PRIVATE
+                                                                            : REACH_MODE_AUTO;
+        rc.want_relays = (unsigned) c->network_relays;
+        r = reach_new(&rc, &io, n->identity->public_key, &n->reach);
+        if (r < 0)
+                return r;
+
+        if (c->relay_enabled) {
+                struct relay_config cfg;
+
+                relay_config_default(&cfg);
+                cfg.max_clients = (unsigned) c->relay_max_clients;
+                cfg.max_circuits = (unsigned) c->relay_max_circuits;
+                cfg.bytes_per_second = c->relay_bandwidth;
+                cfg.burst_bytes = c->relay_burst;
+                r = relay_new(&cfg, &n->relay);
+                if (r < 0)
+                        return r;
+                log_info("Relaying for NATed nodes: up to %" PRIu64 " of them, %" PRIu64 " bytes/s per peer "
+                         "(relay.*).", c->relay_max_clients, c->relay_bandwidth);
+        }
+        return node_record_set_reach(n->self, (Swarm__Reachability) reach_get_state(n->reach), c->relay_enabled,
+                                     NULL, NULL, 0) < 0 ? -ENOMEM : 0;
+}
+
 _Static_assert(CONFIG_NODE_NAME_MAX <= WIRE_STRING_MAX, "a configured name must fit a record");
 _Static_assert(CONFIG_NODE_ID_LEN == NODE_ID_LEN, "one node id length");
 _Static_assert(ENDPOINT_MAX <= WIRE_STRING_MAX, "a configured endpoint must fit a record");
@@ -368,6 +931,7 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
                 return -ENOMEM;
         n->event = sd_event_ref(event);
         n->identity = identity;
+        n->max_message_size = c->network_max_message_size;
         n->throughput_factor = c->testing_throughput_factor;
         if (n->throughput_factor > 1)
                 log_warning("testing.throughput_factor is %" PRIu64 ": this node advertises %" PRIu64 "× the "
@@ -391,6 +955,10 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
                 r = -ENOMEM;
                 goto fail;
         }
+
+        r = reach_setup(n, c);
+        if (r < 0)
+                goto fail;
 
         membership_config_default(&mc);
         mc.probe_interval_usec = c->network_probe_interval;
@@ -443,6 +1011,11 @@ int network_new(sd_event *event, const struct config *c, const struct identity *
                         goto fail;
         }
 
+        r = sd_event_add_time(event, &n->reach_timer, CLOCK_MONOTONIC, now(CLOCK_MONOTONIC), 1000, on_reach_timer,
+                              n);
+        if (r < 0)
+                goto fail;
+
         log_info("Listening on %s, advertised as %s%s.", transport_endpoint(n->transport), n->advertise,
                  c->network_insecure ? " (INSECURE: no authentication, no encryption)" : " (CurveZMQ)");
         *ret = n;
@@ -458,6 +1031,10 @@ struct network *network_free(struct network *n) {
         sd_event_source_disable_unref(n->timer);
         sd_event_source_disable_unref(n->seed_timer);
         sd_event_source_disable_unref(n->police_timer);
+        sd_event_source_disable_unref(n->reach_timer);
+        reach_free(n->reach);
+        relay_box_free(n->box);
+        relay_free(n->relay);
         free(n->banned);
         beacon_free(n->beacon);
         membership_free(n->membership);

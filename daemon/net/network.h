@@ -41,6 +41,7 @@ enum {
         NETWORK_CHANNEL_MEMBERSHIP = 'M',
         NETWORK_CHANNEL_JOBS = 'J',
         NETWORK_CHANNEL_CREDITS = 'C',
+        NETWORK_CHANNEL_RELAY = 'R',    /* relaying and dial-back (issue 21), RelayMessage */
 };
 
 /* Messages on the jobs channel from the authenticated peer from (the
@@ -70,3 +71,36 @@ struct membership *network_membership(const struct network *n);
 
 /* "12 peers (11 alive, 1 suspect)" for STATUS= and logs. */
 const char *network_describe(struct network *n);
+
+/* ---- Reachability and relays (issue 21) ----
+ *
+ * Every send above is routed: to a node whose record says PRIVATE, through
+ * one of the relays it lists, sealed end to end (core/relay-box.h); to our
+ * own relay client, or a node still finding out, back over its connection
+ * to us; to anyone else, directly.  This node finds out whether it can be
+ * dialled (network.reachability: auto asks peers to dial it back), keeps
+ * network.relays relays while it cannot, and relays for others when
+ * relay.enabled is set. */
+
+enum network_route {
+        NETWORK_ROUTE_DIRECT,           /* dialled at its endpoint */
+        NETWORK_ROUTE_RELAY,            /* through *via, a relay it lists */
+        NETWORK_ROUTE_BACK,             /* back over its own connection to us */
+};
+
+/* How a message to id would travel now; *via is the relay's id (borrowed
+ * from the member's record) for NETWORK_ROUTE_RELAY, else NULL. */
+enum network_route network_route_of(struct network *n, const uint8_t id[WIRE_NODE_ID_SIZE], const uint8_t **via);
+
+/* "public", "private", "checking". */
+const char *network_reachability(const struct network *n);
+
+struct network_relay_stats {
+        uint64_t clients;               /* NATed nodes we relay for, now */
+        uint64_t relayed, relayed_bytes;        /* passed on to our clients */
+        uint64_t refused_quota;         /* refused: full, over bandwidth or circuits */
+        uint64_t sent_relayed, sent_relayed_bytes;      /* sent through others' relays */
+        uint64_t received_relayed;      /* boxes opened from our relays */
+        uint64_t refused;               /* our messages a relay did not pass on */
+};
+const struct network_relay_stats *network_get_relay_stats(struct network *n);

@@ -27,9 +27,19 @@ static void skill_offers_free(Swarm__SkillOffer **offers, size_t n) {
         free(offers);
 }
 
+static void relay_refs_free(Swarm__RelayRef **refs, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(refs[i]->node_id.data);
+                free(refs[i]->endpoint);
+                free(refs[i]);
+        }
+        free(refs);
+}
+
 void node_record_free(Swarm__NodeRecord *r) {
         if (!r)
                 return;
+        relay_refs_free(r->relays, r->n_relays);
         skill_offers_free(r->skills, r->n_skills);
         for (size_t i = 0; i < r->n_endpoints; i++)
                 free(r->endpoints[i]);
@@ -147,5 +157,45 @@ int node_record_update(Swarm__NodeRecord *r, struct skills *skills, bool lending
         r->load = load;
         r->lending = lending;
         r->issued_at = now(CLOCK_REALTIME);
+        return 1;
+}
+
+int node_record_set_reach(Swarm__NodeRecord *r, Swarm__Reachability reachability, bool relay_offered,
+                          const uint8_t *const *relay_ids, const char *const *relay_endpoints, size_t n_relays) {
+        Swarm__RelayRef **refs = NULL;
+        bool same = r->reachability == reachability && r->relay_offered == relay_offered && r->n_relays == n_relays;
+
+        for (size_t i = 0; same && i < n_relays; i++)
+                same = memcmp(r->relays[i]->node_id.data, relay_ids[i], WIRE_NODE_ID_SIZE) == 0 &&
+                       strcmp(r->relays[i]->endpoint, relay_endpoints[i]) == 0;
+        if (same)
+                return 0;
+
+        if (n_relays > 0) {
+                refs = calloc(n_relays, sizeof(*refs));
+                if (!refs)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_relays; i++) {
+                refs[i] = calloc(1, sizeof(**refs));
+                if (!refs[i]) {
+                        relay_refs_free(refs, i);
+                        return -ENOMEM;
+                }
+                swarm__relay_ref__init(refs[i]);
+                refs[i]->node_id.data = malloc(WIRE_NODE_ID_SIZE);
+                refs[i]->endpoint = strdup(relay_endpoints[i]);
+                if (!refs[i]->node_id.data || !refs[i]->endpoint) {
+                        relay_refs_free(refs, i + 1);
+                        return -ENOMEM;
+                }
+                memcpy(refs[i]->node_id.data, relay_ids[i], WIRE_NODE_ID_SIZE);
+                refs[i]->node_id.len = WIRE_NODE_ID_SIZE;
+        }
+        relay_refs_free(r->relays, r->n_relays);
+        r->relays = refs;
+        r->n_relays = n_relays;
+        r->reachability = reachability;
+        r->relay_offered = relay_offered;
         return 1;
 }

@@ -30,3 +30,10 @@ void node_record_free(Swarm__NodeRecord *r);
  * re-signed and gossiped), 0 when nothing did, -ENOMEM. */
 int node_record_update(Swarm__NodeRecord *r, struct skills *skills, bool lending, node_record_demand_fn demand,
                        void *userdata, uint64_t throughput_factor);
+
+/* Sets how r's node is reached (issue 21): its reachability, whether it
+ * offers relaying, and the relays a PRIVATE node is registered with
+ * (copied).  1 when something changed (re-sign and gossip), 0 when not,
+ * -ENOMEM (r unchanged). */
+int node_record_set_reach(Swarm__NodeRecord *r, Swarm__Reachability reachability, bool relay_offered,
+                          const uint8_t *const *relay_ids, const char *const *relay_endpoints, size_t n_relays);

@@ -48,6 +48,9 @@
 #define HEARTBEAT_IVL_MS 10000
 #define HEARTBEAT_TIMEOUT_MS 30000
 
+/* ZeroMQ's routing ids are at most 255 bytes (ours: 5, made by the ROUTER). */
+#define RID_MAX 255
+
 
 /* A 32-byte key in a chained hash table.  Keys are chosen by peers, so
  * buckets are picked with keyed SipHash (crypto_shorthash). */
@@ -64,9 +67,13 @@ struct table {
 
 struct peer {
         struct entry entry;             /* key: Ed25519 node id; first member */
+        struct transport *transport;
         uint8_t curve_pk[KEY_SIZE];
         void *dealer;                   /* NULL until we send to it */
         char *dealer_endpoint;          /* where dealer is connected */
+        sd_event_source *dealer_io, *dealer_defer;      /* what the peer answers on it */
+        uint8_t rid[RID_MAX];           /* ROUTER routing id of its last connection to us */
+        size_t rid_len;                 /* 0: none known */
         double tokens;
         uint64_t refill_usec;
         uint64_t used_usec;
@@ -97,6 +104,7 @@ struct transport {
 
         transport_receive_fn receive;
         void *userdata;
+        bool receiving_reverse;         /* during receive(): the message came on a DEALER */
         struct transport_stats stats;
 };
 
@@ -235,10 +243,16 @@ static bool valid_endpoint(const char *endpoint) {
 
 /* ---- Peers ---- */
 
+static void dealer_close(struct peer *p) {
+        p->dealer_io = sd_event_source_disable_unref(p->dealer_io);
+        p->dealer_defer = sd_event_source_disable_unref(p->dealer_defer);
+        socket_close(&p->dealer);
+}
+
 static void peer_free(struct peer *p) {
         if (!p)
                 return;
-        socket_close(&p->dealer);
+        dealer_close(p);
         free(p->dealer_endpoint);
         free(p);
 }
@@ -282,6 +296,7 @@ static int peer_add(struct transport *t, const uint8_t id[KEY_SIZE], const uint8
                 return -ENOMEM;
         memcpy(p->entry.key, id, KEY_SIZE);
         memcpy(p->curve_pk, curve_pk, KEY_SIZE);
+        p->transport = t;
         p->tokens = t->rate_burst;
         p->refill_usec = p->used_usec = now;
         r = table_add(t, &t->peers, &p->entry);
@@ -317,16 +332,18 @@ static bool peer_take_token(const struct transport *t, struct peer *p, uint64_t 
         return true;
 }
 
+static int dealer_watch(struct peer *p);
+
 static int peer_connect(struct transport *t, struct peer *p, const char *endpoint) {
         void *s = zmq_socket(t->ctx, ZMQ_DEALER);
-        /* We never read from a DEALER; a peer's ROUTER has nothing to say
-         * on it, so anything arriving is bounded and left unread. */
+        /* A peer answers on it only when we cannot be dialled (a relay
+         * and its NATed client, issue 21): read like the ROUTER. */
         const struct {
                 int option, value;
         } options[] = {
                 { ZMQ_LINGER, 0 },
                 { ZMQ_SNDHWM, t->send_queue },
-                { ZMQ_RCVHWM, 1 },
+                { ZMQ_RCVHWM, 1000 },
                 { ZMQ_RECONNECT_IVL, RECONNECT_IVL_MS },
                 { ZMQ_RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS },
                 { ZMQ_HANDSHAKE_IVL, HANDSHAKE_IVL_MS },
@@ -334,7 +351,10 @@ static int peer_connect(struct transport *t, struct peer *p, const char *endpoin
                 { ZMQ_HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS },
                 { ZMQ_IPV6, strchr(endpoint, '[') != NULL },
         };
-        int64_t maxmsgsize = HANDSHAKE_FRAME_MAX;
+        /* What the peer may answer on it: as much as the ROUTER takes (a
+         * larger message would cost the connection). */
+        uint64_t limit = t->max_message_size + CLAIM_SIZE + CURVE_FRAME_OVERHEAD;
+        int64_t maxmsgsize = (int64_t) (limit < HANDSHAKE_FRAME_MAX ? HANDSHAKE_FRAME_MAX : limit);
         struct peer_name n;
         int r;
 
@@ -358,6 +378,11 @@ static int peer_connect(struct transport *t, struct peer *p, const char *endpoin
         free(p->dealer_endpoint);
         p->dealer_endpoint = strdup(endpoint);
         p->dealer = s;
+        r = dealer_watch(p);
+        if (r < 0) {
+                dealer_close(p);
+                return r;
+        }
         log_fields(LOG_DEBUG, &(struct log_fields) { .peer = peer_name(p->entry.key, &n)->full },
                    "Connecting to %s at %s.", n.shrt, endpoint);
         return 0;
@@ -373,7 +398,7 @@ fail:
 
 /* Checks one message from the ROUTER (frames: routing id, claim ‖ payload)
  * and hands it on. */
-static void router_handle(struct transport *t, zmq_msg_t *msg) {
+static void router_handle(struct transport *t, zmq_msg_t *rid, zmq_msg_t *msg) {
         const uint8_t *data = zmq_msg_data(msg);
         size_t size = zmq_msg_size(msg);
         uint8_t presented[KEY_SIZE] = {}, curve_pk[KEY_SIZE], from[KEY_SIZE];
@@ -442,11 +467,79 @@ static void router_handle(struct transport *t, zmq_msg_t *msg) {
                            "Dropped a message from %s: over its rate limit.", n.shrt);
                 return;
         }
+        /* The way back over the peer's own connection, should it be one
+         * we cannot dial (transport_reply()). */
+        if (zmq_msg_size(rid) > 0 && zmq_msg_size(rid) <= RID_MAX) {
+                p->rid_len = zmq_msg_size(rid);
+                memcpy(p->rid, zmq_msg_data(rid), p->rid_len);
+        }
 
         t->stats.received++;
         /* The callback may send to new peers, which can forget p. */
         memcpy(from, data, KEY_SIZE);
         t->receive(t, from, data + CLAIM_SIZE, size - CLAIM_SIZE, t->userdata);
+}
+
+/* One message on our DEALER to p: from p (CURVE authenticated it with the
+ * server key we dialled), claiming p's id or its Curve twin. */
+static void dealer_handle(struct transport *t, struct peer *p, zmq_msg_t *msg) {
+        const uint8_t *data = zmq_msg_data(msg);
+        size_t size = zmq_msg_size(msg);
+        uint8_t curve_pk[KEY_SIZE], from[KEY_SIZE];
+        uint64_t now = now_usec(t);
+
+        if (size < CLAIM_SIZE || size - CLAIM_SIZE > t->max_message_size ||
+            (memcmp(data, p->entry.key, KEY_SIZE) != 0 &&
+             (t->insecure || crypto_sign_ed25519_pk_to_curve25519(curve_pk, data) < 0 ||
+              sodium_memcmp(curve_pk, p->curve_pk, KEY_SIZE) != 0))) {
+                t->stats.dropped_invalid++;
+                return;
+        }
+        if (t->bans.n > 0 && curve_banned(t, p->curve_pk)) {
+                t->stats.dropped_banned++;
+                return;
+        }
+        p->used_usec = now;
+        if (!peer_take_token(t, p, now)) {
+                t->stats.dropped_rate_limited++;
+                return;
+        }
+        t->stats.received++;
+        memcpy(from, data, KEY_SIZE);
+        t->receiving_reverse = true;
+        t->receive(t, from, data + CLAIM_SIZE, size - CLAIM_SIZE, t->userdata);
+        t->receiving_reverse = false;
+}
+
+/* Drains p's DEALER (as socket_drain() does the ROUTER).  The callback may
+ * close that DEALER (a disconnect), which ends the drain. */
+static void dealer_drain(struct peer *p) {
+        struct transport *t = p->transport;
+        void *s = p->dealer;
+
+        for (unsigned i = 0; i < DRAIN_BUDGET; i++) {
+                zmq_msg_t msg;
+                int r;
+
+                if (!s || p->dealer != s)
+                        return;
+                r = socket_readable(s);
+                if (r <= 0)
+                        return;
+                zmq_msg_init(&msg);
+                if (zmq_msg_recv(&msg, s, ZMQ_DONTWAIT) < 0) {
+                        zmq_msg_close(&msg);
+                        return;
+                }
+                if (zmq_msg_more(&msg)) {
+                        t->stats.dropped_invalid++;
+                        discard_more(s, &msg);
+                } else
+                        dealer_handle(t, p, &msg);
+                zmq_msg_close(&msg);
+        }
+        if (p->dealer == s)
+                (void) sd_event_source_set_enabled(p->dealer_defer, SD_EVENT_ONESHOT);
 }
 
 /* Receives one message; 0 when there was none. */
@@ -470,7 +563,7 @@ static int router_receive_one(struct transport *t) {
                 discard_more(t->router, &msg);
                 goto finish;
         }
-        router_handle(t, &msg);
+        router_handle(t, &rid, &msg);
 finish:
         zmq_msg_close(&rid);
         zmq_msg_close(&msg);
@@ -630,6 +723,32 @@ static int socket_watch(struct transport *t, void *s, sd_event_io_handler_t io, 
         return sd_event_source_set_enabled(*ret_defer, SD_EVENT_ONESHOT);
 }
 
+static int on_dealer_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        dealer_drain(userdata);
+        return 0;
+}
+
+static int on_dealer_defer(sd_event_source *s, void *userdata) {
+        dealer_drain(userdata);
+        return 0;
+}
+
+static int dealer_watch(struct peer *p) {
+        struct transport *t = p->transport;
+        int fd, r;
+        size_t len = sizeof(fd);
+
+        if (zmq_getsockopt(p->dealer, ZMQ_FD, &fd, &len) < 0)
+                return zmq_negative_errno();
+        r = sd_event_add_io(t->event, &p->dealer_io, fd, EPOLLIN, on_dealer_io, p);
+        if (r < 0)
+                return r;
+        r = sd_event_add_defer(t->event, &p->dealer_defer, on_dealer_defer, p);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(p->dealer_defer, SD_EVENT_ONESHOT);
+}
+
 static int router_setup(struct transport *t, const char *bind) {
         uint64_t limit = t->max_message_size + CLAIM_SIZE + CURVE_FRAME_OVERHEAD;
         int64_t maxmsgsize = (int64_t) (limit < HANDSHAKE_FRAME_MAX ? HANDSHAKE_FRAME_MAX : limit);
@@ -646,6 +765,7 @@ static int router_setup(struct transport *t, const char *bind) {
             (r = sockopt_int(t->router, ZMQ_HANDSHAKE_IVL, HANDSHAKE_IVL_MS)) < 0 ||
             (r = sockopt_int(t->router, ZMQ_HEARTBEAT_IVL, HEARTBEAT_IVL_MS)) < 0 ||
             (r = sockopt_int(t->router, ZMQ_HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)) < 0 ||
+            (r = sockopt_int(t->router, ZMQ_ROUTER_MANDATORY, 1)) < 0 ||
             (r = sockopt_int(t->router, ZMQ_IPV6, strchr(bind, '[') != NULL)) < 0)
                 return r;
         if (zmq_setsockopt(t->router, ZMQ_MAXMSGSIZE, &maxmsgsize, sizeof(maxmsgsize)) < 0)
@@ -810,7 +930,7 @@ int transport_sendv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], co
         if (p && p->dealer && endpoint && (!p->dealer_endpoint || strcmp(p->dealer_endpoint, endpoint) != 0)) {
                 if (!valid_endpoint(endpoint))
                         return -EINVAL;
-                socket_close(&p->dealer);
+                dealer_close(p);
         }
         if (!p || !p->dealer) {
                 if (!endpoint)
@@ -852,14 +972,72 @@ int transport_sendv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], co
         return 0;
 }
 
+bool transport_can_reply(const struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE]) {
+        const struct peer *p = t && to ? peer_find(t, to) : NULL;
+
+        return p && p->rid_len > 0;
+}
+
+bool transport_receiving_reverse(const struct transport *t) {
+        return t && t->receiving_reverse;
+}
+
+int transport_replyv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const struct iovec *iov,
+                     size_t n_iov) {
+        struct peer *p;
+        zmq_msg_t msg;
+        size_t size = 0, offset;
+        int r;
+
+        if (!t || !to || (!iov && n_iov > 0))
+                return -EINVAL;
+        for (size_t i = 0; i < n_iov; i++) {
+                if (!iov[i].iov_base && iov[i].iov_len > 0)
+                        return -EINVAL;
+                size += iov[i].iov_len;
+        }
+        if (size > t->max_message_size)
+                return -EMSGSIZE;
+        p = peer_find(t, to);
+        if (!p || p->rid_len == 0)
+                return -ENOTCONN;
+
+        if (zmq_msg_init_size(&msg, CLAIM_SIZE + size) < 0)
+                return -ENOMEM;
+        memcpy(zmq_msg_data(&msg), t->id, CLAIM_SIZE);
+        offset = CLAIM_SIZE;
+        for (size_t i = 0; i < n_iov; i++) {
+                if (iov[i].iov_len > 0)
+                        memcpy((uint8_t *) zmq_msg_data(&msg) + offset, iov[i].iov_base, iov[i].iov_len);
+                offset += iov[i].iov_len;
+        }
+        /* ROUTER_MANDATORY: a connection that is gone fails here
+         * (EHOSTUNREACH) instead of dropping silently. */
+        if (zmq_send(t->router, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_msg_send(&msg, t->router, ZMQ_DONTWAIT) < 0) {
+                r = zmq_negative_errno();
+                zmq_msg_close(&msg);
+                if (r == -EHOSTUNREACH)
+                        p->rid_len = 0;
+                else if (r == -EAGAIN)
+                        t->stats.dropped_queue_full++;
+                return r;
+        }
+        p->used_usec = now_usec(t);
+        t->stats.sent++;
+        return 0;
+}
+
 void transport_disconnect(struct transport *t, const uint8_t id[WIRE_NODE_ID_SIZE]) {
         struct peer *p;
 
         if (!t || !id)
                 return;
         p = peer_find(t, id);
-        if (p)
-                socket_close(&p->dealer);
+        if (p) {
+                dealer_close(p);
+                p->rid_len = 0;
+        }
 }
 
 void transport_ban(struct transport *t, const uint8_t id[WIRE_NODE_ID_SIZE], bool banned) {

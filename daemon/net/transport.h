@@ -86,6 +86,23 @@ struct iovec;
 int transport_sendv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
                     const struct iovec *iov, size_t n_iov);
 
+/* Sends over the peer's own connection to us (the one its last message
+ * came in on), for a peer that cannot be dialled: a relay answers its
+ * NATed clients so (issue 21).  -ENOTCONN when the peer never connected,
+ * -EHOSTUNREACH when that connection is gone (forgotten then), -EAGAIN
+ * when its queue is full, -EMSGSIZE over max_message_size.  The peer reads
+ * it on the DEALER it connected with: every DEALER is read, and what
+ * arrives on one is delivered like what the ROUTER receives, from the peer
+ * it was dialled as. */
+int transport_replyv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const struct iovec *iov,
+                     size_t n_iov);
+bool transport_can_reply(const struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE]);
+
+/* During the receive callback: true when the message came on one of our
+ * DEALERs (a peer answering over our connection), false when a peer
+ * dialled us (the ROUTER). */
+bool transport_receiving_reverse(const struct transport *t);
+
 /* Drops the connection to a peer (e.g. it is dead or banned) and what is
  * still queued for it. */
 void transport_disconnect(struct transport *t, const uint8_t id[WIRE_NODE_ID_SIZE]);

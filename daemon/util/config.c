@@ -27,6 +27,13 @@ static const char *const skills_cgroups_names[] = {
         NULL
 };
 
+static const char *const network_reachability_names[] = {
+        [NETWORK_REACHABILITY_AUTO] = "auto",
+        [NETWORK_REACHABILITY_PUBLIC] = "public",
+        [NETWORK_REACHABILITY_PRIVATE] = "private",
+        NULL
+};
+
 const char *const lending_policy_names[] = {
         [LENDING_POLICY_ALWAYS] = "always",
         [LENDING_POLICY_NEVER] = "never",
@@ -324,6 +331,59 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "network.reachability",
+                .type = CONF_ENUM,
+                .offset = offsetof(struct config, network_reachability),
+                .names = network_reachability_names,
+                .needs_restart = true,
+        },
+        {
+                .path = "network.relays",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, network_relays),
+                .min = 1,
+                .max = 4,
+                .needs_restart = true,
+        },
+        {
+                .path = "relay.enabled",
+                .type = CONF_BOOL,
+                .offset = offsetof(struct config, relay_enabled),
+                .needs_restart = true,
+        },
+        {
+                .path = "relay.max_clients",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, relay_max_clients),
+                .min = 1,
+                .max = 65536,
+                .needs_restart = true,
+        },
+        {
+                .path = "relay.max_circuits",
+                .type = CONF_UINT,
+                .offset = offsetof(struct config, relay_max_circuits),
+                .min = 1,
+                .max = 65536,
+                .needs_restart = true,
+        },
+        {
+                .path = "relay.bandwidth",
+                .type = CONF_SIZE,
+                .offset = offsetof(struct config, relay_bandwidth),
+                .min = 1024,
+                .max = 1ULL << 40,
+                .needs_restart = true,
+        },
+        {
+                .path = "relay.burst",
+                .type = CONF_SIZE,
+                .offset = offsetof(struct config, relay_burst),
+                .min = 1024,
+                .max = 1ULL << 40,
+                .needs_restart = true,
+        },
+        {
                 .path = "jobs.allowed_requesters",
                 .type = CONF_STRV,
                 .offset = offsetof(struct config, jobs_allowed_requesters),
@@ -538,6 +598,12 @@ int config_init(struct config *c) {
                 .network_rate_limit = 500,
                 .network_probe_interval = 200 * 1000,
                 .network_ban_after_faults = 20,
+                .network_reachability = NETWORK_REACHABILITY_AUTO,
+                .network_relays = 2,
+                .relay_max_clients = 64,
+                .relay_max_circuits = 64,
+                .relay_bandwidth = 4ULL << 20,
+                .relay_burst = 16ULL << 20,
                 .ledger_allowance = 1000ULL * 1000 * 1000,
                 .ledger_debt_limit = 100ULL * 1000 * 1000,
                 .reputation_half_life = 3600ULL * 1000 * 1000,

@@ -48,6 +48,15 @@ struct config {
         uint64_t network_rate_limit;    /* network.rate_limit: messages/s per peer */
         uint64_t network_probe_interval;        /* network.probe_interval: µs */
         uint64_t network_ban_after_faults;      /* network.ban_after_faults: 0 = never */
+        int network_reachability;       /* network.reachability: enum network_reachability */
+        uint64_t network_relays;        /* network.relays: relays a NATed node keeps, 1-4 */
+
+        /* relay: relaying for NATed nodes (all need a restart) */
+        bool relay_enabled;             /* relay.enabled */
+        uint64_t relay_max_clients;     /* relay.max_clients */
+        uint64_t relay_max_circuits;    /* relay.max_circuits: peers per client */
+        uint64_t relay_bandwidth;       /* relay.bandwidth: bytes/s per peer */
+        uint64_t relay_burst;           /* relay.burst: bytes */
 
         /* jobs: (need a restart) */
         char **jobs_allowed_requesters; /* jobs.allowed_requesters: node ids; empty = anyone */
@@ -98,6 +107,12 @@ struct config {
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */
         int log_target;         /* log.target: enum log_target */
+};
+
+enum network_reachability {
+        NETWORK_REACHABILITY_AUTO,      /* find out: peers dial back our endpoint */
+        NETWORK_REACHABILITY_PUBLIC,
+        NETWORK_REACHABILITY_PRIVATE,   /* behind NAT: reached through relays */
 };
 
 enum skills_cgroups_mode {

@@ -65,7 +65,10 @@ wait_all_alive() {
 		sleep 1
 	done
 }
-wait_all_alive "$NODES" 120 || fail "full membership not reached in 120 s: $(for i in $(seq 0 $((NODES - 1))); do printf '%s ' "$(nn_alive "n$i")"; done)"
+counts() {
+	for i in $(seq 0 $((NODES - 1))); do printf '%s ' "$(nn_alive "n$i")"; done
+}
+wait_all_alive "$NODES" 120 || fail "full membership not reached in 120 s: $(counts)"
 ok "full membership of $NODES daemons in $(($(date +%s) - t0)) s"
 
 # A partition: sites 0-1 from sites 2-3 (both ways, in the bridge).
@@ -80,7 +83,7 @@ halves_apart() {
 }
 deadline=$(($(date +%s) + 90))
 until halves_apart; do
-	[ "$(date +%s)" -lt "$deadline" ] || fail "the halves did not see each other dead in 90 s"
+	[ "$(date +%s)" -lt "$deadline" ] || fail "the halves did not see each other dead in 90 s: $(counts)"
 	sleep 1
 done
 ok "a partition: each half sees only its own $((NODES / 2))"
@@ -88,5 +91,5 @@ ok "a partition: each half sees only its own $((NODES / 2))"
 nn_exec br iptables -D FORWARD -s "$half" -d "$other" -j DROP
 nn_exec br iptables -D FORWARD -s "$other" -d "$half" -j DROP
 t0=$(date +%s)
-wait_all_alive "$NODES" 120 || fail "the partition did not heal in 120 s"
+wait_all_alive "$NODES" 120 || fail "the partition did not heal in 120 s: $(counts)"
 ok "healed: all $NODES alive everywhere again in $(($(date +%s) - t0)) s"
