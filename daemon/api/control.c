@@ -104,6 +104,7 @@ static void client_free(struct client *cl) {
  * ledger's arrays are borrowed or owned here, never by the reply. */
 struct reply_storage {
         Swarm__PeerInfo *infos;
+        ProtobufCBinaryData *relays;    /* PeerInfo.relays, borrowed from the records */
         Swarm__PeerSkillView *views;
         Swarm__PeerSkillView **view_ptrs;
         Swarm__Balance balance;
@@ -120,6 +121,7 @@ struct reply_storage {
 static void reply_storage_done(struct reply_storage *st, Swarm__ControlReply *reply) {
         free(reply->peers);
         free(st->infos);
+        free(st->relays);
         free(st->views);
         free(st->view_ptrs);
         free(st->ledger_peers);
@@ -169,6 +171,19 @@ static size_t fill_reputation(struct reputation *rep, struct requester *req, con
         return n;
 }
 
+static const char *reachability_name(Swarm__Reachability r) {
+        switch (r) {
+        case SWARM__REACHABILITY__REACH_PUBLIC:
+                return "public";
+        case SWARM__REACHABILITY__REACH_PRIVATE:
+                return "private";
+        case SWARM__REACHABILITY__REACH_CHECKING:
+                return "checking";
+        default:
+                return "unknown";
+        }
+}
+
 /* PeerInfo borrows every pointer from the membership view. */
 static int build_peers(struct control *c, Swarm__ControlReply *reply, struct reply_storage *st) {
         struct membership *m = network_membership(c->network);
@@ -176,12 +191,20 @@ static int build_peers(struct control *c, Swarm__ControlReply *reply, struct rep
         size_t n = membership_count(m), k = 0, n_views = 0, used = 0;
         uint64_t mono = now(CLOCK_MONOTONIC), wall = rep ? accounts_now() : 0;
 
-        for (size_t i = 0; rep && i < n; i++) {
+        size_t n_relays = 0, relays_used = 0;
+
+        for (size_t i = 0; i < n; i++) {
                 struct member_info mi;
 
-                if (membership_get(m, i, &mi) >= 0)
-                        n_views += mi.record->n_skills;
+                if (membership_get(m, i, &mi) >= 0) {
+                        if (rep)
+                                n_views += mi.record->n_skills;
+                        n_relays += mi.record->n_relays;
+                }
         }
+        st->relays = calloc(n_relays ? n_relays : 1, sizeof(ProtobufCBinaryData));
+        if (!st->relays)
+                return -ENOMEM;
         reply->peers = calloc(n ? n : 1, sizeof(Swarm__PeerInfo *));
         st->infos = calloc(n ? n : 1, sizeof(Swarm__PeerInfo));
         st->views = calloc(n_views ? n_views : 1, sizeof(Swarm__PeerSkillView));
@@ -211,6 +234,26 @@ static int build_peers(struct control *c, Swarm__ControlReply *reply, struct rep
                 p->lending = mi.record->lending;
                 p->self = mi.self;
                 p->faults = mi.faults;
+                p->reachability = (char *) (mi.self ? network_reachability(c->network)
+                                                    : reachability_name(mi.record->reachability));
+                if (mi.record->n_relays > 0 && relays_used + mi.record->n_relays <= n_relays) {
+                        p->relays = &st->relays[relays_used];
+                        p->n_relays = mi.record->n_relays;
+                        for (size_t r = 0; r < mi.record->n_relays; r++)
+                                st->relays[relays_used++] = mi.record->relays[r]->node_id;
+                }
+                if (!mi.self) {
+                        const uint8_t *via;
+                        enum network_route route = network_route_of(c->network, mi.id, &via);
+
+                        p->route = (char *) (route == NETWORK_ROUTE_RELAY  ? "relay"
+                                             : route == NETWORK_ROUTE_BACK ? "back"
+                                                                           : "direct");
+                        if (via) {
+                                p->via.data = (uint8_t *) via;
+                                p->via.len = WIRE_NODE_ID_SIZE;
+                        }
+                }
                 /* The count was taken in this same callback: the view
                  * cannot have grown since. */
                 if (used + mi.record->n_skills <= n_views) {

@@ -75,9 +75,29 @@ static void print_json(const Swarm__ControlReply *reply) {
                 }
                 printf("], \"state\": \"%s\", \"incarnation\": %" PRIu64 ", \"version\": %" PRIu64
                        ", \"last_heard_ms\": %" PRIu64 ", \"capacity\": %u, \"load\": %u, \"lending\": %s"
-                       ", \"self\": %s, \"faults\": %u, \"skills\": [",
+                       ", \"self\": %s, \"faults\": %u, ",
                        state_name(p->state), p->incarnation, p->version, p->last_heard_ms_ago, p->capacity,
                        p->load, p->lending ? "true" : "false", p->self ? "true" : "false", p->faults);
+                printf("\"reachability\": ");
+                json_string(p->reachability);
+                printf(", \"relays\": [");
+                for (size_t r = 0; r < p->n_relays; r++) {
+                        char rid[NODE_ID_LEN + 1] = "";
+                        if (p->relays[r].len == 32)
+                                node_id_from_public_key(p->relays[r].data, rid);
+                        printf("%s", r ? ", " : "");
+                        json_string(rid);
+                }
+                printf("], \"route\": ");
+                json_string(p->self ? "self" : p->route[0] ? p->route : "direct");
+                printf(", \"via\": ");
+                if (p->via.len == 32) {
+                        char vid[NODE_ID_LEN + 1];
+                        node_id_from_public_key(p->via.data, vid);
+                        json_string(vid);
+                } else
+                        printf("null");
+                printf(", \"skills\": [");
                 for (size_t s = 0; s < p->n_skills; s++) {
                         printf("%s{\"name\": ", s ? ", " : "");
                         json_string(p->skills[s]->name);
@@ -104,12 +124,12 @@ static void print_json(const Swarm__ControlReply *reply) {
  * this node rates the peer for it (mean of the Beta, decayed successes /
  * failures, measured ÷ advertised throughput once challenged). */
 static void print_table(const Swarm__ControlReply *reply) {
-        printf("%-14s %-14s %-24s %-8s %-12s %-9s %s\n", "NODE", "NAME", "ENDPOINT", "STATE", "INCARNATION", "HEARD",
-               "LOAD");
+        printf("%-14s %-14s %-24s %-8s %-12s %-9s %-8s %s\n", "NODE", "NAME", "ENDPOINT", "STATE", "INCARNATION",
+               "HEARD", "LOAD", "REACHED");
         printf("  %-22s %-34s %-6s %-15s %s\n", "SKILL", "PRICE NOW", "MEAN", "OK/FAILED", "THROUGHPUT");
         for (size_t i = 0; i < reply->n_peers; i++) {
                 const Swarm__PeerInfo *p = reply->peers[i];
-                char id[NODE_ID_LEN + 1] = "?", heard[16], load[16];
+                char id[NODE_ID_LEN + 1] = "?", heard[16], load[16], reached[32];
 
                 if (p->node_id.len == 32)
                         node_id_from_public_key(p->node_id.data, id);
@@ -118,9 +138,20 @@ static void print_table(const Swarm__ControlReply *reply) {
                 else
                         snprintf(heard, sizeof(heard), "%.1fs ago", (double) p->last_heard_ms_ago / 1e3);
                 snprintf(load, sizeof(load), "%u/%u", p->load, p->capacity);
-                printf("%-.12s%-2s %-14.14s %-24.24s %-8s %-12" PRIu64 " %-9s %s%s%s\n", id, p->self ? " *" : "",
-                       p->name, p->n_endpoints ? p->endpoints[0] : "-", state_name(p->state), p->incarnation,
-                       heard, load, p->lending ? "" : " [not lending]", p->n_skills ? "" : " (no skills)");
+                /* How we send to it: directly, through a relay it lists,
+                 * or back over its own connection to us (issue 21). */
+                if (p->self)
+                        snprintf(reached, sizeof(reached), "(%s)", p->reachability[0] ? p->reachability : "?");
+                else if (p->via.len == 32) {
+                        char vid[NODE_ID_LEN + 1];
+                        node_id_from_public_key(p->via.data, vid);
+                        snprintf(reached, sizeof(reached), "relay via %.12s", vid);
+                } else
+                        snprintf(reached, sizeof(reached), "%s", p->route[0] ? p->route : "direct");
+                printf("%-.12s%-2s %-14.14s %-24.24s %-8s %-12" PRIu64 " %-9s %-8s %s%s%s\n", id,
+                       p->self ? " *" : "", p->name, p->n_endpoints ? p->endpoints[0] : "-", state_name(p->state),
+                       p->incarnation, heard, load, reached, p->lending ? "" : " [not lending]",
+                       p->n_skills ? "" : " (no skills)");
                 for (size_t s = 0; s < p->n_skills; s++) {
                         const Swarm__SkillOffer *o = p->skills[s];
                         const Swarm__PeerSkillView *v = reputation_of(p, o->name);
