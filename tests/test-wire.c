@@ -1099,3 +1099,46 @@ Test(wire, skill_names_follow_the_skill_loader_rule) {
                              "'%s' judged differently", names[i]);
         }
 }
+
+/* How a node is reached (issue 21): relays only in a PRIVATE record, at
+ * most WIRE_RELAYS_MAX, each another node at a tcp:// endpoint. */
+Test(wire, record_reachability_and_relays_are_checked) {
+        struct key k = key_new(), relay_key = key_new();
+        Swarm__RelayRef ref = SWARM__RELAY_REF__INIT, *refs[WIRE_RELAYS_MAX + 1];
+        Swarm__NodeRecord nr;
+        const char *reason = NULL;
+
+        for (size_t i = 0; i <= WIRE_RELAYS_MAX; i++)
+                refs[i] = &ref;
+        ref.node_id = bin(relay_key.pk, WIRE_NODE_ID_SIZE);
+        ref.endpoint = "tcp://10.200.0.11:7946";
+
+        nr = record_for(k.pk);
+        nr.reachability = SWARM__REACHABILITY__REACH_PRIVATE;
+        nr.n_relays = 1, nr.relays = refs;
+        cr_assert_eq(open_forced(&nr, &k, &reason), 0, "%s", reason);
+        nr.n_relays = WIRE_RELAYS_MAX;
+        cr_assert_eq(open_forced(&nr, &k, &reason), 0, "%s", reason);
+        nr.n_relays++;
+        expect_record_refused(&nr, &k, "too many relays");
+
+        nr = record_for(k.pk);
+        nr.reachability = SWARM__REACHABILITY__REACH_PUBLIC;
+        nr.n_relays = 1, nr.relays = refs;
+        expect_record_refused(&nr, &k, "relays in a PUBLIC record");
+
+        nr = record_for(k.pk);
+        nr.reachability = 4;
+        expect_record_refused(&nr, &k, "reachability 4");
+
+        nr = record_for(k.pk);
+        nr.reachability = SWARM__REACHABILITY__REACH_PRIVATE;
+        nr.n_relays = 1, nr.relays = refs;
+        ref.endpoint = "ipc:///run/relay.sock";
+        expect_record_refused(&nr, &k, "relay at an ipc:// endpoint");
+        ref.endpoint = "tcp://10.200.0.11:7946";
+        ref.node_id = bin(k.pk, WIRE_NODE_ID_SIZE);
+        expect_record_refused(&nr, &k, "the node its own relay");
+        ref.node_id.len = 31;
+        expect_record_refused(&nr, &k, "31-byte relay id");
+}

@@ -21,6 +21,7 @@ struct slot {
         char *endpoint;
         uint64_t seq;                   /* of the last registration sent */
         uint64_t sent_usec;
+        uint64_t asked_usec;            /* first registration sent */
         uint64_t ok_usec;               /* last confirmation */
 };
 
@@ -256,7 +257,9 @@ static int relays_tick(struct reach *r, uint64_t now, const struct reach_peer *p
 
         for (size_t i = 0; i < REACH_RELAYS_MAX; i++) {
                 struct slot *s = &r->slots[i];
-                uint64_t heard = s->state == SLOT_CONFIRMED ? s->ok_usec : s->sent_usec;
+                /* Silent since the first ask, or since the last confirmation
+                 * (keep-alives do not count: they are ours). */
+                uint64_t heard = s->state == SLOT_CONFIRMED ? s->ok_usec : s->asked_usec;
 
                 if (s->state == SLOT_FREE)
                         continue;
@@ -294,6 +297,7 @@ static int relays_tick(struct reach *r, uint64_t now, const struct reach_peer *p
                                 break;
                         memcpy(s->id, p->id, WIRE_NODE_ID_SIZE);
                         s->state = SLOT_ASKED;
+                        s->asked_usec = now;
                         slot_register(r, s, now);
                         deadline(r, now + r->config.keepalive_usec);
                         used++;
