@@ -328,7 +328,7 @@ static int send_via_relay(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE]
         Swarm__RelayMessage m = SWARM__RELAY_MESSAGE__INIT;
         Swarm__RelayForward f = SWARM__RELAY_FORWARD__INIT;
         _cleanup_free_ uint8_t *box = NULL;
-        size_t box_size;
+        size_t box_size = 0;
         int r = -ENOTCONN;
 
         for (size_t i = 0; i < rec->n_relays; i++) {
@@ -344,11 +344,9 @@ static int send_via_relay(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE]
                         if (relay.record->n_endpoints > 0)
                                 endpoint = relay.record->endpoints[0];
                 }
-                if (!box) {
-                        r = relay_box_seal(n->box, to, iov, n_iov, &box, &box_size);
-                        if (r < 0)
-                                return r;
-                }
+                r = relay_box_seal(n->box, to, iov, n_iov, &box, &box_size);
+                if (r < 0)
+                        return r;
                 f.peer.data = (uint8_t *) to;
                 f.peer.len = WIRE_NODE_ID_SIZE;
                 f.box.data = box;

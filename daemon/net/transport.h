@@ -5,7 +5,9 @@
  *
  * One ROUTER socket bound at the node's endpoint receives from every peer;
  * one DEALER per peer, connected on first send, carries what we send to
- * it.  CurveZMQ is on by default: our Curve25519 key pair is derived from
+ * it.  A peer that cannot be dialled (behind a NAT, issue 21) is answered
+ * over its own connection instead (transport_replyv()), so every DEALER is
+ * read too.  CurveZMQ is on by default: our Curve25519 key pair is derived from
  * the node's Ed25519 identity (crypto_sign_ed25519_{pk,sk}_to_curve25519),
  * so connecting to a peer needs only its node id, and a ZAP handler binds
  * every incoming connection to the Ed25519 id of the key that connected —
