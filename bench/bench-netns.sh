@@ -52,7 +52,9 @@ converge() {
 		[ "$(date +%s)" -lt "$deadline" ] || { echo "n/a (not converged in 240 s)"; nn_cleanup; return; }
 		sleep 0.5
 	done
-	echo "$(date +%s.%N) $t0" | awk '{ printf "%.1f s\n", $1 - $2 }'
+	t1=$(date +%s.%N)
+	nn_wan_alive || { echo "n/a (the WAN emulator died)"; nn_cleanup; return; }
+	echo "$t1 $t0" | awk '{ printf "%.1f s\n", $1 - $2 }'
 	nn_cleanup
 }
 
@@ -156,4 +158,4 @@ echo
 echo "== the relay's cost per relayed job (its idle background subtracted) =="
 echo "   bytes on the relay's interface:  $bytes_per_job per job (in + out)"
 echo "   relay CPU:                       $cpu_per_job ms per job (from clock ticks of $((1000 / hz)) ms)"
-echo "   WAN by $nn_wan_mode"
+nn_wan_alive && echo "   WAN by $nn_wan_mode" || echo "   THE WAN EMULATOR DIED: these figures are not over the WAN"

@@ -495,3 +495,22 @@ Test(reach, a_silent_relay_is_given_up_after_the_timeout) {
         cr_assert_geq(reach_get_stats(r)->relays_given_up, 1);
         reach_free(r);
 }
+
+Test(reach, a_suspect_relay_is_kept_but_not_chosen) {
+        struct world w = {};
+        struct reach *r = reach_make(&w, REACH_MODE_PRIVATE);
+        const uint8_t *ids[4];
+        const char *endpoints[4];
+
+        peers_make();
+        reach_tick(r, 0, peers, 6);
+        cr_assert_eq(w.n_register, 2);
+        reach_on_registered(r, w.registered[0], w.seq[0], 0, 15 * SEC, 1);
+        reach_on_registered(r, w.registered[1], w.seq[1], 0, 15 * SEC, 1);
+        /* Every relay suspect: the two we have stay, none is added. */
+        for (size_t i = 0; i < 6; i++)
+                peers[i].suspect = true;
+        cr_assert_eq(reach_tick(r, SEC, peers, 6), 0);
+        cr_assert_eq(reach_get_relays(r, ids, endpoints, 4), 2);
+        reach_free(r);
+}

@@ -150,7 +150,7 @@ static void round_start(struct reach *r, uint64_t now, const struct reach_peer *
         for (size_t k = 0; k < n_peers && asked < r->config.dial_peers; k++) {
                 const struct reach_peer *p = &peers[(start + k) % n_peers];
 
-                if (memcmp(p->id, r->self, WIRE_NODE_ID_SIZE) == 0)
+                if (memcmp(p->id, r->self, WIRE_NODE_ID_SIZE) == 0 || p->suspect)
                         continue;
                 r->io.send_dial_request(r->io.userdata, p->id, r->nonce);
                 asked++;
@@ -283,7 +283,7 @@ static int relays_tick(struct reach *r, uint64_t now, const struct reach_peer *p
                         const struct reach_peer *p = &peers[(start + k) % n_peers];
                         struct slot *s = NULL;
 
-                        if (!p->relay_offered || p->state != REACH_STATE_PUBLIC || !p->endpoint ||
+                        if (!p->relay_offered || p->state != REACH_STATE_PUBLIC || !p->endpoint || p->suspect ||
                             memcmp(p->id, r->self, WIRE_NODE_ID_SIZE) == 0 || slot_find(r, p->id) ||
                             given_up(r, p->id, now))
                                 continue;

@@ -16,8 +16,8 @@
  * peers that offer relaying and are PUBLIC, registering again every
  * keepalive (the registration is also what keeps the NAT's mapping of the
  * connection).  A relay that has not confirmed within relay_timeout, that
- * refused, or that left the alive set the caller passes (membership saw it
- * die) is given up and not asked again for relay_retry; another takes its
+ * refused, or that left the set the caller passes (membership saw it die)
+ * is given up and not asked again for relay_retry; another takes its
  * place.  Whenever the set of confirmed relays changes, the node must
  * publish its record again: reach_tick() and the handlers return 1 then.
  *
@@ -64,12 +64,16 @@ struct reach_config {
  * after 5 s without a confirmation, not retried for 30 s. */
 void reach_config_default(struct reach_config *c);
 
-/* A peer as the caller's membership sees it: alive ones only. */
+/* A peer as the caller's membership sees it: alive and suspect ones.  A
+ * suspect relay is kept (suspicion is often a lost probe, and dropping
+ * relays on it cascades: our own reachability hangs on them), but none is
+ * chosen, nor asked to dial back. */
 struct reach_peer {
         const uint8_t *id;              /* WIRE_NODE_ID_SIZE bytes */
         const char *endpoint;           /* where to reach it directly, or NULL */
         enum reach_state state;         /* what its record says */
         bool relay_offered;
+        bool suspect;
 };
 
 struct reach_io {

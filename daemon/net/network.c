@@ -33,6 +33,10 @@
 #define COMPLAINTS_PER_WINDOW 20
 #define COMPLAINT_WINDOW_USEC (10ull * 1000 * 1000)
 
+/* Relayed messages up to this size go through two relays (see
+ * send_via_relay()). */
+#define RELAY_DUPLICATE_MAX 4096
+
 struct network {
         sd_event *event;
         const struct identity *identity;
@@ -321,46 +325,63 @@ static const char *member_endpoint(struct network *n, const uint8_t *id) {
         return NULL;
 }
 
-/* Seals the message for `to` and hands it to the first of its relays that
- * we do not think dead. */
+/* Seals the message for `to` once and hands it to its relays: an alive one
+ * first (a suspect one only when none is alive).  A small message (a
+ * probe, gossip) goes through two relays when it lists two: a relay that
+ * dies then costs no probe, so the node behind it is not suspected before
+ * the relay is; the receiver's replay window drops the second copy.  Jobs
+ * go through one, and a lost one is the requester's to reroute. */
 static int send_via_relay(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const Swarm__NodeRecord *rec,
                           const struct iovec *iov, size_t n_iov) {
         Swarm__RelayMessage m = SWARM__RELAY_MESSAGE__INIT;
         Swarm__RelayForward f = SWARM__RELAY_FORWARD__INIT;
         _cleanup_free_ uint8_t *box = NULL;
-        size_t box_size = 0;
+        size_t box_size = 0, sent = 0, want;
+        bool tried[WIRE_RELAYS_MAX] = {};
         int r = -ENOTCONN;
 
-        for (size_t i = 0; i < rec->n_relays; i++) {
-                const Swarm__RelayRef *ref = rec->relays[i];
-                struct member_info relay;
-                const char *endpoint = ref->endpoint;
+        for (unsigned pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < rec->n_relays && i < WIRE_RELAYS_MAX; i++) {
+                        const Swarm__RelayRef *ref = rec->relays[i];
+                        struct member_info relay;
+                        const char *endpoint = ref->endpoint;
+                        int k;
 
-                if (memcmp(ref->node_id.data, n->identity->public_key, WIRE_NODE_ID_SIZE) == 0)
-                        continue;       /* us: it is not our client (any more) */
-                if (membership_find(n->membership, ref->node_id.data, &relay) >= 0) {
-                        if (relay.state == MEMBER_DEAD || relay.state == MEMBER_LEFT)
+                        if (tried[i] || memcmp(ref->node_id.data, n->identity->public_key, WIRE_NODE_ID_SIZE) == 0)
+                                continue;       /* us: it is not our client (any more) */
+                        if (membership_find(n->membership, ref->node_id.data, &relay) >= 0) {
+                                if (relay.state == MEMBER_DEAD || relay.state == MEMBER_LEFT ||
+                                    (pass == 0 && relay.state != MEMBER_ALIVE))
+                                        continue;
+                                if (relay.record->n_endpoints > 0)
+                                        endpoint = relay.record->endpoints[0];
+                        } else if (pass == 0)
                                 continue;
-                        if (relay.record->n_endpoints > 0)
-                                endpoint = relay.record->endpoints[0];
-                }
-                r = relay_box_seal(n->box, to, iov, n_iov, &box, &box_size);
-                if (r < 0)
-                        return r;
-                f.peer.data = (uint8_t *) to;
-                f.peer.len = WIRE_NODE_ID_SIZE;
-                f.box.data = box;
-                f.box.len = box_size;
-                m.body_case = SWARM__RELAY_MESSAGE__BODY_FORWARD;
-                m.forward = &f;
-                r = relay_send(n, ref->node_id.data, endpoint, &m, RELAY_PATH_DIRECT);
-                if (r >= 0) {
+                        tried[i] = true;
+                        if (!box) {
+                                r = relay_box_seal(n->box, to, iov, n_iov, &box, &box_size);
+                                if (r < 0)
+                                        return r;
+                                f.peer.data = (uint8_t *) to;
+                                f.peer.len = WIRE_NODE_ID_SIZE;
+                                f.box.data = box;
+                                f.box.len = box_size;
+                                m.body_case = SWARM__RELAY_MESSAGE__BODY_FORWARD;
+                                m.forward = &f;
+                        }
+                        k = relay_send(n, ref->node_id.data, endpoint, &m, RELAY_PATH_DIRECT);
+                        if (k < 0) {
+                                r = k;
+                                continue;
+                        }
                         n->relay_stats.sent_relayed++;
                         n->relay_stats.sent_relayed_bytes += box_size;
+                        r = 0;
+                        want = box_size <= RELAY_DUPLICATE_MAX ? 2 : 1;
+                        if (++sent >= want)
+                                return 0;
                 }
-                return r;
-        }
-        return r;
+        return sent > 0 ? 0 : r;
 }
 
 /* Our record says how we are reached: after a change of reachability or
@@ -450,13 +471,15 @@ static void reach_run(struct network *n) {
         for (size_t i = 0; i < count; i++) {
                 struct member_info m;
 
-                if (membership_get(n->membership, i, &m) < 0 || m.self || m.state != MEMBER_ALIVE)
+                if (membership_get(n->membership, i, &m) < 0 || m.self ||
+                    (m.state != MEMBER_ALIVE && m.state != MEMBER_SUSPECT))
                         continue;
                 peers[k++] = (struct reach_peer) {
                         .id = m.id,
                         .endpoint = m.record->n_endpoints > 0 ? m.record->endpoints[0] : NULL,
                         .state = (enum reach_state) m.record->reachability,
                         .relay_offered = m.record->relay_offered,
+                        .suspect = m.state == MEMBER_SUSPECT,
                 };
         }
         if (reach_tick(n->reach, t, peers, k) > 0)
@@ -540,11 +563,17 @@ static void relay_take_delivery(struct network *n, const uint8_t *relay, Swarm__
         }
         /* Opened in place: the decoded message owns the bytes. */
         r = relay_box_open(n->box, f->peer.data, f->box.data, f->box.len, &plain, &size);
+        if (r == -ESTALE) {
+                /* Mostly the second copy of a small message (it went
+                 * through two relays); a replay is dropped the same way. */
+                n->relay_stats.duplicates++;
+                return;
+        }
         if (r < 0) {
                 char src[NODE_ID_LEN + 1];
                 node_id_from_public_key(f->peer.data, src);
-                complain(n, relay, "passed on a box said to be from %.*s that %s; dropped.", NODE_ID_SHORT_LEN,
-                         src, r == -ESTALE ? "was a replay or of an older session" : "does not open (forged or altered)");
+                complain(n, relay, "passed on a box said to be from %.*s that does not open (forged or altered); "
+                         "dropped.", NODE_ID_SHORT_LEN, src);
                 return;
         }
         n->relay_stats.received_relayed++;

@@ -101,6 +101,7 @@ struct network_relay_stats {
         uint64_t refused_quota;         /* refused: full, over bandwidth or circuits */
         uint64_t sent_relayed, sent_relayed_bytes;      /* sent through others' relays */
         uint64_t received_relayed;      /* boxes opened from our relays */
+        uint64_t duplicates;            /* second copies (and replays) dropped */
         uint64_t refused;               /* our messages a relay did not pass on */
 };
 const struct network_relay_stats *network_get_relay_stats(struct network *n);

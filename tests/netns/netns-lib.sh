@@ -35,6 +35,7 @@ nn_pids=""
 nn_namespaces=""
 nn_dir=""
 nn_wan_mode=""
+nn_wan_pid=""
 nn_ifindex=0
 
 nn_skip() {
@@ -179,9 +180,17 @@ nn_wan() {
 			nn_skip "iptables cannot queue (NFQUEUE), and netem is not available"
 		nn_spawn br "$nn_dir/wan-emu.log" "$NN_WAN_EMU" --queue 0 --delay "$1" --jitter "$2" \
 			--loss "$3" --seconds 1800 --stats "$nn_dir/wan-emu.stats"
+		nn_wan_pid=$nn_pid
 		sleep 0.2
 		kill -0 "$nn_pid" 2>/dev/null || { cat "$nn_dir/wan-emu.log"; return 1; }
 	fi
+}
+
+# Still emulating?  wan-emu gone would let packets pass undelayed
+# (--queue-bypass): a test checks this at its end, so that its figures were
+# measured over the WAN it claims.
+nn_wan_alive() {
+	[ -z "${nn_wan_pid:-}" ] || kill -0 "$nn_wan_pid" 2>/dev/null
 }
 
 nn_exec() {

@@ -92,4 +92,5 @@ nn_exec br iptables -D FORWARD -s "$half" -d "$other" -j DROP
 nn_exec br iptables -D FORWARD -s "$other" -d "$half" -j DROP
 t0=$(date +%s)
 wait_all_alive "$NODES" 120 || fail "the partition did not heal in 120 s: $(counts)"
+nn_wan_alive || fail "the WAN emulator died during the test"
 ok "healed: all $NODES alive everywhere again in $(($(date +%s) - t0)) s"

@@ -148,7 +148,9 @@ static int nl_request(int fd, struct nlmsghdr *nh) {
         n = recv(fd, buf, sizeof(buf), 0);
         if (n < 0)
                 return -errno;
-        for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK(h, (size_t) n); h = NLMSG_NEXT(h, n))
+        int len = (int) n;
+
+        for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
                 if (h->nlmsg_type == NLMSG_ERROR)
                         return ((struct nlmsgerr *) NLMSG_DATA(h))->error;
         return -EPROTO;
@@ -346,7 +348,10 @@ int main(int argc, char *argv[]) {
                 n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
                 if (n < 0)
                         continue;       /* ENOBUFS: the kernel dropped some; fail-open passes them */
-                for (struct nlmsghdr *nh = (struct nlmsghdr *) buf; NLMSG_OK(nh, (size_t) n); nh = NLMSG_NEXT(nh, n))
+                /* An int, as NLMSG_OK() wants: the last message's padding
+                 * can take it below zero, which must end the walk. */
+                int len = (int) n;
+                for (struct nlmsghdr *nh = (struct nlmsghdr *) buf; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len))
                         if (nh->nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET))
                                 on_packet(fd, (uint16_t) queue, nh, delay_ms, jitter_ms, loss);
         }
