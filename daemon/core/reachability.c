@@ -19,7 +19,7 @@ struct slot {
         enum slot_state state;
         uint8_t id[WIRE_NODE_ID_SIZE];
         char *endpoint;
-        uint64_t seq;                   /* of the last registration sent */
+        uint64_t first_seq, seq;        /* of the first and the last registration sent */
         uint64_t sent_usec;
         uint64_t asked_usec;            /* first registration sent */
         uint64_t ok_usec;               /* last confirmation */
@@ -239,6 +239,8 @@ bool reach_is_relay(const struct reach *r, const uint8_t id[WIRE_NODE_ID_SIZE]) 
 
 static void slot_register(struct reach *r, struct slot *s, uint64_t now) {
         s->seq = ++r->seq;
+        if (s->first_seq == 0)
+                s->first_seq = s->seq;
         s->sent_usec = now;
         r->io.send_register(r->io.userdata, s->id, s->endpoint, s->seq);
 }
@@ -335,7 +337,9 @@ int reach_on_registered(struct reach *r, const uint8_t relay[WIRE_NODE_ID_SIZE],
         struct slot *s = slot_find(r, relay);
         bool was;
 
-        if (!s || seq != s->seq)
+        /* An answer to any registration of this slot: a keep-alive may
+         * have gone out before the answer to the one before came back. */
+        if (!s || seq < s->first_seq || seq > s->seq)
                 return -ENOENT;
         was = s->state == SLOT_CONFIRMED;
         if (status < 0) {

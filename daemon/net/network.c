@@ -551,16 +551,16 @@ static void relay_pass_on(struct network *n, const uint8_t *from, const Swarm__R
                 relay_refuse(n, from, f->peer.data, r < 0 ? r : -EIO);
 }
 
-/* A NATed node's side: a box a relay passed on from a peer. */
+/* A NATed node's side: a box a relay passed on from a peer (the relay is
+ * trusted for nothing: the box is sealed between the sender and us). */
 static void relay_take_delivery(struct network *n, const uint8_t *relay, Swarm__RelayForward *f) {
         uint8_t *plain;
         size_t size;
         int r;
 
-        if (!reach_is_relay(n->reach, relay)) {
-                complain(n, relay, "passed on a relayed message, but is not one of our relays; dropped.");
-                return;
-        }
+        /* From any peer: the box, not the relay, says who sent it.  A
+         * relay we gave up may still hold our lease (and peers our old
+         * record) for a while; what it passes on is as good. */
         /* Opened in place: the decoded message owns the bytes. */
         r = relay_box_open(n->box, f->peer.data, f->box.data, f->box.len, &plain, &size);
         if (r == -ESTALE) {
