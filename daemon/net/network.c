@@ -393,6 +393,8 @@ static void reach_publish(struct network *n) {
         size_t k = state == REACH_STATE_PRIVATE ? reach_get_relays(n->reach, ids, endpoints, REACH_RELAYS_MAX) : 0;
         int r;
 
+        /* Peers answer over our connections unless they can dial us. */
+        (void) transport_set_read_replies(n->transport, state != REACH_STATE_PUBLIC);
         r = node_record_set_reach(n->self, (Swarm__Reachability) state, n->relay != NULL, ids, endpoints, k);
         if (r <= 0)
                 return;
@@ -914,6 +916,9 @@ static int reach_setup(struct network *n, const struct config *c) {
                 log_info("Relaying for NATed nodes: up to %" PRIu64 " of them, %" PRIu64 " bytes/s per peer "
                          "(relay.*).", c->relay_max_clients, c->relay_bandwidth);
         }
+        r = transport_set_read_replies(n->transport, reach_get_state(n->reach) != REACH_STATE_PUBLIC);
+        if (r < 0)
+                return r;
         return node_record_set_reach(n->self, (Swarm__Reachability) reach_get_state(n->reach), c->relay_enabled,
                                      NULL, NULL, 0) < 0 ? -ENOMEM : 0;
 }

@@ -105,6 +105,7 @@ struct transport {
         transport_receive_fn receive;
         void *userdata;
         bool receiving_reverse;         /* during receive(): the message came on a DEALER */
+        bool read_replies;              /* watch the DEALERs (transport_set_read_replies()) */
         struct transport_stats stats;
 };
 
@@ -243,9 +244,13 @@ static bool valid_endpoint(const char *endpoint) {
 
 /* ---- Peers ---- */
 
-static void dealer_close(struct peer *p) {
+static void dealer_unwatch(struct peer *p) {
         p->dealer_io = sd_event_source_disable_unref(p->dealer_io);
         p->dealer_defer = sd_event_source_disable_unref(p->dealer_defer);
+}
+
+static void dealer_close(struct peer *p) {
+        dealer_unwatch(p);
         socket_close(&p->dealer);
 }
 
@@ -378,7 +383,7 @@ static int peer_connect(struct transport *t, struct peer *p, const char *endpoin
         free(p->dealer_endpoint);
         p->dealer_endpoint = strdup(endpoint);
         p->dealer = s;
-        r = dealer_watch(p);
+        r = t->read_replies ? dealer_watch(p) : 0;
         if (r < 0) {
                 dealer_close(p);
                 return r;
@@ -967,9 +972,38 @@ int transport_sendv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], co
                         t->stats.dropped_queue_full++;
                 return r;
         }
+        /* A send can consume the ZMQ_FD edge that announced a message
+         * arriving on the same socket: look again on the next iteration. */
+        if (p->dealer_defer)
+                (void) sd_event_source_set_enabled(p->dealer_defer, SD_EVENT_ONESHOT);
         p->used_usec = now_usec(t);
         t->stats.sent++;
         return 0;
+}
+
+int transport_set_read_replies(struct transport *t, bool on) {
+        int r = 0;
+
+        if (!t || t->read_replies == on)
+                return 0;
+        t->read_replies = on;
+        for (size_t i = 0; i < t->peers.n_buckets; i++)
+                for (struct entry *e = t->peers.buckets[i]; e; e = e->next) {
+                        struct peer *p = (struct peer *) e;
+
+                        if (!p->dealer)
+                                continue;
+                        if (!on)
+                                dealer_unwatch(p);
+                        else if (!p->dealer_io) {
+                                int k = dealer_watch(p);
+                                if (k < 0) {
+                                        dealer_unwatch(p);
+                                        r = k;
+                                }
+                        }
+                }
+        return r;
 }
 
 bool transport_can_reply(const struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE]) {
@@ -1023,6 +1057,7 @@ int transport_replyv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], c
                         t->stats.dropped_queue_full++;
                 return r;
         }
+        (void) sd_event_source_set_enabled(t->router_defer, SD_EVENT_ONESHOT);
         p->used_usec = now_usec(t);
         t->stats.sent++;
         return 0;

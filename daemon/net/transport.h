@@ -6,8 +6,8 @@
  * One ROUTER socket bound at the node's endpoint receives from every peer;
  * one DEALER per peer, connected on first send, carries what we send to
  * it.  A peer that cannot be dialled (behind a NAT, issue 21) is answered
- * over its own connection instead (transport_replyv()), so every DEALER is
- * read too.  CurveZMQ is on by default: our Curve25519 key pair is derived from
+ * over its own connection instead (transport_replyv()), which it reads on
+ * its DEALERs (transport_set_read_replies()).  CurveZMQ is on by default: our Curve25519 key pair is derived from
  * the node's Ed25519 identity (crypto_sign_ed25519_{pk,sk}_to_curve25519),
  * so connecting to a peer needs only its node id, and a ZAP handler binds
  * every incoming connection to the Ed25519 id of the key that connected —
@@ -95,10 +95,16 @@ int transport_sendv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], co
  * when its queue is full, -EMSGSIZE over max_message_size.  The peer reads
  * it on the DEALER it connected with: every DEALER is read, and what
  * arrives on one is delivered like what the ROUTER receives, from the peer
- * it was dialled as. */
+ * it was dialled as — while transport_set_read_replies() is on. */
 int transport_replyv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], const struct iovec *iov,
                      size_t n_iov);
 bool transport_can_reply(const struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE]);
+
+/* Whether our DEALERs are read: on for a node that peers may answer over
+ * its own connections (it cannot be dialled, or does not know yet), off
+ * (the default) for one they dial, which then costs nothing.  0, or the
+ * first error watching a DEALER. */
+int transport_set_read_replies(struct transport *t, bool on);
 
 /* During the receive callback: true when the message came on one of our
  * DEALERs (a peer answering over our connection), false when a peer

@@ -104,6 +104,18 @@ static struct held heap_pop(void) {
 
 /* ---- nfnetlink ---- */
 
+/* NLMSG_OK() and NLMSG_NEXT() with a signed remainder: the last message's
+ * padding can take it below zero, which must end the walk (an unsigned one
+ * wrapped and read past the buffer). */
+static bool msg_ok(const struct nlmsghdr *nh, ssize_t len) {
+        return len >= (ssize_t) sizeof(*nh) && nh->nlmsg_len >= sizeof(*nh) && (ssize_t) nh->nlmsg_len <= len;
+}
+
+static struct nlmsghdr *msg_next(struct nlmsghdr *nh, ssize_t *len) {
+        *len -= (ssize_t) NLMSG_ALIGN(nh->nlmsg_len);
+        return (struct nlmsghdr *) ((char *) nh + NLMSG_ALIGN(nh->nlmsg_len));
+}
+
 static void *attr_put(struct nlmsghdr *nh, uint16_t type, const void *data, size_t len) {
         struct nlattr *a = (struct nlattr *) ((char *) nh + NLMSG_ALIGN(nh->nlmsg_len));
 
@@ -148,9 +160,7 @@ static int nl_request(int fd, struct nlmsghdr *nh) {
         n = recv(fd, buf, sizeof(buf), 0);
         if (n < 0)
                 return -errno;
-        int len = (int) n;
-
-        for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
+        for (struct nlmsghdr *h = (struct nlmsghdr *) buf; msg_ok(h, n); h = msg_next(h, &n))
                 if (h->nlmsg_type == NLMSG_ERROR)
                         return ((struct nlmsgerr *) NLMSG_DATA(h))->error;
         return -EPROTO;
@@ -348,10 +358,7 @@ int main(int argc, char *argv[]) {
                 n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
                 if (n < 0)
                         continue;       /* ENOBUFS: the kernel dropped some; fail-open passes them */
-                /* An int, as NLMSG_OK() wants: the last message's padding
-                 * can take it below zero, which must end the walk. */
-                int len = (int) n;
-                for (struct nlmsghdr *nh = (struct nlmsghdr *) buf; NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len))
+                for (struct nlmsghdr *nh = (struct nlmsghdr *) buf; msg_ok(nh, n); nh = msg_next(nh, &n))
                         if (nh->nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET))
                                 on_packet(fd, (uint16_t) queue, nh, delay_ms, jitter_ms, loss);
         }
