@@ -33,9 +33,11 @@ static void setup(void) {
 
 static void teardown(void) {
         char cmd[128];
+        int r;
 
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        (void) system(cmd);
+        r = system(cmd);
+        (void) r;
 }
 
 TestSuite(vae, .init = setup, .fini = teardown, .timeout = 240);
@@ -191,8 +193,8 @@ static void ref_conv(const double *x, size_t c, size_t h, size_t w, const float 
 static void ref_resnet(const struct safetensors *f, const char *p, const double *x, size_t in, size_t out,
                        size_t h, size_t w, double *y) {
         size_t hw = h * w;
-        double *t = malloc(sizeof(double) * (in > out ? in : out) * hw);
-        double *u = malloc(sizeof(double) * out * hw), *skip = malloc(sizeof(double) * out * hw);
+        double *t = calloc((in > out ? in : out) * hw, sizeof(double));
+        double *u = calloc(out * hw, sizeof(double)), *skip = calloc(out * hw, sizeof(double));
         float *n1g = ref_w(f, "%snorm1.weight", p), *n1b = ref_w(f, "%snorm1.bias", p);
         float *c1w = ref_w(f, "%sconv1.weight", p), *c1b = ref_w(f, "%sconv1.bias", p);
         float *n2g = ref_w(f, "%snorm2.weight", p), *n2b = ref_w(f, "%snorm2.bias", p);
@@ -229,9 +231,9 @@ static void ref_resnet(const struct safetensors *f, const char *p, const double 
  * / √c, softmax over j; h[c][i] = Σ_j v[c][j] w_[i][j]; x + proj_out(h). */
 static void ref_attention(const struct safetensors *f, const char *p, const double *x, size_t c, size_t n,
                           double *y) {
-        double *hn = malloc(sizeof(double) * c * n), *q = malloc(sizeof(double) * c * n);
-        double *k = malloc(sizeof(double) * c * n), *v = malloc(sizeof(double) * c * n);
-        double *o = malloc(sizeof(double) * c * n), *wrow = malloc(sizeof(double) * n);
+        double *hn = calloc(c * n, sizeof(double)), *q = calloc(c * n, sizeof(double));
+        double *k = calloc(c * n, sizeof(double)), *v = calloc(c * n, sizeof(double));
+        double *o = calloc(c * n, sizeof(double)), *wrow = calloc(n, sizeof(double));
         float *ng = ref_w(f, "%snorm.weight", p), *nb = ref_w(f, "%snorm.bias", p);
         float *qw = ref_w(f, "%sq.weight", p), *qb = ref_w(f, "%sq.bias", p);
         float *kw = ref_w(f, "%sk.weight", p), *kb = ref_w(f, "%sk.bias", p);
@@ -291,7 +293,7 @@ static void ref_decoder(const struct safetensors *f, const double *z, size_t h, 
         const size_t mult[4] = { 1, 2, 4, 4 };
         const struct st_tensor *co = safetensors_find(f, "first_stage_model.decoder.conv_out.weight");
         size_t ch = co->shape[1], c = ch * 4, hw = h * w, max = 4 * ch * 64 * hw;
-        double *a = malloc(sizeof(double) * max), *b = malloc(sizeof(double) * max), *t;
+        double *a = calloc(max, sizeof(double)), *b = calloc(max, sizeof(double)), *t;
         float *wt, *bias;
         char p[256];
 
@@ -371,7 +373,7 @@ static void resnet_case(uint32_t in, uint32_t out, double x_scale) {
         struct vae_resnet rb;
         char path[256], err[256];
         float *xf = malloc(sizeof(float) * in * hw), *yf = malloc(sizeof(float) * out * hw);
-        double *x = malloc(sizeof(double) * in * hw), *y = malloc(sizeof(double) * out * hw);
+        double *x = calloc(in * hw, sizeof(double)), *y = calloc(out * hw, sizeof(double));
         float *dx, *dy, *scratch;
 
         rng_state = in * 1000 + out;
@@ -539,7 +541,7 @@ Test(vae, decoder_matches_the_reference_on_sd_tiny_with_1_and_2_threads) {
         char path[256], err[256];
         float latent[4 * 3 * 4], *rgb1 = malloc(sizeof(float) * rn), *rgb2 = malloc(sizeof(float) * rn);
         float *again = malloc(sizeof(float) * rn);
-        double z[4 * 3 * 4], *ref = malloc(sizeof(double) * rn), spread = 0;
+        double z[4 * 3 * 4], *ref = calloc(rn, sizeof(double)), spread = 0;
 
         path_in_dir(path, sizeof(path), "tiny.safetensors");
         write_sd_tiny(path);

@@ -475,7 +475,7 @@ void vae_attention_forward(struct nn_backend *be, const struct vae_attention *a,
 /* The decode's activations in one arena: the current one at one end, the
  * next stage's output at the other, the stage's scratch between.  Walked
  * once without memory to measure it (and check every convolution), then
- * with the caller's scratch to run the ops. */
+ * on the scratch to run the ops. */
 struct walk {
         struct nn_backend *be;
         float *base;            /* NULL while measuring */
