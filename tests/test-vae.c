@@ -828,6 +828,53 @@ Test(vae, png_encoding_refuses_bad_keys_text_and_sizes) {
                      -E2BIG);
 }
 
+/* png with a tEXt chunk of key "big" and n bytes of text spliced in after
+ * IHDR: a new buffer of *size bytes. */
+static uint8_t *with_text_chunk(const uint8_t *png, size_t png_size, size_t n, size_t *size) {
+        size_t len = 4 + n, at = 33;
+        uint8_t *out = malloc(png_size + 12 + len), *c = out + at;
+        uint32_t crc;
+
+        memcpy(out, png, at);
+        c[0] = (uint8_t) (len >> 24), c[1] = (uint8_t) (len >> 16), c[2] = (uint8_t) (len >> 8), c[3] = (uint8_t) len;
+        memcpy(c + 4, "tEXtbig", 8);
+        memset(c + 12, 'a', n);
+        crc = png_crc(c + 4, 4 + len);
+        c[8 + len] = (uint8_t) (crc >> 24), c[9 + len] = (uint8_t) (crc >> 16), c[10 + len] = (uint8_t) (crc >> 8);
+        c[11 + len] = (uint8_t) crc;
+        memcpy(c + 12 + len, png + at, png_size - at);
+        *size = png_size + 12 + len;
+        return out;
+}
+
+Test(vae, png_decoding_refuses_chunks_past_the_end_or_over_the_limit_before_libpng_allocates_them) {
+        uint8_t rgb[2 * 2 * 3] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 }, *big;
+        struct sd_png_image img;
+        char err[256];
+        size_t size, big_size;
+        void *png;
+
+        cr_assert_eq(sd_png_encode(rgb, 2, 2, NULL, 0, &png, &size, err, sizeof(err)), 0, "%s", err);
+        big = with_text_chunk(png, size, 1000, &big_size);
+        cr_assert_eq(sd_png_decode(big, big_size, &img, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(img.n_text, 1, "a text within the limit is kept");
+        cr_assert_eq(strlen(img.text[0].value), 1000);
+        sd_png_image_free(&img);
+
+        /* A chunk that claims 2 GiB − 1 (libpng would allocate it, then
+         * find the input short). */
+        big[33] = 0x7f, big[34] = 0xff, big[35] = 0xff, big[36] = 0xff;
+        cr_assert_eq(sd_png_decode(big, big_size, &img, err, sizeof(err)), -EBADMSG);
+        cr_assert_not_null(strstr(err, "chunk tEXt at byte 33 claims 2147483647 bytes, past the end"), "%s", err);
+        free(big);
+
+        big = with_text_chunk(png, size, SD_PNG_CHUNK_MAX, &big_size);
+        cr_assert_eq(sd_png_decode(big, big_size, &img, err, sizeof(err)), -E2BIG);
+        cr_assert_not_null(strstr(err, "chunk tEXt at byte 33 has"), "%s", err);
+        free(big);
+        free(png);
+}
+
 Test(vae, png_decoding_refuses_what_is_not_a_whole_png) {
         uint8_t rgb[8 * 8 * 3], *png;
         void *buf;
