@@ -23,7 +23,7 @@ _swarmctl() {
         cur=${COMP_WORDS[COMP_CWORD]}
         prev=${COMP_WORDS[COMP_CWORD-1]}
 
-        local verbs='skill submit peers balance ledger status jobs lend policy pause resume'
+        local verbs='skill submit peers balance ledger credits pay status jobs lend policy pause resume'
         local bus_opts='--system --user --json --help'
 
         # The verb (and skill's sub-verb) are the first words that are not options.
@@ -69,7 +69,7 @@ _swarmctl() {
                         fi ;;
                 submit)
                         COMPREPLY=($(compgen -W '--skill --input --max-price --deadline --hedge --output-dir --batch --parallel --verbose --quiet --socket --help' -- "$cur")) ;;
-                peers|balance)
+                peers|balance|credits|pay)
                         COMPREPLY=($(compgen -W '--socket --json --help' -- "$cur")) ;;
                 ledger)
                         COMPREPLY=($(compgen -W '--socket --json --limit --help' -- "$cur")) ;;

@@ -10,7 +10,7 @@ function __swarmctl_skills
         end
 end
 
-set -l verbs skill submit peers balance ledger status jobs lend policy pause resume
+set -l verbs skill submit peers balance ledger credits pay status jobs lend policy pause resume
 complete -c swarmctl -f
 complete -c swarmctl -n "not __fish_seen_subcommand_from $verbs" -a "$verbs"
 complete -c swarmctl -n "not __fish_seen_subcommand_from $verbs" -l version -d 'print the version'
@@ -34,8 +34,8 @@ complete -c swarmctl -n '__fish_seen_subcommand_from submit' -l parallel -s j -r
 complete -c swarmctl -n '__fish_seen_subcommand_from submit' -l verbose -s v
 complete -c swarmctl -n '__fish_seen_subcommand_from submit' -l quiet -s q
 
-complete -c swarmctl -n '__fish_seen_subcommand_from submit peers balance ledger' -l socket -s s -r -F
-complete -c swarmctl -n '__fish_seen_subcommand_from peers balance ledger status jobs' -l json
+complete -c swarmctl -n '__fish_seen_subcommand_from submit peers balance ledger credits pay' -l socket -s s -r -F
+complete -c swarmctl -n '__fish_seen_subcommand_from peers balance ledger credits pay status jobs' -l json
 complete -c swarmctl -n '__fish_seen_subcommand_from ledger' -l limit -s n -r
 
 complete -c swarmctl -n '__fish_seen_subcommand_from lend; and not __fish_seen_subcommand_from on off' -a 'on off'

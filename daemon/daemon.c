@@ -23,7 +23,9 @@
 #include "log.h"
 #include "macro.h"
 #include "control.h"
+#include "credits.h"
 #include "network.h"
+#include "node-id.h"
 #include "provider.h"
 #include "requester.h"
 #include "check-sampling.h"
@@ -42,6 +44,7 @@ struct daemon {
         struct provider *provider;      /* runs peers' jobs; NULL without network */
         struct requester *requester;    /* runs our jobs in the swarm (or here) */
         struct accounts *accounts;      /* ledger, reputation */
+        struct credits *credits;        /* transfers: the book and their broadcast; NULL without network */
         struct demand *demand;          /* prices that follow demand */
         struct challenge *challenge;    /* times gemm providers now and then */
         struct jobs_socket *jobs_socket;        /* local submissions, into the requester */
@@ -304,6 +307,29 @@ static double demand_of(const char *skill, void *userdata) {
         return demand_multiplier(userdata, skill);
 }
 
+/* Transfers, on the ledger and the network: the issuers come from
+ * credits.issuers (checked as node ids when the config was read). */
+static int daemon_open_credits(struct daemon *d) {
+        _cleanup_free_ uint8_t (*issuers)[32] = NULL;
+        size_t n = 0;
+        int r;
+
+        while (d->config.credits_issuers[n])
+                n++;
+        issuers = calloc(n ? n : 1, 32);
+        if (!issuers)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        for (size_t i = 0; i < n; i++)
+                if (node_id_to_public_key(d->config.credits_issuers[i], issuers[i]) < 0)
+                        return log_error_errno(-EINVAL, "credits.issuers: \"%s\" is not a node id.",
+                                               d->config.credits_issuers[i]);
+        r = credits_new(d->event, d->identity, d->network, accounts_ledger(d->accounts),
+                        (const uint8_t (*)[32]) issuers, n, &d->credits);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up credits: %m");
+        return 0;
+}
+
 /* The ledger is money: without it this node neither pays nor gets paid,
  * so a ledger that cannot be opened stops the start, with the reason. */
 static int daemon_open_accounts(struct daemon *d) {
@@ -336,10 +362,16 @@ static int daemon_open_accounts(struct daemon *d) {
                         log_error_errno(r, "Cannot open the ledger %s: %m", path);
                 return r;
         }
-        if (d->network)
+        if (d->network) {
+                r = daemon_open_credits(d);
+                if (r < 0)
+                        return r;
                 network_set_demand_callback(d->network, demand_of, d->demand);
-        if (d->control)
+        }
+        if (d->control) {
                 control_set_accounts(d->control, d->accounts);
+                control_set_credits(d->control, d->credits);
+        }
         bus_service_set_accounts(d->bus, d->accounts);
         bus_service_set_demand(d->bus, d->demand);
         return 0;
@@ -370,8 +402,11 @@ static void daemon_done(struct daemon *d) {
         /* After everything that pays or is paid; saves the reputation. */
         if (d->network)
                 network_set_demand_callback(d->network, NULL, NULL);
-        if (d->control)
+        if (d->control) {
                 control_set_accounts(d->control, NULL);
+                control_set_credits(d->control, NULL);
+        }
+        d->credits = credits_free(d->credits);
         bus_service_set_accounts(d->bus, NULL);
         bus_service_set_demand(d->bus, NULL);
         d->accounts = accounts_free(d->accounts);

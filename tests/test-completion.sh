@@ -50,6 +50,9 @@ check off swarmctl lend ""
 check schedule swarmctl policy sch
 check --window swarmctl policy schedule --
 check --limit swarmctl ledger --
+check credits swarmctl cr
+check pay swarmctl p
+check --socket swarmctl pay --
 check_not --limit swarmctl peers --
 check --system swarmctl status --
 tmp=$(mktemp -d)

@@ -30,6 +30,7 @@
 #include "ledger.h"
 #include "network.h"
 #include "shm.h"
+#include "sd-tiny.h"
 #include "swarmd-harness.h"
 #include "tiny-model.h"
 #include "transport.h"
@@ -59,6 +60,9 @@ static char textgen_model[256];
 static char textgen_other_model[256];
 /* A node's skills.options instead of the model above on one thread. */
 static char textgen_options[NODES_MAX][1200];
+/* The skill those model options are for: textgen, or imagegen (whose
+ * tests give every node its options). */
+static const char *model_skill = "textgen";
 
 /* What providers are configured with (a file name or a skill's name), and
  * the name they offer it under. */
@@ -89,7 +93,7 @@ static void write_config(int i, const char *skill_options, bool cheat) {
         if (textgen_model[0]) {
                 fprintf(f, "skills:\n  directory: \"%s\"\n", getenv("SKILL_BUILD_DIR"));
                 if (i != 0)
-                        fprintf(f, "  enabled: [textgen]\n  workers: 1\n");
+                        fprintf(f, "  enabled: [%s]\n  workers: 1\n", model_skill);
                 if (textgen_options[i][0])
                         fprintf(f, "  options: [%s]\n", textgen_options[i]);
                 else
@@ -166,6 +170,7 @@ static void teardown(void) {
         textgen_model[0] = '\0';
         textgen_other_model[0] = '\0';
         memset(textgen_options, 0, sizeof(textgen_options));
+        model_skill = "textgen";
         node0_seed[0] = '\0';
         for (int i = 0; i < NODES_MAX; i++) {
                 extra_config[i] = NULL;
@@ -197,7 +202,7 @@ static int providers_seen(void) {
                 if (p->self || p->state != SWARM__MEMBER_STATE__ALIVE || !p->lending)
                         continue;
                 for (size_t s = 0; s < p->n_skills; s++)
-                        if (strcmp(p->skills[s]->name, textgen_model[0] ? "textgen" : offered_skill) == 0)
+                        if (strcmp(p->skills[s]->name, textgen_model[0] ? model_skill : offered_skill) == 0)
                                 n++;
         }
         swarm__control_reply__free_unpacked(reply, NULL);
@@ -736,6 +741,93 @@ Test(jobs, textgen_a_substituted_model_and_random_tokens_are_caught) {
 
 Test(jobs, textgen_an_ignored_prompt_and_a_truncated_answer_are_caught) {
         textgen_cheats("ignore-prompt", "truncate");
+}
+
+/* imagegen through real daemons, on a tiny random-weight SD checkpoint and
+ * its tokenizer.  Verifiers re-run every step (verify-steps 4 of 4 steps),
+ * so a cheat is caught whichever steps it faked.  With the model on the
+ * requester: node 1 honest (2 threads), node 2 skips every other step,
+ * node 3 runs another checkpoint under this one's identity.  Without it:
+ * every result is checked by a check job on another provider, which must
+ * be neither the producer nor one asked before, so nodes 1 and 2 are
+ * honest and node 3 skips steps.  No cheat's image is accepted. */
+static void imagegen_swarm(bool requester_has_model) {
+        struct sd_tiny_spec spec = sd_tiny_spec_default();
+        unsigned from_cheat = 0, rejected = 0;
+        char other[256], vocab[256], merges[256], err[256];
+        struct jobs_client *c;
+
+        snprintf(textgen_model, sizeof(textgen_model), "%s/sd.safetensors", root);
+        snprintf(other, sizeof(other), "%s/other.safetensors", root);
+        snprintf(vocab, sizeof(vocab), "%s/vocab.json", root);
+        snprintf(merges, sizeof(merges), "%s/merges.txt", root);
+        cr_assert_eq(sd_tiny_write(&spec, textgen_model, NULL, err, sizeof(err)), 0, "%s", err);
+        spec.seed = 5;
+        cr_assert_eq(sd_tiny_write(&spec, other, NULL, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(sd_tiny_write_tokenizer(spec.vocab, vocab, merges, err, sizeof(err)), 0, "%s", err);
+        model_skill = "imagegen";
+        if (requester_has_model)
+                snprintf(textgen_options[0], sizeof(textgen_options[0]), "\"imagegen.model=%s\", "
+                         "\"imagegen.threads=1\", \"imagegen.verify-steps=4\"", textgen_model);
+        else {
+                snprintf(textgen_options[0], sizeof(textgen_options[0]), "\"imagegen.threads=1\"");
+                extra_config[0] = "verification:\n  check_percent: 100\n";
+        }
+        snprintf(textgen_options[1], sizeof(textgen_options[1]), "\"imagegen.model=%s\", \"imagegen.threads=2\", "
+                 "\"imagegen.verify-steps=4\"", textgen_model);
+        snprintf(textgen_options[2], sizeof(textgen_options[2]), "\"imagegen.model=%s\", \"imagegen.threads=1\", "
+                 "\"imagegen.verify-steps=4\"%s", textgen_model,
+                 requester_has_model ? ", \"imagegen.testing-cheat=skip-steps\"" : "");
+        if (requester_has_model)
+                snprintf(textgen_options[3], sizeof(textgen_options[3]), "\"imagegen.model=%s\", "
+                         "\"imagegen.threads=1\", \"imagegen.verify-steps=4\", \"imagegen.testing-claim-model=%s\"",
+                         other, textgen_model);
+        else
+                snprintf(textgen_options[3], sizeof(textgen_options[3]), "\"imagegen.model=%s\", "
+                         "\"imagegen.threads=1\", \"imagegen.verify-steps=4\", \"imagegen.testing-cheat=skip-steps\"",
+                         textgen_model);
+        start_swarm(3, NULL, NULL);
+        c = connect_requester();
+        for (unsigned i = 0; i < 9; i++) {
+                struct swarm_values *in = swarm_values_new();
+                char prompt[64];
+
+                snprintf(prompt, sizeof(prompt), "an architectural concept, variation %u", i);
+                swarm_values_set_allocator(in, shm_allocate, NULL);
+                cr_assert_eq(swarm_values_set_string(in, "prompt", prompt), 0);
+                cr_assert_eq(swarm_values_set_int(in, "width", 64), 0);
+                cr_assert_eq(swarm_values_set_int(in, "height", 64), 0);
+                cr_assert_eq(swarm_values_set_int(in, "steps", 4), 0);
+                cr_assert_eq(swarm_values_set_int(in, "seed", i), 0);
+                submit(c, i, "imagegen", in, UINT64_MAX / 2, 60 * 1000 * 1000);
+                swarm_values_free(in);
+        }
+        for (unsigned done = 0; done < 9; done++) {
+                struct jobs_result res = {};
+                const void *png;
+                size_t size;
+
+                wait_result(c, &res);
+                cr_assert_eq(res.status, 0, "job %llu failed: %s", (unsigned long long) res.id, res.error);
+                cr_assert(!res.unchecked, "a result accepted without its check");
+                cr_assert_eq(swarm_values_get_bytes(res.outputs, "image", &png, &size), 0);
+                cr_assert_gt(size, 8);
+                cr_assert_eq(memcmp(png, "\x89PNG", 4), 0);
+                from_cheat += (requester_has_model && is_node(res.provider, 2)) || is_node(res.provider, 3);
+                rejected += res.rejected;
+                jobs_result_done(&res);
+        }
+        cr_assert_eq(from_cheat, 0, "%u images of the cheats were accepted", from_cheat);
+        cr_assert_geq(rejected, 1, "the cheats were never asked: the test proves little");
+        jobs_client_free(c);
+}
+
+Test(jobs, imagegen_results_are_verified_by_secret_steps_and_cheats_rejected) {
+        imagegen_swarm(true);
+}
+
+Test(jobs, imagegen_a_requester_without_the_model_has_results_checked_elsewhere) {
+        imagegen_swarm(false);
 }
 
 Test(jobs, provider_killed_mid_job_jobs_complete_elsewhere) {

@@ -411,7 +411,8 @@ Test(ledger, schema_1_is_migrated_with_its_history) {
         ledger_free(l);
         db_path("a.db", path, sizeof(path));
         cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-        cr_assert_eq(sqlite3_exec(db, "DROP TABLE kept_results; DROP TABLE write_offs; DROP TRIGGER served_totals_add; "
+        cr_assert_eq(sqlite3_exec(db, "DROP TABLE transfers; DROP TABLE fraud_proofs; "
+                                      "DROP TABLE kept_results; DROP TABLE write_offs; DROP TRIGGER served_totals_add; "
                                       "DROP TABLE served_totals; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
 
@@ -939,5 +940,156 @@ Test(ledger, write_offs_take_only_recent_unpaid_work_up_to_a_daily_cap) {
                 .served_since = 5500000, .served_until = 6000001, .daily_cap = 60 }, 6000001, &amount), 0);
         cr_assert_eq(amount, 10);
         cr_assert_eq(debt(l, &B), 130);
+        ledger_free(l);
+}
+
+/* ---- Transfers ---- */
+
+static void make_transfer(struct transfer *t, const struct node *payer, uint64_t seq, const struct node *payee,
+                          uint64_t amount) {
+        *t = (struct transfer) { .seq = seq, .amount = amount };
+        memcpy(t->payer, payer->pk, 32);
+        memcpy(t->payee, payee->pk, 32);
+        cr_assert_eq(transfer_sign(t, payer->sk), 0);
+}
+
+struct loaded {
+        struct transfer t[16];
+        bool delivered[16];
+        size_t n;
+};
+
+static int collect(const struct transfer *t, bool delivered, void *userdata) {
+        struct loaded *l = userdata;
+
+        cr_assert_lt(l->n, 16);
+        cr_assert_eq(transfer_copy(t, &l->t[l->n]), 0);
+        l->delivered[l->n++] = delivered;
+        return 0;
+}
+
+static void loaded_clear(struct loaded *l) {
+        for (size_t i = 0; i < l->n; i++)
+                transfer_clear(&l->t[i]);
+        l->n = 0;
+}
+
+Test(ledger, a_second_transfer_for_a_seq_of_ours_is_never_stored) {
+        _cleanup_(transfer_clear) struct transfer t = {}, u = {}, theirs = {};
+        struct ledger *l = open_as("a.db", &A, 0);
+        uint64_t next;
+
+        cr_assert_eq(ledger_transfer_next_seq(l, &next), 0);
+        cr_assert_eq(next, 1);
+        make_transfer(&t, &A, 1, &B, 10);
+        make_transfer(&u, &A, 1, &C, 10);
+        cr_assert_eq(ledger_transfer_signed(l, &t, T0), 0);
+        cr_assert_eq(ledger_transfer_signed(l, &t, T0), -EALREADY);
+        cr_assert_eq(ledger_transfer_signed(l, &u, T0), -ENOTUNIQ);
+        /* Not ours to sign. */
+        make_transfer(&theirs, &B, 1, &C, 10);
+        cr_assert_eq(ledger_transfer_signed(l, &theirs, T0), -EINVAL);
+
+        /* A crash and a restart: the seq stays taken. */
+        ledger_free(l);
+        l = open_as("a.db", &A, 0);
+        cr_assert_eq(ledger_transfer_next_seq(l, &next), 0);
+        cr_assert_eq(next, 2);
+        cr_assert_eq(ledger_transfer_signed(l, &u, T0), -ENOTUNIQ);
+        ledger_free(l);
+}
+
+Test(ledger, transfers_replay_in_delivery_order_then_ours_in_flight) {
+        _cleanup_(transfer_clear) struct transfer m1 = {}, m2 = {}, own = {}, other = {};
+        struct ledger *l = open_as("a.db", &A, 0);
+        struct loaded got = {};
+
+        make_transfer(&m1, &C, 1, &A, 50);
+        make_transfer(&m2, &C, 2, &B, 20);
+        make_transfer(&own, &A, 1, &B, 5);
+        make_transfer(&other, &C, 2, &A, 99);
+        cr_assert_eq(ledger_transfer_signed(l, &own, T0), 0);
+        cr_assert_eq(ledger_transfer_delivered(l, &m2, T0), 0);        /* any order the book chose */
+        cr_assert_eq(ledger_transfer_delivered(l, &m1, T0), 0);
+        cr_assert_eq(ledger_transfer_delivered(l, &m1, T0), -EALREADY);
+        cr_assert_eq(ledger_transfer_delivered(l, &other, T0), -ENOTUNIQ);
+        ledger_free(l);
+
+        l = open_as("a.db", &A, 0);
+        cr_assert_eq(ledger_transfer_load(l, collect, &got), 0);
+        cr_assert_eq(got.n, 3);
+        cr_assert_eq(got.t[0].seq, 2);
+        cr_assert(got.delivered[0]);
+        cr_assert_eq(got.t[1].seq, 1);
+        cr_assert_arr_eq(got.t[1].payer, C.pk, 32);
+        cr_assert(got.delivered[1]);
+        cr_assert_arr_eq(got.t[2].payer, A.pk, 32);
+        cr_assert_not(got.delivered[2]);
+        loaded_clear(&got);
+
+        /* Ours delivered at last: it joins the delivery order. */
+        cr_assert_eq(ledger_transfer_delivered(l, &own, T0), 0);
+        cr_assert_eq(ledger_transfer_load(l, collect, &got), 0);
+        cr_assert_eq(got.n, 3);
+        cr_assert_arr_eq(got.t[2].payer, A.pk, 32);
+        cr_assert(got.delivered[2]);
+        loaded_clear(&got);
+        ledger_free(l);
+}
+
+static int count_proof(const struct transfer *a, const struct transfer *b, void *userdata) {
+        cr_assert_eq(transfer_fraud_proof_check(a, b, NULL), 0);
+        (*(size_t *) userdata)++;
+        return 0;
+}
+
+Test(ledger, fraud_proofs_are_kept_one_per_payer) {
+        _cleanup_(transfer_clear) struct transfer a = {}, b = {}, c = {};
+        struct ledger *l = open_as("a.db", &A, 0);
+        size_t n = 0;
+
+        make_transfer(&a, &C, 1, &A, 5);
+        make_transfer(&b, &C, 1, &B, 5);
+        make_transfer(&c, &C, 1, &B, 6);
+        cr_assert_eq(ledger_fraud_proof_add(l, &a, &a, T0), -EINVAL);
+        cr_assert_eq(ledger_fraud_proof_add(l, &a, &b, T0), 0);
+        cr_assert_eq(ledger_fraud_proof_add(l, &a, &c, T0), 0);
+        ledger_free(l);
+        l = open_as("a.db", &A, 0);
+        cr_assert_eq(ledger_fraud_proof_load(l, count_proof, &n), 0);
+        cr_assert_eq(n, 1);
+        ledger_free(l);
+}
+
+/* A ledger of schema 3 (cheques only) opens with its cheque history, and
+ * takes transfers from then on. */
+Test(ledger, schema_3_is_migrated_and_its_cheques_stay_readable) {
+        _cleanup_(transfer_clear) struct transfer t = {};
+        struct ledger *l = open_as("a.db", &A, ALLOWANCE);
+        struct ledger_job *jobs = NULL;
+        size_t n = 0;
+        sqlite3 *db;
+        char path[256];
+        uint64_t next;
+
+        pay(l, &A, &B, 1, 30, 1000);
+        ledger_free(l);
+        db_path("a.db", path, sizeof(path));
+        cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+        cr_assert_eq(sqlite3_exec(db, "DROP TABLE transfers; DROP TABLE fraud_proofs; PRAGMA user_version = 3", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+        sqlite3_close(db);
+
+        l = open_as("a.db", &A, ALLOWANCE);
+        cr_assert_eq(balance(l).issued, 30);
+        cr_assert_eq(ledger_history(l, NULL, 0, &jobs, &n), 0);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(jobs[0].price, 30);
+        free(jobs);
+        make_transfer(&t, &A, 1, &B, 10);
+        cr_assert_eq(ledger_transfer_signed(l, &t, T0), 0);
+        cr_assert_eq(ledger_transfer_next_seq(l, &next), 0);
+        cr_assert_eq(next, 2);
         ledger_free(l);
 }

@@ -14,6 +14,7 @@
 #include "authz.h"
 #include "control.h"
 #include "control.pb-c.h"
+#include "credits.h"
 #include "ledger.h"
 #include "list.h"
 #include "log.h"
@@ -60,6 +61,7 @@ struct control {
         sd_event_source *io;
         struct network *network;
         struct accounts *accounts;
+        struct credits *credits;
         struct requester *requester;
         struct client *clients;
         size_t n_clients;
@@ -75,6 +77,11 @@ void control_set_requester(struct control *c, struct requester *requester) {
 void control_set_accounts(struct control *c, struct accounts *accounts) {
         if (c)
                 c->accounts = accounts;
+}
+
+void control_set_credits(struct control *c, struct credits *credits) {
+        if (c)
+                c->credits = credits;
 }
 
 char *control_socket_path(const char *state_dir) {
@@ -100,6 +107,8 @@ struct reply_storage {
         Swarm__PeerSkillView *views;
         Swarm__PeerSkillView **view_ptrs;
         Swarm__Balance balance;
+        Swarm__Credits credits;
+        uint8_t transfer_id[32];
         struct ledger_peer *ledger_peers;
         Swarm__LedgerPeer *peers;
         Swarm__LedgerPeer **peer_ptrs;
@@ -309,6 +318,16 @@ static bool client_may_read_ledger(const struct client *cl) {
         return authz_may_read_ledger(cred.uid, cred.gid, NULL, 0);
 }
 
+/* Spending the node's credits: root and the daemon's own user. */
+static bool client_may_spend(const struct client *cl) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        if (getsockopt(cl->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred))
+                return false;
+        return cred.uid == 0 || cred.uid == geteuid();
+}
+
 static int reply_error(Swarm__ControlReply *reply, int error, const char *message) {
         reply->error = error;
         reply->message = (char *) message;
@@ -351,6 +370,47 @@ static int client_answer_request(struct client *cl, const Swarm__ControlRequest 
                         log_warning_errno(r, "Reading the ledger for swarmctl failed: %m");
                         return reply_error(reply, r, r == -ENOMEM ? "out of memory" : "reading the ledger failed");
                 }
+                return 0;
+        case SWARM__CONTROL_REQUEST__REQUEST_CREDITS: {
+                struct credits_view v;
+
+                if (!client_may_read_ledger(cl))
+                        return reply_error(reply, -EACCES, "credits are readable by root and the swarmd group only");
+                if (!c->credits)
+                        return reply_error(reply, -ENETDOWN, "no credits without the network");
+                credits_get_view(c->credits, &v);
+                swarm__credits__init(&st->credits);
+                st->credits.balance = v.balance;
+                st->credits.pending = v.pending;
+                st->credits.in_flight = v.in_flight;
+                st->credits.supply = v.supply;
+                st->credits.next_seq = v.next_seq;
+                st->credits.delivered = v.delivered;
+                st->credits.fraud_proofs = v.fraud_proofs;
+                st->credits.issuer = v.issuer;
+                reply->credits = &st->credits;
+                return 0;
+        }
+        case SWARM__CONTROL_REQUEST__REQUEST_PAY:
+                if (!client_may_spend(cl))
+                        return reply_error(reply, -EACCES, "only root and swarmd's own user may spend its credits");
+                if (!c->credits)
+                        return reply_error(reply, -ENETDOWN, "no credits without the network");
+                if (req->pay->payee.len != WIRE_NODE_ID_SIZE)
+                        return reply_error(reply, -EINVAL, "payee must be a node id of 32 bytes");
+                if (req->pay->amount == 0)
+                        return reply_error(reply, -EINVAL, "amount must be at least 1 micro-credit");
+                r = credits_pay(c->credits, req->pay->payee.data, req->pay->amount, st->transfer_id);
+                if (r == -EDQUOT)
+                        return reply_error(reply, r, "this node does not hold that much (balance + pending, less "
+                                                     "what its transfers in flight spend)");
+                if (r == -EINVAL)
+                        return reply_error(reply, r, "a node cannot pay itself");
+                if (r == -EPERM)
+                        return reply_error(reply, r, "this node is banned for a double spend");
+                if (r < 0)
+                        return reply_error(reply, r, "the transfer could not be signed and stored");
+                reply->transfer_id = (ProtobufCBinaryData) { .len = 32, .data = st->transfer_id };
                 return 0;
         default:
                 return reply_error(reply, -EOPNOTSUPP, "unknown request (swarmctl newer than swarmd?)");

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
-/* The local control socket: read-only views of the running daemon for
- * swarmctl (proto/control.proto), one request and one reply per
- * connection, served from the event loop without ever blocking it. */
+/* The local control socket: views of the running daemon for swarmctl
+ * (proto/control.proto), and paying with a transfer, one request and one
+ * reply per connection, served from the event loop without ever blocking
+ * it. */
 
 #include <systemd/sd-event.h>
 
@@ -22,6 +23,10 @@ struct control *control_free(struct control *c);
 /* The ledger and reputation behind balance, ledger and peers views; NULL
  * until set (those views then say the ledger is not open).  Borrowed. */
 void control_set_accounts(struct control *c, struct accounts *accounts);
+/* The book of transfers behind the credits view and pay (spending: root
+ * and the daemon's own user only).  Borrowed; NULL until set. */
+struct credits;
+void control_set_credits(struct control *c, struct credits *credits);
 /* Its checks of each peer's results show in peers (requester_get_checks()). */
 struct requester;
 void control_set_requester(struct control *c, struct requester *requester);

@@ -743,6 +743,15 @@ const struct transfer *transfer_book_get(const struct transfer_book *b, const ui
         return e ? &e->t : NULL;
 }
 
+const struct transfer *transfer_book_get_by_seq(const struct transfer_book *b,
+                                                const uint8_t payer[TRANSFER_KEY_SIZE], uint64_t seq) {
+        const struct account *a = book_find(b, payer);
+
+        if (!a || seq == 0 || seq > a->n_sent)
+                return NULL;
+        return &a->sent[seq - 1]->t;
+}
+
 uint64_t transfer_book_supply(const struct transfer_book *b) {
         return b->supply;
 }

@@ -174,6 +174,11 @@ bool transfer_book_has(const struct transfer_book *b, const uint8_t id[TRANSFER_
  * is freed; NULL when none is. */
 const struct transfer *transfer_book_get(const struct transfer_book *b, const uint8_t id[TRANSFER_ID_SIZE]);
 
+/* The delivered transfer of payer with this seq, owned by the book and
+ * valid until it is freed; NULL when none is. */
+const struct transfer *transfer_book_get_by_seq(const struct transfer_book *b,
+                                                const uint8_t payer[TRANSFER_KEY_SIZE], uint64_t seq);
+
 /* The credits minted by delivered mints. */
 uint64_t transfer_book_supply(const struct transfer_book *b);
 size_t transfer_book_n_delivered(const struct transfer_book *b);

@@ -118,6 +118,31 @@ static const char *const migrations[] = {
         "  at INTEGER NOT NULL"
         ");"
         "CREATE INDEX write_offs_by_peer ON write_offs (peer, at);",
+        /* 4: transfers (issue 22): every transfer this node delivered, in
+         * the order it did (its book is rebuilt from them at start), and
+         * those it signed and has not seen delivered yet.  One transfer
+         * per (payer, seq), whatever its state: the index is what makes
+         * signing a second one for a seq impossible, even across a crash.
+         * Fraud proofs: one per banned payer.  The cheque tables stay, as
+         * history. */
+        "CREATE TABLE transfers ("
+        "  id BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
+        "  payer BLOB NOT NULL CHECK (length(payer) = 32),"
+        "  seq INTEGER NOT NULL CHECK (seq >= 1),"
+        "  payee BLOB NOT NULL CHECK (length(payee) = 32),"
+        "  amount INTEGER NOT NULL CHECK (amount >= 1),"
+        "  body BLOB NOT NULL,"
+        "  delivered INTEGER CHECK (delivered IS NULL OR delivered >= 1),"  /* delivery order; NULL: not yet */
+        "  at INTEGER NOT NULL"
+        ");"
+        "CREATE UNIQUE INDEX transfers_by_slot ON transfers (payer, seq);"
+        "CREATE UNIQUE INDEX transfers_by_delivery ON transfers (delivered);"
+        "CREATE TABLE fraud_proofs ("
+        "  payer BLOB PRIMARY KEY NOT NULL CHECK (length(payer) = 32),"
+        "  a BLOB NOT NULL,"
+        "  b BLOB NOT NULL,"
+        "  at INTEGER NOT NULL"
+        ");",
 };
 
 enum {
@@ -154,6 +179,13 @@ enum {
         STMT_WRITE_OFF_LOG,
         STMT_WRITE_OFF_RECENT,
         STMT_SERVED_SINCE,
+        STMT_TRANSFER_SLOT,
+        STMT_TRANSFER_INSERT,
+        STMT_TRANSFER_DELIVER,
+        STMT_TRANSFER_NEXT_SEQ,
+        STMT_TRANSFER_ALL,
+        STMT_FRAUD_PUT,
+        STMT_FRAUD_ALL,
         _STMT_MAX,
 };
 
@@ -238,6 +270,21 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "SELECT COALESCE(SUM(amount), 0) FROM write_offs WHERE peer = ?1 AND at >= ?2 AND at < ?3",
         [STMT_SERVED_SINCE] =
                 "SELECT COALESCE(SUM(price), 0) FROM jobs WHERE role = 1 AND peer = ?1 AND at >= ?2 AND at < ?3",
+        [STMT_TRANSFER_SLOT] = "SELECT id, delivered FROM transfers WHERE payer = ?1 AND seq = ?2",
+        [STMT_TRANSFER_INSERT] =
+                "INSERT INTO transfers (id, payer, seq, payee, amount, body, delivered, at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                "        CASE WHEN ?7 THEN (SELECT COALESCE(MAX(delivered), 0) + 1 FROM transfers) END, ?8)",
+        [STMT_TRANSFER_DELIVER] =
+                "UPDATE transfers SET delivered = (SELECT COALESCE(MAX(delivered), 0) + 1 FROM transfers) "
+                "WHERE id = ?1 AND delivered IS NULL",
+        [STMT_TRANSFER_NEXT_SEQ] = "SELECT COALESCE(MAX(seq), 0) + 1 FROM transfers WHERE payer = ?1",
+        [STMT_TRANSFER_ALL] =
+                "SELECT body, delivered IS NOT NULL FROM transfers "
+                "ORDER BY delivered IS NULL, delivered, payer, seq",
+        [STMT_FRAUD_PUT] =
+                "INSERT INTO fraud_proofs (payer, a, b, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (payer) DO NOTHING",
+        [STMT_FRAUD_ALL] = "SELECT a, b FROM fraud_proofs ORDER BY payer",
 };
 
 struct ledger {
@@ -1440,5 +1487,216 @@ int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct
         if (r < 0)
                 return r;
         *ret = amount;
+        return 0;
+}
+
+/* ---- Transfers -------------------------------------------------------- */
+
+int ledger_transfer_next_seq(struct ledger *l, uint64_t *ret) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int rc;
+
+        if (!l || !ret)
+                return -EINVAL;
+        s = l->stmts[STMT_TRANSFER_NEXT_SEQ];
+        bind_blob(s, 1, l->self, 32);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW)
+                return ledger_fail(l, rc, "reading our next transfer seq");
+        if (column_u64(s, 0, ret) < 0 || *ret == 0)
+                return ledger_bad_row(l, "transfers");
+        return 0;
+}
+
+/* What holds t's slot: 0 nothing, 1 t itself (*ret_delivered says
+ * whether delivered), -ENOTUNIQ another transfer. */
+static int transfer_slot(struct ledger *l, const uint8_t id[32], const struct transfer *t, bool *ret_delivered) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_TRANSFER_SLOT];
+        uint8_t held[32];
+        int rc;
+
+        bind_blob(s, 1, t->payer, 32);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64) t->seq);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+                return 0;
+        if (rc != SQLITE_ROW)
+                return ledger_fail(l, rc, "looking up a transfer");
+        if (column_blob(s, 0, held, 32) < 0)
+                return ledger_bad_row(l, "transfers");
+        if (memcmp(held, id, 32) != 0)
+                return -ENOTUNIQ;
+        *ret_delivered = sqlite3_column_type(s, 1) != SQLITE_NULL;
+        return 1;
+}
+
+static int transfer_insert(struct ledger *l, const uint8_t id[32], const struct transfer *t, bool delivered,
+                           uint64_t now) {
+        _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_TRANSFER_INSERT];
+        _cleanup_free_ uint8_t *body = NULL;
+        size_t n;
+        int r;
+
+        if (t->seq > INT64_MAX || t->amount > INT64_MAX || now > INT64_MAX)
+                return -EOVERFLOW;
+        r = transfer_encode(t, &body, &n);
+        if (r < 0)
+                return r == -EBADMSG ? -EINVAL : r;
+        bind_blob(s, 1, id, 32);
+        bind_blob(s, 2, t->payer, 32);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64) t->seq);
+        bind_blob(s, 4, t->payee, 32);
+        sqlite3_bind_int64(s, 5, (sqlite3_int64) t->amount);
+        bind_blob(s, 6, body, n);
+        sqlite3_bind_int(s, 7, delivered);
+        sqlite3_bind_int64(s, 8, (sqlite3_int64) now);
+        r = sqlite3_step(s);
+        if (r != SQLITE_DONE)
+                return ledger_fail(l, r, "storing a transfer");
+        return 0;
+}
+
+int ledger_transfer_signed(struct ledger *l, const struct transfer *t, uint64_t now) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        uint8_t id[32];
+        bool delivered;
+        int r;
+
+        if (!l || !t || transfer_validate(t, NULL) < 0 || memcmp(t->payer, l->self, 32) != 0)
+                return -EINVAL;
+        transfer_id(t, id);
+        r = ledger_begin(l, true);
+        if (r < 0)
+                return r;
+        txn = l;
+        r = transfer_slot(l, id, t, &delivered);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return -EALREADY;
+        r = transfer_insert(l, id, t, false, now);
+        if (r < 0)
+                return r;
+        r = ledger_commit(l);
+        txn = NULL;
+        return r;
+}
+
+int ledger_transfer_delivered(struct ledger *l, const struct transfer *t, uint64_t now) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        uint8_t id[32];
+        bool delivered = false;
+        int r;
+
+        if (!l || !t || transfer_validate(t, NULL) < 0)
+                return -EINVAL;
+        transfer_id(t, id);
+        /* Losing the last deliveries in a power cut costs a WANT to a
+         * peer; what we sign ourselves is stored with a full sync. */
+        r = ledger_begin(l, false);
+        if (r < 0)
+                return r;
+        txn = l;
+        r = transfer_slot(l, id, t, &delivered);
+        if (r < 0)
+                return r;
+        if (r > 0 && delivered)
+                return -EALREADY;
+        if (r > 0) {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_TRANSFER_DELIVER];
+
+                bind_blob(s, 1, id, 32);
+                r = sqlite3_step(s);
+                if (r != SQLITE_DONE)
+                        return ledger_fail(l, r, "marking a transfer delivered");
+        } else {
+                r = transfer_insert(l, id, t, true, now);
+                if (r < 0)
+                        return r;
+        }
+        r = ledger_commit(l);
+        txn = NULL;
+        return r;
+}
+
+int ledger_transfer_load(struct ledger *l, ledger_transfer_fn fn, void *userdata) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int rc, r;
+
+        if (!l || !fn)
+                return -EINVAL;
+        s = l->stmts[STMT_TRANSFER_ALL];
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                _cleanup_(transfer_clear) struct transfer t = {};
+                const void *body = sqlite3_column_blob(s, 0);
+                int n = sqlite3_column_bytes(s, 0);
+                const char *reason;
+
+                if (sqlite3_column_type(s, 0) != SQLITE_BLOB || !body || n <= 0 ||
+                    transfer_decode(body, (size_t) n, &t, &reason) < 0)
+                        return ledger_bad_row(l, "transfers");
+                r = fn(&t, sqlite3_column_int(s, 1) != 0, userdata);
+                if (r < 0)
+                        return r;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "reading transfers");
+        return 0;
+}
+
+int ledger_fraud_proof_add(struct ledger *l, const struct transfer *a, const struct transfer *b, uint64_t now) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        _cleanup_free_ uint8_t *ba = NULL, *bb = NULL;
+        size_t na, nb;
+        int r;
+
+        if (!l || !a || !b || now > INT64_MAX || transfer_fraud_proof_check(a, b, NULL) < 0)
+                return -EINVAL;
+        r = transfer_encode(a, &ba, &na);
+        if (r >= 0)
+                r = transfer_encode(b, &bb, &nb);
+        if (r < 0)
+                return r;
+        r = ledger_begin(l, false);
+        if (r < 0)
+                return r;
+        txn = l;
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_FRAUD_PUT];
+
+                bind_blob(s, 1, a->payer, 32);
+                bind_blob(s, 2, ba, na);
+                bind_blob(s, 3, bb, nb);
+                sqlite3_bind_int64(s, 4, (sqlite3_int64) now);
+                r = sqlite3_step(s);
+                if (r != SQLITE_DONE)
+                        return ledger_fail(l, r, "storing a fraud proof");
+        }
+        r = ledger_commit(l);
+        txn = NULL;
+        return r;
+}
+
+int ledger_fraud_proof_load(struct ledger *l, ledger_fraud_proof_fn fn, void *userdata) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int rc, r;
+
+        if (!l || !fn)
+                return -EINVAL;
+        s = l->stmts[STMT_FRAUD_ALL];
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                _cleanup_(transfer_clear) struct transfer a = {}, b = {};
+                const void *pa = sqlite3_column_blob(s, 0), *pb = sqlite3_column_blob(s, 1);
+                int na = sqlite3_column_bytes(s, 0), nb = sqlite3_column_bytes(s, 1);
+
+                if (!pa || !pb || na <= 0 || nb <= 0 || transfer_decode(pa, (size_t) na, &a, NULL) < 0 ||
+                    transfer_decode(pb, (size_t) nb, &b, NULL) < 0 || transfer_fraud_proof_check(&a, &b, NULL) < 0)
+                        return ledger_bad_row(l, "fraud_proofs");
+                r = fn(&a, &b, userdata);
+                if (r < 0)
+                        return r;
+        }
+        if (rc != SQLITE_DONE)
+                return ledger_fail(l, rc, "reading fraud proofs");
         return 0;
 }

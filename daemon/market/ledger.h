@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "cheque.h"
+#include "transfer.h"
 
 struct ledger;
 
@@ -192,3 +193,35 @@ struct ledger_reputation {
  * few seconds of reputation in a power cut is acceptable, money is not). */
 int ledger_save_reputation(struct ledger *l, const struct ledger_reputation *rows, size_t n);
 int ledger_load_reputation(struct ledger *l, struct ledger_reputation **ret, size_t *ret_n);
+
+/* ---- Transfers (issue 22; transfer.h, dissemination.h) ---- */
+
+/* The seq our next transfer must carry: one above the highest of ours
+ * stored, delivered or not (1 when none). */
+int ledger_transfer_next_seq(struct ledger *l, uint64_t *ret);
+
+/* Stores a transfer this node signed (its payer is self; -EINVAL
+ * otherwise, or when t breaks transfer_validate()), durably
+ * (synchronous=FULL), before it may leave the node.  -EALREADY when t is
+ * stored already; -ENOTUNIQ when another transfer holds its (payer, seq):
+ * nothing then lets a second one for a seq out, even across a crash. */
+int ledger_transfer_signed(struct ledger *l, const struct transfer *t, uint64_t now);
+
+/* Records that the book delivered t, as the next in this node's delivery
+ * order (the order ledger_transfer_load() replays).  -EALREADY when it is
+ * recorded delivered already; -ENOTUNIQ when another transfer holds its
+ * slot. */
+int ledger_transfer_delivered(struct ledger *l, const struct transfer *t, uint64_t now);
+
+/* Every stored transfer, decoded and verified: the delivered ones first, in
+ * delivery order, then ours not yet delivered, by seq.  Stops at fn's
+ * first negative return, and returns it; a row that does not decode is
+ * -EBADMSG (logged: the database is damaged). */
+typedef int (*ledger_transfer_fn)(const struct transfer *t, bool delivered, void *userdata);
+int ledger_transfer_load(struct ledger *l, ledger_transfer_fn fn, void *userdata);
+
+/* Keeps a fraud proof (checked: -EINVAL when a and b are not one), one per
+ * payer; the first stays. */
+int ledger_fraud_proof_add(struct ledger *l, const struct transfer *a, const struct transfer *b, uint64_t now);
+typedef int (*ledger_fraud_proof_fn)(const struct transfer *a, const struct transfer *b, void *userdata);
+int ledger_fraud_proof_load(struct ledger *l, ledger_fraud_proof_fn fn, void *userdata);

@@ -41,6 +41,8 @@ struct network {
         Swarm__NodeRecord *self;        /* what we last published, owned */
         network_job_fn job_handler;
         void *job_userdata;
+        network_job_fn credits_handler;
+        void *credits_userdata;
         network_demand_fn demand_fn;
         void *demand_userdata;
         network_members_fn members_fn;
@@ -161,6 +163,11 @@ static void on_receive(struct transport *t, const uint8_t from[WIRE_NODE_ID_SIZE
                         n->job_handler(n, from, data + 1, size - 1, n->job_userdata);
                 return;
         }
+        if (size >= 1 && data[0] == NETWORK_CHANNEL_CREDITS) {
+                if (n->credits_handler)
+                        n->credits_handler(n, from, data + 1, size - 1, n->credits_userdata);
+                return;
+        }
         if (size < 1 || data[0] != NETWORK_CHANNEL_MEMBERSHIP)
                 r = -EBADMSG;
         else
@@ -224,6 +231,31 @@ static bool is_banned(const struct network *n, const uint8_t *id) {
         return false;
 }
 
+static int ban(struct network *n, const uint8_t id[WIRE_NODE_ID_SIZE]) {
+        void *b;
+
+        if (is_banned(n, id))
+                return 0;
+        b = realloc(n->banned, (n->n_banned + 1) * sizeof(*n->banned));
+        if (!b)
+                return -ENOMEM;
+        n->banned = b;
+        memcpy(n->banned[n->n_banned++], id, WIRE_NODE_ID_SIZE);
+        transport_ban(n->transport, id, true);
+        transport_disconnect(n->transport, id);
+        return 1;
+}
+
+void network_ban(struct network *n, const uint8_t id[WIRE_NODE_ID_SIZE], const char *why) {
+        char s[NODE_ID_LEN + 1];
+
+        if (ban(n, id) <= 0)
+                return;
+        node_id_from_public_key(id, s);
+        log_fields(LOG_WARNING, &(struct log_fields) { .peer = s }, "Banned peer %.*s: %s.", NODE_ID_SHORT_LEN, s,
+                   why);
+}
+
 /* Bans peers that keep sending bad records or messages: their handshakes
  * are refused from then on. */
 static int on_police_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -233,18 +265,12 @@ static int on_police_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         for (size_t i = 0; i < count; i++) {
                 struct member_info m;
                 char id[NODE_ID_LEN + 1];
-                void *b;
 
                 if (membership_get(n->membership, i, &m) < 0 || m.self || m.faults < n->ban_after_faults ||
                     is_banned(n, m.id))
                         continue;
-                b = realloc(n->banned, (n->n_banned + 1) * sizeof(*n->banned));
-                if (!b)
+                if (ban(n, m.id) < 0)
                         break;
-                n->banned = b;
-                memcpy(n->banned[n->n_banned++], m.id, WIRE_NODE_ID_SIZE);
-                transport_ban(n->transport, m.id, true);
-                transport_disconnect(n->transport, m.id);
                 node_id_from_public_key(m.id, id);
                 log_fields(LOG_WARNING, &(struct log_fields) { .peer = id },
                            "Banned peer %.*s after %u bad records or messages (network.ban_after_faults).",
@@ -454,13 +480,28 @@ void network_set_job_handler(struct network *n, network_job_fn fn, void *userdat
         n->job_userdata = userdata;
 }
 
-int network_send_job(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *data, size_t size) {
+static int send_to_member(struct network *n, uint8_t channel, const uint8_t to[WIRE_NODE_ID_SIZE],
+                          const uint8_t *data, size_t size) {
         struct member_info m;
         const char *endpoint = NULL;
 
         if (membership_find(n->membership, to, &m) >= 0 && m.record->n_endpoints > 0)
                 endpoint = m.record->endpoints[0];
-        return send_on(n, NETWORK_CHANNEL_JOBS, to, endpoint, data, size);
+        return send_on(n, channel, to, endpoint, data, size);
+}
+
+int network_send_job(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *data, size_t size) {
+        return send_to_member(n, NETWORK_CHANNEL_JOBS, to, data, size);
+}
+
+void network_set_credits_handler(struct network *n, network_job_fn fn, void *userdata) {
+        n->credits_handler = fn;
+        n->credits_userdata = userdata;
+}
+
+int network_send_credits(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *data,
+                         size_t size) {
+        return send_to_member(n, NETWORK_CHANNEL_CREDITS, to, data, size);
 }
 
 const uint8_t *network_self_id(const struct network *n) {

@@ -35,10 +35,12 @@ typedef void (*network_members_fn)(struct network *n, void *userdata);
 void network_set_members_callback(struct network *n, network_members_fn fn, void *userdata);
 
 /* Every message between nodes starts with a channel byte: membership
- * (SWIM and gossip, daemon/core/membership.c) or jobs (requests and results). */
+ * (SWIM and gossip, daemon/core/membership.c), jobs (requests and results)
+ * or credits (transfers, daemon/core/dissemination.c). */
 enum {
         NETWORK_CHANNEL_MEMBERSHIP = 'M',
         NETWORK_CHANNEL_JOBS = 'J',
+        NETWORK_CHANNEL_CREDITS = 'C',
 };
 
 /* Messages on the jobs channel from the authenticated peer from (the
@@ -50,6 +52,15 @@ void network_set_job_handler(struct network *n, network_job_fn fn, void *userdat
 /* Sends on the jobs channel to a member (its endpoint from its record, or
  * an existing connection).  Never blocks; see transport_send(). */
 int network_send_job(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *data, size_t size);
+
+/* Messages on the credits channel (transfers, market/credits.c), as on the
+ * jobs channel. */
+void network_set_credits_handler(struct network *n, network_job_fn fn, void *userdata);
+int network_send_credits(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const uint8_t *data, size_t size);
+
+/* Refuses the peer's connections from now on and drops the one it has
+ * (a payer proven to double-spend, say), with why in the log. */
+void network_ban(struct network *n, const uint8_t id[WIRE_NODE_ID_SIZE], const char *why);
 
 const uint8_t *network_self_id(const struct network *n);       /* Ed25519 public key */
 const uint8_t *network_secret_key(const struct network *n);    /* for signing results */

@@ -345,6 +345,13 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "credits.issuers",
+                .type = CONF_STRV,
+                .offset = offsetof(struct config, credits_issuers),
+                .check = check_node_id,
+                .needs_restart = true,
+        },
+        {
                 .path = "reputation.half_life",
                 .type = CONF_DURATION,
                 .offset = offsetof(struct config, reputation_half_life),
@@ -563,6 +570,7 @@ int config_init(struct config *c) {
         c->lending_schedule = calloc(1, sizeof(char *));
         c->lending_release_device_memory = strdup(CONFIG_RELEASE_DEFAULT);
         c->jobs_allowed_requesters = calloc(1, sizeof(char *));
+        c->credits_issuers = calloc(1, sizeof(char *));
         c->verification_sampled_skills = calloc(2, sizeof(char *));
         if (c->verification_sampled_skills)
                 c->verification_sampled_skills[0] = strdup("textgen");
@@ -571,7 +579,7 @@ int config_init(struct config *c) {
             !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
             !c->network_seeds || !c->network_beacon_address || !c->lending_schedule ||
             !c->lending_release_device_memory || !c->dbus_admin_group ||
-            !c->jobs_allowed_requesters || !c->verification_sampled_skills || !c->verification_sampled_skills[0]) {
+            !c->jobs_allowed_requesters || !c->credits_issuers || !c->verification_sampled_skills || !c->verification_sampled_skills[0]) {
                 config_done(c);
                 return -ENOMEM;
         }

@@ -56,6 +56,9 @@ struct config {
         uint64_t ledger_allowance;      /* ledger.allowance: micro-credits a new node starts with */
         uint64_t ledger_debt_limit;     /* ledger.debt_limit: micro-credits a requester may owe us; 0 = no limit */
 
+        /* credits: (need a restart) */
+        char **credits_issuers;         /* credits.issuers: node ids whose mints create credits here */
+
         /* reputation: (need a restart) */
         uint64_t reputation_half_life;          /* reputation.half_life: µs */
         uint64_t reputation_gossip_interval;    /* reputation.gossip_interval: µs; 0 = never */

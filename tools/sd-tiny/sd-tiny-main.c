@@ -2,10 +2,13 @@
 /* sd-tiny: writes a random-weight Stable Diffusion 1.x checkpoint in
  * safetensors, in the layout of the files people download, scaled down
  * (or, with --full, at SD 1.5's own widths: about 1.07 billion parameters).
+ * With --tokenizer, also a CLIP tokenizer of the model's vocabulary size,
+ * vocab.json and merges.txt beside OUT, where imagegen looks for them.
  *
- *   sd-tiny [--full] [--channels N] [--dtype f32|f16|bf16] [--seed N] OUT.safetensors */
+ *   sd-tiny [--full] [--channels N] [--dtype f32|f16|bf16] [--seed N] [--tokenizer] OUT.safetensors */
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,24 +21,20 @@ int main(int argc, char *argv[]) {
                 { "channels", required_argument, NULL, 'c' },
                 { "dtype", required_argument, NULL, 'd' },
                 { "seed", required_argument, NULL, 's' },
+                { "tokenizer", no_argument, NULL, 't' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         struct sd_tiny_spec spec = sd_tiny_spec_default();
         char err[512];
+        bool tokenizer = false;
         size_t n;
         int c;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case 'F':
-                        spec.model_channels = 320;
-                        spec.context_dim = 768;
-                        spec.vae_channels = 128;
-                        spec.text_layers = 12;
-                        spec.text_heads = 12;
-                        spec.text_ff = 3072;
-                        spec.vocab = 49408;
+                        spec = sd_tiny_spec_full();
                         break;
                 case 'c':
                         spec.model_channels = (uint32_t) strtoul(optarg, NULL, 10);
@@ -47,8 +46,14 @@ int main(int argc, char *argv[]) {
                 case 's':
                         spec.seed = strtoull(optarg, NULL, 0);
                         break;
+                case 't':
+                        tokenizer = true;
+                        break;
                 case 'h':
-                        printf("%s [--full] [--channels N] [--dtype f32|f16|bf16] [--seed N] OUT.safetensors\n",
+                        printf("%s [--full] [--channels N] [--dtype f32|f16|bf16] [--seed N] [--tokenizer] "
+                               "OUT.safetensors\n"
+                               "  --tokenizer  also write vocab.json and merges.txt (CLIP's tokenizer, of the\n"
+                               "               model's vocabulary size) in OUT's folder\n",
                                argv[0]);
                         return EXIT_SUCCESS;
                 default:
@@ -63,5 +68,18 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         printf("%s: %zu tensors\n", argv[optind], n);
+        if (tokenizer) {
+                const char *slash = strrchr(argv[optind], '/');
+                int dir = slash ? (int) (slash - argv[optind] + 1) : 0;
+                char vocab[4096], merges[4096];
+
+                snprintf(vocab, sizeof(vocab), "%.*svocab.json", dir, argv[optind]);
+                snprintf(merges, sizeof(merges), "%.*smerges.txt", dir, argv[optind]);
+                if (sd_tiny_write_tokenizer(spec.vocab, vocab, merges, err, sizeof(err)) < 0) {
+                        fprintf(stderr, "%s\n", err);
+                        return EXIT_FAILURE;
+                }
+                printf("%s, %s: %u pieces\n", vocab, merges, spec.vocab);
+        }
         return EXIT_SUCCESS;
 }

@@ -332,6 +332,19 @@ struct sd_tiny_spec sd_tiny_spec_default(void) {
         };
 }
 
+struct sd_tiny_spec sd_tiny_spec_full(void) {
+        struct sd_tiny_spec s = sd_tiny_spec_default();
+
+        s.model_channels = 320;
+        s.context_dim = 768;
+        s.vae_channels = 128;
+        s.text_layers = 12;
+        s.text_heads = 12;
+        s.text_ff = 3072;
+        s.vocab = 49408;
+        return s;
+}
+
 int sd_tiny_write(const struct sd_tiny_spec *spec, const char *path, size_t *n_tensors, char *err, size_t err_size) {
         struct gen g = { .spec = spec, .rng = spec->seed };
         int r;

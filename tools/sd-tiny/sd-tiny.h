@@ -31,7 +31,20 @@ struct sd_tiny_spec {
 
 /* Small enough for a test (about 14M parameters). */
 struct sd_tiny_spec sd_tiny_spec_default(void);
+/* SD 1.5's own widths (about 1.07 billion parameters). */
+struct sd_tiny_spec sd_tiny_spec_full(void);
 
 /* Writes the checkpoint; -errno with a message in err.  *n_tensors, when
  * not NULL, gets how many tensors it holds. */
 int sd_tiny_write(const struct sd_tiny_spec *spec, const char *path, size_t *n_tensors, char *err, size_t err_size);
+
+/* Writes a CLIP tokenizer of n_vocab pieces (at least 514; the model's
+ * vocab, 1000 by default, 49408 for --full) as Hugging Face ships CLIP's:
+ * vocab.json ({piece: id}) and merges.txt ("#version: 0.2", then one
+ * "left right" merge a line, n_vocab − 514 of them), the pieces made as
+ * CLIP's are (byte stand-ins, the same with "</w>", one per merge, then
+ * "<|startoftext|>" and "<|endoftext|>", which are the last two ids),
+ * the merges learnt from a small corpus of prompts.  -errno with a message
+ * in err. */
+int sd_tiny_write_tokenizer(uint32_t n_vocab, const char *vocab_path, const char *merges_path, char *err,
+                            size_t err_size);

@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "bus-cmd.h"
 #include "ledger-cmd.h"
+#include "credits-cmd.h"
 #include "log.h"
 #include "peers-cmd.h"
 #include "skill-cmd.h"
@@ -27,6 +28,8 @@ static int help(void) {
                "  balance [--json]             this node's credits: balance, received, paid, owed\n"
                "  ledger [PEER] [--limit N] [--json]\n"
                "                               credits per peer, then the most recent jobs\n"
+               "  credits [--json]             this node's credits as its book of transfers counts them\n"
+               "  pay NODEID MICROCREDITS      pay a node with a signed transfer (an issuer mints)\n"
                "  status [--json]              this node: lending, policy, skills, peers, jobs (D-Bus)\n"
                "  jobs [--json]                jobs running on this node, per skill (D-Bus)\n"
                "  lend on|off                  start or stop lending this machine to the swarm\n"
@@ -38,8 +41,9 @@ static int help(void) {
                "  -h, --help       this text\n"
                "      --version    print the version\n"
                "\nThe D-Bus verbs take --system or --user (default: the bus swarmd is on);\n"
-               "peers, balance and ledger take --socket PATH (swarmd's control socket).\n"
-               "balance and ledger are for root and the swarmd group only.\n"
+               "peers, balance, ledger, credits and pay take --socket PATH (swarmd's control socket).\n"
+               "balance, ledger and credits are for root and the swarmd group only; pay for\n"
+               "root and swarmd's own user.\n"
                "Exit status: 0 ok, 1 failure, 2 bad arguments, 3 swarmd not running,\n"
                "4 not authorised.\n"
                "\nSee swarmctl(1).\n");
@@ -76,6 +80,10 @@ int main(int argc, char *argv[]) {
                 return verb_balance(argc - 1, argv + 1);
         if (strcmp(argv[1], "ledger") == 0)
                 return verb_ledger(argc - 1, argv + 1);
+        if (strcmp(argv[1], "credits") == 0)
+                return verb_credits(argc - 1, argv + 1);
+        if (strcmp(argv[1], "pay") == 0)
+                return verb_pay(argc - 1, argv + 1);
         if (strcmp(argv[1], "status") == 0)
                 return verb_status(argc - 1, argv + 1);
         if (strcmp(argv[1], "jobs") == 0)

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Credits on the network (issue 22): this node's book of transfers
+ * (core/transfer.h), kept in the ledger and spread by the dissemination
+ * (core/dissemination.h) on the network's credits channel.
+ *
+ *  - At start, the ledger's delivered transfers are replayed into the book
+ *    in the order they were delivered, fraud proofs ban their payers again,
+ *    and our own transfers not yet delivered are broadcast again.
+ *  - A transfer this node signs (credits_pay()) is stored with a full sync
+ *    before it leaves: no restart ever signs a second one for its seq.
+ *    Several may be in flight at once: each names as dependencies only
+ *    what the earlier ones did not, and spends only what they left.
+ *  - Every delivery is written to the ledger as it happens; a fraud proof
+ *    is kept and its payer banned on the network.
+ *  - Every second the peers are refreshed from the membership and the
+ *    dissemination's retries run; every CREDITS_PROBE_USEC one random peer
+ *    is asked for what follows each known payer's last transfer here
+ *    (anti-entropy: how a node that was away catches up).
+ *
+ * Issuers are the node ids of credits.issuers: only their mints create
+ * credits in this node's book.  Nobody gets credits for free. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "transfer.h"
+
+struct credits;
+struct identity;
+struct ledger;
+struct network;
+
+#define CREDITS_TICK_USEC (1000u * 1000u)
+#define CREDITS_PROBE_USEC (5u * 1000u * 1000u)
+
+/* issuers: n_issuers node ids.  The ledger and the network are borrowed
+ * and must outlive the credits.  0, or a negative errno logged here (a
+ * damaged ledger: its row named). */
+int credits_new(sd_event *event, const struct identity *identity, struct network *network, struct ledger *ledger,
+                const uint8_t (*issuers)[TRANSFER_KEY_SIZE], size_t n_issuers, struct credits **ret);
+struct credits *credits_free(struct credits *c);
+
+/* Pays amount micro-credits to payee from what this node holds: signs its
+ * next transfer, naming as dependencies the transfers pending to it that
+ * none of ours in flight names, stores it durably and broadcasts it.  An
+ * issuer mints instead (no balance behind it, no dependencies).  -EDQUOT
+ * when balance + pending - what our transfers in flight spend < amount
+ * (never beyond the balance); -EINVAL for a zero amount or ourselves as
+ * payee; -ENOBUFS when TRANSFER_MAX_DEPS would not name them all; -EPERM
+ * when we are banned; the ledger's errors.  ret_id (may be NULL): the
+ * transfer's id. */
+int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount,
+                uint8_t ret_id[TRANSFER_ID_SIZE]);
+
+struct credits_view {
+        uint64_t balance;               /* counted: spendable without dependencies */
+        uint64_t pending;               /* delivered to us, not yet counted by a transfer of ours */
+        uint64_t in_flight;             /* ours signed, not yet delivered here */
+        uint64_t supply;                /* Σ mints delivered here */
+        uint64_t next_seq;
+        uint64_t delivered;             /* transfers in the book */
+        uint64_t fraud_proofs;          /* payers banned */
+        bool issuer;                    /* we are one of our issuers */
+};
+void credits_get_view(struct credits *c, struct credits_view *ret);
+
+/* The book, read-only (views, tests through the control socket). */
+const struct transfer_book *credits_book(struct credits *c);

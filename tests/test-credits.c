@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Credits through real swarmd processes on loopback (issue 22): node 0 is
+ * the issuer every node accepts (credits.issuers); it mints with `swarmctl
+ * pay`, nodes pay each other, and every daemon's book, read through its
+ * control socket, must agree: the supply is the sum of the mints
+ * everywhere, payments arrive once, even when the payer is killed with
+ * SIGKILL right after signing, and a node that was down catches up. */
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control-client.h"
+#include "identity.h"
+#include "swarmd-harness.h"
+
+#define NODES 4
+#define WAIT_MS 30000
+
+struct node {
+        char config[160], state[160], notify[160], log[160], socket[192];
+        struct notify_listener listener;
+        struct identity *identity;
+        pid_t pid;
+};
+
+static char root[64];
+static struct node nodes[NODES];
+static int seed_port;
+
+static void write_config(struct node *n, int index) {
+        FILE *f = fopen(n->config, "we");
+
+        cr_assert_not_null(f);
+        fprintf(f, "node:\n  name: node%d\n", index);
+        fprintf(f, "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  probe_interval: 100ms\n",
+                index == 0 ? seed_port : 0);
+        if (index != 0)
+                fprintf(f, "  seeds: [\"%s@tcp://127.0.0.1:%d\"]\n", nodes[0].identity->node_id, seed_port);
+        fprintf(f, "credits:\n  issuers: [\"%s\"]\n", nodes[0].identity->node_id);
+        cr_assert_eq(fclose(f), 0);
+}
+
+static void start_node(int i) {
+        struct node *n = &nodes[i];
+        const char *args[] = { "--config", n->config, "--state-dir", n->state, NULL };
+        const char *binary = getenv("SWARMD_BINARY");
+        int r;
+
+        cr_assert_not_null(binary, "SWARMD_BINARY not set (run through meson test)");
+        n->pid = swarmd_spawn(&(struct swarmd_spawn) {
+                .binary = binary,
+                .args = args,
+                .notify_socket = n->notify,
+                .stderr_path = n->log,
+        });
+        cr_assert_gt(n->pid, 0);
+        r = notify_listener_wait(&n->listener, "READY=1", WAIT_MS, NULL, 0);
+        cr_assert_eq(r, 0, "node %d not ready: %s", i, strerror(-r));
+}
+
+static void kill_node(int i) {
+        cr_assert_eq(kill(nodes[i].pid, SIGKILL), 0);
+        cr_assert_eq(waitpid(nodes[i].pid, NULL, 0), nodes[i].pid);
+        nodes[i].pid = 0;
+}
+
+static void setup(void) {
+        strcpy(root, "/tmp/credits-test-XXXXXX");
+        cr_assert_not_null(mkdtemp(root));
+        seed_port = loopback_free_port();
+        cr_assert_gt(seed_port, 0, "no free port: %s", strerror(-seed_port));
+        for (int i = 0; i < NODES; i++) {
+                struct node *n = &nodes[i];
+                char dir[100];
+                bool created;
+
+                snprintf(dir, sizeof(dir), "%.60s/node%d", root, i);
+                cr_assert_eq(mkdir(dir, 0755), 0);
+                snprintf(n->config, sizeof(n->config), "%s/swarmd.yaml", dir);
+                snprintf(n->state, sizeof(n->state), "%s/state", dir);
+                snprintf(n->notify, sizeof(n->notify), "%s/notify", dir);
+                snprintf(n->log, sizeof(n->log), "%s/log", dir);
+                snprintf(n->socket, sizeof(n->socket), "%s/state/control.sock", dir);
+                cr_assert_eq(identity_load_or_create(n->state, &n->identity, &created), 0);
+                cr_assert_eq(notify_listener_open(&n->listener, n->notify), 0);
+        }
+        for (int i = 0; i < NODES; i++)
+                write_config(&nodes[i], i);
+        for (int i = 0; i < NODES; i++)
+                start_node(i);
+}
+
+static void teardown(void) {
+        for (int i = 0; i < NODES; i++) {
+                struct node *n = &nodes[i];
+
+                if (n->pid > 0) {
+                        kill(n->pid, SIGKILL);
+                        waitpid(n->pid, NULL, 0);
+                }
+                notify_listener_close(&n->listener);
+                identity_free(n->identity);
+                n->identity = NULL;
+                n->pid = 0;
+        }
+        rm_rf(root);
+}
+
+TestSuite(credits, .init = setup, .fini = teardown, .timeout = 150);
+
+/* Node i's credits view; false when it cannot be asked. */
+static bool credits_of(int i, Swarm__Credits *ret) {
+        Swarm__ControlRequest req = SWARM__CONTROL_REQUEST__INIT;
+        Swarm__CreditsRequest credits = SWARM__CREDITS_REQUEST__INIT;
+        Swarm__ControlReply *reply;
+        bool ok;
+
+        req.request_case = SWARM__CONTROL_REQUEST__REQUEST_CREDITS;
+        req.credits = &credits;
+        if (control_client_call(nodes[i].socket, &req, &reply) < 0)
+                return false;
+        ok = reply->error == 0 && reply->credits;
+        if (ok)
+                *ret = *reply->credits;
+        swarm__control_reply__free_unpacked(reply, NULL);
+        return ok;
+}
+
+/* Node from pays node to through its control socket: the reply's error. */
+static int pay(int from, int to, uint64_t amount) {
+        Swarm__ControlRequest req = SWARM__CONTROL_REQUEST__INIT;
+        Swarm__PayRequest p = SWARM__PAY_REQUEST__INIT;
+        Swarm__ControlReply *reply;
+        int r;
+
+        p.payee = (ProtobufCBinaryData) { .len = 32, .data = nodes[to].identity->public_key };
+        p.amount = amount;
+        req.request_case = SWARM__CONTROL_REQUEST__REQUEST_PAY;
+        req.pay = &p;
+        r = control_client_call(nodes[from].socket, &req, &reply);
+        cr_assert_eq(r, 0, "pay from node %d: %s", from, strerror(-r));
+        r = reply->error;
+        if (r == 0)
+                cr_assert_eq(reply->transfer_id.len, 32);
+        swarm__control_reply__free_unpacked(reply, NULL);
+        return r;
+}
+
+/* The operator's way: swarmctl pay. */
+static void swarmctl_pay(int from, int to, uint64_t amount) {
+        const char *swarmctl = getenv("SWARMCTL");
+        char cmd[512], out[1024];
+        size_t n;
+        FILE *p;
+
+        cr_assert_not_null(swarmctl, "SWARMCTL not set");
+        snprintf(cmd, sizeof(cmd), "%s pay --socket %s %s %" PRIu64 " 2>&1", swarmctl, nodes[from].socket,
+                 nodes[to].identity->node_id, amount);
+        p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        cr_assert_eq(pclose(p), 0, "swarmctl pay failed:\n%s", out);
+        cr_assert(strstr(out, "signed and broadcast"), "%s", out);
+}
+
+/* Waits until every running node's book holds supply and delivered
+ * transfers, and node `who` holds balance + pending = held. */
+static void wait_books(uint64_t supply, uint64_t delivered, int who, uint64_t held, const char *what) {
+        long long deadline = monotonic_usec() + WAIT_MS * 1000LL;
+        Swarm__Credits v = SWARM__CREDITS__INIT;
+
+        for (;;) {
+                bool all = true;
+
+                for (int i = 0; i < NODES && all; i++) {
+                        if (nodes[i].pid <= 0)
+                                continue;
+                        all = credits_of(i, &v) && v.supply == supply && v.delivered == delivered;
+                        if (all && i == who)
+                                all = v.balance + v.pending == held && v.in_flight == 0;
+                }
+                if (all)
+                        return;
+                cr_assert_lt(monotonic_usec(), deadline,
+                             "timed out waiting until %s (a node shows supply %" PRIu64 ", %" PRIu64
+                             " delivered, balance %" PRIu64 " + pending %" PRIu64 ", in flight %" PRIu64 ")",
+                             what, v.supply, v.delivered, v.balance, v.pending, v.in_flight);
+                usleep(100 * 1000);
+        }
+}
+
+/* Node 1 gets 1000, node 2 500: every later quorum needs both. */
+static void mint_start(void) {
+        swarmctl_pay(0, 1, 1000);
+        wait_books(1000, 1, 1, 1000, "the first mint is everywhere");
+        swarmctl_pay(0, 2, 500);
+        wait_books(1500, 2, 2, 500, "the second mint is everywhere");
+}
+
+Test(credits, issuer_mints_and_payments_reach_every_daemon) {
+        Swarm__Credits v;
+
+        mint_start();
+        cr_assert_eq(pay(1, 3, 300), 0);
+        wait_books(1500, 3, 3, 300, "node 1's payment is everywhere");
+        cr_assert(credits_of(1, &v));
+        cr_assert_eq(v.balance, 700);
+        cr_assert_eq(v.pending, 0);
+        cr_assert_eq(v.next_seq, 2);
+
+        /* Node 3 spends what it was paid (a dependency it names). */
+        cr_assert_eq(pay(3, 2, 250), 0);
+        wait_books(1500, 4, 2, 750, "node 3's payment is everywhere");
+        cr_assert(credits_of(3, &v));
+        cr_assert_eq(v.balance, 50);
+        cr_assert(credits_of(0, &v));
+        cr_assert(v.issuer);
+        cr_assert_eq(v.balance + v.pending, 0);
+}
+
+Test(credits, node_without_issued_credits_cannot_pay_and_never_beyond_its_balance) {
+        mint_start();
+        cr_assert_eq(pay(3, 1, 1), -EDQUOT);
+        cr_assert_eq(pay(2, 1, 501), -EDQUOT);
+        /* Two payments in flight at once spend no more than it holds. */
+        cr_assert_eq(pay(2, 1, 300), 0);
+        cr_assert_eq(pay(2, 3, 201), -EDQUOT);
+        cr_assert_eq(pay(2, 3, 200), 0);
+        wait_books(1500, 4, 3, 200, "both payments of node 2 are everywhere");
+        cr_assert_eq(pay(2, 1, 1), -EDQUOT);
+}
+
+Test(credits, payment_signed_before_a_kill_9_is_delivered_once_after_the_restart) {
+        Swarm__Credits v;
+
+        mint_start();
+        cr_assert_eq(pay(1, 2, 100), 0);
+        kill_node(1);
+        start_node(1);
+        wait_books(1500, 3, 2, 600, "the payment made before the kill is everywhere");
+        cr_assert(credits_of(1, &v));
+        cr_assert_eq(v.balance + v.pending, 900);
+        cr_assert_eq(v.next_seq, 2);
+        /* It pays on from where it was. */
+        cr_assert_eq(pay(1, 3, 50), 0);
+        wait_books(1500, 4, 3, 50, "the payment after the restart is everywhere");
+}
+
+Test(credits, daemon_that_was_down_catches_up_with_the_swarm) {
+        mint_start();
+        kill_node(3);
+        cr_assert_eq(pay(1, 3, 120), 0);
+        swarmctl_pay(0, 3, 80);
+        wait_books(1580, 4, 1, 880, "the payments made while node 3 was down are at the others");
+        start_node(3);
+        wait_books(1580, 4, 3, 200, "node 3 caught up");
+}
