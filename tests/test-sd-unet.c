@@ -172,7 +172,7 @@ Test(sd_unet, a_checkpoint_without_a_unet_or_with_a_misshapen_tensor_is_refused_
         struct nn_backend *be;
         struct sd_unet *u;
         char path[300], err[256];
-        uint16_t z[32 * 4 * 9] = {};
+        uint16_t z[32 * 9 * 9] = {};
 
         cr_assert_eq(nn_cpu_backend_new(1, &be), 0);
         cr_assert_eq(safetensors_writer_new(&wr), 0);
