@@ -69,6 +69,11 @@ Test(sd_unet, schedules_match_diffusers) {
         cr_assert_float_eq(p.alpha[49], 0.99829, 1e-5);        /* ᾱ_1 */
         cr_assert_float_eq(p.alpha_prev[49], 0.99915, 1e-5);   /* final: ᾱ_0 */
 
+        /* 1,000 DDIM steps: every timestep inside the schedule. */
+        cr_assert_eq(sd_plan_make(SD_SAMPLER_DDIM, SD_STEPS_MAX, &p), 0);
+        cr_assert_eq(p.timestep[0], 999.0);
+        cr_assert_eq(p.timestep[SD_STEPS_MAX - 1], 1.0);
+
         cr_assert_eq(sd_plan_make(SD_SAMPLER_EULER, 0, &p), -EINVAL);
         cr_assert_eq(sd_plan_make(SD_SAMPLER_DDIM, SD_STEPS_MAX + 1, &p), -EINVAL);
 }
@@ -266,7 +271,13 @@ Test(sd_unet, honest_reruns_agree_and_other_prompts_models_or_skipped_steps_do_n
         cr_log_info("%s: relative step error %g", "a copied step", e);
         cr_assert_gt(e, 0.5, "a copied step passes (%g)", e);
         /* One flipped bit moves the root. */
-        ((uint32_t *) a)[5] ^= 1;
+        {
+                uint32_t bits;
+
+                memcpy(&bits, &a[5], sizeof(bits));
+                bits ^= 1;
+                memcpy(&a[5], &bits, sizeof(bits));
+        }
         cr_assert_eq(traj_root_of(a, steps + 1, n, rb), 0);
         cr_assert_neq(memcmp(ra, rb, sizeof(ra)), 0);
 

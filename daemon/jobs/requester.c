@@ -164,6 +164,11 @@ struct check_call {
         uint64_t price;                 /* the producer's */
         uint8_t checkers[2][WIRE_NODE_ID_SIZE];
         unsigned n_checkers;            /* checks done */
+        /* The first checker's outputs that the skill's advert names in
+         * check-retry-inputs: given to a second checker as check.first.*
+         * (imagegen: the step the first found wrong, which a second
+         * checker's own random picks would likely miss). */
+        struct swarm_values *first;
         bool child_running;
 };
 
@@ -376,6 +381,7 @@ static void check_call_free(struct check_call *cc) {
         swarm_values_free(cc->inputs);
         swarm_values_free(cc->outputs);
         swarm_values_free(cc->proof);
+        swarm_values_free(cc->first);
         free(cc);
 }
 
@@ -1037,6 +1043,8 @@ static int check_start(struct attempt *a, struct check_call *cc) {
                 r = values_copy(cc->inputs, cc->outputs, "check.", names);
         if (r >= 0)
                 r = values_copy(cc->inputs, cc->proof, "check.", names);
+        if (r >= 0 && cc->first)
+                r = values_copy(cc->inputs, cc->first, "check.first.", NULL);
         if (r < 0)
                 return r;
         /* Not the producer, nor anyone else this job asked (a hedged rival
@@ -1099,6 +1107,18 @@ static void on_check_done(uint64_t id, struct job_outcome *o, void *userdata) {
         }
         if (cc->n_checkers < 2)
                 memcpy(cc->checkers[cc->n_checkers++], o->provider_id, WIRE_NODE_ID_SIZE);
+        if (cc->n_checkers == 1 && o->outputs) {
+                const char *retry = advert_str(skill_pool_info(job->pool), "check-retry-inputs");
+
+                /* Without it a second checker still decides, from its own
+                 * picks alone. */
+                swarm_values_free(cc->first);
+                cc->first = retry ? swarm_values_new() : NULL;
+                if (cc->first && values_copy(cc->first, o->outputs, "", retry) < 0) {
+                        swarm_values_free(cc->first);
+                        cc->first = NULL;
+                }
+        }
         c = calloc(1, sizeof(*c));
         if (c) {
                 *c = (struct pool_call) { .job = job, .attempt = a, .op = POOL_VERIFY, .price = cc->price,
