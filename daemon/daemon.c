@@ -335,7 +335,6 @@ static int daemon_open_credits(struct daemon *d) {
 static int daemon_open_accounts(struct daemon *d) {
         _cleanup_free_ char *path = NULL, *error = NULL;
         struct accounts_config ac = {
-                .allowance = d->config.ledger_allowance,
                 .debt_limit = d->config.ledger_debt_limit,
                 .half_life_usec = d->config.reputation_half_life,
                 .gossip_interval_usec = d->config.reputation_gossip_interval,
@@ -366,6 +365,8 @@ static int daemon_open_accounts(struct daemon *d) {
                 r = daemon_open_credits(d);
                 if (r < 0)
                         return r;
+                /* Jobs are paid by transfer. */
+                accounts_set_credits(d->accounts, d->credits);
                 network_set_demand_callback(d->network, demand_of, d->demand);
         }
         if (d->control) {
@@ -406,6 +407,7 @@ static void daemon_done(struct daemon *d) {
                 control_set_accounts(d->control, NULL);
                 control_set_credits(d->control, NULL);
         }
+        accounts_set_credits(d->accounts, NULL);
         d->credits = credits_free(d->credits);
         bus_service_set_accounts(d->bus, NULL);
         bus_service_set_demand(d->bus, NULL);

@@ -233,9 +233,12 @@ static int build_balance(struct control *c, Swarm__ControlReply *reply, struct r
                 return r;
         swarm__balance__init(&st->balance);
         st->balance.balance = b.balance;
-        st->balance.allowance = b.allowance;
-        st->balance.received = b.received;
-        st->balance.issued = b.issued;
+        st->balance.earned = b.earned;
+        st->balance.spent = b.spent;
+        st->balance.in_flight = b.in_flight;
+        st->balance.reserved_for_jobs = accounts_reserved(c->accounts);
+        st->balance.cheques_received = b.cheques_received;
+        st->balance.cheques_issued = b.cheques_issued;
         st->balance.owed_to_us = b.owed_to_us;
         st->balance.jobs_paid = b.jobs_paid;
         st->balance.jobs_served = b.jobs_served;
@@ -298,6 +301,11 @@ static int build_ledger(struct control *c, const Swarm__LedgerRequest *req, Swar
                 j->skill[sizeof(j->skill) - 1] = '\0';
                 o->skill = j->skill;
                 o->price = j->price;
+                if (j->paid_by_transfer) {
+                        o->transfer.data = j->transfer;
+                        o->transfer.len = sizeof(j->transfer);
+                        o->delivered = j->transfer_delivered;
+                }
                 o->at = j->at;
                 st->entry_ptrs[i] = o;
         }

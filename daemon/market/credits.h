@@ -37,8 +37,10 @@ struct network;
 #define CREDITS_PROBE_USEC (5u * 1000u * 1000u)
 
 /* issuers: n_issuers node ids.  The ledger and the network are borrowed
- * and must outlive the credits.  0, or a negative errno logged here (a
- * damaged ledger: its row named). */
+ * and must outlive the credits.  network may be NULL (tests): nothing is
+ * sent, and only what this node's own weight decides is delivered (it
+ * holds more than 2/3 of the supply).  0, or a negative errno logged here
+ * (a damaged ledger: its row named). */
 int credits_new(sd_event *event, const struct identity *identity, struct network *network, struct ledger *ledger,
                 const uint8_t (*issuers)[TRANSFER_KEY_SIZE], size_t n_issuers, struct credits **ret);
 struct credits *credits_free(struct credits *c);
@@ -54,6 +56,29 @@ struct credits *credits_free(struct credits *c);
  * transfer's id. */
 int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount,
                 uint8_t ret_id[TRANSFER_ID_SIZE]);
+
+/* What this node may still pay: balance + pending − what our transfers in
+ * flight spend (at most what TRANSFER_MAX_DEPS dependencies bring in);
+ * UINT64_MAX for an issuer, 0 when banned. */
+uint64_t credits_spendable(struct credits *c);
+
+/* Payments inside the caller's ledger transaction (accounts.c pays jobs so,
+ * the job rows and the transfer in one commit):
+ *  - credits_sign(): our next transfer of amount to payee, signed, into
+ *    *ret (free with transfer_clear()), funded as credits_pay() funds it,
+ *    counting the staged ones as in flight; its seq is at least seq (the
+ *    ledger's next, in that transaction) and after every one of ours.
+ *    Nothing is stored.  -EDQUOT, -EPERM, -EINVAL as credits_pay().
+ *  - credits_stage(): once the caller's transaction holds t, it is in
+ *    flight (t is taken, zeroed), not sent.
+ *  - credits_staged_commit(): the transaction is durable: what is staged
+ *    goes out.  credits_staged_abort(): it failed: forgotten (no one saw
+ *    them, so their seqs are free again). */
+int credits_sign(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount, uint64_t seq,
+                 struct transfer *ret);
+int credits_stage(struct credits *c, struct transfer *t);
+void credits_staged_commit(struct credits *c);
+void credits_staged_abort(struct credits *c);
 
 struct credits_view {
         uint64_t balance;               /* counted: spendable without dependencies */

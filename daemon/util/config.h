@@ -53,7 +53,7 @@ struct config {
         char **jobs_allowed_requesters; /* jobs.allowed_requesters: node ids; empty = anyone */
 
         /* ledger: (need a restart) */
-        uint64_t ledger_allowance;      /* ledger.allowance: micro-credits a new node starts with */
+        char *ledger_allowance_gone;    /* ledger.allowance: refused with why (issue 22) */
         uint64_t ledger_debt_limit;     /* ledger.debt_limit: micro-credits a requester may owe us; 0 = no limit */
 
         /* credits: (need a restart) */
