@@ -327,6 +327,14 @@ static int daemon_open_credits(struct daemon *d) {
                         (const uint8_t (*)[32]) issuers, n, &d->credits);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up credits: %m");
+        if (d->config.testing_double_spend_to[0]) {
+                uint8_t twin[32];
+
+                if (node_id_to_public_key(d->config.testing_double_spend_to, twin) < 0)
+                        return log_error_errno(-EINVAL, "testing.double_spend_to: \"%s\" is not a node id.",
+                                               d->config.testing_double_spend_to);
+                credits_set_double_spend(d->credits, twin);
+        }
         return 0;
 }
 

@@ -108,6 +108,7 @@ struct reply_storage {
         Swarm__PeerSkillView **view_ptrs;
         Swarm__Balance balance;
         Swarm__Credits credits;
+        uint8_t book_digest[32];
         uint8_t transfer_id[32];
         struct ledger_peer *ledger_peers;
         Swarm__LedgerPeer *peers;
@@ -388,6 +389,14 @@ static int client_answer_request(struct client *cl, const Swarm__ControlRequest 
                         return reply_error(reply, -ENETDOWN, "no credits without the network");
                 credits_get_view(c->credits, &v);
                 swarm__credits__init(&st->credits);
+                transfer_book_digest(credits_book(c->credits), st->book_digest);
+                st->credits.digest = (ProtobufCBinaryData) { .len = sizeof(st->book_digest), .data = st->book_digest };
+                {
+                        const char *why = NULL;
+
+                        st->credits.invariant_error = (char *) (transfer_book_check_invariants(
+                                                                 credits_book(c->credits), &why) < 0 ? why : "");
+                }
                 st->credits.balance = v.balance;
                 st->credits.pending = v.pending;
                 st->credits.in_flight = v.in_flight;

@@ -37,6 +37,8 @@ struct credits {
         struct transfer *deferred;      /* at start: delivered rows the book could not take yet */
         size_t n_deferred;
         bool loading;                   /* replaying the ledger: deliveries are stored already */
+        bool double_spend;              /* testing.double_spend_to */
+        uint8_t twin_payee[TRANSFER_KEY_SIZE];
 };
 
 static uint64_t wall_usec(void) {
@@ -583,6 +585,37 @@ void credits_staged_abort(struct credits *c) {
                 transfer_clear(&c->in_flight[--c->n_in_flight]);
 }
 
+void credits_set_double_spend(struct credits *c, const uint8_t twin_payee[TRANSFER_KEY_SIZE]) {
+        c->double_spend = twin_payee != NULL;
+        if (twin_payee) {
+                memcpy(c->twin_payee, twin_payee, TRANSFER_KEY_SIZE);
+                log_warning("testing.double_spend_to is on: this node signs a second transfer for the seq of each "
+                            "payment it makes with `swarmctl pay` (a double spender, for tests); honest nodes will "
+                            "ban it.");
+        }
+}
+
+/* The double spender's twin of t (same seq, amount and dependencies, to
+ * the twin payee), ECHOed to every other peer, before t's broadcast. */
+static void send_twin(struct credits *c, const struct transfer *t) {
+        _cleanup_(transfer_clear) struct transfer twin = {};
+        _cleanup_free_ uint8_t (*peers)[TRANSFER_KEY_SIZE] = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t n_peers = 0, size;
+
+        if (memcmp(t->payee, c->twin_payee, TRANSFER_KEY_SIZE) == 0 || transfer_copy(t, &twin) < 0)
+                return;
+        memcpy(twin.payee, c->twin_payee, TRANSFER_KEY_SIZE);
+        if (transfer_sign(&twin, c->identity->secret_key) < 0 ||
+            dissemination_encode_transfer(DISSEMINATION_ECHO, &twin, &data, &size) < 0 ||
+            refresh_peers(c, &peers, &n_peers) < 0)
+                return;
+        for (size_t i = 1; i < n_peers; i += 2)
+                io_send(c, peers[i], data, size);
+        log_warning("testing.double_spend_to: our transfer #%" PRIu64 " has a twin, sent to %zu of %zu peers.",
+                    t->seq, n_peers / 2, n_peers);
+}
+
 int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount,
                 uint8_t ret_id[TRANSFER_ID_SIZE]) {
         _cleanup_(transfer_clear) struct transfer t = {};
@@ -602,6 +635,8 @@ int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint6
                 return r;
         if (ret_id)
                 transfer_id(&t, ret_id);
+        if (c->double_spend)
+                send_twin(c, &t);
         r = credits_stage(c, &t);
         if (r < 0)
                 return r;       /* stored: the next start sends it */

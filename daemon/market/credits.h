@@ -92,5 +92,12 @@ struct credits_view {
 };
 void credits_get_view(struct credits *c, struct credits_view *ret);
 
+/* Testing (testing.double_spend_to): a double spender.  Every transfer
+ * credits_pay() signs gets a twin with the same seq and amount to
+ * twin_payee (NULL: off), never stored, whose ECHO goes to every other
+ * peer just before the real one's broadcast: honest nodes must deliver at
+ * most one, prove the fraud and ban this node. */
+void credits_set_double_spend(struct credits *c, const uint8_t twin_payee[TRANSFER_KEY_SIZE]);
+
 /* The book, read-only (views, tests through the control socket). */
 const struct transfer_book *credits_book(struct credits *c);

@@ -95,6 +95,12 @@ static bool check_allowance_gone(const char *s, char *error, size_t size) {
         return false;
 }
 
+static bool check_node_id(const char *s, char *error, size_t size);
+
+static bool check_optional_node_id(const char *s, char *error, size_t size) {
+        return s[0] == '\0' || check_node_id(s, error, size);
+}
+
 static bool check_node_id(const char *s, char *error, size_t size) {
         if (strlen(s) == CONFIG_NODE_ID_LEN && strspn(s, "abcdefghijklmnopqrstuvwxyz234567") == CONFIG_NODE_ID_LEN)
                 return true;
@@ -505,6 +511,13 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "testing.double_spend_to",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, testing_double_spend_to),
+                .check = check_optional_node_id,
+                .needs_restart = true,
+        },
+        {
                 .path = "testing.throughput_factor",
                 .type = CONF_UINT,
                 .offset = offsetof(struct config, testing_throughput_factor),
@@ -581,7 +594,8 @@ int config_init(struct config *c) {
                 c->verification_sampled_skills[0] = strdup("textgen");
         c->dbus_admin_group = strdup("");
         c->ledger_allowance_gone = strdup("");
-        if (!c->ledger_allowance_gone || !c->node_name || !c->state_directory || !c->skills_directory ||
+        c->testing_double_spend_to = strdup("");
+        if (!c->ledger_allowance_gone || !c->testing_double_spend_to || !c->node_name || !c->state_directory || !c->skills_directory ||
             !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
             !c->network_seeds || !c->network_beacon_address || !c->lending_schedule ||
             !c->lending_release_device_memory || !c->dbus_admin_group ||

@@ -94,6 +94,8 @@ struct config {
         bool testing_corrupt_stream;    /* testing.corrupt_stream: stream other chunks than signed */
         uint64_t testing_throughput_factor;     /* testing.throughput_factor: advertise N× the throughput */
         bool testing_withhold_payments; /* testing.withhold_payments: never pay (a freeloader) */
+        char *testing_double_spend_to;  /* testing.double_spend_to: a node id, or "": sign a twin of every
+                                         * transfer paid with `swarmctl pay`, to it (a double spender) */
 
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */
