@@ -346,7 +346,6 @@ int main(int argc, char *argv[]) {
         start_node(0, false);
         start_node(1, false);
         client_open();
-        wait_for_swarm();
         /* Nobody gets credits for free: the requester's come from node 1. */
         {
                 char error[256] = "";
@@ -360,6 +359,7 @@ int main(int argc, char *argv[]) {
                 free(issuer);
                 free(requester);
         }
+        wait_for_swarm();
         run_jobs(n, 1, &rt);
 
         /* 2. Three providers, many jobs in flight. */
