@@ -146,7 +146,8 @@ static const char *const migrations[] = {
         /* 5: jobs paid by transfers (issue 22): a paid job names the
          * transfer that paid it (NULL: paid by cheque, before this schema,
          * or served); what a peer paid us, or we it, is found by payee. */
-        "ALTER TABLE jobs ADD COLUMN transfer BLOB CHECK (transfer IS NULL OR length(transfer) = 32);"
+        "ALTER TABLE jobs ADD COLUMN transfer BLOB "
+        "  CHECK (transfer IS NULL OR length(transfer) = 32);"
         "CREATE INDEX transfers_by_payee ON transfers (payee, payer);",
 };
 
