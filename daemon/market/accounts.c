@@ -183,7 +183,7 @@ static void pay_run(struct accounts *a, struct accounts_payment *first, uint64_t
                 if (o->kind != OP_PAY || o->ran || memcmp(o->peer, first->peer, 32) != 0)
                         continue;
                 o->ran = true;
-                total += o->price;
+                total = total + o->price < total ? UINT64_MAX : total + o->price;
                 if (jobs && ops) {
                         jobs[n] = (struct ledger_pay_job) { .job_id = o->job_id, .skill = o->skill, .price = o->price };
                         ops[n++] = o;
