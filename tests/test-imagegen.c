@@ -407,21 +407,14 @@ Test(imagegen, bad_requests_are_refused_naming_the_input) {
         swarm_values_set_string(in, "sampler", "dpm++");
         expect_refused(p, in, "euler or ddim");
 
-        /* A prompt that is not UTF-8 gets through price() (it does not
-         * tokenize) but not execute(). */
-        {
-                struct swarm_job j;
-
-                in = swarm_values_new();
-                swarm_values_set_string(in, "prompt", "caf\xe9");
-                swarm_values_set_int(in, "width", 64);
-                swarm_values_set_int(in, "height", 64);
-                swarm_values_set_int(in, "steps", 1);
-                cr_assert_eq(run(p, &j, in, NULL), -EINVAL);
-                cr_assert_not_null(strstr(swarm_job_error(&j), "UTF-8"), "%s", swarm_job_error(&j));
-                swarm_job_done(&j);
-                swarm_values_free(in);
-        }
+        /* Not UTF-8 (a Latin-1 é; a surrogate): refused before any work. */
+        in = swarm_values_new();
+        swarm_values_set_string(in, "prompt", "caf\xe9");
+        expect_refused(p, in, "\"prompt\" is not valid UTF-8");
+        in = swarm_values_new();
+        swarm_values_set_string(in, "prompt", "ok");
+        swarm_values_set_string(in, "negative_prompt", "\xed\xa0\x80");
+        expect_refused(p, in, "\"negative_prompt\" is not valid UTF-8");
 
         /* Prices grow with pixels and steps. */
         in = request("x", 1);

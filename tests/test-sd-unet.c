@@ -234,6 +234,7 @@ Test(sd_unet, honest_reruns_agree_and_other_prompts_models_or_skipped_steps_do_n
                 cr_assert_eq(sd_denoiser_step(two.den, &p, i, two.cond, two.uncond, two.n_ctx, 7.5, a + i * n, re), 0);
                 e = traj_step_error(a + i * n, a + (i + 1) * n, re, n);
                 cr_assert_lt(e, 1e-4, "step %u: an honest re-run differs by %g", i, e);
+                cr_log_info("1 vs 2 threads, step %u: relative step error %g", i, e);
         }
         /* The same seed makes the same trajectory on the same backend. */
         run_steps(&two, &p, steps, 7.5, b, n);
@@ -246,19 +247,23 @@ Test(sd_unet, honest_reruns_agree_and_other_prompts_models_or_skipped_steps_do_n
         /* Another prompt: swap the contexts. */
         cr_assert_eq(sd_denoiser_step(one.den, &p, 1, one.uncond, one.cond, one.n_ctx, 7.5, a + n, re), 0);
         e = traj_step_error(a + n, a + 2 * n, re, n);
+        cr_log_info("%s: relative step error %g", "another prompt", e);
         cr_assert_gt(e, 1e-2, "another prompt's step passes (%g)", e);
         /* Another guidance. */
         cr_assert_eq(sd_denoiser_step(one.den, &p, 1, one.cond, one.uncond, one.n_ctx, 3.0, a + n, re), 0);
         e = traj_step_error(a + n, a + 2 * n, re, n);
+        cr_log_info("%s: relative step error %g", "another guidance", e);
         cr_assert_gt(e, 1e-2, "another guidance's step passes (%g)", e);
         /* Another model (other random weights, same shapes). */
         world_open(&other, other_path, 1, h, wd);
         cr_assert_eq(sd_denoiser_step(other.den, &p, 1, one.cond, one.uncond, one.n_ctx, 7.5, a + n, re), 0);
         e = traj_step_error(a + n, a + 2 * n, re, n);
+        cr_log_info("%s: relative step error %g", "another model", e);
         cr_assert_gt(e, 1e-2, "another model's step passes (%g)", e);
         /* A skipped step: x_2 = x_1. */
         cr_assert_eq(sd_denoiser_step(one.den, &p, 1, one.cond, one.uncond, one.n_ctx, 7.5, a + n, re), 0);
         e = traj_step_error(a + n, a + n, re, n);
+        cr_log_info("%s: relative step error %g", "a copied step", e);
         cr_assert_gt(e, 0.5, "a copied step passes (%g)", e);
         /* One flipped bit moves the root. */
         ((uint32_t *) a)[5] ^= 1;

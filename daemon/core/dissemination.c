@@ -860,9 +860,23 @@ void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_
 
 /* ---- Time ---- */
 
+/* Past max_retries a slot that is still not delivered keeps trying, with
+ * the interval doubling up to this many times the first: on a loaded
+ * machine (ASan, two test suites at once) every message of a round may be
+ * lost or late, and a slot that stopped for good never delivered (its
+ * payer's later transfers would wait on it forever). */
+#define RETRY_BACKOFF_MAX 32
+
 static bool slot_retrying(const struct dissemination *d, const struct slot *s) {
-        return !s->refused && s->retries < d->config.max_retries && (s->echoed >= 0 || s->readied >= 0 ||
-                                                                       s->decided >= 0);
+        return !s->refused && (s->echoed >= 0 || s->readied >= 0 || s->decided >= 0);
+}
+
+static uint64_t retry_interval(const struct dissemination *d, const struct slot *s) {
+        uint64_t factor = 1;
+
+        for (unsigned i = d->config.max_retries; i < s->retries && factor < RETRY_BACKOFF_MAX; i++)
+                factor *= 2;
+        return d->config.retry_interval_usec * factor;
 }
 
 void dissemination_tick(struct dissemination *d) {
@@ -874,7 +888,7 @@ void dissemination_tick(struct dissemination *d) {
                 if (!slot_retrying(d, s) || s->next_retry > now)
                         continue;
                 s->retries++;
-                s->next_retry = now + d->config.retry_interval_usec;
+                s->next_retry = now + retry_interval(d, s);
                 d->stats.retries++;
                 if (s->decided >= 0) {
                         /* Decided but not in the book: something before it

@@ -44,7 +44,9 @@
  * Cost per node per transfer: one ECHO and one READY to each peer, each
  * at most TRANSFER_MAX_SIZE plus a few bytes of framing; a slot that is
  * not delivered after retry_interval resends them to the peers whose READY
- * it has not heard, at most max_retries times.  A node that sees a gap in
+ * it has not heard, max_retries times every retry_interval, then with the
+ * interval doubling up to 32 times (so a slot whose every message was lost
+ * still completes, at a bounded cost).  A node that sees a gap in
  * a payer's seqs or a dependency it never saw pulls them (WANT), answered
  * with the peer's READY.  Memory: at most max_slots undecided slots, at
  * most seq_window per payer, and at most max_unfunded for payers that hold
@@ -70,7 +72,7 @@ struct dissemination;
 
 struct dissemination_config {
         uint64_t retry_interval_usec;   /* resend an undecided slot's ECHO/READY, e.g. 1 s */
-        unsigned max_retries;           /* per slot, e.g. 8 */
+        unsigned max_retries;           /* per slot at retry_interval, e.g. 8; then backing off */
         size_t max_slots;               /* undecided slots held at once, e.g. 4096 */
         size_t seq_window;              /* a slot's seq is below the payer's next + this, e.g. 64 */
         size_t max_unfunded;            /* slots of payers holding no credits here, e.g. 256 */

@@ -521,6 +521,41 @@ static int input_int(const struct swarm_values *in, struct swarm_job *job, const
         return 0;
 }
 
+/* RFC 3629 UTF-8: no overlong forms, surrogates or code points past
+ * U+10FFFF.  Prompts go into the PNG's text chunk, which must be UTF-8,
+ * so a bad one is refused before any work rather than after it. */
+static bool utf8_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        while (*p) {
+                unsigned n;
+                uint32_t cp;
+
+                if (p[0] < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (p[0] >= 0xc2 && p[0] <= 0xdf)
+                        n = 1, cp = p[0] & 0x1f;
+                else if (p[0] >= 0xe0 && p[0] <= 0xef)
+                        n = 2, cp = p[0] & 0x0f;
+                else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+                        n = 3, cp = p[0] & 0x07;
+                else
+                        return false;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i] & 0x3f);
+                }
+                if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
 /* The request's parameters, checked; seed_given says whether the job named
  * its seed (execute() draws one when it did not). */
 static int parse_request(const struct imagegen *t, const struct swarm_values *in, struct swarm_job *job,
@@ -537,6 +572,11 @@ static int parse_request(const struct imagegen *t, const struct swarm_values *in
         r = swarm_values_get_string(in, "negative_prompt", &req->negative);
         if (r < 0 && r != -ENOENT) {
                 swarm_job_set_error(job, "input \"negative_prompt\" must be a string");
+                return -EINVAL;
+        }
+        if (!utf8_valid(req->prompt) || !utf8_valid(req->negative)) {
+                swarm_job_set_error(job, "input \"%s\" is not valid UTF-8",
+                                    utf8_valid(req->prompt) ? "negative_prompt" : "prompt");
                 return -EINVAL;
         }
         if (strlen(req->prompt) > PROMPT_MAX || strlen(req->negative) > PROMPT_MAX) {
