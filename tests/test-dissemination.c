@@ -797,36 +797,3 @@ Test(dissemination, senders_without_credits_are_listed_only_up_to_max_voters) {
         cr_assert_eq(dissemination_receive(d, sim.nodes[2].pk, buf, n), 0);
         dissemination_free(d);
 }
-
-/* The quorum is away through every retry of a payment: nothing can be
- * delivered, and the retries stop.  Once it is back, the payer re-arms its
- * own undelivered slots (what market/credits.c does every few seconds) and
- * the payment is delivered everywhere; a payer with nothing stuck re-arms
- * nothing. */
-Test(dissemination, payer_rearms_its_stuck_transfer_once_the_quorum_is_back) {
-        uint8_t id[TRANSFER_ID_SIZE];
-        _cleanup_(transfer_clear) struct transfer t = {};
-
-        sim_start(4, NULL, 0);
-        fund_all(100);
-        cr_assert_eq(dissemination_rearm(sim.nodes[1].d, sim.nodes[1].pk), 0, "nothing stuck yet");
-        sim.nodes[2].down = true;
-        sim.nodes[3].down = true;
-        make(&t, 1, 2, 30, true);
-        transfer_id(&t, id);
-        cr_assert_eq(dissemination_broadcast(sim.nodes[1].d, &t), 0);
-        sim_run(60 * 1000 * 1000);
-        sim.nodes[2].down = false;
-        sim.nodes[3].down = false;
-        sim_run(60 * 1000 * 1000);
-        for (size_t i = 0; i < sim.n; i++)
-                cr_assert_neq(dissemination_state(sim.nodes[i].d, id), DISSEMINATION_DELIVERED,
-                              "node %zu delivered it without the retries that ran out", i);
-
-        cr_assert_eq(dissemination_rearm(sim.nodes[1].d, sim.nodes[1].pk), 1);
-        cr_assert_eq(dissemination_rearm(sim.nodes[1].d, sim.nodes[0].pk), 0, "another payer's slots");
-        sim_run(60 * 1000 * 1000);
-        for (size_t i = 0; i < sim.n; i++)
-                cr_assert_eq(dissemination_state(sim.nodes[i].d, id), DISSEMINATION_DELIVERED, "node %zu", i);
-        assert_books_agree();
-}

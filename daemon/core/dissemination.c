@@ -912,26 +912,6 @@ void dissemination_tick(struct dissemination *d) {
         }
 }
 
-size_t dissemination_rearm(struct dissemination *d, const uint8_t payer[TRANSFER_KEY_SIZE]) {
-        uint64_t now;
-        size_t n = 0;
-
-        if (!d || !payer)
-                return 0;
-        now = d->io.now_usec(d->io.userdata);
-        for (size_t i = 0; i < d->n_slots; i++) {
-                struct slot *s = d->slots[i];
-
-                if (s->refused || s->retries < d->config.max_retries ||
-                    memcmp(s->payer, payer, TRANSFER_KEY_SIZE) != 0)
-                        continue;
-                s->retries = 0;
-                s->next_retry = now;
-                n++;
-        }
-        return n;
-}
-
 uint64_t dissemination_next_deadline(const struct dissemination *d) {
         uint64_t next = UINT64_MAX;
 

@@ -156,14 +156,6 @@ void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_
 /* Runs the retries that are due. */
 void dissemination_tick(struct dissemination *d);
 
-/* The slots of payer still undecided (or decided, not in the book) whose
- * retries ran out retry again from the next tick, max_retries more times;
- * how many.  What a payer calls now and then for its own transfers not
- * yet delivered: the peers that were away through every retry (killed and
- * restarted, cut off) and lost what they had heard get its word again, so
- * that its transfers are delivered once they are back.  Costs at most
- * 2 (N - 1) messages per call and per such slot. */
-size_t dissemination_rearm(struct dissemination *d, const uint8_t payer[TRANSFER_KEY_SIZE]);
 uint64_t dissemination_next_deadline(const struct dissemination *d);   /* UINT64_MAX: nothing due */
 
 bool dissemination_is_banned(const struct dissemination *d, const uint8_t account[TRANSFER_KEY_SIZE]);

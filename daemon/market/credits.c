@@ -219,11 +219,6 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 dissemination_tick(c->dissemination);
         if (usec >= c->next_probe) {
                 probe(c, (const uint8_t (*)[TRANSFER_KEY_SIZE]) peers, n_peers);
-                /* Ours not delivered yet: our word again, to those who were
-                 * away through all the retries (the sender retransmits
-                 * until its transfer is delivered). */
-                if (c->n_in_flight > 0)
-                        (void) dissemination_rearm(c->dissemination, c->identity->public_key);
                 c->next_probe = usec + CREDITS_PROBE_USEC;
         }
         (void) sd_event_source_set_time(s, usec + CREDITS_TICK_USEC);
