@@ -155,6 +155,7 @@ void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_
 
 /* Runs the retries that are due. */
 void dissemination_tick(struct dissemination *d);
+
 uint64_t dissemination_next_deadline(const struct dissemination *d);   /* UINT64_MAX: nothing due */
 
 bool dissemination_is_banned(const struct dissemination *d, const uint8_t account[TRANSFER_KEY_SIZE]);

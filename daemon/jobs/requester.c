@@ -139,6 +139,7 @@ struct job {
         char last_error[256];
         sd_event_source *hedge_timer;
         struct accounts_payment *payment;       /* the verified result's, until durable */
+        uint64_t reserved;              /* of our credits, for the dearest remote candidate asked */
 
         bool finished;
         sd_event_source *defer;
@@ -413,7 +414,28 @@ static void attempt_chunks_free(struct attempt *a) {
         a->n_chunks = a->chunk_bytes = 0;
 }
 
+/* A job pays for one result: it holds the price of the dearest remote
+ * candidate it asked, so that the jobs running never cost more than this
+ * node can spend (issue 22). */
+static int job_reserve(struct job *job, uint64_t price) {
+        int r;
+
+        if (!job->r->accounts || price <= job->reserved)
+                return 0;
+        r = accounts_reserve(job->r->accounts, price - job->reserved);
+        if (r < 0)
+                return r;
+        job->reserved = price;
+        return 0;
+}
+
+static void job_unreserve(struct job *job) {
+        accounts_unreserve(job->r->accounts, job->reserved);
+        job->reserved = 0;
+}
+
 static void job_free(struct job *job) {
+        job_unreserve(job);
         for (size_t i = 0; i < job->n_attempts; i++)
                 attempt_chunks_free(&job->attempts[i]);
         free(job->exclude);
@@ -493,6 +515,8 @@ static void job_finish(struct job *job, int status, const char *fmt, ...) {
         job->outcome.latency_usec = now - job->submitted_usec;
 
         job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
+        /* Paid (the payment holds its own reservation), or not at all. */
+        job_unreserve(job);
         if (job->price_call) {
                 pool_call_detach(TAKE_PTR(job->price_call));
         }
@@ -786,11 +810,25 @@ static int on_hedge_timer(sd_event_source *s, uint64_t usec, void *userdata);
 /* Asks candidate job->next_cand; false when it could not even be asked
  * (the failure is recorded). */
 static bool attempt_start(struct job *job, uint64_t at) {
-        struct attempt *a = &job->attempts[job->n_attempts++];
+        struct attempt *a;
         struct router_candidate *c;
         double expected;
         uint64_t timeout;
         int r;
+
+        /* Never asked when this node could not pay it: not the provider's
+         * failure, so no attempt. */
+        c = &job->cands[job->next_cand];
+        if (!c->local && c->price > 0 && job_reserve(job, c->price) < 0) {
+                job->next_cand++;
+                job->last_status = -EDQUOT;
+                snprintf(job->last_error, sizeof(job->last_error),
+                         "this node cannot pay %" PRIu64 " µcredits: it can spend %" PRIu64 " now (credits held, "
+                         "less its transfers in flight and what its running jobs hold; `swarmctl credits`)",
+                         c->price, accounts_available(job->r->accounts));
+                return false;
+        }
+        a = &job->attempts[job->n_attempts++];
 
         *a = (struct attempt) { .job = job, .cand = job->next_cand++, .started_usec = at, .state = ATTEMPT_ASKED,
                                 .sent_clock_usec = now(CLOCK_MONOTONIC) };
@@ -839,7 +877,9 @@ static void job_start_next(struct job *job) {
                         return;
         if (job->finished || running_attempts(job) > 0)
                 return;
-        if (now >= job->deadline_usec)
+        if (job->n_attempts == 0 && job->last_status == -EDQUOT)
+                job_finish(job, -EDQUOT, "%s", job->last_error);
+        else if (now >= job->deadline_usec)
                 job_finish(job, -ETIMEDOUT, "deadline passed after %zu attempt%s%s%s", job->n_attempts,
                            job->n_attempts == 1 ? "" : "s", job->failed ? "; last: " : "",
                            job->failed ? job->last_error : "");
