@@ -170,8 +170,19 @@ static bool credits_of(int i, Swarm__Credits *ret) {
         if (control_client_call(nodes[i].socket, &req, &reply) < 0)
                 return false;
         ok = reply->error == 0 && reply->credits;
-        if (ok)
+        if (ok) {
+                /* The reply's strings and bytes go with it: copies, per node. */
+                static uint8_t digests[NODES][32];
+                static char errors[NODES][256];
+
                 *ret = *reply->credits;
+                ret->digest.len = reply->credits->digest.len < 32 ? reply->credits->digest.len : 32;
+                if (ret->digest.len)
+                        memcpy(digests[i], reply->credits->digest.data, ret->digest.len);
+                ret->digest.data = digests[i];
+                snprintf(errors[i], sizeof(errors[i]), "%s", reply->credits->invariant_error ?: "");
+                ret->invariant_error = errors[i];
+        }
         swarm__control_reply__free_unpacked(reply, NULL);
         return ok;
 }
