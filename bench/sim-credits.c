@@ -26,7 +26,7 @@
  * Default: N = 1000, 20 payments.  Every honest node sends every transfer
  * to every node (Bracha, O(N) messages per node per transfer): at N =
  * 10,000 a payment is 2 * 10^8 messages, and every honest book holds
- * 10,000 mints, so 10,000 nodes need ~90 GB and ~30 min of CPU per payment
+ * 10,000 mints, so 10,000 nodes need ~75 GB and ~30 min of CPU per payment
  * here; the issue's O(log N) per node needs sampled broadcast, not built.
  *
  * Printed per N: the time from a payment's broadcast to its delivery at all
@@ -828,7 +828,7 @@ int main(int argc, char **argv) {
                                "are silent, echo both sides of double spends and make one in five payments a\n"
                                "double spend.  PAYMENTS (default 20) one every 100 ms, or as many as fit in\n"
                                "SECONDS of wall clock.  Default size: 1000 (10000 is an N^2 broadcast: about\n"
-                               "90 GB of books and half an hour of CPU per payment; see daemon/README.md).\n"
+                               "75 GB of books and half an hour of CPU per payment; see daemon/README.md).\n"
                                "--check: exit 1 unless no honest node delivered conflicting transfers, every\n"
                                "honest payment reached every honest node, every double spender is banned\n"
                                "everywhere and every honest book agrees.\n",
