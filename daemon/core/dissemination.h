@@ -181,6 +181,8 @@ struct dissemination_stats {
         uint64_t fraud_proofs;          /* payers banned */
         uint64_t retries;               /* slots resent */
         uint64_t wants_sent, wants_answered;
+        uint64_t signatures_verified;   /* ECHO/READY transfers checked with Ed25519: once per
+                                         * transfer and signature, later copies are known */
 };
 const struct dissemination_stats *dissemination_get_stats(const struct dissemination *d);
 
