@@ -1030,8 +1030,16 @@ void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_
  * payer's later transfers would wait on it forever). */
 #define RETRY_BACKOFF_MAX 32
 
+/* A banned payer's slot no longer resends its ECHO (a double spend's
+ * slot never decides: its ECHOs went on for ever, at backing-off
+ * intervals); its READY, which carries what some honest node may have
+ * delivered, still goes out. */
 static bool slot_retrying(const struct dissemination *d, const struct slot *s) {
-        return !s->refused && (s->echoed >= 0 || s->readied >= 0 || s->decided >= 0);
+        if (s->refused)
+                return false;
+        if (dissemination_is_banned(d, s->payer))
+                return s->readied >= 0 || s->decided >= 0;
+        return s->echoed >= 0 || s->readied >= 0 || s->decided >= 0;
 }
 
 static uint64_t retry_interval(const struct dissemination *d, const struct slot *s) {
@@ -1060,7 +1068,7 @@ void dissemination_tick(struct dissemination *d) {
                         continue;
                 }
                 /* Our word again, to whoever has not sent its READY. */
-                if (s->echoed >= 0) {
+                if (s->echoed >= 0 && !dissemination_is_banned(d, s->payer)) {
                         const struct candidate *c = &s->cands[s->echoed];
 
                         send_transfer(d, DISSEMINATION_ECHO, &c->t, NULL, s, s->echoed);
