@@ -31,7 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "credits-harness.h"
 #include "identity.h"
+#include "socket-path.h"
 #include "jobs-client.h"
 #include "shm.h"
 #include "swarmd-harness.h"
@@ -94,11 +96,8 @@ static void die(const char *what) {
         exit(EXIT_FAILURE);
 }
 
-static void start_node(int i) {
+static void prepare_node(int i) {
         struct node *n = &nodes[i];
-        const char *args[] = { "--config", n->config, "--state-dir", n->state, NULL };
-        FILE *f;
-
         char dir[128];
 
         /* From a local copy: gcc sees n->dir → n->config as an overlap. */
@@ -111,6 +110,13 @@ static void start_node(int i) {
         if (mkdir(n->dir, 0755) < 0 || identity_load_or_create(n->state, &n->identity, NULL) < 0 ||
             notify_listener_open(&n->listener, n->notify) < 0)
                 die("cannot prepare a node");
+}
+
+static void start_node(int i) {
+        struct node *n = &nodes[i];
+        const char *args[] = { "--config", n->config, "--state-dir", n->state, NULL };
+        FILE *f;
+
         f = fopen(n->config, "we");
         if (!f)
                 die("cannot write a configuration");
@@ -120,6 +126,8 @@ static void start_node(int i) {
         if (i != 0)
                 fprintf(f, "  seeds: [\"%s@tcp://127.0.0.1:%d\"]\n", nodes[0].identity->node_id, seed_port);
         fprintf(f, "dbus:\n  bus: none\nlending:\n  policy: %s\n", i == 0 ? "never" : "always");
+        /* Node 1 is the swarm's issuer: it mints to the requester. */
+        fprintf(f, "credits:\n  issuers: [\"%s\"]\n", nodes[1].identity->node_id);
         fprintf(f, "skills:\n  directory: \"%s/plugins\"\n  options: [\"textgen.model=%s\", \"textgen.threads=1\"]\n",
                 build, model);
         if (i != 0)
@@ -292,8 +300,24 @@ int main(int argc, char *argv[]) {
                 die("gguf-tiny failed");
         seed_port = loopback_free_port();
         api_port = loopback_free_port();
+        prepare_node(0);
+        prepare_node(1);
         start_node(0);
         start_node(1);
+        /* Nobody gets credits for free: the requester's come from node 1,
+         * the swarm's issuer. */
+        {
+                char error[256] = "";
+                char *issuer = socket_path(nodes[1].state, CONTROL_SOCKET_NAME),
+                     *requester = socket_path(nodes[0].state, CONTROL_SOCKET_NAME);
+
+                if (!issuer || !requester ||
+                    harness_mint(issuer, requester, nodes[0].identity->public_key, 1000000ull * 1000 * 1000, 30000,
+                                 error, sizeof(error)) < 0)
+                        die(error[0] ? error : "cannot fund the requester");
+                free(issuer);
+                free(requester);
+        }
         snprintf(jobs_sock, sizeof(jobs_sock), "%s/jobs.sock", nodes[0].state);
         if (jobs_client_connect(jobs_sock, &c) < 0)
                 die("cannot connect to the jobs socket");

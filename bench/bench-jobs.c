@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "credits-harness.h"
 #include "identity.h"
 #include "jobs-client.h"
 #include "jobs-proto.h"
@@ -103,6 +104,8 @@ static void write_config(int i, bool corrupt) {
                 fprintf(f, "skills:\n  enabled: [\"%s\"]\n  workers: 2\n  queue_limit: 1024\n  cgroups: off\n",
                         hash_plugin);
         fprintf(f, "testing:\n  corrupt_results: %s\n", corrupt ? "true" : "false");
+        /* Node 1 is the swarm's issuer: it mints to the requester. */
+        fprintf(f, "credits:\n  issuers: [\"%s\"]\n", nodes[1].identity->node_id);
         fclose(f);
 }
 
@@ -343,6 +346,19 @@ int main(int argc, char *argv[]) {
         start_node(0, false);
         start_node(1, false);
         client_open();
+        /* Nobody gets credits for free: the requester's come from node 1. */
+        {
+                char error[256] = "";
+                char *issuer = socket_path(nodes[1].state, CONTROL_SOCKET_NAME),
+                     *requester = socket_path(nodes[0].state, CONTROL_SOCKET_NAME);
+
+                if (!issuer || !requester ||
+                    harness_mint(issuer, requester, nodes[0].identity->public_key, 1000000ull * 1000 * 1000, 30000,
+                                 error, sizeof(error)) < 0)
+                        die(error[0] ? error : "cannot fund the requester");
+                free(issuer);
+                free(requester);
+        }
         wait_for_swarm();
         run_jobs(n, 1, &rt);
 

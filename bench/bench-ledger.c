@@ -122,7 +122,7 @@ static struct ledger *open_ledger(const char *name, const uint8_t pk[32]) {
         int r;
 
         snprintf(path, sizeof(path), "%s/%s", dir, name);
-        r = ledger_open(path, pk, 1000000, &l, &error);
+        r = ledger_open(path, pk, &l, &error);
         if (r < 0)
                 die("ledger_open", error ?: strerror(-r));
         return l;

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "credits-harness.h"
 #include "identity.h"
 #include "jobs-client.h"
 #include "jobs-proto.h"
@@ -103,6 +104,8 @@ static void write_config(int i) {
         if (i != 0)
                 fprintf(f, "  seeds: [\"%s@tcp://127.0.0.1:%d\"]\n", nodes[0].identity->node_id, seed_port);
         fprintf(f, "dbus:\n  bus: none\n");
+        /* Node 1 is the swarm's issuer: it mints to the requester. */
+        fprintf(f, "credits:\n  issuers: [\"%s\"]\n", nodes[1].identity->node_id);
         fprintf(f, "skills:\n  directory: \"%s/plugins\"\n  cgroups: off\n", build);
         if (i != 0)
                 fprintf(f, "  enabled: [textgen]\n  workers: 1\n");
@@ -366,6 +369,20 @@ int main(int argc, char *argv[]) {
 
         start_node(0);
         start_node(1);
+        /* Nobody gets credits for free: the requester's come from node 1,
+         * the swarm's issuer. */
+        {
+                char error[256] = "";
+                char *issuer = socket_path(nodes[1].state, CONTROL_SOCKET_NAME),
+                     *requester = socket_path(nodes[0].state, CONTROL_SOCKET_NAME);
+
+                if (!issuer || !requester ||
+                    harness_mint(issuer, requester, nodes[0].identity->public_key, 1000000ull * 1000 * 1000, 30000,
+                                 error, sizeof(error)) < 0)
+                        die(error[0] ? error : "cannot fund the requester");
+                free(issuer);
+                free(requester);
+        }
         {
                 char *path = socket_path(nodes[0].state, JOBS_SOCKET_NAME);
 

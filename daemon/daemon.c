@@ -327,6 +327,14 @@ static int daemon_open_credits(struct daemon *d) {
                         (const uint8_t (*)[32]) issuers, n, &d->credits);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up credits: %m");
+        if (d->config.testing_double_spend_to[0]) {
+                uint8_t twin[32];
+
+                if (node_id_to_public_key(d->config.testing_double_spend_to, twin) < 0)
+                        return log_error_errno(-EINVAL, "testing.double_spend_to: \"%s\" is not a node id.",
+                                               d->config.testing_double_spend_to);
+                credits_set_double_spend(d->credits, twin);
+        }
         return 0;
 }
 
@@ -335,7 +343,6 @@ static int daemon_open_credits(struct daemon *d) {
 static int daemon_open_accounts(struct daemon *d) {
         _cleanup_free_ char *path = NULL, *error = NULL;
         struct accounts_config ac = {
-                .allowance = d->config.ledger_allowance,
                 .debt_limit = d->config.ledger_debt_limit,
                 .half_life_usec = d->config.reputation_half_life,
                 .gossip_interval_usec = d->config.reputation_gossip_interval,
@@ -366,6 +373,8 @@ static int daemon_open_accounts(struct daemon *d) {
                 r = daemon_open_credits(d);
                 if (r < 0)
                         return r;
+                /* Jobs are paid by transfer. */
+                accounts_set_credits(d->accounts, d->credits);
                 network_set_demand_callback(d->network, demand_of, d->demand);
         }
         if (d->control) {
@@ -406,6 +415,7 @@ static void daemon_done(struct daemon *d) {
                 control_set_accounts(d->control, NULL);
                 control_set_credits(d->control, NULL);
         }
+        accounts_set_credits(d->accounts, NULL);
         d->credits = credits_free(d->credits);
         bus_service_set_accounts(d->bus, NULL);
         bus_service_set_demand(d->bus, NULL);

@@ -51,6 +51,22 @@ wait_for() {
 }
 
 "$GGUF_TINY" --tokenizer bpe --preset tiny "$tmp/tiny.gguf" >/dev/null
+# A node's key before its real start, so that every config can name the
+# provider as the swarm's issuer: nobody gets credits for free, the
+# requester's come from the provider's mint.
+make_identity() {
+	mkdir -p "$1"
+	printf 'network:\n  bind: "tcp://127.0.0.1:0"\n  beacon: false\ndbus:\n  bus: none\nlending:\n  policy: never\n' \
+		>"$1/first.yaml"
+	"$SWARMD_BINARY" --config "$1/first.yaml" --state-dir "$1/state" 2>"$1/first.log" &
+	first=$!
+	wait_for test -S "$1/state/control.sock"
+	kill "$first"
+	wait "$first" 2>/dev/null || true
+	"$SWARMD_BINARY" --show-identity --state-dir "$1/state"
+}
+prov_id=$(make_identity "$tmp/prov")
+req_id=$(make_identity "$tmp/req")
 seed_port=$(free_port)
 for node in req prov; do
 	mkdir -p "$tmp/$node"
@@ -74,6 +90,8 @@ for node in req prov; do
 		[ $node = req ] && echo "  policy: never" || echo "  policy: always"
 		echo "dbus:"
 		echo "  bus: none"
+		echo "credits:"
+		echo "  issuers: [\"$prov_id\"]"
 	} >"$tmp/$node/swarmd.yaml"
 	"$SWARMD_BINARY" --config "$tmp/$node/swarmd.yaml" --state-dir "$tmp/$node/state" 2>"$tmp/$node/log" &
 	pids="$pids $!"
@@ -87,6 +105,13 @@ provider_seen() {
 	"$SWARMCTL" peers --socket "$tmp/req/state/control.sock" | grep -q '^  textgen '
 }
 wait_for provider_seen
+# The provider, the issuer, mints a million credits to the requester.
+"$SWARMCTL" pay --socket "$tmp/prov/state/control.sock" "$req_id" 1000000000000 >/dev/null ||
+	fail "the provider cannot mint to the requester"
+requester_funded() {
+	[ "$("$SWARMCTL" credits --socket "$tmp/req/state/control.sock" --json | field pending)" = 1000000000000 ]
+}
+wait_for requester_funded
 
 api_port=$(free_port)
 api="http://127.0.0.1:$api_port"

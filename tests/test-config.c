@@ -1027,6 +1027,10 @@ static void config_poison(struct config *c) {
                 const struct conf_key *key = config_keys + i;
                 void *field = (char *) c + key->offset;
 
+                /* Gone (issue 22), refused whatever its value: no file
+                 * spells it out. */
+                if (strcmp(key->path, "ledger.allowance") == 0)
+                        continue;
                 switch (key->type) {
                 case CONF_STRING:
                         free(*(char **) field);
@@ -1070,4 +1074,17 @@ Test(config, shipped_file_sets_every_key_to_its_default) {
         cr_assert_eq(conf_parse_file(config_keys, config_n_keys, &c, path, &error), 0, "%s", error);
         assert_config_is_default(&c);
         config_done(&c);
+}
+
+/* Issue 22: nobody gets credits for free.  An old configuration that still
+ * gives a newcomer allowance is refused saying why, not as an unknown key;
+ * the double spender of the tests names a node, or nothing. */
+Test(config, the_newcomer_allowance_is_refused_saying_it_is_gone) {
+        assert_swarmd_error("ledger:\n  allowance: 1000000000\n", "2:14",
+                            "ledger.allowance: is gone: no identity gets credits for free any more; credits come "
+                            "only from the mints of credits.issuers (remove this key)");
+        assert_swarmd_error("testing:\n  double_spend_to: \"nobody\"\n", "2:20",
+                            "testing.double_spend_to: \"nobody\" is not a node id (the 52 characters swarmd "
+                            "--show-identity prints)");
+        assert_swarmd_ok("testing:\n  double_spend_to: \"\"\n");
 }

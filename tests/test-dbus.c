@@ -37,7 +37,6 @@
 #define ERROR_INVALID_ARGUMENT "org.swarmharness.Swarm1.Error.InvalidArgument"
 #define WAIT_MS 20000
 #define NOBODY 65534
-#define ALLOWANCE "4242000123"  /* node 0's ledger.allowance, micro-credits */
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
 struct node {
@@ -258,7 +257,6 @@ static void start_node_full(int i, const char *dbus_extra, bool want_name) {
         if (i == 0)
                 snprintf(config, sizeof(config),
                          "node:\n  name: dbus-node\n"
-                         "ledger:\n  allowance: " ALLOWANCE "\n"
                          "dbus:\n  bus: %s\n%s"
                          "network:\n  bind: \"tcp://127.0.0.1:%d\"\n  beacon: false\n  probe_interval: 100ms\n"
                          "skills:\n  enabled: [testskill]\n  directory: \"%s\"\n%s",
@@ -643,11 +641,11 @@ Test(dbus, properties_are_read_by_busctl) {
         cr_assert(strcmp(out, "a(sx) 1 \"testskill\" -1\n") == 0 || strcmp(out, "a(sx) 1 \"testskill\" 0\n") == 0,
                   "SkillDeviceMemory: %s", out);
 
-        /* A fresh node has exactly its configured allowance. */
+        /* A fresh node holds nothing: nobody gets credits for free. */
         snprintf(command, sizeof(command), "busctl --address='%s' get-property " NAME " " PATH " " IFACE
                  " Balance 2>&1", address);
         out = run_capture(command);
-        cr_assert_str_eq(out, "x " ALLOWANCE "\n");
+        cr_assert_str_eq(out, "x 0\n");
 }
 
 struct changes {
@@ -832,7 +830,7 @@ Test(dbus, set_lending_false_emits_properties_changed_and_swarmctl_shows_it) {
         cr_assert(json_valid(out), "not JSON: %s", out);
         cr_assert(strstr(out, "\"lending\": false") && strstr(out, "\"policy\": \"never\""), "%s", out);
         cr_assert(strstr(out, nodes[0].identity->node_id), "%s", out);
-        cr_assert(strstr(out, "\"balance\": " ALLOWANCE ","), "%s", out);
+        cr_assert(strstr(out, "\"balance\": 0,"), "%s", out);
         /* GPU memory: null without NVML (0 on a machine with a driver). */
         cr_assert(strstr(out, "\"device_memory\": null}") || strstr(out, "\"device_memory\": 0}"), "%s", out);
         cr_assert_eq(swarmctl(false, out, sizeof(out), (const char *[]) { "jobs", "--json", NULL }), 0);

@@ -797,3 +797,45 @@ Test(dissemination, senders_without_credits_are_listed_only_up_to_max_voters) {
         cr_assert_eq(dissemination_receive(d, sim.nodes[2].pk, buf, n), 0);
         dissemination_free(d);
 }
+
+Test(dissemination, signature_is_verified_once_per_node_and_transfer) {
+        uint64_t before[MAX_NODES];
+        uint8_t id[TRANSFER_ID_SIZE];
+
+        sim_start(8, NULL, 0);
+        fund_all(100);
+        for (size_t i = 0; i < sim.n; i++)
+                before[i] = dissemination_get_stats(sim.nodes[i].d)->signatures_verified;
+        pay(1, 2, 60, id);
+        for (size_t i = 0; i < sim.n; i++) {
+                uint64_t v = dissemination_get_stats(sim.nodes[i].d)->signatures_verified - before[i];
+
+                cr_assert_eq(dissemination_state(sim.nodes[i].d, id), DISSEMINATION_DELIVERED, "node %zu", i);
+                /* 2 × 7 ECHOs and READYs came, one verification: the payer
+                 * checked its own at broadcast. */
+                cr_assert_eq(v, i == 1 ? 0 : 1, "node %zu verified %llu signatures", i, (unsigned long long) v);
+        }
+}
+
+Test(dissemination, known_transfer_with_another_signature_is_verified_and_refused) {
+        _cleanup_(transfer_clear) struct transfer t = {}, bad = {};
+        _cleanup_free_ uint8_t *buf = NULL, *good = NULL;
+        size_t n, ng;
+
+        sim_start(4, NULL, 0);
+        fund_all(100);
+        make(&t, 1, 2, 10, true);
+        cr_assert_eq(transfer_copy(&t, &bad), 0);
+        bad.signature[0] ^= 1;
+        cr_assert_eq(dissemination_encode_transfer(DISSEMINATION_ECHO, &bad, &buf, &n), 0);
+        cr_assert_eq(dissemination_encode_transfer(DISSEMINATION_ECHO, &t, &good, &ng), 0);
+
+        /* In flight at node 3: the same id, a forged signature. */
+        cr_assert_eq(receive_from(3, 1, good, ng), 0);
+        cr_assert_eq(receive_from(3, 2, buf, n), -EBADMSG);
+        sim_run(60 * 1000 * 1000);
+
+        /* Delivered: the same. */
+        cr_assert_eq(receive_from(3, 0, buf, n), -EBADMSG);
+        cr_assert_eq(receive_from(3, 0, good, ng), 0);
+}

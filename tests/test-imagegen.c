@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +63,8 @@ static void teardown(void) {
 
 TestSuite(imagegen, .init = setup, .fini = teardown, .timeout = 240);
 
-static void *start(const char *model, unsigned threads, const char *cheat, const char *claim) {
+static void *start_with(const char *model, unsigned threads, const char *cheat, const char *claim,
+                        int64_t verify_steps) {
         struct swarm_values *c = swarm_values_new();
         void *state = NULL;
         int r;
@@ -72,8 +74,7 @@ static void *start(const char *model, unsigned threads, const char *cheat, const
         else
                 cr_assert_eq(swarm_values_set_int(c, "verify-only", 1), 0);
         cr_assert_eq(swarm_values_set_int(c, "threads", threads), 0);
-        /* Every step re-run: a cheat on any one step is caught. */
-        cr_assert_eq(swarm_values_set_int(c, "verify-steps", 4), 0);
+        cr_assert_eq(swarm_values_set_int(c, "verify-steps", verify_steps), 0);
         if (cheat)
                 cr_assert_eq(swarm_values_set_string(c, "testing-cheat", cheat), 0);
         if (claim)
@@ -82,6 +83,11 @@ static void *start(const char *model, unsigned threads, const char *cheat, const
         swarm_values_free(c);
         cr_assert_eq(r, 0, "init: %d", r);
         return state;
+}
+
+/* Every step re-run: a cheat on any one step is caught. */
+static void *start(const char *model, unsigned threads, const char *cheat, const char *claim) {
+        return start_with(model, threads, cheat, claim, 4);
 }
 
 static struct swarm_values *request(const char *prompt, int64_t seed) {
@@ -274,7 +280,7 @@ Test(imagegen, a_doctored_image_or_trajectory_is_caught) {
         /* Another picture of the same size, re-encoded. */
         cr_assert_eq(swarm_values_get_bytes(swarm_job_outputs(&j), "image", &png, &size), 0);
         cr_assert_eq(sd_png_decode(png, size, &img, err, sizeof(err)), 0, "%s", err);
-        for (size_t i = 0; i < 3 * 64 * 64; i++)
+        for (size_t i = 0; i < 3 * 64 * 128; i++)
                 img.rgb[i] = (uint8_t) (255 - img.rgb[i]);
         cr_assert_eq(sd_png_encode(img.rgb, img.width, img.height, NULL, 0, &fake, &fake_size, err, sizeof(err)), 0);
         sd_png_image_free(&img);
@@ -292,6 +298,26 @@ Test(imagegen, a_doctored_image_or_trajectory_is_caught) {
         ((float *) traj.data)[traj.n_elements / 2] += 0.5f;
         cr_assert_eq(verify_by(p, &j), -EBADMSG);
         cr_assert_not_null(strstr(swarm_job_error(&j), "not the one the proof commits to"), "%s", swarm_job_error(&j));
+        swarm_job_done(&j);
+        swarm_values_free(in);
+        skill->fini(p);
+}
+
+/* A result that says it is a check's ("check-verdict" and "check-root"
+ * outputs) instead of holding an image is judged as what its job was: a
+ * generation, and rejected. */
+Test(imagegen, a_generation_result_posing_as_a_checks_verdict_is_rejected) {
+        void *p = start(model_a, 1, NULL, NULL);
+        struct swarm_values *in = request("a lighthouse", 3);
+        struct swarm_job j;
+        uint8_t root[32] = {};
+
+        cr_assert_eq(swarm_job_init(&j, in, 0, NULL, NULL, NULL), 0);
+        cr_assert_eq(swarm_values_set_string(swarm_job_outputs(&j), "check-verdict", "ok"), 0);
+        cr_assert_eq(swarm_values_set_bytes(swarm_job_outputs(&j), "check-root", root, sizeof(root)), 0);
+        cr_assert_eq(swarm_values_set_int(swarm_job_outputs(&j), "check-failed-step", -1), 0);
+        cr_assert_eq(swarm_values_set_bytes(swarm_job_proof(&j), "trajectory-root", root, sizeof(root)), 0);
+        cr_assert_eq(verify_by(p, &j), -EBADMSG);
         swarm_job_done(&j);
         swarm_values_free(in);
         skill->fini(p);
@@ -329,6 +355,47 @@ static struct swarm_values *check_inputs(const struct swarm_values *in, const st
         cr_assert_eq(swarm_values_get_bytes(out, "image", &b, &bs), 0);
         cr_assert_eq(swarm_values_set_bytes(c, "check.image", b, bs), 0);
         return c;
+}
+
+/* A second checker given the step a first found wrong re-runs it, so the
+ * verdict does not hang on its own random picks: with one pick of four
+ * steps, a skip-steps cheat (steps 2 and 4 copied) would get past a
+ * checker half the time, and never past one told the step. */
+Test(imagegen, a_second_checker_re_runs_the_step_the_first_found_wrong) {
+        void *cheat = start(model_a, 1, "skip-steps", NULL), *checker = start_with(model_a, 2, NULL, NULL, 1);
+        struct swarm_values *in = request("a lighthouse", 13), *cin;
+        struct swarm_job j, c;
+        unsigned caught_alone = 0;
+        const char *verdict;
+        int64_t failed;
+
+        cr_assert_eq(run(cheat, &j, in, NULL), 0, "%s", swarm_job_error(&j) ?: "");
+        cin = check_inputs(in, swarm_job_outputs(&j));
+        for (int i = 0; i < 20; i++) {
+                cr_assert_eq(run(checker, &c, cin, NULL), 0, "%s", swarm_job_error(&c) ?: "");
+                cr_assert_eq(swarm_values_get_string(swarm_job_outputs(&c), "check-verdict", &verdict), 0);
+                cr_assert_eq(swarm_values_get_int(swarm_job_outputs(&c), "check-failed-step", &failed), 0);
+                if (strcmp(verdict, "ok") != 0) {
+                        caught_alone++;
+                        cr_assert(failed == 1 || failed == 3, "the copied steps are 1 and 3, not %" PRIi64, failed);
+                } else
+                        cr_assert_eq(failed, -1);
+                swarm_job_done(&c);
+        }
+        cr_assert(caught_alone > 0 && caught_alone < 20, "one pick of four caught the cheat %u times in 20",
+                  caught_alone);
+        cr_assert_eq(swarm_values_set_int(cin, "check.first.check-failed-step", 3), 0);
+        for (int i = 0; i < 10; i++) {
+                cr_assert_eq(run(checker, &c, cin, NULL), 0, "%s", swarm_job_error(&c) ?: "");
+                cr_assert_eq(swarm_values_get_string(swarm_job_outputs(&c), "check-verdict", &verdict), 0);
+                cr_assert_neq(strcmp(verdict, "ok"), 0, "told the step, a checker still passed the cheat");
+                swarm_job_done(&c);
+        }
+        swarm_job_done(&j);
+        swarm_values_free(cin);
+        swarm_values_free(in);
+        skill->fini(cheat);
+        skill->fini(checker);
 }
 
 static void check_flow(void *producer, const char *want_verdict, int want) {
@@ -406,22 +473,19 @@ Test(imagegen, bad_requests_are_refused_naming_the_input) {
         swarm_values_set_string(in, "prompt", "x");
         swarm_values_set_string(in, "sampler", "dpm++");
         expect_refused(p, in, "euler or ddim");
+        in = swarm_values_new();
+        swarm_values_set_string(in, "prompt", "x");
+        swarm_values_set_int(in, "seed", -5);
+        expect_refused(p, in, "\"seed\"");
 
-        /* A prompt that is not UTF-8 gets through price() (it does not
-         * tokenize) but not execute(). */
-        {
-                struct swarm_job j;
-
-                in = swarm_values_new();
-                swarm_values_set_string(in, "prompt", "caf\xe9");
-                swarm_values_set_int(in, "width", 64);
-                swarm_values_set_int(in, "height", 64);
-                swarm_values_set_int(in, "steps", 1);
-                cr_assert_eq(run(p, &j, in, NULL), -EINVAL);
-                cr_assert_not_null(strstr(swarm_job_error(&j), "UTF-8"), "%s", swarm_job_error(&j));
-                swarm_job_done(&j);
-                swarm_values_free(in);
-        }
+        /* Not UTF-8 (a Latin-1 é; a surrogate): refused before any work. */
+        in = swarm_values_new();
+        swarm_values_set_string(in, "prompt", "caf\xe9");
+        expect_refused(p, in, "\"prompt\" is not valid UTF-8");
+        in = swarm_values_new();
+        swarm_values_set_string(in, "prompt", "ok");
+        swarm_values_set_string(in, "negative_prompt", "\xed\xa0\x80");
+        expect_refused(p, in, "\"negative_prompt\" is not valid UTF-8");
 
         /* Prices grow with pixels and steps. */
         in = request("x", 1);

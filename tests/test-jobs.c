@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "control-client.h"
+#include "credits-harness.h"
 #include "identity.h"
 #include "job-wire.h"
 #include "jobs-client.h"
@@ -39,6 +40,9 @@
 
 #define NODES_MAX 4
 #define WAIT_MS 30000
+/* What node 1, the issuer, mints to the requester at start: a million
+ * credits, far more than any test spends. */
+#define REQUESTER_MINT (1000000ull * 1000 * 1000)
 
 struct node {
         char dir[128], config[160], state[160], notify[160], log[160], control[192], jobs[192];
@@ -110,6 +114,8 @@ static void write_config(int i, const char *skill_options, bool cheat) {
         }
         fprintf(f, "lending:\n  policy: %s\n", i == 0 ? "never" : "always");
         fprintf(f, "dbus:\n  bus: none\n");
+        /* Node 1 is the swarm's issuer: it mints to the requester. */
+        fprintf(f, "credits:\n  issuers: [\"%s\"]\n", nodes[1].identity->node_id);
         if (cheat)
                 fprintf(f, "testing:\n  corrupt_results: true\n");
         if (extra_config[i])
@@ -221,6 +227,37 @@ static void start_swarm(int n, const char *const *options, const bool *cheat) {
         }
         for (long long deadline = monotonic_usec() + WAIT_MS * 1000LL; providers_seen() < n;) {
                 cr_assert_lt(monotonic_usec(), deadline, "the requester did not learn of %d providers", n);
+                usleep(50 * 1000);
+        }
+        /* Nobody gets credits for free: the requester's come from node 1,
+         * the issuer, before any job. */
+        if (n >= 1) {
+                char error[256] = "";
+                int r = harness_mint(nodes[1].control, nodes[0].control, nodes[0].identity->public_key, REQUESTER_MINT,
+                                     WAIT_MS, error, sizeof(error));
+
+                cr_assert_eq(r, 0, "cannot fund the requester: %s", error);
+        }
+}
+
+/* Waits until every payment of the requester is delivered at the n
+ * providers (nodes 1..n that run): its books and theirs then agree. */
+static void wait_payments_delivered(int n) {
+        long long deadline = monotonic_usec() + WAIT_MS * 1000LL;
+        struct harness_credits req = {}, prov = {};
+
+        for (;;) {
+                bool all = harness_credits_get(nodes[0].control, &req) && req.in_flight == 0;
+
+                for (int i = 1; i <= n && all; i++)
+                        all = nodes[i].pid <= 0 ||
+                              (harness_credits_get(nodes[i].control, &prov) && prov.delivered >= req.delivered);
+                if (all)
+                        return;
+                cr_assert_lt(monotonic_usec(), deadline,
+                             "the requester's payments were not delivered everywhere (in flight %" PRIu64
+                             ", delivered %" PRIu64 " there, %" PRIu64 " at a provider)",
+                             req.in_flight, req.delivered, prov.delivered);
                 usleep(50 * 1000);
         }
 }
@@ -1204,7 +1241,7 @@ static struct ledger *open_ledger(int i) {
         int r;
 
         snprintf(path, sizeof(path), "%s/ledger.db", nodes[i].state);
-        r = ledger_open(path, nodes[i].identity->public_key, 0, &l, &error);
+        r = ledger_open(path, nodes[i].identity->public_key, &l, &error);
         cr_assert_eq(r, 0, "cannot open node %d's ledger: %s", i, error ?: strerror(-r));
         free(error);
         return l;
@@ -1228,9 +1265,10 @@ static bool peer_get(struct ledger *l, const uint8_t id[32], struct ledger_peer 
 }
 
 /* Checks what the requester (node 0) paid against what each provider holds:
- * the cheque a provider keeps is exactly the sum of the jobs the requester
- * recorded as paid to it, each job paid once, and a provider was never
- * paid for more than it delivered. */
+ * its transfers to a provider add up exactly to the jobs it recorded as
+ * paid to it, each job paid once and naming its transfer, the provider
+ * delivered them all (wait_payments_delivered() first), and a provider
+ * was never paid for more than it delivered. */
 static void check_books(int providers, uint64_t delivered_jobs, uint64_t delivered_credits) {
         struct ledger *req = open_ledger(0);
         struct ledger_balance b;
@@ -1247,17 +1285,18 @@ static void check_books(int providers, uint64_t delivered_jobs, uint64_t deliver
                 cr_assert_eq(ledger_history(req, nodes[p].identity->public_key, 0, &jobs, &n), 0);
                 for (size_t k = 0; k < n; k++) {
                         cr_assert_eq(jobs[k].role, LEDGER_ROLE_PAID);
+                        cr_assert(jobs[k].paid_by_transfer, "a paid job names no transfer");
                         sum += jobs[k].price;
                         for (size_t j = 0; j < k; j++)
                                 cr_assert(memcmp(jobs[j].job_id, jobs[k].job_id, 16) != 0, "a job paid twice");
                 }
                 free(jobs);
-                cr_assert_eq(at_req.issued, sum, "node 0's cheque to node %d says %llu, its paid jobs sum to %llu",
+                cr_assert_eq(at_req.issued, sum, "node 0's transfers to node %d add up to %llu, its paid jobs to %llu",
                              p, (unsigned long long) at_req.issued, (unsigned long long) sum);
                 cr_assert_eq(at_req.jobs_paid, n);
                 (void) peer_get(prov, nodes[0].identity->public_key, &at_prov);
                 cr_assert_eq(at_prov.received, at_req.issued,
-                             "node %d holds a cheque for %llu, node 0 issued %llu", p,
+                             "node %d delivered transfers for %llu, node 0 signed %llu", p,
                              (unsigned long long) at_prov.received, (unsigned long long) at_req.issued);
                 cr_assert_geq(at_prov.served, at_prov.received, "node %d was paid for more than it served", p);
                 cr_log_info("node %d: served %llu (%llu jobs), paid %llu (%llu jobs)", p,
@@ -1268,9 +1307,11 @@ static void check_books(int providers, uint64_t delivered_jobs, uint64_t deliver
                 ledger_free(prov);
         }
         cr_assert_eq(ledger_get_balance(req, &b), 0);
-        cr_assert_eq(b.issued, issued_total);
+        cr_assert_eq(b.spent + b.in_flight, issued_total);
+        cr_assert_eq(b.in_flight, 0);
         cr_assert_eq(b.jobs_paid, paid_jobs);
-        cr_assert_eq(b.balance, (int64_t) b.allowance + (int64_t) b.received - (int64_t) b.issued);
+        cr_assert_eq(b.earned, REQUESTER_MINT, "the requester earned only its mint");
+        cr_assert_eq(b.balance, (int64_t) REQUESTER_MINT - (int64_t) issued_total);
         /* Every result handed to the client was paid first. */
         cr_assert_geq(paid_jobs, delivered_jobs);
         cr_assert_geq(issued_total, delivered_credits);
@@ -1356,7 +1397,7 @@ Test(credits, a_requester_restart_writes_off_its_unpaid_work_up_to_a_daily_cap) 
         ledger_free(prov);
 }
 
-Test(credits, verified_jobs_are_paid_by_cheque_exactly_once) {
+Test(credits, verified_jobs_are_paid_by_transfer_exactly_once) {
         uint64_t delivered = 0, credits = 0;
         struct jobs_client *c;
 
@@ -1380,7 +1421,7 @@ Test(credits, verified_jobs_are_paid_by_cheque_exactly_once) {
                 jobs_result_done(&res);
         }
         jobs_client_free(c);
-        usleep(700 * 1000);     /* the last cheques on their way */
+        wait_payments_delivered(2);
         for (int i = 0; i <= 2; i++)
                 stop_node(i);
         check_books(2, delivered, credits);
@@ -1390,7 +1431,7 @@ Test(credits, verified_jobs_are_paid_by_cheque_exactly_once) {
 
                 cr_assert_eq(ledger_get_balance(req, &b), 0);
                 cr_assert_eq(b.jobs_paid, 30, "30 verified remote jobs, %llu paid", (unsigned long long) b.jobs_paid);
-                cr_assert_eq(b.issued, credits);
+                cr_assert_eq(b.spent, credits);
                 ledger_free(req);
         }
 }
@@ -1432,7 +1473,7 @@ Test(credits, a_requester_that_does_not_pay_is_refused_at_the_debt_limit) {
 
 /* kill -9 at random points of many jobs, the requester or a provider in
  * turn; after every restart the books must still balance: nothing paid
- * twice, nothing paid without its job, no cheque lost for good. */
+ * twice, nothing paid without its job, no transfer lost for good. */
 Test(credits, books_balance_after_kill_9_at_random_points, .timeout = 300) {
         uint64_t delivered = 0, credits = 0;
         unsigned seed = (unsigned) monotonic_usec();
@@ -1488,7 +1529,8 @@ Test(credits, books_balance_after_kill_9_at_random_points, .timeout = 300) {
                                     (double) (monotonic_usec() - t0) / 1e6);
                 }
         }
-        usleep(1500 * 1000);    /* resends settle what the kills interrupted */
+        /* Broadcasts again and probes settle what the kills interrupted. */
+        wait_payments_delivered(2);
         for (int i = 0; i <= 2; i++)
                 stop_node(i);
         check_books(2, delivered, credits);
@@ -1573,7 +1615,7 @@ Test(credits, swarmctl_balance_and_ledger_show_the_books) {
 
         for (int i = 0; i < NODES_MAX; i++)
                 extra_config[i] = fast_gossip;
-        extra_config[0] = "reputation:\n  gossip_interval: 300ms\nledger:\n  allowance: 5000000\n";
+        extra_config[0] = "reputation:\n  gossip_interval: 300ms\n";
         start_swarm(1, NULL, NULL);
         snprintf(provider, sizeof(provider), "%s", nodes[1].identity->node_id);
         c = connect_requester();
@@ -1589,19 +1631,24 @@ Test(credits, swarmctl_balance_and_ledger_show_the_books) {
                 jobs_result_done(&res);
         }
         jobs_client_free(c);
-        usleep(700 * 1000);     /* the last cheque on its way */
+        wait_payments_delivered(1);
 
-        /* The requester's balance: allowance − what it paid, 5 jobs. */
+        /* The requester's balance: its mint − what it paid, 5 jobs. */
         cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0,
                      "%s", out);
         assert_json_parses(out);
-        cr_assert_eq(json_int(out, "allowance"), 5000000);
-        cr_assert_eq(json_int(out, "paid"), (long long) credits);
-        cr_assert_eq(json_int(out, "balance"), 5000000 - (long long) credits);
+        cr_assert_eq(json_int(out, "earned"), (long long) REQUESTER_MINT);
+        cr_assert_eq(json_int(out, "spent"), (long long) credits);
+        cr_assert_eq(json_int(out, "in_flight"), 0);
+        cr_assert_eq(json_int(out, "balance"), (long long) REQUESTER_MINT - (long long) credits);
         cr_assert_eq(json_int(out, "jobs_paid"), 5);
-        issued = json_int(out, "paid");
+        issued = json_int(out, "spent");
         cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "balance", NULL }), 0, "%s", out);
-        cr_assert(strstr(out, "Balance: ") && strstr(out, " credits ("), "%s", out);
+        cr_assert(strstr(out, "Balance: ") && strstr(out, " credits (") && strstr(out, "In flight: "), "%s", out);
+        /* The provider: what it earned, nothing pending once delivered. */
+        cr_assert_eq(swarmctl_on(1, false, out, sizeof(out), (const char *[]) { "balance", "--json", NULL }), 0,
+                     "%s", out);
+        cr_assert_eq(json_int(out, "pending_delivery"), 0, "%s", out);
 
         /* Per peer on both sides, whole id and prefix. */
         cr_assert_eq(swarmctl_on(0, false, out, sizeof(out), (const char *[]) { "ledger", "--json", NULL }), 0,
@@ -1611,6 +1658,7 @@ Test(credits, swarmctl_balance_and_ledger_show_the_books) {
         cr_assert_eq(json_int(out, "paid"), issued);
         cr_assert_eq(json_int(out, "jobs_paid"), 5);
         cr_assert(strstr(out, "\"role\": \"paid\""), "%s", out);
+        cr_assert(strstr(out, "\"delivered\": true"), "the jobs' transfer is not shown delivered: %s", out);
         snprintf(prefix, sizeof(prefix), "%.6s", provider);
         cr_assert_eq(swarmctl_on(0, false, out, sizeof(out),
                                  (const char *[]) { "ledger", prefix, "--limit", "2", NULL }), 0, "%s", out);
@@ -1648,14 +1696,13 @@ Test(credits, swarmctl_balance_and_ledger_show_the_books) {
         } else
                 cr_log_warn("not root: cannot check that another user is refused the ledger");
 
-        /* What swarmctl showed is what the ledger holds (opened here with
-         * no allowance: the allowance is configuration, not in the file). */
+        /* What swarmctl showed is what the ledger holds. */
         stop_node(0);
         stop_node(1);
         l = open_ledger(0);
         cr_assert_eq(ledger_get_balance(l, &b), 0);
-        cr_assert_eq((long long) b.issued, issued);
-        cr_assert_eq(b.received, 0);
+        cr_assert_eq((long long) b.spent, issued);
+        cr_assert_eq(b.earned, REQUESTER_MINT);
         cr_assert_eq(b.jobs_paid, 5);
         ledger_free(l);
 }

@@ -135,7 +135,7 @@ static void reference_attention(const float *q, const float *k, const float *v, 
 
         for (size_t h = 0; h < heads; h++)
                 for (size_t i = 0; i < n_q; i++) {
-                        size_t len = causal ? i + 1 : n_kv;
+                        size_t len = causal && i + 1 < n_kv ? i + 1 : n_kv;
                         double max = -INFINITY, sum = 0;
 
                         for (size_t j = 0; j < len; j++) {
@@ -197,6 +197,7 @@ Test(nn_ops, causal_attention_sees_only_earlier_tokens) {
         for (unsigned threads = 1; threads <= 2; threads++) {
                 check_attention(threads, 77, 77, 4, 8, true);           /* CLIP's 77 tokens */
                 check_attention(threads, 130, 130, 1, 4, true);         /* across query blocks */
+                check_attention(threads, 90, 20, 2, 4, true);           /* fewer keys: the last see all */
         }
 }
 

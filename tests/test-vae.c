@@ -33,9 +33,11 @@ static void setup(void) {
 
 static void teardown(void) {
         char cmd[128];
+        int r;
 
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        (void) system(cmd);
+        r = system(cmd);
+        (void) r;
 }
 
 TestSuite(vae, .init = setup, .fini = teardown, .timeout = 240);
@@ -191,8 +193,8 @@ static void ref_conv(const double *x, size_t c, size_t h, size_t w, const float 
 static void ref_resnet(const struct safetensors *f, const char *p, const double *x, size_t in, size_t out,
                        size_t h, size_t w, double *y) {
         size_t hw = h * w;
-        double *t = malloc(sizeof(double) * (in > out ? in : out) * hw);
-        double *u = malloc(sizeof(double) * out * hw), *skip = malloc(sizeof(double) * out * hw);
+        double *t = calloc((in > out ? in : out) * hw, sizeof(double));
+        double *u = calloc(out * hw, sizeof(double)), *skip = calloc(out * hw, sizeof(double));
         float *n1g = ref_w(f, "%snorm1.weight", p), *n1b = ref_w(f, "%snorm1.bias", p);
         float *c1w = ref_w(f, "%sconv1.weight", p), *c1b = ref_w(f, "%sconv1.bias", p);
         float *n2g = ref_w(f, "%snorm2.weight", p), *n2b = ref_w(f, "%snorm2.bias", p);
@@ -229,9 +231,9 @@ static void ref_resnet(const struct safetensors *f, const char *p, const double 
  * / √c, softmax over j; h[c][i] = Σ_j v[c][j] w_[i][j]; x + proj_out(h). */
 static void ref_attention(const struct safetensors *f, const char *p, const double *x, size_t c, size_t n,
                           double *y) {
-        double *hn = malloc(sizeof(double) * c * n), *q = malloc(sizeof(double) * c * n);
-        double *k = malloc(sizeof(double) * c * n), *v = malloc(sizeof(double) * c * n);
-        double *o = calloc(c * n, sizeof(double)), *wrow = malloc(sizeof(double) * n);
+        double *hn = calloc(c * n, sizeof(double)), *q = calloc(c * n, sizeof(double));
+        double *k = calloc(c * n, sizeof(double)), *v = calloc(c * n, sizeof(double));
+        double *o = calloc(c * n, sizeof(double)), *wrow = calloc(n, sizeof(double));
         float *ng = ref_w(f, "%snorm.weight", p), *nb = ref_w(f, "%snorm.bias", p);
         float *qw = ref_w(f, "%sq.weight", p), *qb = ref_w(f, "%sq.bias", p);
         float *kw = ref_w(f, "%sk.weight", p), *kb = ref_w(f, "%sk.bias", p);
@@ -291,7 +293,7 @@ static void ref_decoder(const struct safetensors *f, const double *z, size_t h, 
         const size_t mult[4] = { 1, 2, 4, 4 };
         const struct st_tensor *co = safetensors_find(f, "first_stage_model.decoder.conv_out.weight");
         size_t ch = co->shape[1], c = ch * 4, hw = h * w, max = 4 * ch * 64 * hw;
-        double *a = malloc(sizeof(double) * max), *b = malloc(sizeof(double) * max), *t;
+        double *a = calloc(max, sizeof(double)), *b = calloc(max, sizeof(double)), *t;
         float *wt, *bias;
         char p[256];
 
@@ -371,7 +373,7 @@ static void resnet_case(uint32_t in, uint32_t out, double x_scale) {
         struct vae_resnet rb;
         char path[256], err[256];
         float *xf = malloc(sizeof(float) * in * hw), *yf = malloc(sizeof(float) * out * hw);
-        double *x = malloc(sizeof(double) * in * hw), *y = malloc(sizeof(double) * out * hw);
+        double *x = calloc(in * hw, sizeof(double)), *y = calloc(out * hw, sizeof(double));
         float *dx, *dy, *scratch;
 
         rng_state = in * 1000 + out;
@@ -506,7 +508,7 @@ static void engine_decode(const char *path, unsigned n_threads, const float *lat
                     !strncmp(t->name, "first_stage_model.post_quant_conv.", 34))
                         params += t->n_elements;
         }
-        cr_assert_eq(vae_decoder_params(vae), params);
+        cr_assert_eq(vae_decoder_parameters(vae), params);
 
         cr_assert_eq(vae_scratch_size(cfg, h, w, &need, err, sizeof(err)), 0, "%s", err);
         dz = be->ops->alloc(be, zn);
@@ -515,8 +517,9 @@ static void engine_decode(const char *path, unsigned n_threads, const float *lat
         be->ops->write(be, dz, latent, zn);
         cr_assert_eq(vae_decode(vae, dz, h, w, VAE_SCALE_FACTOR_SD, drgb, scratch, need - 1, err, sizeof(err)),
                      -ENOBUFS);
-        cr_assert_eq(vae_decode(vae, dz, h, w, VAE_SCALE_FACTOR_SD, drgb, scratch, need, err, sizeof(err)), 0,
-                     "%s", err);
+        /* One thread decodes with scratch of its own, for the call. */
+        cr_assert_eq(vae_decode(vae, dz, h, w, VAE_SCALE_FACTOR_SD, drgb, n_threads == 1 ? NULL : scratch, need, err,
+                                sizeof(err)), 0, "%s", err);
         be->ops->read(be, rgb, drgb, rn);
         be->ops->read(be, back, dz, zn);
         cr_assert_eq(be->ops->status(be), 0);
@@ -538,7 +541,7 @@ Test(vae, decoder_matches_the_reference_on_sd_tiny_with_1_and_2_threads) {
         char path[256], err[256];
         float latent[4 * 3 * 4], *rgb1 = malloc(sizeof(float) * rn), *rgb2 = malloc(sizeof(float) * rn);
         float *again = malloc(sizeof(float) * rn);
-        double z[4 * 3 * 4], *ref = malloc(sizeof(double) * rn), spread = 0;
+        double z[4 * 3 * 4], *ref = calloc(rn, sizeof(double)), spread = 0;
 
         path_in_dir(path, sizeof(path), "tiny.safetensors");
         write_sd_tiny(path);
@@ -570,7 +573,7 @@ Test(vae, decoder_matches_the_reference_on_sd_tiny_with_1_and_2_threads) {
         free(ref);
 }
 
-Test(vae, scratch_for_a_64x64_latent_at_sds_widths_is_the_headers_figure) {
+Test(vae, scratch_and_flops_for_a_64x64_latent_at_sds_widths_are_the_headers_figures) {
         const struct vae_config sd = { .z_channels = 4, .levels = 4, .width = { 128, 256, 512, 512 } };
         size_t need;
         char err[256];
@@ -583,6 +586,10 @@ Test(vae, scratch_for_a_64x64_latent_at_sds_widths_is_the_headers_figure) {
         cr_assert_eq(need, (size_t) (2 * 256 + 128) * 256 * 256, "it scales with the area");
         cr_assert_eq(vae_scratch_size(&sd, 96, 64, &need, err, sizeof(err)), 0, "%s", err);
         cr_assert_eq(need, (size_t) (2 * 256 + 128) * 768 * 512);
+
+        /* The convolutions and the attention, counted by hand. */
+        cr_assert_eq(vae_decode_flops(&sd, 64, 64), 2514518933504.0);
+        cr_assert_eq(vae_decode_flops(&sd, 0, 64), 0);
 
         cr_assert_eq(vae_scratch_size(&sd, 0, 64, &need, err, sizeof(err)), -EINVAL);
         cr_assert_eq(vae_scratch_size(&sd, 1 << 18, 1, &need, err, sizeof(err)), -E2BIG);
@@ -819,6 +826,53 @@ Test(vae, png_encoding_refuses_bad_keys_text_and_sizes) {
         cr_assert_eq(sd_png_encode(rgb, SD_PNG_SIDE_MAX + 1, 1, NULL, 0, &png, &size, err, sizeof(err)), -E2BIG);
         cr_assert_eq(sd_png_encode(rgb, SD_PNG_SIDE_MAX, SD_PNG_SIDE_MAX, NULL, 0, &png, &size, err, sizeof(err)),
                      -E2BIG);
+}
+
+/* png with a tEXt chunk of key "big" and n bytes of text spliced in after
+ * IHDR: a new buffer of *size bytes. */
+static uint8_t *with_text_chunk(const uint8_t *png, size_t png_size, size_t n, size_t *size) {
+        size_t len = 4 + n, at = 33;
+        uint8_t *out = malloc(png_size + 12 + len), *c = out + at;
+        uint32_t crc;
+
+        memcpy(out, png, at);
+        c[0] = (uint8_t) (len >> 24), c[1] = (uint8_t) (len >> 16), c[2] = (uint8_t) (len >> 8), c[3] = (uint8_t) len;
+        memcpy(c + 4, "tEXtbig", 8);
+        memset(c + 12, 'a', n);
+        crc = png_crc(c + 4, 4 + len);
+        c[8 + len] = (uint8_t) (crc >> 24), c[9 + len] = (uint8_t) (crc >> 16), c[10 + len] = (uint8_t) (crc >> 8);
+        c[11 + len] = (uint8_t) crc;
+        memcpy(c + 12 + len, png + at, png_size - at);
+        *size = png_size + 12 + len;
+        return out;
+}
+
+Test(vae, png_decoding_refuses_chunks_past_the_end_or_over_the_limit_before_libpng_allocates_them) {
+        uint8_t rgb[2 * 2 * 3] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 }, *big;
+        struct sd_png_image img;
+        char err[256];
+        size_t size, big_size;
+        void *png;
+
+        cr_assert_eq(sd_png_encode(rgb, 2, 2, NULL, 0, &png, &size, err, sizeof(err)), 0, "%s", err);
+        big = with_text_chunk(png, size, 1000, &big_size);
+        cr_assert_eq(sd_png_decode(big, big_size, &img, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(img.n_text, 1, "a text within the limit is kept");
+        cr_assert_eq(strlen(img.text[0].value), 1000);
+        sd_png_image_free(&img);
+
+        /* A chunk that claims 2 GiB − 1 (libpng would allocate it, then
+         * find the input short). */
+        big[33] = 0x7f, big[34] = 0xff, big[35] = 0xff, big[36] = 0xff;
+        cr_assert_eq(sd_png_decode(big, big_size, &img, err, sizeof(err)), -EBADMSG);
+        cr_assert_not_null(strstr(err, "chunk tEXt at byte 33 claims 2147483647 bytes, past the end"), "%s", err);
+        free(big);
+
+        big = with_text_chunk(png, size, SD_PNG_CHUNK_MAX, &big_size);
+        cr_assert_eq(sd_png_decode(big, big_size, &img, err, sizeof(err)), -E2BIG);
+        cr_assert_not_null(strstr(err, "chunk tEXt at byte 33 has"), "%s", err);
+        free(big);
+        free(png);
 }
 
 Test(vae, png_decoding_refuses_what_is_not_a_whole_png) {

@@ -8,8 +8,11 @@
 # (testing.corrupt_results: its wrong results are caught by Freivalds
 # verification and never accepted, nor paid), and one advertises ten
 # times the speed it has (testing.throughput_factor: the requester's
-# hardware challenge measures it).  Verified results are paid with signed
-# cheques; at the end the requester's balance and ledger are shown.  Last,
+# hardware challenge measures it).  Nobody gets credits for free: a sixth
+# daemon, "bank", holds the swarm's issuer key and mints the requester's
+# credits first; verified results are paid with signed transfers that every
+# node delivers through a Byzantine reliable broadcast; at the end the
+# requester's balance, ledger and book of transfers are shown.  Last,
 # two providers also host textgen with a small Llama-shaped model (random
 # weights, written as a real GGUF file by gguf-tiny, since nothing is
 # downloaded here) and a prompt goes through the swarm: generated on a
@@ -31,7 +34,7 @@ plugins=$(pwd)/build/plugins
 jobs=${DEMO_JOBS:-600}
 size=${DEMO_SIZE:-384}
 port=$((20000 + $$ % 20000))
-names="requester alpha bravo charlie delta"
+names="requester alpha bravo charlie delta bank"
 pids=""
 
 say() {
@@ -85,6 +88,8 @@ write_config() {
 			echo "reputation:"
 			echo "  gossip_interval: 1s"
 			echo "  challenge_interval: 30s"
+		elif [ "$name" = bank ]; then
+			: # hosts nothing: it only mints
 		elif [ "$name" = alpha ] || [ "$name" = delta ]; then
 			echo "  enabled: [gemm, textgen]"
 			echo "  workers: 1"
@@ -95,6 +100,12 @@ write_config() {
 		[ -n "${DEMO_DEBUG:-}" ] && printf "log:\n  level: debug\n"
 		echo "dbus:"
 		echo "  bus: none"
+		echo "credits:"
+		echo "  issuers: [\"$bank_id\"]"
+		if [ "$name" = bank ]; then
+			echo "lending:"
+			echo "  policy: never"
+		fi
 		if [ "$name" = charlie ]; then
 			echo "testing:"
 			echo "  corrupt_results: true"
@@ -132,6 +143,20 @@ providers_up() {
 	[ "$("$swarmctl" peers --socket "$demo/requester/state/control.sock" | grep -c '^  gemm ')" -ge 4 ]
 }
 
+say "The swarm's issuer, bank: a key that mints credits (nobody gets any for free)"
+# Its key comes from a first start, so that every node's credits.issuers
+# can name it.
+mkdir -p "$demo/bank"
+printf 'network:\n  bind: "tcp://127.0.0.1:0"\n  beacon: false\ndbus:\n  bus: none\nlending:\n  policy: never\n' \
+	>"$demo/bank/first.yaml"
+"$swarmd" --config "$demo/bank/first.yaml" --state-dir "$demo/bank/state" 2>"$demo/bank/log" &
+bank_first=$!
+wait_for 30 "the bank's first start" test -S "$demo/bank/state/control.sock"
+kill "$bank_first"
+wait "$bank_first" 2>/dev/null || true
+bank_id=$("$swarmd" --show-identity --state-dir "$demo/bank/state")
+echo "bank is node $bank_id; every node accepts its mints (credits.issuers)"
+
 say "Starting the requester (it creates its identity on first start)"
 seed_id=
 write_config requester
@@ -147,6 +172,20 @@ for n in alpha bravo charlie delta; do
 done
 wait_for 60 "the providers to join" providers_up
 "$swarmctl" peers --socket "$demo/requester/state/control.sock"
+
+say "bank mints 1000 credits to the requester: what it will pay the providers with"
+write_config bank
+start_node bank
+requester_id=$("$swarmd" --show-identity --state-dir "$demo/requester/state")
+bank_up() {
+	"$swarmctl" pay --socket "$demo/bank/state/control.sock" "$requester_id" 1000000000
+}
+wait_for 30 "bank to mint" bank_up
+requester_funded() {
+	"$swarmctl" credits --socket "$demo/requester/state/control.sock" --json | grep -q '"pending": 1000000000,'
+}
+wait_for 30 "the mint to reach the requester" requester_funded
+"$swarmctl" credits --socket "$demo/requester/state/control.sock"
 
 challenged() {
 	[ "$(grep -c 'GEMM challenge' "$demo/requester/log")" -ge 4 ]
@@ -189,8 +228,10 @@ status=0
 wait $submit_pid || status=$?
 cat "$demo/summary.txt"
 
-say "The requester's books: balance, and what it paid each provider"
+say "The requester's books: balance, what it paid each provider, its transfers"
 "$swarmctl" balance --socket "$demo/requester/state/control.sock"
+echo
+"$swarmctl" credits --socket "$demo/requester/state/control.sock"
 echo
 "$swarmctl" ledger --socket "$demo/requester/state/control.sock" --limit 5
 echo

@@ -109,6 +109,7 @@ struct reply_storage {
         Swarm__PeerSkillView **view_ptrs;
         Swarm__Balance balance;
         Swarm__Credits credits;
+        uint8_t book_digest[32];
         uint8_t transfer_id[32];
         struct ledger_peer *ledger_peers;
         Swarm__LedgerPeer *peers;
@@ -276,9 +277,12 @@ static int build_balance(struct control *c, Swarm__ControlReply *reply, struct r
                 return r;
         swarm__balance__init(&st->balance);
         st->balance.balance = b.balance;
-        st->balance.allowance = b.allowance;
-        st->balance.received = b.received;
-        st->balance.issued = b.issued;
+        st->balance.earned = b.earned;
+        st->balance.spent = b.spent;
+        st->balance.in_flight = b.in_flight;
+        st->balance.reserved_for_jobs = accounts_reserved(c->accounts);
+        st->balance.cheques_received = b.cheques_received;
+        st->balance.cheques_issued = b.cheques_issued;
         st->balance.owed_to_us = b.owed_to_us;
         st->balance.jobs_paid = b.jobs_paid;
         st->balance.jobs_served = b.jobs_served;
@@ -341,6 +345,11 @@ static int build_ledger(struct control *c, const Swarm__LedgerRequest *req, Swar
                 j->skill[sizeof(j->skill) - 1] = '\0';
                 o->skill = j->skill;
                 o->price = j->price;
+                if (j->paid_by_transfer) {
+                        o->transfer.data = j->transfer;
+                        o->transfer.len = sizeof(j->transfer);
+                        o->delivered = j->transfer_delivered;
+                }
                 o->at = j->at;
                 st->entry_ptrs[i] = o;
         }
@@ -423,6 +432,14 @@ static int client_answer_request(struct client *cl, const Swarm__ControlRequest 
                         return reply_error(reply, -ENETDOWN, "no credits without the network");
                 credits_get_view(c->credits, &v);
                 swarm__credits__init(&st->credits);
+                transfer_book_digest(credits_book(c->credits), st->book_digest);
+                st->credits.digest = (ProtobufCBinaryData) { .len = sizeof(st->book_digest), .data = st->book_digest };
+                {
+                        const char *why = NULL;
+
+                        st->credits.invariant_error = (char *) (transfer_book_check_invariants(
+                                                                 credits_book(c->credits), &why) < 0 ? why : "");
+                }
                 st->credits.balance = v.balance;
                 st->credits.pending = v.pending;
                 st->credits.in_flight = v.in_flight;

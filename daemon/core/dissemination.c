@@ -7,6 +7,7 @@
  * echoes or readies a second transfer for a slot. */
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,14 @@
 /* Over any honest message's needs: two transfers and 128 small entries. */
 #define DECODE_BUDGET(size) (4u * (size_t) (size) + 64u * 1024u)
 
+/* The weight of a voter list, summed once per voter while the book stays
+ * as it was (weights change only when it delivers). */
+struct weight_sum {
+        unsigned __int128 w;
+        size_t n;                       /* voters summed */
+        size_t version;                 /* the book's n_delivered + 1; 0: never summed */
+};
+
 struct candidate {
         uint8_t id[TRANSFER_ID_SIZE];
         struct transfer t;
@@ -26,6 +35,15 @@ struct candidate {
         size_t n_echoes;
         uint8_t (*readies)[TRANSFER_KEY_SIZE];
         size_t n_readies;
+        struct weight_sum echo_weight, ready_weight;
+};
+
+/* Who said what in a slot: the index of the candidate each sender echoed
+ * and readied, -1: none.  Open addressing over the senders' keys, so that
+ * a message costs O(1), not a scan of the N voters before it. */
+struct voter {
+        uint8_t key[TRANSFER_KEY_SIZE];
+        int32_t echoed, readied;
 };
 
 struct slot {
@@ -40,6 +58,8 @@ struct slot {
         unsigned retries;
         uint64_t next_retry;
         bool unfunded;                  /* its payer held no credits here when it came */
+        struct voter *voters;           /* n_voter_slots: 0 or a power of two */
+        size_t n_voters, n_voter_slots;
 };
 
 struct dissemination {
@@ -54,6 +74,7 @@ struct dissemination {
         struct slot **slots;
         size_t n_slots, n_unfunded;
         struct dissemination_stats stats;
+        uint8_t hash_key[crypto_shorthash_KEYBYTES];    /* voter tables: random, so no sender picks its bucket */
 };
 
 void dissemination_config_default(struct dissemination_config *c) {
@@ -128,6 +149,7 @@ static void slot_free(struct slot *s) {
         for (size_t i = 0; i < s->n_cands; i++)
                 candidate_clear(&s->cands[i]);
         free(s->cands);
+        free(s->voters);
         free(s);
 }
 
@@ -156,6 +178,99 @@ static int candidate_find(const struct slot *s, const uint8_t id[TRANSFER_ID_SIZ
         return -1;
 }
 
+static size_t voter_hash(const struct dissemination *d, const uint8_t *key) {
+        uint8_t h[crypto_shorthash_BYTES];
+        uint64_t v;
+
+        crypto_shorthash(h, key, TRANSFER_KEY_SIZE, d->hash_key);
+        memcpy(&v, h, sizeof(v));
+        return (size_t) v;
+}
+
+static struct voter *voter_get(const struct dissemination *d, const struct slot *s, const uint8_t *key) {
+        if (s->n_voter_slots == 0)
+                return NULL;
+        for (size_t i = voter_hash(d, key) & (s->n_voter_slots - 1);; i = (i + 1) & (s->n_voter_slots - 1)) {
+                struct voter *v = &s->voters[i];
+
+                if (v->echoed == INT32_MIN)
+                        return NULL;    /* an empty slot */
+                if (memcmp(v->key, key, TRANSFER_KEY_SIZE) == 0)
+                        return v;
+        }
+}
+
+static void voter_place(const struct dissemination *d, struct voter *table, size_t n_slots, const struct voter *v) {
+        size_t i = voter_hash(d, v->key) & (n_slots - 1);
+
+        while (table[i].echoed != INT32_MIN)
+                i = (i + 1) & (n_slots - 1);
+        table[i] = *v;
+}
+
+/* key's entry in s, added (having said nothing) when new; NULL on -ENOMEM. */
+static struct voter *voter_put(const struct dissemination *d, struct slot *s, const uint8_t *key) {
+        struct voter *v = voter_get(d, s, key), nv;
+
+        if (v)
+                return v;
+        if (2 * (s->n_voters + 1) > s->n_voter_slots) {
+                size_t n = s->n_voter_slots ? 2 * s->n_voter_slots : 16;
+                struct voter *table = reallocarray(NULL, n, sizeof(*table));
+
+                if (!table)
+                        return NULL;
+                for (size_t i = 0; i < n; i++)
+                        table[i].echoed = INT32_MIN;
+                for (size_t i = 0; i < s->n_voter_slots; i++)
+                        if (s->voters[i].echoed != INT32_MIN)
+                                voter_place(d, table, n, &s->voters[i]);
+                free(s->voters);
+                s->voters = table;
+                s->n_voter_slots = n;
+        }
+        nv = (struct voter) { .echoed = -1, .readied = -1 };
+        memcpy(nv.key, key, TRANSFER_KEY_SIZE);
+        voter_place(d, s->voters, s->n_voter_slots, &nv);
+        s->n_voters++;
+        return voter_get(d, s, key);
+}
+
+/* Whether from's ECHO (READY) for this slot is counted already: a peer's
+ * first word counts, once per slot. */
+static bool already_said(const struct dissemination *d, const struct slot *s, const uint8_t *from, bool ready) {
+        const struct voter *v = voter_get(d, s, from);
+
+        return v && (ready ? v->readied : v->echoed) >= 0;
+}
+
+/* Records key's ECHO (READY) for candidate i of s.  1 when counted, 0 when
+ * key had said one for this slot already, -ENOMEM. */
+static int vote(struct dissemination *d, struct slot *s, size_t i, const uint8_t *key, bool ready) {
+        struct candidate *c = &s->cands[i];
+        uint8_t (**list)[TRANSFER_KEY_SIZE] = ready ? &c->readies : &c->echoes;
+        size_t *n = ready ? &c->n_readies : &c->n_echoes;
+        uint8_t (*k)[TRANSFER_KEY_SIZE];
+        struct voter *v;
+
+        v = voter_put(d, s, key);
+        if (!v)
+                return -ENOMEM;
+        if ((ready ? v->readied : v->echoed) >= 0)
+                return 0;
+        k = reallocarray(*list, *n + 1, TRANSFER_KEY_SIZE);
+        if (!k)
+                return -ENOMEM;
+        memcpy(k[*n], key, TRANSFER_KEY_SIZE);
+        *list = k;
+        (*n)++;
+        if (ready)
+                v->readied = (int32_t) i;
+        else
+                v->echoed = (int32_t) i;
+        return 1;
+}
+
 /* ---- Weights ---- */
 
 /* Credits held: what a node could lose, so what its word weighs. */
@@ -166,13 +281,17 @@ static uint64_t weight(const struct dissemination *d, const uint8_t *key) {
         return a.balance + a.pending;   /* both within the supply: no wrap */
 }
 
-static unsigned __int128 weight_of(const struct dissemination *d, const uint8_t (*keys)[TRANSFER_KEY_SIZE],
-                                   size_t n) {
-        unsigned __int128 w = 0;
+/* The voters' lists only grow, and a voter's weight changes only when the
+ * book delivers: a message adds one voter's weight, not all N of them. */
+static unsigned __int128 weight_of(const struct dissemination *d, struct weight_sum *sum,
+                                   const uint8_t (*keys)[TRANSFER_KEY_SIZE], size_t n) {
+        size_t version = transfer_book_n_delivered(d->book) + 1;
 
-        for (size_t i = 0; i < n; i++)
-                w += weight(d, keys[i]);
-        return w;
+        if (sum->version != version || sum->n > n)
+                *sum = (struct weight_sum) { .version = version };
+        for (; sum->n < n; sum->n++)
+                sum->w += weight(d, keys[sum->n]);
+        return sum->w;
 }
 
 static bool payer_is_issuer(const struct dissemination *d, const uint8_t payer[TRANSFER_KEY_SIZE]) {
@@ -183,28 +302,37 @@ static bool payer_is_issuer(const struct dissemination *d, const uint8_t payer[T
 }
 
 /* While nothing circulates, an issuer's own READY stands for the quorum. */
-static bool bootstrap_ready(const struct dissemination *d, const struct slot *s, const struct candidate *c) {
-        return transfer_book_supply(d->book) == 0 && payer_is_issuer(d, s->payer) &&
-               key_in((const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies, s->payer);
+static bool bootstrap_ready(const struct dissemination *d, const struct slot *s, size_t i) {
+        const struct voter *v;
+
+        if (transfer_book_supply(d->book) != 0 || !payer_is_issuer(d, s->payer))
+                return false;
+        v = voter_get(d, s, s->payer);
+        return v && v->readied == (int32_t) i;
 }
 
-/* More than 2W/3 of the READYs: decided. */
-static bool ready_quorum(const struct dissemination *d, const struct slot *s, const struct candidate *c) {
+/* More than 2W/3 of the READYs for candidate i: decided. */
+static bool ready_quorum(const struct dissemination *d, struct slot *s, size_t i) {
         unsigned __int128 total = transfer_book_supply(d->book);
+        struct candidate *c = &s->cands[i];
 
         if (total == 0)
-                return bootstrap_ready(d, s, c);
-        return 3 * weight_of(d, (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies) > 2 * total;
+                return bootstrap_ready(d, s, i);
+        return 3 * weight_of(d, &c->ready_weight, (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies) >
+               2 * total;
 }
 
 /* More than 2W/3 of the ECHOs, or more than W/3 of the READYs: send ours. */
-static bool ready_due(const struct dissemination *d, const struct slot *s, const struct candidate *c) {
+static bool ready_due(const struct dissemination *d, struct slot *s, size_t i) {
         unsigned __int128 total = transfer_book_supply(d->book);
+        struct candidate *c = &s->cands[i];
 
         if (total == 0)
-                return bootstrap_ready(d, s, c);
-        return 3 * weight_of(d, (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->echoes, c->n_echoes) > 2 * total ||
-               3 * weight_of(d, (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies) > total;
+                return bootstrap_ready(d, s, i);
+        return 3 * weight_of(d, &c->echo_weight, (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->echoes, c->n_echoes) >
+                       2 * total ||
+               3 * weight_of(d, &c->ready_weight, (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies) >
+                       total;
 }
 
 /* ---- Sending ---- */
@@ -265,10 +393,10 @@ int dissemination_encode_fraud(const struct transfer *a, const struct transfer *
         return encode_message(&m, ret, ret_size);
 }
 
-/* Sends t as kind to one peer, or to every peer (to NULL) except those in
- * skip. */
+/* Sends t as kind to one peer, or to every peer (to NULL) except those
+ * whose READY for candidate skip_cand of skip_slot we hold. */
 static void send_transfer(struct dissemination *d, enum dissemination_kind kind, const struct transfer *t,
-                          const uint8_t *to, const uint8_t (*skip)[TRANSFER_KEY_SIZE], size_t n_skip) {
+                          const uint8_t *to, const struct slot *skip_slot, int skip_cand) {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t n;
         int r;
@@ -282,9 +410,12 @@ static void send_transfer(struct dissemination *d, enum dissemination_kind kind,
                 send_raw(d, to, buf, n);
                 return;
         }
-        for (size_t i = 0; i < d->n_peers; i++)
-                if (!key_in(skip, n_skip, d->peers[i]))
+        for (size_t i = 0; i < d->n_peers; i++) {
+                const struct voter *v = skip_slot ? voter_get(d, skip_slot, d->peers[i]) : NULL;
+
+                if (!v || v->readied != skip_cand)
                         send_raw(d, d->peers[i], buf, n);
+        }
 }
 
 /* "Send me your READY for these", to one peer or to every peer. */
@@ -371,17 +502,17 @@ static void slot_evaluate(struct dissemination *d, struct slot *s) {
         for (size_t i = 0; i < s->n_cands && s->readied < 0; i++) {
                 struct candidate *c = &s->cands[i];
 
-                if (!ready_due(d, s, c))
+                if (!ready_due(d, s, i))
                         continue;
-                if (key_add(&c->readies, &c->n_readies, d->self) < 0) {
+                if (vote(d, s, i, d->self, true) < 0) {
                         debug(d, NULL, -ENOMEM, "cannot record our READY");
                         return;
                 }
                 s->readied = (int) i;
-                send_transfer(d, DISSEMINATION_READY, &c->t, NULL, NULL, 0);
+                send_transfer(d, DISSEMINATION_READY, &c->t, NULL, NULL, -1);
         }
         for (size_t i = 0; i < s->n_cands && s->decided < 0; i++)
-                if (ready_quorum(d, s, &s->cands[i]))
+                if (ready_quorum(d, s, i))
                         s->decided = (int) i;
 }
 
@@ -540,36 +671,23 @@ static int candidate_add(struct dissemination *d, struct slot *s, const struct t
         return (int) s->n_cands - 1;
 }
 
-/* A peer's word counts once per slot: its first ECHO, its first READY. */
-static bool already_said(const struct slot *s, const uint8_t *from, bool ready) {
-        for (size_t i = 0; i < s->n_cands; i++) {
-                const struct candidate *c = &s->cands[i];
-
-                if (ready ? key_in((const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies, from)
-                          : key_in((const uint8_t (*)[TRANSFER_KEY_SIZE]) c->echoes, c->n_echoes, from))
-                        return true;
-        }
-        return false;
-}
-
 static void slot_echo(struct dissemination *d, struct slot *s, int i) {
         struct candidate *c = &s->cands[i];
 
-        if (key_add(&c->echoes, &c->n_echoes, d->self) < 0) {
+        if (vote(d, s, (size_t) i, d->self, false) < 0) {
                 debug(d, NULL, -ENOMEM, "cannot record our ECHO");
                 return;
         }
         s->echoed = i;
-        send_transfer(d, DISSEMINATION_ECHO, &c->t, NULL, NULL, 0);
+        send_transfer(d, DISSEMINATION_ECHO, &c->t, NULL, NULL, -1);
 }
 
-static int on_transfer(struct dissemination *d, const uint8_t *from, bool ready, const struct transfer *t) {
-        uint8_t id[TRANSFER_ID_SIZE];
+static int on_transfer(struct dissemination *d, const uint8_t *from, bool ready, const struct transfer *t,
+                       const uint8_t id[TRANSFER_ID_SIZE]) {
         const struct transfer *delivered;
         struct slot *s;
         int i, r;
 
-        transfer_id(t, id);
         delivered = transfer_book_get_by_seq(d->book, t->payer, t->seq);
         if (delivered) {
                 uint8_t did[TRANSFER_ID_SIZE];
@@ -580,7 +698,7 @@ static int on_transfer(struct dissemination *d, const uint8_t *from, bool ready,
                 else if (!ready)
                         /* It echoes what we delivered long ago: it may have
                          * missed our READY.  One answer per ECHO. */
-                        send_transfer(d, DISSEMINATION_READY, delivered, from, NULL, 0);
+                        send_transfer(d, DISSEMINATION_READY, delivered, from, NULL, -1);
                 return 0;
         }
 
@@ -597,7 +715,7 @@ static int on_transfer(struct dissemination *d, const uint8_t *from, bool ready,
                         return i;
         }
 
-        if (!already_said(s, from, ready)) {
+        if (!already_said(d, s, from, ready)) {
                 struct candidate *c = &s->cands[i];
                 size_t n = ready ? c->n_readies : c->n_echoes;
 
@@ -608,7 +726,7 @@ static int on_transfer(struct dissemination *d, const uint8_t *from, bool ready,
                         debug(d, from, -ENOBUFS, "ECHO/READY from a sender without credits past max_voters, ignored");
                         return -ENOBUFS;
                 }
-                r = ready ? key_add(&c->readies, &c->n_readies, from) : key_add(&c->echoes, &c->n_echoes, from);
+                r = vote(d, s, (size_t) i, from, ready);
                 if (r < 0)
                         return r;
         }
@@ -661,10 +779,10 @@ int dissemination_broadcast(struct dissemination *d, const struct transfer *t) {
         slot_echo(d, s, i);
         /* Our own word as an issuer starts what nothing else can. */
         if (transfer_book_supply(d->book) == 0 && payer_is_issuer(d, t->payer) && s->readied < 0) {
-                if (key_add(&s->cands[i].readies, &s->cands[i].n_readies, d->self) < 0)
+                if (vote(d, s, (size_t) i, d->self, true) < 0)
                         return -ENOMEM;
                 s->readied = i;
-                send_transfer(d, DISSEMINATION_READY, &s->cands[i].t, NULL, NULL, 0);
+                send_transfer(d, DISSEMINATION_READY, &s->cands[i].t, NULL, NULL, -1);
         }
         settle(d);
         return 0;
@@ -674,13 +792,13 @@ int dissemination_broadcast(struct dissemination *d, const struct transfer *t) {
 static void answer_want(struct dissemination *d, const uint8_t *from, const struct transfer *t,
                         const struct slot *s) {
         if (!s) {
-                send_transfer(d, DISSEMINATION_READY, t, from, NULL, 0);
+                send_transfer(d, DISSEMINATION_READY, t, from, NULL, -1);
                 return;
         }
         if (s->readied >= 0)
-                send_transfer(d, DISSEMINATION_READY, &s->cands[s->readied].t, from, NULL, 0);
+                send_transfer(d, DISSEMINATION_READY, &s->cands[s->readied].t, from, NULL, -1);
         else if (s->echoed >= 0)
-                send_transfer(d, DISSEMINATION_ECHO, &s->cands[s->echoed].t, from, NULL, 0);
+                send_transfer(d, DISSEMINATION_ECHO, &s->cands[s->echoed].t, from, NULL, -1);
 }
 
 static int on_want(struct dissemination *d, const uint8_t *from, const Swarm__TransferWant *w) {
@@ -724,16 +842,57 @@ static int on_want(struct dissemination *d, const uint8_t *from, const Swarm__Tr
         return 0;
 }
 
+/* Whether t is, byte for byte, a transfer whose signature this node
+ * verified already: the same id (so the same content) and the same
+ * signature as a delivered transfer or a candidate.  Every peer's ECHO and
+ * READY carry the same transfer: a node of a swarm of N verifies it once,
+ * not 2N times (at N = 10,000, 2 * 10^8 Ed25519 verifications per transfer
+ * in the swarm).  A copy with another signature is verified as it comes. */
+static bool signature_verified(const struct dissemination *d, const struct transfer *t,
+                               const uint8_t id[TRANSFER_ID_SIZE]) {
+        const struct transfer *delivered = transfer_book_get(d->book, id);
+        const struct slot *s;
+        int i;
+
+        if (delivered)
+                return memcmp(delivered->signature, t->signature, TRANSFER_SIG_SIZE) == 0;
+        s = slot_find(d, t->payer, t->seq);
+        if (!s)
+                return false;
+        i = candidate_find(s, id);
+        return i >= 0 && memcmp(s->cands[i].t.signature, t->signature, TRANSFER_SIG_SIZE) == 0;
+}
+
+/* Computes t's id into id and verifies t's signature unless
+ * signature_verified(): 0, or transfer_verify()'s errors. */
+static int check_signature(struct dissemination *d, const struct transfer *t, uint8_t id[TRANSFER_ID_SIZE],
+                           const char **reason) {
+        transfer_id(t, id);
+        if (signature_verified(d, t, id))
+                return 0;
+        d->stats.signatures_verified++;
+        return transfer_verify(t, reason);
+}
+
 static int on_fraud(struct dissemination *d, const uint8_t *from, const Swarm__FraudProof *f) {
         _cleanup_(transfer_clear) struct transfer a = {}, b = {};
+        uint8_t ida[TRANSFER_ID_SIZE], idb[TRANSFER_ID_SIZE];
         const char *reason;
         int r;
 
-        r = transfer_decode(f->a.data, f->a.len, &a, &reason);
+        r = transfer_decode_unverified(f->a.data, f->a.len, &a, &reason);
         if (r >= 0)
-                r = transfer_decode(f->b.data, f->b.len, &b, &reason);
+                r = transfer_decode_unverified(f->b.data, f->b.len, &b, &reason);
         if (r >= 0)
-                r = transfer_fraud_proof_check(&a, &b, &reason);
+                r = check_signature(d, &a, ida, &reason);
+        if (r >= 0)
+                r = check_signature(d, &b, idb, &reason);
+        if (r >= 0 && (memcmp(a.payer, b.payer, TRANSFER_KEY_SIZE) != 0 || a.seq != b.seq ||
+                       memcmp(ida, idb, TRANSFER_ID_SIZE) == 0)) {
+                /* transfer_fraud_proof_check()'s rule, on transfers verified here */
+                r = -EINVAL;
+                reason = "the two transfers are not for one payer and seq, or are the same transfer";
+        }
         if (r < 0) {
                 debug(d, from, r, "fraud proof refused: its transfers do not decode or do not conflict");
                 return r == -EINVAL ? -EBADMSG : r;
@@ -779,13 +938,17 @@ int dissemination_receive(struct dissemination *d, const uint8_t from[TRANSFER_K
                 const ProtobufCBinaryData *body =
                         m->body_case == SWARM__CREDIT_MESSAGE__BODY_ECHO ? &m->echo : &m->ready;
 
-                r = transfer_decode(body->data, body->len, &t, &reason);
+                uint8_t id[TRANSFER_ID_SIZE];
+
+                r = transfer_decode_unverified(body->data, body->len, &t, &reason);
+                if (r >= 0)
+                        r = check_signature(d, &t, id, &reason);
                 if (r < 0) {
                         if (r == -EKEYREJECTED)
                                 r = -EBADMSG;
                         goto refuse;
                 }
-                r = on_transfer(d, from, m->body_case == SWARM__CREDIT_MESSAGE__BODY_READY, &t);
+                r = on_transfer(d, from, m->body_case == SWARM__CREDIT_MESSAGE__BODY_READY, &t, id);
                 break;
         }
         case SWARM__CREDIT_MESSAGE__BODY_FRAUD:
@@ -860,9 +1023,31 @@ void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_
 
 /* ---- Time ---- */
 
+/* Past max_retries a slot that is still not delivered keeps trying, with
+ * the interval doubling up to this many times the first: on a loaded
+ * machine (ASan, two test suites at once) every message of a round may be
+ * lost or late, and a slot that stopped for good never delivered (its
+ * payer's later transfers would wait on it forever). */
+#define RETRY_BACKOFF_MAX 32
+
+/* A banned payer's slot no longer resends its ECHO (a double spend's
+ * slot never decides: its ECHOs went on for ever, at backing-off
+ * intervals); its READY, which carries what some honest node may have
+ * delivered, still goes out. */
 static bool slot_retrying(const struct dissemination *d, const struct slot *s) {
-        return !s->refused && s->retries < d->config.max_retries && (s->echoed >= 0 || s->readied >= 0 ||
-                                                                       s->decided >= 0);
+        if (s->refused)
+                return false;
+        if (dissemination_is_banned(d, s->payer))
+                return s->readied >= 0 || s->decided >= 0;
+        return s->echoed >= 0 || s->readied >= 0 || s->decided >= 0;
+}
+
+static uint64_t retry_interval(const struct dissemination *d, const struct slot *s) {
+        uint64_t factor = 1;
+
+        for (unsigned i = d->config.max_retries; i < s->retries && factor < RETRY_BACKOFF_MAX; i++)
+                factor *= 2;
+        return d->config.retry_interval_usec * factor;
 }
 
 void dissemination_tick(struct dissemination *d) {
@@ -874,7 +1059,7 @@ void dissemination_tick(struct dissemination *d) {
                 if (!slot_retrying(d, s) || s->next_retry > now)
                         continue;
                 s->retries++;
-                s->next_retry = now + d->config.retry_interval_usec;
+                s->next_retry = now + retry_interval(d, s);
                 d->stats.retries++;
                 if (s->decided >= 0) {
                         /* Decided but not in the book: something before it
@@ -883,17 +1068,15 @@ void dissemination_tick(struct dissemination *d) {
                         continue;
                 }
                 /* Our word again, to whoever has not sent its READY. */
-                if (s->echoed >= 0) {
+                if (s->echoed >= 0 && !dissemination_is_banned(d, s->payer)) {
                         const struct candidate *c = &s->cands[s->echoed];
 
-                        send_transfer(d, DISSEMINATION_ECHO, &c->t, NULL,
-                                      (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies);
+                        send_transfer(d, DISSEMINATION_ECHO, &c->t, NULL, s, s->echoed);
                 }
                 if (s->readied >= 0) {
                         const struct candidate *c = &s->cands[s->readied];
 
-                        send_transfer(d, DISSEMINATION_READY, &c->t, NULL,
-                                      (const uint8_t (*)[TRANSFER_KEY_SIZE]) c->readies, c->n_readies);
+                        send_transfer(d, DISSEMINATION_READY, &c->t, NULL, s, s->readied);
                 }
         }
 }
@@ -926,6 +1109,7 @@ int dissemination_new(const struct dissemination_config *config, const struct di
         d->io = *io;
         memcpy(d->self, self, TRANSFER_KEY_SIZE);
         d->book = book;
+        crypto_shorthash_keygen(d->hash_key);
         *ret = d;
         return 0;
 }
@@ -942,6 +1126,10 @@ struct dissemination *dissemination_free(struct dissemination *d) {
         return NULL;
 }
 
+static int cmp_key(const void *a, const void *b) {
+        return memcmp(a, b, TRANSFER_KEY_SIZE);
+}
+
 int dissemination_set_peers(struct dissemination *d, const uint8_t (*peers)[TRANSFER_KEY_SIZE], size_t n) {
         uint8_t (*p)[TRANSFER_KEY_SIZE] = NULL;
         size_t k = 0;
@@ -949,14 +1137,18 @@ int dissemination_set_peers(struct dissemination *d, const uint8_t (*peers)[TRAN
         if (!d || (n > 0 && !peers))
                 return -EINVAL;
         if (n > 0) {
-                p = calloc(n, TRANSFER_KEY_SIZE);
+                p = reallocarray(NULL, n, TRANSFER_KEY_SIZE);
                 if (!p)
                         return -ENOMEM;
+                memcpy(p, peers, n * TRANSFER_KEY_SIZE);
+                /* Sorted, duplicates are neighbours: O(N log N) for a swarm
+                 * of N, where a scan per peer would be O(N^2). */
+                qsort(p, n, TRANSFER_KEY_SIZE, cmp_key);
         }
         for (size_t i = 0; i < n; i++)
-                if (memcmp(peers[i], d->self, TRANSFER_KEY_SIZE) != 0 &&
-                    !key_in((const uint8_t (*)[TRANSFER_KEY_SIZE]) p, k, peers[i]))
-                        memcpy(p[k++], peers[i], TRANSFER_KEY_SIZE);
+                if (memcmp(p[i], d->self, TRANSFER_KEY_SIZE) != 0 &&
+                    (k == 0 || memcmp(p[k - 1], p[i], TRANSFER_KEY_SIZE) != 0))
+                        memmove(p[k++], p[i], TRANSFER_KEY_SIZE);
         free(d->peers);
         d->peers = p;
         d->n_peers = k;

@@ -44,7 +44,9 @@
  * Cost per node per transfer: one ECHO and one READY to each peer, each
  * at most TRANSFER_MAX_SIZE plus a few bytes of framing; a slot that is
  * not delivered after retry_interval resends them to the peers whose READY
- * it has not heard, at most max_retries times.  A node that sees a gap in
+ * it has not heard, max_retries times every retry_interval, then with the
+ * interval doubling up to 32 times (so a slot whose every message was lost
+ * still completes, at a bounded cost).  A node that sees a gap in
  * a payer's seqs or a dependency it never saw pulls them (WANT), answered
  * with the peer's READY.  Memory: at most max_slots undecided slots, at
  * most seq_window per payer, and at most max_unfunded for payers that hold
@@ -70,7 +72,7 @@ struct dissemination;
 
 struct dissemination_config {
         uint64_t retry_interval_usec;   /* resend an undecided slot's ECHO/READY, e.g. 1 s */
-        unsigned max_retries;           /* per slot, e.g. 8 */
+        unsigned max_retries;           /* per slot at retry_interval, e.g. 8; then backing off */
         size_t max_slots;               /* undecided slots held at once, e.g. 4096 */
         size_t seq_window;              /* a slot's seq is below the payer's next + this, e.g. 64 */
         size_t max_unfunded;            /* slots of payers holding no credits here, e.g. 256 */
@@ -153,6 +155,7 @@ void dissemination_probe(struct dissemination *d, const uint8_t to[TRANSFER_KEY_
 
 /* Runs the retries that are due. */
 void dissemination_tick(struct dissemination *d);
+
 uint64_t dissemination_next_deadline(const struct dissemination *d);   /* UINT64_MAX: nothing due */
 
 bool dissemination_is_banned(const struct dissemination *d, const uint8_t account[TRANSFER_KEY_SIZE]);
@@ -178,6 +181,8 @@ struct dissemination_stats {
         uint64_t fraud_proofs;          /* payers banned */
         uint64_t retries;               /* slots resent */
         uint64_t wants_sent, wants_answered;
+        uint64_t signatures_verified;   /* ECHO/READY transfers checked with Ed25519: once per
+                                         * transfer and signature, later copies are known */
 };
 const struct dissemination_stats *dissemination_get_stats(const struct dissemination *d);
 

@@ -228,7 +228,7 @@ int transfer_encode(const struct transfer *t, uint8_t **ret, size_t *ret_size) {
         return 0;
 }
 
-int transfer_decode(const uint8_t *data, size_t size, struct transfer *ret, const char **reason) {
+int transfer_decode_unverified(const uint8_t *data, size_t size, struct transfer *ret, const char **reason) {
         struct transfer t = {};
         const uint8_t *p = data;
         const char *dummy;
@@ -288,7 +288,7 @@ int transfer_decode(const uint8_t *data, size_t size, struct transfer *ret, cons
         t.n_deps = n_deps;
         memcpy(t.signature, p, TRANSFER_SIG_SIZE);
 
-        r = transfer_verify(&t, reason);
+        r = transfer_validate(&t, reason);
         if (r < 0) {
                 transfer_clear(&t);
                 return r;
@@ -296,6 +296,23 @@ int transfer_decode(const uint8_t *data, size_t size, struct transfer *ret, cons
 
         *ret = t;
         *reason = NULL;
+        return 0;
+}
+
+int transfer_decode(const uint8_t *data, size_t size, struct transfer *ret, const char **reason) {
+        const char *dummy;
+        int r;
+
+        if (!reason)
+                reason = &dummy;
+        r = transfer_decode_unverified(data, size, ret, reason);
+        if (r < 0)
+                return r;
+        r = transfer_verify(ret, reason);
+        if (r < 0) {
+                transfer_clear(ret);
+                return r;
+        }
         return 0;
 }
 

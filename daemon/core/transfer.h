@@ -102,6 +102,13 @@ int transfer_encode(const struct transfer *t, uint8_t **ret, size_t *ret_size);
  * signature) with *reason, a static string, and *ret zeroed. */
 int transfer_decode(const uint8_t *data, size_t size, struct transfer *ret, const char **reason);
 
+/* transfer_decode() less the signature: the size, the version and the rules
+ * of transfer_validate() only.  For a caller that knows it verified these
+ * very bytes before (dissemination.c: the same id and signature as a
+ * transfer it holds) and calls transfer_verify() otherwise.  0, -EBADMSG
+ * with *reason, -ENOMEM, -EINVAL. */
+int transfer_decode_unverified(const uint8_t *data, size_t size, struct transfer *ret, const char **reason);
+
 /* Whether a and b prove that their payer signed two transfers for one seq:
  * 0 when both verify, they name the same payer and seq, and their contents
  * differ.  -EBADMSG / -EKEYREJECTED when one does not verify, -EINVAL when

@@ -139,6 +139,7 @@ struct job {
         char last_error[256];
         sd_event_source *hedge_timer;
         struct accounts_payment *payment;       /* the verified result's, until durable */
+        uint64_t reserved;              /* of our credits, for the dearest remote candidate asked */
 
         bool finished;
         sd_event_source *defer;
@@ -164,6 +165,11 @@ struct check_call {
         uint64_t price;                 /* the producer's */
         uint8_t checkers[2][WIRE_NODE_ID_SIZE];
         unsigned n_checkers;            /* checks done */
+        /* The first checker's outputs that the skill's advert names in
+         * check-retry-inputs: given to a second checker as check.first.*
+         * (imagegen: the step the first found wrong, which a second
+         * checker's own random picks would likely miss). */
+        struct swarm_values *first;
         bool child_running;
 };
 
@@ -376,6 +382,7 @@ static void check_call_free(struct check_call *cc) {
         swarm_values_free(cc->inputs);
         swarm_values_free(cc->outputs);
         swarm_values_free(cc->proof);
+        swarm_values_free(cc->first);
         free(cc);
 }
 
@@ -407,7 +414,28 @@ static void attempt_chunks_free(struct attempt *a) {
         a->n_chunks = a->chunk_bytes = 0;
 }
 
+/* A job pays for one result: it holds the price of the dearest remote
+ * candidate it asked, so that the jobs running never cost more than this
+ * node can spend (issue 22). */
+static int job_reserve(struct job *job, uint64_t price) {
+        int r;
+
+        if (!job->r->accounts || price <= job->reserved)
+                return 0;
+        r = accounts_reserve(job->r->accounts, price - job->reserved);
+        if (r < 0)
+                return r;
+        job->reserved = price;
+        return 0;
+}
+
+static void job_unreserve(struct job *job) {
+        accounts_unreserve(job->r->accounts, job->reserved);
+        job->reserved = 0;
+}
+
 static void job_free(struct job *job) {
+        job_unreserve(job);
         for (size_t i = 0; i < job->n_attempts; i++)
                 attempt_chunks_free(&job->attempts[i]);
         free(job->exclude);
@@ -487,6 +515,8 @@ static void job_finish(struct job *job, int status, const char *fmt, ...) {
         job->outcome.latency_usec = now - job->submitted_usec;
 
         job->hedge_timer = sd_event_source_disable_unref(job->hedge_timer);
+        /* Paid (the payment holds its own reservation), or not at all. */
+        job_unreserve(job);
         if (job->price_call) {
                 pool_call_detach(TAKE_PTR(job->price_call));
         }
@@ -780,11 +810,25 @@ static int on_hedge_timer(sd_event_source *s, uint64_t usec, void *userdata);
 /* Asks candidate job->next_cand; false when it could not even be asked
  * (the failure is recorded). */
 static bool attempt_start(struct job *job, uint64_t at) {
-        struct attempt *a = &job->attempts[job->n_attempts++];
+        struct attempt *a;
         struct router_candidate *c;
         double expected;
         uint64_t timeout;
         int r;
+
+        /* Never asked when this node could not pay it: not the provider's
+         * failure, so no attempt. */
+        c = &job->cands[job->next_cand];
+        if (!c->local && c->price > 0 && job_reserve(job, c->price) < 0) {
+                job->next_cand++;
+                job->last_status = -EDQUOT;
+                snprintf(job->last_error, sizeof(job->last_error),
+                         "this node cannot pay %" PRIu64 " µcredits: it can spend %" PRIu64 " now (credits held, "
+                         "less its transfers in flight and what its running jobs hold; `swarmctl credits`)",
+                         c->price, accounts_available(job->r->accounts));
+                return false;
+        }
+        a = &job->attempts[job->n_attempts++];
 
         *a = (struct attempt) { .job = job, .cand = job->next_cand++, .started_usec = at, .state = ATTEMPT_ASKED,
                                 .sent_clock_usec = now(CLOCK_MONOTONIC) };
@@ -833,7 +877,9 @@ static void job_start_next(struct job *job) {
                         return;
         if (job->finished || running_attempts(job) > 0)
                 return;
-        if (now >= job->deadline_usec)
+        if (job->n_attempts == 0 && job->last_status == -EDQUOT)
+                job_finish(job, -EDQUOT, "%s", job->last_error);
+        else if (now >= job->deadline_usec)
                 job_finish(job, -ETIMEDOUT, "deadline passed after %zu attempt%s%s%s", job->n_attempts,
                            job->n_attempts == 1 ? "" : "s", job->failed ? "; last: " : "",
                            job->failed ? job->last_error : "");
@@ -1037,6 +1083,8 @@ static int check_start(struct attempt *a, struct check_call *cc) {
                 r = values_copy(cc->inputs, cc->outputs, "check.", names);
         if (r >= 0)
                 r = values_copy(cc->inputs, cc->proof, "check.", names);
+        if (r >= 0 && cc->first)
+                r = values_copy(cc->inputs, cc->first, "check.first.", NULL);
         if (r < 0)
                 return r;
         /* Not the producer, nor anyone else this job asked (a hedged rival
@@ -1099,6 +1147,18 @@ static void on_check_done(uint64_t id, struct job_outcome *o, void *userdata) {
         }
         if (cc->n_checkers < 2)
                 memcpy(cc->checkers[cc->n_checkers++], o->provider_id, WIRE_NODE_ID_SIZE);
+        if (cc->n_checkers == 1 && o->outputs) {
+                const char *retry = advert_str(skill_pool_info(job->pool), "check-retry-inputs");
+
+                /* Without it a second checker still decides, from its own
+                 * picks alone. */
+                swarm_values_free(cc->first);
+                cc->first = retry ? swarm_values_new() : NULL;
+                if (cc->first && values_copy(cc->first, o->outputs, "", retry) < 0) {
+                        swarm_values_free(cc->first);
+                        cc->first = NULL;
+                }
+        }
         c = calloc(1, sizeof(*c));
         if (c) {
                 *c = (struct pool_call) { .job = job, .attempt = a, .op = POOL_VERIFY, .price = cc->price,

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "accounts.h"
+#include "credits.h"
 #include "identity.h"
 #include "job-wire.h"
 #include "log.h"
@@ -24,11 +25,7 @@
 #define GOSSIP_FANOUT 3
 /* Others' signed opinions kept for relaying. */
 #define RELAY_MAX 64
-/* A payee gets at most one cheque this often; payments in between ride on
- * the next (cheques are cumulative).  Bounds the cheque traffic, and the
- * payee's fsyncs, under a stream of small jobs. */
-#define CHEQUE_INTERVAL_USEC (50 * UINT64_C(1000))
-/* A cheque or opinion batch is small; this is the envelope's limit. */
+/* An opinion batch is small; this is the envelope's limit. */
 #define SMALL_MESSAGE_MAX (OPINION_BATCH_MAX * (OPINION_MAX_SIZE + 128u) + 1024u)
 
 struct relayed {
@@ -38,16 +35,11 @@ struct relayed {
         size_t body_size;
 };
 
-struct payee {
-        uint8_t id[32];
-        uint64_t sent_usec;             /* CLOCK_MONOTONIC of the last cheque sent */
-        bool due;                       /* paid since: a cheque is owed at the next tick */
-};
-
 /* A requester's boot, as its node record says (boot_id): when another
  * appears it restarted, and what it had been served by then and not paid
- * is written off once its cheques have had time to come (RESTART_GRACE
- * gossip rounds: it resends its latest ones every round). */
+ * is written off once its transfers have had time to be delivered
+ * (RESTART_GRACE gossip rounds: it broadcasts again at start what it signed
+ * and did not see delivered). */
 struct boot_seen {
         uint8_t id[32];
         uint8_t boot[WIRE_BOOT_ID_SIZE];
@@ -66,14 +58,13 @@ struct accounts {
         struct network *network;
         struct ledger *ledger;
         struct reputation *reputation;
+        struct credits *credits;        /* pays; NULL: nothing can be paid */
+        uint64_t reserved;              /* for jobs running and payments queued */
         char *path;
 
         struct accounts_payment *pending, **pending_tail;
         size_t n_pending;
         sd_event_source *flush_defer, *flush_timer;
-        struct payee *payees;
-        size_t n_payees;
-        sd_event_source *cheque_timer;
 
         struct relayed relay[RELAY_MAX];
         size_t n_relay;
@@ -123,110 +114,11 @@ static int send_envelope(struct accounts *a, const uint8_t to[32], Swarm__JobEnv
         return network_send_job(a->network, to, data, size);
 }
 
-/* cheque: an encoded SignedCheque, as the ledger keeps it. */
-static int send_cheque(struct accounts *a, const uint8_t to[32], const uint8_t *cheque, size_t size) {
-        Swarm__JobEnvelope e = SWARM__JOB_ENVELOPE__INIT;
-        Swarm__SignedCheque *s;
-        int r;
-
-        s = swarm__signed_cheque__unpack(NULL, size, cheque);
-        if (!s)
-                return -EBADMSG;
-        e.body_case = SWARM__JOB_ENVELOPE__BODY_CHEQUE;
-        e.cheque = s;
-        r = send_envelope(a, to, &e);
-        swarm__signed_cheque__free_unpacked(s, NULL);
-        return r;
-}
-
-static bool peer_alive(struct accounts *a, const uint8_t id[32]) {
-        struct member_info m;
-
-        return a->network && membership_find(network_membership(a->network), id, &m) >= 0 && !m.self &&
-               m.state == MEMBER_ALIVE;
-}
-
-static struct payee *payee_get(struct accounts *a, const uint8_t id[32]) {
-        struct payee *grown;
-
-        for (size_t i = 0; i < a->n_payees; i++)
-                if (memcmp(a->payees[i].id, id, 32) == 0)
-                        return &a->payees[i];
-        grown = reallocarray(a->payees, a->n_payees + 1, sizeof(*grown));
-        if (!grown)
-                return NULL;
-        a->payees = grown;
-        grown = &a->payees[a->n_payees++];
-        *grown = (struct payee) {};
-        memcpy(grown->id, id, 32);
-        return grown;
-}
-
-static void payee_send(struct accounts *a, struct payee *p, uint64_t now) {
-        _cleanup_free_ uint8_t *cheque = NULL;
-        size_t size;
-
-        p->due = false;
-        p->sent_usec = now;
-        if (ledger_latest_cheque(a->ledger, p->id, &cheque, &size) >= 0 && send_cheque(a, p->id, cheque, size) < 0)
-                log_debug("Cannot send a cheque now; it goes with the next resend.");
-}
-
-static int on_cheque_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        struct accounts *a = userdata;
-
-        for (size_t i = 0; i < a->n_payees; i++)
-                if (a->payees[i].due)
-                        payee_send(a, &a->payees[i], usec);
-        return 0;
-}
-
-/* A payment to p became durable: its cheque goes now, or with the next
- * tick when one went less than CHEQUE_INTERVAL_USEC ago. */
-static void payee_paid(struct accounts *a, struct payee *p) {
-        uint64_t now;
-        int r;
-
-        if (sd_event_now(a->event, CLOCK_MONOTONIC, &now) < 0 || p->sent_usec == 0 ||
-            now >= p->sent_usec + CHEQUE_INTERVAL_USEC) {
-                payee_send(a, p, now);
-                return;
-        }
-        p->due = true;
-        if (a->cheque_timer && sd_event_source_get_enabled(a->cheque_timer, NULL) > 0)
-                return;         /* a tick is coming */
-        a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
-        r = sd_event_add_time(a->event, &a->cheque_timer, CLOCK_MONOTONIC, p->sent_usec + CHEQUE_INTERVAL_USEC,
-                              1000, on_cheque_timer, a);
-        if (r < 0)
-                payee_send(a, p, now);
-}
-
-/* Every payee's latest cheque, to those alive: covers cheques lost in
- * transit or to a crash between commit and send. */
-static void resend_cheques(struct accounts *a) {
-        _cleanup_free_ uint8_t (*payees)[32] = NULL;
-        size_t n = 0;
-
-        if (ledger_payees(a->ledger, &payees, &n) < 0)
-                return;
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ uint8_t *cheque = NULL;
-                size_t size;
-
-                if (!peer_alive(a, payees[i]))
-                        continue;
-                if (ledger_latest_cheque(a->ledger, payees[i], &cheque, &size) >= 0)
-                        (void) send_cheque(a, payees[i], cheque, size);
-        }
-}
-
 /* ---- Paying and being paid: the queue and its group commit ---- */
 
 enum op_kind {
         OP_PAY,
         OP_SERVED,
-        OP_CHEQUE,
 };
 
 /* struct accounts_payment is an OP_PAY. */
@@ -237,11 +129,12 @@ struct accounts_payment {
         uint8_t peer[32];
         char skill[64];
         uint64_t price;
-        uint8_t *data;                  /* OP_CHEQUE: the cheque */
+        uint8_t *data;                  /* OP_PAY: the result to keep */
         size_t size;
-        accounts_paid_fn paid;          /* OP_PAY, OP_SERVED; NULL once forgotten */
+        accounts_paid_fn paid;          /* NULL once forgotten */
         void *userdata;
         int status;
+        bool ran;                       /* OP_PAY: in the transfer of an earlier payment to its payee */
         /* OP_PAY with a result to keep (data, size) for its submitter. */
         char *keep_key;
         uint32_t keep_owner;
@@ -258,63 +151,108 @@ static void op_free(struct accounts_payment *op) {
         free(op);
 }
 
-/* Whether a later payment of the batch goes to the same payee. */
-static bool payee_paid_later(const struct accounts_payment *op) {
-        for (const struct accounts_payment *o = op->next; o; o = o->next)
-                if (o->kind == OP_PAY && o->status == 0 && memcmp(o->peer, op->peer, 32) == 0)
-                        return true;
-        return false;
+struct pay_context {
+        struct accounts *a;
+        const uint8_t *payee;
+};
+
+static int sign_transfer(uint64_t seq, uint64_t amount, struct transfer *ret, void *userdata) {
+        struct pay_context *p = userdata;
+
+        return credits_sign(p->a->credits, p->payee, amount, seq, ret);
 }
 
-/* The ledger stores cheques; the key that signs them stays here. */
-static int sign_cheque(const struct cheque *c, uint8_t **ret, size_t *ret_size, void *userdata) {
-        struct accounts *a = userdata;
-
-        return cheque_sign(c, a->identity->secret_key, ret, ret_size);
-}
-
-static void op_run(struct accounts *a, struct accounts_payment *op, uint64_t now) {
-        _cleanup_free_ uint8_t *cheque = NULL;
-        const char *reason = NULL;
+/* first and every later payment of the batch to its payee: one transfer for
+ * all (ledger_pay_transfer()), and the results to keep, in the batch. */
+static void pay_run(struct accounts *a, struct accounts_payment *first, uint64_t now) {
+        _cleanup_(transfer_clear) struct transfer t = {};
+        _cleanup_free_ struct ledger_pay_job *jobs = NULL;
+        _cleanup_free_ struct accounts_payment **ops = NULL;
+        struct pay_context ctx = { .a = a, .payee = first->peer };
+        uint64_t total = 0;
+        size_t n = 0;
         char who[13];
-        size_t size;
+        int r;
 
-        short_id(op->peer, who);
-        switch (op->kind) {
-        case OP_PAY:
-                op->status = ledger_pay(a->ledger, op->job_id, op->skill, op->peer, op->price, sign_cheque, a,
-                                        now, &cheque, &size);
-                if (op->status == -EALREADY)
-                        op->status = 0;         /* paid before: not twice */
-                if (op->status < 0)
-                        log_error_errno(op->status, "Cannot pay %s for a %s job: %m", who, op->skill);
+        for (struct accounts_payment *o = first; o; o = o->next)
+                n += o->kind == OP_PAY && !o->ran && memcmp(o->peer, first->peer, 32) == 0;
+        jobs = calloc(n, sizeof(*jobs));
+        ops = calloc(n, sizeof(*ops));
+        n = 0;
+        for (struct accounts_payment *o = first; o; o = o->next) {
+                if (o->kind != OP_PAY || o->ran || memcmp(o->peer, first->peer, 32) != 0)
+                        continue;
+                o->ran = true;
+                total = total + o->price < total ? UINT64_MAX : total + o->price;
+                if (jobs && ops) {
+                        jobs[n] = (struct ledger_pay_job) { .job_id = o->job_id, .skill = o->skill, .price = o->price };
+                        ops[n++] = o;
+                } else
+                        o->status = -ENOMEM;
+        }
+        /* Their reservations end here: signed now, or never. */
+        a->reserved -= total < a->reserved ? total : a->reserved;
+        if (n == 0)
+                return;
+
+        short_id(first->peer, who);
+        r = a->credits ? ledger_pay_transfer(a->ledger, first->peer, jobs, n, sign_transfer, &ctx, now, &t)
+                       : -ENOTCONN;
+        if (r < 0) {
+                if (r == -EDQUOT)
+                        log_error("Cannot pay %s for %zu %s job%s: this node holds too few credits (it can spend "
+                                  "%" PRIu64 " µcredits); the results are not handed over.", who, n, first->skill,
+                                  n == 1 ? "" : "s", a->credits ? credits_spendable(a->credits) : 0);
+                else
+                        log_error_errno(r, "Cannot pay %s for %zu %s job%s: %m", who, n, first->skill,
+                                        n == 1 ? "" : "s");
+                for (size_t i = 0; i < n; i++)
+                        ops[i]->status = r;
+                return;
+        }
+        if (r > 0) {
+                log_debug("Paying %s %" PRIu64 " µcredits for %zu job%s: transfer #%" PRIu64 ".", who, t.amount, n,
+                          n == 1 ? "" : "s", t.seq);
+                if (credits_stage(a->credits, &t) < 0)
+                        log_warning("Out of memory: our transfer #%" PRIu64 " to %s is stored and goes out at the "
+                                    "next start.", t.seq, who);
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct accounts_payment *op = ops[i];
+
+                op->status = 0;         /* paid now, or before: not twice */
                 /* In the same transaction: kept if and only if paid. */
-                if (op->status == 0 && op->keep_key) {
+                if (op->keep_key) {
                         int k = ledger_keep_result(a->ledger, op->keep_owner, op->keep_key, op->job_id, op->data,
                                                    op->size, now, now + ACCOUNTS_KEEP_USEC);
                         if (k < 0)
                                 log_warning_errno(k, "Cannot keep the result of a %s job for its submitter: %m",
                                                   op->skill);
                 }
+        }
+}
+
+static void op_run(struct accounts *a, struct accounts_payment *op, uint64_t now) {
+        char who[13];
+
+        switch (op->kind) {
+        case OP_PAY:
+                if (!op->ran)
+                        pay_run(a, op, now);
                 break;
         case OP_SERVED:
                 op->status = ledger_served(a->ledger, op->job_id, op->skill, op->peer, op->price, now);
-                if (op->status < 0 && op->status != -EALREADY)
+                if (op->status < 0 && op->status != -EALREADY) {
+                        short_id(op->peer, who);
                         log_error_errno(op->status, "Cannot record a %s job served to %s in the ledger: %m",
                                         op->skill, who);
-                break;
-        case OP_CHEQUE:
-                op->status = ledger_accept_cheque(a->ledger, op->data, op->size, now, &reason);
-                if (op->status < 0)
-                        log_warning("Refusing a cheque sent by %s: %s.", who, reason ?: strerror(-op->status));
-                else if (op->status > 0)
-                        log_debug("Cheque from %s kept.", who);
+                }
                 break;
         }
 }
 
 /* Writes everything queued in one transaction, then lets out what waited
- * for it: cheques (the latest per payee), results, paid callbacks. */
+ * for it: our transfers (broadcast), results, paid callbacks. */
 static void flush(struct accounts *a) {
         struct accounts_payment *ops = TAKE_PTR(a->pending);
         uint64_t now = accounts_now();
@@ -329,14 +267,20 @@ static void flush(struct accounts *a) {
         if (!ops)
                 return;
 
-        /* Money (cheques issued or received) is synced; a batch of
-         * served records alone is not: losing the last of them to a power
-         * cut only understates what requesters owe us, and the payer's
-         * cheques, cumulative, still settle it. */
+        /* Money (our transfers) is synced; a batch of served records
+         * alone is not: losing the last of them to a power cut only
+         * understates what requesters owe us. */
         full = false;
         for (struct accounts_payment *op = ops; op; op = op->next)
                 full = full || op->kind != OP_SERVED;
         r = ledger_batch_begin(a->ledger, full);
+        if (r < 0)
+                /* The payments' reservations end, as after a failed commit. */
+                for (struct accounts_payment *op = ops; op; op = op->next)
+                        if (op->kind == OP_PAY && !op->ran) {
+                                op->ran = true;
+                                a->reserved -= op->price < a->reserved ? op->price : a->reserved;
+                        }
         if (r >= 0) {
                 for (struct accounts_payment *op = ops; op; op = op->next)
                         op_run(a, op, now);
@@ -346,20 +290,16 @@ static void flush(struct accounts *a) {
                 log_error_errno(r, "Cannot write to the ledger %s: %m", a->path);
                 for (struct accounts_payment *op = ops; op; op = op->next)
                         op->status = r;
-        }
+                /* Not stored, so never seen: their seqs are free again. */
+                credits_staged_abort(a->credits);
+        } else
+                /* Durable: now they may leave. */
+                credits_staged_commit(a->credits);
 
         while (ops) {
                 struct accounts_payment *op = ops;
 
                 ops = op->next;
-                if (op->kind == OP_PAY && op->status == 0 && !payee_paid_later(op)) {
-                        /* The last payment to this payee in the batch: its
-                         * cumulative cheque covers the others. */
-                        struct payee *p = payee_get(a, op->peer);
-
-                        if (p)
-                                payee_paid(a, p);
-                }
                 if (op->paid)
                         op->paid(op->status, op->userdata);
                 op_free(op);
@@ -384,7 +324,7 @@ static int on_flush_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static int enqueue(struct accounts *a, struct accounts_payment *op) {
         int r;
 
-        /* In arrival order: the cheque sent for a payee is the batch's last. */
+        /* In arrival order: payments to one payee go in one transfer. */
         *a->pending_tail = op;
         a->pending_tail = &op->next;
         if (a->n_pending++ == 0) {
@@ -447,6 +387,8 @@ int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const ch
                 return -ENOMEM;
         op->paid = paid;
         op->userdata = userdata;
+        /* Held for it until it is signed (pay_run()). */
+        a->reserved = a->reserved + price < a->reserved ? UINT64_MAX : a->reserved + price;
         if (keep) {
                 op->keep_key = strdup(keep->key);
                 op->data = keep->size ? malloc(keep->size) : NULL;
@@ -506,28 +448,15 @@ int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *sk
 }
 
 void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque) {
-        struct accounts_payment *op;
         char who[13];
-        size_t size;
 
         if (!a || !cheque)
                 return;
+        /* A cheque is its payer's promise, with nothing behind it: it pays
+         * nothing since transfers (issue 22).  Those received before stay
+         * counted. */
         short_id(from, who);
-        size = swarm__signed_cheque__get_packed_size(cheque);
-        if (size > CHEQUE_MAX_SIZE) {
-                log_warning("Refusing a cheque from %s: %zu bytes, over %u.", who, size, CHEQUE_MAX_SIZE);
-                return;
-        }
-        op = op_new(OP_CHEQUE, NULL, NULL, from, 0);
-        if (!op)
-                return;
-        op->data = malloc(size);
-        if (!op->data) {
-                op_free(op);
-                return;
-        }
-        op->size = swarm__signed_cheque__pack(cheque, op->data);
-        (void) enqueue(a, op);
+        log_debug("Ignoring a cheque from %s: jobs are paid by transfer (a swarmd from before issue 22?).", who);
 }
 
 static struct boot_seen *boot_note(struct accounts *a, const uint8_t id[32], const Swarm__NodeRecord *record,
@@ -834,7 +763,6 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         a->trust_dirty = false;
                 }
                 gossip_opinions(a);
-                resend_cheques(a);
                 reconcile_restarts(a, usec);
                 interval = a->config.gossip_interval_usec;
         } else
@@ -880,7 +808,7 @@ int accounts_new(sd_event *event, const struct accounts_config *config, const st
                 free(a);
                 return -ENOMEM;
         }
-        r = ledger_open(path, identity->public_key, config->allowance, &a->ledger, error);
+        r = ledger_open(path, identity->public_key, &a->ledger, error);
         if (r < 0)
                 goto fail;
         reputation_params_default(&rp);
@@ -923,11 +851,7 @@ fail:
 void accounts_stop(struct accounts *a) {
         if (!a || !a->ledger)
                 return;
-        flush(a);       /* what is queued is owed: write it */
-        /* Cheques still due go now. */
-        for (size_t i = 0; i < a->n_payees; i++)
-                if (a->payees[i].due)
-                        payee_send(a, &a->payees[i], 0);
+        flush(a);       /* what is queued is owed: write it, and send the transfers */
         if (a->reputation)
                 (void) save_reputation(a);
 }
@@ -948,8 +872,6 @@ struct accounts *accounts_free(struct accounts *a) {
         }
         a->flush_defer = sd_event_source_disable_unref(a->flush_defer);
         a->flush_timer = sd_event_source_disable_unref(a->flush_timer);
-        a->cheque_timer = sd_event_source_disable_unref(a->cheque_timer);
-        free(a->payees);
         free(a->boots);
         a->save_timer = sd_event_source_disable_unref(a->save_timer);
         a->gossip_timer = sd_event_source_disable_unref(a->gossip_timer);
@@ -970,4 +892,36 @@ struct ledger *accounts_ledger(struct accounts *a) {
 
 struct reputation *accounts_reputation(struct accounts *a) {
         return a ? a->reputation : NULL;
+}
+
+void accounts_set_credits(struct accounts *a, struct credits *credits) {
+        if (a)
+                a->credits = credits;
+}
+
+uint64_t accounts_available(struct accounts *a) {
+        uint64_t spendable;
+
+        if (!a || !a->credits)
+                return 0;
+        spendable = credits_spendable(a->credits);
+        return spendable > a->reserved ? spendable - a->reserved : 0;
+}
+
+uint64_t accounts_reserved(struct accounts *a) {
+        return a ? a->reserved : 0;
+}
+
+int accounts_reserve(struct accounts *a, uint64_t amount) {
+        if (!a)
+                return -EINVAL;
+        if (accounts_available(a) < amount)
+                return -EDQUOT;
+        a->reserved += amount;
+        return 0;
+}
+
+void accounts_unreserve(struct accounts *a, uint64_t amount) {
+        if (a)
+                a->reserved -= amount < a->reserved ? amount : a->reserved;
 }

@@ -5,16 +5,19 @@
  * ledger (ledger.h) and the reputation (reputation.h), and runs their
  * timers on the event loop.  (Prices follow demand in demand.h.)
  *
- *  - Paying: after a remote result verifies, the requester calls
- *    accounts_pay(); the cheque is written durably, then sent.  The latest
- *    cheque to every payee is sent again now and then (cheques are
- *    cumulative, so a lost one costs nothing and a resent one is a
- *    duplicate).
- *  - Being paid: cheques arriving on the jobs channel go to
- *    accounts_handle_cheque(); a provider admits a job only while the
- *    requester's unpaid debt stays within ledger.debt_limit
- *    (accounts_admit()), and records what it delivered
- *    (accounts_served()) before sending the result.
+ *  - Paying (issue 22): a requester reserves what a job may cost before it
+ *    asks a provider (accounts_reserve(): never beyond what it can
+ *    spend), and after the result verifies calls accounts_pay(): in the
+ *    group commit, the job's row and the transfer that pays it (one per
+ *    payee for all the batch's jobs to it) are written in one
+ *    transaction, then the transfer is broadcast (credits.h).  A job is
+ *    paid once, even across kill -9: the row and the transfer go
+ *    together, and a restart broadcasts again what was not delivered.
+ *  - Being paid: a provider admits a job only while the requester's
+ *    unpaid debt (served − its transfers delivered here) stays within
+ *    ledger.debt_limit (accounts_admit()), the unsecured credit it
+ *    extends, and records what it delivered (accounts_served()) before
+ *    sending the result.  Cheques pay nothing any more.
  *  - Reputation: the requester observes through accounts_reputation();
  *    observations are saved to the ledger every few seconds and at exit;
  *    this node's signed opinion (and some it holds from others) goes to a
@@ -31,14 +34,14 @@
 #include "swarm.pb-c.h"
 
 struct accounts;
+struct credits;
 struct identity;
 struct network;
 
 struct accounts_config {
-        uint64_t allowance;             /* micro-credits a new node starts with */
         uint64_t debt_limit;            /* micro-credits a requester may owe us; 0 = no limit */
         uint64_t half_life_usec;        /* reputation decay */
-        uint64_t gossip_interval_usec;  /* opinions and cheque resends; 0 = never */
+        uint64_t gossip_interval_usec;  /* opinions, restarts seen; 0 = never */
         bool withhold_payments;         /* testing: a freeloader that never pays */
 };
 
@@ -47,8 +50,9 @@ struct accounts_config {
  * naming the file. */
 int accounts_new(sd_event *event, const struct accounts_config *config, const struct identity *identity,
                  struct network *network, const char *path, struct accounts **ret, char **error);
-/* The goodbye: writes what is queued, sends the cheques still due, saves
- * the reputation.  Call it while the network still exists. */
+/* The goodbye: writes what is queued, broadcasts the transfers it signed,
+ * saves the reputation.  Call it while the network and the credits still
+ * exist. */
 void accounts_stop(struct accounts *a);
 /* Closes the ledger and frees; writes nothing (what accounts_stop() did
  * not write is dropped, with a warning, its callbacks told -ECANCELED). */
@@ -57,12 +61,26 @@ struct accounts *accounts_free(struct accounts *a);
 struct ledger *accounts_ledger(struct accounts *a);
 struct reputation *accounts_reputation(struct accounts *a);
 
-/* Group commit: payments, served records and received cheques are queued
- * and written together, one transaction and one fsync for all that the
- * loop's pending events queued (at most ACCOUNTS_FLUSH_USEC after the
- * first when the loop never runs dry, or at ACCOUNTS_FLUSH_MAX queued);
- * what depends on them — the cheque, the result, the job handed to its
- * submitter — leaves only after the commit. */
+/* What pays: the credits on this accounts' ledger (borrowed; NULL to stop
+ * paying: every payment then fails with -ENOTCONN). */
+void accounts_set_credits(struct accounts *a, struct credits *credits);
+
+/* Requester: holds amount of what this node can spend for a job about to
+ * ask a provider, so that the jobs running never cost more than it holds.
+ * -EDQUOT when accounts_available() < amount.  accounts_unreserve() gives
+ * it back (the job ended: paid, or not). */
+int accounts_reserve(struct accounts *a, uint64_t amount);
+void accounts_unreserve(struct accounts *a, uint64_t amount);
+/* credits_spendable() less what is reserved; 0 without credits. */
+uint64_t accounts_available(struct accounts *a);
+uint64_t accounts_reserved(struct accounts *a);
+
+/* Group commit: payments and served records are queued and written
+ * together, one transaction and one fsync for all that the loop's pending
+ * events queued (at most ACCOUNTS_FLUSH_USEC after the first when the loop
+ * never runs dry, or at ACCOUNTS_FLUSH_MAX queued); what depends on them —
+ * the transfer, the result, the job handed to its submitter — leaves only
+ * after the commit. */
 #define ACCOUNTS_FLUSH_USEC 500u
 #define ACCOUNTS_FLUSH_MAX 256u
 
@@ -72,10 +90,12 @@ struct accounts_payment;
 typedef void (*accounts_paid_fn)(int status, void *userdata);
 
 /* Requester: pays a verified job; paid is called from the loop once the
- * payment is durable, and the cheque goes out.  A job already paid is not
- * paid again.  The handle stays valid until paid is called; a caller that
- * stops caring calls accounts_payment_forget() (the payment still
- * happens). */
+ * payment is durable (its transfer then goes out), or with why not
+ * (-EDQUOT: this node cannot pay; -ENOTCONN: no credits; the ledger's
+ * errors).  The payment holds price reserved until it is signed.  A job
+ * already paid is not paid again (0).  The handle stays valid until paid
+ * is called; a caller that stops caring calls accounts_payment_forget()
+ * (the payment still happens). */
 int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
                  uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret);
 void accounts_payment_forget(struct accounts_payment *p);
@@ -116,7 +136,8 @@ int accounts_admit(struct accounts *a, const uint8_t requester[32], uint64_t pri
 int accounts_served(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t requester[32],
                     uint64_t price, accounts_paid_fn recorded, void *userdata);
 
-/* From the jobs channel. */
+/* From the jobs channel.  Cheques are ignored (logged): they pay nothing
+ * since transfers. */
 void accounts_handle_cheque(struct accounts *a, const uint8_t from[32], const Swarm__SignedCheque *cheque);
 void accounts_handle_opinions(struct accounts *a, const uint8_t from[32], const Swarm__OpinionBatch *batch);
 

@@ -31,11 +31,14 @@ struct credits {
         size_t n_issuers;
         struct transfer *in_flight;     /* ours, signed and stored, not delivered here yet; by seq */
         size_t n_in_flight;
+        size_t n_staged;                /* the last of in_flight: in a ledger transaction not yet committed */
         sd_event_source *timer;
         uint64_t next_probe;
         struct transfer *deferred;      /* at start: delivered rows the book could not take yet */
         size_t n_deferred;
         bool loading;                   /* replaying the ledger: deliveries are stored already */
+        bool double_spend;              /* testing.double_spend_to */
+        uint8_t twin_payee[TRANSFER_KEY_SIZE];
 };
 
 static uint64_t wall_usec(void) {
@@ -54,7 +57,7 @@ static uint64_t io_now(void *userdata) {
 
 static void io_send(void *userdata, const uint8_t to[TRANSFER_KEY_SIZE], const uint8_t *data, size_t size) {
         struct credits *c = userdata;
-        int r = network_send_credits(c->network, to, data, size);
+        int r = c->network ? network_send_credits(c->network, to, data, size) : -ENETDOWN;
 
         if (r < 0 && r != -EAGAIN) {
                 char id[NODE_ID_LEN + 1];
@@ -127,7 +130,7 @@ static void io_fraud(void *userdata, const struct transfer *a, const struct tran
         log_fields(LOG_WARNING, &(struct log_fields) { .peer = payer },
                    "credits: %.*s signed two transfers for its seq %" PRIu64 " (a double spend); it is banned.",
                    NODE_ID_SHORT_LEN, payer, a->seq);
-        if (memcmp(a->payer, c->identity->public_key, TRANSFER_KEY_SIZE) != 0)
+        if (c->network && memcmp(a->payer, c->identity->public_key, TRANSFER_KEY_SIZE) != 0)
                 network_ban(c->network, a->payer, "it signed two transfers for one seq (a fraud proof)");
 }
 
@@ -153,8 +156,8 @@ static void on_message(struct network *n, const uint8_t from[WIRE_NODE_ID_SIZE],
 
 /* The members we can reach: ECHO and READY go to them. */
 static int refresh_peers(struct credits *c, uint8_t (**ret)[TRANSFER_KEY_SIZE], size_t *ret_n) {
-        struct membership *m = network_membership(c->network);
-        size_t count = membership_count(m), k = 0;
+        struct membership *m = c->network ? network_membership(c->network) : NULL;
+        size_t count = m ? membership_count(m) : 0, k = 0;
         _cleanup_free_ uint8_t (*ids)[TRANSFER_KEY_SIZE] = calloc(count ? count : 1, TRANSFER_KEY_SIZE);
         int r;
 
@@ -321,7 +324,7 @@ int credits_new(sd_event *event, const struct identity *identity, struct network
         struct transfer_account self;
         int r;
 
-        if (!event || !identity || !network || !ledger || !ret || (n_issuers > 0 && !issuers))
+        if (!event || !identity || !ledger || !ret || (n_issuers > 0 && !issuers))
                 return -EINVAL;
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -364,7 +367,8 @@ int credits_new(sd_event *event, const struct identity *identity, struct network
                 goto fail;
         }
 
-        network_set_credits_handler(network, on_message, c);
+        if (network)
+                network_set_credits_handler(network, on_message, c);
         r = sd_event_add_time_relative(event, &c->timer, CLOCK_MONOTONIC, CREDITS_TICK_USEC, 0, on_timer, c);
         if (r < 0) {
                 log_error_errno(r, "Cannot add the credits timer: %m");
@@ -375,11 +379,17 @@ int credits_new(sd_event *event, const struct identity *identity, struct network
         /* What we signed and never saw delivered goes out again (after the
          * first peers are known: the timer's first tick sends the
          * retries). */
-        for (size_t i = 0; i < c->n_in_flight; i++) {
+        for (size_t i = 0; i < c->n_in_flight;) {
+                size_t before = c->n_in_flight;
+
                 r = dissemination_broadcast(c->dissemination, &c->in_flight[i]);
                 if (r < 0 && r != -EALREADY)
                         log_warning_errno(r, "credits: cannot broadcast our transfer #%" PRIu64 " again: %m",
                                           c->in_flight[i].seq);
+                /* Delivered at once (this node holds more than 2/3 of the
+                 * supply): it left in_flight. */
+                if (c->n_in_flight == before)
+                        i++;
         }
 
         transfer_book_account(c->book, identity->public_key, &self);
@@ -426,19 +436,74 @@ static bool named_in_flight(const struct credits *c, const uint8_t id[TRANSFER_I
         return false;
 }
 
-int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount,
-                uint8_t ret_id[TRANSFER_ID_SIZE]) {
-        _cleanup_(transfer_clear) struct transfer t = {};
-        _cleanup_free_ uint8_t (*pending)[TRANSFER_ID_SIZE] = NULL;
+/* What our next transfer may spend: the balance, plus what our transfers in
+ * flight name, less what they spend; then what is pending to us that none
+ * of them names (at most TRANSFER_MAX_DEPS of it), which it names: into
+ * *ret_deps (malloc'd, NULL when none). */
+static int next_funds(struct credits *c, uint64_t *ret_funds, uint8_t (**ret_deps)[TRANSFER_ID_SIZE],
+                      size_t *ret_n_deps) {
+        _cleanup_free_ uint8_t (*pending)[TRANSFER_ID_SIZE] = NULL, (*deps)[TRANSFER_ID_SIZE] = NULL;
         const uint8_t *self = c->identity->public_key;
         struct transfer_account a;
         unsigned __int128 funds;
-        uint64_t seq;
+        size_t n, n_deps = 0;
+
+        transfer_book_account(c->book, self, &a);
+        funds = a.balance;
+        for (size_t i = 0; i < c->n_in_flight; i++) {
+                for (size_t k = 0; k < c->in_flight[i].n_deps; k++) {
+                        const struct transfer *d = transfer_book_get(c->book, c->in_flight[i].deps[k]);
+
+                        if (d)
+                                funds += d->amount;
+                }
+                funds -= funds < c->in_flight[i].amount ? funds : c->in_flight[i].amount;
+        }
+        n = transfer_book_pending(c->book, self, NULL, 0);
+        if (n > 0) {
+                pending = calloc(n, TRANSFER_ID_SIZE);
+                deps = calloc(n < TRANSFER_MAX_DEPS ? n : TRANSFER_MAX_DEPS, TRANSFER_ID_SIZE);
+                if (!pending || !deps)
+                        return -ENOMEM;
+                (void) transfer_book_pending(c->book, self, pending, n);
+        }
+        for (size_t i = 0; i < n && n_deps < TRANSFER_MAX_DEPS; i++) {
+                if (named_in_flight(c, pending[i]))
+                        continue;
+                memcpy(deps[n_deps++], pending[i], TRANSFER_ID_SIZE);
+                funds += transfer_book_get(c->book, pending[i])->amount;
+        }
+        *ret_funds = funds > UINT64_MAX ? UINT64_MAX : (uint64_t) funds;
+        *ret_deps = n_deps > 0 ? TAKE_PTR(deps) : NULL;
+        *ret_n_deps = n_deps;
+        return 0;
+}
+
+uint64_t credits_spendable(struct credits *c) {
+        _cleanup_free_ uint8_t (*deps)[TRANSFER_ID_SIZE] = NULL;
+        struct transfer_account a;
+        uint64_t funds;
         size_t n;
+
+        if (!c || dissemination_is_banned(c->dissemination, c->identity->public_key))
+                return 0;
+        transfer_book_account(c->book, c->identity->public_key, &a);
+        if (a.issuer)
+                return UINT64_MAX;
+        return next_funds(c, &funds, &deps, &n) < 0 ? 0 : funds;
+}
+
+int credits_sign(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount, uint64_t seq,
+                 struct transfer *ret) {
+        _cleanup_(transfer_clear) struct transfer t = {};
+        const uint8_t *self;
+        struct transfer_account a;
+        uint64_t funds;
         int r;
 
-        if (!c || !payee || amount == 0 || memcmp(payee, self, TRANSFER_KEY_SIZE) == 0)
+        if (!c || !payee || !ret || amount == 0 || memcmp(payee, c->identity->public_key, TRANSFER_KEY_SIZE) == 0)
                 return -EINVAL;
+        self = c->identity->public_key;
         if (dissemination_is_banned(c->dissemination, self))
                 return -EPERM;
         transfer_book_account(c->book, self, &a);
@@ -446,73 +511,136 @@ int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint6
         t = (struct transfer) { .amount = amount };
         memcpy(t.payer, self, TRANSFER_KEY_SIZE);
         memcpy(t.payee, payee, TRANSFER_KEY_SIZE);
-
         if (!a.issuer) {
-                /* What we hold, less what our transfers in flight spend,
-                 * plus what they name; then what is pending beyond that. */
-                funds = a.balance;
-                for (size_t i = 0; i < c->n_in_flight; i++) {
-                        for (size_t k = 0; k < c->in_flight[i].n_deps; k++) {
-                                const struct transfer *d = transfer_book_get(c->book, c->in_flight[i].deps[k]);
-
-                                if (d)
-                                        funds += d->amount;
-                        }
-                        funds -= funds < c->in_flight[i].amount ? funds : c->in_flight[i].amount;
-                }
-                n = transfer_book_pending(c->book, self, NULL, 0);
-                if (n > 0) {
-                        pending = calloc(n, TRANSFER_ID_SIZE);
-                        if (!pending)
-                                return -ENOMEM;
-                        (void) transfer_book_pending(c->book, self, pending, n);
-                        t.deps = calloc(n < TRANSFER_MAX_DEPS ? n : TRANSFER_MAX_DEPS, TRANSFER_ID_SIZE);
-                        if (!t.deps)
-                                return -ENOMEM;
-                }
-                for (size_t i = 0; i < n && t.n_deps < TRANSFER_MAX_DEPS; i++) {
-                        if (named_in_flight(c, pending[i]))
-                                continue;
-                        memcpy(t.deps[t.n_deps++], pending[i], TRANSFER_ID_SIZE);
-                        funds += transfer_book_get(c->book, pending[i])->amount;
-                }
+                r = next_funds(c, &funds, &t.deps, &t.n_deps);
+                if (r < 0)
+                        return r;
+                /* Never beyond what we hold. */
                 if (funds < amount)
                         return -EDQUOT;
         }
+        /* After every one of ours: delivered, in flight or staged. */
+        t.seq = seq > a.next_seq ? seq : a.next_seq;
+        for (size_t i = 0; i < c->n_in_flight; i++)
+                if (c->in_flight[i].seq >= t.seq)
+                        t.seq = c->in_flight[i].seq + 1;
+        r = transfer_sign(&t, c->identity->secret_key);
+        if (r < 0)
+                return r;
+        *ret = t;
+        t = (struct transfer) {};
+        return 0;
+}
 
+int credits_stage(struct credits *c, struct transfer *t) {
+        struct transfer *f;
+
+        if (!c || !t)
+                return -EINVAL;
+        f = reallocarray(c->in_flight, c->n_in_flight + 1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        c->in_flight = f;
+        c->in_flight[c->n_in_flight++] = *t;
+        *t = (struct transfer) {};
+        c->n_staged++;
+        return 0;
+}
+
+/* To every member known now, not as of the last tick. */
+static void broadcast_ours(struct credits *c, const struct transfer *t) {
+        _cleanup_free_ uint8_t (*peers)[TRANSFER_KEY_SIZE] = NULL;
+        size_t n_peers;
+        int r;
+
+        (void) refresh_peers(c, &peers, &n_peers);
+        r = dissemination_broadcast(c->dissemination, t);
+        if (r < 0 && r != -EALREADY)
+                log_warning_errno(r, "credits: cannot broadcast our transfer #%" PRIu64 " (it is stored, and goes "
+                                  "out again at the next start): %m", t->seq);
+}
+
+void credits_staged_commit(struct credits *c) {
+        size_t first;
+
+        if (!c)
+                return;
+        first = c->n_in_flight - c->n_staged;
+        c->n_staged = 0;
+        /* By index: a delivery during the broadcast (a node holding every
+         * credit delivers its own at once) takes it out of in_flight. */
+        for (size_t i = first; i < c->n_in_flight;) {
+                size_t before = c->n_in_flight;
+
+                broadcast_ours(c, &c->in_flight[i]);
+                if (c->n_in_flight == before)
+                        i++;
+        }
+}
+
+void credits_staged_abort(struct credits *c) {
+        if (!c)
+                return;
+        for (; c->n_staged > 0; c->n_staged--)
+                transfer_clear(&c->in_flight[--c->n_in_flight]);
+}
+
+void credits_set_double_spend(struct credits *c, const uint8_t twin_payee[TRANSFER_KEY_SIZE]) {
+        c->double_spend = twin_payee != NULL;
+        if (twin_payee) {
+                memcpy(c->twin_payee, twin_payee, TRANSFER_KEY_SIZE);
+                log_warning("testing.double_spend_to is on: this node signs a second transfer for the seq of each "
+                            "payment it makes with `swarmctl pay` (a double spender, for tests); honest nodes will "
+                            "ban it.");
+        }
+}
+
+/* The double spender's twin of t (same seq, amount and dependencies, to
+ * the twin payee), ECHOed to every other peer, before t's broadcast. */
+static void send_twin(struct credits *c, const struct transfer *t) {
+        _cleanup_(transfer_clear) struct transfer twin = {};
+        _cleanup_free_ uint8_t (*peers)[TRANSFER_KEY_SIZE] = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t n_peers = 0, size;
+
+        if (memcmp(t->payee, c->twin_payee, TRANSFER_KEY_SIZE) == 0 || transfer_copy(t, &twin) < 0)
+                return;
+        memcpy(twin.payee, c->twin_payee, TRANSFER_KEY_SIZE);
+        if (transfer_sign(&twin, c->identity->secret_key) < 0 ||
+            dissemination_encode_transfer(DISSEMINATION_ECHO, &twin, &data, &size) < 0 ||
+            refresh_peers(c, &peers, &n_peers) < 0)
+                return;
+        for (size_t i = 1; i < n_peers; i += 2)
+                io_send(c, peers[i], data, size);
+        log_warning("testing.double_spend_to: our transfer #%" PRIu64 " has a twin, sent to %zu of %zu peers.",
+                    t->seq, n_peers / 2, n_peers);
+}
+
+int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount,
+                uint8_t ret_id[TRANSFER_ID_SIZE]) {
+        _cleanup_(transfer_clear) struct transfer t = {};
+        uint64_t seq;
+        int r;
+
+        if (!c || !payee || amount == 0)
+                return -EINVAL;
         r = ledger_transfer_next_seq(c->ledger, &seq);
         if (r < 0)
                 return r;
-        t.seq = seq > a.next_seq ? seq : a.next_seq;
-        r = transfer_sign(&t, c->identity->secret_key);
+        r = credits_sign(c, payee, amount, seq, &t);
         if (r < 0)
                 return r;
         r = ledger_transfer_signed(c->ledger, &t, wall_usec());
         if (r < 0)
                 return r;
-
-        {
-                struct transfer *f = reallocarray(c->in_flight, c->n_in_flight + 1, sizeof(*f));
-
-                if (!f)
-                        return -ENOMEM; /* stored: the next start sends it */
-                c->in_flight = f;
-                c->in_flight[c->n_in_flight++] = t;
-                t = (struct transfer) {};
-        }
         if (ret_id)
-                transfer_id(&c->in_flight[c->n_in_flight - 1], ret_id);
-        /* To every member known now, not as of the last tick. */
-        {
-                _cleanup_free_ uint8_t (*peers)[TRANSFER_KEY_SIZE] = NULL;
-                size_t n_peers;
-
-                (void) refresh_peers(c, &peers, &n_peers);
-        }
-        r = dissemination_broadcast(c->dissemination, &c->in_flight[c->n_in_flight - 1]);
+                transfer_id(&t, ret_id);
+        if (c->double_spend)
+                send_twin(c, &t);
+        r = credits_stage(c, &t);
         if (r < 0)
-                log_warning_errno(r, "credits: cannot broadcast our transfer #%" PRIu64 " (it is stored, and goes "
-                                  "out again at the next start): %m", c->in_flight[c->n_in_flight - 1].seq);
+                return r;       /* stored: the next start sends it */
+        credits_staged_commit(c);
         return 0;
 }
 

@@ -37,8 +37,10 @@ struct network;
 #define CREDITS_PROBE_USEC (5u * 1000u * 1000u)
 
 /* issuers: n_issuers node ids.  The ledger and the network are borrowed
- * and must outlive the credits.  0, or a negative errno logged here (a
- * damaged ledger: its row named). */
+ * and must outlive the credits.  network may be NULL (tests): nothing is
+ * sent, and only what this node's own weight decides is delivered (it
+ * holds more than 2/3 of the supply).  0, or a negative errno logged here
+ * (a damaged ledger: its row named). */
 int credits_new(sd_event *event, const struct identity *identity, struct network *network, struct ledger *ledger,
                 const uint8_t (*issuers)[TRANSFER_KEY_SIZE], size_t n_issuers, struct credits **ret);
 struct credits *credits_free(struct credits *c);
@@ -55,6 +57,29 @@ struct credits *credits_free(struct credits *c);
 int credits_pay(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount,
                 uint8_t ret_id[TRANSFER_ID_SIZE]);
 
+/* What this node may still pay: balance + pending − what our transfers in
+ * flight spend (at most what TRANSFER_MAX_DEPS dependencies bring in);
+ * UINT64_MAX for an issuer, 0 when banned. */
+uint64_t credits_spendable(struct credits *c);
+
+/* Payments inside the caller's ledger transaction (accounts.c pays jobs so,
+ * the job rows and the transfer in one commit):
+ *  - credits_sign(): our next transfer of amount to payee, signed, into
+ *    *ret (free with transfer_clear()), funded as credits_pay() funds it,
+ *    counting the staged ones as in flight; its seq is at least seq (the
+ *    ledger's next, in that transaction) and after every one of ours.
+ *    Nothing is stored.  -EDQUOT, -EPERM, -EINVAL as credits_pay().
+ *  - credits_stage(): once the caller's transaction holds t, it is in
+ *    flight (t is taken, zeroed), not sent.
+ *  - credits_staged_commit(): the transaction is durable: what is staged
+ *    goes out.  credits_staged_abort(): it failed: forgotten (no one saw
+ *    them, so their seqs are free again). */
+int credits_sign(struct credits *c, const uint8_t payee[TRANSFER_KEY_SIZE], uint64_t amount, uint64_t seq,
+                 struct transfer *ret);
+int credits_stage(struct credits *c, struct transfer *t);
+void credits_staged_commit(struct credits *c);
+void credits_staged_abort(struct credits *c);
+
 struct credits_view {
         uint64_t balance;               /* counted: spendable without dependencies */
         uint64_t pending;               /* delivered to us, not yet counted by a transfer of ours */
@@ -66,6 +91,13 @@ struct credits_view {
         bool issuer;                    /* we are one of our issuers */
 };
 void credits_get_view(struct credits *c, struct credits_view *ret);
+
+/* Testing (testing.double_spend_to): a double spender.  Every transfer
+ * credits_pay() signs gets a twin with the same seq and amount to
+ * twin_payee (NULL: off), never stored, whose ECHO goes to every other
+ * peer just before the real one's broadcast: honest nodes must deliver at
+ * most one, prove the fraud and ban this node. */
+void credits_set_double_spend(struct credits *c, const uint8_t twin_payee[TRANSFER_KEY_SIZE]);
 
 /* The book, read-only (views, tests through the control socket). */
 const struct transfer_book *credits_book(struct credits *c);

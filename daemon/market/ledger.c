@@ -143,6 +143,12 @@ static const char *const migrations[] = {
         "  b BLOB NOT NULL,"
         "  at INTEGER NOT NULL"
         ");",
+        /* 5: jobs paid by transfers (issue 22): a paid job names the
+         * transfer that paid it (NULL: paid by cheque, before this schema,
+         * or served); what a peer paid us, or we it, is found by payee. */
+        "ALTER TABLE jobs ADD COLUMN transfer BLOB "
+        "  CHECK (transfer IS NULL OR length(transfer) = 32);"
+        "CREATE INDEX transfers_by_payee ON transfers (payee, payer);",
 };
 
 enum {
@@ -186,6 +192,8 @@ enum {
         STMT_TRANSFER_ALL,
         STMT_FRAUD_PUT,
         STMT_FRAUD_ALL,
+        STMT_JOB_SET_TRANSFER,
+        STMT_TRANSFER_TOTALS,
         _STMT_MAX,
 };
 
@@ -212,38 +220,58 @@ static const char *const stmt_sql[_STMT_MAX] = {
                 "INSERT INTO cheques_received (payer, amount, cheque, at) VALUES (?1, ?2, ?3, ?4) "
                 "ON CONFLICT (payer) DO UPDATE SET amount = excluded.amount, cheque = excluded.cheque, "
                 "at = excluded.at",
-        /* One statement, so one snapshot. */
+        /* One statement, so one snapshot.  Paid: the cheques of before
+         * transfers, and the transfers from it to us (?2) delivered here. */
         [STMT_DEBT] =
                 "SELECT COALESCE((SELECT amount - written_off FROM served_totals WHERE peer = ?1), 0), "
-                "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
+                "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1), "
+                "(SELECT COALESCE(SUM(amount), 0) FROM transfers "
+                " WHERE payee = ?2 AND payer = ?1 AND delivered IS NOT NULL)",
         [STMT_ISSUED_AMOUNTS] = "SELECT amount FROM cheques_issued",
         [STMT_PAYEES] = "SELECT payee FROM cheques_issued ORDER BY at DESC",
         [STMT_RECEIVED_AMOUNTS] = "SELECT amount FROM cheques_received",
         [STMT_JOB_COUNTS] =
                 "SELECT (SELECT COUNT(*) FROM jobs WHERE role = 0), (SELECT COUNT(*) FROM jobs WHERE role = 1)",
+        /* Per requester: served − written off − its cheques − its
+         * transfers to us (?1) delivered, when positive. */
         [STMT_OWED] =
-                "SELECT s.served - COALESCE(r.amount, 0) "
+                "SELECT s.served - COALESCE(r.amount, 0) - "
+                "  (SELECT COALESCE(SUM(amount), 0) FROM transfers "
+                "   WHERE payee = ?1 AND payer = s.peer AND delivered IS NOT NULL) AS owed "
                 "FROM (SELECT peer, amount - written_off AS served FROM served_totals) AS s "
                 "LEFT JOIN cheques_received AS r ON r.payer = s.peer "
-                "WHERE s.served > COALESCE(r.amount, 0)",
+                "WHERE owed > 0",
+        /* Every peer of ours (?1): issued is our cheque to it and our
+         * transfers to it, signed; received its cheque to us and its
+         * transfers to us, delivered. */
         [STMT_PEERS] =
                 "WITH p (id) AS (SELECT peer FROM jobs UNION SELECT payee FROM cheques_issued "
-                "                UNION SELECT payer FROM cheques_received) "
+                "                UNION SELECT payer FROM cheques_received "
+                "                UNION SELECT payee FROM transfers WHERE payer = ?1 "
+                "                UNION SELECT payer FROM transfers WHERE payee = ?1 AND delivered IS NOT NULL) "
                 "SELECT p.id, "
-                "  COALESCE((SELECT amount FROM cheques_issued WHERE payee = p.id), 0), "
-                "  COALESCE((SELECT amount FROM cheques_received WHERE payer = p.id), 0), "
+                "  COALESCE((SELECT amount FROM cheques_issued WHERE payee = p.id), 0) + "
+                "  (SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE payer = ?1 AND payee = p.id), "
+                "  COALESCE((SELECT amount FROM cheques_received WHERE payer = p.id), 0) + "
+                "  (SELECT COALESCE(SUM(amount), 0) FROM transfers "
+                "   WHERE payee = ?1 AND payer = p.id AND delivered IS NOT NULL), "
                 "  COALESCE((SELECT amount FROM served_totals WHERE peer = p.id), 0), "
                 "  (SELECT COUNT(*) FROM jobs WHERE peer = p.id AND role = 0), "
                 "  COALESCE((SELECT jobs FROM served_totals WHERE peer = p.id), 0), "
                 "  MAX((SELECT COALESCE(MAX(at), 0) FROM jobs WHERE peer = p.id), "
                 "      COALESCE((SELECT at FROM cheques_issued WHERE payee = p.id), 0), "
-                "      COALESCE((SELECT at FROM cheques_received WHERE payer = p.id), 0)) AS last_at "
-                "FROM p ORDER BY last_at DESC, p.id",
+                "      COALESCE((SELECT at FROM cheques_received WHERE payer = p.id), 0), "
+                "      (SELECT COALESCE(MAX(at), 0) FROM transfers WHERE payer = ?1 AND payee = p.id), "
+                "      (SELECT COALESCE(MAX(at), 0) FROM transfers WHERE payee = ?1 AND payer = p.id)) AS last_at "
+                "FROM p WHERE p.id != ?1 ORDER BY last_at DESC, p.id",
         [STMT_HISTORY_ALL] =
-                "SELECT job_id, role, peer, skill, price, at FROM jobs ORDER BY at DESC, rowid DESC LIMIT ?1",
+                "SELECT j.job_id, j.role, j.peer, j.skill, j.price, j.at, j.transfer, t.delivered IS NOT NULL "
+                "FROM jobs AS j LEFT JOIN transfers AS t ON t.id = j.transfer "
+                "ORDER BY j.at DESC, j.rowid DESC LIMIT ?1",
         [STMT_HISTORY_PEER] =
-                "SELECT job_id, role, peer, skill, price, at FROM jobs WHERE peer = ?2 "
-                "ORDER BY at DESC, rowid DESC LIMIT ?1",
+                "SELECT j.job_id, j.role, j.peer, j.skill, j.price, j.at, j.transfer, t.delivered IS NOT NULL "
+                "FROM jobs AS j LEFT JOIN transfers AS t ON t.id = j.transfer WHERE j.peer = ?2 "
+                "ORDER BY j.at DESC, j.rowid DESC LIMIT ?1",
         [STMT_REPUTATION_PUT] =
                 "INSERT INTO reputation (peer, skill, successes, failures, latency, ratio, updated_at) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
@@ -263,7 +291,9 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_WRITE_OFF_GET] =
                 "SELECT COALESCE((SELECT amount FROM served_totals WHERE peer = ?1), 0), "
                 "COALESCE((SELECT written_off FROM served_totals WHERE peer = ?1), 0), "
-                "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1)",
+                "(SELECT COALESCE(MAX(amount), 0) FROM cheques_received WHERE payer = ?1), "
+                "(SELECT COALESCE(SUM(amount), 0) FROM transfers "
+                " WHERE payee = ?2 AND payer = ?1 AND delivered IS NOT NULL)",
         [STMT_WRITE_OFF_ADD] = "UPDATE served_totals SET written_off = written_off + ?2 WHERE peer = ?1",
         [STMT_WRITE_OFF_LOG] = "INSERT INTO write_offs (peer, amount, at) VALUES (?1, ?2, ?3)",
         [STMT_WRITE_OFF_RECENT] =
@@ -285,13 +315,19 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_FRAUD_PUT] =
                 "INSERT INTO fraud_proofs (payer, a, b, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (payer) DO NOTHING",
         [STMT_FRAUD_ALL] = "SELECT a, b FROM fraud_proofs ORDER BY payer",
+        [STMT_JOB_SET_TRANSFER] = "UPDATE jobs SET transfer = ?2 WHERE job_id = ?1 AND role = 0",
+        /* Ours (?1): received and delivered, spent and delivered, signed
+         * and not delivered yet. */
+        [STMT_TRANSFER_TOTALS] =
+                "SELECT (SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE payee = ?1 AND delivered IS NOT NULL), "
+                "(SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE payer = ?1 AND delivered IS NOT NULL), "
+                "(SELECT COALESCE(SUM(amount), 0) FROM transfers WHERE payer = ?1 AND delivered IS NULL)",
 };
 
 struct ledger {
         sqlite3 *db;
         char *path;
         uint8_t self[32];
-        uint64_t allowance;
         bool sync_full;                 /* what PRAGMA synchronous is now */
         bool batch;                     /* in ledger_batch_begin(): operations are savepoints */
         sqlite3_stmt *stmts[_STMT_MAX];
@@ -638,7 +674,7 @@ static void ledger_freep(struct ledger **l) {
         ledger_free(*l);
 }
 
-int ledger_open(const char *path, const uint8_t self[32], uint64_t allowance, struct ledger **ret, char **error) {
+int ledger_open(const char *path, const uint8_t self[32], struct ledger **ret, char **error) {
         _cleanup_(ledger_freep) struct ledger *l = NULL;
         _cleanup_finalize_ sqlite3_stmt *wal = NULL;
         int fd, rc, r;
@@ -648,10 +684,6 @@ int ledger_open(const char *path, const uint8_t self[32], uint64_t allowance, st
         if (!path || !self || !ret) {
                 set_error(error, "%s: invalid arguments to ledger_open()", path ?: "(null)");
                 return -EINVAL;
-        }
-        if (allowance > INT64_MAX) {
-                set_error(error, "%s: allowance %" PRIu64 " is over what the ledger can hold", path, allowance);
-                return -EOVERFLOW;
         }
         if (sodium_init() < 0) {
                 set_error(error, "%s: libsodium does not initialise", path);
@@ -684,7 +716,6 @@ int ledger_open(const char *path, const uint8_t self[32], uint64_t allowance, st
                 return -ENOMEM;
         }
         memcpy(l->self, self, 32);
-        l->allowance = allowance;
 
         rc = sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
@@ -1072,7 +1103,7 @@ int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uin
 
 int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        uint64_t served, received;
+        uint64_t served, cheques, transfers, paid;
         int rc;
 
         if (!l || !requester || !ret)
@@ -1080,13 +1111,15 @@ int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret) {
 
         s = l->stmts[STMT_DEBT];
         bind_blob(s, 1, requester, 32);
+        bind_blob(s, 2, l->self, 32);
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW)
                 return ledger_fail(l, rc, "adding up a peer's debt");
-        if (column_u64(s, 0, &served) < 0 || column_u64(s, 1, &received) < 0)
-                return ledger_bad_row(l, "jobs or cheques_received");
+        if (column_u64(s, 0, &served) < 0 || column_u64(s, 1, &cheques) < 0 || column_u64(s, 2, &transfers) < 0)
+                return ledger_bad_row(l, "jobs, cheques_received or transfers");
 
-        *ret = served > received ? served - received : 0;
+        paid = cheques + transfers < cheques ? UINT64_MAX : cheques + transfers;
+        *ret = served > paid ? served - paid : 0;
         return 0;
 }
 
@@ -1113,17 +1146,38 @@ static int ledger_get_balance_locked(struct ledger *l, struct ledger_balance *b)
         int64_t balance;
         int r, rc;
 
-        b->allowance = l->allowance;
-        r = sum_column(l, STMT_ISSUED_AMOUNTS, "cheques_issued", &b->issued);
+        r = sum_column(l, STMT_ISSUED_AMOUNTS, "cheques_issued", &b->cheques_issued);
         if (r < 0)
                 return r;
-        r = sum_column(l, STMT_RECEIVED_AMOUNTS, "cheques_received", &b->received);
+        r = sum_column(l, STMT_RECEIVED_AMOUNTS, "cheques_received", &b->cheques_received);
         if (r < 0)
                 return r;
-        r = sum_column(l, STMT_OWED, "jobs", &b->owed_to_us);
-        if (r < 0)
-                return r;
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_OWED];
+                uint64_t sum = 0, v;
 
+                bind_blob(s, 1, l->self, 32);
+                while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                        if (column_u64(s, 0, &v) < 0)
+                                return ledger_bad_row(l, "jobs");
+                        if (add_u64(&sum, v) < 0)
+                                return -EOVERFLOW;
+                }
+                if (rc != SQLITE_DONE)
+                        return ledger_fail(l, rc, "adding up what requesters owe");
+                b->owed_to_us = sum;
+        }
+        {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_TRANSFER_TOTALS];
+
+                bind_blob(s, 1, l->self, 32);
+                rc = sqlite3_step(s);
+                if (rc != SQLITE_ROW)
+                        return ledger_fail(l, rc, "adding up our transfers");
+                if (column_u64(s, 0, &b->earned) < 0 || column_u64(s, 1, &b->spent) < 0 ||
+                    column_u64(s, 2, &b->in_flight) < 0)
+                        return ledger_bad_row(l, "transfers");
+        }
         {
                 _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_JOB_COUNTS];
 
@@ -1134,10 +1188,9 @@ static int ledger_get_balance_locked(struct ledger *l, struct ledger_balance *b)
                         return ledger_bad_row(l, "jobs");
         }
 
-        /* allowance ≤ INT64_MAX (ledger_open()); the totals may not be. */
-        if (b->received > INT64_MAX || b->issued > INT64_MAX ||
-            __builtin_add_overflow((int64_t) b->allowance, (int64_t) b->received, &balance) ||
-            __builtin_sub_overflow(balance, (int64_t) b->issued, &balance))
+        /* Each sum ≤ INT64_MAX (SQLite's SUM() fails past it). */
+        if (__builtin_sub_overflow((int64_t) b->earned, (int64_t) b->spent, &balance) ||
+            __builtin_sub_overflow(balance, (int64_t) b->in_flight, &balance))
                 return -EOVERFLOW;
         b->balance = balance;
         return 0;
@@ -1181,6 +1234,7 @@ int ledger_list_peers(struct ledger *l, struct ledger_peer **ret, size_t *ret_n)
         if (!l || !ret || !ret_n)
                 return -EINVAL;
         s = l->stmts[STMT_PEERS];
+        bind_blob(s, 1, l->self, 32);
         return collect_rows(l, s, sizeof(**ret), peer_read, "jobs or cheques", "listing peers", (void **) ret,
                             ret_n);
 }
@@ -1192,6 +1246,12 @@ static bool job_read(sqlite3_stmt *s, void *row) {
         if (role != LEDGER_ROLE_PAID && role != LEDGER_ROLE_SERVED)
                 return false;
         j->role = (enum ledger_role) role;
+        if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
+                if (column_blob(s, 6, j->transfer, sizeof(j->transfer)) < 0)
+                        return false;
+                j->paid_by_transfer = true;
+                j->transfer_delivered = sqlite3_column_int(s, 7) != 0;
+        }
         return column_blob(s, 0, j->job_id, sizeof(j->job_id)) >= 0 &&
                column_blob(s, 2, j->peer, sizeof(j->peer)) >= 0 &&
                column_skill(s, 3, j->skill) >= 0 &&
@@ -1415,7 +1475,7 @@ static int sum_since(struct ledger *l, unsigned id, const uint8_t peer[32], uint
 int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct ledger_write_off_rule *rule,
                      uint64_t now, uint64_t *ret) {
         _cleanup_transaction_ struct ledger *txn = NULL;
-        uint64_t served, written_off, received, covered, recent, recent_written_off, today, amount = 0;
+        uint64_t served, written_off, received, transfers, covered, recent, recent_written_off, today, amount = 0;
         int r, rc;
 
         if (!l || !requester || !rule || !ret || now > INT64_MAX || rule->served_since > INT64_MAX ||
@@ -1429,12 +1489,14 @@ int ledger_write_off(struct ledger *l, const uint8_t requester[32], const struct
                 _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_WRITE_OFF_GET];
 
                 bind_blob(s, 1, requester, 32);
+                bind_blob(s, 2, l->self, 32);
                 rc = sqlite3_step(s);
                 if (rc != SQLITE_ROW)
                         return ledger_fail(l, rc, "reading what a peer owes");
                 if (column_u64(s, 0, &served) < 0 || column_u64(s, 1, &written_off) < 0 ||
-                    column_u64(s, 2, &received) < 0)
-                        return ledger_bad_row(l, "served_totals or cheques_received");
+                    column_u64(s, 2, &received) < 0 || column_u64(s, 3, &transfers) < 0)
+                        return ledger_bad_row(l, "served_totals, cheques_received or transfers");
+                received = received + transfers < received ? UINT64_MAX : received + transfers;
         }
         r = sum_since(l, STMT_SERVED_SINCE, requester, rule->served_since, rule->served_until, &recent);
         /* What was written off of that recent work already. */
@@ -1580,6 +1642,84 @@ int ledger_transfer_signed(struct ledger *l, const struct transfer *t, uint64_t 
         r = ledger_commit(l);
         txn = NULL;
         return r;
+}
+
+int ledger_pay_transfer(struct ledger *l, const uint8_t payee[32], struct ledger_pay_job *jobs, size_t n,
+                        ledger_transfer_sign_fn sign, void *userdata, uint64_t now, struct transfer *ret) {
+        _cleanup_transaction_ struct ledger *txn = NULL;
+        _cleanup_(transfer_clear) struct transfer t = {};
+        uint64_t amount = 0, seq;
+        uint8_t id[32];
+        bool delivered;
+        int r;
+
+        if (!l || !payee || !jobs || n == 0 || !sign || !ret || now > INT64_MAX ||
+            memcmp(payee, l->self, 32) == 0)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (!jobs[i].job_id || !skill_is_valid(jobs[i].skill))
+                        return -EINVAL;
+                if (jobs[i].price > INT64_MAX)
+                        return -EOVERFLOW;
+        }
+
+        r = ledger_begin(l, true);
+        if (r < 0)
+                return r;
+        txn = l;
+
+        for (size_t i = 0; i < n; i++) {
+                r = job_insert(l, jobs[i].job_id, LEDGER_ROLE_PAID, payee, jobs[i].skill, jobs[i].price, now);
+                if (r < 0)
+                        return r;
+                jobs[i].status = r > 0 ? 0 : -EALREADY;
+                if (r > 0 && (add_u64(&amount, jobs[i].price) < 0 || amount > INT64_MAX))
+                        return -EOVERFLOW;
+        }
+        if (amount == 0) {
+                /* Paid before, or free: nothing to sign. */
+                txn = NULL;
+                r = ledger_commit(l);
+                return r < 0 ? r : 0;
+        }
+
+        r = ledger_transfer_next_seq(l, &seq);
+        if (r < 0)
+                return r;
+        r = sign(seq, amount, &t, userdata);
+        if (r < 0)
+                return r;
+        if (transfer_validate(&t, NULL) < 0 || memcmp(t.payer, l->self, 32) != 0 ||
+            memcmp(t.payee, payee, 32) != 0 || t.amount != amount || t.seq < seq)
+                return -EINVAL;         /* not the transfer asked for: a bug of sign */
+        transfer_id(&t, id);
+        r = transfer_slot(l, id, &t, &delivered);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                return -ENOTUNIQ;
+        r = transfer_insert(l, id, &t, false, now);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_reset_ sqlite3_stmt *s = l->stmts[STMT_JOB_SET_TRANSFER];
+
+                if (jobs[i].status < 0)
+                        continue;
+                bind_blob(s, 1, jobs[i].job_id, CHEQUE_JOB_SIZE);
+                bind_blob(s, 2, id, 32);
+                r = sqlite3_step(s);
+                if (r != SQLITE_DONE)
+                        return ledger_fail(l, r, "naming the transfer that paid a job");
+        }
+
+        txn = NULL;
+        r = ledger_commit(l);
+        if (r < 0)
+                return r;
+        *ret = t;
+        t = (struct transfer) {};
+        return 1;
 }
 
 int ledger_transfer_delivered(struct ledger *l, const struct transfer *t, uint64_t now) {

@@ -11,16 +11,22 @@
  *  - jobs: one row per (job id, role): what we paid for as a requester
  *    ("paid") and what we delivered as a provider ("served"), with peer,
  *    skill, price and time.  A job id is paid at most once: that row and
- *    the cumulative cheque that pays for it are written in one transaction,
- *    so a crash at any point leaves either both or neither.
- *  - cheques: per payee, the highest cheque we issued (its signed bytes);
- *    per payer, the highest we received.
+ *    the transfer that pays for it (ledger_pay_transfer()) are written in
+ *    one transaction, so a crash at any point leaves either both or
+ *    neither; the row names the transfer.
+ *  - transfers (issue 22): every transfer this node delivered, in order,
+ *    and its own signed and not delivered yet; fraud proofs.
+ *  - cheques: the history of before transfers (schema 3 and older): per
+ *    payee, the highest cheque we issued; per payer, the highest we
+ *    received.  Still counted as paid; swarmd writes no new ones.
  *  - reputation: our own observations per (peer, skill), saved now and
  *    then by the daemon (reputation.h), loaded at start.
  *
- * Balance = allowance + received − issued, where allowance is the
- * configured starting credit (ledger.allowance).  What a requester owes us
- * ("debt") = what we served it − what it paid us. */
+ * Nobody gets credits for free: what this node holds is what transfers to
+ * it brought (mints of the issuers included), less its own.  Balance =
+ * earned − spent − in flight (ledger_get_balance()).  What a requester
+ * owes us ("debt") = what we served it − written off − its cheques − its
+ * transfers to us delivered here. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,16 +39,15 @@ struct ledger;
 
 /* Opens (creating, mode 0600) the database at path for the node self (32
  * bytes).  A database made for another node id is refused (-EXDEV), as is
- * one of a newer schema (-EPROTONOSUPPORT), and an allowance over
- * INT64_MAX (-EOVERFLOW); *error (malloc'd, may be NULL) says why, naming
- * the file, for every failure.
+ * one of a newer schema (-EPROTONOSUPPORT); *error (malloc'd, may be NULL)
+ * says why, naming the file, for every failure.
  *
  * Throughout: skill is 1-63 bytes of UTF-8 (-EINVAL otherwise), times are
  * at most INT64_MAX µs, and amounts are refused with -EOVERFLOW rather
  * than taken past INT64_MAX (SQLite integers are signed 64-bit): a price,
  * the cumulative amount issued to one payee, what one requester was
  * served, a cheque's amount. */
-int ledger_open(const char *path, const uint8_t self[32], uint64_t allowance, struct ledger **ret, char **error);
+int ledger_open(const char *path, const uint8_t self[32], struct ledger **ret, char **error);
 struct ledger *ledger_free(struct ledger *l);
 
 /* ---- Requester side ---- */
@@ -51,7 +56,11 @@ struct ledger *ledger_free(struct ledger *l);
  * cheque_sign() does: the ledger never holds the secret key. */
 typedef int (*ledger_sign_fn)(const struct cheque *c, uint8_t **ret, size_t *ret_size, void *userdata);
 
-/* Pays price for job_id to payee: in one durable transaction, records the
+/* The cheque era (schema 3 and older; swarmd pays by transfer now,
+ * ledger_pay_transfer()): kept so that old ledgers and their tests still
+ * read and write as they did.
+ *
+ * Pays price for job_id to payee: in one durable transaction, records the
  * job as paid, raises the cumulative amount issued to payee by price and
  * stores the new cheque, signed by sign.  Returns the encoded SignedCheque
  * to send (malloc'd).  -EALREADY when job_id was already paid (nothing
@@ -86,8 +95,8 @@ int ledger_served(struct ledger *l, const uint8_t job_id[CHEQUE_JOB_SIZE], const
  * an amount over INT64_MAX. */
 int ledger_accept_cheque(struct ledger *l, const uint8_t *data, size_t size, uint64_t now, const char **reason);
 
-/* What requester owes us: served − written off − received, 0 when it paid
- * ahead. */
+/* What requester owes us: served − written off − its cheques − its
+ * transfers to us delivered here, 0 when it paid ahead. */
 int ledger_debt(struct ledger *l, const uint8_t requester[32], uint64_t *ret);
 
 /* Everything we served requester, in micro-credits. */
@@ -126,7 +135,7 @@ int ledger_kept_result(struct ledger *l, uint32_t owner, const char *key, uint64
 
 /* ---- Group commit ---- */
 
-/* Every ledger_pay(), ledger_served() and ledger_accept_cheque() between
+/* Every write (ledger_pay_transfer(), ledger_served(), ...) between
  * these two is one transaction with one fsync at the commit (full) or
  * none (WAL with synchronous=NORMAL: durable when the process dies, not
  * when the machine does): a burst of payments costs one disk flush
@@ -142,19 +151,23 @@ void ledger_batch_abort(struct ledger *l);
 /* ---- Views ---- */
 
 struct ledger_balance {
-        int64_t balance;                /* allowance + received − issued */
-        uint64_t allowance, received, issued;
-        uint64_t owed_to_us;            /* Σ over requesters of max(0, served − received) */
+        int64_t balance;                /* earned − spent − in_flight: what this node may still spend */
+        uint64_t earned;                /* transfers to us, delivered (mints to us included) */
+        uint64_t spent;                 /* our transfers, delivered (an issuer's mints included) */
+        uint64_t in_flight;             /* our transfers signed and stored, not delivered yet */
+        uint64_t owed_to_us;            /* pending delivery: Σ over requesters of max(0, served −
+                                         * written off − paid), what our work earned and no
+                                         * delivered transfer paid yet */
+        uint64_t cheques_received, cheques_issued;      /* history: the cheque era */
         uint64_t jobs_paid, jobs_served;
 };
-/* -EOVERFLOW when a total does not fit (over all peers, issued or
- * received past INT64_MAX). */
+/* -EOVERFLOW when a total does not fit. */
 int ledger_get_balance(struct ledger *l, struct ledger_balance *ret);
 
 struct ledger_peer {
         uint8_t id[32];
-        uint64_t issued;                /* we paid them, in all */
-        uint64_t received;              /* they paid us */
+        uint64_t issued;                /* we paid them, in all: our cheque and our transfers, signed */
+        uint64_t received;              /* they paid us: their cheque and their transfers, delivered */
         uint64_t served;                /* we delivered to them, priced */
         uint64_t jobs_paid, jobs_served;
         uint64_t last_at;               /* µs since the epoch, last job or cheque */
@@ -174,6 +187,9 @@ struct ledger_job {
         char skill[64];
         uint64_t price;
         uint64_t at;                    /* µs since the epoch */
+        bool paid_by_transfer;          /* LEDGER_ROLE_PAID since transfers: */
+        uint8_t transfer[TRANSFER_ID_SIZE];     /* the transfer that paid it */
+        bool transfer_delivered;        /* delivered here, or still in flight */
 };
 /* Job history, most recent first; peer NULL for all peers; limit 0 for
  * no limit. */
@@ -206,6 +222,29 @@ int ledger_transfer_next_seq(struct ledger *l, uint64_t *ret);
  * stored already; -ENOTUNIQ when another transfer holds its (payer, seq):
  * nothing then lets a second one for a seq out, even across a crash. */
 int ledger_transfer_signed(struct ledger *l, const struct transfer *t, uint64_t now);
+
+/* Requester: pays the jobs of jobs[] (n >= 1) to payee with one transfer,
+ * in one durable transaction: each job is recorded as paid (status 0), or
+ * was paid before (status -EALREADY, not paid again); when some were not,
+ * sign is called with the seq our next transfer takes (one above every one
+ * of ours stored) and the sum of their prices, and returns our transfer of
+ * that amount to payee, signed, with a seq at least that one; it is stored
+ * as ours, not delivered yet, and the jobs' rows name it.  1 with *ret
+ * (free with transfer_clear()) to broadcast once the transaction is
+ * durable (inside a batch: once ledger_batch_commit() returned 0); 0 when
+ * nothing was to pay (paid before, or free); -EINVAL (payee is us, a bad
+ * skill, or sign returned another transfer), -EOVERFLOW, -ENOTUNIQ (its
+ * slot is taken), sign's errors (-EDQUOT: we cannot pay), the database's:
+ * then nothing happened. */
+struct ledger_pay_job {
+        const uint8_t *job_id;          /* CHEQUE_JOB_SIZE bytes */
+        const char *skill;
+        uint64_t price;
+        int status;                     /* out */
+};
+typedef int (*ledger_transfer_sign_fn)(uint64_t seq, uint64_t amount, struct transfer *ret, void *userdata);
+int ledger_pay_transfer(struct ledger *l, const uint8_t payee[32], struct ledger_pay_job *jobs, size_t n,
+                        ledger_transfer_sign_fn sign, void *userdata, uint64_t now, struct transfer *ret);
 
 /* Records that the book delivered t, as the next in this node's delivery
  * order (the order ledger_transfer_load() replays).  -EALREADY when it is

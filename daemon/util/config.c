@@ -96,6 +96,18 @@ static bool check_seed(const char *s, char *error, size_t size) {
         return endpoint_valid(at + 1, 0, error, size);
 }
 
+static bool check_allowance_gone(const char *s, char *error, size_t size) {
+        snprintf(error, size, "is gone: no identity gets credits for free any more; credits come only from the "
+                 "mints of credits.issuers (remove this key)");
+        return false;
+}
+
+static bool check_node_id(const char *s, char *error, size_t size);
+
+static bool check_optional_node_id(const char *s, char *error, size_t size) {
+        return s[0] == '\0' || check_node_id(s, error, size);
+}
+
 static bool check_node_id(const char *s, char *error, size_t size) {
         if (strlen(s) == CONFIG_NODE_ID_LEN && strspn(s, "abcdefghijklmnopqrstuvwxyz234567") == CONFIG_NODE_ID_LEN)
                 return true;
@@ -391,11 +403,11 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                /* Gone (issue 22): said so, rather than "unknown key". */
                 .path = "ledger.allowance",
-                .type = CONF_UINT,
-                .offset = offsetof(struct config, ledger_allowance),
-                .max = INT64_MAX,
-                .needs_restart = true,
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, ledger_allowance_gone),
+                .check = check_allowance_gone,
         },
         {
                 .path = "ledger.debt_limit",
@@ -559,6 +571,13 @@ const struct conf_key config_keys[] = {
                 .needs_restart = true,
         },
         {
+                .path = "testing.double_spend_to",
+                .type = CONF_STRING,
+                .offset = offsetof(struct config, testing_double_spend_to),
+                .check = check_optional_node_id,
+                .needs_restart = true,
+        },
+        {
                 .path = "testing.throughput_factor",
                 .type = CONF_UINT,
                 .offset = offsetof(struct config, testing_throughput_factor),
@@ -604,7 +623,6 @@ int config_init(struct config *c) {
                 .relay_max_circuits = 64,
                 .relay_bandwidth = 4ULL << 20,
                 .relay_burst = 16ULL << 20,
-                .ledger_allowance = 1000ULL * 1000 * 1000,
                 .ledger_debt_limit = 100ULL * 1000 * 1000,
                 .reputation_half_life = 3600ULL * 1000 * 1000,
                 .reputation_gossip_interval = 10ULL * 1000 * 1000,
@@ -641,7 +659,9 @@ int config_init(struct config *c) {
         if (c->verification_sampled_skills)
                 c->verification_sampled_skills[0] = strdup("textgen");
         c->dbus_admin_group = strdup("");
-        if (!c->node_name || !c->state_directory || !c->skills_directory ||
+        c->ledger_allowance_gone = strdup("");
+        c->testing_double_spend_to = strdup("");
+        if (!c->ledger_allowance_gone || !c->testing_double_spend_to || !c->node_name || !c->state_directory || !c->skills_directory ||
             !c->skills_enabled || !c->skills_options || !c->network_bind || !c->network_advertise ||
             !c->network_seeds || !c->network_beacon_address || !c->lending_schedule ||
             !c->lending_release_device_memory || !c->dbus_admin_group ||

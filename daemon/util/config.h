@@ -62,7 +62,7 @@ struct config {
         char **jobs_allowed_requesters; /* jobs.allowed_requesters: node ids; empty = anyone */
 
         /* ledger: (need a restart) */
-        uint64_t ledger_allowance;      /* ledger.allowance: micro-credits a new node starts with */
+        char *ledger_allowance_gone;    /* ledger.allowance: refused with why (issue 22) */
         uint64_t ledger_debt_limit;     /* ledger.debt_limit: micro-credits a requester may owe us; 0 = no limit */
 
         /* credits: (need a restart) */
@@ -103,6 +103,8 @@ struct config {
         bool testing_corrupt_stream;    /* testing.corrupt_stream: stream other chunks than signed */
         uint64_t testing_throughput_factor;     /* testing.throughput_factor: advertise N× the throughput */
         bool testing_withhold_payments; /* testing.withhold_payments: never pay (a freeloader) */
+        char *testing_double_spend_to;  /* testing.double_spend_to: a node id, or "": sign a twin of every
+                                         * transfer paid with `swarmctl pay`, to it (a double spender) */
 
         /* log: */
         int log_level;          /* log.level: syslog priority, LOG_ERR … LOG_DEBUG */

@@ -63,12 +63,14 @@ static int predict(struct sd_denoiser *d, double t, const float *ctx, size_t n_c
 
 int sd_denoiser_step(struct sd_denoiser *d, const struct sd_plan *plan, uint32_t i, const float *cond,
                      const float *uncond, size_t n_ctx, double guidance, const float *x, float *next) {
-        float s = (float) sd_plan_input_scale(plan, i);
-        double t = plan->timestep[i];
+        float s;
+        double t;
         int r;
 
         if (i >= plan->steps)
                 return -EINVAL;
+        s = (float) sd_plan_input_scale(plan, i);
+        t = plan->timestep[i];
         for (size_t j = 0; j < d->n; j++)
                 d->scaled[j] = x[j] * s;
         d->be->ops->write(d->be, d->x_dev, d->scaled, d->n);

@@ -301,12 +301,13 @@ static int imagegen_init(const struct swarm_values *config, void **state) {
             (r = config_int(config, "max-width", 64, SD_PNG_SIDE_MAX, DEFAULT_MAX_SIDE, &max_w)) < 0 ||
             (r = config_int(config, "max-height", 64, SD_PNG_SIDE_MAX, DEFAULT_MAX_SIDE, &max_h)) < 0 ||
             (r = config_int(config, "max-steps", 1, SD_STEPS_MAX, DEFAULT_MAX_STEPS, &max_steps)) < 0 ||
-            (r = config_int(config, "verify-steps", 0, SD_STEPS_MAX, DEFAULT_VERIFY_STEPS, &verify_steps)) < 0 ||
+            (r = config_int(config, "verify-steps", 1, SD_STEPS_MAX, DEFAULT_VERIFY_STEPS, &verify_steps)) < 0 ||
             (r = config_int(config, "verify-tolerance-micro", 0, 1000000, DEFAULT_TOLERANCE_MICRO, &tol)) < 0 ||
             (r = config_int(config, "price", 1, INT64_MAX, 0, &price)) < 0)
                 return r;
-        if (max_w % 64 || max_h % 64) {
-                swarm_log(LOG_ERR, "imagegen: max-width and max-height must be multiples of 64");
+        if (max_w % 64 || max_h % 64 || (uint64_t) max_w * (uint64_t) max_h > SD_PNG_PIXELS_MAX) {
+                swarm_log(LOG_ERR, "imagegen: max-width and max-height must be multiples of 64, their product at "
+                          "most %" PRIu64 " pixels (a PNG's limit here)", SD_PNG_PIXELS_MAX);
                 return -EINVAL;
         }
         if (swarm_values_get_string(config, "testing-cheat", &cheat_name) < 0)
@@ -427,6 +428,10 @@ static int imagegen_init(const struct swarm_values *config, void **state) {
         {
                 const char *base = strrchr(path, '/');
                 snprintf(t->name, sizeof(t->name), "%s", base ? base + 1 : path);
+                /* Into adverts and the PNG's text: printable ASCII only. */
+                for (char *c = t->name; *c; c++)
+                        if (*c < 0x20 || *c > 0x7e)
+                                *c = '?';
         }
         t->price = price > 0 ? (uint64_t) price : (sd_unet_parameters(t->unet) + 99999999) / 100000000;
         measure_speed(t);
@@ -447,6 +452,9 @@ static int imagegen_advertise(void *state, struct swarm_values *advert) {
         int r;
 
         r = swarm_values_set_string(advert, "check-inputs", "trajectory,image,width,height,steps,seed");
+        if (r >= 0)
+                /* What a second checker is given of the first's verdict. */
+                r = swarm_values_set_string(advert, "check-retry-inputs", "check-failed-step");
         if (r < 0)
                 return r;
         if (!t->unet) {
@@ -521,6 +529,41 @@ static int input_int(const struct swarm_values *in, struct swarm_job *job, const
         return 0;
 }
 
+/* RFC 3629 UTF-8: no overlong forms, surrogates or code points past
+ * U+10FFFF.  Prompts go into the PNG's text chunk, which must be UTF-8,
+ * so a bad one is refused before any work rather than after it. */
+static bool utf8_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        while (*p) {
+                unsigned n;
+                uint32_t cp;
+
+                if (p[0] < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (p[0] >= 0xc2 && p[0] <= 0xdf)
+                        n = 1, cp = p[0] & 0x1f;
+                else if (p[0] >= 0xe0 && p[0] <= 0xef)
+                        n = 2, cp = p[0] & 0x0f;
+                else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+                        n = 3, cp = p[0] & 0x07;
+                else
+                        return false;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i] & 0x3f);
+                }
+                if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
 /* The request's parameters, checked; seed_given says whether the job named
  * its seed (execute() draws one when it did not). */
 static int parse_request(const struct imagegen *t, const struct swarm_values *in, struct swarm_job *job,
@@ -537,6 +580,11 @@ static int parse_request(const struct imagegen *t, const struct swarm_values *in
         r = swarm_values_get_string(in, "negative_prompt", &req->negative);
         if (r < 0 && r != -ENOENT) {
                 swarm_job_set_error(job, "input \"negative_prompt\" must be a string");
+                return -EINVAL;
+        }
+        if (!utf8_valid(req->prompt) || !utf8_valid(req->negative)) {
+                swarm_job_set_error(job, "input \"%s\" is not valid UTF-8",
+                                    utf8_valid(req->prompt) ? "negative_prompt" : "prompt");
                 return -EINVAL;
         }
         if (strlen(req->prompt) > PROMPT_MAX || strlen(req->negative) > PROMPT_MAX) {
@@ -559,8 +607,8 @@ static int parse_request(const struct imagegen *t, const struct swarm_values *in
                 return -EINVAL;
         }
         r = swarm_values_get_int(in, "seed", &seed);
-        if (r < 0 && r != -ENOENT) {
-                swarm_job_set_error(job, "input \"seed\" must be an integer");
+        if ((r < 0 && r != -ENOENT) || (r == 0 && seed < 0)) {
+                swarm_job_set_error(job, "input \"seed\" must be an integer from 0 to 2^63 - 1");
                 return -EINVAL;
         }
         *seed_given = r == 0;
@@ -586,7 +634,12 @@ static int imagegen_price(void *state, const struct swarm_values *inputs, uint64
         r = parse_request(t, inputs, NULL, &req, &seeded);
         if (r < 0)
                 return r;
-        /* Below 2^64: 16384² pixels × (2 × 1000 steps + a decode). */
+        /* Below 2^64: 16384² pixels × (2 × 1000 steps + a decode).  A
+         * check job re-runs verify-steps of them (one more for a second
+         * checker) and decodes. */
+        if (swarm_values_get_tensor(inputs, "check.trajectory", &(struct swarm_tensor) {}) == 0 &&
+            t->verify_steps + 1 < req.steps)
+                req.steps = t->verify_steps + 1;
         units = (uint64_t) req.width * req.height *
                 ((uint64_t) req.steps * (req.guidance != 1.0 ? 2 : 1) + (t->decode_evals ?: 1));
         if (__builtin_mul_overflow(units, t->price ?: 1, &p))
@@ -595,12 +648,15 @@ static int imagegen_price(void *state, const struct swarm_values *inputs, uint64
         return 0;
 }
 
-/* The text contexts of a request into t->cond and t->uncond. */
-static int encode_request(struct imagegen *t, const struct request *req, struct swarm_job *job) {
+/* The text contexts of a request into t->cond and t->uncond; as_provider:
+ * for a generation, where testing-cheat=ignore-prompt lies (a check of
+ * someone else's result on this node stays honest). */
+static int encode_request(struct imagegen *t, const struct request *req, bool as_provider, struct swarm_job *job) {
         char err[256];
         int r;
 
-        r = encode_text(t, t->cheat == CHEAT_IGNORE_PROMPT ? "" : req->prompt, t->cond, err, sizeof(err));
+        r = encode_text(t, as_provider && t->cheat == CHEAT_IGNORE_PROMPT ? "" : req->prompt, t->cond, err,
+                        sizeof(err));
         if (r >= 0 && req->guidance != 1.0)
                 r = encode_text(t, req->negative, t->uncond, err, sizeof(err));
         if (r < 0 && job)
@@ -664,7 +720,7 @@ static int imagegen_execute(void *state, struct swarm_job *job) {
         uint8_t *rgb = NULL;
         void *png = NULL;
         size_t png_size;
-        char err[512], params[PROMPT_MAX * 2 + 256], progress[64];
+        char err[512], params[PROMPT_MAX * 2 + 1024], progress[64];
         float *x;
         int r;
 
@@ -677,7 +733,7 @@ static int imagegen_execute(void *state, struct swarm_job *job) {
                 return r;
         if (!seeded)
                 randombytes_buf(&req.seed, sizeof(req.seed));
-        req.seed &= INT64_MAX;  /* reported as an int */
+        req.seed &= INT64_MAX;  /* a drawn one: reported as an int */
         lh = req.height / 8;
         lw = req.width / 8;
         n = (size_t) SD_LATENT_CHANNELS * lh * lw;
@@ -685,7 +741,7 @@ static int imagegen_execute(void *state, struct swarm_job *job) {
         if (sd_plan_make(req.sampler, req.steps, &plan) < 0)
                 return -EINVAL;
 
-        r = encode_request(t, &req, job);
+        r = encode_request(t, &req, true, job);
         if (r < 0)
                 return r == -EILSEQ ? -EINVAL : r;
         r = swarm_values_add_tensor(out, "trajectory", SWARM_DTYPE_F32, 4,
@@ -825,15 +881,30 @@ static int check_result_shape(struct swarm_job *job, const struct request *req, 
         return 0;
 }
 
+/* A PNG's size from its IHDR, before anything is decoded: a provider's
+ * image of another size is refused without inflating it. */
+static bool png_size_is(const void *png, size_t size, uint32_t width, uint32_t height) {
+        static const uint8_t head[16] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R' };
+        const uint8_t *p = png;
+
+        return size >= 24 && memcmp(p, head, sizeof(head)) == 0 &&
+               ((uint32_t) p[16] << 24 | (uint32_t) p[17] << 16 | (uint32_t) p[18] << 8 | p[19]) == width &&
+               ((uint32_t) p[20] << 24 | (uint32_t) p[21] << 16 | (uint32_t) p[22] << 8 | p[23]) == height;
+}
+
 /* The checks that need the model: the first latent is the seed's noise,
- * secretly chosen steps re-run within the tolerance, the image is the last
- * latent's decode.  *why gets the verdict's reason. */
+ * secretly chosen steps (and forced_step, when ≥ 0: the one a first checker
+ * found wrong) re-run within the tolerance, the image is the last latent's
+ * decode and carries only the text execute() writes.  -EBADMSG with the
+ * reason in why (and the step that failed in *failed_step, or -1);
+ * -EOPNOTSUPP when this node could not judge (out of memory, a device
+ * error): not the provider's fault. */
 static int check_with_model(struct imagegen *t, const struct request *req, uint64_t seed,
-                            const struct swarm_tensor *traj, const void *png, size_t png_size, char *why,
-                            size_t why_size) {
+                            const struct swarm_tensor *traj, const void *png, size_t png_size, int64_t forced_step,
+                            int64_t *failed_step, char *why, size_t why_size) {
         static struct sd_plan plan;
-        uint32_t lh = req->height / 8, lw = req->width / 8, picks[SD_STEPS_MAX], k;
-        size_t n = (size_t) SD_LATENT_CHANNELS * lh * lw;
+        uint32_t lh = req->height / 8, lw = req->width / 8, picks[SD_STEPS_MAX + 1], k;
+        size_t n = (size_t) SD_LATENT_CHANNELS * lh * lw, prompt_len = strlen(req->prompt);
         const float *x = traj->data;
         struct sd_denoiser *den = NULL;
         struct sd_png_image img = {};
@@ -842,11 +913,16 @@ static int check_with_model(struct imagegen *t, const struct request *req, uint6
         char err[256];
         int r;
 
+        *failed_step = -1;
+        why[0] = '\0';
         if (sd_plan_make(req->sampler, req->steps, &plan) < 0)
-                return -EINVAL;
+                return nn_error(why, why_size, -EOPNOTSUPP, "no plan for %" PRIu32 " steps", req->steps);
+        if (!png_size_is(png, png_size, req->width, req->height))
+                return nn_error(why, why_size, -EBADMSG, "the image is not a PNG of %" PRIu32 "×%" PRIu32,
+                                req->width, req->height);
         buf = malloc(n * sizeof(float));
         if (!buf)
-                return -ENOMEM;
+                return nn_error(why, why_size, -EOPNOTSUPP, "out of memory for a latent");
         sd_noise(seed, buf, n);
         for (size_t j = 0; j < n; j++) {
                 double want = buf[j] * sd_plan_init_scale(&plan);
@@ -858,16 +934,21 @@ static int check_with_model(struct imagegen *t, const struct request *req, uint6
                 }
         }
 
-        r = encode_request(t, req, NULL);
+        r = encode_request(t, req, false, NULL);
         if (r < 0) {
                 r = nn_error(why, why_size, -EOPNOTSUPP, "the prompts cannot be encoded here");
                 goto out;
         }
         r = sd_denoiser_new(t->be, t->unet, lh, lw, &den);
-        if (r < 0)
+        if (r < 0) {
+                r = nn_error(why, why_size, -EOPNOTSUPP, "out of memory for a %" PRIu32 "×%" PRIu32 " latent", lw,
+                             lh);
                 goto out;
+        }
         k = t->verify_steps < req->steps ? t->verify_steps : req->steps;
         traj_pick_steps(req->steps, k, picks);
+        if (forced_step >= 0 && (uint64_t) forced_step < req->steps)
+                picks[k++] = (uint32_t) forced_step;
         for (uint32_t p = 0; p < k; p++) {
                 uint32_t i = picks[p];
                 double e;
@@ -875,11 +956,12 @@ static int check_with_model(struct imagegen *t, const struct request *req, uint6
                 r = sd_denoiser_step(den, &plan, i, t->cond, req->guidance != 1.0 ? t->uncond : NULL, CLIP_CONTEXT,
                                      req->guidance, x + i * n, buf);
                 if (r < 0) {
-                        nn_error(why, why_size, r, "the device failed re-running step %" PRIu32, i + 1);
+                        r = nn_error(why, why_size, -EOPNOTSUPP, "the device failed re-running step %" PRIu32, i + 1);
                         goto out;
                 }
                 e = traj_step_error(x + i * n, x + (i + 1) * n, buf, n);
                 if (!(e <= t->tolerance)) {
+                        *failed_step = i;
                         r = nn_error(why, why_size, -EBADMSG, "step %" PRIu32 " of %" PRIu32 " re-run here differs "
                                      "from the provider's by %.3g of the step (tolerance %.3g): another model, "
                                      "prompt or guidance, or a step not run", i + 1, req->steps, e, t->tolerance);
@@ -889,17 +971,17 @@ static int check_with_model(struct imagegen *t, const struct request *req, uint6
 
         rgb = malloc((size_t) req->width * req->height * 3);
         if (!rgb) {
-                r = -ENOMEM;
+                r = nn_error(why, why_size, -EOPNOTSUPP, "out of memory for the image");
                 goto out;
         }
         r = decode_latent(t, x + (size_t) req->steps * n, lh, lw, rgb, err, sizeof(err));
         if (r < 0) {
-                nn_error(why, why_size, r, "the VAE's decode: %s", err);
+                r = nn_error(why, why_size, -EOPNOTSUPP, "the VAE's decode: %s", err);
                 goto out;
         }
         r = sd_png_decode(png, png_size, &img, err, sizeof(err));
         if (r < 0) {
-                r = nn_error(why, why_size, -EBADMSG, "the image: %s", err);
+                r = nn_error(why, why_size, r == -ENOMEM ? -EOPNOTSUPP : -EBADMSG, "the image: %s", err);
                 goto out;
         }
         if (img.width != req->width || img.height != req->height) {
@@ -913,6 +995,19 @@ static int check_with_model(struct imagegen *t, const struct request *req, uint6
                         r = nn_error(why, why_size, -EBADMSG, "the image is not the decode of the last latent: pixel "
                                      "(%zu, %zu) channel %zu is %u, the decode %u", px % req->width,
                                      px / req->width, j % 3, img.rgb[j], rgb[j]);
+                        goto out;
+                }
+        /* What execute() writes and nothing else: the parameters, which
+         * start with the prompt, and the software. */
+        for (size_t i = 0; i < img.n_text; i++)
+                if (!((strcmp(img.text[i].key, "parameters") == 0 &&
+                       strncmp(img.text[i].value, req->prompt, prompt_len) == 0 &&
+                       img.text[i].value[prompt_len] == '\n') ||
+                      (strcmp(img.text[i].key, "Software") == 0 &&
+                       strcmp(img.text[i].value, "SwarmHarness imagegen") == 0)) ||
+                    img.n_text > 2) {
+                        r = nn_error(why, why_size, -EBADMSG, "the image carries text the generation did not write "
+                                     "(a \"%.40s\" chunk)", img.text[i].key);
                         goto out;
                 }
         r = 0;
@@ -958,16 +1053,21 @@ static int imagegen_verify(void *state, struct swarm_job *job) {
         const void *id, *root, *png;
         size_t id_size, root_size, png_size;
         const char *verdict;
-        int64_t seed;
+        int64_t seed, failed_step;
         bool seeded;
-        char why[512];
+        char why[512] = "";
         int r;
 
-        if (swarm_values_get_string(out, "check-verdict", &verdict) == 0) {
-                /* A check job's own result: a verdict and the root it
-                 * checked; whether it agrees is verify_by_check()'s. */
-                if (swarm_values_get_bytes(out, "check-root", &root, &root_size) < 0 || root_size != TRAJ_HASH_SIZE) {
-                        swarm_job_set_error(job, "the check's result lacks check-root");
+        /* A check job's own result (told by its inputs, which a submitter
+         * cannot forge: check.* is reserved to the daemon; a result's
+         * outputs could say anything): a verdict and the root it checked,
+         * whether it agrees is verify_by_check()'s. */
+        if (swarm_values_get_tensor(in, "check.trajectory", &traj) == 0) {
+                if (swarm_values_get_string(out, "check-verdict", &verdict) < 0 ||
+                    swarm_values_get_bytes(out, "check-root", &root, &root_size) < 0 || root_size != TRAJ_HASH_SIZE ||
+                    swarm_values_get_int(out, "check-failed-step", &failed_step) < 0) {
+                        swarm_job_set_error(job, "the check's result lacks check-verdict, check-root or "
+                                            "check-failed-step");
                         return -EBADMSG;
                 }
                 return 0;
@@ -1000,15 +1100,20 @@ static int imagegen_verify(void *state, struct swarm_job *job) {
                 return -EBADMSG;
         }
         req.seed = (uint64_t) seed;
-        r = check_with_model(t, &req, req.seed, &traj, png, png_size, why, sizeof(why));
+        r = check_with_model(t, &req, req.seed, &traj, png, png_size, -1, &failed_step, why, sizeof(why));
         if (r < 0)
-                swarm_job_set_error(job, "%s", why);
+                swarm_job_set_error(job, "%s", why[0] ? why : "cannot verify here");
         return r;
 }
 
 /* A check job: the inputs plus check.trajectory, check.image, … (another
- * provider's result); outputs check-verdict ("ok" or why not) and
- * check-root, the root of the trajectory it checked. */
+ * provider's result); outputs check-verdict ("ok" or why not), check-root,
+ * the root of the trajectory it checked, and check-failed-step (the step
+ * that did not re-run, or -1).  A second checker, asked because a first
+ * disagreed with the producer, is given that step as
+ * check.first.check-failed-step and re-runs it besides its own picks: a
+ * verdict from random picks would otherwise be overturned by a second
+ * checker that happened to pick only honest steps. */
 static int execute_check(struct imagegen *t, struct swarm_job *job) {
         const struct swarm_values *in = swarm_job_inputs(job);
         struct swarm_values *claimed = swarm_values_new(), *out = swarm_job_outputs(job);
@@ -1016,7 +1121,7 @@ static int execute_check(struct imagegen *t, struct swarm_job *job) {
         struct request req;
         const void *png;
         size_t png_size, n;
-        int64_t v;
+        int64_t v, forced = -1, failed = -1;
         bool seeded;
         uint8_t root[TRAJ_HASH_SIZE];
         char why[512] = "ok";
@@ -1024,6 +1129,7 @@ static int execute_check(struct imagegen *t, struct swarm_job *job) {
 
         if (!claimed)
                 return -ENOMEM;
+        (void) swarm_values_get_int(in, "check.first.check-failed-step", &forced);
         r = parse_request(t, in, job, &req, &seeded);
         if (r < 0)
                 goto out;
@@ -1065,7 +1171,8 @@ static int execute_check(struct imagegen *t, struct swarm_job *job) {
                 snprintf(why, sizeof(why), "the result is malformed");
         } else {
                 (void) swarm_values_get_int(claimed, "seed", &v);
-                r = check_with_model(t, &req, (uint64_t) v, &traj, png, png_size, why, sizeof(why));
+                r = check_with_model(t, &req, (uint64_t) v, &traj, png, png_size, forced, &failed, why,
+                                     sizeof(why));
                 if (r == -EBADMSG)
                         r = 0;          /* a verdict, not a failure of the check */
                 else if (r < 0) {
@@ -1076,7 +1183,8 @@ static int execute_check(struct imagegen *t, struct swarm_job *job) {
         }
         if ((r = traj_root_of(traj.data, traj.shape[0], n / traj.shape[0], root)) < 0 ||
             (r = swarm_values_set_string(out, "check-verdict", why)) < 0 ||
-            (r = swarm_values_set_bytes(out, "check-root", root, sizeof(root))) < 0)
+            (r = swarm_values_set_bytes(out, "check-root", root, sizeof(root))) < 0 ||
+            (r = swarm_values_set_int(out, "check-failed-step", failed)) < 0)
                 goto out;
         t->have_root = false;
 out:
@@ -1109,6 +1217,8 @@ static const struct swarm_param imagegen_inputs[] = {
         { "check.height", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "check job: the result's height" },
         { "check.steps", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "check job: the result's steps" },
         { "check.seed", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "check job: the result's seed" },
+        { "check.first.check-failed-step", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "second check job: the step a first checker found wrong" },
         {}
 };
 
@@ -1125,6 +1235,8 @@ static const struct swarm_param imagegen_outputs[] = {
         { "check-verdict", SWARM_VALUE_STRING, 0, 0, NULL, SWARM_PARAM_OPTIONAL, "check job: ok, or why not" },
         { "check-root", SWARM_VALUE_BYTES, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
           "check job: the root of the trajectory checked" },
+        { "check-failed-step", SWARM_VALUE_INT, 0, 0, NULL, SWARM_PARAM_OPTIONAL,
+          "check job: the step that did not re-run (0-based), or -1" },
         {}
 };
 

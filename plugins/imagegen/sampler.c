@@ -57,7 +57,11 @@ int sd_plan_make(enum sd_sampler_kind kind, uint32_t steps, struct sd_plan *ret)
                 uint32_t ratio = SD_TRAIN_STEPS / steps;
 
                 for (uint32_t i = 0; i < steps; i++) {
-                        uint32_t t = (steps - 1 - i) * ratio + 1;
+                        /* At 1,000 steps the first would be 1,000:
+                         * past the schedule (diffusers' "leading"
+                         * spacing plus steps_offset 1). */
+                        uint32_t t = (steps - 1 - i) * ratio + 1 < SD_TRAIN_STEPS ? (steps - 1 - i) * ratio + 1
+                                                                                  : SD_TRAIN_STEPS - 1;
                         int prev = (int) t - (int) ratio;
 
                         ret->timestep[i] = t;

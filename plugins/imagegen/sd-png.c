@@ -168,8 +168,9 @@ int sd_png_encode(const uint8_t *rgb, uint32_t width, uint32_t height, const str
         r = sides_valid(width, height, err, err_size);
         if (r < 0)
                 return r;
-        if (n_text > 1000)
-                return nn_error(err, err_size, -E2BIG, "%zu text chunks, over the 1000 allowed", n_text);
+        if (n_text > SD_PNG_CHUNKS_MAX)
+                return nn_error(err, err_size, -E2BIG, "%zu text chunks, over the %u allowed", n_text,
+                                SD_PNG_CHUNKS_MAX);
         for (size_t i = 0; i < n_text; i++) {
                 if (!key_valid(text[i].key))
                         return nn_error(err, err_size, -EINVAL, "PNG text key \"%s\" is not 1 … 79 printable ASCII "
@@ -289,6 +290,10 @@ static int decode_run(png_structp png, png_infop info, struct png_io *io, struct
         /* The limits are checked here, to tell them from corruption;
          * nothing is allocated by the image's size before. */
         png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
+        /* What a compressed text or profile may inflate to, and how many
+         * ancillary chunks libpng keeps (chunk_framing() bounds the rest). */
+        png_set_chunk_malloc_max(png, SD_PNG_CHUNK_MAX);
+        png_set_chunk_cache_max(png, SD_PNG_CHUNKS_MAX);
         png_read_info(png, info);
         png_get_IHDR(png, info, &width, &height, &depth, &color, &interlace, NULL, NULL);
         if (width > SD_PNG_SIDE_MAX || height > SD_PNG_SIDE_MAX || (uint64_t) width * height > SD_PNG_PIXELS_MAX) {
@@ -329,6 +334,38 @@ void sd_png_image_free(struct sd_png_image *img) {
         *img = (struct sd_png_image) {};
 }
 
+static uint32_t be32(const uint8_t *p) {
+        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+/* The chunks' lengths, before libpng sees them: it allocates an ancillary
+ * chunk's whole length before reading it (up to 2 GiB for a 12-byte
+ * header, its "too large" being only a warning), so every chunk must lie
+ * within the bytes given, and every one but IDAT within SD_PNG_CHUNK_MAX:
+ * what libpng allocates is then bounded by the image and that. */
+static int chunk_framing(const uint8_t *png, size_t size, char *err, size_t err_size) {
+        for (size_t at = 8; at < size;) {
+                uint32_t len;
+                char type[5] = "";
+
+                if (size - at < 12)
+                        return nn_error(err, err_size, -EBADMSG, "a bad PNG: a chunk at byte %zu is truncated", at);
+                len = be32(png + at);
+                for (size_t i = 0; i < 4; i++)
+                        type[i] = png[at + 4 + i] >= 'A' && png[at + 4 + i] <= 'z' ? (char) png[at + 4 + i] : '?';
+                if (len > size - at - 12)
+                        return nn_error(err, err_size, -EBADMSG, "a bad PNG: chunk %s at byte %zu claims %" PRIu32
+                                        " bytes, past the end", type, at, len);
+                if (len > SD_PNG_CHUNK_MAX && memcmp(png + at + 4, "IDAT", 4) != 0)
+                        return nn_error(err, err_size, -E2BIG, "chunk %s at byte %zu has %" PRIu32 " bytes, over the "
+                                        "%" PRIu32 " allowed", type, at, len, (uint32_t) SD_PNG_CHUNK_MAX);
+                if (memcmp(png + at + 4, "IEND", 4) == 0)
+                        break;
+                at += 12 + (size_t) len;
+        }
+        return 0;
+}
+
 int sd_png_decode(const void *data, size_t size, struct sd_png_image *ret, char *err, size_t err_size) {
         struct png_io io = { .in = data, .in_size = size };
         struct decode_state st = {};
@@ -339,6 +376,9 @@ int sd_png_decode(const void *data, size_t size, struct sd_png_image *ret, char 
         *ret = (struct sd_png_image) {};
         if (size < 8 || png_sig_cmp(data, 0, 8) != 0)
                 return nn_error(err, err_size, -EBADMSG, "not a PNG (no PNG signature)");
+        r = chunk_framing(data, size, err, err_size);
+        if (r < 0)
+                return r;
         png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &io, on_error, on_warning);
         if (png)
                 info = png_create_info_struct(png);

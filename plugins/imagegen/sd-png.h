@@ -20,6 +20,11 @@
 #define SD_PNG_PIXELS_MAX (UINT64_C(1) << 26)
 /* A text value's bytes. */
 #define SD_PNG_TEXT_MAX (UINT32_C(1) << 20)
+/* Decoding: the bytes of a chunk other than IDAT (a text of
+ * SD_PNG_TEXT_MAX with its key and headers), also what a compressed one may
+ * inflate to; and the ancillary chunks kept (text chunks encoded, too). */
+#define SD_PNG_CHUNK_MAX (SD_PNG_TEXT_MAX + 4096)
+#define SD_PNG_CHUNKS_MAX 1000u
 
 /* A text chunk.  key: 1 … 79 bytes of printable ASCII without leading,
  * trailing or consecutive spaces (the PNG keyword rules).  value: UTF-8,
@@ -47,8 +52,10 @@ struct sd_png_image {
 
 /* Any PNG (grey, palette, 16-bit, alpha, interlaced) as 8-bit RGB: 16-bit
  * samples keep their high byte, alpha is dropped without compositing.
- * -EBADMSG (not a PNG, or a corrupt or truncated one), -E2BIG (over the
- * limits), -ENOMEM, with the reason in err.  *ret is filled only on
- * success; free it with sd_png_image_free(). */
+ * Memory: the image's RGB, its text, and libpng's buffers, bounded by
+ * size and the limits above whatever the chunks claim.  -EBADMSG (not a
+ * PNG, or a corrupt or truncated one), -E2BIG (over the limits), -ENOMEM,
+ * with the reason in err.  *ret is filled only on success; free it with
+ * sd_png_image_free(). */
 int sd_png_decode(const void *png, size_t size, struct sd_png_image *ret, char *err, size_t err_size);
 void sd_png_image_free(struct sd_png_image *img);

@@ -309,7 +309,10 @@ int sd_unet_load(struct nn_backend *be, const struct safetensors *file, uint32_t
         u->ch = (uint32_t) conv_in->shape[0];
         u->emb = 4 * u->ch;
         u->ctx = (uint32_t) to_k->shape[1];
-        u->heads_fixed = heads;
+        /* SD 1.x (a text context up to 768 wide: CLIP ViT-L, and sd-tiny's
+         * scaled-down ones) has 8 heads everywhere; SD 2.x (OpenCLIP's
+         * 1024) 64 channels per head. */
+        u->heads_fixed = heads ? heads : u->ctx < 1024 ? 8 : 0;
         u->emb_host = malloc(u->emb * sizeof(float) * 2);
         if (!u->emb_host) {
                 free(u);

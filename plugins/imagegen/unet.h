@@ -21,8 +21,9 @@ struct sd_unet;
 
 #define SD_LATENT_CHANNELS 4
 
-/* heads: the attention heads of every transformer (SD 1.x: 8), or 0 for
- * heads of 64 channels each (SD 2.x). */
+/* heads: the attention heads of every transformer, or 0 for the model's
+ * own: 8 when the text context is under 1,024 wide (SD 1.x), else 64
+ * channels per head (SD 2.x). */
 int sd_unet_load(struct nn_backend *be, const struct safetensors *file, uint32_t heads, struct sd_unet **ret,
                  char *err, size_t err_size);
 void sd_unet_free(struct sd_unet *u);

@@ -414,7 +414,7 @@ const struct vae_config *vae_decoder_config(const struct vae_decoder *vae) {
         return &vae->cfg;
 }
 
-uint64_t vae_decoder_params(const struct vae_decoder *vae) {
+uint64_t vae_decoder_parameters(const struct vae_decoder *vae) {
         return vae->params;
 }
 
@@ -475,7 +475,7 @@ void vae_attention_forward(struct nn_backend *be, const struct vae_attention *a,
 /* The decode's activations in one arena: the current one at one end, the
  * next stage's output at the other, the stage's scratch between.  Walked
  * once without memory to measure it (and check every convolution), then
- * with the caller's scratch to run the ops. */
+ * on the scratch to run the ops. */
 struct walk {
         struct nn_backend *be;
         float *base;            /* NULL while measuring */
@@ -485,6 +485,7 @@ struct walk {
         size_t out_n;           /* of the stage begun */
         float *x, *y, *s;       /* the stage's input, output and scratch */
         size_t need;            /* the most any stage needed */
+        double flops;           /* of the convolutions and the attention */
         int r;                  /* the first convolution refused */
         char *err;
         size_t err_size;
@@ -516,8 +517,11 @@ static void stage_end(struct walk *wk) {
 static void check_conv(struct walk *wk, uint32_t c, uint32_t h, uint32_t w, uint32_t k, uint32_t r) {
         struct nn_conv2d p = conv_shape(c, h, w, k, r);
 
-        if (!wk->base && wk->r >= 0)
+        if (wk->base)
+                return;
+        if (wk->r >= 0)
                 wk->r = nn_conv2d_validate(&p, wk->err, wk->err_size);
+        wk->flops += nn_conv2d_flops(&p);
 }
 
 static void walk_conv(struct walk *wk, const struct sd_weight *wt, const struct sd_weight *bias, uint32_t c,
@@ -537,7 +541,8 @@ static void walk_resnet(struct walk *wk, const struct vae_resnet *b, uint32_t in
 
         check_conv(wk, in, h, w, out, 3);
         check_conv(wk, out, h, w, out, 3);
-        check_conv(wk, in, h, w, out, 1);
+        if (in != out)
+                check_conv(wk, in, h, w, out, 1);
         stage_begin(wk, out * hw, max_size(in, out) * hw);
         if (wk->base)
                 vae_resnet_forward(wk->be, b, wk->x, h, w, wk->y, wk->s);
@@ -547,6 +552,9 @@ static void walk_resnet(struct walk *wk, const struct vae_resnet *b, uint32_t in
 static void walk_attention(struct walk *wk, const struct vae_attention *a, uint32_t c, uint32_t h, uint32_t w) {
         size_t n = (size_t) h * w;
 
+        /* q, k, v and proj_out; q·kᵀ and its product with v. */
+        if (!wk->base)
+                wk->flops += 8.0 * (double) n * c * c + 4.0 * (double) n * (double) n * c;
         stage_begin(wk, c * n, 5 * c * n);
         if (wk->base)
                 vae_attention_forward(wk->be, a, wk->x, n, wk->y, wk->s);
@@ -612,14 +620,14 @@ static void decoder_walk(const struct vae_decoder *v, const struct vae_config *c
         stage_end(wk);
 }
 
-int vae_scratch_size(const struct vae_config *cfg, uint32_t h, uint32_t w, size_t *ret, char *err,
-                     size_t err_size) {
+/* The walk without memory: wk->need and wk->flops. */
+static int decoder_measure(const struct vae_config *cfg, uint32_t h, uint32_t w, struct walk *wk, char *err,
+                           size_t err_size) {
         /* Only the shape is read while measuring: a decoder without weights. */
         static const struct vae_decoder no_weights = {};
         char why[256] = "";
-        struct walk wk = { .err = why, .err_size = sizeof(why) };
 
-        *ret = 0;
+        *wk = (struct walk) { .err = why, .err_size = sizeof(why) };
         if (cfg->levels == 0 || cfg->levels > VAE_LEVELS_MAX)
                 return nn_error(err, err_size, -EINVAL, "a VAE of %" PRIu32 " levels, not 1 … %d", cfg->levels,
                                 VAE_LEVELS_MAX);
@@ -636,12 +644,32 @@ int vae_scratch_size(const struct vae_config *cfg, uint32_t h, uint32_t w, size_
         if (h > NN_CONV_DIM_MAX >> (cfg->levels - 1) || w > NN_CONV_DIM_MAX >> (cfg->levels - 1))
                 return nn_error(err, err_size, -E2BIG, "a latent of %" PRIu32 "×%" PRIu32 " decodes to an image "
                                 "past the engine's %" PRIu32 " pixels a side", h, w, NN_CONV_DIM_MAX);
-        decoder_walk(&no_weights, cfg, NULL, h, w, 1.0f, NULL, &wk);
-        if (wk.r < 0)
-                return nn_error(err, err_size, wk.r, "a latent of %" PRIu32 "×%" PRIu32 " is too large for the "
+        decoder_walk(&no_weights, cfg, NULL, h, w, 1.0f, NULL, wk);
+        wk->err = NULL;         /* why is gone with this frame */
+        wk->err_size = 0;
+        if (wk->r < 0)
+                return nn_error(err, err_size, wk->r, "a latent of %" PRIu32 "×%" PRIu32 " is too large for the "
                                 "engine: %s", h, w, why);
+        return 0;
+}
+
+int vae_scratch_size(const struct vae_config *cfg, uint32_t h, uint32_t w, size_t *ret, char *err,
+                     size_t err_size) {
+        struct walk wk;
+        int r;
+
+        *ret = 0;
+        r = decoder_measure(cfg, h, w, &wk, err, err_size);
+        if (r < 0)
+                return r;
         *ret = wk.need;
         return 0;
+}
+
+double vae_decode_flops(const struct vae_config *cfg, uint32_t h, uint32_t w) {
+        struct walk wk;
+
+        return decoder_measure(cfg, h, w, &wk, NULL, 0) < 0 ? 0 : wk.flops;
 }
 
 int vae_decode(const struct vae_decoder *vae, const float *latent, uint32_t h, uint32_t w, float scale_factor,
@@ -650,18 +678,28 @@ int vae_decode(const struct vae_decoder *vae, const float *latent, uint32_t h, u
         size_t need;
         int r;
 
+        struct nn_backend *be = vae->be;
+        float *own = NULL;
+
         r = vae_scratch_size(&vae->cfg, h, w, &need, err, err_size);
         if (r < 0)
                 return r;
-        if (scratch_n < need)
-                return nn_error(err, err_size, -ENOBUFS, "a %" PRIu32 "×%" PRIu32 " latent needs %zu floats of "
-                                "scratch, not %zu", h, w, need, scratch_n);
         if (!(scale_factor > 0) || !isfinite(scale_factor))
                 return nn_error(err, err_size, -EINVAL, "the latent scale factor is %g", (double) scale_factor);
+        if (!scratch) {
+                scratch = own = be->ops->alloc(be, need);
+                if (!own)
+                        return nn_error(err, err_size, -ENOMEM, "out of %s memory for a %" PRIu32 "×%" PRIu32
+                                        " decode's %zu floats of scratch", be->ops->name, h, w, need);
+        } else if (scratch_n < need)
+                return nn_error(err, err_size, -ENOBUFS, "a %" PRIu32 "×%" PRIu32 " latent needs %zu floats of "
+                                "scratch, not %zu", h, w, need, scratch_n);
         /* The layout of a measured arena, whatever more the caller gave. */
         wk.base = scratch;
         wk.size = need;
         decoder_walk(vae, &vae->cfg, latent, h, w, scale_factor, rgb, &wk);
+        if (own)
+                be->ops->release(be, own);
         return 0;
 }
 

@@ -26,9 +26,10 @@
  *   and attention scores (64 queries × 4096 keys, 1 MiB a thread); CUDA's
  *   cuDNN workspace and attention scores in chunks of at most 64 MiB.
  * The scratch grows with the latent's area, 160 KiB per latent pixel (a
- * 128×128 latent, a 1024² image: 2.5 GiB).  Measured on 2 CPU threads
- * (bench machine shared): a 64×64 decode in 36 s, the process's peak RSS
- * 948 MiB with the weights, the scratch and the file's pages. */
+ * 128×128 latent, a 1024² image: 2.5 GiB).  Measured on 2 CPU threads of
+ * a shared machine: a 64×64 decode (2.51 TFLOP, vae_decode_flops()) in
+ * 36 s, the process's peak RSS 948 MiB with the weights, the scratch and
+ * the file's pages; the ops took 15 MiB beyond the scratch. */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -78,16 +79,22 @@ int vae_decoder_load(struct nn_backend *be, const struct safetensors *file, cons
 void vae_decoder_free(struct vae_decoder *vae);
 const struct vae_config *vae_decoder_config(const struct vae_decoder *vae);
 /* Parameters loaded (f32 each in the backend's memory). */
-uint64_t vae_decoder_params(const struct vae_decoder *vae);
+uint64_t vae_decoder_parameters(const struct vae_decoder *vae);
+
+/* Floating-point operations of a decode of an h×w latent (multiply-adds
+ * count two; GroupNorms and the elementwise ops left out), 0 where
+ * vae_scratch_size() refuses it.  SD's widths, 64×64: 2.51 · 10^12. */
+double vae_decode_flops(const struct vae_config *cfg, uint32_t h, uint32_t w);
 
 /* rgb [3][8h][8w] = the decode of latent [z][h][w] / scale_factor: latent
  * is what the sampler produced (the UNet's space; pass VAE_SCALE_FACTOR_SD,
  * or 1 for a latent already divided), left unchanged.  latent, rgb and
  * scratch (scratch_n floats, at least vae_scratch_size()) are backend
- * memory and do not overlap.  -EINVAL / -E2BIG for a latent size
- * vae_scratch_size() refuses, -ENOBUFS for too little scratch, each with
- * the reason in err; 0 once the ops are queued (the backend's status()
- * reports a device error). */
+ * memory and do not overlap; scratch NULL: the decode allocates it for the
+ * call and releases it.  -EINVAL / -E2BIG for a latent size
+ * vae_scratch_size() refuses, -ENOBUFS for too little scratch, -ENOMEM,
+ * each with the reason in err; 0 once the ops are queued (the backend's
+ * status() reports a device error). */
 int vae_decode(const struct vae_decoder *vae, const float *latent, uint32_t h, uint32_t w, float scale_factor,
                float *rgb, float *scratch, size_t scratch_n, char *err, size_t err_size);
 

@@ -109,8 +109,8 @@ struct nn_backend_ops {
                            const float *gamma, const float *beta, float eps);
         /* Multi-head attention without a cache: q [n_q][n_heads][head_dim],
          * k and v [n_kv][n_heads][head_dim] → out [n_q][n_heads][head_dim] =
-         * softmax(q·kᵀ/√head_dim)·v per head; when causal (n_q == n_kv)
-         * query i sees keys 0 … i only.  out does not overlap q, k or v. */
+         * softmax(q·kᵀ/√head_dim)·v per head; when causal, query i
+         * sees keys 0 … min(i, n_kv − 1) only.  out does not overlap q, k or v. */
         void (*attention_full)(struct nn_backend *be, float *out, const float *q, const float *k, const float *v,
                                size_t n_q, size_t n_kv, size_t n_heads, size_t head_dim, bool causal);
         /* GEGLU: x [n][2·dim] → y [n][dim] = x[t][0:dim] · gelu(x[t][dim:2·dim]),

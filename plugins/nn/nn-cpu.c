@@ -691,14 +691,16 @@ static void attention_full_worker(void *arg, unsigned ith, unsigned nth) {
         for (size_t u = u0; u < u1; u++) {
                 size_t h = u / t->blocks, q0 = (u % t->blocks) * ATTN_QBLOCK;
                 size_t m = t->n_q - q0 < ATTN_QBLOCK ? t->n_q - q0 : ATTN_QBLOCK;
-                size_t keys = t->causal ? q0 + m : t->n_kv;
+                /* Causal with fewer keys than queries: the last ones
+                 * see them all. */
+                size_t keys = t->causal && q0 + m < t->n_kv ? q0 + m : t->n_kv;
 
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) keys, (int) hd, scale,
                             t->q + q0 * stride + h * hd, (int) stride, t->k + h * hd, (int) stride, 0.0f, s,
                             (int) keys);
                 for (size_t i = 0; i < m; i++) {
                         float *row = s + i * keys, max = -INFINITY, sum = 0;
-                        size_t len = t->causal ? q0 + i + 1 : keys;
+                        size_t len = t->causal && q0 + i + 1 < keys ? q0 + i + 1 : keys;
 
                         for (size_t j = 0; j < len; j++)
                                 if (row[j] > max)

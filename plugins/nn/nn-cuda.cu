@@ -1201,7 +1201,7 @@ __global__ void k_softmax_rows(float *s, size_t m, size_t n_kv, size_t q0, bool 
         __shared__ float red[THREADS];
         size_t i = blockIdx.x % m;
         float *row = s + (size_t) blockIdx.x * n_kv;
-        size_t len = causal ? q0 + i + 1 : n_kv;
+        size_t len = causal && q0 + i + 1 < n_kv ? q0 + i + 1 : n_kv;
         float max = -INFINITY, sum = 0;
 
         for (size_t j = threadIdx.x; j < len; j += THREADS)

@@ -559,6 +559,7 @@ struct accounts {
         struct reputation *reputation;
         uint64_t debt_limit;
         uint64_t debt[WORLD_PEERS];
+        uint64_t reserved;              /* what the requester's jobs hold of WORLD_FUNDS */
         bool failing;
         struct accounts_payment *queue, **tail;
 };
@@ -627,6 +628,30 @@ int accounts_pay_and_keep(struct accounts *a, const uint8_t job_id[16], const ch
 int accounts_pay(struct accounts *a, const uint8_t job_id[16], const char *skill, const uint8_t payee[32],
                  uint64_t price, accounts_paid_fn paid, void *userdata, struct accounts_payment **ret) {
         return accounts_pay_and_keep(a, job_id, skill, payee, price, NULL, paid, userdata, ret);
+}
+
+/* What the requester can spend: enough for most jobs, not for a price
+ * near UINT64_MAX (those it must refuse, not send). */
+#define WORLD_FUNDS (UINT64_C(1) << 40)
+
+uint64_t accounts_available(struct accounts *a) {
+        return a && a->reserved < WORLD_FUNDS ? WORLD_FUNDS - a->reserved : 0;
+}
+
+int accounts_reserve(struct accounts *a, uint64_t amount) {
+        FUZZ_CHECK(a);
+        if (accounts_available(a) < amount)
+                return -EDQUOT;
+        a->reserved += amount;
+        return 0;
+}
+
+void accounts_unreserve(struct accounts *a, uint64_t amount) {
+        if (!a)
+                return;
+        /* The requester gives back only what it holds. */
+        FUZZ_CHECK(amount <= a->reserved);
+        a->reserved -= amount;
 }
 
 void accounts_payment_forget(struct accounts_payment *p) {

@@ -34,7 +34,7 @@ os_packages=systemd,systemd-sysv,dbus,polkitd,libpam-systemd
 # swarmctl and the skills), downloaded with their own dependencies but not
 # installed.  When the Depends change, the test's apt install names what is
 # missing here.
-deb_depends="libjson-c5 libmicrohttpd12 libopenblas0 libprotobuf-c1 libsodium23 libsqlite3-0 libyaml-0-2 libzmq5"
+deb_depends="libjson-c5 libmicrohttpd12 libopenblas0 libpng16-16 libprotobuf-c1 libsodium23 libsqlite3-0 libyaml-0-2 libzmq5"
 
 skip() {
 	echo "make-root: skipped: $*" >&2

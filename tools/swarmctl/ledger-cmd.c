@@ -106,21 +106,30 @@ static int parse_options(int argc, char *argv[], const char *usage, const char *
 /* ---- balance ---- */
 
 static void print_balance(const Swarm__Balance *b) {
-        char c[CREDITS_MAX];
+        char c[CREDITS_MAX], d[CREDITS_MAX];
 
-        printf("   Balance: %s credits (%" PRId64 " micro-credits)\n", format_credits(b->balance, c), b->balance);
-        printf(" Allowance: %s\n", format_ucredits(b->allowance, c));
-        printf("  Received: %s from requesters\n", format_ucredits(b->received, c));
-        printf("      Paid: %s to providers\n", format_ucredits(b->issued, c));
-        printf("Owed to us: %s\n", format_ucredits(b->owed_to_us, c));
-        printf("      Jobs: %" PRIu64 " paid, %" PRIu64 " served\n", b->jobs_paid, b->jobs_served);
+        printf("          Balance: %s credits (%" PRId64 " micro-credits): earned − spent − in flight\n",
+               format_credits(b->balance, c), b->balance);
+        printf("           Earned: %s (transfers to this node, delivered)\n", format_ucredits(b->earned, c));
+        printf("            Spent: %s (its transfers, delivered)\n", format_ucredits(b->spent, c));
+        printf("        In flight: %s (its transfers signed, not delivered yet)\n", format_ucredits(b->in_flight, c));
+        printf("Reserved for jobs: %s (jobs running, payments queued)\n",
+               format_ucredits(b->reserved_for_jobs, c));
+        printf(" Pending delivery: %s (served, not yet paid by a delivered transfer)\n",
+               format_ucredits(b->owed_to_us, c));
+        if (b->cheques_received > 0 || b->cheques_issued > 0)
+                printf("  Cheques (before transfers): %s received, %s issued\n",
+                       format_ucredits(b->cheques_received, c), format_ucredits(b->cheques_issued, d));
+        printf("             Jobs: %" PRIu64 " paid, %" PRIu64 " served\n", b->jobs_paid, b->jobs_served);
 }
 
 static void print_balance_json(const Swarm__Balance *b) {
-        printf("{\"balance\": %" PRId64 ", \"allowance\": %" PRIu64 ", \"received\": %" PRIu64 ", \"paid\": %" PRIu64
-               ", \"owed_to_us\": %" PRIu64 ", \"jobs_paid\": %" PRIu64 ", \"jobs_served\": %" PRIu64
+        printf("{\"balance\": %" PRId64 ", \"earned\": %" PRIu64 ", \"spent\": %" PRIu64 ", \"in_flight\": %" PRIu64
+               ", \"reserved\": %" PRIu64 ", \"pending_delivery\": %" PRIu64 ", \"cheques_received\": %" PRIu64
+               ", \"cheques_issued\": %" PRIu64 ", \"jobs_paid\": %" PRIu64 ", \"jobs_served\": %" PRIu64
                ", \"unit\": \"micro-credits\"}\n",
-               b->balance, b->allowance, b->received, b->issued, b->owed_to_us, b->jobs_paid, b->jobs_served);
+               b->balance, b->earned, b->spent, b->in_flight, b->reserved_for_jobs, b->owed_to_us,
+               b->cheques_received, b->cheques_issued, b->jobs_paid, b->jobs_served);
 }
 
 int verb_balance(int argc, char *argv[]) {
@@ -178,14 +187,16 @@ static void print_ledger(const Swarm__ControlReply *reply, bool filtered) {
         if (reply->n_ledger_entries == 0)
                 return;
         printf("\nThe %zu most recent job%s:\n", reply->n_ledger_entries, reply->n_ledger_entries == 1 ? "" : "s");
-        printf("%-19s  %-6s  %-12s  %-16s %s\n", "TIME", "ROLE", "PEER", "SKILL", "PRICE");
+        printf("%-19s  %-6s  %-12s  %-16s %-15s %s\n", "TIME", "ROLE", "PEER", "SKILL", "PRICE", "PAYMENT");
         for (size_t i = 0; i < reply->n_ledger_entries; i++) {
                 const Swarm__LedgerEntry *e = reply->ledger_entries[i];
                 char id[NODE_ID_LEN + 1], at[32], price[CREDITS_MAX];
 
                 node_id(&e->peer, id);
-                printf("%-19s  %-6s  %-12.12s  %-16s %s\n", when(e->at, at, sizeof(at)), role_name(e->role), id,
-                       e->skill, format_ucredits(e->price, price));
+                printf("%-19s  %-6s  %-12.12s  %-16s %-15s %s\n", when(e->at, at, sizeof(at)), role_name(e->role), id,
+                       e->skill, format_ucredits(e->price, price),
+                       e->transfer.len == 32 ? (e->delivered ? "delivered" : "in flight") :
+                       e->role == SWARM__LEDGER_ENTRY__ROLE__PAID ? "cheque" : "-");
         }
 }
 
@@ -213,7 +224,14 @@ static void print_ledger_json(const Swarm__ControlReply *reply) {
                 json_string(id);
                 printf(", \"skill\": ");
                 json_string(e->skill);
-                printf(", \"price\": %" PRIu64 ", \"at\": %" PRIu64 "}", e->price, e->at);
+                printf(", \"price\": %" PRIu64 ", \"at\": %" PRIu64, e->price, e->at);
+                if (e->transfer.len == 32) {
+                        char transfer[2 * 32 + 1];
+
+                        hex(&e->transfer, transfer, sizeof(transfer));
+                        printf(", \"transfer\": \"%s\", \"delivered\": %s", transfer, e->delivered ? "true" : "false");
+                }
+                printf("}");
         }
         printf("%s]}\n", reply->n_ledger_entries ? "\n" : "");
 }

@@ -213,7 +213,10 @@ struct swarm_skill {
          * runs a check job (the original inputs plus check.<name> for each
          * output named in the advert's comma-separated "check-inputs") on
          * another provider, puts the checker's outputs in the proof as
-         * check.<name> and calls verify() again. */
+         * check.<name> and calls verify() again.  When that verify() says
+         * -EBADMSG, a second checker decides; it is also given the first
+         * checker's outputs named in the advert's "check-retry-inputs", as
+         * check.first.<name> (imagegen: the step the first found wrong). */
         int (*init)(const struct swarm_values *config, void **state);
 
         /* Releases what init() made.  Optional. */
