@@ -73,6 +73,9 @@ nn_add_public prov 2 12   # a public provider
 nn_add_home home 2 100 0  # a provider behind NAT
 nn_wan 20 5 1
 nn_seeds=""
+# The requester is the swarm's issuer too: what it pays providers is minted.
+nn_make_identity seed 10.200.0.10 || { echo "the seed did not start"; exit 1; }
+nn_issuers="\"$(nn_node_id seed)\""
 nn_node_config seed 10.200.0.10 "" "skills:
   directory: \"$SKILL_BUILD_DIR\""
 nn_start_node seed

@@ -53,6 +53,9 @@ ok "$PUBLIC public namespaces and $HOMES homes behind NAT, WAN by $nn_wan_mode"
 
 paddr() { echo "10.200.$(($1 % 3)).$((10 + $1))"; }
 nn_seeds=""
+# p0 is also the swarm's issuer: it mints the credits h0 pays with.
+nn_make_identity p0 "$(paddr 0)" || fail "p0 did not start"
+nn_issuers="\"$(nn_node_id p0)\""
 nn_node_config p0 "$(paddr 0)" "  reachability: auto"
 nn_start_node p0
 i=0
@@ -142,6 +145,7 @@ esac
 nn_ctl h0 peers | grep -q 'relay via' || fail "swarmctl peers does not say 'relay via'"
 ok "swarmctl peers: homes reached through relays, public nodes directly"
 
+nn_mint p0 h0 1000000000000 || fail "p0's mint of 1,000,000 credits did not reach h0"
 jobs_sock="$nn_dir/h0/state/jobs.sock"
 out=$("$SWARMCTL" submit --skill hash --input data=text:abc --deadline 60s --socket "$jobs_sock" 2>&1) ||
 	fail "a job from h0 (NATed) did not run: $out"

@@ -15,7 +15,8 @@
  * Usage: wan-emu --queue Q --delay MS --jitter MS --loss PERCENT
  *                [--seconds N] [--seed N] [--stats FILE]
  * Bounded: it exits after --seconds (default 900) or on SIGTERM/SIGINT;
- * held packets are dropped with the queue then, as a cut cable would. */
+ * held packets are dropped with the queue then, as a cut cable would.
+ * Exits 77 when the kernel gives it no NFQUEUE (the tests then skip). */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -323,14 +324,14 @@ int main(int argc, char *argv[]) {
         fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
         if (fd < 0) {
                 perror("wan-emu: netlink socket");
-                return 1;
+                return 77;      /* the kernel cannot: the tests skip, saying so */
         }
         if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
                 (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
         r = queue_bind(fd, (uint16_t) queue);
         if (r < 0) {
                 fprintf(stderr, "wan-emu: cannot bind NFQUEUE %lu: %s\n", queue, strerror(-r));
-                return 1;
+                return 77;
         }
         signal(SIGTERM, on_signal);
         signal(SIGINT, on_signal);
