@@ -359,7 +359,14 @@ Test(dissemination, payments_reach_every_node_despite_lost_messages) {
                         cr_assert_eq(dissemination_state(sim.nodes[i].d, ids[k]), DISSEMINATION_DELIVERED,
                                      "node %zu, payment %zu: %s", i, k,
                                      dissemination_state_to_string(dissemination_state(sim.nodes[i].d, ids[k])));
-        cr_assert_gt(dissemination_get_stats(sim.nodes[1].d)->retries, 0);
+        /* The losses mattered: someone had to send again (which node
+         * depends on the keys, made anew each run). */
+        {
+                uint64_t retries = 0;
+                for (size_t i = 0; i < sim.n; i++)
+                        retries += dissemination_get_stats(sim.nodes[i].d)->retries;
+                cr_assert_gt(retries, 0);
+        }
         assert_books_agree();
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "endpoint.h"
 #include "reachability.h"
 #include "relay-box.h"
 #include "relay.h"
@@ -169,6 +170,115 @@ Test(relay_box, a_restarted_sender_is_taken_and_its_old_session_refused) {
         relay_box_free(old);
         relay_box_free(restarted);
         relay_box_free(bb);
+}
+
+/* A relay holding a box from a to b hands it back to a as b's: a must not
+ * take its own message for b's (crypto_box alone shares one key both ways). */
+Test(relay_box, a_box_handed_back_to_its_sender_is_refused) {
+        struct key a, b;
+        struct relay_box *ba, *bb;
+        uint8_t *box;
+        size_t size;
+        char out[64];
+
+        key_make(&a);
+        key_make(&b);
+        ba = box_for(&a, 7);
+        bb = box_for(&b, 7);
+        seal(ba, &b, "Jpay 100", &box, &size);
+        cr_assert_eq(open_copy(ba, &b, box, size, out), -EBADMSG);
+        /* b's boxes to a still open at a. */
+        free(box);
+        seal(bb, &a, "Jresult", &box, &size);
+        cr_assert_eq(open_copy(ba, &b, box, size, out), 0);
+        cr_assert_str_eq(out, "Jresult");
+        free(box);
+        relay_box_free(ba);
+        relay_box_free(bb);
+}
+
+/* Flipping the sign bit of an Ed25519 id gives another id with the same
+ * Curve25519 key: a box from a must not open as from that twin (whose
+ * window would be empty: every box of a's replayable once more). */
+Test(relay_box, a_box_passed_on_under_the_senders_curve_twin_is_refused) {
+        struct key a, b, twin;
+        struct relay_box *ba, *bb;
+        uint8_t *box, curve[crypto_box_PUBLICKEYBYTES], curve_twin[crypto_box_PUBLICKEYBYTES];
+        size_t size;
+        char out[64];
+
+        key_make(&a);
+        key_make(&b);
+        twin = a;
+        twin.pk[31] ^= 0x80;
+        cr_assert_eq(crypto_sign_ed25519_pk_to_curve25519(curve, a.pk), 0);
+        cr_assert_eq(crypto_sign_ed25519_pk_to_curve25519(curve_twin, twin.pk), 0);
+        cr_assert_eq(memcmp(curve, curve_twin, sizeof(curve)), 0, "not a twin");
+        ba = box_for(&a, 9);
+        bb = box_for(&b, 9);
+        seal(ba, &b, "Mgossip", &box, &size);
+        cr_assert_eq(open_copy(bb, &a, box, size, out), 0);
+        cr_assert_eq(open_copy(bb, &twin, box, size, out), -EBADMSG);
+        free(box);
+        relay_box_free(ba);
+        relay_box_free(bb);
+}
+
+/* Boxes that do not open, under more made-up ids than the table holds,
+ * leave real senders' windows alone: a's box stays a replay. */
+Test(relay_box, forged_boxes_under_made_up_ids_do_not_push_a_sender_out) {
+        struct key a, b, fake;
+        struct relay_box *ba, *bb;
+        uint8_t *box, junk[64];
+        size_t size;
+        char out[64];
+
+        key_make(&a);
+        key_make(&b);
+        ba = box_for(&a, 3);
+        bb = box_for(&b, 3);
+        seal(ba, &b, "Jjob", &box, &size);
+        cr_assert_eq(open_copy(bb, &a, box, size, out), 0);
+        randombytes_buf(junk, sizeof(junk));
+        junk[RELAY_BOX_NONCE_SIZE - 1] = 1;     /* counter 1 */
+        for (size_t i = 0; i < RELAY_BOX_PEERS_MAX + 16; i++) {
+                uint8_t *plain, copy[sizeof(junk)];
+                size_t n;
+
+                key_make(&fake);
+                memcpy(copy, junk, sizeof(junk));
+                cr_assert_eq(relay_box_open(bb, fake.pk, copy, sizeof(copy), &plain, &n), -EBADMSG);
+        }
+        cr_assert_eq(open_copy(bb, &a, box, size, out), -ESTALE);
+        free(box);
+        relay_box_free(ba);
+        relay_box_free(bb);
+}
+
+/* A sender that forgets a peer's entry (more peers than its table holds)
+ * and boxes for it again never repeats a nonce. */
+Test(relay_box, nonces_never_repeat_even_after_a_peer_is_forgotten) {
+        struct key a, b, other;
+        struct relay_box *ba;
+        uint8_t *first, *again;
+        size_t size;
+
+        key_make(&a);
+        key_make(&b);
+        ba = box_for(&a, 11);
+        seal(ba, &b, "one", &first, &size);
+        for (size_t i = 0; i < RELAY_BOX_PEERS_MAX + 1; i++) {
+                uint8_t *box;
+
+                key_make(&other);
+                seal(ba, &other, "x", &box, &size);
+                free(box);
+        }
+        seal(ba, &b, "two", &again, &size);
+        cr_assert_neq(memcmp(first, again, RELAY_BOX_NONCE_SIZE), 0);
+        free(first);
+        free(again);
+        relay_box_free(ba);
 }
 
 /* ---- The relay's table ---- */
@@ -402,6 +512,43 @@ Test(reach, a_dial_back_makes_the_node_public) {
         /* Public: no relays. */
         reach_tick(r, 2 * SEC, peers, 6);
         cr_assert_eq(w.n_register, 0);
+        reach_free(r);
+}
+
+/* Dial-back's rule: a peer dials an advertised endpoint only when its
+ * host is the address the request came from. */
+Test(reach, a_dial_back_endpoint_must_be_the_address_the_request_came_from) {
+        cr_assert(endpoint_host_is_address("tcp://10.200.0.10:7946", "10.200.0.10"));
+        cr_assert(endpoint_host_is_address("tcp://10.200.0.10:7946", "::ffff:10.200.0.10"));
+        cr_assert(endpoint_host_is_address("tcp://[2001:db8::1]:7946", "2001:db8:0::1"));
+        cr_assert_not(endpoint_host_is_address("tcp://10.200.128.2:7946", "10.200.0.3"));
+        cr_assert_not(endpoint_host_is_address("tcp://10.0.0.1:6379", "192.0.2.7"));
+        cr_assert_not(endpoint_host_is_address("tcp://example.org:7946", "192.0.2.7"));
+        cr_assert_not(endpoint_host_is_address("tcp://[2001:db8::1:7946", "2001:db8::1"));
+        cr_assert_not(endpoint_host_is_address("udp://10.200.0.10:7946", "10.200.0.10"));
+        cr_assert_not(endpoint_host_is_address("tcp://10.200.0.10:7946", ""));
+        cr_assert_not(endpoint_host_is_address("tcp://10.200.0.10:7946", NULL));
+}
+
+/* With every peer suspect there is no one to ask: the next look is a
+ * while away, not in the past (which spun the daemon's event loop). */
+Test(reach, with_every_peer_suspect_the_next_round_is_not_at_once) {
+        struct world w = {};
+        struct reach *r = reach_make(&w, REACH_MODE_AUTO);
+
+        peers_make();
+        for (size_t i = 0; i < 6; i++)
+                peers[i].suspect = true;
+        reach_tick(r, 10 * SEC, peers, 6);
+        cr_assert_eq(w.n_dial, 0);
+        cr_assert_gt(reach_next_deadline(r), 10 * SEC);
+        reach_tick(r, reach_next_deadline(r), peers, 6);
+        cr_assert_gt(reach_next_deadline(r), 10 * SEC);
+        /* Alive again: asked at the next look. */
+        for (size_t i = 0; i < 6; i++)
+                peers[i].suspect = false;
+        reach_tick(r, reach_next_deadline(r), peers, 6);
+        cr_assert_eq(w.n_dial, 3);
         reach_free(r);
 }
 

@@ -97,3 +97,40 @@ bad_host:
                  s, (int) host_len, host);
         return false;
 }
+
+/* An address as 16 bytes (IPv4 as ::ffff:a.b.c.d, as a dual-stack socket
+ * reports it). */
+static bool address_parse(const char *s, size_t n, unsigned char out[16]) {
+        char buf[INET6_ADDRSTRLEN + 1];
+        unsigned char v4[4];
+
+        if (n == 0 || n >= sizeof(buf))
+                return false;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        if (inet_pton(AF_INET, buf, v4) == 1) {
+                memset(out, 0, 10);
+                out[10] = out[11] = 0xff;
+                memcpy(out + 12, v4, 4);
+                return true;
+        }
+        return inet_pton(AF_INET6, buf, out) == 1;
+}
+
+bool endpoint_host_is_address(const char *endpoint, const char *address) {
+        unsigned char a[16], b[16];
+        const char *host, *end;
+
+        if (!endpoint || !address || strncmp(endpoint, "tcp://", 6) != 0)
+                return false;
+        host = endpoint + 6;
+        if (*host == '[') {
+                host++;
+                end = strchr(host, ']');
+        } else
+                end = strrchr(host, ':');
+        if (!end)
+                return false;
+        return address_parse(host, (size_t) (end - host), a) && address_parse(address, strlen(address), b) &&
+               memcmp(a, b, sizeof(a)) == 0;
+}

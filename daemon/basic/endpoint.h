@@ -18,3 +18,8 @@ enum {
 
 /* true, or false with why (one short sentence) in error. */
 bool endpoint_valid(const char *s, unsigned flags, char *error, size_t size);
+
+/* Whether the endpoint's HOST is the IP address address (text, as ZeroMQ
+ * reports a connection's Peer-Address; IPv4 and its IPv4-mapped IPv6 form
+ * are the same).  A host name is never an address. */
+bool endpoint_host_is_address(const char *endpoint, const char *address);

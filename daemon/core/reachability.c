@@ -155,8 +155,12 @@ static void round_start(struct reach *r, uint64_t now, const struct reach_peer *
                 r->io.send_dial_request(r->io.userdata, p->id, r->nonce);
                 asked++;
         }
-        if (asked == 0)
+        if (asked == 0) {
+                /* Every peer suspect: ask again in a while, not at once
+                 * (a deadline in the past would spin the event loop). */
                 r->round_open = false;
+                r->round_deadline = now + r->config.keepalive_usec;
+        }
 }
 
 /* 1 when the state changed. */

@@ -11,11 +11,16 @@
 
 #define SESSION_SIZE 16
 #define WINDOW 64
+#define KEY_SIZE crypto_secretbox_KEYBYTES
+
+/* What the direction keys are derived for: a box is for one direction
+ * between two exact ids (see peer_keys()). */
+static const char KEY_LABEL[] = "swarmharness relay box 1";
 
 struct box_peer {
         uint8_t id[WIRE_NODE_ID_SIZE];
-        uint8_t key[crypto_box_BEFORENMBYTES];  /* shared with this peer */
-        uint64_t tx_counter;
+        uint8_t tx_key[KEY_SIZE];       /* us → this peer */
+        uint8_t rx_key[KEY_SIZE];       /* this peer → us */
         bool rx_seen;                   /* rx_session and rx_top are set */
         uint8_t rx_session[SESSION_SIZE];
         uint64_t rx_top;                /* highest counter opened in rx_session */
@@ -25,7 +30,12 @@ struct box_peer {
 
 struct relay_box {
         uint8_t curve_sk[crypto_box_SECRETKEYBYTES];
+        uint8_t self[WIRE_NODE_ID_SIZE];
         uint8_t session[SESSION_SIZE];
+        /* One counter for every box we seal, whoever it is for: a nonce
+         * (session, counter) is never used twice, even for a peer whose
+         * entry was forgotten and made again. */
+        uint64_t tx_counter;
         struct box_peer *peers;
         size_t n_peers, n_allocated;
         uint64_t tick;
@@ -55,7 +65,8 @@ int relay_box_new(const uint8_t ed25519_sk[64], uint64_t boot_usec, const uint8_
         b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
-        if (crypto_sign_ed25519_sk_to_curve25519(b->curve_sk, ed25519_sk) < 0) {
+        if (crypto_sign_ed25519_sk_to_curve25519(b->curve_sk, ed25519_sk) < 0 ||
+            crypto_sign_ed25519_sk_to_pk(b->self, ed25519_sk) < 0) {
                 free(b);
                 return -EINVAL;
         }
@@ -76,22 +87,55 @@ struct relay_box *relay_box_free(struct relay_box *b) {
         return NULL;
 }
 
-/* The peer's entry, made (and its shared key computed) on first use; the
- * least recently used is replaced when the table is full. */
-static int peer_get(struct relay_box *b, const uint8_t id[WIRE_NODE_ID_SIZE], struct box_peer **ret) {
-        uint8_t curve_pk[crypto_box_PUBLICKEYBYTES];
-        struct box_peer *p = NULL;
+/* One direction's key: BLAKE2b keyed with the X25519 secret the two share,
+ * over the label, the sender's id and the recipient's id.  crypto_box alone
+ * uses one key both ways and names no one, so a relay could hand a node
+ * its own box back as the peer's, or pass a peer's box on under the peer's
+ * Curve "twin" id (the same Curve25519 key, the Ed25519 sign bit flipped):
+ * with the ids in the key, a box opens only as from its sender to its
+ * recipient. */
+static void direction_key(const uint8_t shared[crypto_box_BEFORENMBYTES], const uint8_t from[WIRE_NODE_ID_SIZE],
+                          const uint8_t to[WIRE_NODE_ID_SIZE], uint8_t key[KEY_SIZE]) {
+        crypto_generichash_state h;
 
+        crypto_generichash_init(&h, shared, crypto_box_BEFORENMBYTES, KEY_SIZE);
+        crypto_generichash_update(&h, (const uint8_t *) KEY_LABEL, sizeof(KEY_LABEL) - 1);
+        crypto_generichash_update(&h, from, WIRE_NODE_ID_SIZE);
+        crypto_generichash_update(&h, to, WIRE_NODE_ID_SIZE);
+        crypto_generichash_final(&h, key, KEY_SIZE);
+        sodium_memzero(&h, sizeof(h));
+}
+
+/* A fresh entry for id in *p (not yet in the table).  -EINVAL for an id
+ * that is not an Ed25519 key, or a low-order point (no key to share). */
+static int peer_keys(const struct relay_box *b, const uint8_t id[WIRE_NODE_ID_SIZE], struct box_peer *p) {
+        uint8_t curve_pk[crypto_box_PUBLICKEYBYTES], shared[crypto_box_BEFORENMBYTES];
+
+        *p = (struct box_peer) {};
+        memcpy(p->id, id, WIRE_NODE_ID_SIZE);
+        if (crypto_sign_ed25519_pk_to_curve25519(curve_pk, id) < 0 ||
+            crypto_box_beforenm(shared, curve_pk, b->curve_sk) < 0)
+                return -EINVAL;
+        direction_key(shared, b->self, id, p->tx_key);
+        direction_key(shared, id, b->self, p->rx_key);
+        sodium_memzero(shared, sizeof(shared));
+        return 0;
+}
+
+static struct box_peer *peer_find(struct relay_box *b, const uint8_t id[WIRE_NODE_ID_SIZE]) {
         for (size_t i = 0; i < b->n_peers; i++)
                 if (memcmp(b->peers[i].id, id, WIRE_NODE_ID_SIZE) == 0) {
-                        p = &b->peers[i];
-                        p->used = ++b->tick;
-                        *ret = p;
-                        return 0;
+                        b->peers[i].used = ++b->tick;
+                        return &b->peers[i];
                 }
+        return NULL;
+}
 
-        if (crypto_sign_ed25519_pk_to_curve25519(curve_pk, id) < 0)
-                return -EINVAL;
+/* Puts *fresh in the table; the least recently used is replaced when it
+ * is full. */
+static int peer_insert(struct relay_box *b, const struct box_peer *fresh, struct box_peer **ret) {
+        struct box_peer *p;
+
         if (b->n_peers < RELAY_BOX_PEERS_MAX) {
                 if (b->n_peers == b->n_allocated) {
                         size_t n = b->n_allocated ? 2 * b->n_allocated : 16;
@@ -109,13 +153,8 @@ static int peer_get(struct relay_box *b, const uint8_t id[WIRE_NODE_ID_SIZE], st
                         if (b->peers[i].used < p->used)
                                 p = &b->peers[i];
         }
-        *p = (struct box_peer) { .used = ++b->tick };
-        memcpy(p->id, id, WIRE_NODE_ID_SIZE);
-        if (crypto_box_beforenm(p->key, curve_pk, b->curve_sk) < 0) {
-                /* A low-order point: no key to share.  Forget the entry. */
-                *p = b->peers[--b->n_peers];
-                return -EINVAL;
-        }
+        *p = *fresh;
+        p->used = ++b->tick;
         *ret = p;
         return 0;
 }
@@ -134,15 +173,25 @@ int relay_box_seal(struct relay_box *b, const uint8_t to[WIRE_NODE_ID_SIZE], con
                         return -EINVAL;
                 size += iov[i].iov_len;
         }
-        r = peer_get(b, to, &p);
-        if (r < 0)
-                return r;
+        p = peer_find(b, to);
+        if (!p) {
+                struct box_peer fresh;
+
+                r = peer_keys(b, to, &fresh);
+                if (r >= 0)
+                        r = peer_insert(b, &fresh, &p);
+                sodium_memzero(&fresh, sizeof(fresh));
+                if (r < 0)
+                        return r;
+        }
+        if (b->tx_counter == UINT64_MAX)
+                return -EOVERFLOW;      /* 2⁶⁴ boxes: not in this session */
 
         out = malloc(RELAY_BOX_OVERHEAD + size);
         if (!out)
                 return -ENOMEM;
         memcpy(out, b->session, SESSION_SIZE);
-        put_be64(out + SESSION_SIZE, ++p->tx_counter);
+        put_be64(out + SESSION_SIZE, ++b->tx_counter);
         off = RELAY_BOX_OVERHEAD;
         for (size_t i = 0; i < n; i++) {
                 if (iov[i].iov_len > 0)
@@ -150,8 +199,8 @@ int relay_box_seal(struct relay_box *b, const uint8_t to[WIRE_NODE_ID_SIZE], con
                 off += iov[i].iov_len;
         }
         /* Detached then placed: MAC after the nonce, ciphertext in place. */
-        if (crypto_box_detached_afternm(out + RELAY_BOX_OVERHEAD, out + RELAY_BOX_NONCE_SIZE,
-                                        out + RELAY_BOX_OVERHEAD, size, out, p->key) < 0) {
+        if (crypto_secretbox_detached(out + RELAY_BOX_OVERHEAD, out + RELAY_BOX_NONCE_SIZE, out + RELAY_BOX_OVERHEAD,
+                                      size, out, p->tx_key) < 0) {
                 free(out);
                 return -EINVAL;
         }
@@ -195,7 +244,8 @@ static void window_mark(struct box_peer *p, const uint8_t *session, uint64_t cou
 
 int relay_box_open(struct relay_box *b, const uint8_t from[WIRE_NODE_ID_SIZE], uint8_t *box, size_t size,
                    uint8_t **ret, size_t *ret_size) {
-        struct box_peer *p;
+        struct box_peer fresh = {}, *p;
+        const struct box_peer *known;
         uint64_t counter;
         int r;
 
@@ -206,19 +256,36 @@ int relay_box_open(struct relay_box *b, const uint8_t from[WIRE_NODE_ID_SIZE], u
         counter = get_be64(box + SESSION_SIZE);
         if (counter == 0)
                 return -EBADMSG;        /* senders count from 1 */
-        r = peer_get(b, from, &p);
+        /* A peer not in the table gets an entry only once its box has
+         * opened: forged boxes naming made-up ids must not push real
+         * peers' windows out (which would let their old boxes in again). */
+        p = peer_find(b, from);
+        if (!p) {
+                r = peer_keys(b, from, &fresh);
+                if (r < 0)
+                        return r;
+                known = &fresh;
+        } else
+                known = p;
+        r = window_check(known, box, counter);
         if (r < 0)
-                return r;
-        r = window_check(p, box, counter);
-        if (r < 0)
-                return r;
-        if (crypto_box_open_detached_afternm(box + RELAY_BOX_OVERHEAD, box + RELAY_BOX_OVERHEAD,
-                                             box + RELAY_BOX_NONCE_SIZE, size - RELAY_BOX_OVERHEAD, box,
-                                             p->key) < 0)
-                return -EBADMSG;
+                goto finish;
+        if (crypto_secretbox_open_detached(box + RELAY_BOX_OVERHEAD, box + RELAY_BOX_OVERHEAD, box + RELAY_BOX_NONCE_SIZE,
+                                           size - RELAY_BOX_OVERHEAD, box, known->rx_key) < 0) {
+                r = -EBADMSG;
+                goto finish;
+        }
+        if (!p) {
+                r = peer_insert(b, &fresh, &p);
+                if (r < 0)
+                        goto finish;
+        }
         /* Only a box that opened moves the window: a forger cannot push it. */
         window_mark(p, box, counter);
         *ret = box + RELAY_BOX_OVERHEAD;
         *ret_size = size - RELAY_BOX_OVERHEAD;
-        return 0;
+        r = 0;
+finish:
+        sodium_memzero(&fresh, sizeof(fresh));
+        return r;
 }

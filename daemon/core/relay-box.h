@@ -4,20 +4,25 @@
 /* End-to-end boxes for messages that travel through a relay (issue 21).
  *
  * A relay must see only ciphertext and sizes, and must not be able to
- * forge, alter or replay what it carries.  Each message is sealed with
- * crypto_box (X25519 + XSalsa20-Poly1305) between the Curve25519 keys of
- * the two nodes' Ed25519 identities — the same keys their CurveZMQ
- * connections use — so only the two ends can make or open a box, and a box
- * that opens under the key shared with S was made by S.
+ * forge, alter, reflect or replay what it carries.  Each message is sealed
+ * with XSalsa20-Poly1305 (crypto_secretbox) under a key for one direction
+ * between two exact ids: BLAKE2b, keyed with the X25519 secret shared by the
+ * Curve25519 keys of the two nodes' Ed25519 identities (the keys their
+ * CurveZMQ connections use), over the sender's id and the recipient's.
+ * Only the two ends can make or open a box; a box opens only as from its
+ * sender to its recipient, so it cannot be handed back to its sender as the
+ * peer's, nor passed on under the sender's Curve "twin" id.
  *
  * Nonce (24 bytes, sent in front of the ciphertext): the sender's session
- * (8 bytes, big-endian: its boot time, µs of the wall clock, then 8 random
- * bytes) and a counter (8 bytes, big-endian) per destination.  The
- * receiver keeps, per sender, the newest session and a 64-message window
- * below its highest counter: a replayed box, or one of an older session
- * (an earlier run of the sender), is refused.  A sender whose wall clock
- * went backwards across a restart is refused until it passes its previous
- * boot time — the price of needing no state on disk.
+ * (16 bytes: its boot time, µs of the wall clock, big-endian, then 8 random
+ * bytes) and a counter (8 bytes, big-endian) over every box it seals, so a
+ * nonce is never used twice.  The receiver keeps, per sender, the newest
+ * session and a 64-box window below its highest counter: a replayed box, or
+ * one of an older session (an earlier run of the sender), is refused.  A
+ * sender whose wall clock went backwards across a restart is refused until
+ * it passes its previous boot time — the price of needing no state on disk.
+ * A sender gets its entry (and window) only once one of its boxes opened,
+ * so boxes forged under made-up ids cannot push real senders out.
  *
  * Pure: no clock or randomness of its own (the caller passes its boot time
  * and random bytes), no I/O, no logging.  Peers are kept in a bounded

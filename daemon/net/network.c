@@ -70,9 +70,17 @@ struct network {
         unsigned complaints;
         uint64_t complaints_window;
         struct network_relay_stats relay_stats;
+        uint64_t dial_backs_window;     /* start of the minute counted */
+        unsigned dial_backs;            /* made in it */
         uint64_t throughput_factor;     /* testing.throughput_factor */
         char description[128];
 };
+
+static bool is_banned(const struct network *n, const uint8_t *id);
+
+/* Dial-backs we make for others, at most this many a minute: each opens a
+ * connection for a peer that asked. */
+#define DIAL_BACKS_PER_MINUTE 30
 
 /* ---- Our own record ---- */
 
@@ -288,6 +296,7 @@ enum relay_path {
         RELAY_PATH_ROUTED,
         RELAY_PATH_DIRECT,
         RELAY_PATH_REPLY,
+        RELAY_PATH_REPLY_ONLY,          /* a delivery to our client: its connection or nothing */
 };
 
 static int relay_send(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], const char *endpoint,
@@ -305,6 +314,8 @@ static int relay_send(struct network *n, const uint8_t to[WIRE_NODE_ID_SIZE], co
                 { .iov_base = buf, .iov_len = size },
         };
         switch (path) {
+        case RELAY_PATH_REPLY_ONLY:
+                return transport_replyv(n->transport, to, iov, 2);
         case RELAY_PATH_REPLY:
                 r = transport_replyv(n->transport, to, iov, 2);
                 if (r != -ENOTCONN && r != -EHOSTUNREACH)
@@ -393,8 +404,6 @@ static void reach_publish(struct network *n) {
         size_t k = state == REACH_STATE_PRIVATE ? reach_get_relays(n->reach, ids, endpoints, REACH_RELAYS_MAX) : 0;
         int r;
 
-        /* Peers answer over our connections unless they can dial us. */
-        (void) transport_set_read_replies(n->transport, state != REACH_STATE_PUBLIC);
         r = node_record_set_reach(n->self, (Swarm__Reachability) state, n->relay != NULL, ids, endpoints, k);
         if (r <= 0)
                 return;
@@ -522,6 +531,8 @@ static void relay_pass_on(struct network *n, const uint8_t *from, const Swarm__R
                 relay_refuse(n, from, f->peer.data, -EPERM);
                 return;
         }
+        if (is_banned(n, from) || is_banned(n, f->peer.data))
+                return;
         r = relay_admit(n->relay, from, f->peer.data, f->box.len, now(CLOCK_MONOTONIC));
         if (r == 0) {
                 d.peer.data = (uint8_t *) from;
@@ -529,7 +540,9 @@ static void relay_pass_on(struct network *n, const uint8_t *from, const Swarm__R
                 d.box = f->box;
                 m.body_case = SWARM__RELAY_MESSAGE__BODY_DELIVER;
                 m.deliver = &d;
-                r = relay_send(n, f->peer.data, NULL, &m, RELAY_PATH_REPLY);
+                /* Not routed otherwise: through another relay it would be
+                 * a box in a box, which the client refuses. */
+                r = relay_send(n, f->peer.data, NULL, &m, RELAY_PATH_REPLY_ONLY);
                 if (r >= 0) {
                         n->relay_stats.relayed++;
                         n->relay_stats.relayed_bytes += f->box.len;
@@ -562,7 +575,10 @@ static void relay_take_delivery(struct network *n, const uint8_t *relay, Swarm__
 
         /* From any peer: the box, not the relay, says who sent it.  A
          * relay we gave up may still hold our lease (and peers our old
-         * record) for a while; what it passes on is as good. */
+         * record) for a while; what it passes on is as good.  A banned
+         * sender is not heard through a relay either. */
+        if (is_banned(n, f->peer.data))
+                return;
         /* Opened in place: the decoded message owns the bytes. */
         r = relay_box_open(n->box, f->peer.data, f->box.data, f->box.len, &plain, &size);
         if (r == -ESTALE) {
@@ -657,16 +673,38 @@ static void on_relay_message(struct network *n, const uint8_t from[WIRE_NODE_ID_
         }
         case SWARM__RELAY_MESSAGE__BODY_DIAL_REQUEST: {
                 /* Dial the first endpoint of the record the asker signed,
-                 * never one named otherwise: no one can aim us elsewhere. */
+                 * and only when its address is the one the asker's
+                 * connection came from (as AutoNAT does): a record can
+                 * name any address, and no one may aim us at another
+                 * host.  A NATed asker's own address is not where its
+                 * connection comes from: it is not dialled, and learns
+                 * so by the silence.  At most DIAL_BACKS_PER_MINUTE. */
                 Swarm__RelayMessage a = SWARM__RELAY_MESSAGE__INIT;
                 Swarm__DialBack d = SWARM__DIAL_BACK__INIT;
                 Swarm__NodeRecord *rec = NULL;
+                const char *source = transport_receiving_address(n->transport);
 
                 r = wire_record_open(m->dial_request->record, NULL, NULL, &rec, &reason);
                 if (r < 0 || memcmp(rec->node_id.data, from, WIRE_NODE_ID_SIZE) != 0 || rec->n_endpoints == 0 ||
                     strncmp(rec->endpoints[0], "tcp://", 6) != 0) {
                         complain(n, from, "asked to be dialled back with a record %s; ignored.",
                                  r < 0 ? reason ?: "that does not open" : "not its own or without a tcp:// endpoint");
+                        wire_record_free(rec);
+                        break;
+                }
+                if (!source || !endpoint_host_is_address(rec->endpoints[0], source)) {
+                        log_debug("Not dialling back %s: the request came from %s.", rec->endpoints[0],
+                                  source ?: "a relay or our own connection");
+                        wire_record_free(rec);
+                        break;
+                }
+                if (t >= n->dial_backs_window + 60 * USEC_PER_SEC) {
+                        n->dial_backs_window = t;
+                        n->dial_backs = 0;
+                }
+                if (++n->dial_backs > DIAL_BACKS_PER_MINUTE) {
+                        complain(n, from, "asked to be dialled back: over %d dial-backs this minute; ignored.",
+                                 DIAL_BACKS_PER_MINUTE);
                         wire_record_free(rec);
                         break;
                 }
@@ -916,7 +954,12 @@ static int reach_setup(struct network *n, const struct config *c) {
                 log_info("Relaying for NATed nodes: up to %" PRIu64 " of them, %" PRIu64 " bytes/s per peer "
                          "(relay.*).", c->relay_max_clients, c->relay_bandwidth);
         }
-        r = transport_set_read_replies(n->transport, reach_get_state(n->reach) != REACH_STATE_PUBLIC);
+        /* Peers may answer over our connections while our record says
+         * we cannot be dialled or do not know yet; one that found us
+         * public may still hold that record for a while.  Only a node
+         * configured public, whose every record says so, skips reading
+         * its DEALERs. */
+        r = transport_set_read_replies(n->transport, c->network_reachability != NETWORK_REACHABILITY_PUBLIC);
         if (r < 0)
                 return r;
         return node_record_set_reach(n->self, (Swarm__Reachability) reach_get_state(n->reach), c->relay_enabled,

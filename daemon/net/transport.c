@@ -105,6 +105,7 @@ struct transport {
         transport_receive_fn receive;
         void *userdata;
         bool receiving_reverse;         /* during receive(): the message came on a DEALER */
+        const char *receiving_address;  /* during receive(): the IP its connection came from */
         bool read_replies;              /* watch the DEALERs (transport_set_read_replies()) */
         struct transport_stats stats;
 };
@@ -339,8 +340,17 @@ static bool peer_take_token(const struct transport *t, struct peer *p, uint64_t 
 
 static int dealer_watch(struct peer *p);
 
+/* Messages queued on a socket we read, at most: about ROUTER_QUEUE_BYTES
+ * of the largest ones, between 16 and 1000. */
+static int receive_hwm(const struct transport *t) {
+        uint64_t hwm = ROUTER_QUEUE_BYTES / (t->max_message_size + CLAIM_SIZE);
+
+        return (int) (hwm < 16 ? 16 : hwm > 1000 ? 1000 : hwm);
+}
+
 static int peer_connect(struct transport *t, struct peer *p, const char *endpoint) {
         void *s = zmq_socket(t->ctx, ZMQ_DEALER);
+        const int rcvhwm = receive_hwm(t);
         /* A peer answers on it only when we cannot be dialled (a relay
          * and its NATed client, issue 21): read like the ROUTER. */
         const struct {
@@ -348,7 +358,7 @@ static int peer_connect(struct transport *t, struct peer *p, const char *endpoin
         } options[] = {
                 { ZMQ_LINGER, 0 },
                 { ZMQ_SNDHWM, t->send_queue },
-                { ZMQ_RCVHWM, 1000 },
+                { ZMQ_RCVHWM, rcvhwm },   /* what a peer answering on it may queue */
                 { ZMQ_RECONNECT_IVL, RECONNECT_IVL_MS },
                 { ZMQ_RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS },
                 { ZMQ_HANDSHAKE_IVL, HANDSHAKE_IVL_MS },
@@ -482,7 +492,9 @@ static void router_handle(struct transport *t, zmq_msg_t *rid, zmq_msg_t *msg) {
         t->stats.received++;
         /* The callback may send to new peers, which can forget p. */
         memcpy(from, data, KEY_SIZE);
+        t->receiving_address = zmq_msg_gets(msg, "Peer-Address");
         t->receive(t, from, data + CLAIM_SIZE, size - CLAIM_SIZE, t->userdata);
+        t->receiving_address = NULL;
 }
 
 /* One message on our DEALER to p: from p (CURVE authenticated it with the
@@ -757,7 +769,6 @@ static int dealer_watch(struct peer *p) {
 static int router_setup(struct transport *t, const char *bind) {
         uint64_t limit = t->max_message_size + CLAIM_SIZE + CURVE_FRAME_OVERHEAD;
         int64_t maxmsgsize = (int64_t) (limit < HANDSHAKE_FRAME_MAX ? HANDSHAKE_FRAME_MAX : limit);
-        uint64_t hwm = ROUTER_QUEUE_BYTES / (t->max_message_size + CLAIM_SIZE);
         char endpoint[256];
         size_t len = sizeof(endpoint);
         int r;
@@ -766,7 +777,7 @@ static int router_setup(struct transport *t, const char *bind) {
         if (!t->router)
                 return zmq_negative_errno();
         if ((r = sockopt_int(t->router, ZMQ_LINGER, 0)) < 0 ||
-            (r = sockopt_int(t->router, ZMQ_RCVHWM, (int) (hwm < 16 ? 16 : hwm > 1000 ? 1000 : hwm))) < 0 ||
+            (r = sockopt_int(t->router, ZMQ_RCVHWM, receive_hwm(t))) < 0 ||
             (r = sockopt_int(t->router, ZMQ_HANDSHAKE_IVL, HANDSHAKE_IVL_MS)) < 0 ||
             (r = sockopt_int(t->router, ZMQ_HEARTBEAT_IVL, HEARTBEAT_IVL_MS)) < 0 ||
             (r = sockopt_int(t->router, ZMQ_HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)) < 0 ||
@@ -1010,6 +1021,10 @@ bool transport_can_reply(const struct transport *t, const uint8_t to[WIRE_NODE_I
         const struct peer *p = t && to ? peer_find(t, to) : NULL;
 
         return p && p->rid_len > 0;
+}
+
+const char *transport_receiving_address(const struct transport *t) {
+        return t ? t->receiving_address : NULL;
 }
 
 bool transport_receiving_reverse(const struct transport *t) {

@@ -101,10 +101,15 @@ int transport_replyv(struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE], c
 bool transport_can_reply(const struct transport *t, const uint8_t to[WIRE_NODE_ID_SIZE]);
 
 /* Whether our DEALERs are read: on for a node that peers may answer over
- * its own connections (it cannot be dialled, or does not know yet), off
- * (the default) for one they dial, which then costs nothing.  0, or the
+ * its own connections (it cannot be dialled, or may not be), off (the
+ * default) for one they always dial, which then costs nothing.  0, or the
  * first error watching a DEALER. */
 int transport_set_read_replies(struct transport *t, bool on);
+
+/* During the receive callback, for a message a peer sent over a
+ * connection it dialled (the ROUTER): the IP address that connection came
+ * from, as text ("192.0.2.7", "2001:db8::1"); NULL otherwise. */
+const char *transport_receiving_address(const struct transport *t);
 
 /* During the receive callback: true when the message came on one of our
  * DEALERs (a peer answering over our connection), false when a peer
