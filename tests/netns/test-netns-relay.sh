@@ -158,7 +158,7 @@ ok "a job from a NATed requester verified, run by a NATed provider through a rel
 # relay dies.
 batch="$nn_dir/batch"
 head -c 8192 /dev/urandom >"$nn_dir/input.bin"
-JOBS=1500
+JOBS=600
 for j in $(seq 1 $JOBS); do echo "hash data=@$nn_dir/input.bin"; done >"$batch"
 via=$(route h0 h3)
 via=${via#relay:}
