@@ -530,6 +530,43 @@ Test(reach, a_dial_back_endpoint_must_be_the_address_the_request_came_from) {
         cr_assert_not(endpoint_host_is_address("tcp://10.200.0.10:7946", NULL));
 }
 
+/* Dial-back asks peers that can be dialled first, those still checking
+ * only to make up the number, and never a private one (it could not
+ * answer: a reachable node asking only NATed peers thought itself
+ * private). */
+Test(reach, dial_back_asks_dialable_peers_first_and_never_private_ones) {
+        struct world w = {};
+        struct reach *r = reach_make(&w, REACH_MODE_AUTO);
+
+        peers_make();
+        peers[0].state = REACH_STATE_PRIVATE;
+        peers[1].state = REACH_STATE_PRIVATE;
+        peers[2].state = REACH_STATE_CHECKING;
+        peers[3].state = REACH_STATE_CHECKING;
+        peers[4].state = REACH_STATE_PUBLIC;
+        peers[5].state = REACH_STATE_UNKNOWN;
+        reach_tick(r, 0, peers, 6);
+        cr_assert_eq(w.n_dial, 3);
+        {
+                bool asked[6] = {};
+                for (size_t i = 0; i < w.n_dial; i++)
+                        asked[w.dialled[i][0] - 1] = true;
+                cr_assert(asked[4] && asked[5], "a dialable peer was not asked");
+                cr_assert_not(asked[0] || asked[1], "a private peer was asked");
+        }
+        reach_free(r);
+        /* Only private peers: no one is asked, and no round fails. */
+        w = (struct world) {};
+        r = reach_make(&w, REACH_MODE_AUTO);
+        for (size_t i = 0; i < 6; i++)
+                peers[i].state = REACH_STATE_PRIVATE;
+        reach_tick(r, 0, peers, 6);
+        reach_tick(r, 60 * SEC, peers, 6);
+        cr_assert_eq(w.n_dial, 0);
+        cr_assert_eq(reach_get_state(r), REACH_STATE_CHECKING);
+        reach_free(r);
+}
+
 /* With every peer suspect there is no one to ask: the next look is a
  * while away, not in the past (which spun the daemon's event loop). */
 Test(reach, with_every_peer_suspect_the_next_round_is_not_at_once) {

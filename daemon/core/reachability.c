@@ -145,16 +145,25 @@ static void round_start(struct reach *r, uint64_t now, const struct reach_peer *
         r->round_open = true;
         r->round_deadline = now + r->config.dial_timeout_usec;
         r->stats.rounds++;
-        /* A random run of the alive peers; their order is the caller's. */
+        /* A random run of the alive peers (their order is the caller's):
+         * first those that say they can be dialled (or are from before
+         * reachability), then those still checking; never a private one.
+         * A peer dials back only an address the request came from, and a
+         * request reaches a NATed peer through a relay or over its own
+         * connection: it could never answer, and asking it alone would
+         * make a reachable node think itself private. */
         start = (size_t) random_below(r, n_peers);
-        for (size_t k = 0; k < n_peers && asked < r->config.dial_peers; k++) {
-                const struct reach_peer *p = &peers[(start + k) % n_peers];
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t k = 0; k < n_peers && asked < r->config.dial_peers; k++) {
+                        const struct reach_peer *p = &peers[(start + k) % n_peers];
+                        bool dialable = p->state == REACH_STATE_PUBLIC || p->state == REACH_STATE_UNKNOWN;
 
-                if (memcmp(p->id, r->self, WIRE_NODE_ID_SIZE) == 0 || p->suspect)
-                        continue;
-                r->io.send_dial_request(r->io.userdata, p->id, r->nonce);
-                asked++;
-        }
+                        if (memcmp(p->id, r->self, WIRE_NODE_ID_SIZE) == 0 || p->suspect ||
+                            p->state == REACH_STATE_PRIVATE || dialable != (pass == 0))
+                                continue;
+                        r->io.send_dial_request(r->io.userdata, p->id, r->nonce);
+                        asked++;
+                }
         if (asked == 0) {
                 /* Every peer suspect: ask again in a while, not at once
                  * (a deadline in the past would spin the event loop). */

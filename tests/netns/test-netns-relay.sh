@@ -105,7 +105,7 @@ homes_private() {
 }
 deadline=$(($(date +%s) + 90))
 until homes_private; do
-	[ "$(date +%s)" -lt "$deadline" ] || fail "homes did not find themselves private with a relay in 90 s: $(for k in $(seq 0 $((HOMES - 1))); do printf '%s/%s ' "$(self_field "h$k" reachability)" "$(self_field "h$k" relays)"; done)"
+	[ "$(date +%s)" -lt "$deadline" ] || fail "homes not private with a relay, or public nodes not public, in 90 s: $(for k in $(seq 0 $((HOMES - 1))); do printf 'h%s:%s/%s ' "$k" "$(self_field "h$k" reachability)" "$(self_field "h$k" relays)"; done; for i in $(seq 0 $((PUBLIC - 1))); do printf 'p%s:%s ' "$i" "$(self_field "p$i" reachability)"; done)"
 	sleep 1
 done
 ok "dial-back: every home private with relays, every public node public, in $(($(date +%s) - t0)) s"
