@@ -567,6 +567,27 @@ Test(reach, dial_back_asks_dialable_peers_first_and_never_private_ones) {
         reach_free(r);
 }
 
+/* Silence from peers that are still checking themselves proves nothing
+ * (they may be NATed too): only rounds that asked a dialable peer count. */
+Test(reach, only_rounds_that_asked_a_dialable_peer_can_make_it_private) {
+        struct world w = {};
+        struct reach *r = reach_make(&w, REACH_MODE_AUTO);
+
+        peers_make();
+        for (size_t i = 0; i < 6; i++)
+                peers[i].state = REACH_STATE_CHECKING;
+        for (uint64_t t = 0; t <= 30 * SEC; t += SEC)
+                reach_tick(r, t, peers, 6);
+        cr_assert_gt(w.n_dial, 6, "rounds were not repeated");
+        cr_assert_eq(reach_get_state(r), REACH_STATE_CHECKING);
+        /* One peer found itself public: two silent rounds now say private. */
+        peers[0].state = REACH_STATE_PUBLIC;
+        for (uint64_t t = 31 * SEC; t <= 60 * SEC && reach_get_state(r) == REACH_STATE_CHECKING; t += SEC)
+                reach_tick(r, t, peers, 6);
+        cr_assert_eq(reach_get_state(r), REACH_STATE_PRIVATE);
+        reach_free(r);
+}
+
 /* With every peer suspect there is no one to ask: the next look is a
  * while away, not in the past (which spun the daemon's event loop). */
 Test(reach, with_every_peer_suspect_the_next_round_is_not_at_once) {

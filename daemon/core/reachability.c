@@ -37,6 +37,7 @@ struct reach {
         enum reach_state state;
 
         bool round_open;
+        bool round_telling;             /* a dialable peer was asked: silence means something */
         unsigned failed_rounds;         /* in a row */
         uint8_t nonce[REACH_NONCE_SIZE];
         uint64_t round_deadline;        /* open: when it concludes; closed: when the next starts */
@@ -143,6 +144,7 @@ static void round_start(struct reach *r, uint64_t now, const struct reach_peer *
                 memcpy(r->nonce + i, &x, 8);
         }
         r->round_open = true;
+        r->round_telling = false;
         r->round_deadline = now + r->config.dial_timeout_usec;
         r->stats.rounds++;
         /* A random run of the alive peers (their order is the caller's):
@@ -163,6 +165,8 @@ static void round_start(struct reach *r, uint64_t now, const struct reach_peer *
                                 continue;
                         r->io.send_dial_request(r->io.userdata, p->id, r->nonce);
                         asked++;
+                        if (dialable)
+                                r->round_telling = true;
                 }
         if (asked == 0) {
                 /* Every peer suspect: ask again in a while, not at once
@@ -181,6 +185,12 @@ static int round_conclude(struct reach *r, uint64_t now) {
          * REACH_ROUNDS_TO_FAIL rounds in a row, one right after the other,
          * say that no one can reach us. */
         r->round_open = false;
+        if (!r->round_telling) {
+                /* Only peers still checking were asked (a swarm starting):
+                 * they may be NATed themselves.  Ask again. */
+                r->round_deadline = now;
+                return 0;
+        }
         if (++r->failed_rounds < REACH_ROUNDS_TO_FAIL) {
                 r->round_deadline = now;
                 return 0;

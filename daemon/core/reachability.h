@@ -9,7 +9,10 @@
  * nonce.  A DialBack can only arrive over a connection a peer opened to
  * that endpoint, so one that arrives with the round's nonce proves it
  * reachable (PUBLIC); none within dial_timeout in two rounds in a row
- * means no peer could (PRIVATE).  A round is repeated every recheck period, and at once when
+ * means no peer could (PRIVATE).  Peers whose records say they can be
+ * dialled are asked first, those still checking only to make up the
+ * number, private ones never (they could not answer); a round that asked
+ * no dialable peer proves nothing and does not count.  A round is repeated every recheck period, and at once when
  * the node had no peer to ask.
  *
  * Relays, while PRIVATE: the node keeps want_relays registrations with
