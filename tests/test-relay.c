@@ -281,6 +281,39 @@ Test(relay_box, nonces_never_repeat_even_after_a_peer_is_forgotten) {
         relay_box_free(ba);
 }
 
+/* Boxes to one peer are counted on their own: sealing many for others in
+ * between does not shrink how far boxes to it may be reordered. */
+Test(relay_box, reordering_is_taken_however_many_boxes_went_to_others) {
+        struct key a, b, c;
+        struct relay_box *ba, *bb;
+        uint8_t *boxes[10];
+        size_t sizes[10];
+        char out[64];
+
+        key_make(&a);
+        key_make(&b);
+        key_make(&c);
+        ba = box_for(&a, 13);
+        bb = box_for(&b, 13);
+        for (size_t i = 0; i < 10; i++) {
+                seal(ba, &b, "x", &boxes[i], &sizes[i]);
+                for (size_t k = 0; k < 100; k++) {
+                        uint8_t *other;
+                        size_t n;
+
+                        seal(ba, &c, "y", &other, &n);
+                        free(other);
+                }
+        }
+        cr_assert_eq(open_copy(bb, &a, boxes[9], sizes[9], out), 0);
+        for (size_t i = 0; i < 9; i++)
+                cr_assert_eq(open_copy(bb, &a, boxes[i], sizes[i], out), 0, "box %zu, reordered, refused", i);
+        for (size_t i = 0; i < 10; i++)
+                free(boxes[i]);
+        relay_box_free(ba);
+        relay_box_free(bb);
+}
+
 /* ---- The relay's table ---- */
 
 static void id_of(uint8_t id[WIRE_NODE_ID_SIZE], uint8_t n) {

@@ -20,6 +20,7 @@ static const char KEY_LABEL[] = "swarmharness relay box 1";
 struct box_peer {
         uint8_t id[WIRE_NODE_ID_SIZE];
         uint8_t tx_key[KEY_SIZE];       /* us → this peer */
+        uint64_t tx_next;               /* the next box's counter; 0: none yet */
         uint8_t rx_key[KEY_SIZE];       /* this peer → us */
         bool rx_seen;                   /* rx_session and rx_top are set */
         uint8_t rx_session[SESSION_SIZE];
@@ -32,10 +33,12 @@ struct relay_box {
         uint8_t curve_sk[crypto_box_SECRETKEYBYTES];
         uint8_t self[WIRE_NODE_ID_SIZE];
         uint8_t session[SESSION_SIZE];
-        /* One counter for every box we seal, whoever it is for: a nonce
-         * (session, counter) is never used twice, even for a peer whose
-         * entry was forgotten and made again. */
-        uint64_t tx_counter;
+        /* Counters run per peer, one after the other (so the receiver's
+         * window takes boxes reordered by up to 64), and each run starts
+         * a new generation in their top 32 bits: a nonce (session,
+         * counter) is never used twice, even for a peer whose entry was
+         * forgotten and made again. */
+        uint32_t generations;
         struct box_peer *peers;
         size_t n_peers, n_allocated;
         uint64_t tick;
@@ -184,14 +187,17 @@ int relay_box_seal(struct relay_box *b, const uint8_t to[WIRE_NODE_ID_SIZE], con
                 if (r < 0)
                         return r;
         }
-        if (b->tx_counter == UINT64_MAX)
-                return -EOVERFLOW;      /* 2⁶⁴ boxes: not in this session */
+        if (p->tx_next == 0 || (uint32_t) p->tx_next == 0) {
+                if (b->generations == UINT32_MAX)
+                        return -EOVERFLOW;      /* 2³² runs: not in this session */
+                p->tx_next = ((uint64_t) ++b->generations << 32) | 1;
+        }
 
         out = malloc(RELAY_BOX_OVERHEAD + size);
         if (!out)
                 return -ENOMEM;
         memcpy(out, b->session, SESSION_SIZE);
-        put_be64(out + SESSION_SIZE, ++b->tx_counter);
+        put_be64(out + SESSION_SIZE, p->tx_next++);
         off = RELAY_BOX_OVERHEAD;
         for (size_t i = 0; i < n; i++) {
                 if (iov[i].iov_len > 0)

@@ -15,8 +15,9 @@
  *
  * Nonce (24 bytes, sent in front of the ciphertext): the sender's session
  * (16 bytes: its boot time, µs of the wall clock, big-endian, then 8 random
- * bytes) and a counter (8 bytes, big-endian) over every box it seals, so a
- * nonce is never used twice.  The receiver keeps, per sender, the newest
+ * bytes) and a counter (8 bytes, big-endian) per recipient, whose top 32
+ * bits are a generation the sender takes anew for each run of counters,
+ * so a nonce is never used twice, even for a recipient it forgot.  The receiver keeps, per sender, the newest
  * session and a 64-box window below its highest counter: a replayed box, or
  * one of an older session (an earlier run of the sender), is refused.  A
  * sender whose wall clock went backwards across a restart is refused until
